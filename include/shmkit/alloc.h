@@ -1,0 +1,100 @@
+/*
+ * shmkit/alloc.h -- the three shared-memory allocators.
+ *
+ *   shk_freelist  variable sizes, O(1) allocate/free through size classes,
+ *                 lock-free (one Treiber stack of tagged offsets per class).
+ *                 Every segment has one, growable, as its heap: the dict,
+ *                 queue and stack allocate from it.
+ *   shk_bump      one atomic compare-and-swap per allocation, reset() frees all.
+ *   shk_slab      fixed-size slots tracked by an atomic bitmap.
+ *
+ * All offsets are segment offsets (from the segment base), so a block can be
+ * handed to another process as a plain integer.  Handles (the structs below)
+ * are process-local and cheap; the allocator state lives in the segment.
+ */
+#ifndef SHMKIT_ALLOC_H
+#define SHMKIT_ALLOC_H
+
+#include "common.h"
+#include "segment.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Every block handed out is aligned to this many bytes. */
+#define SHK_ALIGN 16u
+
+/* ---------------- free-list allocator ---------------- */
+
+typedef struct shk_freelist shk_freelist;
+
+/* Largest single allocation the free list accepts (a size class must exist
+ * for it): just under the largest segment. */
+#define SHK_FREELIST_MAX_ALLOC (SHK_MAX_MAX_SIZE - (1ull << 20))
+
+/* Build a fixed-capacity free-list allocator inside `seg` (its memory comes
+ * from the segment heap); *off receives the offset of its shared header. */
+int shk_freelist_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off);
+/* Open a handle on the allocator whose header is at `off` (validated). */
+int shk_freelist_open(shk_segment *seg, uint64_t off, shk_freelist **out);
+void shk_freelist_close(shk_freelist *fl);
+
+/* Allocate n bytes (n >= 1); *off gets the block's offset, 16-aligned.
+ * SHK_ENOMEM with nothing changed if no room; SHK_EINVAL if n is 0 or too
+ * large for any size class. */
+int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off);
+/* Free a block.  SHK_EBADOFF (nothing changed) for an offset that is not a
+ * live block of this allocator, including a second free of the same block. */
+int shk_freelist_free(shk_freelist *fl, uint64_t off);
+/* Usable bytes of the live block at off (>= what was asked), 0 if `off` is
+ * not a live block. */
+uint64_t shk_freelist_usable(const shk_freelist *fl, uint64_t off);
+/* Bytes that could still be handed out (free blocks + untouched space),
+ * counting block headers.  Back to its initial value once all is freed. */
+uint64_t shk_freelist_available(const shk_freelist *fl);
+uint64_t shk_freelist_capacity(const shk_freelist *fl);
+/* [start, end) of the data region, in segment offsets (end = high water). */
+void shk_freelist_region(const shk_freelist *fl, uint64_t *start, uint64_t *end);
+shk_segment *shk_freelist_segment(const shk_freelist *fl);
+
+typedef struct shk_freelist_stats {
+    uint64_t capacity, used_bytes, free_list_bytes, untouched_bytes;
+    uint64_t live_blocks, free_blocks;
+} shk_freelist_stats;
+/* Walk every free list and verify its invariants (no cycle, every node a
+ * FREE block of that class inside the region, counters consistent when the
+ * allocator is quiescent).  SHK_OK or SHK_ECORRUPT. */
+int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *stats);
+
+/* ---------------- bump allocator ---------------- */
+
+typedef struct shk_bump shk_bump;
+int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off);
+int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out);
+void shk_bump_close(shk_bump *b);
+int shk_bump_alloc(shk_bump *b, uint64_t n, uint64_t *off);
+void shk_bump_reset(shk_bump *b);
+uint64_t shk_bump_available(const shk_bump *b);
+uint64_t shk_bump_capacity(const shk_bump *b);
+void shk_bump_region(const shk_bump *b, uint64_t *start, uint64_t *end);
+
+/* ---------------- slab allocator ---------------- */
+
+typedef struct shk_slab shk_slab;
+int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
+                       uint64_t *off);
+int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out);
+void shk_slab_close(shk_slab *s);
+int shk_slab_alloc(shk_slab *s, uint64_t *off);
+int shk_slab_free(shk_slab *s, uint64_t off);   /* SHK_EBADOFF if not live */
+uint64_t shk_slab_available(const shk_slab *s); /* bytes in free slots     */
+uint64_t shk_slab_slot_size(const shk_slab *s);
+uint64_t shk_slab_slot_count(const shk_slab *s);
+void shk_slab_region(const shk_slab *s, uint64_t *start, uint64_t *end);
+int shk_slab_is_live(const shk_slab *s, uint64_t off);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,31 @@
+"""Builds the C extension shmkit._shmkit from the libshmkit sources (src/)
+and the binding sources (python/shmkit/_ext/).  Everything else is in
+pyproject.toml.  See docs/BUILD.md for why setuptools."""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def rel(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"]
+if os.environ.get("SHMKIT_WERROR") == "1":
+    flags.append("-Werror")
+
+setup(
+    ext_modules=[
+        Extension(
+            "shmkit._shmkit",
+            sources=rel("src/*.c") + rel("python/shmkit/_ext/*.c"),
+            include_dirs=["include", "src", "python/shmkit/_ext"],
+            depends=rel("include/**/*.h") + rel("src/*.h") + rel("python/shmkit/_ext/*.h"),
+            extra_compile_args=flags,
+            libraries=["pthread", "rt"],
+        )
+    ]
+)

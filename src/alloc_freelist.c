@@ -1,0 +1,402 @@
+/*
+ * alloc_freelist.c -- the free-list allocator: variable sizes, O(1), lock-free.
+ *
+ * DESIGN
+ *   Requests are rounded up to one of 128 size classes: 16-byte steps up to
+ *   256 bytes, then four classes per power of two up to 64 GiB (at most 25 %
+ *   internal waste).  Each class keeps a lock-free Treiber stack of its free
+ *   blocks (internal.h: shk_lfstack_*), whose head word carries an ABA tag
+ *   beside the block offset.  allocate = pop from the class, or carve a new
+ *   block from the untouched region with one CAS on `top`; free = push.
+ *   Blocks are never split or merged, so a block's class, written in its
+ *   header when carved, never changes and a free is always O(1).
+ *
+ *   Lock-free rather than robust-locked because the hot path is then two
+ *   uncontended CAS per allocate+free pair (~10 ns), and because a process
+ *   killed at any instant cannot block the others: the worst a kill can do
+ *   is leak the one block it was freeing (state FREE but not yet on a list),
+ *   which shk_freelist_check() reports.
+ *
+ *   When its class is empty and the untouched region has no room, an
+ *   allocation takes a block from a larger class (it keeps its own class and
+ *   returns to it when freed), so memory freed in one class is not lost to
+ *   the others.  The segment heap is "growable": carving past the backed part
+ *   of the segment grows the file first (shk_segment_reserve).
+ *
+ * LAYOUT
+ *   header (at the allocator's offset):
+ *     magic, version, flags | start | limit | top (atomic) | class[128]
+ *     class[c] = { head (tag:32 | offset/16:32), free_bytes, free_blocks }
+ *                one cache line each, so classes do not false-share.
+ *   blocks, contiguous from `start` to `top`:
+ *     +0  link   (atomic u64: next free block while on a free list)
+ *     +8  state  (atomic u32: LIVE or FREE magic)
+ *     +12 class  (u32, immutable once carved)
+ *     +16 payload: class_size(class) bytes; the offset handed out
+ *
+ * INVARIANTS
+ *   - Every block in [start, top) has a valid header once its carver has
+ *     returned; blocks tile [start, top) exactly (check() walks them).
+ *   - A block is on its class's list iff its state is FREE (except for the
+ *     instant between a free's state change and its push).
+ *   - free_bytes[c] >= bytes of blocks on list c: free adds before it pushes,
+ *     allocate subtracts after it pops.
+ */
+#include "internal.h"
+#include "heap_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FL_MAGIC 0x5453494c45455246ull   /* "FREELIST" */
+#define FL_VERSION 1u
+#define FL_FLAG_GROWABLE 1u
+#define FL_NCLASS 128
+#define FL_SMALL_CLASSES 16
+#define BLOCK_HDR 16u
+#define STATE_LIVE 0x4556494cu            /* "LIVE" */
+#define STATE_FREE 0x45455246u            /* "FREE" */
+
+typedef struct fl_class {
+    _Atomic uint64_t head;
+    _Atomic uint64_t free_bytes;
+    _Atomic uint64_t free_blocks;
+    char pad[SHK_CACHELINE - 24];
+} fl_class;
+
+typedef struct fl_shared {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t flags;
+    uint64_t start;
+    uint64_t limit;
+    _Atomic uint64_t top;
+    char pad[SHK_CACHELINE - 40];
+    fl_class cls[FL_NCLASS];
+} fl_shared;
+SHK_STATIC_ASSERT(sizeof(fl_class) == SHK_CACHELINE, "class is a line");
+SHK_STATIC_ASSERT(sizeof(fl_shared) % SHK_CACHELINE == 0, "header lines");
+
+typedef struct fl_block {
+    _Atomic uint64_t link;
+    _Atomic uint32_t state;
+    uint32_t cls;
+} fl_block;
+SHK_STATIC_ASSERT(sizeof(fl_block) == BLOCK_HDR, "block header is 16 B");
+
+struct shk_freelist {
+    shk_segment *seg;
+    char *base;
+    fl_shared *sh;
+    uint64_t start, limit;
+    int growable;
+    int segment_heap;
+};
+
+/* ------------------------------------------------------------ size classes */
+
+static inline uint64_t class_size(unsigned c)
+{
+    if (c < FL_SMALL_CLASSES)
+        return (uint64_t)(c + 1) * 16;
+    unsigned k = 8 + (c - FL_SMALL_CLASSES) / 4;
+    unsigned sub = (c - FL_SMALL_CLASSES) % 4;
+    return (1ull << k) + (uint64_t)(sub + 1) * (1ull << (k - 2));
+}
+
+static inline int class_of(uint64_t n)
+{
+    if (n <= 256)
+        return (int)((n + 15) / 16) - 1;
+    uint64_t m = n - 1;
+    unsigned k = shk_log2_u64(m);
+    unsigned sub = (unsigned)(m >> (k - 2)) & 3u;
+    unsigned c = FL_SMALL_CLASSES + (k - 8) * 4 + sub;
+    return c < FL_NCLASS ? (int)c : -1;
+}
+
+/* --------------------------------------------------------------- plumbing */
+
+uint64_t shk_freelist_header_size(void) { return sizeof(fl_shared); }
+
+void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
+                          uint64_t limit, int growable)
+{
+    fl_shared *sh = (fl_shared *)(base + off);
+    memset(sh, 0, sizeof *sh);
+    sh->magic = FL_MAGIC;
+    sh->version = FL_VERSION;
+    sh->flags = growable ? FL_FLAG_GROWABLE : 0;
+    sh->start = shk_align_up(start, SHK_ALIGN);
+    sh->limit = limit & ~(uint64_t)(SHK_ALIGN - 1);
+    atomic_store_explicit(&sh->top, sh->start, memory_order_relaxed);
+}
+
+int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
+                             uint64_t file_size, uint64_t max_size)
+{
+    const fl_shared *sh = (const fl_shared *)(buf + off);
+    if (sh->magic != FL_MAGIC || sh->version != FL_VERSION)
+        return SHK_ECORRUPT;
+    uint64_t top = atomic_load_explicit(&sh->top, memory_order_acquire);
+    if (sh->start < min_start || sh->start % SHK_ALIGN || sh->limit < sh->start ||
+        sh->limit > max_size || top < sh->start || top > sh->limit ||
+        top > file_size)
+        return SHK_ECORRUPT;
+    if (!(sh->flags & FL_FLAG_GROWABLE) && sh->limit > file_size)
+        return SHK_ECORRUPT;
+    for (int c = 0; c < FL_NCLASS; c++) {
+        uint64_t h = shk_lf_off(atomic_load_explicit(&sh->cls[c].head,
+                                                     memory_order_relaxed));
+        if (h != 0 && (h < sh->start || h + BLOCK_HDR > top))
+            return SHK_ECORRUPT;
+    }
+    return SHK_OK;
+}
+
+int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
+                               shk_freelist **out)
+{
+    if (!shk_segment_contains(seg, off, sizeof(fl_shared)))
+        return SHK_ECORRUPT;
+    char *base = shk_segment_base(seg);
+    if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared),
+                                 shk_segment_file_size(seg),
+                                 shk_segment_max_size(seg)) != SHK_OK)
+        return SHK_ECORRUPT;
+    shk_freelist *fl = calloc(1, sizeof *fl);
+    if (!fl)
+        return SHK_ESYS;
+    fl->seg = seg;
+    fl->base = base;
+    fl->sh = (fl_shared *)(base + off);
+    fl->start = fl->sh->start;
+    fl->limit = fl->sh->limit;
+    fl->growable = (fl->sh->flags & FL_FLAG_GROWABLE) != 0;
+    fl->segment_heap = segment_heap;
+    if (!segment_heap)
+        shk_segment_retain(seg);
+    *out = fl;
+    return SHK_OK;
+}
+
+int shk_freelist_open(shk_segment *seg, uint64_t off, shk_freelist **out)
+{
+    return shk_freelist_open_internal(seg, off, 0, out);
+}
+
+void shk_freelist_close(shk_freelist *fl)
+{
+    if (!fl)
+        return;
+    if (!fl->segment_heap)
+        shk_segment_close(fl->seg);
+    free(fl);
+}
+
+int shk_freelist_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off)
+{
+    if (capacity == 0 || capacity > SHK_FREELIST_MAX_ALLOC)
+        return SHK_EINVAL;
+    uint64_t total = sizeof(fl_shared) + shk_align_up(capacity, SHK_ALIGN);
+    uint64_t blk;
+    int rc = shk_freelist_alloc(shk_segment_heap(seg), total, &blk);
+    if (rc != SHK_OK)
+        return rc;
+    shk_freelist_init_at(shk_segment_base(seg), blk, blk + sizeof(fl_shared),
+                         blk + total, 0);
+    *off = blk;
+    return SHK_OK;
+}
+
+/* ------------------------------------------------------- allocate and free */
+
+static inline fl_block *block_at(const shk_freelist *fl, uint64_t hdr_off)
+{
+    return (fl_block *)(fl->base + hdr_off);
+}
+
+/* Carve a new block of class c from [top, limit).  0 if no room. */
+static uint64_t carve(shk_freelist *fl, unsigned c)
+{
+    uint64_t bsz = BLOCK_HDR + class_size(c);
+    /* relaxed: top is only a position; the block's contents are published
+     * to others by whatever structure the caller stores its offset in. */
+    uint64_t old = atomic_load_explicit(&fl->sh->top, memory_order_relaxed);
+    for (;;) {
+        uint64_t end = shk_add_sat(old, bsz);
+        if (end > fl->limit)
+            return 0;
+        if (fl->growable && shk_segment_reserve(fl->seg, end) != SHK_OK)
+            return 0;
+        if (atomic_compare_exchange_weak_explicit(&fl->sh->top, &old, end,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+            break;
+    }
+    fl_block *b = block_at(fl, old);
+    b->cls = c;
+    atomic_store_explicit(&b->link, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed);
+    return old;
+}
+
+static inline uint64_t pop_class(shk_freelist *fl, unsigned c)
+{
+    fl_class *k = &fl->sh->cls[c];
+    uint64_t top = atomic_load_explicit(&fl->sh->top, memory_order_relaxed);
+    uint64_t h = shk_lfstack_pop(&k->head, fl->base, top);
+    if (h == 0)
+        return 0;
+    fl_block *b = block_at(fl, h);
+    /* relaxed: the counters are statistics; the block is ours alone now. */
+    atomic_fetch_sub_explicit(&k->free_bytes, BLOCK_HDR + class_size(b->cls),
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&k->free_blocks, 1, memory_order_relaxed);
+    atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed);
+    return h;
+}
+
+int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
+{
+    if (n == 0 || n > SHK_FREELIST_MAX_ALLOC)
+        return SHK_EINVAL;
+    int c = class_of(n);
+    if (c < 0)
+        return SHK_EINVAL;
+    uint64_t h = pop_class(fl, (unsigned)c);
+    if (h == 0)
+        h = carve(fl, (unsigned)c);
+    /* No room for a new block: any free block of a larger class will do. */
+    for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++)
+        if (atomic_load_explicit(&fl->sh->cls[d].head, memory_order_relaxed))
+            h = pop_class(fl, d);
+    if (h == 0)
+        return SHK_ENOMEM;
+    *off = h + BLOCK_HDR;
+    return SHK_OK;
+}
+
+/* The header offset of a live block whose payload is at `off`, or 0. */
+static uint64_t live_header(const shk_freelist *fl, uint64_t off)
+{
+    uint64_t top = atomic_load_explicit(&fl->sh->top, memory_order_acquire);
+    if (off % SHK_ALIGN || off < fl->start + BLOCK_HDR || off >= top)
+        return 0;
+    uint64_t h = off - BLOCK_HDR;
+    const fl_block *b = block_at(fl, h);
+    if (b->cls >= FL_NCLASS || shk_add_sat(off, class_size(b->cls)) > top)
+        return 0;
+    if (atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_LIVE)
+        return 0;
+    return h;
+}
+
+int shk_freelist_free(shk_freelist *fl, uint64_t off)
+{
+    uint64_t h = live_header(fl, off);
+    if (h == 0)
+        return SHK_EBADOFF;
+    fl_block *b = block_at(fl, h);
+    uint32_t expect = STATE_LIVE;
+    /* The CAS makes a double free (even a concurrent one) fail cleanly:
+     * exactly one freer moves LIVE -> FREE.  relaxed: the push publishes. */
+    if (!atomic_compare_exchange_strong_explicit(&b->state, &expect, STATE_FREE,
+                                                 memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return SHK_EBADOFF;
+    fl_class *k = &fl->sh->cls[b->cls];
+    atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(b->cls),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed);
+    shk_lfstack_push(&k->head, fl->base, h);
+    return SHK_OK;
+}
+
+uint64_t shk_freelist_usable(const shk_freelist *fl, uint64_t off)
+{
+    uint64_t h = live_header(fl, off);
+    return h ? class_size(block_at(fl, h)->cls) : 0;
+}
+
+uint64_t shk_freelist_available(const shk_freelist *fl)
+{
+    uint64_t top = atomic_load_explicit(&fl->sh->top, memory_order_relaxed);
+    uint64_t n = fl->limit - top;
+    for (int c = 0; c < FL_NCLASS; c++)
+        n += atomic_load_explicit(&fl->sh->cls[c].free_bytes, memory_order_relaxed);
+    return n;
+}
+
+uint64_t shk_freelist_capacity(const shk_freelist *fl)
+{
+    return fl->limit - fl->start;
+}
+
+void shk_freelist_region(const shk_freelist *fl, uint64_t *start, uint64_t *end)
+{
+    *start = fl->start;
+    *end = atomic_load_explicit(&fl->sh->top, memory_order_acquire);
+}
+
+shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->seg; }
+
+/* ------------------------------------------------------------------ check */
+
+int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
+{
+    shk_freelist_stats s;
+    memset(&s, 0, sizeof s);
+    uint64_t top = atomic_load_explicit(&fl->sh->top, memory_order_acquire);
+    if (top < fl->start || top > fl->limit)
+        return SHK_ECORRUPT;
+    /* 1. Walk the blocks tiling [start, top). */
+    uint64_t free_walk = 0;
+    for (uint64_t h = fl->start; h < top;) {
+        if (h + BLOCK_HDR > top)
+            return SHK_ECORRUPT;
+        const fl_block *b = block_at(fl, h);
+        uint32_t state = atomic_load_explicit(&b->state, memory_order_relaxed);
+        if (b->cls >= FL_NCLASS)
+            return SHK_ECORRUPT;
+        uint64_t bsz = BLOCK_HDR + class_size(b->cls);
+        if (state == STATE_LIVE) {
+            s.live_blocks++;
+            s.used_bytes += bsz;
+        } else if (state == STATE_FREE) {
+            free_walk++;
+        } else {
+            return SHK_ECORRUPT;
+        }
+        h = shk_add_sat(h, bsz);
+        if (h > top)
+            return SHK_ECORRUPT;
+    }
+    /* 2. Walk every list: nodes FREE, of the list's class, no cycles (a list
+     *    cannot be longer than the number of FREE blocks). */
+    for (unsigned c = 0; c < FL_NCLASS; c++) {
+        uint64_t n = 0, bytes = 0;
+        uint64_t node = shk_lf_off(atomic_load_explicit(&fl->sh->cls[c].head,
+                                                        memory_order_acquire));
+        while (node) {
+            if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
+                return SHK_ECORRUPT;
+            const fl_block *b = block_at(fl, node);
+            if (b->cls != c ||
+                atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE)
+                return SHK_ECORRUPT;
+            if (++n > free_walk)
+                return SHK_ECORRUPT;
+            bytes += BLOCK_HDR + class_size(c);
+            node = atomic_load_explicit(&b->link, memory_order_relaxed);
+        }
+        s.free_blocks += n;
+        s.free_list_bytes += bytes;
+    }
+    s.capacity = fl->limit - fl->start;
+    s.untouched_bytes = fl->limit - top;
+    if (st)
+        *st = s;
+    /* FREE blocks that are on no list were leaked by a killed process. */
+    return s.free_blocks == free_walk ? SHK_OK : SHK_ECORRUPT;
+}

@@ -1,0 +1,163 @@
+/*
+ * internal.h -- helpers shared by the libshmkit sources; not installed.
+ *
+ *   - offset <-> pointer conversion (shared memory holds offsets only)
+ *   - process-shared robust mutexes (shk_mutex_*)
+ *   - futex wait/wake on a 32-bit word in shared memory (shk_futex_*)
+ *   - the tagged-offset Treiber stack (shk_lfstack_*) that the free-list
+ *     allocator and the Stack structure both use
+ *   - a few small utilities (alignment, monotonic time)
+ */
+#ifndef SHMKIT_INTERNAL_H
+#define SHMKIT_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "shmkit.h"
+
+#define SHK_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SHK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SHK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define SHK_LIKELY(x) (x)
+#define SHK_UNLIKELY(x) (x)
+#endif
+
+#define SHK_CACHELINE 64
+
+/* floor(log2(x)) for x > 0, with a portable fallback. */
+static inline unsigned shk_log2_u64(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return 63u - (unsigned)__builtin_clzll(x);
+#else
+    unsigned r = 0;
+    while (x >>= 1)
+        r++;
+    return r;
+#endif
+}
+
+/* ---- offsets ---- */
+
+static inline void *shk_ptr(char *base, uint64_t off) { return base + off; }
+static inline uint64_t shk_off(const char *base, const void *p)
+{
+    return (uint64_t)((const char *)p - base);
+}
+static inline uint64_t shk_align_up(uint64_t n, uint64_t a)
+{
+    return (n + (a - 1)) & ~(a - 1);
+}
+/* a + b without wrap-around: UINT64_MAX on overflow, which every bounds
+ * check then rejects.  Lengths read from shared memory go through this. */
+static inline uint64_t shk_add_sat(uint64_t a, uint64_t b)
+{
+    return (a + b < a) ? UINT64_MAX : a + b;
+}
+
+/* ---- robust, process-shared mutex ----
+ * A pthread mutex with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST, in a
+ * 64-byte slot of shared memory.  If its holder dies, the next locker gets
+ * SHK_MUTEX_RECOVERED: it must repair what the lock protects, then call
+ * shk_mutex_consistent() before unlocking. */
+typedef union shk_mutex {
+    pthread_mutex_t m;
+    char pad[64];
+} shk_mutex;
+SHK_STATIC_ASSERT(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t fits 64B");
+
+#define SHK_MUTEX_RECOVERED 1
+int shk_mutex_init(shk_mutex *mx);
+int shk_mutex_lock(shk_mutex *mx);          /* SHK_OK / SHK_MUTEX_RECOVERED */
+void shk_mutex_consistent(shk_mutex *mx);
+void shk_mutex_unlock(shk_mutex *mx);
+
+/* ---- futex ----
+ * Shared (not FUTEX_PRIVATE) futex on a 32-bit word in shared memory.
+ * timeout_ns < 0 waits forever.  Returns SHK_OK when woken or the word
+ * differed from `expected`, SHK_ETIMEDOUT, or SHK_EINTR on a signal. */
+int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected,
+                   int64_t timeout_ns);
+void shk_futex_wake(_Atomic uint32_t *word, int count);
+
+static inline int64_t shk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- tagged-offset Treiber stack ----
+ * The head word packs a 32-bit ABA tag above a 32-bit node offset counted in
+ * 16-byte units, so nodes must be 16-aligned and below 64 GiB
+ * (SHK_MAX_MAX_SIZE).  Node offset 0 means empty: offset 0 is always the
+ * segment header, never a node.  The link of a node is the _Atomic uint64_t
+ * at base + node offset (callers put it first in their node layout).
+ *
+ * Reading the link of a node that another process pops and reuses meanwhile
+ * is harmless: the memory stays mapped (segments never shrink), the read is
+ * atomic, and the tag makes the following CAS fail. */
+#define SHK_LFSTACK_EMPTY 0u
+
+static inline uint64_t shk_lf_pack(uint64_t tag, uint64_t off)
+{
+    return (tag << 32) | ((off >> 4) & 0xffffffffu);
+}
+static inline uint64_t shk_lf_off(uint64_t word) { return (word & 0xffffffffu) << 4; }
+static inline uint64_t shk_lf_tag(uint64_t word) { return word >> 32; }
+
+static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base,
+                                    uint64_t node)
+{
+    _Atomic uint64_t *link = (_Atomic uint64_t *)(base + node);
+    /* relaxed: our link store and the node's contents are published by the
+     * release CAS below. */
+    uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
+    for (;;) {
+        atomic_store_explicit(link, shk_lf_off(old), memory_order_relaxed);
+        /* release on success: a popper that acquires this head value sees the
+         * node's contents and link.  relaxed on failure: we only retry. */
+        if (atomic_compare_exchange_weak_explicit(
+                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, node),
+                memory_order_release, memory_order_relaxed))
+            return;
+    }
+}
+
+/* Pops a node; returns its offset or 0 when empty.  `limit` bounds a link
+ * read from shared memory: a corrupt link beyond it ends the pop with 0
+ * rather than a wild read. */
+static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
+                                       uint64_t limit)
+{
+    /* acquire: pairs with the pusher's release so the link and contents of
+     * the node we may take are visible. */
+    uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+    for (;;) {
+        uint64_t node = shk_lf_off(old);
+        if (node == 0 || node + 16 > limit)
+            return 0;
+        uint64_t next = atomic_load_explicit(
+            (_Atomic uint64_t *)(base + node), memory_order_relaxed);
+        /* acquire on both paths: on failure we re-read a new node's link. */
+        if (atomic_compare_exchange_weak_explicit(
+                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, next),
+                memory_order_acquire, memory_order_acquire))
+            return node;
+    }
+}
+
+/* ---- segment internals used by other sources ---- */
+int shk_segment_fd(const shk_segment *seg);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * sync.c -- the two blocking primitives of libshmkit: robust process-shared
+ * mutexes and shared futexes.
+ *
+ * Mutexes are used only where a multi-step change cannot be made lock-free
+ * cheaply (segment growth, the object directory, ...).  They are robust: a
+ * holder killed with SIGKILL hands the lock to the next locker with
+ * EOWNERDEAD instead of deadlocking it, and that locker repairs the state.
+ *
+ * Futexes are used for blocking waits (queue get/put).  They are *shared*
+ * futexes (no FUTEX_PRIVATE_FLAG): private futexes are keyed by the process's
+ * address space and would never wake a waiter in another process.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int shk_mutex_init(shk_mutex *mx)
+{
+    pthread_mutexattr_t at;
+    if (pthread_mutexattr_init(&at) != 0)
+        return SHK_ESYS;
+    int rc = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+    if (rc == 0)
+        rc = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+    if (rc == 0)
+        rc = pthread_mutex_init(&mx->m, &at);
+    pthread_mutexattr_destroy(&at);
+    if (rc != 0) {
+        errno = rc;
+        return SHK_ESYS;
+    }
+    return SHK_OK;
+}
+
+int shk_mutex_lock(shk_mutex *mx)
+{
+    int rc = pthread_mutex_lock(&mx->m);
+    if (rc == 0)
+        return SHK_OK;
+    if (rc == EOWNERDEAD)
+        return SHK_MUTEX_RECOVERED;
+    /* ENOTRECOVERABLE cannot happen: every RECOVERED path marks the mutex
+     * consistent before unlocking.  Anything else is a corrupt mutex. */
+    errno = rc;
+    return SHK_ESYS;
+}
+
+void shk_mutex_consistent(shk_mutex *mx) { pthread_mutex_consistent(&mx->m); }
+
+void shk_mutex_unlock(shk_mutex *mx) { pthread_mutex_unlock(&mx->m); }
+
+int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        /* FUTEX_WAIT takes a relative timeout measured on CLOCK_MONOTONIC. */
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tsp,
+                      NULL, 0);
+    if (rc == 0)
+        return SHK_OK;
+    if (errno == EAGAIN)
+        return SHK_OK;     /* the word already changed: no need to sleep */
+    if (errno == ETIMEDOUT)
+        return SHK_ETIMEDOUT;
+    if (errno == EINTR)
+        return SHK_EINTR;
+    return SHK_ESYS;
+}
+
+void shk_futex_wake(_Atomic uint32_t *word, int count)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+const char *shk_strerror(int status)
+{
+    switch (status) {
+    case SHK_OK: return "success";
+    case SHK_EINVAL: return "invalid argument";
+    case SHK_ENOMEM: return "out of shared memory";
+    case SHK_ECORRUPT: return "not a valid shmkit segment (corrupt, foreign, truncated or another layout version)";
+    case SHK_EEXIST: return "already exists";
+    case SHK_ENOENT: return "no such segment or object";
+    case SHK_ECLOSED: return "handle is closed";
+    case SHK_EFULL: return "full";
+    case SHK_EEMPTY: return "empty";
+    case SHK_ETIMEDOUT: return "timed out";
+    case SHK_ESYS: return "system call failed";
+    case SHK_EBADOFF: return "offset is not a live block of this allocator";
+    case SHK_ETYPE: return "object exists with another type";
+    case SHK_EINTR: return "interrupted by a signal";
+    case SHK_EAGAIN: return "changed concurrently";
+    case SHK_ENOTFOUND: return "key not found";
+    case SHK_ECLOSEDQ: return "queue is closed";
+    default: return "unknown error";
+    }
+}
+
+const char *shk_type_name(uint32_t type)
+{
+    static const char *const names[SHK_TYPE_MAX_] = {
+        "none", "bump", "freelist", "slab", "dict",
+        "queue", "stack", "bitset", "array"};
+    return type < SHK_TYPE_MAX_ ? names[type] : "unknown";
+}

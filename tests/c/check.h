@@ -1,0 +1,68 @@
+/*
+ * check.h -- the tiny unit-test harness of the C tests.
+ *
+ *   TEST(name) { CHECK(cond); CHECK_EQ(a, b); }
+ *   int main(void) { RUN(name); ...; return check_summary(); }
+ *
+ * Prints one line per failed check and ends with "N passed, N failed".
+ */
+#ifndef SHMKIT_CHECK_H
+#define SHMKIT_CHECK_H
+
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int check_failed_now;
+static int check_tests_passed, check_tests_failed;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                  \
+            check_failed_now = 1;                                            \
+        }                                                                    \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                       \
+    do {                                                                     \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);      \
+        if (check_a_ != check_b_) {                                          \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n", \
+                    __FILE__, __LINE__, #a, check_a_, #b, check_b_);         \
+            check_failed_now = 1;                                            \
+        }                                                                    \
+    } while (0)
+
+#define TEST(name) static void name(void)
+
+#define RUN(name)                                                            \
+    do {                                                                     \
+        check_failed_now = 0;                                                \
+        name();                                                              \
+        if (check_failed_now) {                                              \
+            check_tests_failed++;                                            \
+            fprintf(stderr, "FAIL %s\n", #name);                             \
+        } else {                                                             \
+            check_tests_passed++;                                            \
+        }                                                                    \
+    } while (0)
+
+static inline int check_summary(void)
+{
+    printf("%d passed, %d failed\n", check_tests_passed, check_tests_failed);
+    return check_tests_failed ? 1 : 0;
+}
+
+/* A segment name unique to this process and test. */
+static inline const char *check_name(const char *tag)
+{
+    static char buf[128];
+    snprintf(buf, sizeof buf, "shmkit-ctest-%d-%s", (int)getpid(), tag);
+    return buf;
+}
+
+#endif
