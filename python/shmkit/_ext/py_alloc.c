@@ -140,7 +140,7 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
             return -1;
         }
     }
-    if (kind == KIND_SLAB && slot != Py_None) {
+    if (kind == KIND_SLAB && want_create && slot != Py_None) {
         if (shk_py_u64(slot, "slab_size", &ia.slot_size) < 0)
             return -1;
         if (ia.slot_size == 0 || ia.slot_size > ia.capacity) {
