@@ -160,7 +160,11 @@ class Array(_shmkit.Array):
             return 0, 0
         if dtype is None or length is None:
             raise ValueError("give both dtype and length (to create), or neither (to attach)")
-        return dtype_code(dtype), _check_length(length)
+        code, n = dtype_code(dtype), _check_length(length)
+        limit = _shmkit.ARRAY_MAX_BYTES // struct.calcsize(_FORMATS[code])
+        if n > limit:
+            raise ValueError(f"length must be at most {limit} for this dtype")
+        return code, n
 
     @classmethod
     def _open_in(cls, segment: Segment, name: str, dtype: Any = None,
@@ -178,7 +182,7 @@ class Array(_shmkit.Array):
         atomic across processes: use ``add``/``exchange``/... for that."""
         import numpy as np
 
-        return np.asarray(self)
+        return np.asarray(memoryview(self))
 
     def unlink(self) -> None:
         """Remove the segment holding this array from the system."""

@@ -55,7 +55,12 @@ class Bitset(_shmkit.Bitset):
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
         seg_size = 0
-        if isinstance(size, int) and not isinstance(size, bool) and size > 8 << 20:
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError(f"size must be an int, not {type(size).__name__}")
+            if not 0 < size <= _shmkit.BITSET_MAX_BITS:
+                raise ValueError(f"size must be between 1 and {_shmkit.BITSET_MAX_BITS} bits")
+        if size is not None and size > 8 << 20:
             seg_size = size // 8 + _SEGMENT_SLACK
             if max_size and seg_size > max_size:
                 seg_size = max_size
@@ -82,7 +87,7 @@ class Bitset(_shmkit.Bitset):
         writes are not atomic: use them only while no other process writes."""
         import numpy as np
 
-        return np.asarray(self)
+        return np.asarray(memoryview(self))
 
     def iter_set(self, start: int = 0) -> Iterator[int]:
         """Yield the index of every set bit at or after ``start``, in order."""

@@ -692,7 +692,9 @@ static PyTypeObject Array_Type = {
 
 int shk_py_init_array(PyObject *m)
 {
-    if (shk_py_add_type(m, &Array_Type, "Array") < 0)
+    if (shk_py_add_type(m, &Array_Type, "Array") < 0 ||
+        PyModule_AddObject(m, "ARRAY_MAX_BYTES",
+                           PyLong_FromUnsignedLongLong(SHK_ARRAY_MAX_BYTES)) < 0)
         return -1;
     for (uint32_t dt = 1; dt < SHK_DT_MAX_; dt++) {
         char name[32];

@@ -510,5 +510,8 @@ static PyTypeObject Bitset_Type = {
 
 int shk_py_init_bitset(PyObject *m)
 {
-    return shk_py_add_type(m, &Bitset_Type, "Bitset");
+    if (shk_py_add_type(m, &Bitset_Type, "Bitset") < 0)
+        return -1;
+    return PyModule_AddObject(m, "BITSET_MAX_BITS",
+                              PyLong_FromUnsignedLongLong(SHK_BITSET_MAX_BITS));
 }
