@@ -518,9 +518,12 @@ static void entry_free(shk_dict *d, uint64_t e)
     shk_freelist_free(d->heap, e);
 }
 
-void shk_dict_unpin(shk_dict *d, uint64_t e)
+void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
 {
-    _Atomic uint64_t *lp = &entry_at(d, e)->life;
+    /* Works from the segment alone, so a view may outlive its dict handle. */
+    if (!shk_segment_contains(seg, e, ENTRY_HDR))
+        return;
+    _Atomic uint64_t *lp = &((dict_entry *)(shk_segment_base(seg) + e))->life;
     uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
     for (;;) {
         if (life_pins(life) == 0)
@@ -529,16 +532,21 @@ void shk_dict_unpin(shk_dict *d, uint64_t e)
         int last_of_zombie = life_pins(next) == 0 && (life_ver(next) & 1);
         if (last_of_zombie)
             next = LIFE_DEAD;
-        /* acq_rel: the releasing side orders our reads of the value before
-         * a reuse; acquire orders the free after the retirer's stores. */
+        /* acq_rel: release orders our reads of the value before a reuse of
+         * the block; acquire orders the free after the retirer's stores. */
         if (atomic_compare_exchange_weak_explicit(lp, &life, next,
                                                   memory_order_acq_rel,
                                                   memory_order_relaxed)) {
             if (last_of_zombie)
-                entry_free(d, e);
+                shk_freelist_free(shk_segment_heap(seg), e);
             return;
         }
     }
+}
+
+void shk_dict_unpin(shk_dict *d, uint64_t e)
+{
+    shk_dict_unpin_seg(d->seg, e);
 }
 
 /* Retire a live entry that is no longer referenced by the table: free it,

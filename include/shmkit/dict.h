@@ -80,6 +80,8 @@ int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
  * since find (find again), SHK_EFULL if it has SHK_DICT_MAX_PINS pins. */
 int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref);
 void shk_dict_unpin(shk_dict *d, uint64_t entry);
+/* The same without a dict handle (for views that outlive it). */
+void shk_dict_unpin_seg(shk_segment *seg, uint64_t entry);
 
 /* ---- writes ---- */
 

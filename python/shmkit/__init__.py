@@ -25,11 +25,13 @@ from ._shmkit import (
 )
 from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
 from .segment import Segment
+from .dict import SharedDict
 
 __version__ = C_VERSION
 
 __all__ = [
     "Segment",
+    "SharedDict",
     "FreeListAllocator",
     "BumpAllocator",
     "SlabAllocator",
