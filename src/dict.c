@@ -60,13 +60,13 @@
  *   is what lets 10M entries fit in a dict created with defaults.
  *
  * LAYOUT
- *   dict header (128 B + 64 B mutex, one heap block):
+ *   dict header (4 cache lines, one heap block):
  *     +0   magic "SHKDICT1" | version | header size
  *     +16  table   (atomic: tgen:26 | log2cap:6 | offset/16:32)
- *     +24  count   live entries          +32 used  live + tombstones
- *     +40  next_ver                      +48 resizes | recoveries
- *     +64  intent record: op, slot, new entry+ver, old entry+ver, table
- *     +128 writer mutex (robust, process-shared)
+ *     +64  count (live entries) | used (live + tombstones) | next_ver |
+ *          resizes | recoveries
+ *     +128 intent record: op, slot, new entry+ver, old entry+ver, table
+ *     +192 writer mutex (robust, process-shared)
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
  *     +16  slot[cap]    0 = EMPTY, TOMB, or tag32 << 32 | entry/16
@@ -101,6 +101,7 @@
 #include "internal.h"
 #include "hash.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -129,21 +130,27 @@ typedef struct dict_intent {
 } dict_intent;
 
 typedef struct dict_shared {
+    /* line 0: read by every lookup, written only by resize/clear */
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
     _Atomic uint64_t table;
+    char pad0[SHK_CACHELINE - 24];
+    /* line 1: writers' counters (kept off line 0 so that writers do not
+     * invalidate the line every reader needs) */
     _Atomic uint64_t count;
     _Atomic uint64_t used;
     _Atomic uint64_t next_ver;
     _Atomic uint64_t resizes;
     _Atomic uint64_t recoveries;
-    dict_intent intent;      /* offset 64 */
-    shk_mutex lock;          /* offset 128 */
+    char pad1[SHK_CACHELINE - 40];
+    dict_intent intent;      /* line 2 */
+    shk_mutex lock;          /* line 3 */
 } dict_shared;
-SHK_STATIC_ASSERT(offsetof(dict_shared, intent) == 64, "layout");
-SHK_STATIC_ASSERT(offsetof(dict_shared, lock) == 128, "layout");
-SHK_STATIC_ASSERT(sizeof(dict_intent) == 64, "intent fits");
+SHK_STATIC_ASSERT(offsetof(dict_shared, count) == 64, "layout");
+SHK_STATIC_ASSERT(offsetof(dict_shared, intent) == 128, "layout");
+SHK_STATIC_ASSERT(offsetof(dict_shared, lock) == 192, "layout");
+SHK_STATIC_ASSERT(sizeof(dict_intent) == 64, "intent is one line");
 
 typedef struct dict_entry {
     _Atomic uint64_t life;
@@ -726,9 +733,34 @@ static void recover(shk_dict *d)
     atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int shk_dict_lock(shk_dict *d)
 {
-    int rc = shk_mutex_lock(&d->sh->lock);
+    /* Critical sections are a probe and a few stores (~100 ns), far shorter
+     * than a futex sleep and wake-up (~several us), so a contended writer
+     * first retries trylock briefly, then blocks in the robust mutex (which
+     * sleeps on a futex).  This is an adaptive mutex, not a sleep loop. */
+    int rc = EBUSY;
+    for (int i = 0; i < 64; i++) {
+        rc = pthread_mutex_trylock(&d->sh->lock.m);
+        if (rc != EBUSY)
+            break;
+        cpu_relax();
+    }
+    if (rc == 0)
+        return SHK_OK;
+    if (rc == EBUSY)
+        rc = shk_mutex_lock(&d->sh->lock);
+    else
+        rc = rc == EOWNERDEAD ? SHK_MUTEX_RECOVERED : SHK_ESYS;
     if (rc == SHK_MUTEX_RECOVERED) {
         recover(d);
         shk_mutex_consistent(&d->sh->lock);
