@@ -643,3 +643,37 @@ def _check_growth_child(name, n):
         assert sd[i] == i
     sd[n] = n
     sd.close()
+
+
+# ------------------------------------------------- Python code mid-operation
+
+class _ClosesOnEq:
+    def __init__(self, sd):
+        self.sd = sd
+
+    def __eq__(self, other):
+        self.sd.close()
+        return True
+
+
+class _ClosesOnPickle:
+    def __init__(self, sd):
+        self.sd = sd
+
+    def __reduce__(self):
+        self.sd.close()
+        return (int, (1,))
+
+
+def test_close_from_python_code_inside_an_operation(name):
+    sd = SharedDict(name, create=True)
+    sd["k"] = 1
+    with pytest.raises(ValueError):
+        sd.compare_and_set("k", _ClosesOnEq(sd), 2)
+    assert sd.closed
+    sd = SharedDict(name, create=False)
+    with pytest.raises(ValueError):
+        sd["j"] = _ClosesOnPickle(sd)
+    sd = SharedDict(name, create=False)
+    assert dict(sd) == {"k": 1}
+    sd.close()

@@ -33,15 +33,14 @@
  *   if the key is overwritten or deleted meanwhile.
  *
  *   The GIL is held throughout (operations take ~100 ns; releasing it would
- *   cost more), except around copies of large array data.  It is never
- *   released while the dict's writer lock is held, and no Python code runs
- *   under that lock.
+ *   cost more, and holding it means no other thread can close the handle
+ *   under a running operation).  No Python code runs under the dict's
+ *   writer lock.
  */
 #include "shmkit_py.h"
 
 #include <string.h>
 
-#define PIN_BIG_COPY (1 << 20)    /* release the GIL for copies above this */
 
 #ifndef SHK_UNLIKELY
 #if defined(__GNUC__)
@@ -609,13 +608,7 @@ static PyObject *decode_array(const char *p, uint64_t n, PyObject *view_owner)
                 Py_CLEAR(arr);
             } else {
                 if (b.len == (Py_ssize_t)(n - h)) {
-                    if (b.len > PIN_BIG_COPY) {
-                        Py_BEGIN_ALLOW_THREADS
-                        memcpy(b.buf, p + h, (size_t)b.len);
-                        Py_END_ALLOW_THREADS
-                    } else {
-                        memcpy(b.buf, p + h, (size_t)b.len);
-                    }
+                    memcpy(b.buf, p + h, (size_t)b.len);
                 }
                 PyBuffer_Release(&b);
             }
@@ -663,18 +656,7 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
     case 'I':
     case 'p':
     case 'a': {
-        PyObject *b;
-        if (n > PIN_BIG_COPY) {
-            b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-            if (b) {
-                char *dst = PyBytes_AS_STRING(b);
-                Py_BEGIN_ALLOW_THREADS
-                memcpy(dst, p, n);
-                Py_END_ALLOW_THREADS
-            }
-        } else {
-            b = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-        }
+        PyObject *b = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
         if (!b)
             return NULL;
         *raw = b;
@@ -701,76 +683,102 @@ static PyObject *finish_value(uint8_t vtype, PyObject *raw)
     return decode_array(p, (uint64_t)n, NULL);
 }
 
-/* Decode a validated reference's value into a Python object (the full
- * loop: find, decode, validate, retry).  Returns NULL with KeyError unset
- * and *found = 0 if absent. */
-static PyObject *lookup(ShkPyDict *self, const kenc *k, int *found)
+/* Arrays are read through a pin rather than copied twice: while pinned the
+ * entry cannot change or be reused, so its data is copied once, straight
+ * into the new array.  Returns the array, or NULL with *retry set if the
+ * entry changed before the pin took (find again). */
+static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int *retry)
+{
+    *retry = 0;
+    int rc = shk_dict_pin(self->d, r);
+    if (rc == SHK_EAGAIN) {
+        *retry = 1;
+        return NULL;
+    }
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "SharedDict: reading an array");
+    /* the pin proves the entry is unchanged since find; the table word
+     * proves we did not find it through a stale table */
+    shk_segment *seg = shk_dict_segment(self->d);
+    shk_segment_retain(seg);   /* decoding runs numpy; keep the mapping */
+    PyObject *v = NULL;
+    if (!shk_dict_ref_valid(self->d, r))
+        *retry = 1;
+    else
+        v = decode_array(r->val, r->vlen, NULL);
+    shk_dict_unpin_seg(seg, r->entry);
+    shk_segment_close(seg);
+    return v;
+}
+
+/* Find key and decode its value: the full loop of find, decode, validate,
+ * retry.  Returns a new reference; NULL with no error and *found = 0 if
+ * absent; NULL with an error otherwise.  entry/ver (may be NULL) identify
+ * the entry the value came from, for compare-and-set style commits. */
+static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
+                       uint64_t *entry, uint64_t *ver)
 {
     shk_dict_ref r;
     for (;;) {
+        if (SHK_UNLIKELY(!self->d)) {
+            /* a retry loop ran Python code (__eq__, pickle) and another
+             * thread closed the handle meanwhile */
+            *found = 1;
+            closed_error();
+            return NULL;
+        }
         int rc = shk_dict_find(self->d, k->t, k->p, (size_t)k->n, &r);
         if (rc == SHK_ENOTFOUND) {
             *found = 0;
+            if (entry)
+                *entry = *ver = 0;
             return NULL;
         }
         if (rc != SHK_OK)
             return shk_py_raise(rc, "SharedDict lookup");
-        PyObject *raw;
-        PyObject *v = decode_value_fast(&r, &raw);
-        if (!shk_dict_ref_valid(self->d, &r)) {
-            /* changed under us: whatever we decoded is meaningless */
-            Py_XDECREF(v);
-            Py_XDECREF(raw);
-            if (!v)
+        PyObject *v, *raw = NULL;
+        if (r.vtype == 'a') {
+            int retry;
+            v = decode_array_pinned(self, &r, &retry);
+            if (retry)
+                continue;
+        } else {
+            v = decode_value_fast(&r, &raw);
+            if (!shk_dict_ref_valid(self->d, &r)) {
+                /* changed under us: whatever we decoded is meaningless */
+                Py_XDECREF(v);
+                Py_XDECREF(raw);
+                if (!v)
+                    PyErr_Clear();
+                continue;
+            }
+            if (v && raw) {
+                Py_DECREF(v);
+                v = finish_value(r.vtype, raw);
+            } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                 PyErr_Clear();
-            continue;
+                PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
+            }
+            Py_XDECREF(raw);
         }
         *found = 1;
-        if (v && raw) {
-            Py_DECREF(v);
-            v = finish_value(r.vtype, raw);
-            Py_DECREF(raw);
-        } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            PyErr_Clear();
-            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
+        if (entry) {
+            *entry = r.entry;
+            *ver = r.ver;
         }
         return v;
     }
 }
 
-/* Like lookup but also returns the entry identity (for CAS-style ops). */
-static PyObject *lookup_ref(ShkPyDict *self, const kenc *k, int *found,
-                            uint64_t *entry, uint64_t *ver)
+static inline PyObject *lookup(ShkPyDict *self, const kenc *k, int *found)
 {
-    shk_dict_ref r;
-    for (;;) {
-        int rc = shk_dict_find(self->d, k->t, k->p, (size_t)k->n, &r);
-        if (rc == SHK_ENOTFOUND) {
-            *found = 0;
-            *entry = *ver = 0;
-            return NULL;
-        }
-        if (rc != SHK_OK)
-            return shk_py_raise(rc, "SharedDict lookup");
-        PyObject *raw;
-        PyObject *v = decode_value_fast(&r, &raw);
-        if (!shk_dict_ref_valid(self->d, &r)) {
-            Py_XDECREF(v);
-            Py_XDECREF(raw);
-            if (!v)
-                PyErr_Clear();
-            continue;
-        }
-        *found = 1;
-        *entry = r.entry;
-        *ver = r.ver;
-        if (v && raw) {
-            Py_DECREF(v);
-            v = finish_value(r.vtype, raw);
-            Py_DECREF(raw);
-        }
-        return v;
-    }
+    return fetch(self, k, found, NULL, NULL);
+}
+
+static inline PyObject *lookup_ref(ShkPyDict *self, const kenc *k, int *found,
+                                   uint64_t *entry, uint64_t *ver)
+{
+    return fetch(self, k, found, entry, ver);
 }
 
 /* Prepare + fill an entry for (key, value).  0 ok (txn ready), -1 error. */
@@ -781,6 +789,11 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
     if (encode_value(self, value, &v) < 0) {
         venc_free(&v);
         return -1;
+    }
+    if (!self->d) {
+        /* pickle.dumps ran Python code, and another thread closed us */
+        venc_free(&v);
+        return closed_error();
     }
     uint64_t total = (uint64_t)v.n + (uint64_t)v.n2;
     int rc = shk_dict_prepare(self->d, k->t, k->p, (size_t)k->n, v.t, total, txn);
@@ -793,13 +806,7 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
         memcpy(txn->val, v.p, (size_t)v.n);
     if (v.n2) {
         char *dst = txn->val + v.n;
-        if (v.n2 > PIN_BIG_COPY) {
-            Py_BEGIN_ALLOW_THREADS
-            memcpy(dst, v.p2, (size_t)v.n2);
-            Py_END_ALLOW_THREADS
-        } else {
-            memcpy(dst, v.p2, (size_t)v.n2);
-        }
+        memcpy(dst, v.p2, (size_t)v.n2);
     }
     venc_free(&v);
     return 0;
@@ -1093,6 +1100,11 @@ static PyObject *dict_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                 PyErr_SetObject(PyExc_KeyError, args[0]);
             break;
         }
+        if (!self->d) {   /* closed by another thread while unpickling */
+            Py_DECREF(cur);
+            closed_error();
+            break;
+        }
         int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
         if (rc == SHK_OK) {
             result = cur;
@@ -1124,6 +1136,11 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
     for (;;) {
         if (limit >= 0 && PyList_GET_SIZE(out) >= limit)
             return out;
+        if (!self->d) {   /* closed by another thread while unpickling */
+            Py_DECREF(out);
+            closed_error();
+            return NULL;
+        }
         int rc = shk_dict_next(self->d, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND)
             return out;
@@ -1236,6 +1253,13 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
             if (PyErr_Occurred())
                 return NULL;
             continue;            /* another process took it first */
+        }
+        if (!self->d) {
+            kenc_free(&k);
+            Py_DECREF(key);
+            Py_DECREF(v);
+            closed_error();
+            return NULL;
         }
         int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
         kenc_free(&k);
