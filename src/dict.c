@@ -170,6 +170,10 @@ struct shk_dict {
     dict_shared *sh;
     uint64_t off;
     uint64_t seed;
+    /* Backed segment size last seen.  The file only grows, so an offset
+     * below it is always safe; only beyond it do we ask the segment again.
+     * Relaxed atomic: a per-process cache that threads may share. */
+    _Atomic uint64_t backed;
 };
 
 /* ----------------------------------------------------------- small helpers */
@@ -201,6 +205,19 @@ static inline dict_entry *entry_at(const shk_dict *d, uint64_t off)
 {
     return (dict_entry *)(d->base + off);
 }
+/* [off, off+len) lies in the backed segment (shk_segment_contains with a
+ * cached bound: the hot path is one comparison). */
+static inline int in_seg(const shk_dict *d, uint64_t off, uint64_t len)
+{
+    uint64_t end = shk_add_sat(off, len);
+    shk_dict *m = (shk_dict *)d;
+    if (SHK_LIKELY(end <= atomic_load_explicit(&m->backed, memory_order_relaxed)))
+        return 1;
+    uint64_t fs = shk_segment_file_size(d->seg);
+    atomic_store_explicit(&m->backed, fs, memory_order_relaxed);
+    return end <= fs;
+}
+
 static inline uint64_t life_ver(uint64_t life) { return life >> 16; }
 static inline uint64_t life_pins(uint64_t life) { return life & 0xffffu; }
 
@@ -321,7 +338,7 @@ static int table_valid(const shk_dict *d, uint64_t tw)
     uint64_t t = tw_off(tw);
     if (l < 3 || l > SHK_DICT_MAX_LOG2_CAP || t % 16)
         return 0;
-    if (!shk_segment_contains(d->seg, t, table_bytes(l)))
+    if (!in_seg(d, t, table_bytes(l)))
         return 0;
     return 1;
 }
@@ -386,7 +403,7 @@ uint64_t shk_dict_count(const shk_dict *d)
  * lengths do not fit the segment (the caller retries). */
 static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *ref)
 {
-    if (SHK_UNLIKELY(!shk_segment_contains(d->seg, e, ENTRY_HDR)))
+    if (SHK_UNLIKELY(!in_seg(d, e, ENTRY_HDR)))
         return 0;
     const dict_entry *en = entry_at(d, e);
     /* acquire: pairs with the builder's release of an even ver, so the
@@ -396,7 +413,7 @@ static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *re
         return 0;
     uint64_t klen = en->klen, vlen = en->vlen;
     uint64_t voff = shk_add_sat(e + ENTRY_HDR, shk_align_up(klen, 16));
-    if (SHK_UNLIKELY(!shk_segment_contains(d->seg, voff, vlen)))
+    if (SHK_UNLIKELY(!in_seg(d, voff, vlen)))
         return 0;
     ref->entry = e;
     ref->ver = life_ver(life);

@@ -16,7 +16,7 @@
  *     as in dict).  Anything else is a TypeError.
  *   Values: tag byte + bytes:
  *     'n' None  'T' True  'F' False  'i' int64  'I' big int (decimal)
- *     'f' float (8 bytes)  's' str (UTF-8)  'b' bytes
+ *     'f' float (8 bytes)  's' str (UTF-8)  'A' str, all ASCII  'b' bytes
  *     'a' numpy array: u32 header length H, u32 ndim, dtype.str NUL-padded
  *         to 32 bytes, u64 shape[ndim], zero padding to H (a multiple of
  *         16), then the C-order data, 16-byte aligned in shared memory.
@@ -480,7 +480,8 @@ static int encode_value(ShkPyDict *self, PyObject *o, venc *v)
     v->n = 0;
     v->p = "";
     if (PyUnicode_CheckExact(o)) {
-        v->t = 's';
+        /* ASCII strings are tagged so readers can skip the UTF-8 decoder */
+        v->t = PyUnicode_IS_ASCII(o) ? 'A' : 's';
         v->p = PyUnicode_AsUTF8AndSize(o, &v->n);
         return v->p ? 0 : -1;
     }
@@ -632,6 +633,24 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
     uint64_t n = r->vlen;
     *raw = NULL;
     switch (r->vtype) {
+    case 'A': {
+        /* Build the str directly; the bytes are checked to be ASCII so that
+         * even a hostile writer cannot make an invalid str object. */
+        PyObject *u = PyUnicode_New((Py_ssize_t)n, 127);
+        if (!u)
+            return NULL;
+        Py_UCS1 *dst = PyUnicode_1BYTE_DATA(u);
+        memcpy(dst, p, n);
+        unsigned char acc = 0;
+        for (uint64_t i = 0; i < n; i++)
+            acc |= dst[i];
+        if (acc & 0x80) {
+            Py_DECREF(u);
+            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: non-ASCII bytes in an ASCII value");
+            return NULL;
+        }
+        return u;
+    }
     case 's':
         return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
     case 'i':
@@ -1368,7 +1387,7 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     PyObject *res;
     if (r.vtype == 'a') {
         res = decode_array(r.val, r.vlen, (PyObject *)pin);
-    } else if (r.vtype == 'b' || r.vtype == 's') {
+    } else if (r.vtype == 'b' || r.vtype == 's' || r.vtype == 'A') {
         res = PyMemoryView_FromObject((PyObject *)pin);
     } else {
         PyErr_SetString(PyExc_TypeError,
