@@ -92,7 +92,10 @@
  *   before each multi-step change): if the slot holds the new entry the
  *   change committed and the old entry is retired if it is still live; if
  *   not, the new entry is retired and nothing changed.  An unpublished new
- *   table is freed.  Then count and used are recomputed from the table.
+ *   table is freed; a published one has its predecessor freed (and, for
+ *   clear, the predecessor's entries retired), since the intent is cleared
+ *   only before those steps.  Then count and used are recomputed.
+ *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
  *   Committed entries are never lost: a commit is its slot store.  The worst
  *   case is a leaked block (a crash between allocating and recording it, or
  *   inside the allocator's own free), never a torn or lost entry, never a
@@ -117,7 +120,7 @@
 #define LIFE_DEAD (1ull << 16)               /* ver 1: odd, never live     */
 #define VER_MASK ((1ull << 48) - 1)
 
-enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3 };
+enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3, OP_CLEAR = 4 };
 
 typedef struct dict_intent {
     _Atomic uint32_t op;
@@ -125,8 +128,8 @@ typedef struct dict_intent {
     uint64_t slot;
     uint64_t new_entry, new_ver;
     uint64_t old_entry, old_ver;
-    uint64_t table;          /* OP_RESIZE: the new table word            */
-    uint64_t reserved2;
+    uint64_t table;          /* OP_RESIZE/CLEAR: the new table word       */
+    uint64_t old_table;      /* OP_RESIZE/CLEAR: the table it replaces    */
 } dict_intent;
 
 typedef struct dict_shared {
@@ -735,12 +738,31 @@ static void recover(shk_dict *d)
             else if (life == LIFE_DEAD)
                 entry_free(d, in->new_entry);
         }
-    } else if (op == OP_RESIZE) {
-        /* Published: the old table was still to be freed; we leak it rather
-         * than risk a double free (the intent is cleared before the free).
-         * Not published: free the new table. */
-        if (tw != in->table && table_valid(d, in->table))
-            table_free(d, tw_off(in->table));
+    } else if (op == OP_RESIZE || op == OP_CLEAR) {
+        if (tw != in->table) {
+            /* Not published: the new table is ours alone. */
+            if (table_valid(d, in->table))
+                table_free(d, tw_off(in->table));
+        } else if (table_valid(d, in->old_table)) {
+            /* Published, and the intent is cleared before the old table is
+             * freed (or, for clear, before its entries are retired), so
+             * none of that has happened yet: finish it. */
+            if (op == OP_CLEAR) {
+                _Atomic uint64_t *os = slots_of(d, in->old_table);
+                uint64_t ocap = 1ull << tw_log2(in->old_table);
+                for (uint64_t i = 0; i < ocap; i++) {
+                    uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+                    if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
+                        continue;
+                    uint64_t e = slot_entry(s);
+                    uint64_t life = atomic_load_explicit(&entry_at(d, e)->life,
+                                                         memory_order_relaxed);
+                    if (!(life_ver(life) & 1))
+                        entry_retire(d, e, life_ver(life));
+                }
+            }
+            table_free(d, tw_off(in->old_table));
+        }
     }
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
     uint64_t used;
@@ -799,6 +821,7 @@ static int resize_to(shk_dict *d, unsigned l)
         return rc;
     uint64_t ntw = tw_pack(tw_gen(tw) + 1, l, nt);
     sh->intent.table = ntw;
+    sh->intent.old_table = tw;
     /* release: intent fields before op (see commit). */
     atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release);
     _Atomic uint64_t *os = slots_of(d, tw), *ns = slots_of(d, ntw);
@@ -812,9 +835,13 @@ static int resize_to(shk_dict *d, unsigned l)
             j = (j + 1) & nmask;
         atomic_store_explicit(&ns[j], s, memory_order_relaxed);
         live++;
+        if (live == 1)
+            SHK_CRASH_POINT("dict.resize.copying");
     }
+    SHK_CRASH_POINT("dict.resize.built");
     /* release: readers that load the new table word see its slots. */
     atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    SHK_CRASH_POINT("dict.resize.published");
     atomic_store_explicit(&sh->used, live, memory_order_relaxed);
     atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
     table_free(d, tw_off(tw));
@@ -890,12 +917,15 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     /* release: the intent's fields are in place before op says they are
      * (a crash may stop us anywhere after this store). */
     atomic_store_explicit(&in->op, OP_SET, memory_order_release);
+    SHK_CRASH_POINT("dict.set.intent");
     /* relaxed: the slot's release store below publishes the version with the
      * rest of the entry. */
     atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+    SHK_CRASH_POINT("dict.set.versioned");
     /* release: the commit point.  A reader acquiring this slot word sees a
      * complete entry with an even version. */
     atomic_store_explicit(sp, slot_pack(txn->hash, txn->entry), memory_order_release);
+    SHK_CRASH_POINT("dict.set.published");
     if (old) {
         entry_retire(d, old, old_ver);
     } else {
@@ -903,6 +933,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
         if (prev == SLOT_EMPTY)
             atomic_fetch_add_explicit(&sh->used, 1, memory_order_relaxed);
     }
+    SHK_CRASH_POINT("dict.set.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
     txn->entry = 0;
     if (replaced)
@@ -969,10 +1000,12 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     /* release: orders our earlier reads of the entry; readers that see the
      * tombstone do not touch the entry. */
     atomic_store_explicit(&slots[p.found], repl, memory_order_release);
+    SHK_CRASH_POINT("dict.delete.unlinked");
     atomic_fetch_sub_explicit(&sh->count, 1, memory_order_relaxed);
     if (repl == SLOT_EMPTY)
         atomic_fetch_sub_explicit(&sh->used, 1, memory_order_relaxed);
     entry_retire(d, old, old_ver);
+    SHK_CRASH_POINT("dict.delete.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
 out:
     shk_dict_unlock(d);
@@ -992,12 +1025,14 @@ int shk_dict_clear(shk_dict *d)
         goto out;
     uint64_t ntw = tw_pack(tw_gen(tw) + 1, 3, nt);
     sh->intent.table = ntw;
+    sh->intent.old_table = tw;
     /* release: intent fields before op (see commit). */
-    atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release);
+    atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
     /* release: as in resize.  From here the old entries are unreachable
      * for new readers; we retire them one by one.  A crash in the loop
      * leaks the rest (the intent is already cleared), never corrupts. */
     atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    SHK_CRASH_POINT("dict.clear.published");
     atomic_store_explicit(&sh->count, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->used, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);

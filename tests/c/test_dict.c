@@ -503,6 +503,183 @@ TEST(sigkill_writers)
     drop_seg(s, "dkill");
 }
 
+/* Kills while the table grows (and is cleared): every key committed before
+ * the kill is there afterwards, and check() passes. */
+TEST(sigkill_during_growth)
+{
+    shk_segment *s = new_seg("dkillgrow");
+    shk_dict *d = NULL;
+    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    enum { ROUNDS = 30 };
+    int64_t *done = mmap(NULL, ROUNDS * sizeof(int64_t), PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    srand(777);
+    uint64_t resizes_before = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        done[round] = -1;
+        shk_dict_stats st0;
+        shk_dict_stats_get(d, &st0);
+        resizes_before = st0.resizes;
+        if (round == ROUNDS / 2)
+            CHECK_EQ(shk_dict_clear(d), SHK_OK);   /* start small again */
+        pid_t c = fork();
+        if (c == 0) {
+            char k[32];
+            for (int64_t n = 0;; n++) {
+                snprintf(k, sizeof k, "r%d-%lld", round, (long long)n);
+                if (shk_dict_set(d, 's', k, strlen(k), 'i', &n, 8) != SHK_OK)
+                    _exit(3);
+                done[round] = n;
+            }
+        }
+        struct timespec ts = {0, (long)(2000000 + rand() % 30000000)};
+        nanosleep(&ts, NULL);
+        kill(c, SIGKILL);
+        int wst;
+        waitpid(c, &wst, 0);
+        CHECK(WIFSIGNALED(wst));
+        CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
+        int bad = 0;
+        for (int64_t n = 0; n <= done[round]; n++) {
+            char k[32];
+            int64_t v = -1;
+            uint64_t len;
+            snprintf(k, sizeof k, "r%d-%lld", round, (long long)n);
+            if (shk_dict_get(d, 's', k, strlen(k), NULL, &v, 8, &len) != SHK_OK || v != n)
+                bad++;
+        }
+        CHECK_EQ(bad, 0);
+    }
+    shk_dict_stats st;
+    CHECK_EQ(shk_dict_check(d, &st), SHK_OK);
+    CHECK(st.resizes > resizes_before || st.resizes > 5);
+    printf("sigkill during growth: %llu entries, %llu resizes, %llu recoveries\n",
+           (unsigned long long)st.count, (unsigned long long)st.resizes,
+           (unsigned long long)st.recoveries);
+    munmap(done, ROUNDS * sizeof(int64_t));
+    shk_dict_close(d);
+    drop_seg(s, "dkillgrow");
+}
+
+/* ---- deterministic crash points ----
+ * Operation i of the script: i % 4 == 3 inserts a new key "n<i>" (growth);
+ * i % 3 == 2 deletes "k<7i % 100>"; otherwise sets "k<7i % 100>" = i.
+ * Every 97th operation clears the dict. */
+enum { SCRIPT_K = 100 };
+
+static int script_op(shk_dict *d, int64_t i)
+{
+    char k[32];
+    if (i % 97 == 96)
+        return shk_dict_clear(d);
+    if (i % 4 == 3) {
+        snprintf(k, sizeof k, "n%lld", (long long)i);
+        return shk_dict_set(d, 's', k, strlen(k), 'i', &i, 8);
+    }
+    snprintf(k, sizeof k, "k%lld", (long long)((i * 7) % SCRIPT_K));
+    if (i % 3 == 2) {
+        int rc = shk_dict_delete(d, 's', k, strlen(k), 0, 0);
+        return rc == SHK_ENOTFOUND ? SHK_OK : rc;
+    }
+    return shk_dict_set(d, 's', k, strlen(k), 'i', &i, 8);
+}
+
+/* 1 if the dict holds exactly the state after script ops [0, j]. */
+static int script_matches(shk_dict *d, int64_t j)
+{
+    int64_t kv[SCRIPT_K];
+    int64_t last_clear = -1;
+    for (int x = 0; x < SCRIPT_K; x++)
+        kv[x] = -1;
+    for (int64_t i = 0; i <= j; i++) {
+        if (i % 97 == 96) {
+            for (int x = 0; x < SCRIPT_K; x++)
+                kv[x] = -1;
+            last_clear = i;
+        } else if (i % 4 != 3) {
+            kv[(i * 7) % SCRIPT_K] = i % 3 == 2 ? -1 : i;
+        }
+    }
+    uint64_t want = 0;
+    char k[32];
+    int64_t v;
+    uint64_t n;
+    for (int x = 0; x < SCRIPT_K; x++) {
+        snprintf(k, sizeof k, "k%d", x);
+        int rc = shk_dict_get(d, 's', k, strlen(k), NULL, &v, 8, &n);
+        if (kv[x] < 0 ? rc != SHK_ENOTFOUND : (rc != SHK_OK || v != kv[x]))
+            return 0;
+        want += kv[x] >= 0;
+    }
+    for (int64_t i = 3; i <= j + 4; i += 4) {
+        snprintf(k, sizeof k, "n%lld", (long long)i);
+        int rc = shk_dict_get(d, 's', k, strlen(k), NULL, &v, 8, &n);
+        int present = i <= j && i > last_clear;
+        if (present ? (rc != SHK_OK || v != i) : rc != SHK_ENOTFOUND)
+            return 0;
+        want += present;
+    }
+    return shk_dict_count(d) == want;
+}
+
+TEST(crash_points)
+{
+    static const char *points[] = {
+        "dict.set.intent", "dict.set.versioned", "dict.set.published",
+        "dict.set.retired", "dict.delete.unlinked", "dict.delete.retired",
+        "dict.resize.copying", "dict.resize.built", "dict.resize.published",
+        "dict.clear.published", "freelist.pop", "freelist.free", "freelist.carve",
+    };
+    int64_t *done = mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int killed = 0, total = 0;
+    for (size_t p = 0; p < sizeof points / sizeof *points; p++) {
+        for (int nth = 1; nth <= 40; nth += 13) {
+            shk_segment *s = new_seg("dcrash");
+            shk_dict *d = NULL;
+            CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+            *done = -1;
+            pid_t c = fork();
+            if (c == 0) {
+                char spec[64];
+                snprintf(spec, sizeof spec, "%s:%d", points[p], nth);
+                shk_crash_arm(spec);
+                for (int64_t i = 0; i < 3000; i++) {
+                    if (script_op(d, i) != SHK_OK)
+                        _exit(2);
+                    *done = i;
+                }
+                _exit(0);
+            }
+            int st;
+            waitpid(c, &st, 0);
+            total++;
+            if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+                killed++;
+            else
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            /* the next writer repairs; the state is before or after the
+             * operation that was in flight, never anything else */
+            CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
+            int64_t j = *done;
+            int ok = script_matches(d, j) || script_matches(d, j + 1);
+            if (!ok)
+                fprintf(stderr, "crash point %s:%d: state after op %lld wrong\n",
+                        points[p], nth, (long long)j);
+            CHECK(ok);
+            /* and it keeps working */
+            for (int64_t i = j + 1; i < j + 200; i++)
+                CHECK_EQ(script_op(d, i), SHK_OK);
+            CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
+            shk_dict_close(d);
+            drop_seg(s, "dcrash");
+        }
+    }
+    printf("crash points: %d of %d runs killed at the point\n", killed, total);
+    CHECK(killed > total / 2);
+    munmap(done, sizeof(int64_t));
+}
+
 int main(void)
 {
     RUN(basic);
@@ -514,5 +691,7 @@ int main(void)
     RUN(readers_see_no_torn_values);
     RUN(four_writers);
     RUN(sigkill_writers);
+    RUN(sigkill_during_growth);
+    RUN(crash_points);
     return check_summary();
 }
