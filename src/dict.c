@@ -177,6 +177,10 @@ struct shk_dict {
      * below it is always safe; only beyond it do we ask the segment again.
      * Relaxed atomic: a per-process cache that threads may share. */
     _Atomic uint64_t backed;
+    /* Versions this handle reserved from next_ver, a batch at a time so
+     * that commits do not all bounce one shared counter between cores.
+     * Used only under the writer lock. */
+    uint64_t ver_next, ver_end;
 };
 
 /* ----------------------------------------------------------- small helpers */
@@ -253,11 +257,20 @@ uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
     return 16 + (1ull << k) + (sub + 1) * (1ull << (k - 2));
 }
 
-/* The next unique even version. */
+#define VER_BATCH 1024u
+
+/* The next unique even version (called under the writer lock). */
 static uint64_t new_ver(shk_dict *d)
 {
-    /* relaxed: versions only need to be unique, not ordered. */
-    return atomic_fetch_add_explicit(&d->sh->next_ver, 2, memory_order_relaxed) & VER_MASK;
+    if (d->ver_next == d->ver_end) {
+        /* relaxed: versions only need to be unique, not ordered. */
+        d->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
+                                                memory_order_relaxed);
+        d->ver_end = d->ver_next + 2 * VER_BATCH;
+    }
+    uint64_t v = d->ver_next & VER_MASK;
+    d->ver_next += 2;
+    return v;
 }
 
 /* ------------------------------------------------------------ open/create */
@@ -1057,10 +1070,12 @@ out:
 int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref)
 {
     uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
-    if (*pos == 0)
+    if (*pos == 0 || *table == 0)
         *table = tw;
     else if (*table != tw)
         return SHK_EAGAIN;
+    if (*pos >= (1ull << tw_log2(tw)))
+        return SHK_ENOTFOUND;
     if (!table_valid(d, tw))
         return SHK_ECORRUPT;
     uint64_t cap = 1ull << tw_log2(tw);

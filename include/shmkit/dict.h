@@ -129,7 +129,8 @@ int shk_dict_clear(shk_dict *d);
 uint64_t shk_dict_count(const shk_dict *d);
 
 /* ---- iteration ----
- * Walk the current table: *pos starts at 0; each call fills ref with the
+ * Walk the current table: *pos starts at 0 (or anywhere, with *table = 0,
+ * to start a walk in the middle); each call fills ref with the
  * next live entry (validate it with shk_dict_ref_valid after reading) and
  * returns SHK_OK, or SHK_ENOTFOUND at the end.  SHK_EAGAIN if the table was
  * replaced (resize/clear) since *pos was 0: restart, or use

@@ -677,3 +677,18 @@ def test_close_from_python_code_inside_an_operation(name):
     sd = SharedDict(name, create=False)
     assert dict(sd) == {"k": 1}
     sd.close()
+
+
+def test_popitem_drains_everything_once(d):
+    model = {f"k{i}": i for i in range(5000)}
+    d.update(model)
+    seen = {}
+    while d:
+        k, v = d.popitem()
+        assert k not in seen
+        seen[k] = v
+    assert seen == model and len(d) == 0
+    with pytest.raises(KeyError):
+        d.popitem()
+    d["again"] = 1
+    assert d.popitem() == ("again", 1)

@@ -66,6 +66,7 @@ typedef struct {
     PyObject *segment_name;
     PyObject *object_name;
     int allow_pickle;
+    uint64_t pop_hint;            /* where popitem looks first */
     PyObject *weakrefs;
 } ShkPyDict;
 
@@ -1242,22 +1243,51 @@ static PyObject *dict_items_list(PyObject *op, PyObject *noargs)
     return scan((ShkPyDict *)op, SCAN_ITEMS, -1);
 }
 
+/* The key of some live entry, looking first where the last popitem of this
+ * handle left off (so draining a dict with popitem is linear, not
+ * quadratic).  NULL with no error if the dict is empty. */
+static PyObject *any_key(ShkPyDict *self)
+{
+    for (;;) {
+        uint64_t start = self->pop_hint, pos = start, tw = 0;
+        shk_dict_ref r;
+        int rc = shk_dict_next(self->d, &pos, &tw, &r);
+        if (rc == SHK_ENOTFOUND && start > 0) {
+            pos = 0;
+            tw = 0;
+            rc = shk_dict_next(self->d, &pos, &tw, &r);
+        }
+        if (rc == SHK_ENOTFOUND) {
+            self->pop_hint = 0;
+            return NULL;
+        }
+        if (rc == SHK_EAGAIN)
+            continue;
+        if (rc != SHK_OK)
+            return shk_py_raise(rc, "SharedDict.popitem");
+        PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
+        if (!shk_dict_ref_valid(self->d, &r)) {
+            Py_XDECREF(key);
+            PyErr_Clear();
+            continue;
+        }
+        self->pop_hint = pos;
+        return key;
+    }
+}
+
 static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
 {
     (void)noargs;
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
     for (;;) {
-        PyObject *l = scan(self, SCAN_KEYS, 1);
-        if (!l)
-            return NULL;
-        if (PyList_GET_SIZE(l) == 0) {
-            Py_DECREF(l);
-            PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
+        PyObject *key = any_key(self);
+        if (!key) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
             return NULL;
         }
-        PyObject *key = Py_NewRef(PyList_GET_ITEM(l, 0));
-        Py_DECREF(l);
         kenc k;
         if (encode_key(key, &k, 0) < 0) {
             Py_DECREF(key);
