@@ -56,8 +56,13 @@
  *   changed, they retry.  So a reader still walking a freed and reused table
  *   can read garbage slots but never answers from them.  Memory of freed
  *   tables stays mapped (segments never shrink), so those reads are safe.
- *   The heap grows the segment file on demand, in place (segment.c), which
- *   is what lets 10M entries fit in a dict created with defaults.
+ *   The heap grows the segment file on demand, in place: every process maps
+ *   the segment's whole reservation (max_size, 64 GiB of address space by
+ *   default) and growth is a posix_fallocate of the file (segment.c).  We
+ *   rely on that rather than chained extents because readers and zero-copy
+ *   views hold raw offsets and pointers that must never move, and because it
+ *   keeps a lookup free of any extent translation.  That is what lets 10M
+ *   entries fit in a dict created with default arguments.
  *
  * LAYOUT
  *   dict header (4 cache lines, one heap block):
