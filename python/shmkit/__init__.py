@@ -24,6 +24,8 @@ from ._shmkit import (
     unlink,
 )
 from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
+from .array import Array
+from .bitset import Bitset
 from .segment import Segment
 from .dict import SharedDict
 
@@ -35,6 +37,8 @@ __all__ = [
     "FreeListAllocator",
     "BumpAllocator",
     "SlabAllocator",
+    "Bitset",
+    "Array",
     "Error",
     "CorruptSegmentError",
     "OutOfMemoryError",
