@@ -1,7 +1,7 @@
 """Torture of SharedDict: each worker sets, overwrites, deletes, pops and
-increments keys of its own (so victim and bystander never share a key), with
-values of varied sizes; the dict keeps growing across kills (every worker
-adds keys), so kills also land in table resizes.  After each kill the last
+increments keys of its own half (victim and bystander never share a key),
+with values of varied sizes; the churn of deletes rebuilds the table every
+so often (tombstones count toward the load), so kills also land in resizes.  After each kill the last
 committed state of every key must hold, except that the one operation a
 killed worker had in flight may or may not have happened."""
 import random
@@ -37,7 +37,7 @@ def work(name: str, log: Log, rng: random.Random) -> None:
     while True:
         i += 1
         r = rng.random()
-        key = f"w{w}-{rng.randrange(300)}"
+        key = f"h{w % 2}-{rng.randrange(3000)}"   # victim and bystander differ in parity
         if r < 0.55:
             v = _value(rng, i)
             log.intent([key, v])
