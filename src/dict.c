@@ -390,6 +390,7 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
     uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
     if (d->sh->magic != DICT_MAGIC || d->sh->version != DICT_VERSION ||
         d->sh->header_size != sizeof(dict_shared) || !table_valid(d, tw) ||
+        atomic_load_explicit(&d->sh->intent.op, memory_order_relaxed) > OP_CLEAR ||
         *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC) {
         free(d);
         return SHK_ECORRUPT;

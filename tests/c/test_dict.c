@@ -264,6 +264,11 @@ TEST(corrupt_header)
     base[off] ^= 1;                          /* magic */
     CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
     base[off] ^= 1;
+    uint32_t op_saved, bad_op = 99;            /* intent op (offset 128) */
+    memcpy(&op_saved, base + off + 128, 4);
+    memcpy(base + off + 128, &bad_op, 4);
+    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
+    memcpy(base + off + 128, &op_saved, 4);
     CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
     shk_dict_close(d);
     drop_seg(s, "dcorrupt");
