@@ -692,3 +692,17 @@ def test_popitem_drains_everything_once(d):
         d.popitem()
     d["again"] = 1
     assert d.popitem() == ("again", 1)
+
+
+@pytest.mark.slow
+def test_one_gigabyte_value(name):
+    with SharedDict(name, create=True) as sd:
+        big = np.ones(1 << 30, dtype=np.uint8)
+        sd["big"] = big
+        v = sd.get_view("big")
+        assert v.nbytes == 1 << 30 and v[0] == 1 and v[-1] == 1
+        del v
+        sd["small"] = 1
+        del sd["big"]
+        assert dict(sd) == {"small": 1}
+        sd.check()
