@@ -353,7 +353,7 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     return SHK_OK;
 }
 
-static int table_valid(const shk_dict *d, uint64_t tw)
+static inline int table_valid(const shk_dict *d, uint64_t tw)
 {
     unsigned l = tw_log2(tw);
     uint64_t t = tw_off(tw);

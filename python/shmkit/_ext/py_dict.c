@@ -642,10 +642,15 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
             return NULL;
         Py_UCS1 *dst = PyUnicode_1BYTE_DATA(u);
         memcpy(dst, p, n);
-        unsigned char acc = 0;
-        for (uint64_t i = 0; i < n; i++)
+        uint64_t acc = 0, w;
+        uint64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, dst + i, 8);
+            acc |= w;
+        }
+        for (; i < n; i++)
             acc |= dst[i];
-        if (acc & 0x80) {
+        if (acc & 0x8080808080808080ull) {
             Py_DECREF(u);
             PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: non-ASCII bytes in an ASCII value");
             return NULL;
