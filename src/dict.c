@@ -186,7 +186,23 @@ struct shk_dict {
      * that commits do not all bounce one shared counter between cores.
      * Used only under the writer lock. */
     uint64_t ver_next, ver_end;
+    unsigned ver_fork_gen;      /* fork_gen when the batch was taken */
 };
+
+/* A forked child inherits its parent's handles, and with them their
+ * version batches: both would hand out the same versions.  A fork handler
+ * bumps this counter in the child, which makes every handle fetch a fresh
+ * batch (one relaxed load per commit). */
+static _Atomic unsigned fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
 
 /* ----------------------------------------------------------- small helpers */
 
@@ -267,7 +283,9 @@ uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
 /* The next unique even version (called under the writer lock). */
 static uint64_t new_ver(shk_dict *d)
 {
-    if (d->ver_next == d->ver_end) {
+    unsigned fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    if (d->ver_next == d->ver_end || d->ver_fork_gen != fg) {
+        d->ver_fork_gen = fg;
         /* relaxed: versions only need to be unique, not ordered. */
         d->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
                                                 memory_order_relaxed);
@@ -378,9 +396,11 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
         return rc;
     if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % 16)
         return SHK_ECORRUPT;
+    pthread_once(&fork_once, register_fork_handler);
     shk_dict *d = calloc(1, sizeof *d);
     if (!d)
         return SHK_ESYS;
+    d->ver_fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
     d->seg = seg;
     d->heap = shk_segment_heap(seg);
     d->base = shk_segment_base(seg);

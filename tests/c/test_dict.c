@@ -685,6 +685,38 @@ TEST(crash_points)
     munmap(done, sizeof(int64_t));
 }
 
+/* A forked child must not reuse its parent's version batch. */
+TEST(versions_unique_across_fork)
+{
+    shk_segment *s = new_seg("dfork");
+    shk_dict *d = NULL;
+    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(set_str(d, "warm", "up"), SHK_OK);     /* parent takes a batch */
+    uint64_t *vers = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    for (int c = 0; c < 2; c++) {
+        pid_t p = fork();
+        if (p == 0) {
+            char k[16];
+            snprintf(k, sizeof k, "c%d", c);
+            shk_dict_ref r;
+            if (set_str(d, k, "x") != SHK_OK || shk_dict_find(d, 's', k, 2, &r) != SHK_OK)
+                _exit(1);
+            vers[c] = r.ver;
+            _exit(0);
+        }
+        int st;
+        waitpid(p, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    shk_dict_ref r;
+    CHECK_EQ(set_str(d, "p", "x"), SHK_OK);
+    CHECK_EQ(shk_dict_find(d, 's', "p", 1, &r), SHK_OK);
+    CHECK(vers[0] != vers[1] && vers[0] != r.ver && vers[1] != r.ver);
+    munmap(vers, 4096);
+    shk_dict_close(d);
+    drop_seg(s, "dfork");
+}
+
 int main(void)
 {
     RUN(basic);
@@ -698,5 +730,6 @@ int main(void)
     RUN(sigkill_writers);
     RUN(sigkill_during_growth);
     RUN(crash_points);
+    RUN(versions_unique_across_fork);
     return check_summary();
 }
