@@ -706,3 +706,23 @@ def test_one_gigabyte_value(name):
         del sd["big"]
         assert dict(sd) == {"small": 1}
         sd.check()
+
+
+def _drop_view_in_child(holder):
+    holder.clear()      # the inherited copy of the view goes away here
+    import gc
+    gc.collect()
+
+
+def test_forked_child_dropping_a_view_does_not_unpin(d):
+    d["a"] = np.arange(1000, dtype=np.int64)
+    holder = [d.get_view("a")]
+    ctx = mp.get_context("fork")
+    p = ctx.Process(target=_drop_view_in_child, args=(holder,))
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    del d["a"]                       # retired, still pinned by our view
+    for i in range(500):             # churn: the block must not be reused
+        d[f"x{i}"] = np.full(1000, -1, dtype=np.int64)
+    assert (holder[0] == np.arange(1000)).all()

@@ -40,6 +40,7 @@
 #include "shmkit_py.h"
 
 #include <string.h>
+#include <unistd.h>
 
 
 #ifndef SHK_UNLIKELY
@@ -1349,6 +1350,7 @@ typedef struct {
     uint64_t entry;       /* pinned */
     char *ptr;
     Py_ssize_t len;
+    pid_t pid;            /* the process whose pin this is */
 } ShkPyPin;
 
 static int pin_getbuffer(PyObject *op, Py_buffer *view, int flags)
@@ -1361,7 +1363,10 @@ static void pin_dealloc(PyObject *op)
 {
     ShkPyPin *p = (ShkPyPin *)op;
     if (p->seg) {
-        shk_dict_unpin_seg(p->seg, p->entry);
+        /* A forked child has a copy of this object but not of the pin: only
+         * the process that pinned may unpin. */
+        if (p->pid == getpid())
+            shk_dict_unpin_seg(p->seg, p->entry);
         shk_segment_close(p->seg);
     }
     Py_TYPE(op)->tp_free(op);
@@ -1417,6 +1422,7 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     shk_segment_retain(seg);
     pin->seg = seg;
     pin->entry = r.entry;
+    pin->pid = getpid();
     pin->ptr = (char *)r.val;
     pin->len = (Py_ssize_t)r.vlen;
     PyObject *res;
