@@ -16,7 +16,10 @@
  *   (shk_dict_prepare), so the critical section is a probe plus a few
  *   stores; large values are copied with no lock held.  A single mutex keeps
  *   growth, tombstone accounting and crash repair simple and obviously
- *   correct; gets (the hot path) never take it.
+ *   correct; gets (the hot path) never take it.  The lock is adaptive: a
+ *   short trylock spin (critical sections are ~100 ns), then a futex sleep
+ *   inside the robust mutex.  (Striped locks would let writers scale; see
+ *   docs/dict.md for the design and why it was not worth its risk yet.)
  *
  *   Publication is one release store of the slot word: before it the entry
  *   is invisible, after it it is complete.  Replacing a key stores the new
@@ -35,9 +38,14 @@
  *   (acquire), reads key and value, issues an acquire fence and re-loads
  *   life: equal even versions prove it read one complete, live entry
  *   (a seqlock without writers on the read side).  Versions come from a
- *   per-dict 48-bit counter with a random start, so a block reused by another
- *   dict or another structure will not show the same version again (the
- *   chance is 2^-47 per reuse).  Every length read from an entry is checked
+ *   per-dict 48-bit counter with a random start, taken by each handle in
+ *   batches of 1024 (a forked child takes a new batch), so a block reused by
+ *   another dict or another structure will not show the same version again
+ *   (the chance is 2^-47 per reuse).  A block reused by another structure is
+ *   written without this protocol; what makes the re-check still see DEAD is
+ *   that our DEAD store precedes the free list's release push, which the
+ *   reuser's acquire pop precedes its writes (multi-copy-atomic hardware:
+ *   x86-64, ARMv8).  Every length read from an entry is checked
  *   against the backed segment before use, so a torn read stays inside the
  *   mapping and then fails validation.
  *
@@ -70,7 +78,8 @@
  *     +16  table   (atomic: tgen:26 | log2cap:6 | offset/16:32)
  *     +64  count (live entries) | used (live + tombstones) | next_ver |
  *          resizes | recoveries
- *     +128 intent record: op, slot, new entry+ver, old entry+ver, table
+ *     +128 intent record: op, slot, new entry+ver, old entry+ver, new and
+ *          old table words
  *     +192 writer mutex (robust, process-shared)
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
