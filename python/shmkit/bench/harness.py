@@ -1,0 +1,528 @@
+"""The benchmark harness behind ``shmkit bench`` and ``benchmarks/bench_*.py``.
+
+Why it lives inside the package (``shmkit.bench``) and not only in
+``benchmarks/``: ``shmkit bench`` must work from an installed shmkit, where the
+repository's ``benchmarks/`` folder does not exist.  The scripts in
+``benchmarks/`` are thin entry points onto these modules.
+
+Model
+-----
+A suite module (``alloc``, ``dict``, ``queue``) yields ``Case`` objects: one
+implementation (shmkit, a stdlib baseline or a peer package) doing one
+operation.  Collecting the cases is cheap (no setup), so the harness knows the
+total for its progress indicator before running anything.  Cases share
+*fixtures* (a created dict, a Manager, ...) by key: a fixture is built lazily
+before its first case and torn down after its last one, so peers are set up
+once per value type, not once per operation.
+
+Two kinds of measurement:
+
+* ``loop`` cases give ``run(fixture, n) -> seconds`` that times ``n``
+  operations (setup and cleanup inside ``run`` are outside the timed part).
+  The harness doubles ``n`` until one call lasts ``budget`` seconds, then
+  takes the median ops/s of ``repeats`` calls.
+* ``rate`` cases (more than one process) give ``rate(fixture, budget) ->
+  (ops, seconds)``; the harness takes the median of ``repeats`` calls.
+
+Medians, not means: this machine has 2 cores shared with other work, and a
+median of repeats shrugs off the runs a neighbour disturbed.  The harness
+never asserts on a number: tests run it in ``tiny`` mode only to check that it
+produces well-formed JSON and PNGs.
+
+Peers that are not installed, or fail to import, are skipped and reported with
+the reason (``install_peers.py`` leaves the reason of an install failure in
+``<venv>/shmkit-peers.json``, which is quoted when present).  A case that
+raises is recorded as an error with the message, and the run goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import glob
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+SUITES = ("alloc", "dict", "queue")
+
+# budget: seconds one timed call should last; repeats: calls per case.
+MODES: Dict[str, Dict[str, Any]] = {
+    "tiny": {"budget": 0.002, "repeats": 1, "max_n": 64},
+    "quick": {"budget": 0.03, "repeats": 3, "max_n": 1 << 22},
+    "full": {"budget": 0.25, "repeats": 7, "max_n": 1 << 26},
+}
+
+# Every shm name the harness or a peer creates starts with this, so that
+# leftovers of a crashed peer can be found and removed.
+PREFIX = f"shkb{os.getpid()}x"
+
+# import name -> PyPI name of the packages measured against.
+PEERS = {
+    "shared_allocator": "shared-allocator",
+    "shared_hashmap": "shared-hashmap",
+    "zero_copy_ipc": "zero-copy-ipc",
+    "sharedbox": "sharedbox",
+    "UltraDict": "UltraDict",
+    "shared_memory_dict": "shared-memory-dict",
+    "faster_fifo": "faster-fifo",
+}
+
+
+class Skip(Exception):
+    """Raised by a fixture or case that cannot run here (reason = message)."""
+
+
+@dataclasses.dataclass
+class Case:
+    suite: str
+    chart: str          # one PNG per chart: cases of a chart share an x axis
+    group: str          # the x position (operation); bars = impls
+    impl: str           # "shmkit", "dict", "Manager().dict()", a peer...
+    unit: str = "ops/s"
+    fixture: Optional[Tuple] = None           # key shared by cases
+    make_fixture: Optional[Callable[[], Any]] = None
+    run: Optional[Callable[[Any, int], float]] = None            # loop case
+    rate: Optional[Callable[[Any, float], Tuple[float, float]]] = None  # rate case
+    requires: Sequence[str] = ()              # import names (peers, numpy)
+    max_n: Optional[int] = None               # cap on n for loop cases
+    baseline: bool = False                    # the shmkit row ratios refer to
+
+
+class Fixture:
+    """A set-up object with a close(); subclasses or plain wrappers."""
+
+    def __init__(self, obj: Any, close: Optional[Callable[[], None]] = None):
+        self.obj = obj
+        self._close = close
+
+    def close(self) -> None:
+        if self._close is not None:
+            fn, self._close = self._close, None
+            fn()
+
+
+_name_counter = [0]
+
+
+def shm_name(tag: str) -> str:
+    """A fresh segment/peer name for this run (short: some peers limit it)."""
+    _name_counter[0] += 1
+    return f"{PREFIX}{_name_counter[0]}{tag}"
+
+
+def cleanup_leftovers() -> List[str]:
+    """Remove every shm object and peer lock file this run left behind."""
+    removed = []
+    for pattern in (f"/dev/shm/*{PREFIX}*", f"/tmp/zero_copy_ipc_*{PREFIX}*"):
+        for path in glob.glob(pattern):
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+# ------------------------------------------------------------------ peers
+
+
+def _install_report() -> Dict[str, str]:
+    path = os.path.join(sys.prefix, "shmkit-peers.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return {k: v for k, v in data.get("failed", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def check_import(module: str) -> Optional[str]:
+    """None if ``module`` imports, else the reason it cannot be used."""
+    try:
+        importlib.import_module(module)
+        return None
+    except Exception as e:  # ImportError, or a broken peer raising anything
+        pypi = PEERS.get(module, module)
+        failed = _install_report().get(pypi)
+        if failed:
+            return f"{pypi} did not install: {failed}"
+        if isinstance(e, ModuleNotFoundError) and e.name == module:
+            return f"{pypi} is not installed (pip install {pypi})"
+        return f"{pypi} failed to import: {type(e).__name__}: {e}"
+
+
+def package_version(dist: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return None
+
+
+def machine_info() -> Dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        ncpu = os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cpus_usable": ncpu,
+        "memory_bytes": mem,
+        "platform": platform.platform(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "hostname_hash": abs(hash(platform.node())) % 10000,
+    }
+
+
+def versions() -> Dict[str, Optional[str]]:
+    out: Dict[str, Optional[str]] = {"shmkit": package_version("shmkit")}
+    try:
+        import shmkit
+        out["shmkit_c"] = getattr(shmkit, "__version__", None)
+    except Exception:
+        pass
+    for mod, dist in list(PEERS.items()) + [("numpy", "numpy"), ("matplotlib", "matplotlib")]:
+        out[dist] = package_version(dist)
+    return out
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """A one-line progress bar on stderr when it is a terminal, else a line
+    every ~10 %: the quick run must show it is alive without flooding logs."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total = max(total, 1)
+        self.done = 0
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self._last_decile = -1
+
+    def step(self, label: str) -> None:
+        if not self.enabled:
+            return
+        pct = self.done * 100 // self.total
+        if self.tty:
+            width = 24
+            filled = width * self.done // self.total
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"\r[{bar}] {self.done:3d}/{self.total} {label}"[:110]
+            sys.stderr.write(line.ljust(110))
+            sys.stderr.flush()
+        elif pct // 10 != self._last_decile:
+            self._last_decile = pct // 10
+            sys.stderr.write(f"bench: {pct:3d}% ({self.done}/{self.total}) "
+                             f"{time.monotonic() - self.t0:5.1f}s {label}\n")
+            sys.stderr.flush()
+        self.done += 1
+
+    def finish(self) -> None:
+        if not self.enabled:
+            return
+        msg = f"{self.total}/{self.total} cases in {time.monotonic() - self.t0:.1f}s"
+        if self.tty:
+            sys.stderr.write("\r" + f"[{'#' * 24}] {msg}".ljust(110) + "\n")
+        else:
+            sys.stderr.write(f"bench: 100% {msg}\n")
+        sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -> List[float]:
+    cap = min(max_n, case.max_n or max_n)
+    n = 1
+    # calibrate: double n until one timed call lasts the budget
+    while True:
+        t = case.run(fx, n)
+        if t >= budget or n >= cap:
+            break
+        # jump straight to the likely n once we have a usable reading
+        if t > budget / 64:
+            n = min(cap, max(n * 2, int(n * budget / t * 1.1)))
+        else:
+            n = min(cap, n * 4)
+    rates = []
+    for _ in range(repeats):
+        # a capped n may run shorter than the budget: sum several calls
+        ops, elapsed = 0, 0.0
+        while True:
+            elapsed += case.run(fx, n)
+            ops += n
+            if elapsed >= budget or n < cap or ops >= cap * 64:
+                break
+        rates.append(ops / elapsed if elapsed > 0 else float("inf"))
+    return rates
+
+
+def measure_rate(case: Case, fx: Any, budget: float, repeats: int) -> List[float]:
+    rates = []
+    for _ in range(repeats):
+        ops, elapsed = case.rate(fx, budget)
+        rates.append(ops / elapsed if elapsed > 0 else float("inf"))
+    return rates
+
+
+def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List[Dict], Dict[str, str]]:
+    params = MODES[mode]
+    budget, repeats, max_n = params["budget"], params["repeats"], params["max_n"]
+    last_use: Dict[Tuple, int] = {}
+    for i, c in enumerate(cases):
+        if c.fixture is not None:
+            last_use[c.fixture] = i
+    fixtures: Dict[Tuple, Any] = {}
+    fixture_errors: Dict[Tuple, str] = {}
+    import_errors: Dict[str, Optional[str]] = {}
+    skipped: Dict[str, str] = {}
+    results: List[Dict] = []
+    bar = Progress(len(cases), progress)
+    try:
+        for i, c in enumerate(cases):
+            bar.step(f"{c.suite}: {c.group} [{c.impl}]")
+            res: Dict[str, Any] = {
+                "suite": c.suite, "chart": c.chart, "group": c.group, "impl": c.impl,
+                "unit": c.unit, "baseline": c.baseline, "status": "ok",
+            }
+            try:
+                for mod in c.requires:
+                    if mod not in import_errors:
+                        import_errors[mod] = check_import(mod)
+                    if import_errors[mod]:
+                        skipped.setdefault(PEERS.get(mod, mod), import_errors[mod])
+                        raise Skip(import_errors[mod])
+                fx = None
+                if c.fixture is not None:
+                    if c.fixture in fixture_errors:
+                        raise Skip(fixture_errors[c.fixture])
+                    if c.fixture not in fixtures:
+                        try:
+                            fixtures[c.fixture] = c.make_fixture()
+                        except Skip as e:
+                            fixture_errors[c.fixture] = str(e)
+                            raise
+                        except Exception as e:
+                            fixture_errors[c.fixture] = f"setup failed: {type(e).__name__}: {e}"
+                            raise Skip(fixture_errors[c.fixture]) from None
+                    fx = fixtures[c.fixture]
+                gc.collect()
+                gc.disable()  # a collection inside a timed loop is noise
+                try:
+                    if c.rate is not None:
+                        rates = measure_rate(c, fx, budget, repeats)
+                    else:
+                        rates = measure_loop(c, fx, budget, repeats, max_n)
+                finally:
+                    gc.enable()
+                res["ops_per_s"] = statistics.median(rates)
+                res["runs"] = rates
+            except Skip as e:
+                res["status"] = "skipped"
+                res["reason"] = str(e)
+                if not any(str(e) == v for v in skipped.values()):
+                    skipped.setdefault(c.impl, str(e))
+            except Exception as e:
+                res["status"] = "error"
+                res["reason"] = f"{type(e).__name__}: {e}"[:300]
+            results.append(res)
+            # tear down fixtures nobody needs any more
+            if c.fixture is not None and last_use.get(c.fixture) == i and c.fixture in fixtures:
+                try:
+                    fixtures.pop(c.fixture).close()
+                except Exception:
+                    pass
+    finally:
+        for fx in fixtures.values():
+            try:
+                fx.close()
+            except Exception:
+                pass
+        cleanup_leftovers()
+        bar.finish()
+    _add_ratios(results)
+    return results, skipped
+
+
+def _add_ratios(results: List[Dict]) -> None:
+    base: Dict[Tuple[str, str, str], float] = {}
+    for r in results:
+        if r["baseline"] and r["status"] == "ok":
+            base[(r["suite"], r["chart"], r["group"])] = r["ops_per_s"]
+    for r in results:
+        b = base.get((r["suite"], r["chart"], r["group"]))
+        if r["status"] == "ok" and b:
+            # ratio: this impl relative to shmkit; speedup: how many times
+            # faster shmkit is than this impl.
+            r["ratio_vs_shmkit"] = r["ops_per_s"] / b
+            r["shmkit_speedup"] = b / r["ops_per_s"] if r["ops_per_s"] else None
+
+
+# ------------------------------------------------------------------ output
+
+
+def _fmt_rate(x: Optional[float]) -> str:
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def format_table(results: List[Dict]) -> str:
+    """The printed table: per chart and operation, each impl's ops/s and how
+    many times faster shmkit is."""
+    lines = []
+    header = f"{'operation':<34} {'implementation':<26} {'ops/s':>9}  {'shmkit is':>10}"
+    current = None
+    for r in results:
+        if r["chart"] != current:
+            current = r["chart"]
+            lines.append("")
+            lines.append(f"== {current}")
+            lines.append(header)
+            lines.append("-" * len(header))
+        if r["status"] == "ok":
+            sp = r.get("shmkit_speedup")
+            if r["baseline"]:
+                ratio = "(base)"
+            elif sp is None:
+                ratio = "-"
+            else:
+                ratio = f"{sp:.2f}x" if sp < 100 else f"{sp:.0f}x"
+            lines.append(f"{r['group']:<34} {r['impl']:<26} {_fmt_rate(r['ops_per_s']):>9}  {ratio:>10}")
+        elif r["status"] == "error":
+            lines.append(f"{r['group']:<34} {r['impl']:<26} {'error':>9}  {r['reason'][:60]}")
+    lines.append("")
+    lines.append("'shmkit is Nx': shmkit's ops/s divided by that implementation's "
+                 "(>1: shmkit faster). Medians of repeats.")
+    return "\n".join(lines)
+
+
+def draw_charts(results: List[Dict], out_dir: str) -> List[str]:
+    """One PNG per chart: grouped bars (operations x implementations), log
+    scale ops/s.  Returns the paths written ([] if matplotlib is missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return []
+    paths = []
+    charts: Dict[str, List[Dict]] = {}
+    for r in results:
+        if r["status"] == "ok" and r.get("ops_per_s"):
+            charts.setdefault(r["chart"], []).append(r)
+    for chart, rows in charts.items():
+        groups = list(dict.fromkeys(r["group"] for r in rows))
+        impls = list(dict.fromkeys(r["impl"] for r in rows))
+        # shmkit first so its colour is stable across charts
+        order = {name: k for k, name in enumerate(impls)}
+        impls.sort(key=lambda s: (not s.startswith("shmkit"), order[s]))
+        width = 0.8 / max(len(impls), 1)
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2.5), 4.2))
+        for j, impl in enumerate(impls):
+            xs, ys = [], []
+            for gi, g in enumerate(groups):
+                for r in rows:
+                    if r["group"] == g and r["impl"] == impl:
+                        xs.append(gi + (j - (len(impls) - 1) / 2) * width)
+                        ys.append(r["ops_per_s"])
+            ax.bar(xs, ys, width=width * 0.95, label=impl)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(rows[0]["unit"] + " (log scale, higher is better)")
+        ax.set_title(chart)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.grid(axis="y", which="major", alpha=0.3)
+        fig.tight_layout()
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in chart)
+        path = os.path.join(out_dir, f"{safe}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ entry
+
+
+def collect(suites: Sequence[str], mode: str) -> List[Case]:
+    cases: List[Case] = []
+    for s in suites:
+        mod = importlib.import_module(f"{__package__}.suite_{s}")
+        cases.extend(mod.cases(mode))
+    return cases
+
+
+def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
+        suites: Optional[Sequence[str]] = None, charts: bool = True,
+        progress: bool = True, print_table: bool = True) -> Dict[str, Any]:
+    """Run the suites and return the report (also written to
+    OUT/results.json, with PNG charts, and printed as a table)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+    suites = list(suites or SUITES)
+    t0 = time.time()
+    cases = collect(suites, mode)
+    results, skipped = run_cases(cases, mode, progress=progress)
+    report: Dict[str, Any] = {
+        "schema": "shmkit-bench/1",
+        "mode": mode,
+        "params": MODES[mode],
+        "suites": suites,
+        "started_unix": t0,
+        "duration_s": round(time.time() - t0, 3),
+        "machine": machine_info(),
+        "versions": versions(),
+        "skipped_impls": skipped,
+        "results": results,
+    }
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        report["charts"] = draw_charts(results, out_dir) if charts else []
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(report, f, indent=1, default=str)
+    if print_table:
+        print(format_table(results))
+        if skipped:
+            print("\nskipped:")
+            for impl, reason in skipped.items():
+                print(f"  {impl}: {reason}")
+        errors = [r for r in results if r["status"] == "error"]
+        if errors:
+            print(f"\n{len(errors)} case(s) failed (see results.json)")
+        if out_dir:
+            print(f"\nresults: {os.path.join(out_dir, 'results.json')}"
+                  + (f", {len(report.get('charts', []))} chart(s) in {out_dir}/" if charts else ""))
+    return report
