@@ -36,6 +36,7 @@ raises is recorded as an error with the message, and the run goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import glob
@@ -43,8 +44,10 @@ import importlib
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -52,9 +55,9 @@ SUITES = ("alloc", "dict", "queue")
 
 # budget: seconds one timed call should last; repeats: calls per case.
 MODES: Dict[str, Dict[str, Any]] = {
-    "tiny": {"budget": 0.002, "repeats": 1, "max_n": 64},
-    "quick": {"budget": 0.03, "repeats": 3, "max_n": 1 << 22},
-    "full": {"budget": 0.25, "repeats": 7, "max_n": 1 << 26},
+    "tiny": {"budget": 0.002, "repeats": 1, "max_n": 64, "case_timeout": 60},
+    "quick": {"budget": 0.02, "repeats": 3, "max_n": 1 << 22, "case_timeout": 10},
+    "full": {"budget": 0.25, "repeats": 7, "max_n": 1 << 26, "case_timeout": 180},
 }
 
 # Every shm name the harness or a peer creates starts with this, so that
@@ -91,6 +94,7 @@ class Case:
     requires: Sequence[str] = ()              # import names (peers, numpy)
     max_n: Optional[int] = None               # cap on n for loop cases
     baseline: bool = False                    # the shmkit row ratios refer to
+    budget_scale: float = 1.0                 # multi-process cases need longer runs
 
 
 class Fixture:
@@ -126,6 +130,71 @@ def cleanup_leftovers() -> List[str]:
             except OSError:
                 pass
     return removed
+
+
+# ------------------------------------------------------------------ processes
+
+
+def fork_workers(targets: Sequence[Callable], budget: float) -> List[Any]:
+    """Fork one process per ``target(budget, conn, go)``, wait until every
+    one has sent "ready" (its setup done), release them together, and return
+    what each sent next.  A worker that reports ``("error", msg)``, or does
+    not answer, raises RuntimeError; workers never outlive the call.
+
+    fork, not spawn: workers inherit the parent's objects (stdlib queues
+    cannot be reopened by name) and start in milliseconds."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+    procs, conns = [], []
+
+    def wrap(target, conn):
+        try:
+            target(budget, conn, go)
+        except BaseException as e:  # report, never hang the parent
+            try:
+                conn.send(("error", f"{type(e).__name__}: {e}"))
+            except Exception:
+                pass
+        finally:
+            try:
+                conn.close()
+            finally:
+                os._exit(0)
+
+    try:
+        for target in targets:
+            parent, child = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=wrap, args=(target, child), daemon=True)
+            p.start()
+            child.close()
+            procs.append(p)
+            conns.append(parent)
+        for c in conns:
+            if not c.poll(60):
+                raise RuntimeError("a worker did not start")
+            msg = c.recv()
+            if msg != "ready":
+                raise RuntimeError(msg[1] if isinstance(msg, tuple) else str(msg))
+        go.set()
+        out = []
+        for c in conns:
+            if not c.poll(max(60.0, budget * 20)):
+                raise RuntimeError("a worker did not finish")
+            msg = c.recv()
+            if isinstance(msg, tuple) and msg and msg[0] == "error":
+                raise RuntimeError(msg[1])
+            out.append(msg)
+        return out
+    finally:
+        for c in conns:
+            c.close()
+        for p in procs:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 # ------------------------------------------------------------------ peers
@@ -292,6 +361,30 @@ def measure_rate(case: Case, fx: Any, budget: float, repeats: int) -> List[float
     return rates
 
 
+class CaseTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Abort a case that hangs (a peer waiting on a lock forever) with
+    CaseTimeout, via SIGALRM; a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CaseTimeout(f"case took longer than {seconds:.0f}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List[Dict], Dict[str, str]]:
     params = MODES[mode]
     budget, repeats, max_n = params["budget"], params["repeats"], params["max_n"]
@@ -308,6 +401,7 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
     try:
         for i, c in enumerate(cases):
             bar.step(f"{c.suite}: {c.group} [{c.impl}]")
+            t_case = time.monotonic()
             res: Dict[str, Any] = {
                 "suite": c.suite, "chart": c.chart, "group": c.group, "impl": c.impl,
                 "unit": c.unit, "baseline": c.baseline, "status": "ok",
@@ -336,10 +430,12 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                 gc.collect()
                 gc.disable()  # a collection inside a timed loop is noise
                 try:
-                    if c.rate is not None:
-                        rates = measure_rate(c, fx, budget, repeats)
-                    else:
-                        rates = measure_loop(c, fx, budget, repeats, max_n)
+                    with _time_limit(params["case_timeout"]):
+                        b = budget * c.budget_scale
+                        if c.rate is not None:
+                            rates = measure_rate(c, fx, b, repeats)
+                        else:
+                            rates = measure_loop(c, fx, b, repeats, max_n)
                 finally:
                     gc.enable()
                 res["ops_per_s"] = statistics.median(rates)
@@ -352,6 +448,7 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
             except Exception as e:
                 res["status"] = "error"
                 res["reason"] = f"{type(e).__name__}: {e}"[:300]
+            res["wall_s"] = round(time.monotonic() - t_case, 3)
             results.append(res)
             # tear down fixtures nobody needs any more
             if c.fixture is not None and last_use.get(c.fixture) == i and c.fixture in fixtures:
@@ -402,11 +499,20 @@ def format_table(results: List[Dict]) -> str:
     """The printed table: per chart and operation, each impl's ops/s and how
     many times faster shmkit is."""
     lines = []
-    header = f"{'operation':<34} {'implementation':<26} {'ops/s':>9}  {'shmkit is':>10}"
+    # cases run grouped by fixture; print them grouped by chart and operation
+    chart_ix: Dict[str, int] = {}
+    group_ix: Dict[Tuple[str, str], int] = {}
+    for r in results:
+        chart_ix.setdefault(r["chart"], len(chart_ix))
+        group_ix.setdefault((r["chart"], r["group"]), len(group_ix))
+    results = sorted(results, key=lambda r: (chart_ix[r["chart"]],
+                                             group_ix[(r["chart"], r["group"])],
+                                             not r["baseline"]))
     current = None
     for r in results:
         if r["chart"] != current:
             current = r["chart"]
+            header = f"{'operation':<34} {'implementation':<28} {r['unit']:>9}  {'shmkit is':>10}"
             lines.append("")
             lines.append(f"== {current}")
             lines.append(header)
@@ -419,9 +525,9 @@ def format_table(results: List[Dict]) -> str:
                 ratio = "-"
             else:
                 ratio = f"{sp:.2f}x" if sp < 100 else f"{sp:.0f}x"
-            lines.append(f"{r['group']:<34} {r['impl']:<26} {_fmt_rate(r['ops_per_s']):>9}  {ratio:>10}")
+            lines.append(f"{r['group']:<34} {r['impl']:<28} {_fmt_rate(r['ops_per_s']):>9}  {ratio:>10}")
         elif r["status"] == "error":
-            lines.append(f"{r['group']:<34} {r['impl']:<26} {'error':>9}  {r['reason'][:60]}")
+            lines.append(f"{r['group']:<34} {r['impl']:<28} {'error':>9}  {r['reason'][:60]}")
     lines.append("")
     lines.append("'shmkit is Nx': shmkit's ops/s divided by that implementation's "
                  "(>1: shmkit faster). Medians of repeats.")
