@@ -283,7 +283,9 @@ def scan(with_status: bool = True) -> List[Dict[str, Any]]:
             continue  # not ours, vanished meanwhile, or not ours to read
         segments.append(info)
     if with_status and segments:
-        maps = mapping_pids([s["name"] for s in segments], exclude=[os.getpid()])
+        # our own handles are closed by now: a mapping in this process is
+        # someone else's (e.g. the caller of main()), and counts
+        maps = mapping_pids([s["name"] for s in segments])
         unreadable = maps.pop(None, [])
         for s in segments:
             s["mapped_by"] = maps.get(s["name"], [])
