@@ -552,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def bench_main(argv: Optional[List[str]] = None) -> int:
+    """``shmkit bench ARGV...`` (what examples/demo.py calls)."""
+    return main(["bench", *(argv or [])])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
