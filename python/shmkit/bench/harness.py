@@ -444,7 +444,7 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                 res["status"] = "skipped"
                 res["reason"] = str(e)
                 if not any(str(e) == v for v in skipped.values()):
-                    skipped.setdefault(c.impl, str(e))
+                    skipped.setdefault(f"{c.impl} ({c.suite})", str(e))
             except Exception as e:
                 res["status"] = "error"
                 res["reason"] = f"{type(e).__name__}: {e}"[:300]
@@ -534,6 +534,56 @@ def format_table(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None) -> str:
+    """The report as Markdown (for docs/BENCHMARKS.md / the README): the
+    machine, how to reproduce, one table per chart, and the charts."""
+    m = report["machine"]
+    v = report["versions"]
+    lines = [
+        "# shmkit benchmarks",
+        "",
+        f"Measured with `shmkit bench{'' if report['mode'] == 'full' else ' --' + report['mode']}` "
+        f"({report['mode']} mode: {report['params']['repeats']} repeats of "
+        f"~{report['params']['budget']}s per case, medians) on "
+        f"{m.get('cpu') or 'unknown CPU'}, {m.get('cpus_usable')} usable cores, "
+        f"{(m.get('memory_bytes') or 0) >> 30} GiB, {m.get('platform')}, "
+        f"Python {m.get('python')}, in {report['duration_s']:.0f}s.",
+        "",
+        "Reproduce: `make demo` (runs `shmkit bench --quick`), or "
+        "`pip install .[bench] && pip install -r requirements-bench.txt && shmkit bench`.",
+        "",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
+        "",
+        "'shmkit is' = shmkit's rate / that implementation's rate (above 1: shmkit is faster).",
+    ]
+    chart_ix: Dict[str, List[Dict]] = {}
+    for r in report["results"]:
+        chart_ix.setdefault(r["chart"], []).append(r)
+    charts = {os.path.splitext(os.path.basename(p))[0]: p for p in report.get("charts", [])}
+    for chart, rows in chart_ix.items():
+        unit = rows[0]["unit"]
+        lines += ["", f"## {chart}", "", f"| operation | implementation | {unit} | shmkit is |",
+                  "|---|---|---:|---:|"]
+        groups = list(dict.fromkeys(r["group"] for r in rows))
+        for g in groups:
+            for r in sorted((r for r in rows if r["group"] == g), key=lambda r: not r["baseline"]):
+                if r["status"] == "ok":
+                    sp = r.get("shmkit_speedup")
+                    ratio = "base" if r["baseline"] else (f"{sp:.2f}x" if sp else "-")
+                    lines.append(f"| {g} | {r['impl']} | {_fmt_rate(r['ops_per_s'])} | {ratio} |")
+                elif r["status"] == "error":
+                    lines.append(f"| {g} | {r['impl']} | error | {r['reason'][:80]} |")
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in chart)
+        if safe in charts:
+            path = charts[safe] if chart_dir is None else os.path.join(chart_dir, safe + ".png")
+            lines += ["", f"![{chart}]({path})"]
+    if report.get("skipped_impls"):
+        lines += ["", "## Skipped", ""]
+        for impl, reason in report["skipped_impls"].items():
+            lines.append(f"- {impl}: {reason}")
+    return "\n".join(lines) + "\n"
+
+
 def draw_charts(results: List[Dict], out_dir: str) -> List[str]:
     """One PNG per chart: grouped bars (operations x implementations), log
     scale ops/s.  Returns the paths written ([] if matplotlib is missing)."""
@@ -619,6 +669,8 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
         report["charts"] = draw_charts(results, out_dir) if charts else []
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(report, f, indent=1, default=str)
+        with open(os.path.join(out_dir, "results.md"), "w") as f:
+            f.write(format_markdown(report, chart_dir="."))
     if print_table:
         print(format_table(results))
         if skipped:
