@@ -79,11 +79,14 @@ def _plain(kind):
 
 
 def _shmkit(kind):
-    try:
-        import shmkit
-        cls = shmkit.SharedDict
-    except (ImportError, AttributeError):
-        raise Skip("shmkit.SharedDict is not in this build of shmkit yet") from None
+    import shmkit
+
+    cls = getattr(shmkit, "SharedDict", None)
+    if cls is None:
+        try:
+            from shmkit.dict import SharedDict as cls
+        except ImportError:
+            raise Skip("shmkit.SharedDict is not in this build of shmkit yet") from None
     name = shm_name("d")
     d = cls(name, create=True)
 

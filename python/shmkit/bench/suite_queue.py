@@ -46,11 +46,14 @@ class QueueFixture(Fixture):
 
 
 def _shmkit(size: int) -> QueueFixture:
-    try:
-        import shmkit
-        cls = shmkit.Queue
-    except (ImportError, AttributeError):
-        raise Skip("shmkit.Queue is not in this build of shmkit yet") from None
+    import shmkit
+
+    cls = getattr(shmkit, "Queue", None)
+    if cls is None:
+        try:
+            from shmkit.queue import Queue as cls
+        except ImportError:
+            raise Skip("shmkit.Queue is not in this build of shmkit yet") from None
     name = shm_name("q")
     try:
         q = cls(name, maxsize=MAXSIZE, create=True, ring_bytes=RING_BYTES)
