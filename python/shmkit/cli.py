@@ -34,6 +34,12 @@ SHM_DIR = os.environ.get("SHMKIT_SHM_DIR", "/dev/shm")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+# The first 8 bytes of every segment (SEG_MAGIC in src/segment.c, stored
+# little-endian).  Only a cheap pre-filter: attaching validates the whole
+# header.  It spares `ls` the attach of foreign files, and in particular the
+# 2 s attach waits on an empty file (which could be a segment being created).
+SEGMENT_MAGIC = b"SHMKIT\x1a\x01"
+
 
 class CliError(Exception):
     """An error reported as one line and exit code 1."""
@@ -153,6 +159,9 @@ def candidate_names() -> List[str]:
                 continue
             if not shmkit.name_valid(name):
                 continue
+            with open(path, "rb") as f:
+                if f.read(len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
+                    continue
         except (OSError, ValueError, TypeError):
             continue
         out.append(name)

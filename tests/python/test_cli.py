@@ -141,16 +141,21 @@ def test_orphan_becomes_stale_once_unmapped(names):
 def test_foreign_files_are_skipped_not_crashed_on(names):
     junk = names("foreign")
     empty = names("empty")
+    fake = names("fake")  # our magic, then garbage: attach must reject it
     with open(os.path.join(SHM, junk), "wb") as f:
         f.write(os.urandom(8192))
+    with open(os.path.join(SHM, fake), "wb") as f:
+        f.write(cli.SEGMENT_MAGIC + b"\xff" * 16384)
     open(os.path.join(SHM, empty), "wb").close()
     ours = names("ours")
     with shmkit.Segment(ours, create=True):
         rc, out, err = run_cli("ls")
         assert rc == 0, err
         assert ours in out
-        assert junk not in out and empty not in out
+        assert junk not in out and empty not in out and fake not in out
         assert junk not in ls_json()
+    rc, out, err = run_cli("inspect", fake)
+    assert rc == 1 and "not a valid shmkit segment" in err
 
     rc, out, err = run_cli("inspect", junk)
     assert rc == 1
