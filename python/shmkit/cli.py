@@ -482,6 +482,9 @@ def cmd_bench(args) -> int:
         unknown = [s for s in suites if s not in harness.SUITES]
         if unknown:
             raise CliError(f"unknown suite {unknown[0]!r} (choose from {', '.join(harness.SUITES)})")
+    # this process ends after the run: keep peers' destructor noise quiet
+    # through interpreter shutdown too
+    harness.QuietPeers(permanent=True).__enter__()
     report = harness.run(mode=mode, out_dir=args.out, suites=suites,
                          charts=not args.no_charts, progress=not args.no_progress)
     return EXIT_OK if report is not None else EXIT_FAIL

@@ -385,6 +385,31 @@ def _time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
+class QuietPeers:
+    """Swallow (and count) "Exception ignored in __del__" reports while the
+    peers run: several peers' destructors raise on close (atomics views,
+    SharedMemory with exported buffers), which would bury the table in
+    tracebacks without telling the reader anything about speed."""
+
+    count = 0
+
+    def __init__(self, permanent: bool = False):
+        self.permanent = permanent
+
+    @classmethod
+    def hook(cls, unraisable) -> None:
+        cls.count += 1
+
+    def __enter__(self):
+        self.old = sys.unraisablehook
+        sys.unraisablehook = self.hook
+        return self
+
+    def __exit__(self, *exc):
+        if not self.permanent:
+            sys.unraisablehook = self.old
+
+
 def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List[Dict], Dict[str, str]]:
     params = MODES[mode]
     budget, repeats, max_n = params["budget"], params["repeats"], params["max_n"]
@@ -495,6 +520,14 @@ def _fmt_rate(x: Optional[float]) -> str:
     return f"{x:.0f}"
 
 
+def _fmt_ratio(x: float) -> str:
+    if x >= 100:
+        return f"{x:.0f}x"
+    if x >= 0.1:
+        return f"{x:.2f}x"
+    return f"{x:.2g}x"
+
+
 def format_table(results: List[Dict]) -> str:
     """The printed table: per chart and operation, each impl's ops/s and how
     many times faster shmkit is."""
@@ -524,7 +557,7 @@ def format_table(results: List[Dict]) -> str:
             elif sp is None:
                 ratio = "-"
             else:
-                ratio = f"{sp:.2f}x" if sp < 100 else f"{sp:.0f}x"
+                ratio = _fmt_ratio(sp)
             lines.append(f"{r['group']:<34} {r['impl']:<28} {_fmt_rate(r['ops_per_s']):>9}  {ratio:>10}")
         elif r["status"] == "error":
             lines.append(f"{r['group']:<34} {r['impl']:<28} {'error':>9}  {r['reason'][:60]}")
@@ -569,7 +602,7 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None) -> 
             for r in sorted((r for r in rows if r["group"] == g), key=lambda r: not r["baseline"]):
                 if r["status"] == "ok":
                     sp = r.get("shmkit_speedup")
-                    ratio = "base" if r["baseline"] else (f"{sp:.2f}x" if sp else "-")
+                    ratio = "base" if r["baseline"] else (_fmt_ratio(sp) if sp else "-")
                     lines.append(f"| {g} | {r['impl']} | {_fmt_rate(r['ops_per_s'])} | {ratio} |")
                 elif r["status"] == "error":
                     lines.append(f"| {g} | {r['impl']} | error | {r['reason'][:80]} |")
@@ -651,7 +684,9 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
     suites = list(suites or SUITES)
     t0 = time.time()
     cases = collect(suites, mode)
-    results, skipped = run_cases(cases, mode, progress=progress)
+    with QuietPeers():
+        results, skipped = run_cases(cases, mode, progress=progress)
+        gc.collect()  # let the peers' destructors complain now, not at exit
     report: Dict[str, Any] = {
         "schema": "shmkit-bench/1",
         "mode": mode,
@@ -662,6 +697,7 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
         "machine": machine_info(),
         "versions": versions(),
         "skipped_impls": skipped,
+        "peer_destructor_errors_ignored": QuietPeers.count,
         "results": results,
     }
     if out_dir:
