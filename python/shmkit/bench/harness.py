@@ -567,7 +567,8 @@ def format_table(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None) -> str:
+def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None,
+                    note: str = "") -> str:
     """The report as Markdown (for docs/BENCHMARKS.md / the README): the
     machine, how to reproduce, one table per chart, and the charts."""
     m = report["machine"]
@@ -589,13 +590,15 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None) -> 
         "",
         "'shmkit is' = shmkit's rate / that implementation's rate (above 1: shmkit is faster).",
     ]
+    if note:
+        lines += ["", note]
     chart_ix: Dict[str, List[Dict]] = {}
     for r in report["results"]:
         chart_ix.setdefault(r["chart"], []).append(r)
     charts = {os.path.splitext(os.path.basename(p))[0]: p for p in report.get("charts", [])}
     for chart, rows in chart_ix.items():
         unit = rows[0]["unit"]
-        lines += ["", f"## {chart}", "", f"| operation | implementation | {unit} | shmkit is |",
+        lines += ["", f"## {chart_title(chart)}", "", f"| operation | implementation | {unit} | shmkit is |",
                   "|---|---|---:|---:|"]
         groups = list(dict.fromkeys(r["group"] for r in rows))
         for g in groups:
@@ -615,6 +618,23 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None) -> 
         for impl, reason in report["skipped_impls"].items():
             lines.append(f"- {impl}: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def chart_title(chart: str) -> str:
+    """A readable title for a chart key such as "dict-1KB-bytes-2proc"."""
+    parts = chart.split("-")
+    if parts[0] == "alloc":
+        return f"{parts[1]} allocator, 64-byte blocks, 1 process"
+    if parts[0] == "dict":
+        procs = parts[-1].replace("proc", "")
+        values = " ".join(parts[1:-1])
+        values = {"str": "short str", "int": "int"}.get(values, values)
+        return (f"dict, {values} values, {procs} process{'es' if procs != '1' else ''}"
+                + (" at once (aggregate)" if procs != "1" else ""))
+    if parts[0] == "queue":
+        how = " ".join(parts[1:])
+        return f"queue, producer process -> consumer process, {how}"
+    return chart
 
 
 def draw_charts(results: List[Dict], out_dir: str) -> List[str]:
@@ -651,7 +671,7 @@ def draw_charts(results: List[Dict], out_dir: str) -> List[str]:
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel(rows[0]["unit"] + " (log scale, higher is better)")
-        ax.set_title(chart)
+        ax.set_title(chart_title(chart))
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", which="major", alpha=0.3)
         fig.tight_layout()
