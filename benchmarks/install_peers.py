@@ -41,6 +41,8 @@ def pip_install(req, *extra):
 
 
 def main():
+    print("install_peers: installing the benchmark peers one by one "
+          "(a failed peer is skipped by `shmkit bench`, with the reason)")
     installed, failed, notes = [], {}, {}
     for req in requirements():
         rc, lines = pip_install(req)

@@ -270,7 +270,7 @@ def _op_set(d, ks, v):
         for k in ks:
             del d[k]
     except KeyError as e:
-        raise LostKey(f"key {e} written by this process is missing (lost update)") from None
+        raise LostKey(f"lost update: key {e} just written is missing") from None
     return elapsed
 
 
@@ -282,7 +282,7 @@ def _op_delete(d, ks, v):
         for k in ks:
             del d[k]
     except KeyError as e:
-        raise LostKey(f"key {e} written by this process is missing (lost update)") from None
+        raise LostKey(f"lost update: key {e} just written is missing") from None
     return time.perf_counter() - t
 
 
