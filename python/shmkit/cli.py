@@ -198,6 +198,12 @@ def _object_stats(handle: Any) -> Dict[str, Any]:
     n = _object_entries(handle)
     if n is not None and "entries" not in stats:
         stats["entries"] = n
+    count = getattr(handle, "count", None)  # Bitset: bits set out of len()
+    if callable(count) and "bits_set" not in stats:
+        try:
+            stats["bits_set"] = count()
+        except Exception:
+            pass
     return stats
 
 

@@ -57,7 +57,7 @@ SUITES = ("alloc", "dict", "queue")
 MODES: Dict[str, Dict[str, Any]] = {
     "tiny": {"budget": 0.002, "repeats": 1, "max_n": 64, "case_timeout": 60},
     "quick": {"budget": 0.02, "repeats": 3, "max_n": 1 << 22, "case_timeout": 10},
-    "full": {"budget": 0.25, "repeats": 7, "max_n": 1 << 26, "case_timeout": 180},
+    "full": {"budget": 0.15, "repeats": 5, "max_n": 1 << 26, "case_timeout": 120},
 }
 
 # Every shm name the harness or a peer creates starts with this, so that
