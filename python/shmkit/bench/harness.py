@@ -613,6 +613,13 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None,
         if safe in charts:
             path = charts[safe] if chart_dir is None else os.path.join(chart_dir, safe + ".png")
             lines += ["", f"![{chart}]({path})"]
+    if report.get("targets"):
+        lines += ["", "## Targets (from the issues)", "", "| target | measured | needed | |",
+                  "|---|---:|---:|---|"]
+        for t in report["targets"]:
+            state = {True: "met", False: "missed", None: "not measured"}[t["met"]]
+            lines.append(f"| {t['target']} | {_fmt_rate(t['measured'])} | "
+                         f"{_fmt_rate(t['required'])} | {state} |")
     if report.get("skipped_impls"):
         lines += ["", "## Skipped", ""]
         for impl, reason in report["skipped_impls"].items():
@@ -694,6 +701,56 @@ def collect(suites: Sequence[str], mode: str) -> List[Case]:
     return cases
 
 
+def collect_targets(suites: Sequence[str]) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    for s in suites:
+        mod = importlib.import_module(f"{__package__}.suite_{s}")
+        out.extend(getattr(mod, "TARGETS", []))
+    return out
+
+
+def evaluate_targets(results: List[Dict], targets: List[Dict]) -> List[Dict]:
+    """The speed targets of the issues, checked against this run: reported,
+    never asserted (a noisy 2-core machine is no place for a pass/fail).
+
+    A target names a result by (chart, group, impl) and either a minimum
+    rate ("min") or a factor over another result ("over": (chart, group,
+    impl), "factor")."""
+    index = {(r["chart"], r["group"], r["impl"]): r for r in results if r["status"] == "ok"}
+    out = []
+    for t in targets:
+        row = {"target": t["label"], "measured": None, "required": None, "met": None}
+        r = index.get(t["of"])
+        if "min" in t:
+            row["required"] = t["min"]
+            if r:
+                row["measured"] = r["ops_per_s"]
+        else:
+            other = index.get(t["over"])
+            if other:
+                row["required"] = other["ops_per_s"] * t["factor"]
+            if r:
+                row["measured"] = r["ops_per_s"]
+        if row["measured"] is not None and row["required"] is not None:
+            row["met"] = row["measured"] >= row["required"]
+        else:
+            row["met"] = None  # not measured in this run (peer or mode missing)
+        out.append(row)
+    return out
+
+
+def format_targets(rows: List[Dict]) -> str:
+    lines = ["", "== targets (from the issues; informative, not a test)"]
+    for t in rows:
+        if t["met"] is None:
+            state, detail = "n/a", "not measured in this run"
+        else:
+            state = "met" if t["met"] else "MISSED"
+            detail = f"{_fmt_rate(t['measured'])} vs {_fmt_rate(t['required'])} needed"
+        lines.append(f"  [{state:>6}] {t['target']}: {detail}")
+    return "\n".join(lines)
+
+
 def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
         suites: Optional[Sequence[str]] = None, charts: bool = True,
         progress: bool = True, print_table: bool = True) -> Dict[str, Any]:
@@ -719,6 +776,8 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
         "skipped_impls": skipped,
         "peer_destructor_errors_ignored": QuietPeers.count,
         "results": results,
+        # tiny runs a handful of operations per case: no figure means anything
+        "targets": [] if mode == "tiny" else evaluate_targets(results, collect_targets(suites)),
     }
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -729,6 +788,8 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
             f.write(format_markdown(report, chart_dir="."))
     if print_table:
         print(format_table(results))
+        if report["targets"]:
+            print(format_targets(report["targets"]))
         if skipped:
             print("\nskipped:")
             for impl, reason in skipped.items():

@@ -25,6 +25,14 @@ ALLOC_CHUNK = 16384
 DATA = b"x" * BLOCK
 
 
+TARGETS = [
+    {"label": "free-list allocate+free >= 3M pairs/s (issue 2)",
+     "of": ("alloc-freelist", "allocate+free pair 64 B", "shmkit freelist"), "min": 3e6},
+    {"label": "bump allocate >= 5M/s (issue 2)",
+     "of": ("alloc-bump", "allocate 64 B", "shmkit bump"), "min": 5e6},
+]
+
+
 def _shmkit(kind: str):
     def make():
         import shmkit

@@ -68,6 +68,22 @@ def cycled_keys(nkeys: int, n: int) -> List[str]:
     return ks
 
 
+TARGETS = [
+    {"label": "dict get, short str, 1 process >= 5M/s (issue 3)",
+     "of": ("dict-str-1proc", "get", "shmkit"), "min": 5e6},
+    {"label": "dict set, short str, 1 process >= 3M/s (issue 3)",
+     "of": ("dict-str-1proc", "set", "shmkit"), "min": 3e6},
+    {"label": "dict get within 3x of a plain dict (issue 3)",
+     "of": ("dict-str-1proc", "get", "shmkit"),
+     "over": ("dict-str-1proc", "get", "dict (no sharing)"), "factor": 1 / 3},
+    {"label": "dict get, 2 processes >= 1.6x one process (issue 3)",
+     "of": ("dict-str-2proc", "get", "shmkit"),
+     "over": ("dict-str-1proc", "get", "shmkit"), "factor": 1.6},
+    {"label": "dict set, 2 processes >= 1.6x one process (issue 3)",
+     "of": ("dict-str-2proc", "set", "shmkit"),
+     "over": ("dict-str-1proc", "set", "shmkit"), "factor": 1.6},
+]
+
 # ------------------------------------------------------------------ adapters
 # Each returns (store, close, attach): attach() gives a store usable in a
 # forked child (a fresh handle by name where the implementation needs one).

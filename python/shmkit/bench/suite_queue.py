@@ -32,6 +32,20 @@ RING_BYTES = 8 << 20
 END = b"!"
 
 
+TARGETS = [
+    {"label": "queue 64 B batched >= 2M msgs/s (issue 4)",
+     "of": ("queue-batched", "64 B items", "shmkit"), "min": 2e6},
+    {"label": "queue 64 B one at a time >= 1M msgs/s (issue 4)",
+     "of": ("queue-one-at-a-time", "64 B items", "shmkit"), "min": 1e6},
+    {"label": "queue 64 B batched >= 2x faster-fifo (issue 4)",
+     "of": ("queue-batched", "64 B items", "shmkit"),
+     "over": ("queue-batched", "64 B items", "faster-fifo"), "factor": 2},
+    {"label": "queue 64 B one at a time >= 10x multiprocessing.Queue (issue 4)",
+     "of": ("queue-one-at-a-time", "64 B items", "shmkit"),
+     "over": ("queue-one-at-a-time", "64 B items", "multiprocessing.Queue"), "factor": 10},
+]
+
+
 class QueueFixture(Fixture):
     """obj: the queue in the parent; attach(): the queue in a forked child;
     put_many/get_many: batch functions or None; flush(q): make sure what a
