@@ -343,3 +343,23 @@ def test_bench_harness_leaves_no_segments(tmp_path):
 def test_bench_unknown_suite_is_an_error():
     rc, out, err = run_cli("bench", "--tiny", "--suite", "nope", "--out", "/nonexistent")
     assert rc == 1 and "unknown suite 'nope'" in err
+
+
+def test_targets_are_evaluated_not_asserted():
+    from shmkit.bench.harness import evaluate_targets
+
+    results = [
+        {"chart": "c", "group": "g", "impl": "shmkit", "status": "ok", "ops_per_s": 10.0},
+        {"chart": "c", "group": "g", "impl": "peer", "status": "ok", "ops_per_s": 4.0},
+    ]
+    targets = [
+        {"label": "min met", "of": ("c", "g", "shmkit"), "min": 5},
+        {"label": "min missed", "of": ("c", "g", "shmkit"), "min": 50},
+        {"label": "factor met", "of": ("c", "g", "shmkit"), "over": ("c", "g", "peer"), "factor": 2},
+        {"label": "factor missed", "of": ("c", "g", "shmkit"), "over": ("c", "g", "peer"),
+         "factor": 3},
+        {"label": "not run", "of": ("c", "g", "absent"), "min": 1},
+    ]
+    met = {t["target"]: t["met"] for t in evaluate_targets(results, targets)}
+    assert met == {"min met": True, "min missed": False, "factor met": True,
+                   "factor missed": False, "not run": None}

@@ -592,6 +592,19 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None,
     ]
     if note:
         lines += ["", note]
+    lines += [
+        "",
+        "How it is measured: every implementation runs the same Python loop "
+        "(`for k in keys: d[k]`, `q.put(item)`, ...). A case doubles its operation "
+        "count until one timed call lasts the budget, then takes the median of the "
+        "repeats. Set/delete use fresh keys, inserted or removed again outside the "
+        "timed part. Two-process figures are the sum of both forked workers' rates "
+        "while both run. Queue figures are messages delivered per second, end to end, "
+        "from a producer process to a consumer process, with bounded queues. A peer "
+        "that raises is shown as an error with its message (e.g. a lost update) and "
+        "the run goes on. Source: `shmkit/bench/` (`suite_alloc.py`, `suite_dict.py`, "
+        "`suite_queue.py`).",
+    ]
     chart_ix: Dict[str, List[Dict]] = {}
     for r in report["results"]:
         chart_ix.setdefault(r["chart"], []).append(r)
