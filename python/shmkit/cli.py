@@ -143,8 +143,11 @@ def _human_age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def candidate_names() -> List[str]:
-    """Names of regular files in the shm directory that could be segments."""
+def candidate_names(pattern: Optional[str] = None) -> List[str]:
+    """Names of regular files in the shm directory that could be segments
+    (and match the shell-style ``pattern``, if given)."""
+    import fnmatch
+
     import shmkit
 
     try:
@@ -153,6 +156,8 @@ def candidate_names() -> List[str]:
         raise CliError(f"cannot list {SHM_DIR}: {e.strerror}") from None
     out = []
     for name in entries:
+        if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+            continue
         path = os.path.join(SHM_DIR, name)
         try:
             if not os.path.isfile(path) or os.path.islink(path):
@@ -283,14 +288,14 @@ def _run_check(fn) -> Dict[str, Any]:
     return out
 
 
-def scan(with_status: bool = True) -> List[Dict[str, Any]]:
+def scan(with_status: bool = True, pattern: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every shmkit segment on this machine, with its status:
     "live" (creator runs), "orphan" (creator gone, still mapped) or "stale"
     (creator gone, mapped by nobody: ``rm --stale`` removes it)."""
     import shmkit
 
     segments = []
-    for name in candidate_names():
+    for name in candidate_names(pattern):
         try:
             info = read_segment(name)
         except (shmkit.CorruptSegmentError, FileNotFoundError, PermissionError,
@@ -331,12 +336,13 @@ def _shared_with_others(name: str) -> bool:
 
 
 def cmd_ls(args) -> int:
-    segments = scan()
+    segments = scan(pattern=args.pattern)
     if args.json:
         print(json.dumps(segments, indent=2, default=str))
         return EXIT_OK
     if not segments:
-        print(f"no shmkit segments in {SHM_DIR}")
+        print(f"no shmkit segments in {SHM_DIR}"
+              + (f" matching {args.pattern!r}" if args.pattern else ""))
         return EXIT_OK
     now = time.time()
     rows = [("NAME", "SIZE", "USED", "OBJECTS", "CREATOR", "AGE", "STATUS")]
@@ -424,12 +430,14 @@ def cmd_rm(args) -> int:
 
     if args.stale and args.names:
         raise CliError("give either names or --stale, not both")
+    if args.match and not args.stale:
+        raise CliError("--match only goes with --stale")
     if not args.stale and not args.names:
         raise CliError("nothing to remove: give segment names or --stale")
     status = EXIT_OK
     if args.stale:
         removed = 0
-        for s in scan():
+        for s in scan(pattern=args.match):
             if s["status"] != "stale":
                 continue
             what = f"{s['name']} (creator pid {s.get('creator_pid')} gone, not mapped)"
@@ -520,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "age and status (live: creator runs; orphan: creator gone but still "
                         "mapped; stale: creator gone and mapped by nobody). Files that are "
                         "not shmkit segments are skipped.")
+    ls.add_argument("pattern", metavar="PATTERN", nargs="?",
+                    help="only names matching this shell-style pattern (e.g. 'myapp-*')")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(func=cmd_ls)
 
@@ -544,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("names", metavar="NAME", nargs="*", help="segment names to remove")
     rm.add_argument("--stale", action="store_true",
                     help="remove every segment whose creator is gone and nobody maps")
+    rm.add_argument("--match", metavar="PATTERN",
+                    help="with --stale: only names matching this shell-style pattern")
     rm.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
     rm.add_argument("-f", "--force", action="store_true",
                     help="remove NAME even if it is not a valid shmkit segment")

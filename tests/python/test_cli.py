@@ -28,8 +28,13 @@ def run_cli(*args, timeout=120):
     return p.returncode, p.stdout, p.stderr
 
 
+# Tests touch only their own segments: other programs (or other test runs on a
+# shared machine) may have stale segments of their own at the same moment.
+MINE = f"shmkit-test-{os.getpid()}-*"
+
+
 def ls_json():
-    rc, out, err = run_cli("ls", "--json")
+    rc, out, err = run_cli("ls", MINE, "--json")
     assert rc == 0, err
     return {s["name"]: s for s in json.loads(out)}
 
@@ -109,11 +114,11 @@ def test_segment_of_killed_creator_is_found_by_ls_and_removed_by_rm_stale(ctx_na
         rc, out, err = run_cli("ls")
         assert rc == 0 and stale in out and "stale" in out
 
-        rc, out, err = run_cli("rm", "--stale", "--dry-run")
+        rc, out, err = run_cli("rm", "--stale", "--match", MINE, "--dry-run")
         assert rc == 0 and stale in out
         assert os.path.exists(os.path.join(SHM, stale))
 
-        rc, out, err = run_cli("rm", "--stale")
+        rc, out, err = run_cli("rm", "--stale", "--match", MINE)
         assert rc == 0, err
         assert f"removed {stale}" in out
         assert not os.path.exists(os.path.join(SHM, stale))
@@ -134,7 +139,7 @@ def test_orphan_becomes_stale_once_unmapped(names):
     assert ls_json()[name]["status"] == "orphan"
     held.close()
     assert ls_json()[name]["status"] == "stale"
-    rc, out, err = run_cli("rm", "--stale")
+    rc, out, err = run_cli("rm", "--stale", "--match", MINE)
     assert rc == 0 and not os.path.exists(os.path.join(SHM, name))
 
 
@@ -164,7 +169,7 @@ def test_foreign_files_are_skipped_not_crashed_on(names):
     # rm refuses what is not ours unless forced; --stale never touches it
     rc, out, err = run_cli("rm", junk)
     assert rc == 1 and "not a shmkit segment" in err and err.count("\n") == 1
-    rc, out, err = run_cli("rm", "--stale")
+    rc, out, err = run_cli("rm", "--stale", "--match", MINE)
     assert rc == 0
     assert os.path.exists(os.path.join(SHM, junk))
     rc, out, err = run_cli("rm", "--force", junk)
@@ -261,6 +266,8 @@ def test_usage_errors_exit_2_with_one_line():
     assert rc == 1 and "nothing to remove" in err
     rc, out, err = run_cli("rm", "--stale", "x")
     assert rc == 1
+    rc, out, err = run_cli("rm", "--match", "x*")
+    assert rc == 1 and "--match only goes with --stale" in err
 
 
 @pytest.mark.parametrize("cmd", [[], ["ls"], ["inspect"], ["rm"], ["bench"]])
@@ -272,8 +279,10 @@ def test_help_for_every_command(cmd):
 def test_main_in_process(names, capsys):
     name = names()
     with shmkit.Segment(name, create=True):
-        assert cli.main(["ls"]) == 0
+        assert cli.main(["ls", MINE]) == 0
         assert name in capsys.readouterr().out
+        assert cli.main(["ls", "no-such-name-*"]) == 0
+        assert "no shmkit segments" in capsys.readouterr().out
     assert cli.main(["rm", name]) == 0
     assert cli.main(["inspect", name]) == 1
     assert "no segment named" in capsys.readouterr().err
