@@ -499,8 +499,11 @@ def cmd_bench(args) -> int:
     # this process ends after the run: keep peers' destructor noise quiet
     # through interpreter shutdown too
     harness.QuietPeers(permanent=True).__enter__()
-    report = harness.run(mode=mode, out_dir=args.out, suites=suites,
-                         charts=not args.no_charts, progress=not args.no_progress)
+    try:
+        report = harness.run(mode=mode, out_dir=args.out, suites=suites,
+                             charts=not args.no_charts, progress=not args.no_progress)
+    except OSError as e:
+        raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
     return EXIT_OK if report is not None else EXIT_FAIL
 
 

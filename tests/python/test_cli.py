@@ -349,6 +349,13 @@ def test_bench_harness_leaves_no_segments(tmp_path):
     assert not leftovers
 
 
+def test_bench_unwritable_out_dir_fails_at_once(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rc, out, err = run_cli("bench", "--tiny", "--out", str(blocker / "sub"))
+    assert rc == 1 and "cannot write results" in err and err.count("\n") == 1
+
+
 def test_bench_unknown_suite_is_an_error():
     rc, out, err = run_cli("bench", "--tiny", "--suite", "nope", "--out", "/nonexistent")
     assert rc == 1 and "unknown suite 'nope'" in err

@@ -362,7 +362,7 @@ def measure_rate(case: Case, fx: Any, budget: float, repeats: int) -> List[float
 
 
 class CaseTimeout(Exception):
-    pass
+    """A case (or a fixture's setup) ran past the mode's case_timeout."""
 
 
 @contextlib.contextmanager
@@ -444,11 +444,12 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                         raise Skip(fixture_errors[c.fixture])
                     if c.fixture not in fixtures:
                         try:
-                            fixtures[c.fixture] = c.make_fixture()
+                            with _time_limit(params["case_timeout"]):
+                                fixtures[c.fixture] = c.make_fixture()
                         except Skip as e:
                             fixture_errors[c.fixture] = str(e)
                             raise
-                        except Exception as e:
+                        except Exception as e:  # CaseTimeout included
                             fixture_errors[c.fixture] = f"setup failed: {type(e).__name__}: {e}"
                             raise Skip(fixture_errors[c.fixture]) from None
                     fx = fixtures[c.fixture]
@@ -772,6 +773,11 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     suites = list(suites or SUITES)
+    if out_dir:
+        # fail now, not after a minute of measuring
+        os.makedirs(out_dir, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(f"cannot write to {out_dir}")
     t0 = time.time()
     cases = collect(suites, mode)
     with QuietPeers():
