@@ -1,18 +1,20 @@
 """The ``shmkit`` command-line tool (also ``python -m shmkit``).
 
-    shmkit ls [--json] [--all]          every shmkit segment on this machine
-    shmkit inspect NAME [OBJECT]        stats of a segment or of one object
-    shmkit rm NAME... | --stale         remove segments
-    shmkit bench [--quick] [--out DIR]  the benchmark suite against stdlib and peers
+    shmkit ls [PATTERN] [--json]                 every shmkit segment on this machine
+    shmkit inspect NAME [OBJECT] [--json] [--check]   stats of a segment or one object
+    shmkit rm NAME... | --stale [--match PAT]    remove segments
+    shmkit bench [--quick] [--out DIR]           the benchmark suite against stdlib and peers
 
 Exit codes: 0 success, 1 the operation failed (missing segment, failed
 check...), 2 bad command line.  Every error is one line on stderr.
 
 How a segment is recognised: every regular file of the shm directory
-(``/dev/shm``) whose name is a valid segment name is attached with
-``shmkit.Segment(name, create=False)``; attaching validates the header (magic,
-layout version, sizes), so a file that is not ours raises
-``CorruptSegmentError`` and is skipped, never crashed on.
+(``/dev/shm``) whose name is a valid segment name and whose first 8 bytes are
+the segment magic is attached with ``shmkit.Segment(name, create=False)``;
+attaching validates the whole header (magic, layout version, sizes), so a
+file that is not ours raises ``CorruptSegmentError`` and is skipped, never
+crashed on.  ``ls`` and ``inspect`` only read: attaching changes nothing in
+a segment (no reference count, no registration for removal at exit).
 
 How a segment is judged stale (``rm --stale``): its creator is gone -- no
 process with ``creator_pid`` whose start time (``/proc/PID/stat`` field 22)
