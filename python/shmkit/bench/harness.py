@@ -474,6 +474,14 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
             except Exception as e:
                 res["status"] = "error"
                 res["reason"] = f"{type(e).__name__}: {e}"[:300]
+                if isinstance(e, CaseTimeout) and c.fixture in fixtures:
+                    # a peer stuck once (a lock held by the interrupted
+                    # call) would likely stick again: drop its fixture
+                    fixture_errors[c.fixture] = "an earlier case on the same setup timed out"
+                    try:
+                        fixtures.pop(c.fixture).close()
+                    except Exception:
+                        pass
             res["wall_s"] = round(time.monotonic() - t_case, 3)
             results.append(res)
             # tear down fixtures nobody needs any more
