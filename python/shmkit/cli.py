@@ -547,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     ins.add_argument("--check", action="store_true",
                      help="also walk the heap and each object verifying invariants; "
-                     "exit 1 if any check fails")
+                     "exit 1 if any check fails (run it while the segment is quiet: "
+                     "a walk racing with writers may see transient states)")
     ins.set_defaults(func=cmd_inspect)
 
     rm = sub.add_parser("rm", help="remove segments by name, or the stale ones",
