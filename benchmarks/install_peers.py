@@ -46,12 +46,13 @@ def main():
     installed, failed, notes = [], {}, {}
     for req in requirements():
         rc, lines = pip_install(req)
-        if rc != 0 and any("Requires-Python" in ln or "require a different python" in ln
-                           for ln in lines):
+        why = [ln for ln in lines if "Requires-Python" in ln or "require a different python" in ln]
+        if rc != 0 and why:
             rc2, lines2 = pip_install(req, "--ignore-requires-python")
             if rc2 == 0:
                 installed.append(req)
-                notes[req] = "installed with --ignore-requires-python (declares a newer Python)"
+                detail = why[0].replace("ERROR: ", "").strip()
+                notes[req] = f"installed with --ignore-requires-python ({detail})"
                 print(f"install_peers: {req}: installed ignoring its Requires-Python")
                 continue
             lines = lines2

@@ -200,14 +200,21 @@ def fork_workers(targets: Sequence[Callable], budget: float) -> List[Any]:
 # ------------------------------------------------------------------ peers
 
 
-def _install_report() -> Dict[str, str]:
+def install_log() -> Dict[str, Any]:
+    """What benchmarks/install_peers.py recorded in this environment:
+    {"installed": [...], "failed": {pypi: reason}, "notes": {req: note}}."""
     path = os.path.join(sys.prefix, "shmkit-peers.json")
     try:
         with open(path) as f:
             data = json.load(f)
-        return {k: v for k, v in data.get("failed", {}).items()}
-    except (OSError, ValueError, AttributeError):
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
         return {}
+
+
+def _install_report() -> Dict[str, str]:
+    failed = install_log().get("failed", {})
+    return dict(failed) if isinstance(failed, dict) else {}
 
 
 def check_import(module: str) -> Optional[str]:
@@ -642,10 +649,15 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None,
             state = {True: "met", False: "missed", None: "not measured"}[t["met"]]
             lines.append(f"| {t['target']} | {_fmt_rate(t['measured'])} | "
                          f"{_fmt_rate(t['required'])} | {state} |")
-    if report.get("skipped_impls"):
-        lines += ["", "## Skipped", ""]
-        for impl, reason in report["skipped_impls"].items():
+    notes = (report.get("peer_install") or {}).get("notes") or {}
+    if report.get("skipped_impls") or notes:
+        lines += ["", "## Skipped peers and install notes", ""]
+        for impl, reason in (report.get("skipped_impls") or {}).items():
             lines.append(f"- {impl}: {reason}")
+        for req, note in notes.items():
+            lines.append(f"- {req}: {note}")
+        lines.append("- sharedbox is pinned to 0.2.4, its last release with a dict "
+                     "(`sharedbox.SharedDict`); 0.3 and later offer typed boxes instead.")
     return "\n".join(lines) + "\n"
 
 
@@ -802,6 +814,7 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
         "versions": versions(),
         "skipped_impls": skipped,
         "peer_destructor_errors_ignored": QuietPeers.count,
+        "peer_install": install_log(),
         "results": results,
         # tiny runs a handful of operations per case: no figure means anything
         "targets": [] if mode == "tiny" else evaluate_targets(results, collect_targets(suites)),
@@ -821,6 +834,8 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
             print("\nskipped:")
             for impl, reason in skipped.items():
                 print(f"  {impl}: {reason}")
+        for req, note in (report["peer_install"].get("notes") or {}).items():
+            print(f"note: {req}: {note}")
         errors = [r for r in results if r["status"] == "error"]
         if errors:
             print(f"\n{len(errors)} case(s) failed (see results.json)")
