@@ -44,6 +44,12 @@ def main():
     print("install_peers: installing the benchmark peers one by one "
           "(a failed peer is skipped by `shmkit bench`, with the reason)")
     installed, failed, notes = [], {}, {}
+    log_path = os.path.join(sys.prefix, "shmkit-peers.json")
+    try:  # a re-run finds peers already installed: keep what we learnt then
+        with open(log_path) as f:
+            old_notes = json.load(f).get("notes", {})
+    except (OSError, ValueError, AttributeError):
+        old_notes = {}
     for req in requirements():
         rc, lines = pip_install(req)
         why = [ln for ln in lines if "Requires-Python" in ln or "require a different python" in ln]
@@ -58,6 +64,8 @@ def main():
             lines = lines2
         if rc == 0:
             installed.append(req)
+            if req in old_notes:
+                notes[req] = old_notes[req]
             print(f"install_peers: {req}: ok")
         else:
             errs = [ln for ln in lines if "ERROR" in ln] or lines[-1:] or ["pip failed"]
@@ -67,7 +75,7 @@ def main():
             print(f"install_peers: {req}: FAILED ({reason})")
     report = {"installed": installed, "failed": failed, "notes": notes}
     try:
-        with open(os.path.join(sys.prefix, "shmkit-peers.json"), "w") as f:
+        with open(log_path, "w") as f:
             json.dump(report, f, indent=1)
     except OSError:
         pass
