@@ -256,6 +256,8 @@ def read_segment(name: str, with_stats: bool = False, check: bool = False) -> Di
                 handle = seg.open(obj["name"])
             except Exception as e:  # unknown type in this version, or damaged
                 obj["error"] = f"{type(e).__name__}: {e}"
+            if handle is None and check:
+                obj["check"] = {"ok": False, "error": obj["error"]}
             if handle is not None:
                 try:
                     n = _object_entries(handle)

@@ -243,6 +243,26 @@ def test_inspect_segment_and_object(names):
         heap.close()
 
 
+def test_inspect_check_fails_on_a_damaged_object(names):
+    name = names("damaged")
+    with shmkit.Segment(name, create=True) as seg:
+        heap = seg.allocator("heap", size=1 << 16)
+        heap.allocate(64)
+        heap.close()
+        off = seg.lookup("heap")["offset"]
+    # smash the allocator's shared header (its magic and sizes)
+    with open(os.path.join(SHM, name), "r+b") as f:
+        f.seek(off)
+        f.write(b"\xa5" * 64)
+    rc, out, err = run_cli("inspect", name, "--check")
+    assert rc == 1
+    assert "check: FAILED" in out
+    assert err.startswith("shmkit: inspect: check failed") and err.count("\n") == 1
+    rc, out, err = run_cli("inspect", name, "--json")  # without --check: still readable
+    assert rc == 0 and "error" in json.loads(out)["objects"][0]
+    assert name in ls_json()  # ls still lists the segment
+
+
 def test_rm_by_name_and_missing_names(names):
     a, b = names("a"), names("b")
     shmkit.Segment(a, create=True).close()
