@@ -194,16 +194,22 @@ def test_reused_pid_does_not_count_as_creator():
 
 
 def test_zombie_creator_counts_as_gone():
+    import time
+
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
-        # not reaped yet once it exits: a zombie
-        for _ in range(200):
+        # once it exits, and until we reap it, it is a zombie
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline:
             with open(f"/proc/{p.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-            import time
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
             time.sleep(0.01)
+        assert state == "Z", "child never exited"
         assert cli._proc_start_ticks(p.pid) is None
+        assert not cli.creator_alive(p.pid, 0)
     finally:
         p.wait()
 
