@@ -11,7 +11,8 @@ import json
 import os
 import sys
 
-from shmkit.bench.harness import draw_charts, format_markdown
+from shmkit.bench.harness import (collect_targets, draw_charts, evaluate_targets,
+                                   format_markdown)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,6 +25,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with open(os.path.join(args.results, "results.json")) as f:
         report = json.load(f)
+    if "targets" not in report and report.get("mode") != "tiny":
+        report["targets"] = evaluate_targets(report["results"],
+                                             collect_targets(report.get("suites", [])))
     img = os.path.join(ROOT, "docs", "img", "bench")
     os.makedirs(img, exist_ok=True)
     for old in os.listdir(img):
