@@ -269,6 +269,29 @@ def test_inspect_check_fails_on_a_damaged_object(names):
     assert name in ls_json()  # ls still lists the segment
 
 
+def test_ls_and_inspect_show_entries_of_dicts_and_queues(names):
+    pytest.importorskip("shmkit.dict")
+    pytest.importorskip("shmkit.queue")
+    name = names("structs")
+    with shmkit.Segment(name, create=True) as seg:
+        d = seg.dict("cache")
+        d.update({"a": 1, "b": "two", "c": b"three"})
+        q = seg.queue("jobs", maxsize=8)
+        q.put(b"x")
+        q.put(b"y")
+        rc, out, err = run_cli("ls", MINE)
+        assert rc == 0, err
+        line = next(ln for ln in out.splitlines() if ln.startswith(name))
+        assert "dict:cache(3)" in line and "queue:jobs(2)" in line
+        rc, out, err = run_cli("inspect", name, "cache", "--json", "--check")
+        assert rc == 0, err
+        info = json.loads(out)
+        assert info["entries"] == 3 and info["check"]["ok"] is True
+        assert info["stats"]["entries"] == 3
+        d.close()
+        q.close()
+
+
 def test_rm_by_name_and_missing_names(names):
     a, b = names("a"), names("b")
     shmkit.Segment(a, create=True).close()

@@ -271,7 +271,6 @@ def machine_info() -> Dict[str, Any]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
-        "hostname_hash": abs(hash(platform.node())) % 10000,
     }
 
 
