@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["FreeListAllocator", "BumpAllocator", "SlabAllocator"]
@@ -20,12 +21,7 @@ STANDALONE_OBJECT = "allocator"
 _SEGMENT_SLACK = 64 * 1024
 
 
-def _reattach(cls, segment_name: str, object_name: str):
-    with Segment(segment_name, create=False) as seg:
-        return cls._open_in(seg, object_name)
-
-
-class _AllocatorMixin:
+class _AllocatorMixin(Handle):
     """Behaviour shared by the three allocator classes."""
 
     __slots__ = ()
@@ -52,21 +48,6 @@ class _AllocatorMixin:
 
     def _base_init(self, segment, name, capacity=None, slab_size=None):
         super().__init__(segment, name, capacity, slab_size)
-
-    def unlink(self) -> None:
-        """Remove the segment holding this allocator from the system."""
-        _shmkit.unlink(self.segment_name)
-
-    def __enter__(self):
-        if self.closed:
-            raise ValueError("operation on a closed allocator")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        return (_reattach, (type(self), self.segment_name, self.object_name))
 
     def __repr__(self) -> str:
         if self.closed:

@@ -29,6 +29,7 @@ import sys
 from typing import Any, Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["Array", "DTYPES", "dtype_code"]
@@ -104,11 +105,6 @@ def dtype_code(dtype: Any) -> int:
     return DTYPES[name]
 
 
-def _reattach(cls, segment_name: str, object_name: str):
-    with Segment(segment_name, create=False) as seg:
-        return cls._open_in(seg, object_name)
-
-
 def _check_length(length: Any) -> int:
     if isinstance(length, bool) or not isinstance(length, int):
         if not hasattr(length, "__index__"):
@@ -119,7 +115,7 @@ def _check_length(length: Any) -> int:
     return length
 
 
-class Array(_shmkit.Array):
+class Array(Handle, _shmkit.Array):
     """Array(name, dtype=None, length=None, *, create=None, mode=0o600, max_size=0)
 
     A typed array of ``length`` elements of ``dtype`` (all zero when
@@ -183,21 +179,6 @@ class Array(_shmkit.Array):
         import numpy as np
 
         return np.asarray(memoryview(self))
-
-    def unlink(self) -> None:
-        """Remove the segment holding this array from the system."""
-        _shmkit.unlink(self.segment_name)
-
-    def __enter__(self) -> "Array":
-        if self.closed:
-            raise ValueError("operation on a closed Array")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        return (_reattach, (type(self), self.segment_name, self.object_name))
 
     def __repr__(self) -> str:
         where = f"{self.segment_name!r}/{self.object_name!r}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["Bitset"]
@@ -27,12 +28,7 @@ STANDALONE_OBJECT = "bitset"
 _SEGMENT_SLACK = 1 << 20
 
 
-def _reattach(cls, segment_name: str, object_name: str):
-    with Segment(segment_name, create=False) as seg:
-        return cls._open_in(seg, object_name)
-
-
-class Bitset(_shmkit.Bitset):
+class Bitset(Handle, _shmkit.Bitset):
     """Bitset(name, size=None, *, create=None, mode=0o600, max_size=0)
 
     A bitset of ``size`` bits (all clear when created) in the shared-memory
@@ -95,21 +91,6 @@ class Bitset(_shmkit.Bitset):
         while i is not None:
             yield i
             i = self.find_first_set(i + 1)
-
-    def unlink(self) -> None:
-        """Remove the segment holding this bitset from the system."""
-        _shmkit.unlink(self.segment_name)
-
-    def __enter__(self) -> "Bitset":
-        if self.closed:
-            raise ValueError("operation on a closed Bitset")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        return (_reattach, (type(self), self.segment_name, self.object_name))
 
     def __repr__(self) -> str:
         where = f"{self.segment_name!r}/{self.object_name!r}"

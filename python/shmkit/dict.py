@@ -26,18 +26,13 @@ from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import Any, Iterator, Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["SharedDict"]
 
 STANDALONE_OBJECT = "dict"
 _MISSING = object()
-
-
-def _reattach(segment_name: str, object_name: str, allow_pickle: bool):
-    with Segment(segment_name, create=False) as seg:
-        return SharedDict._open_in(seg, object_name, create=False,
-                                   allow_pickle=allow_pickle)
 
 
 class _ItemsView(ItemsView):
@@ -54,7 +49,7 @@ class _ValuesView(ValuesView):
         return iter(self._mapping._values())
 
 
-class SharedDict(_shmkit.Dict, MutableMapping):
+class SharedDict(Handle, _shmkit.Dict, MutableMapping):
     """SharedDict(name, data=None, *, create=None, size=0, max_size=0, allow_pickle=True, capacity=0, mode=0o600)
 
     A ``dict`` in shared memory that any number of processes use at once.
@@ -154,23 +149,8 @@ class SharedDict(_shmkit.Dict, MutableMapping):
 
     # ---- handle lifecycle ----
 
-    def __enter__(self):
-        if self.closed:
-            raise ValueError("operation on a closed SharedDict")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def unlink(self) -> None:
-        """Remove the segment holding this dict from the system (handles
-        that are open keep working until closed)."""
-        _shmkit.unlink(self.segment_name)
-
-    def __reduce__(self):
-        if self.closed:
-            raise ValueError("cannot pickle a closed SharedDict")
-        return (_reattach, (self.segment_name, self.object_name, self.allow_pickle))
+    def _reopen_kwargs(self):
+        return {"create": False, "allow_pickle": self.allow_pickle}
 
     # ---- sizing ----
 

@@ -1,0 +1,47 @@
+"""What every structure handle shares: the ``with`` statement, ``unlink()``,
+and pickling by name (a handle passed to a Pool worker re-attaches there).
+
+A structure class lists ``Handle`` before its C base type and provides
+``segment_name``, ``object_name``, ``closed``, ``close()`` and a classmethod
+``_open_in(segment, name, **kwargs)``; it may override ``_reopen_kwargs()``
+to carry options (e.g. ``allow_pickle``) through pickling.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import _shmkit
+
+
+def _reattach(cls, segment_name: str, object_name: str, kwargs: Dict[str, Any]):
+    from .segment import Segment
+
+    with Segment(segment_name, create=False) as seg:
+        return cls._open_in(seg, object_name, **kwargs)
+
+
+class Handle:
+    __slots__ = ()
+
+    def _reopen_kwargs(self) -> Dict[str, Any]:
+        return {}
+
+    def unlink(self) -> None:
+        """Remove the segment holding this object from the system.  Handles
+        that are open (here and in other processes) keep working until
+        closed; attaching by name then fails with FileNotFoundError."""
+        _shmkit.unlink(self.segment_name)
+
+    def __enter__(self):
+        if self.closed:
+            raise ValueError(f"operation on a closed {type(self).__name__}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __reduce__(self):
+        if self.closed:
+            raise ValueError(f"cannot pickle a closed {type(self).__name__}")
+        return (_reattach, (type(self), self.segment_name, self.object_name,
+                            self._reopen_kwargs()))
