@@ -4,9 +4,8 @@ tolerating failures, and record what failed and why in
 ``<sys.prefix>/shmkit-peers.json`` (``shmkit bench`` quotes that reason when
 it skips a peer).
 
-`make demo` runs this only when ``pip install -r requirements-bench.txt``
-fails as a whole (pip installs nothing if any one requirement cannot be
-met).  A package whose only problem is its declared ``Requires-Python`` is
+`make demo` runs this rather than ``pip install -r requirements-bench.txt``,
+which installs nothing if any one requirement cannot be met.  A package whose only problem is its declared ``Requires-Python`` is
 retried with ``--ignore-requires-python`` (shared-allocator 0.1.0 declares
 >=3.13.7 but runs on older CPython); that is reported too.
 
