@@ -1,0 +1,44 @@
+"""shmkit: lock-free shared-memory data structures for processes on one machine.
+
+Everything lives in named POSIX shared memory (``/dev/shm/NAME``) and works
+from any number of processes at once::
+
+    import shmkit
+    with shmkit.Segment("demo", create=True) as seg:
+        heap = seg.allocator("heap", size=1 << 20)
+        off = heap.allocate(64)
+        heap.write(off, b"hello")
+
+Attaching never registers a segment for removal at exit: only ``unlink()``
+(or ``shmkit.unlink(name)``, or ``shmkit rm NAME``) removes one.
+"""
+from ._shmkit import (
+    C_VERSION,
+    DEFAULT_MAX_SIZE,
+    MAX_MAX_SIZE,
+    CorruptSegmentError,
+    Error,
+    OutOfMemoryError,
+    SegmentFullError,
+    name_valid,
+    unlink,
+)
+from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
+from .segment import Segment
+
+__version__ = C_VERSION
+
+__all__ = [
+    "Segment",
+    "FreeListAllocator",
+    "BumpAllocator",
+    "SlabAllocator",
+    "Error",
+    "CorruptSegmentError",
+    "OutOfMemoryError",
+    "SegmentFullError",
+    "unlink",
+    "name_valid",
+    "DEFAULT_MAX_SIZE",
+    "MAX_MAX_SIZE",
+]

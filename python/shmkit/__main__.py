@@ -1,0 +1,4 @@
+"""``python -m shmkit`` runs the command-line tool."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,467 @@
+/*
+ * py_segment.c -- shmkit._shmkit.Segment, the module functions on segment
+ * names, and the zero-copy memoryview exporter.
+ *
+ * Lifetime: a Segment object holds one reference on its shk_segment; every
+ * structure handle and every exported view holds another.  close() drops
+ * the Segment's own reference only, so a view or handle that outlives it
+ * keeps the memory mapped and can never dangle.  Nothing here unlinks a
+ * segment except unlink() (or __exit__ of a creator asked to).
+ */
+#include "shmkit_py.h"
+
+#include "structmember.h"
+
+/* ------------------------------------------------------------ the views */
+
+typedef struct {
+    PyObject_HEAD
+    shk_segment *seg;
+    void *ptr;
+    Py_ssize_t len;
+    int readonly;
+} ShkPyView;
+
+static int view_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    ShkPyView *v = (ShkPyView *)self;
+    return PyBuffer_FillInfo(view, self, v->ptr, v->len, v->readonly, flags);
+}
+
+static void view_dealloc(PyObject *self)
+{
+    ShkPyView *v = (ShkPyView *)self;
+    shk_segment_close(v->seg);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyBufferProcs view_as_buffer = {view_getbuffer, NULL};
+
+static PyTypeObject ShkPyView_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmkit._shmkit._View",
+    .tp_basicsize = sizeof(ShkPyView),
+    .tp_dealloc = view_dealloc,
+    .tp_as_buffer = &view_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Keeps a segment mapped while a memoryview of it lives.",
+};
+
+PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
+                            int readonly)
+{
+    ShkPyView *v = PyObject_New(ShkPyView, &ShkPyView_Type);
+    if (!v)
+        return NULL;
+    shk_segment_retain(seg);
+    v->seg = seg;
+    v->ptr = ptr;
+    v->len = len;
+    v->readonly = readonly;
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)v);
+    Py_DECREF(v);   /* the memoryview's buffer holds it now */
+    return mv;
+}
+
+/* ------------------------------------------------------------- names */
+
+static int name_arg(PyObject *name, const char **out)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "segment name must be a str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(name, &n);
+    if (!s)
+        return -1;
+    if ((Py_ssize_t)strlen(s) != n || !shk_segment_name_valid(s)) {
+        PyErr_Format(PyExc_ValueError,
+                     "invalid segment name %R: use 1 to %d bytes, no '/' "
+                     "(except one leading '/'), no NUL",
+                     name, SHK_SEGMENT_NAME_MAX);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
+                                 unsigned long long size,
+                                 unsigned long long max_size, int mode,
+                                 int *created)
+{
+    const char *s;
+    if (name_arg(name, &s) < 0)
+        return NULL;
+    if (create != Py_None && !PyBool_Check(create)) {
+        PyErr_SetString(PyExc_TypeError, "create must be None, True or False");
+        return NULL;
+    }
+    if (mode < 0 || mode > 0777) {
+        PyErr_SetString(PyExc_ValueError, "mode must be permission bits (0 to 0o777)");
+        return NULL;
+    }
+    if (max_size > SHK_MAX_MAX_SIZE || (max_size && size > max_size)) {
+        PyErr_Format(PyExc_ValueError,
+                     "size must be <= max_size <= %llu bytes (64 GiB)",
+                     (unsigned long long)SHK_MAX_MAX_SIZE);
+        return NULL;
+    }
+    shk_segment *seg = NULL;
+    int rc, made = 0;
+    if (create == Py_True) {
+        rc = shk_segment_create(s, size, max_size, (mode_t)mode, &seg);
+        made = 1;
+    } else if (create == Py_False) {
+        rc = shk_segment_attach(s, &seg);
+    } else {
+        rc = shk_segment_open(s, size, max_size, (mode_t)mode, &seg, &made);
+    }
+    if (rc != SHK_OK) {
+        if (rc == SHK_EEXIST)
+            PyErr_Format(PyExc_FileExistsError,
+                         "shared memory segment %R already exists "
+                         "(attach with create=False, or unlink it first)", name);
+        else if (rc == SHK_ENOENT)
+            PyErr_Format(PyExc_FileNotFoundError,
+                         "no shared memory segment named %R", name);
+        else if (rc == SHK_ECORRUPT)
+            PyErr_Format(ShkPy_CorruptSegmentError,
+                         "%R is not a valid shmkit segment (foreign, corrupt, "
+                         "truncated or of another layout version)", name);
+        else
+            shk_py_raise(rc, s);
+        return NULL;
+    }
+    if (created)
+        *created = made;
+    return seg;
+}
+
+/* ------------------------------------------------------------ Segment */
+
+shk_segment *shk_py_segment_arg(PyObject *o)
+{
+    if (!PyObject_TypeCheck(o, &ShkPySegment_Type)) {
+        PyErr_Format(PyExc_TypeError, "expected a shmkit.Segment, not %.100s",
+                     Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    ShkPySegment *s = (ShkPySegment *)o;
+    if (!s->seg) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed Segment");
+        return NULL;
+    }
+    return s->seg;
+}
+
+static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    static char *kwlist[] = {"name", "size", "create", "mode", "max_size",
+                             "unlink_on_exit", NULL};
+    PyObject *name, *create = Py_None;
+    unsigned long long size = 0, max_size = 0;
+    int mode = 0600, unlink_on_exit = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|K$OiKp:Segment", kwlist, &name,
+                                     &size, &create, &mode, &max_size,
+                                     &unlink_on_exit))
+        return -1;
+    if (s->seg) {
+        PyErr_SetString(PyExc_RuntimeError, "Segment already initialised");
+        return -1;
+    }
+    int created = 0;
+    shk_segment *seg = shk_py_open_segment(name, create, size, max_size, mode, &created);
+    if (!seg)
+        return -1;
+    s->seg = seg;
+    s->created = created;
+    s->unlink_on_exit = unlink_on_exit;
+    Py_INCREF(name);
+    Py_XSETREF(s->name, name);
+    return 0;
+}
+
+static void seg_dealloc(PyObject *self)
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    if (s->weakrefs)
+        PyObject_ClearWeakRefs(self);
+    shk_segment_close(s->seg);
+    Py_XDECREF(s->name);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *seg_close(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    shk_segment_close(s->seg);
+    s->seg = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *unlink_name(PyObject *name)
+{
+    const char *n;
+    if (name_arg(name, &n) < 0)
+        return NULL;
+    int rc = shk_segment_unlink(n);
+    if (rc == SHK_ENOENT) {
+        PyErr_Format(PyExc_FileNotFoundError, "no shared memory segment named %R", name);
+        return NULL;
+    }
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *seg_unlink(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    return unlink_name(((ShkPySegment *)self)->name);
+}
+
+static PyObject *seg_enter(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    if (!shk_py_segment_arg(self))
+        return NULL;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *seg_exit(PyObject *self, PyObject *Py_UNUSED(args))
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    shk_segment_close(s->seg);
+    s->seg = NULL;
+    if (s->created && s->unlink_on_exit) {
+        /* ENOENT is fine: someone else removed it already. */
+        const char *n = PyUnicode_AsUTF8(s->name);
+        if (n)
+            (void)shk_segment_unlink(n);
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *object_info_dict(const shk_object_info *oi)
+{
+    return Py_BuildValue("{s:s,s:s,s:K,s:K}", "name", oi->name, "type",
+                         shk_type_name(oi->type), "offset",
+                         (unsigned long long)oi->offset, "size",
+                         (unsigned long long)oi->size);
+}
+
+static PyObject *seg_objects(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    if (!seg)
+        return NULL;
+    PyObject *list = PyList_New(0);
+    uint32_t n = shk_segment_object_count(seg);
+    for (uint32_t i = 0; list && i < n; i++) {
+        shk_object_info oi;
+        int rc = shk_segment_object_at(seg, i, &oi);
+        if (rc == SHK_ENOENT)
+            continue;
+        if (rc != SHK_OK) {
+            Py_DECREF(list);
+            return shk_py_raise(rc, "objects()");
+        }
+        PyObject *d = object_info_dict(&oi);
+        if (!d || PyList_Append(list, d) < 0) {
+            Py_XDECREF(d);
+            Py_CLEAR(list);
+        }
+        Py_XDECREF(d);
+    }
+    return list;
+}
+
+static PyObject *seg_lookup(PyObject *self, PyObject *arg)
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    if (!seg)
+        return NULL;
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "object name must be a str");
+        return NULL;
+    }
+    shk_object_info oi;
+    int rc = shk_segment_lookup(seg, name, &oi);
+    if (rc == SHK_ENOENT || rc == SHK_EINVAL) {
+        PyErr_Format(PyExc_KeyError, "no object named %R in this segment", arg);
+        return NULL;
+    }
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, name);
+    return object_info_dict(&oi);
+}
+
+static PyObject *seg_info(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    shk_segment *seg = shk_py_segment_arg(self);
+    if (!seg)
+        return NULL;
+    shk_segment_info si;
+    shk_segment_info_get(seg, &si);
+    PyObject *objs = seg_objects(self, NULL);
+    if (!objs)
+        return NULL;
+    PyObject *d = Py_BuildValue(
+        "{s:O,s:K,s:K,s:K,s:K,s:L,s:K,s:K,s:I,s:N}", "name", s->name,
+        "file_size", (unsigned long long)si.file_size, "max_size",
+        (unsigned long long)si.max_size, "heap_used",
+        (unsigned long long)si.heap_used, "heap_free",
+        (unsigned long long)si.heap_free, "creator_pid",
+        (long long)si.creator_pid, "creator_start_ticks",
+        (unsigned long long)si.creator_start_ticks, "created_unix_ns",
+        (unsigned long long)si.created_unix_ns, "version",
+        (unsigned int)si.version, "objects", objs);
+    return d;
+}
+
+static PyObject *seg_heap_check(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    if (!seg)
+        return NULL;
+    shk_freelist_stats st;
+    int rc = shk_freelist_check(shk_segment_heap(seg), &st);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "segment heap check");
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+                         (unsigned long long)st.capacity, "used_bytes",
+                         (unsigned long long)st.used_bytes, "free_list_bytes",
+                         (unsigned long long)st.free_list_bytes,
+                         "untouched_bytes", (unsigned long long)st.untouched_bytes,
+                         "live_blocks", (unsigned long long)st.live_blocks,
+                         "free_blocks", (unsigned long long)st.free_blocks);
+}
+
+static PyObject *seg_get_closed(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((ShkPySegment *)self)->seg == NULL);
+}
+
+static PyObject *seg_get_size(PyObject *self, void *Py_UNUSED(c))
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    return seg ? PyLong_FromUnsignedLongLong(shk_segment_file_size(seg)) : NULL;
+}
+
+static PyObject *seg_get_max_size(PyObject *self, void *Py_UNUSED(c))
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    return seg ? PyLong_FromUnsignedLongLong(shk_segment_max_size(seg)) : NULL;
+}
+
+static PyObject *seg_repr(PyObject *self)
+{
+    ShkPySegment *s = (ShkPySegment *)self;
+    if (!s->seg)
+        return PyUnicode_FromFormat("<shmkit.Segment %R closed>", s->name);
+    return PyUnicode_FromFormat("<shmkit.Segment %R size=%llu objects=%u>", s->name,
+                                (unsigned long long)shk_segment_file_size(s->seg),
+                                (unsigned)shk_segment_object_count(s->seg));
+}
+
+static PyMethodDef seg_methods[] = {
+    {"close", seg_close, METH_NOARGS,
+     "Unmap this handle.  The segment stays for other processes; views and "
+     "object handles opened from it stay valid."},
+    {"unlink", seg_unlink, METH_NOARGS,
+     "Remove the segment's name from the system.  Processes that have it "
+     "mapped keep working; the memory is freed when the last one closes."},
+    {"objects", seg_objects, METH_NOARGS,
+     "The named objects in the segment: list of {name, type, offset, size}."},
+    {"lookup", seg_lookup, METH_O,
+     "lookup(name) -> {name, type, offset, size}; KeyError if absent."},
+    {"info", seg_info, METH_NOARGS,
+     "Facts about the segment: sizes, heap use, creator, objects."},
+    {"heap_check", seg_heap_check, METH_NOARGS,
+     "Walk the segment heap and verify its invariants; returns its stats or "
+     "raises CorruptSegmentError.  Meaningful when no process is writing."},
+    {"__enter__", seg_enter, METH_NOARGS, NULL},
+    {"__exit__", seg_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef seg_getset[] = {
+    {"closed", seg_get_closed, NULL, "True once close() was called.", NULL},
+    {"size", seg_get_size, NULL, "Bytes currently backed by memory.", NULL},
+    {"max_size", seg_get_max_size, NULL, "The most the segment may grow to.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef seg_members[] = {
+    {"name", T_OBJECT, offsetof(ShkPySegment, name), READONLY, "Segment name."},
+    {"created", T_BOOL, offsetof(ShkPySegment, created), READONLY,
+     "True if this handle created the segment."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyTypeObject ShkPySegment_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmkit._shmkit.Segment",
+    .tp_basicsize = sizeof(ShkPySegment),
+    .tp_dealloc = seg_dealloc,
+    .tp_repr = seg_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Segment(name, size=0, *, create=None, mode=0o600, max_size=0, "
+              "unlink_on_exit=False)\n\n"
+              "A named POSIX shared-memory segment holding named objects.",
+    .tp_weaklistoffset = offsetof(ShkPySegment, weakrefs),
+    .tp_methods = seg_methods,
+    .tp_members = seg_members,
+    .tp_getset = seg_getset,
+    .tp_init = seg_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------- module functions */
+
+static PyObject *mod_unlink(PyObject *Py_UNUSED(m), PyObject *name)
+{
+    return unlink_name(name);
+}
+
+static PyObject *mod_name_valid(PyObject *Py_UNUSED(m), PyObject *name)
+{
+    if (!PyUnicode_Check(name))
+        Py_RETURN_FALSE;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(name, &n);
+    if (!s) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    return PyBool_FromLong((Py_ssize_t)strlen(s) == n && shk_segment_name_valid(s));
+}
+
+static PyMethodDef module_functions[] = {
+    {"unlink", mod_unlink, METH_O,
+     "unlink(name): remove a segment's name (FileNotFoundError if absent)."},
+    {"name_valid", mod_name_valid, METH_O,
+     "name_valid(name) -> bool: is this an acceptable segment name?"},
+    {NULL, NULL, 0, NULL},
+};
+
+int shk_py_init_segment(PyObject *m)
+{
+    if (PyType_Ready(&ShkPyView_Type) < 0)
+        return -1;
+    if (shk_py_add_type(m, &ShkPySegment_Type, "Segment") < 0)
+        return -1;
+    if (PyModule_AddFunctions(m, module_functions) < 0)
+        return -1;
+    if (PyModule_AddObject(m, "DEFAULT_MAX_SIZE",
+                           PyLong_FromUnsignedLongLong(SHK_DEFAULT_MAX_SIZE)) < 0)
+        return -1;
+    return PyModule_AddObject(m, "MAX_MAX_SIZE",
+                              PyLong_FromUnsignedLongLong(SHK_MAX_MAX_SIZE));
+}

@@ -1,0 +1,105 @@
+"""Segments: named shared memory holding many named objects."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+from . import _shmkit
+
+__all__ = ["Segment", "register_kind"]
+
+# type name (as in Segment.objects()) -> opener(segment, name) for Segment.open()
+_OPENERS: Dict[str, Callable[["Segment", str], Any]] = {}
+
+
+def register_kind(type_name: str, opener: Callable[["Segment", str], Any]) -> None:
+    """Let ``Segment.open(name)`` open objects of ``type_name``."""
+    _OPENERS[type_name] = opener
+
+
+def _attach(name: str) -> "Segment":
+    return Segment(name, create=False)
+
+
+class Segment(_shmkit.Segment):
+    """Segment(name, size=0, *, create=None, mode=0o600, max_size=0, unlink_on_exit=False)
+
+    A named POSIX shared-memory segment that holds many named objects
+    (allocators, dicts, queues, stacks, bitsets, arrays).
+
+    * ``create=None`` opens the segment, creating it if it does not exist;
+      ``True`` requires a new one (``FileExistsError``); ``False`` requires an
+      existing one (``FileNotFoundError``).  Attaching needs only the name.
+    * ``size`` is the memory backed at once; the segment grows on demand up
+      to ``max_size`` (64 GiB by default: address space, not memory).
+    * ``close()`` unmaps this handle and leaves the segment for others;
+      ``unlink()`` removes it.  As a context manager it closes on exit, and
+      also unlinks when ``unlink_on_exit=True`` and this handle created it.
+    * A Segment pickles as its name: unpickling attaches.
+    """
+
+    def __reduce__(self):
+        return (_attach, (self.name,))
+
+    # ---- objects in the segment -------------------------------------------------
+
+    def allocator(self, name: str, kind: str = "freelist", size: int | None = None,
+                  *, slab_size: int | None = None):
+        """Open allocator ``name`` in this segment, creating it with ``size``
+        bytes if absent.  ``kind`` is "freelist", "bump" or "slab"."""
+        from .alloc import _KINDS
+
+        try:
+            cls = _KINDS[kind]
+        except KeyError:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}") from None
+        return cls._open_in(self, name, capacity=size, slab_size=slab_size)
+
+    def dict(self, name: str, **kw):
+        """Open (or create) the SharedDict ``name`` in this segment."""
+        from .dict import SharedDict
+
+        return SharedDict._open_in(self, name, **kw)
+
+    def queue(self, name: str, **kw):
+        """Open (or create) the Queue ``name`` in this segment."""
+        from .queue import Queue
+
+        return Queue._open_in(self, name, **kw)
+
+    def stack(self, name: str, **kw):
+        """Open (or create) the Stack ``name`` in this segment."""
+        from .stack import Stack
+
+        return Stack._open_in(self, name, **kw)
+
+    def bitset(self, name: str, *args, **kw):
+        """Open (or create) the Bitset ``name`` in this segment."""
+        from .bitset import Bitset
+
+        return Bitset._open_in(self, name, *args, **kw)
+
+    def array(self, name: str, *args, **kw):
+        """Open (or create) the Array ``name`` in this segment."""
+        from .array import Array
+
+        return Array._open_in(self, name, *args, **kw)
+
+    def open(self, name: str):
+        """Open the existing object ``name`` whatever its type."""
+        info = self.lookup(name)
+        kind = info["type"]
+        if kind not in _OPENERS:
+            # importing the package module registers its opener
+            import importlib
+
+            module = {"freelist": "alloc", "bump": "alloc", "slab": "alloc"}.get(kind, kind)
+            try:
+                importlib.import_module(f"{__package__}.{module}")
+            except ImportError:
+                pass
+        try:
+            opener = _OPENERS[kind]
+        except KeyError:
+            raise TypeError(f"object {name!r} has type {kind!r}, which this "
+                            f"version of shmkit cannot open") from None
+        return opener(self, name)
