@@ -1,8 +1,708 @@
-/* py_array.c -- placeholder until the array binding lands (owned by its issue). */
+/*
+ * py_array.c -- shmkit._shmkit.Array: typed atomic arrays (src/array.c) as
+ * a Python type.
+ *
+ * Every element read or write goes through libshmkit's atomic element
+ * operations; a slice is a sequence of them (not one atomic step).  The
+ * GIL is held throughout: one operation is nanoseconds.
+ *
+ * Conversions (strict, like the stdlib `array` module):
+ *   integer elements accept int (and anything with __index__, e.g. numpy
+ *     integers; bool counts as int); a float or str is TypeError; a value
+ *     outside the element type's range is OverflowError, nothing changed.
+ *   float elements accept int and float (anything with __float__); a
+ *     float64 value beyond float32's range stored into float32 becomes inf.
+ * add() on integer elements is checked (OverflowError, element unchanged,
+ * if the result leaves the type's range); add(i, d, wrap=True) is modular.
+ *
+ * Slice assignment converts every value before storing any, so a bad value
+ * leaves the array unchanged; the sequence must have the slice's length
+ * (ValueError otherwise: the array's length is fixed).
+ *
+ * The buffer protocol exports the elements (struct format of the dtype,
+ * shape (length,), writable) with zero copy, retaining the segment mapping
+ * for the life of each export (view->internal), so numpy arrays over it
+ * stay valid after close().
+ */
 #include "shmkit_py.h"
+
+#include "structmember.h"
+
+typedef struct {
+    PyObject_HEAD
+    shk_array *a;             /* NULL once closed */
+    uint64_t length;
+    uint32_t dtype;
+    int is_float, is_signed;
+    unsigned itemsize;
+    char format[2];
+    Py_ssize_t shape[1];
+    Py_ssize_t strides[1];
+    int created;
+    PyObject *segment_name;
+    PyObject *object_name;
+} ShkPyArray;
+
+static int alive(ShkPyArray *s)
+{
+    if (s->a)
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "operation on a closed Array");
+    return 0;
+}
+
+static int elem_index(ShkPyArray *s, PyObject *o, uint64_t *out)
+{
+    if (!PyIndex_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "Array indices must be integers or slices, not %.100s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(o, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    if (i < 0)
+        i += (Py_ssize_t)s->length;
+    if (i < 0 || (uint64_t)i >= s->length) {
+        PyErr_SetString(PyExc_IndexError, "Array index out of range");
+        return -1;
+    }
+    *out = (uint64_t)i;
+    return 0;
+}
+
+static PyObject *overflow(ShkPyArray *s, PyObject *v)
+{
+    PyErr_Format(PyExc_OverflowError, "%R is out of range for %s", v, shk_dtype_name(s->dtype));
+    return NULL;
+}
+
+/* Python value -> scalar of the array's kind.  The range of narrow
+ * integer types is checked by libshmkit (SHK_EINVAL on store), here only
+ * what fits 64 bits. */
+static int to_scalar(ShkPyArray *s, PyObject *v, shk_scalar *out)
+{
+    if (s->is_float) {
+        if (!PyFloat_Check(v) && !PyIndex_Check(v) &&
+            !(Py_TYPE(v)->tp_as_number && Py_TYPE(v)->tp_as_number->nb_float)) {
+            PyErr_Format(PyExc_TypeError, "%s elements must be real numbers, not %.100s",
+                         shk_dtype_name(s->dtype), Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        double d = PyFloat_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred())
+            return -1;
+        out->f = d;
+        return 0;
+    }
+    if (!PyIndex_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "%s elements must be integers, not %.100s",
+                     shk_dtype_name(s->dtype), Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    PyObject *n = PyNumber_Index(v);
+    if (!n)
+        return -1;
+    int rc = 0;
+    if (s->is_signed) {
+        long long x = PyLong_AsLongLong(n);
+        if (x == -1 && PyErr_Occurred())
+            rc = -1;
+        else
+            out->i = x;
+    } else {
+        unsigned long long x = PyLong_AsUnsignedLongLong(n);
+        if (x == (unsigned long long)-1 && PyErr_Occurred())
+            rc = -1;
+        else
+            out->u = x;
+    }
+    Py_DECREF(n);
+    if (rc < 0 && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        overflow(s, v);
+    }
+    return rc;
+}
+
+/* Does a converted value fit the element type?  (Floats always do.) */
+static int fits(ShkPyArray *s, shk_scalar v)
+{
+    if (s->is_float || s->itemsize == 8)
+        return 1;
+    unsigned bits = s->itemsize * 8;
+    if (s->is_signed)
+        return v.i >= -(int64_t)(1ull << (bits - 1)) && v.i <= (int64_t)((1ull << (bits - 1)) - 1);
+    return v.u <= (1ull << bits) - 1;
+}
+
+static PyObject *from_scalar(ShkPyArray *s, shk_scalar v)
+{
+    if (s->is_float)
+        return PyFloat_FromDouble(v.f);
+    if (s->is_signed)
+        return PyLong_FromLongLong(v.i);
+    return PyLong_FromUnsignedLongLong(v.u);
+}
+
+static PyObject *load(ShkPyArray *s, uint64_t i)
+{
+    shk_scalar v;
+    shk_array_load(s->a, i, &v);
+    return from_scalar(s, v);
+}
+
+/* Store an already converted value; OverflowError if it does not fit. */
+static int store(ShkPyArray *s, uint64_t i, shk_scalar v, PyObject *orig)
+{
+    if (shk_array_store(s->a, i, v) != SHK_OK) {
+        overflow(s, orig);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ creation */
+
+/* __init__(segment, name, dtype=0, length=0): open Array `name` in
+ * `segment`, creating it (all zero) if absent and dtype/length are given.
+ * dtype is an shk_dtype code (the Python layer parses names). */
+static int array_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    static char *kwlist[] = {"segment", "name", "dtype", "length", NULL};
+    PyObject *segobj, *name;
+    unsigned int dtype = 0;
+    unsigned long long length = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|IK:Array", kwlist, &segobj, &name,
+                                     &dtype, &length))
+        return -1;
+    if (s->a) {
+        PyErr_SetString(PyExc_RuntimeError, "Array already initialised");
+        return -1;
+    }
+    shk_segment *seg = shk_py_segment_arg(segobj);
+    if (!seg)
+        return -1;
+    Py_ssize_t nlen;
+    const char *oname = PyUnicode_AsUTF8AndSize(name, &nlen);
+    if (!oname)
+        return -1;
+    if (nlen < 1 || nlen > SHK_OBJECT_NAME_MAX || (Py_ssize_t)strlen(oname) != nlen) {
+        PyErr_Format(PyExc_ValueError,
+                     "invalid object name %R (1 to %d bytes of UTF-8, no NUL)", name,
+                     SHK_OBJECT_NAME_MAX);
+        return -1;
+    }
+    if (dtype != 0 && shk_dtype_itemsize(dtype) == 0) {
+        PyErr_Format(PyExc_ValueError, "unknown dtype code %u", dtype);
+        return -1;
+    }
+    if (dtype && length > SHK_ARRAY_MAX_BYTES / shk_dtype_itemsize(dtype)) {
+        PyErr_Format(PyExc_ValueError, "length must be at most %llu for %s",
+                     (unsigned long long)(SHK_ARRAY_MAX_BYTES / shk_dtype_itemsize(dtype)),
+                     shk_dtype_name(dtype));
+        return -1;
+    }
+    int created = 0;
+    int rc = shk_array_open_named(seg, oname, dtype, length, &s->a, &created);
+    if (rc != SHK_OK) {
+        s->a = NULL;
+        shk_array *other;
+        if (rc == SHK_ENOENT)
+            PyErr_Format(PyExc_FileNotFoundError,
+                         "no Array named %R in the segment (give dtype and length to "
+                         "create it)", name);
+        else if (rc == SHK_ETYPE)
+            PyErr_Format(PyExc_TypeError, "object %R in the segment is not an Array", name);
+        else if (rc == SHK_EINVAL && shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
+            PyErr_Format(PyExc_ValueError, "Array %R exists as %s[%llu], not %s[%llu]", name,
+                         shk_dtype_name(shk_array_dtype(other)),
+                         (unsigned long long)shk_array_length(other),
+                         shk_dtype_name(dtype ? dtype : shk_array_dtype(other)),
+                         (unsigned long long)(length ? length : shk_array_length(other)));
+            shk_array_close(other);
+        } else
+            shk_py_raise(rc, oname);
+        return -1;
+    }
+    s->length = shk_array_length(s->a);
+    s->dtype = shk_array_dtype(s->a);
+    s->is_float = shk_dtype_is_float(s->dtype);
+    s->is_signed = shk_dtype_is_signed(s->dtype);
+    s->itemsize = shk_array_itemsize(s->a);
+    s->format[0] = shk_dtype_format(s->dtype);
+    s->format[1] = 0;
+    s->shape[0] = (Py_ssize_t)s->length;
+    s->strides[0] = (Py_ssize_t)s->itemsize;
+    s->created = created;
+    Py_INCREF(name);
+    Py_XSETREF(s->object_name, name);
+    PyObject *sn = PyObject_GetAttrString(segobj, "name");
+    if (!sn)
+        return -1;
+    Py_XSETREF(s->segment_name, sn);
+    return 0;
+}
+
+static void array_dealloc(PyObject *self)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    shk_array_close(s->a);
+    Py_XDECREF(s->segment_name);
+    Py_XDECREF(s->object_name);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* ------------------------------------------------------ atomic methods */
+
+static int nargs_ok(Py_ssize_t nargs, Py_ssize_t want, const char *sig)
+{
+    if (nargs == want)
+        return 1;
+    PyErr_Format(PyExc_TypeError, "%s takes exactly %zd arguments (%zd given)", sig, want, nargs);
+    return 0;
+}
+
+/* add(i, delta, wrap=False) -> previous value */
+static PyObject *array_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return NULL;
+    Py_ssize_t npos = PyVectorcall_NARGS(nargs);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *wrapobj = NULL;
+    if (nkw == 1 && npos == 2 &&
+        PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "wrap") == 0)
+        wrapobj = args[2];
+    else if (nkw == 0 && npos == 3)
+        wrapobj = args[2];
+    else if (nkw != 0 || npos != 2) {
+        PyErr_SetString(PyExc_TypeError, "add() takes (i, delta, wrap=False)");
+        return NULL;
+    }
+    int wrap = 0;
+    if (wrapobj && (wrap = PyObject_IsTrue(wrapobj)) < 0)
+        return NULL;
+    uint64_t i;
+    if (elem_index(s, args[0], &i) < 0)
+        return NULL;
+    PyObject *d = args[1];
+    shk_scalar prev;
+    int rc;
+    if (s->is_float) {
+        if (wrap) {
+            PyErr_SetString(PyExc_TypeError, "wrap=True is for integer arrays");
+            return NULL;
+        }
+        shk_scalar v;
+        if (to_scalar(s, d, &v) < 0)
+            return NULL;
+        rc = shk_array_add_float(s->a, i, v.f, &prev);
+        return rc == SHK_OK ? from_scalar(s, prev) : shk_py_raise(rc, "add");
+    }
+    if (!PyIndex_Check(d)) {
+        PyErr_Format(PyExc_TypeError, "delta must be an integer for %s, not %.100s",
+                     shk_dtype_name(s->dtype), Py_TYPE(d)->tp_name);
+        return NULL;
+    }
+    PyObject *n = PyNumber_Index(d);
+    if (!n)
+        return NULL;
+    if (wrap) {
+        /* modular: any int, reduced mod 2^64 then to the element width */
+        unsigned long long u = PyLong_AsUnsignedLongLongMask(n);
+        Py_DECREF(n);
+        if (u == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+        rc = shk_array_add_wrap(s->a, i, u, &prev);
+        return rc == SHK_OK ? from_scalar(s, prev) : shk_py_raise(rc, "add");
+    }
+    int of = 0;
+    long long x = PyLong_AsLongLongAndOverflow(n, &of);
+    if (x == -1 && PyErr_Occurred()) {
+        Py_DECREF(n);
+        return NULL;
+    }
+    if (!of) {
+        rc = shk_array_add(s->a, i, x, &prev);
+    } else {
+        /* beyond int64: sign and magnitude, if the magnitude fits uint64 */
+        int neg = of < 0;
+        PyObject *mag = neg ? PyNumber_Negative(n) : (Py_INCREF(n), n);
+        if (!mag) {
+            Py_DECREF(n);
+            return NULL;
+        }
+        unsigned long long m = PyLong_AsUnsignedLongLong(mag);
+        Py_DECREF(mag);
+        if (m == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_DECREF(n);
+            PyErr_Format(PyExc_OverflowError, "adding %R overflows %s", d,
+                         shk_dtype_name(s->dtype));
+            return NULL;
+        }
+        rc = shk_array_add_wide(s->a, i, neg, m, &prev);
+    }
+    Py_DECREF(n);
+    if (rc != SHK_OK) {
+        PyErr_Format(PyExc_OverflowError,
+                     "adding %R to element %llu overflows %s (element unchanged)", d,
+                     (unsigned long long)i, shk_dtype_name(s->dtype));
+        return NULL;
+    }
+    return from_scalar(s, prev);
+}
+
+static PyObject *array_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s) || !nargs_ok(nargs, 2, "exchange(i, value)"))
+        return NULL;
+    uint64_t i;
+    shk_scalar v, prev;
+    if (elem_index(s, args[0], &i) < 0 || to_scalar(s, args[1], &v) < 0)
+        return NULL;
+    if (shk_array_exchange(s->a, i, v, &prev) != SHK_OK)
+        return overflow(s, args[1]);
+    return from_scalar(s, prev);
+}
+
+/* compare_and_swap(i, expected, new) -> bool */
+static PyObject *array_cas(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s) || !nargs_ok(nargs, 3, "compare_and_swap(i, expected, new)"))
+        return NULL;
+    uint64_t i;
+    shk_scalar e, d;
+    if (elem_index(s, args[0], &i) < 0 || to_scalar(s, args[2], &d) < 0)
+        return NULL;
+    if (!fits(s, d))
+        return overflow(s, args[2]);
+    if (to_scalar(s, args[1], &e) < 0) {
+        /* an integer expected value beyond 64 bits can never match */
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    int rc = shk_array_compare_and_swap(s->a, i, e, d, NULL);
+    if (rc < 0)
+        return overflow(s, args[2]);
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *array_fill(PyObject *self, PyObject *arg)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    shk_scalar v;
+    if (!alive(s) || to_scalar(s, arg, &v) < 0)
+        return NULL;
+    if (shk_array_store(s->a, 0, v) != SHK_OK)
+        return overflow(s, arg);
+    for (uint64_t i = 1; i < s->length; i++)
+        shk_array_store(s->a, i, v);
+    Py_RETURN_NONE;
+}
+
+static PyObject *array_tolist(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return NULL;
+    if (s->length > (uint64_t)PY_SSIZE_T_MAX / sizeof(PyObject *))
+        return PyErr_NoMemory();
+    PyObject *list = PyList_New((Py_ssize_t)s->length);
+    if (!list)
+        return NULL;
+    for (uint64_t i = 0; i < s->length; i++) {
+        PyObject *v = load(s, i);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
+}
+
+static PyObject *array_check(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return NULL;
+    int rc = shk_array_check(s->a);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "Array.check");
+    return Py_BuildValue("{s:s,s:K,s:I,s:K}", "dtype", shk_dtype_name(s->dtype), "length",
+                         (unsigned long long)s->length, "itemsize", s->itemsize, "nbytes",
+                         (unsigned long long)(s->length * s->itemsize));
+}
+
+static PyObject *array_close(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    /* exported buffers hold their own segment reference */
+    shk_array_close(s->a);
+    s->a = NULL;
+    Py_RETURN_NONE;
+}
+
+/* --------------------------------------------------------------- slots */
+
+static Py_ssize_t array_len(PyObject *self)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return -1;
+    return (Py_ssize_t)s->length;
+}
+
+static PyObject *array_item(PyObject *self, Py_ssize_t i)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return NULL;
+    if (i < 0 || (uint64_t)i >= s->length) {
+        PyErr_SetString(PyExc_IndexError, "Array index out of range");
+        return NULL;
+    }
+    return load(s, (uint64_t)i);
+}
+
+static PyObject *array_subscript(PyObject *self, PyObject *key)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return NULL;
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+            return NULL;
+        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->length, &start, &stop, step);
+        PyObject *list = PyList_New(n);
+        if (!list)
+            return NULL;
+        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
+            PyObject *v = load(s, (uint64_t)i);
+            if (!v) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, k, v);
+        }
+        return list;
+    }
+    uint64_t i;
+    if (elem_index(s, key, &i) < 0)
+        return NULL;
+    return load(s, i);
+}
+
+static int assign_slice(ShkPyArray *s, PyObject *key, PyObject *value)
+{
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return -1;
+    Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->length, &start, &stop, step);
+    PyObject *seq = PySequence_Fast(value, "can only assign an iterable to an Array slice");
+    if (!seq)
+        return -1;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    if (m != n) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError,
+                     "cannot assign %zd values to a slice of %zd elements (an Array's "
+                     "length is fixed)", m, n);
+        return -1;
+    }
+    shk_scalar *tmp = PyMem_Malloc(sizeof(shk_scalar) * (size_t)(n ? n : 1));
+    if (!tmp) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int rc = 0;
+    /* Convert and range-check everything before storing anything: a bad
+     * value leaves the array unchanged. */
+    for (Py_ssize_t k = 0; k < n && rc == 0; k++) {
+        rc = to_scalar(s, items[k], &tmp[k]);
+        if (rc == 0 && !fits(s, tmp[k])) {
+            overflow(s, items[k]);
+            rc = -1;
+        }
+    }
+    if (rc == 0)
+        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step)
+            shk_array_store(s->a, (uint64_t)i, tmp[k]);
+    PyMem_Free(tmp);
+    Py_DECREF(seq);
+    return rc;
+}
+
+static int array_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!alive(s))
+        return -1;
+    if (!value) {
+        PyErr_SetString(PyExc_TypeError, "Array elements cannot be deleted (fixed length)");
+        return -1;
+    }
+    if (PySlice_Check(key))
+        return assign_slice(s, key, value);
+    uint64_t i;
+    shk_scalar v;
+    if (elem_index(s, key, &i) < 0 || to_scalar(s, value, &v) < 0)
+        return -1;
+    return store(s, i, v, value);
+}
+
+/* ------------------------------------------------------ buffer protocol */
+
+static int array_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    ShkPyArray *s = (ShkPyArray *)self;
+    if (!s->a) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed Array");
+        view->obj = NULL;
+        return -1;
+    }
+    shk_segment *seg = shk_array_segment(s->a);
+    shk_segment_retain(seg);      /* dropped by array_releasebuffer */
+    view->internal = seg;
+    view->buf = shk_array_data(s->a);
+    view->len = s->shape[0] * (Py_ssize_t)s->itemsize;
+    view->readonly = 0;
+    view->itemsize = (Py_ssize_t)s->itemsize;
+    view->format = (flags & PyBUF_FORMAT) ? s->format : NULL;
+    view->ndim = 1;
+    view->shape = (flags & PyBUF_ND) ? s->shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
+    view->suboffsets = NULL;
+    Py_INCREF(self);
+    view->obj = self;
+    return 0;
+}
+
+static void array_releasebuffer(PyObject *Py_UNUSED(self), Py_buffer *view)
+{
+    shk_segment_close((shk_segment *)view->internal);
+}
+
+static PyBufferProcs array_as_buffer = {array_getbuffer, array_releasebuffer};
+
+/* ---------------------------------------------------------------- type */
+
+static PyObject *get_closed(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((ShkPyArray *)self)->a == NULL);
+}
+
+#define ARRAY_GETTER(fn, expr)                                                 \
+    static PyObject *fn(PyObject *self, void *Py_UNUSED(c))                    \
+    {                                                                          \
+        ShkPyArray *s = (ShkPyArray *)self;                                    \
+        if (!alive(s))                                                         \
+            return NULL;                                                       \
+        return expr;                                                           \
+    }
+
+ARRAY_GETTER(get_dtype, PyUnicode_FromString(shk_dtype_name(s->dtype)))
+ARRAY_GETTER(get_dtype_code, PyLong_FromUnsignedLong(s->dtype))
+ARRAY_GETTER(get_itemsize, PyLong_FromUnsignedLong(s->itemsize))
+ARRAY_GETTER(get_format, PyUnicode_FromString(s->format))
+ARRAY_GETTER(get_length, PyLong_FromUnsignedLongLong(s->length))
+ARRAY_GETTER(get_nbytes, PyLong_FromUnsignedLongLong(s->length * s->itemsize))
+
+static PyMethodDef array_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))array_add, METH_FASTCALL | METH_KEYWORDS,
+     "add(i, delta, wrap=False) -> previous value: atomic fetch-add.  Integer "
+     "arrays: OverflowError (element unchanged) if the result leaves the "
+     "type's range, or modular arithmetic with wrap=True.  Float arrays: an "
+     "atomic float add (compare-and-swap loop)."},
+    {"exchange", (PyCFunction)(void (*)(void))array_exchange, METH_FASTCALL,
+     "exchange(i, value) -> previous value: atomic swap."},
+    {"compare_and_swap", (PyCFunction)(void (*)(void))array_cas, METH_FASTCALL,
+     "compare_and_swap(i, expected, new) -> bool: atomically set element i to "
+     "new if it equals expected (bitwise for floats)."},
+    {"fill", array_fill, METH_O, "fill(value): store value into every element."},
+    {"tolist", array_tolist, METH_NOARGS, "A list copy of the elements."},
+    {"check", array_check, METH_NOARGS,
+     "Validate the shared layout; returns {'dtype', 'length', 'itemsize', "
+     "'nbytes'} or raises CorruptSegmentError."},
+    {"close", array_close, METH_NOARGS,
+     "Close this handle; the array stays in shared memory for others."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef array_getset[] = {
+    {"closed", get_closed, NULL, "True once closed.", NULL},
+    {"dtype", get_dtype, NULL, "Element type name, e.g. 'int64'.", NULL},
+    {"dtype_code", get_dtype_code, NULL, "Element type code (shk_dtype).", NULL},
+    {"itemsize", get_itemsize, NULL, "Bytes per element.", NULL},
+    {"format", get_format, NULL, "struct-module format character of an element.", NULL},
+    {"length", get_length, NULL, "Number of elements.", NULL},
+    {"nbytes", get_nbytes, NULL, "Bytes of element data.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef array_members[] = {
+    {"segment_name", T_OBJECT, offsetof(ShkPyArray, segment_name), READONLY,
+     "Name of the segment holding the array."},
+    {"object_name", T_OBJECT, offsetof(ShkPyArray, object_name), READONLY,
+     "Name of the array inside its segment."},
+    {"created", T_BOOL, offsetof(ShkPyArray, created), READONLY,
+     "True if this handle created the array."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods array_as_sequence = {
+    .sq_length = array_len,
+    .sq_item = array_item,
+};
+
+static PyMappingMethods array_as_mapping = {
+    .mp_length = array_len,
+    .mp_subscript = array_subscript,
+    .mp_ass_subscript = array_ass_subscript,
+};
+
+static PyTypeObject Array_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmkit._shmkit.Array",
+    .tp_basicsize = sizeof(ShkPyArray),
+    .tp_dealloc = array_dealloc,
+    .tp_as_sequence = &array_as_sequence,
+    .tp_as_mapping = &array_as_mapping,
+    .tp_as_buffer = &array_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Array(segment, name, dtype=0, length=0): a typed atomic array in shared memory.",
+    .tp_methods = array_methods,
+    .tp_members = array_members,
+    .tp_getset = array_getset,
+    .tp_init = array_init,
+    .tp_new = PyType_GenericNew,
+};
 
 int shk_py_init_array(PyObject *m)
 {
-    (void)m;
+    if (shk_py_add_type(m, &Array_Type, "Array") < 0 ||
+        PyModule_AddObject(m, "ARRAY_MAX_BYTES",
+                           PyLong_FromUnsignedLongLong(SHK_ARRAY_MAX_BYTES)) < 0)
+        return -1;
+    for (uint32_t dt = 1; dt < SHK_DT_MAX_; dt++) {
+        char name[32];
+        snprintf(name, sizeof name, "DT_%s", shk_dtype_name(dt));
+        for (char *p = name + 3; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        if (PyModule_AddIntConstant(m, name, (long)dt) < 0)
+            return -1;
+    }
     return 0;
 }

@@ -1,8 +1,517 @@
-/* py_bitset.c -- placeholder until the bitset binding lands (owned by its issue). */
+/*
+ * py_bitset.c -- shmkit._shmkit.Bitset: the atomic bitset (src/bitset.c)
+ * as a Python type.
+ *
+ * Hot methods (set/clear/flip/test, [] and len) are METH_O or slots and call
+ * straight into libshmkit: the operation itself is a few nanoseconds, so
+ * the GIL is never released (releasing it would cost more than the work)
+ * and all the time goes to argument parsing.
+ *
+ * The buffer protocol exports the words (format "Q", shape (nwords,),
+ * writable) with zero copy; each export retains the segment mapping (in
+ * view->internal) so close() of the handle cannot leave a numpy array over
+ * unmapped memory.  The shape/strides arrays live in the object, which the
+ * export also keeps alive (view->obj).
+ *
+ * Indexes follow Python lists: negative counts from the end; out of range
+ * is IndexError; a non-integer index is TypeError.
+ */
 #include "shmkit_py.h"
+
+#include "structmember.h"
+
+typedef struct {
+    PyObject_HEAD
+    shk_bitset *b;            /* NULL once closed */
+    uint64_t nbits;
+    Py_ssize_t shape[1];      /* for buffer exports */
+    Py_ssize_t strides[1];
+    int created;
+    PyObject *segment_name;
+    PyObject *object_name;
+} ShkPyBitset;
+
+static int alive(ShkPyBitset *s)
+{
+    if (s->b)
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "operation on a closed Bitset");
+    return 0;
+}
+
+/* A Python index (negative counts from the end) -> bit number. */
+static int bit_index(ShkPyBitset *s, PyObject *o, uint64_t *out)
+{
+    if (!PyIndex_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "Bitset indices must be integers, not %.100s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(o, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    if (i < 0)
+        i += (Py_ssize_t)s->nbits;
+    if (i < 0 || (uint64_t)i >= s->nbits) {
+        PyErr_SetString(PyExc_IndexError, "Bitset index out of range");
+        return -1;
+    }
+    *out = (uint64_t)i;
+    return 0;
+}
+
+/* Value of a bit assignment: a bool, or the int 0 or 1. */
+static int bit_value(PyObject *v)
+{
+    if (v == Py_True)
+        return 1;
+    if (v == Py_False)
+        return 0;
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "a bit must be a bool or 0/1, not %.100s",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long x = PyLong_AsLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || (x != 0 && x != 1)) {
+        PyErr_SetString(PyExc_ValueError, "a bit must be 0 or 1");
+        return -1;
+    }
+    return (int)x;
+}
+
+/* ------------------------------------------------------------ creation */
+
+/* __init__(segment, name, size=None): open Bitset `name` in `segment`,
+ * creating it with `size` bits if it does not exist. */
+static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    static char *kwlist[] = {"segment", "name", "size", NULL};
+    PyObject *segobj, *name, *size = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|O:Bitset", kwlist, &segobj, &name, &size))
+        return -1;
+    if (s->b) {
+        PyErr_SetString(PyExc_RuntimeError, "Bitset already initialised");
+        return -1;
+    }
+    shk_segment *seg = shk_py_segment_arg(segobj);
+    if (!seg)
+        return -1;
+    Py_ssize_t nlen;
+    const char *oname = PyUnicode_AsUTF8AndSize(name, &nlen);
+    if (!oname)
+        return -1;
+    if (nlen < 1 || nlen > SHK_OBJECT_NAME_MAX || (Py_ssize_t)strlen(oname) != nlen) {
+        PyErr_Format(PyExc_ValueError,
+                     "invalid object name %R (1 to %d bytes of UTF-8, no NUL)", name,
+                     SHK_OBJECT_NAME_MAX);
+        return -1;
+    }
+    uint64_t nbits = 0;
+    if (size != Py_None) {
+        if (!PyIndex_Check(size) || PyBool_Check(size)) {
+            PyErr_Format(PyExc_TypeError, "size must be an int, not %.100s",
+                         Py_TYPE(size)->tp_name);
+            return -1;
+        }
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(size, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow || v <= 0 || (unsigned long long)v > SHK_BITSET_MAX_BITS) {
+            PyErr_Format(PyExc_ValueError, "size must be between 1 and %llu bits",
+                         (unsigned long long)SHK_BITSET_MAX_BITS);
+            return -1;
+        }
+        nbits = (uint64_t)v;
+    }
+    int created = 0;
+    int rc = shk_bitset_open_named(seg, oname, nbits, &s->b, &created);
+    if (rc != SHK_OK) {
+        s->b = NULL;
+        shk_bitset *other;
+        if (rc == SHK_ENOENT)
+            PyErr_Format(PyExc_FileNotFoundError,
+                         "no Bitset named %R in the segment (give size= to create it)", name);
+        else if (rc == SHK_ETYPE)
+            PyErr_Format(PyExc_TypeError, "object %R in the segment is not a Bitset", name);
+        else if (rc == SHK_EINVAL && shk_bitset_open_named(seg, oname, 0, &other, NULL) == SHK_OK) {
+            PyErr_Format(PyExc_ValueError, "Bitset %R exists with size %llu, not %llu", name,
+                         (unsigned long long)shk_bitset_size(other), (unsigned long long)nbits);
+            shk_bitset_close(other);
+        } else
+            shk_py_raise(rc, oname);
+        return -1;
+    }
+    s->nbits = shk_bitset_size(s->b);
+    s->shape[0] = (Py_ssize_t)shk_bitset_nwords(s->b);
+    s->strides[0] = 8;
+    s->created = created;
+    Py_INCREF(name);
+    Py_XSETREF(s->object_name, name);
+    PyObject *sn = PyObject_GetAttrString(segobj, "name");
+    if (!sn)
+        return -1;
+    Py_XSETREF(s->segment_name, sn);
+    return 0;
+}
+
+static void bitset_dealloc(PyObject *self)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    shk_bitset_close(s->b);
+    Py_XDECREF(s->segment_name);
+    Py_XDECREF(s->object_name);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* ---------------------------------------------------------- bit methods */
+
+#define BIT_METHOD(fn, op)                                                     \
+    static PyObject *fn(PyObject *self, PyObject *arg)                         \
+    {                                                                          \
+        ShkPyBitset *s = (ShkPyBitset *)self;                                  \
+        uint64_t i;                                                            \
+        if (!alive(s) || bit_index(s, arg, &i) < 0)                            \
+            return NULL;                                                       \
+        return PyBool_FromLong(op(s->b, i));                                   \
+    }
+
+BIT_METHOD(bitset_set, shk_bitset_set)
+BIT_METHOD(bitset_clear, shk_bitset_clear)
+BIT_METHOD(bitset_flip, shk_bitset_flip)
+BIT_METHOD(bitset_test, shk_bitset_test)
+
+static PyObject *bitset_count(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(shk_bitset_count(s->b));
+}
+
+static PyObject *bitset_any(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    return PyBool_FromLong(shk_bitset_any(s->b));
+}
+
+static PyObject *bitset_all(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    return PyBool_FromLong(shk_bitset_all(s->b));
+}
+
+static PyObject *bitset_clear_all(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    shk_bitset_clear_all(s->b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *bitset_set_all(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    shk_bitset_set_all(s->b);
+    Py_RETURN_NONE;
+}
+
+/* find_first_set(start=0) / find_first_clear(start=0) -> int or None.
+ * A negative start counts from the end; a start past the end finds
+ * nothing (like str.find). */
+static PyObject *find_common(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             int want_set)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "takes at most 1 argument (start)");
+        return NULL;
+    }
+    uint64_t from = 0;
+    if (nargs == 1) {
+        if (!PyIndex_Check(args[0])) {
+            PyErr_Format(PyExc_TypeError, "start must be an int, not %.100s",
+                         Py_TYPE(args[0])->tp_name);
+            return NULL;
+        }
+        Py_ssize_t v = PyNumber_AsSsize_t(args[0], NULL);   /* clamps */
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (v < 0) {
+            v += (Py_ssize_t)s->nbits;
+            if (v < 0)
+                v = 0;
+        }
+        from = (uint64_t)v;
+    }
+    int64_t r = want_set ? shk_bitset_find_next_set(s->b, from)
+                         : shk_bitset_find_next_clear(s->b, from);
+    if (r < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *bitset_find_first_set(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return find_common(self, args, n, 1);
+}
+
+static PyObject *bitset_find_first_clear(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return find_common(self, args, n, 0);
+}
+
+static PyObject *bitset_check(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    uint64_t count = 0;
+    int rc = shk_bitset_check(s->b, &count);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "Bitset.check");
+    return Py_BuildValue("{s:K,s:K,s:K}", "size", (unsigned long long)s->nbits, "words",
+                         (unsigned long long)shk_bitset_nwords(s->b), "count",
+                         (unsigned long long)count);
+}
+
+static PyObject *bitset_close(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    /* Exported buffers hold their own segment reference: unmapping waits
+     * for them. */
+    shk_bitset_close(s->b);
+    s->b = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *bitset_words(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    PyObject *raw = shk_py_memoryview(shk_bitset_segment(s->b), shk_bitset_words(s->b),
+                                      (Py_ssize_t)shk_bitset_nwords(s->b) * 8, 0);
+    if (!raw)
+        return NULL;
+    PyObject *mv = PyObject_CallMethod(raw, "cast", "s", "Q");
+    Py_DECREF(raw);
+    return mv;
+}
+
+/* --------------------------------------------------------------- slots */
+
+static Py_ssize_t bitset_len(PyObject *self)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return -1;
+    return (Py_ssize_t)s->nbits;
+}
+
+static PyObject *bitset_item(PyObject *self, Py_ssize_t i)
+{
+    /* sq_item: used by iteration; i is already >= 0 */
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    if (i < 0 || (uint64_t)i >= s->nbits) {
+        PyErr_SetString(PyExc_IndexError, "Bitset index out of range");
+        return NULL;
+    }
+    return PyBool_FromLong(shk_bitset_test(s->b, (uint64_t)i));
+}
+
+static PyObject *bitset_subscript(PyObject *self, PyObject *key)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+            return NULL;
+        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->nbits, &start, &stop, step);
+        PyObject *list = PyList_New(n);
+        if (!list)
+            return NULL;
+        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
+            PyObject *v = PyBool_FromLong(shk_bitset_test(s->b, (uint64_t)i));
+            PyList_SET_ITEM(list, k, v);
+        }
+        return list;
+    }
+    uint64_t i;
+    if (bit_index(s, key, &i) < 0)
+        return NULL;
+    return PyBool_FromLong(shk_bitset_test(s->b, i));
+}
+
+static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return -1;
+    if (!value) {
+        PyErr_SetString(PyExc_TypeError, "Bitset bits cannot be deleted (use clear(i))");
+        return -1;
+    }
+    if (PySlice_Check(key)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Bitset slices are read-only (use set/clear per bit, set_all or clear_all)");
+        return -1;
+    }
+    uint64_t i;
+    if (bit_index(s, key, &i) < 0)
+        return -1;
+    int v = bit_value(value);
+    if (v < 0)
+        return -1;
+    shk_bitset_assign(s->b, i, v);
+    return 0;
+}
+
+/* ------------------------------------------------------ buffer protocol */
+
+static int bitset_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!s->b) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed Bitset");
+        view->obj = NULL;
+        return -1;
+    }
+    shk_segment *seg = shk_bitset_segment(s->b);
+    shk_segment_retain(seg);      /* dropped by bitset_releasebuffer */
+    view->internal = seg;
+    view->buf = shk_bitset_words(s->b);
+    view->len = s->shape[0] * 8;
+    view->readonly = 0;
+    view->itemsize = 8;
+    view->format = (flags & PyBUF_FORMAT) ? "Q" : NULL;
+    view->ndim = 1;
+    view->shape = (flags & PyBUF_ND) ? s->shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
+    view->suboffsets = NULL;
+    Py_INCREF(self);
+    view->obj = self;
+    return 0;
+}
+
+static void bitset_releasebuffer(PyObject *Py_UNUSED(self), Py_buffer *view)
+{
+    shk_segment_close((shk_segment *)view->internal);
+}
+
+static PyBufferProcs bitset_as_buffer = {bitset_getbuffer, bitset_releasebuffer};
+
+/* ---------------------------------------------------------------- type */
+
+static PyObject *bitset_get_closed(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((ShkPyBitset *)self)->b == NULL);
+}
+
+static PyObject *bitset_get_size(PyObject *self, void *Py_UNUSED(c))
+{
+    ShkPyBitset *s = (ShkPyBitset *)self;
+    if (!alive(s))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(s->nbits);
+}
+
+static PyMethodDef bitset_methods[] = {
+    {"set", bitset_set, METH_O,
+     "set(i) -> bool: atomically set bit i; returns its previous value."},
+    {"clear", bitset_clear, METH_O,
+     "clear(i) -> bool: atomically clear bit i; returns its previous value."},
+    {"flip", bitset_flip, METH_O,
+     "flip(i) -> bool: atomically invert bit i; returns its previous value."},
+    {"test", bitset_test, METH_O, "test(i) -> bool: the value of bit i."},
+    {"count", bitset_count, METH_NOARGS, "Number of set bits."},
+    {"any", bitset_any, METH_NOARGS, "True if at least one bit is set."},
+    {"all", bitset_all, METH_NOARGS, "True if every bit is set."},
+    {"clear_all", bitset_clear_all, METH_NOARGS, "Clear every bit (word by word)."},
+    {"set_all", bitset_set_all, METH_NOARGS, "Set every bit (word by word)."},
+    {"find_first_set", (PyCFunction)(void (*)(void))bitset_find_first_set, METH_FASTCALL,
+     "find_first_set(start=0) -> int | None: the first set bit at or after "
+     "start, or None if there is none."},
+    {"find_first_clear", (PyCFunction)(void (*)(void))bitset_find_first_clear, METH_FASTCALL,
+     "find_first_clear(start=0) -> int | None: the first clear bit at or "
+     "after start, or None if there is none."},
+    {"check", bitset_check, METH_NOARGS,
+     "Validate the shared layout; returns {'size', 'words', 'count'} or raises "
+     "CorruptSegmentError."},
+    {"words", bitset_words, METH_NOARGS,
+     "A writable memoryview (format 'Q') of the 64-bit words, zero copy; "
+     "bit i is bit i % 64 of word i // 64.  It keeps the mapping alive."},
+    {"close", bitset_close, METH_NOARGS,
+     "Close this handle; the bitset stays in shared memory for others."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef bitset_getset[] = {
+    {"closed", bitset_get_closed, NULL, "True once closed.", NULL},
+    {"size", bitset_get_size, NULL, "Number of bits.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef bitset_members[] = {
+    {"segment_name", T_OBJECT, offsetof(ShkPyBitset, segment_name), READONLY,
+     "Name of the segment holding the bitset."},
+    {"object_name", T_OBJECT, offsetof(ShkPyBitset, object_name), READONLY,
+     "Name of the bitset inside its segment."},
+    {"created", T_BOOL, offsetof(ShkPyBitset, created), READONLY,
+     "True if this handle created the bitset."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods bitset_as_sequence = {
+    .sq_length = bitset_len,
+    .sq_item = bitset_item,
+};
+
+static PyMappingMethods bitset_as_mapping = {
+    .mp_length = bitset_len,
+    .mp_subscript = bitset_subscript,
+    .mp_ass_subscript = bitset_ass_subscript,
+};
+
+static PyTypeObject Bitset_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmkit._shmkit.Bitset",
+    .tp_basicsize = sizeof(ShkPyBitset),
+    .tp_dealloc = bitset_dealloc,
+    .tp_as_sequence = &bitset_as_sequence,
+    .tp_as_mapping = &bitset_as_mapping,
+    .tp_as_buffer = &bitset_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Bitset(segment, name, size=None): an atomic bitset in shared memory.",
+    .tp_methods = bitset_methods,
+    .tp_members = bitset_members,
+    .tp_getset = bitset_getset,
+    .tp_init = bitset_init,
+    .tp_new = PyType_GenericNew,
+};
 
 int shk_py_init_bitset(PyObject *m)
 {
-    (void)m;
-    return 0;
+    if (shk_py_add_type(m, &Bitset_Type, "Bitset") < 0)
+        return -1;
+    return PyModule_AddObject(m, "BITSET_MAX_BITS",
+                              PyLong_FromUnsignedLongLong(SHK_BITSET_MAX_BITS));
 }
