@@ -426,9 +426,11 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
     rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags, REC_CHECK};
     memcpy(q->ring + (tail & q->mask), &h, REC_HDR);
     ring_write(q, tail + REC_HDR, payload, plen);
+    SHK_CRASH_POINT("queue.put.commit");
     /* The commit.  relaxed: the unlock (release) publishes it with the
      * record; nobody reads records without taking the lock. */
     atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_relaxed);
+    SHK_CRASH_POINT("queue.put.count");
     atomic_store_explicit(&sh->count,
                           atomic_load_explicit(&sh->count, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -470,6 +472,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
             if (rc != SHK_OK)
                 return rc;
             memcpy(q->base + *block, data, len);
+            SHK_CRASH_POINT("queue.put.ool");
         }
         ref.off = *block;
         ref.len = len;
@@ -650,8 +653,10 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         else
             ring_read(q, head + REC_HDR, dst, len);
         head += rec_size(h.len);
+        SHK_CRASH_POINT("queue.get.commit");
         /* The commit of this item.  relaxed: published by the unlock. */
         atomic_store_explicit(&sh->head, head, memory_order_relaxed);
+        SHK_CRASH_POINT("queue.get.count");
         atomic_store_explicit(&sh->count,
                               atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
                               memory_order_relaxed);
@@ -669,6 +674,8 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         wake = signal_not_full(q);
     }
     q_unlock(q);
+    if (nfree)
+        SHK_CRASH_POINT("queue.get.free");
     for (unsigned i = 0; i < nfree; i++)
         shk_freelist_free(q->heap, to_free[i]);
     if (wake)

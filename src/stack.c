@@ -167,7 +167,9 @@ int shk_stack_push(shk_stack *s, const void *data, uint64_t len, uint32_t tag)
     atomic_store_explicit(&n->check, NODE_CHECK, memory_order_relaxed);
     if (len)
         memcpy((char *)n + NODE_HDR, data, len);
+    SHK_CRASH_POINT("stack.push.cas");
     shk_lfstack_push(&s->sh->head, s->base, off);
+    SHK_CRASH_POINT("stack.push.count");
     /* relaxed: counters are statistics, nothing is published through them. */
     atomic_fetch_add_explicit(&s->sh->count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->sh->total_push, 1, memory_order_relaxed);
@@ -200,6 +202,7 @@ int shk_stack_pop(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
                                    shk_segment_file_size(s->seg));
     if (off == 0)
         return SHK_EEMPTY;
+    SHK_CRASH_POINT("stack.pop.count");
     atomic_fetch_sub_explicit(&s->sh->count, 1, memory_order_relaxed);
     uint64_t len;
     uint32_t tag;
@@ -217,6 +220,7 @@ int shk_stack_pop(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
     if (len)
         memcpy(dst, (char *)node_at(s, off) + NODE_HDR, len);
     atomic_fetch_add_explicit(&s->sh->total_pop, 1, memory_order_relaxed);
+    SHK_CRASH_POINT("stack.pop.free");
     shk_freelist_free(s->heap, off);
     return SHK_OK;
 }
