@@ -641,3 +641,60 @@ def test_sigkill_at_random_instants(name):
         assert qu.get_many(block=False) == [b"ok"]
         assert qu.empty()
     qu.close()
+
+
+# --------------------------------------------------------------- threads
+
+def test_threads_share_a_handle(q):
+    import threading
+
+    N, T = 5000, 4
+    out = []
+    lock = threading.Lock()
+
+    def consume():
+        mine = []
+        while True:
+            item = q.get(timeout=JOIN_TIMEOUT)
+            if item is None:
+                break
+            mine.append(item)
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=consume) for _ in range(T)]
+    for t in threads:
+        t.start()
+    for i in range(N):
+        q.put(i)
+    for _ in range(T):
+        q.put(None)
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert sorted(out) == list(range(N))
+
+
+def test_close_while_another_thread_waits(name):
+    import threading
+
+    qu = Queue(name, create=True)
+    errors = []
+
+    def waiter():
+        try:
+            qu.get()
+        except ValueError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while qu.check()["get_waiters"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    qu.close()            # the waiter still holds the C handle: deferred
+    other = Queue(name, create=False)
+    other.put(b"wake")    # wakes the waiter, which sees the handle closed
+    t.join(JOIN_TIMEOUT)
+    assert not t.is_alive() and len(errors) == 1
+    assert other.get_nowait() == b"wake"   # it did not take the item
+    other.close()
