@@ -4,7 +4,7 @@ Small and self-contained (the side-by-side comparison with
 multiprocessing.Queue, SimpleQueue and faster-fifo is benchmarks/bench_queue.py).
 Measures messages/s for `bytes` of 64 B, 1 KB and 64 KB, one at a time
 (put/get) and in batches (put_many/get_many), median of repeats; writes
-benchmarks/results/queue_throughput.json.
+bench-results/queue_throughput.json.
 
     python benchmarks/queue_throughput.py [--quick]
 """
@@ -71,8 +71,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__),
-                                                 "results", "queue_throughput.json"))
+    ap.add_argument("--out", default=os.path.join("bench-results", "queue_throughput.json"))
     args = ap.parse_args()
     ctx = mp.get_context("fork")
     counts = {64: 1_000_000, 1024: 300_000, 65536: 10_000}
@@ -88,7 +87,7 @@ def main():
                             "MB_per_s": med * size / 1e6, "repeats": rates})
             print(f"{size:>6} B  {mode:<6}  {med / 1e6:8.3f} M msgs/s  "
                   f"{med * size / 1e6:9.1f} MB/s")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": platform.platform(), "cpus": os.cpu_count(),
                    "python": platform.python_version(), "shmkit": shmkit.__version__,

@@ -6,7 +6,7 @@
  *   3. producer process -> consumer process, 64-byte items, one at a time
  *   4. stack push+pop pairs, single process
  * Median of 5 repeats; results printed and written to
- * benchmarks/results/bench_queue_c.json (or $SHMKIT_BENCH_OUT).
+ * bench-results/bench_queue_c.json (or $SHMKIT_BENCH_OUT).
  */
 #define _GNU_SOURCE
 #include <shmkit.h>
@@ -142,8 +142,8 @@ int main(void)
     }
     const char *out = getenv("SHMKIT_BENCH_OUT");
     if (!out) {
-        mkdir("benchmarks/results", 0755);
-        out = "benchmarks/results/bench_queue_c.json";
+        mkdir("bench-results", 0755);
+        out = "bench-results/bench_queue_c.json";
     }
     FILE *f = fopen(out, "w");
     if (f) {
