@@ -583,7 +583,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
          * try_put (its block is filled outside the lock). */
         const shk_queue_item *it = &items[k];
         if (it->len > SHK_QUEUE_MAX_ITEM || it->tag > 255 || (it->len && !it->data))
-            return k ? SHK_EFULL : SHK_EINVAL;
+            return SHK_EINVAL;   /* *done items before it were put */
         if (it->len > q->inline_max) {
             uint64_t block = 0;
             rc = try_put(q, it->data, it->len, it->tag, &block);

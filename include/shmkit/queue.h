@@ -70,10 +70,10 @@ typedef void *(*shk_queue_alloc_fn)(void *ctx, uint64_t len, uint32_t tag);
 
 int shk_queue_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
                   int64_t timeout_ns);
-/* Put up to n items without blocking, in order, under one lock hold;
- * *done = how many were put (stops at the first that does not fit).
- * SHK_OK if all were, SHK_EFULL if some were not, SHK_EINVAL (nothing put)
- * for a bad item at the front. */
+/* Put up to n items without blocking, in order, inline ones under one lock
+ * hold; *done = how many were put.  SHK_OK if all were; SHK_EFULL if it
+ * stopped at an item that does not fit; SHK_EINVAL if it stopped at an
+ * invalid item (the *done items before it were put). */
 int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
                        uint64_t *done);
 

@@ -221,7 +221,16 @@ TEST(batches)
     /* a bad item first: nothing put */
     shk_queue_item bad = {NULL, 8, 7};
     CHECK_EQ(shk_queue_put_many(q, &bad, 1, &done), SHK_EINVAL);
+    CHECK_EQ(done, 0);
     CHECK_EQ(shk_queue_size(q), 0);
+    /* a bad item in the middle: the ones before it are put */
+    shk_queue_item two[3] = {{&vals[5], 8, 7}, {&vals[6], 8, 300}, {&vals[7], 8, 7}};
+    CHECK_EQ(shk_queue_put_many(q, two, 3, &done), SHK_EINVAL);
+    CHECK_EQ(done, 1);
+    CHECK_EQ(shk_queue_size(q), 1);
+    uint64_t five;
+    CHECK_EQ(get_u64(q, &five, 0), SHK_OK);
+    CHECK_EQ(five, 5);
     /* mixing OOL and inline items in one batch keeps the order */
     static char big[2000];
     shk_queue_item mix[3] = {{&vals[1], 8, 7}, {big, sizeof big, 9}, {&vals[2], 8, 7}};
