@@ -698,3 +698,44 @@ def test_close_while_another_thread_waits(name):
     assert not t.is_alive() and len(errors) == 1
     assert other.get_nowait() == b"wake"   # it did not take the item
     other.close()
+
+
+def test_bad_input_changes_nothing(name):
+    qu = Queue(name, maxsize=5, create=True)
+    qu.put(b"keep")
+    before = (qu.qsize(), qu.check()["used_bytes"])
+    bad = [
+        (lambda: qu.put(b"x", timeout="1"), TypeError),
+        (lambda: qu.put(b"x", timeout=-0.5), ValueError),
+        (lambda: qu.put(b"x", timeout=float("nan")), ValueError),
+        (lambda: qu.put(b"x", True, 1, 2), TypeError),
+        (lambda: qu.get(timeout=[]), TypeError),
+        (lambda: qu.get(1, 2, 3), TypeError),
+        (lambda: qu.get(bogus=1), TypeError),
+        (lambda: qu.get_many(-1), ValueError),
+        (lambda: qu.get_many(1.5), TypeError),
+        (lambda: qu.put_many(None), TypeError),
+        (lambda: qu.put(lambda: 0), (pickle.PicklingError, AttributeError, TypeError)),
+        (lambda: qu.put_many([b"ok", lambda: 0]), (pickle.PicklingError, AttributeError, TypeError)),
+        (lambda: qu.pop(1, 2), TypeError),
+        (lambda: qu.put_nowait(), TypeError),
+    ]
+    for call, exc in bad:
+        with pytest.raises(exc):
+            call()
+        assert (qu.qsize(), qu.check()["used_bytes"]) == before
+    with Segment(name, create=False) as seg:
+        with pytest.raises(ValueError):
+            seg.queue("x" * 100)
+        with pytest.raises(ValueError):
+            seg.queue("ok", ring_bytes=-1)
+        with pytest.raises(ValueError):
+            seg.queue("ok", ring_bytes=1 << 40)
+        with pytest.raises(TypeError):
+            seg.queue("ok", maxsize="3")
+        with pytest.raises(TypeError):
+            seg.queue(42)
+    with pytest.raises(TypeError):
+        _shmkit.Queue("not a segment", "q")
+    assert qu.get() == b"keep"
+    qu.close()

@@ -230,3 +230,24 @@ def test_sigkill(name, ctx_name):
         seen.append(s.pop())
     assert len(set(seen)) == len(seen)
     s.close()
+
+
+def test_bad_input_changes_nothing(s):
+    s.push(b"keep")
+    before = s.check()
+    for call, exc in [
+        (lambda: s.push(lambda: 0), (pickle.PicklingError, AttributeError, TypeError)),
+        (lambda: s.push(), TypeError),
+        (lambda: s.pop(1, 2), TypeError),
+        (lambda: s.peek(1, 2), TypeError),
+        (lambda: s.check(repair="x", extra=1), TypeError),
+    ]:
+        with pytest.raises(exc):
+            call()
+        assert s.check() == before
+    with Segment(s.segment_name, create=False) as seg:
+        with pytest.raises(ValueError):
+            seg.stack("")
+        with pytest.raises(TypeError):
+            seg.stack(None)
+    assert s.pop() == b"keep"
