@@ -16,7 +16,7 @@
  *   `head` for a get), so a half-written record is never seen.
  *
  * LAYOUT
- *   q_shared (a heap block, 192 bytes):
+ *   q_shared (a heap block, 256 bytes):
  *     0    magic "SHKQUEUE" | version | header_size
  *     16   ring_off | ring_size (power of two) | maxsize | inline_max
  *     64   lock (robust mutex, 64 B)
