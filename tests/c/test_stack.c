@@ -19,7 +19,7 @@ static shk_segment *mkseg(const char *tag)
     shk_segment *s = NULL;
     const char *n = check_name(tag);
     shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, 64ull << 20, 0600, &s), SHK_OK);
+    CHECK_EQ(shk_segment_create(n, 0, 16ull << 20, 0600, &s), SHK_OK);
     return s;
 }
 
