@@ -27,6 +27,21 @@ def worker(name: str, report) -> None:
         report.send((off, len(reply), slot))
 
 
+def _show_cli(name: str) -> None:
+    """What `shmkit ls` / `shmkit inspect` say about the demo's segment."""
+    try:
+        from shmkit import cli
+    except ImportError:
+        return
+    if not hasattr(cli, "read_segment"):
+        return
+    info = cli.read_segment(name, with_stats=True)
+    objs = ", ".join(f"{o['type']}:{o['name']}" for o in info["objects"])
+    print(f"  `shmkit inspect {name}`: {info['file_size'] >> 10} KiB backed, "
+          f"{info['heap_used'] >> 10} KiB of heap used, objects {objs}, "
+          f"creator pid {info['creator_pid']}")
+
+
 def main() -> int:
     print(f"shmkit {shmkit.__version__}: two processes, one segment")
     with shmkit.Segment(NAME, create=True, unlink_on_exit=True) as seg:
@@ -68,14 +83,17 @@ def main() -> int:
         slots.free(slot)
         print(f"  heap check: {heap.check()}")
         print(f"  segment: {seg}")
+        _show_cli(NAME)
 
     try:
         from shmkit import cli
     except ImportError:
         return 0
     if hasattr(cli, "bench_main"):
-        print()
-        return cli.bench_main(["--quick"])
+        print("\nshmkit bench --quick: shmkit side by side with the standard library "
+              "and every peer package installed (about 1-2 minutes)\n")
+        sys.stdout.flush()
+        return cli.bench_main(["--quick"] + sys.argv[1:])
     return 0
 
 

@@ -208,9 +208,10 @@ static uint64_t proc_start_ticks(void)
     if (!p)
         return 0;
     unsigned long long v = 0;
-    /* after ")": state(3) ppid(4) ... starttime(22) -> skip 19 fields */
+    /* after ")": state(3) ppid(4) ... starttime(22): stop just past the
+     * space that ends field 21 */
     int field = 2;
-    for (p++; *p && field < 21; p++)
+    for (p++; *p && field < 22; p++)
         if (*p == ' ')
             field++;
     if (sscanf(p, "%llu", &v) != 1)

@@ -27,11 +27,13 @@ from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
 from .array import Array
 from .bitset import Bitset
 from .segment import Segment
+from .dict import SharedDict
 
 __version__ = C_VERSION
 
 __all__ = [
     "Segment",
+    "SharedDict",
     "FreeListAllocator",
     "BumpAllocator",
     "SlabAllocator",

@@ -205,7 +205,7 @@ TEST(freelist_threads)
     pthread_t t[4];
     worker_arg w[4];
     for (int i = 0; i < 4; i++) {
-        w[i] = (worker_arg){fl, 17 + i * 31, 200000, 0};
+        w[i] = (worker_arg){fl, 17 + i * 31, check_scale(200000), 0};
         pthread_create(&t[i], NULL, worker, &w[i]);
     }
     for (int i = 0; i < 4; i++) {
@@ -220,6 +220,7 @@ TEST(freelist_threads)
 
 TEST(freelist_processes)
 {
+    SKIP_UNDER_VALGRIND();
     shk_segment *s = new_segment("proc", 0);
     shk_freelist *fl = new_freelist(s, 16 << 20);
     uint64_t avail = shk_freelist_available(fl);
@@ -227,7 +228,7 @@ TEST(freelist_processes)
     for (int i = 0; i < 4; i++) {
         pids[i] = fork();
         if (pids[i] == 0) {
-            worker_arg w = {fl, 5 + i * 13, 50000, 0};
+            worker_arg w = {fl, 5 + i * 13, check_scale(50000), 0};
             worker(&w);
             _exit(w.errors ? 1 : 0);
         }
@@ -247,6 +248,7 @@ TEST(freelist_processes)
  * checkable: the block in flight is reported leaked or abandoned. */
 TEST(freelist_crash_points)
 {
+    SKIP_UNDER_VALGRIND();
     const char *points[] = {"freelist.carve", "freelist.pop", "freelist.free"};
     for (int p = 0; p < 3; p++) {
         shk_segment *s = new_segment("crash", 0);

@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""The dict benchmark suite: `python benchmarks/bench_dict.py [--quick] [--out DIR]`.
+
+The cases live in the package (shmkit/bench/suite_dict.py) so that
+`shmkit bench` works from an installed shmkit; this script is
+`shmkit bench --suite dict` for a checkout.  Results: DIR/results.json and
+PNG charts (default DIR: bench-results/).
+"""
+import sys
+
+from shmkit.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], suites=["dict"]))

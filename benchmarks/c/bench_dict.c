@@ -1,0 +1,198 @@
+/*
+ * bench_dict.c -- C microbenchmark of the shared dict (no Python in the way).
+ *
+ *   build/bench/bench_dict [N] [out.json]      (make cbench runs it)
+ *
+ * Operations on N keys "key<i>" with 8-byte values: insert, update, get
+ * (hit), get (miss), delete; then get and update from 1 and 2 processes at
+ * once (aggregate).  Each figure is the median of 5 repeats, in ops/s;
+ * results go to a JSON file (default build/bench/bench_dict.json).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmkit.h"
+
+#define REPEATS 5
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+static char **keys;
+static size_t *klens;
+static long n_keys;
+
+static void make_keys(long n, const char *prefix)
+{
+    keys = malloc(sizeof(char *) * (size_t)n);
+    klens = malloc(sizeof(size_t) * (size_t)n);
+    for (long i = 0; i < n; i++) {
+        char buf[32];
+        int l = snprintf(buf, sizeof buf, "%s%ld", prefix, i);
+        keys[i] = strdup(buf);
+        klens[i] = (size_t)l;
+    }
+    n_keys = n;
+}
+
+enum { OP_INSERT, OP_UPDATE, OP_GET, OP_MISS, OP_DELETE };
+
+/* Run op over keys [lo, hi); returns seconds. */
+static double run(shk_dict *d, int op, long lo, long hi)
+{
+    double t = now();
+    uint64_t v, n;
+    for (long i = lo; i < hi; i++) {
+        switch (op) {
+        case OP_INSERT:
+        case OP_UPDATE:
+            v = (uint64_t)i;
+            if (shk_dict_set(d, 's', keys[i], klens[i], 'i', &v, 8) != SHK_OK)
+                abort();
+            break;
+        case OP_GET:
+            if (shk_dict_get(d, 's', keys[i], klens[i], NULL, &v, 8, &n) != SHK_OK)
+                abort();
+            break;
+        case OP_MISS:
+            if (shk_dict_get(d, 'b', keys[i], klens[i], NULL, &v, 8, &n) != SHK_ENOTFOUND)
+                abort();
+            break;
+        case OP_DELETE:
+            if (shk_dict_delete(d, 's', keys[i], klens[i], 0, 0) != SHK_OK)
+                abort();
+            break;
+        }
+    }
+    return now() - t;
+}
+
+/* nproc processes each run `op` over their own half of the keys `reps`
+ * times; returns aggregate ops/s (total ops / slowest process). */
+static double run_procs(shk_dict *d, int op, int nproc)
+{
+    double *secs = mmap(NULL, sizeof(double) * (size_t)nproc, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    long per = n_keys / 2;
+    pid_t pids[8];
+    for (int p = 0; p < nproc; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            double s = 0;
+            for (int r = 0; r < 4; r++)
+                s += run(d, op, p * per, (p + 1) * per);
+            secs[p] = s;
+            _exit(0);
+        }
+    }
+    double worst = 0;
+    for (int p = 0; p < nproc; p++) {
+        waitpid(pids[p], NULL, 0);
+        if (secs[p] > worst)
+            worst = secs[p];
+    }
+    munmap(secs, sizeof(double) * (size_t)nproc);
+    return 4.0 * (double)per * nproc / worst;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 200000;
+    const char *out = argc > 2 ? argv[2] : "build/bench/bench_dict.json";
+    char name[64];
+    snprintf(name, sizeof name, "shmkit-bench-dict-%d", (int)getpid());
+    make_keys(n, "key");
+
+    static const char *op_names[] = {"insert", "update", "get", "get_miss", "delete"};
+    double res[5], samples[REPEATS][5];
+    for (int r = 0; r < REPEATS; r++) {
+        shk_segment *seg;
+        shk_dict *d;
+        if (shk_segment_create(name, 0, 0, 0600, &seg) != SHK_OK ||
+            shk_dict_open(seg, "d", 1, 0, &d, NULL) != SHK_OK) {
+            fprintf(stderr, "cannot create the segment\n");
+            return 1;
+        }
+        int order[5] = {OP_INSERT, OP_UPDATE, OP_GET, OP_MISS, OP_DELETE};
+        for (int k = 0; k < 5; k++)
+            samples[r][k] = (double)n / run(d, order[k], 0, n);
+        shk_dict_close(d);
+        shk_segment_close(seg);
+        shk_segment_unlink(name);
+    }
+    for (int k = 0; k < 5; k++) {
+        double col[REPEATS];
+        for (int r = 0; r < REPEATS; r++)
+            col[r] = samples[r][k];
+        res[k] = median(col, REPEATS);
+    }
+
+    /* 1 vs 2 processes at once */
+    shk_segment *seg;
+    shk_dict *d;
+    if (shk_segment_create(name, 0, 0, 0600, &seg) != SHK_OK ||
+        shk_dict_open(seg, "d", 1, 0, &d, NULL) != SHK_OK)
+        return 1;
+    run(d, OP_INSERT, 0, n);
+    double par[2][2];
+    int pops[2] = {OP_GET, OP_UPDATE};
+    for (int k = 0; k < 2; k++)
+        for (int np = 1; np <= 2; np++) {
+            double s[REPEATS];
+            for (int r = 0; r < REPEATS; r++)
+                s[r] = run_procs(d, pops[k], np);
+            par[k][np - 1] = median(s, REPEATS);
+        }
+    shk_dict_stats st;
+    int ck = shk_dict_check(d, &st);
+    shk_dict_close(d);
+    shk_segment_close(seg);
+    shk_segment_unlink(name);
+
+    printf("bench_dict (C, %ld keys, median of %d):\n", n, REPEATS);
+    for (int k = 0; k < 5; k++)
+        printf("  %-9s %8.2f M ops/s\n", op_names[k], res[k] / 1e6);
+    printf("  get     1 proc %6.2f M/s, 2 procs %6.2f M/s (x%.2f)\n", par[0][0] / 1e6,
+           par[0][1] / 1e6, par[0][1] / par[0][0]);
+    printf("  update  1 proc %6.2f M/s, 2 procs %6.2f M/s (x%.2f)\n", par[1][0] / 1e6,
+           par[1][1] / 1e6, par[1][1] / par[1][0]);
+    printf("  check: %s\n", ck == SHK_OK ? "ok" : "CORRUPT");
+
+    FILE *f = fopen(out, "w");
+    if (f) {
+        fprintf(f, "{\n  \"benchmark\": \"bench_dict.c\",\n  \"keys\": %ld,\n"
+                   "  \"repeats\": %d,\n  \"ops_per_s\": {", n, REPEATS);
+        for (int k = 0; k < 5; k++)
+            fprintf(f, "%s\"%s\": %.0f", k ? ", " : "", op_names[k], res[k]);
+        fprintf(f, "},\n  \"parallel\": {\"get_1p\": %.0f, \"get_2p\": %.0f, "
+                   "\"get_ratio\": %.3f, \"update_1p\": %.0f, \"update_2p\": %.0f, "
+                   "\"update_ratio\": %.3f},\n  \"check_ok\": %s\n}\n",
+                par[0][0], par[0][1], par[0][1] / par[0][0], par[1][0], par[1][1],
+                par[1][1] / par[1][0], ck == SHK_OK ? "true" : "false");
+        fclose(f);
+        printf("  results: %s\n", out);
+    }
+    return ck == SHK_OK ? 0 : 1;
+}

@@ -1,0 +1,198 @@
+"""SharedDict: a dict shared by processes, with lock-free reads and no fixed size.
+
+Standalone, ``SharedDict("name")`` is a segment ``name`` holding one dict
+(called ``"dict"``); in a segment, ``seg.dict("d")``.  Any process that knows
+the name can attach::
+
+    from shmkit import SharedDict
+    d = SharedDict("counters", create=True)
+    d["hits"] = 0
+    d.incr("hits")                         # atomic across processes
+
+Keys: ``str``, ``bytes``, ``int`` (``bool`` counts as int, as in ``dict``),
+and tuples of those.  Values: ``None``, ``bool``, ``int``, ``float``,
+``str``, ``bytes`` and numpy arrays are stored natively; anything else is
+pickled -- unless ``allow_pickle=False``, which makes such values a
+``TypeError``.  **Unpickling can run arbitrary code: anyone who can write the
+segment can make a pickled value run code in every process that reads it.**
+Use ``allow_pickle=False`` when the writers are not trusted.
+
+See docs/dict.md for the design and the guarantees.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
+from typing import Any, Iterator, Optional
+
+from . import _shmkit
+from .segment import Segment, register_kind
+
+__all__ = ["SharedDict"]
+
+STANDALONE_OBJECT = "dict"
+_MISSING = object()
+
+
+def _reattach(segment_name: str, object_name: str, allow_pickle: bool):
+    with Segment(segment_name, create=False) as seg:
+        return SharedDict._open_in(seg, object_name, create=False,
+                                   allow_pickle=allow_pickle)
+
+
+class _ItemsView(ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self._mapping._items())
+
+
+class _ValuesView(ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self._mapping._values())
+
+
+class SharedDict(_shmkit.Dict, MutableMapping):
+    """SharedDict(name, data=None, *, create=None, size=0, max_size=0, allow_pickle=True, capacity=0, mode=0o600)
+
+    A ``dict`` in shared memory that any number of processes use at once.
+
+    * ``create=None`` attaches to ``name`` or creates it; ``True`` requires
+      a new one (``FileExistsError``); ``False`` an existing one
+      (``FileNotFoundError``).
+    * ``size`` is the memory backed at creation; the segment grows on demand
+      up to ``max_size`` (64 GiB of address space by default), so the dict
+      has no fixed capacity.  ``capacity`` pre-sizes the hash table.
+    * Reads never block and never see a half-written value; writes from
+      many processes are serialised by a robust lock (a writer killed at any
+      instant leaves the dict consistent).
+    * ``incr``, ``compare_and_set``, ``setdefault`` and ``pop`` are atomic
+      across processes.  ``get_view(key)`` returns a zero-copy read-only
+      numpy view that stays valid even if the key is overwritten.
+    * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.
+    * Pickles as its name: unpickling (e.g. in a Pool worker) attaches.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, data: Any = None, *, create: Optional[bool] = None,
+                 size: int = 0, max_size: int = 0, allow_pickle: bool = True,
+                 capacity: int = 0, mode: int = 0o600) -> None:
+        if not isinstance(name, str):
+            raise TypeError("SharedDict name must be a str")
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+            _shmkit.Dict.__init__(self, seg, STANDALONE_OBJECT, create=create is not False,
+                                  capacity=capacity, allow_pickle=allow_pickle)
+        if data is not None:
+            self.update(data)
+
+    @classmethod
+    def _open_in(cls, segment: Segment, name: str, *, create: bool = True,
+                 capacity: int = 0, allow_pickle: bool = True, data: Any = None):
+        """Open (or create) the dict ``name`` in ``segment``."""
+        self = cls.__new__(cls)
+        _shmkit.Dict.__init__(self, segment, name, create=create, capacity=capacity,
+                              allow_pickle=allow_pickle)
+        if data is not None:
+            self.update(data)
+        return self
+
+    # ---- Mapping API (the hot slots are inherited from the C type) ----
+
+    def __iter__(self) -> Iterator:
+        return iter(self._keys())
+
+    def keys(self):
+        return KeysView(self)
+
+    def items(self):
+        return _ItemsView(self)
+
+    def values(self):
+        return _ValuesView(self)
+
+    def copy(self) -> dict:
+        """A plain ``dict`` snapshot of the contents."""
+        return dict(self._items())
+
+    def update(self, other=(), /, **kw) -> None:
+        """Like ``dict.update`` (each key is stored atomically, not the batch)."""
+        if isinstance(other, SharedDict):
+            other = other._items()
+        elif hasattr(other, "items"):
+            other = other.items()
+        elif hasattr(other, "keys"):
+            other = [(k, other[k]) for k in other.keys()]
+        for k, v in other:
+            self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def __eq__(self, other):
+        if isinstance(other, SharedDict):
+            return self is other or dict(self._items()) == dict(other._items())
+        if isinstance(other, dict):
+            return dict(self._items()) == other
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<shmkit.SharedDict {self.segment_name!r}/{self.object_name!r} closed>"
+        items = self._items()
+        if len(items) > 50:
+            body = ", ".join(f"{k!r}: {v!r}" for k, v in items[:50])
+            return f"SharedDict({{{body}, ...}}, {len(items)} entries)"
+        return f"SharedDict({dict(items)!r})"
+
+    # ---- handle lifecycle ----
+
+    def __enter__(self):
+        if self.closed:
+            raise ValueError("operation on a closed SharedDict")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def unlink(self) -> None:
+        """Remove the segment holding this dict from the system (handles
+        that are open keep working until closed)."""
+        _shmkit.unlink(self.segment_name)
+
+    def __reduce__(self):
+        if self.closed:
+            raise ValueError("cannot pickle a closed SharedDict")
+        return (_reattach, (self.segment_name, self.object_name, self.allow_pickle))
+
+    # ---- sizing ----
+
+    @staticmethod
+    def estimate_size(entries: int, key_size: int = 16, value_size: int = 16) -> int:
+        """Bytes of shared memory ``entries`` entries with keys of
+        ``key_size`` and values of ``value_size`` encoded bytes need (heap
+        rounding and table included; an upper-bound-ish estimate).  Use it
+        for ``size=`` to back the memory up front, or ``max_size=`` to cap
+        it.  str/bytes encode to their UTF-8/raw length, ints and floats to
+        8 bytes."""
+        if entries < 0 or key_size < 0 or value_size < 0:
+            raise ValueError("sizes must be >= 0")
+        per_entry = _shmkit.dict_entry_footprint(key_size, value_size)
+        slots = 8
+        while slots * 3 // 4 < entries:
+            slots *= 2
+        # growth sizes the table for twice the live entries; the previous
+        # table is freed, but its memory stays with the heap
+        table = 16 + 8 * slots * 2
+        segment_overhead = 1 << 16
+        return int(math.ceil(entries * per_entry + table + segment_overhead))
+
+
+register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))

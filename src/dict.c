@@ -1,0 +1,1217 @@
+/*
+ * dict.c -- SharedDict: a process-shared hash map with lock-free readers,
+ * robust-locked writers and online growth.
+ *
+ * DESIGN
+ *   An open-addressing table (linear probing) of 64-bit slots.  A slot holds
+ *   either EMPTY (0), a TOMBSTONE, or a packed reference to an *entry*: the
+ *   high 32 bits of the key's hash (the "tag") beside the entry's segment
+ *   offset in 16-byte units.  An entry is one heap block holding the key, the
+ *   value and their type tags; it is immutable once published.  The home
+ *   slot of a key is tag & (capacity - 1), so a resize only moves slot words
+ *   and never touches (or even reads) an entry.
+ *
+ *   Writes (set, delete, clear, resize) take one robust process-shared mutex
+ *   per dict.  The new entry is allocated and filled *before* the lock
+ *   (shk_dict_prepare), so the critical section is a probe plus a few
+ *   stores; large values are copied with no lock held.  A single mutex keeps
+ *   growth, tombstone accounting and crash repair simple and obviously
+ *   correct; gets (the hot path) never take it.  The lock is adaptive: a
+ *   short trylock spin (critical sections are ~100 ns), then a futex sleep
+ *   inside the robust mutex.  (Striped locks would let writers scale; see
+ *   docs/dict.md for the design and why it was not worth its risk yet.)
+ *
+ *   Publication is one release store of the slot word: before it the entry
+ *   is invisible, after it it is complete.  Replacing a key stores the new
+ *   slot word over the old one; the old entry is then *retired*.
+ *
+ *   Readers never lock and never write shared memory (except pins, below).
+ *   The free list reuses a retired block at once, for anything, in any
+ *   process, so a reader may hold the offset of a block that is no longer
+ *   its entry.  Each entry therefore starts with a `life` word:
+ *
+ *       life = ver << 16 | pins        ver even: live entry (unique version)
+ *                                      ver odd:  being built / retired
+ *
+ *   A writer builds an entry with an odd ver, makes it even (release) when
+ *   complete, and before freeing it stores DEAD (odd).  A reader loads life
+ *   (acquire), reads key and value, issues an acquire fence and re-loads
+ *   life: equal even versions prove it read one complete, live entry
+ *   (a seqlock without writers on the read side).  Versions come from a
+ *   per-dict 48-bit counter with a random start, taken by each handle in
+ *   batches of 1024 (a forked child takes a new batch), so a block reused by
+ *   another dict or another structure will not show the same version again
+ *   (the chance is 2^-47 per reuse).  A block reused by another structure is
+ *   written without this protocol; what makes the re-check still see DEAD is
+ *   that our DEAD store precedes the free list's release push, which the
+ *   reuser's acquire pop precedes its writes (multi-copy-atomic hardware:
+ *   x86-64, ARMv8).  Every length read from an entry is checked
+ *   against the backed segment before use, so a torn read stays inside the
+ *   mapping and then fails validation.
+ *
+ *   Views (the Python get_view) *pin* an entry: a CAS on `life` that only
+ *   succeeds while ver is still the one found, so it can never touch a block
+ *   that was reused.  Retiring a pinned entry makes it a zombie (odd ver,
+ *   pins > 0) instead of freeing it; the last unpin frees it.
+ *
+ *   Growth: when live + tombstones would pass 3/4 of the slots, the writer
+ *   builds a table of twice the needed size, copies the slot words, and
+ *   publishes it with one release store of the dict's `table` word, which
+ *   packs (table generation, log2 capacity, offset).  The old table is freed
+ *   at once.  Readers take capacity and offset from the table word they
+ *   loaded (never from the possibly-reused table memory), bound every probe
+ *   by that capacity, and re-load the table word before answering: if it
+ *   changed, they retry.  So a reader still walking a freed and reused table
+ *   can read garbage slots but never answers from them.  Memory of freed
+ *   tables stays mapped (segments never shrink), so those reads are safe.
+ *   The heap grows the segment file on demand, in place: every process maps
+ *   the segment's whole reservation (max_size, 64 GiB of address space by
+ *   default) and growth is a posix_fallocate of the file (segment.c).  We
+ *   rely on that rather than chained extents because readers and zero-copy
+ *   views hold raw offsets and pointers that must never move, and because it
+ *   keeps a lookup free of any extent translation.  That is what lets 10M
+ *   entries fit in a dict created with default arguments.
+ *
+ * LAYOUT
+ *   dict header (4 cache lines, one heap block):
+ *     +0   magic "SHKDICT1" | version | header size
+ *     +16  table   (atomic: tgen:26 | log2cap:6 | offset/16:32)
+ *     +64  count (live entries) | used (live + tombstones) | next_ver |
+ *          resizes | recoveries
+ *     +128 intent record: op, slot, new entry+ver, old entry+ver, new and
+ *          old table words
+ *     +192 writer mutex (robust, process-shared)
+ *   table (one heap block):
+ *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
+ *     +16  slot[cap]    0 = EMPTY, TOMB, or tag32 << 32 | entry/16
+ *   entry (one heap block):
+ *     +0   life  (atomic: ver << 16 | pins)
+ *     +8   hash  (full 64-bit)
+ *     +16  klen (u32) | ktype (u8) | vtype (u8) | reserved (u16)
+ *     +24  vlen (u64)
+ *     +32  key bytes, zero-padded to 16
+ *     +32+align16(klen)  value bytes (16-byte aligned: numpy data lives here)
+ *
+ * INVARIANTS (whenever the writer lock is free)
+ *   - Every live slot references an entry with even ver whose hash's high
+ *     32 bits equal the slot tag, and that is reachable from its home slot
+ *     without crossing an EMPTY slot; no two live slots hold equal keys.
+ *   - count = live slots, used = live + tombstone slots < 3/4 capacity.
+ *   - An entry is referenced by at most one slot of the current table.
+ *   - A retired entry has odd ver; it is freed once its pins reach 0.
+ *
+ * CRASH SAFETY
+ *   A writer killed at any instant: the robust mutex passes to the next
+ *   writer with SHK_MUTEX_RECOVERED, which replays the intent record (written
+ *   before each multi-step change): if the slot holds the new entry the
+ *   change committed and the old entry is retired if it is still live; if
+ *   not, the new entry is retired and nothing changed.  An unpublished new
+ *   table is freed; a published one has its predecessor freed (and, for
+ *   clear, the predecessor's entries retired), since the intent is cleared
+ *   only before those steps.  Then count and used are recomputed.
+ *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
+ *   Committed entries are never lost: a commit is its slot store.  The worst
+ *   case is a leaked block (a crash between allocating and recording it, or
+ *   inside the allocator's own free), never a torn or lost entry, never a
+ *   deadlock.  A reader killed while pinning leaks that entry's block.
+ */
+#include "internal.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define DICT_MAGIC 0x31544349444b4853ull    /* "SHKDICT1" */
+#define TABLE_MAGIC 0x4c424154444b4853ull   /* "SHKDTABL" */
+#define DICT_VERSION 1u
+#define TABLE_HDR 16u
+#define ENTRY_HDR 32u
+
+#define SLOT_EMPTY 0ull
+#define SLOT_TOMB 0xffffffffull
+#define LIFE_DEAD (1ull << 16)               /* ver 1: odd, never live     */
+#define VER_MASK ((1ull << 48) - 1)
+
+enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3, OP_CLEAR = 4 };
+
+typedef struct dict_intent {
+    _Atomic uint32_t op;
+    uint32_t reserved;
+    uint64_t slot;
+    uint64_t new_entry, new_ver;
+    uint64_t old_entry, old_ver;
+    uint64_t table;          /* OP_RESIZE/CLEAR: the new table word       */
+    uint64_t old_table;      /* OP_RESIZE/CLEAR: the table it replaces    */
+} dict_intent;
+
+typedef struct dict_shared {
+    /* line 0: read by every lookup, written only by resize/clear */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size;
+    _Atomic uint64_t table;
+    char pad0[SHK_CACHELINE - 24];
+    /* line 1: writers' counters (kept off line 0 so that writers do not
+     * invalidate the line every reader needs) */
+    _Atomic uint64_t count;
+    _Atomic uint64_t used;
+    _Atomic uint64_t next_ver;
+    _Atomic uint64_t resizes;
+    _Atomic uint64_t recoveries;
+    char pad1[SHK_CACHELINE - 40];
+    dict_intent intent;      /* line 2 */
+    shk_mutex lock;          /* line 3 */
+} dict_shared;
+SHK_STATIC_ASSERT(offsetof(dict_shared, count) == 64, "layout");
+SHK_STATIC_ASSERT(offsetof(dict_shared, intent) == 128, "layout");
+SHK_STATIC_ASSERT(offsetof(dict_shared, lock) == 192, "layout");
+SHK_STATIC_ASSERT(sizeof(dict_intent) == 64, "intent is one line");
+
+typedef struct dict_entry {
+    _Atomic uint64_t life;
+    uint64_t hash;
+    uint32_t klen;
+    uint8_t ktype;
+    uint8_t vtype;
+    uint16_t reserved;
+    uint64_t vlen;
+} dict_entry;
+SHK_STATIC_ASSERT(sizeof(dict_entry) == ENTRY_HDR, "entry header");
+
+struct shk_dict {
+    shk_segment *seg;
+    shk_freelist *heap;
+    char *base;
+    dict_shared *sh;
+    uint64_t off;
+    uint64_t seed;
+    /* Backed segment size last seen.  The file only grows, so an offset
+     * below it is always safe; only beyond it do we ask the segment again.
+     * Relaxed atomic: a per-process cache that threads may share. */
+    _Atomic uint64_t backed;
+    /* Versions this handle reserved from next_ver, a batch at a time so
+     * that commits do not all bounce one shared counter between cores.
+     * Used only under the writer lock. */
+    uint64_t ver_next, ver_end;
+    unsigned ver_fork_gen;      /* fork_gen when the batch was taken */
+};
+
+/* A forked child inherits its parent's handles, and with them their
+ * version batches: both would hand out the same versions.  A fork handler
+ * bumps this counter in the child, which makes every handle fetch a fresh
+ * batch (one relaxed load per commit). */
+static _Atomic unsigned fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* ----------------------------------------------------------- small helpers */
+
+static inline uint64_t tw_pack(uint64_t tgen, unsigned log2cap, uint64_t off)
+{
+    return ((tgen & 0x3ffffffull) << 38) | ((uint64_t)log2cap << 32) | (off >> 4);
+}
+static inline unsigned tw_log2(uint64_t w) { return (unsigned)(w >> 32) & 63u; }
+static inline uint64_t tw_off(uint64_t w) { return (w & 0xffffffffull) << 4; }
+static inline uint64_t tw_gen(uint64_t w) { return w >> 38; }
+
+static inline uint64_t slot_pack(uint64_t hash, uint64_t entry)
+{
+    return (hash & 0xffffffff00000000ull) | (entry >> 4);
+}
+static inline uint64_t slot_entry(uint64_t s) { return (s & 0xffffffffull) << 4; }
+static inline int slot_live(uint64_t s) { return s != SLOT_EMPTY && s != SLOT_TOMB; }
+
+static inline uint64_t table_bytes(unsigned log2cap)
+{
+    return TABLE_HDR + ((uint64_t)8 << log2cap);
+}
+static inline _Atomic uint64_t *slots_of(const shk_dict *d, uint64_t tw)
+{
+    return (_Atomic uint64_t *)(d->base + tw_off(tw) + TABLE_HDR);
+}
+static inline dict_entry *entry_at(const shk_dict *d, uint64_t off)
+{
+    return (dict_entry *)(d->base + off);
+}
+/* [off, off+len) lies in the backed segment (shk_segment_contains with a
+ * cached bound: the hot path is one comparison). */
+static inline int in_seg(const shk_dict *d, uint64_t off, uint64_t len)
+{
+    uint64_t end = shk_add_sat(off, len);
+    shk_dict *m = (shk_dict *)d;
+    if (SHK_LIKELY(end <= atomic_load_explicit(&m->backed, memory_order_relaxed)))
+        return 1;
+    uint64_t fs = shk_segment_file_size(d->seg);
+    atomic_store_explicit(&m->backed, fs, memory_order_relaxed);
+    return end <= fs;
+}
+
+static inline uint64_t life_ver(uint64_t life) { return life >> 16; }
+static inline uint64_t life_pins(uint64_t life) { return life & 0xffffu; }
+
+static inline uint64_t key_seed(const shk_dict *d, uint8_t ktype)
+{
+    return d->seed ^ ((uint64_t)ktype * 0x9E3779B97F4A7C15ull);
+}
+
+uint64_t shk_dict_hash(const shk_dict *d, uint8_t ktype, const void *key, size_t klen)
+{
+    return shk_hash64(key, klen, key_seed(d, ktype));
+}
+
+/* Total bytes of an entry; UINT64_MAX on overflow. */
+static inline uint64_t entry_size(uint64_t klen, uint64_t vlen)
+{
+    return shk_add_sat(ENTRY_HDR + shk_align_up(klen, 16), vlen);
+}
+
+uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
+{
+    /* Mirrors the free list's size classes (alloc_freelist.c): 16-byte steps
+     * to 256, then four classes per power of two; plus its 16-byte header. */
+    uint64_t n = entry_size(klen, vlen);
+    if (n <= 256)
+        return 16 + shk_align_up(n, 16);
+    uint64_t m = n - 1;
+    unsigned k = shk_log2_u64(m);
+    uint64_t sub = (m >> (k - 2)) & 3u;
+    return 16 + (1ull << k) + (sub + 1) * (1ull << (k - 2));
+}
+
+#define VER_BATCH 1024u
+
+/* The next unique even version (called under the writer lock). */
+static uint64_t new_ver(shk_dict *d)
+{
+    unsigned fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    if (d->ver_next == d->ver_end || d->ver_fork_gen != fg) {
+        d->ver_fork_gen = fg;
+        /* relaxed: versions only need to be unique, not ordered. */
+        d->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
+                                                memory_order_relaxed);
+        d->ver_end = d->ver_next + 2 * VER_BATCH;
+    }
+    uint64_t v = d->ver_next & VER_MASK;
+    d->ver_next += 2;
+    return v;
+}
+
+/* ------------------------------------------------------------ open/create */
+
+static unsigned log2_for(uint64_t entries)
+{
+    /* smallest power of two with entries <= 3/4 of it, at least the minimum */
+    unsigned l = 3;
+    while (l < SHK_DICT_MAX_LOG2_CAP && ((1ull << l) / 4) * 3 < entries)
+        l++;
+    return l;
+}
+
+/* Allocate a zeroed table of 2^l slots; its offset in *off. */
+static int table_new(shk_dict *d, unsigned l, uint64_t *off)
+{
+    uint64_t t;
+    int rc = shk_freelist_alloc(d->heap, table_bytes(l), &t);
+    if (rc != SHK_OK)
+        return rc;
+    char *p = d->base + t;
+    memset(p + 8, 0, table_bytes(l) - 8);
+    *(uint32_t *)(p + 8) = l;
+    *(uint64_t *)p = TABLE_MAGIC;
+    *off = t;
+    return SHK_OK;
+}
+
+static void table_free(shk_dict *d, uint64_t t)
+{
+    /* Scrub the magic first so check() and recovery never mistake a freed
+     * table for a live one. */
+    *(uint64_t *)(d->base + t) = 0;
+    shk_freelist_free(d->heap, t);
+}
+
+typedef struct init_arg {
+    uint64_t capacity_hint;
+} init_arg;
+
+static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *size)
+{
+    init_arg *ia = arg;
+    shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg),
+                    .base = shk_segment_base(seg)};
+    uint64_t h;
+    int rc = shk_freelist_alloc(tmp.heap, sizeof(dict_shared), &h);
+    if (rc != SHK_OK)
+        return rc;
+    unsigned l = log2_for(ia->capacity_hint);
+    uint64_t t;
+    rc = table_new(&tmp, l, &t);
+    if (rc != SHK_OK) {
+        shk_freelist_free(tmp.heap, h);
+        return rc;
+    }
+    dict_shared *sh = (dict_shared *)(tmp.base + h);
+    memset(sh, 0, sizeof *sh);
+    if (shk_mutex_init(&sh->lock) != SHK_OK) {
+        shk_freelist_free(tmp.heap, t);
+        shk_freelist_free(tmp.heap, h);
+        return SHK_ESYS;
+    }
+    uint64_t v0;
+    if (getrandom(&v0, sizeof v0, 0) != sizeof v0)
+        v0 = (uint64_t)shk_now_ns() * 0x9E3779B97F4A7C15ull;
+    sh->magic = DICT_MAGIC;
+    sh->version = DICT_VERSION;
+    sh->header_size = sizeof(dict_shared);
+    atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed);
+    atomic_store_explicit(&sh->table, tw_pack(1, l, t), memory_order_relaxed);
+    /* The directory's release store of the entry publishes all of this. */
+    *offset = h;
+    *size = sizeof(dict_shared);
+    return SHK_OK;
+}
+
+static inline int table_valid(const shk_dict *d, uint64_t tw)
+{
+    unsigned l = tw_log2(tw);
+    uint64_t t = tw_off(tw);
+    if (l < 3 || l > SHK_DICT_MAX_LOG2_CAP || t % 16)
+        return 0;
+    if (!in_seg(d, t, table_bytes(l)))
+        return 0;
+    return 1;
+}
+
+int shk_dict_open(shk_segment *seg, const char *name, int create,
+                  uint64_t capacity_hint, shk_dict **out, int *created)
+{
+    if (capacity_hint > (3ull << (SHK_DICT_MAX_LOG2_CAP - 2)))
+        return SHK_EINVAL;
+    init_arg ia = {capacity_hint};
+    uint64_t off;
+    int cr = 0;
+    int rc = shk_segment_object(seg, name, SHK_TYPE_DICT, create ? dict_init : NULL,
+                                &ia, &off, &cr);
+    if (rc != SHK_OK)
+        return rc;
+    if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % 16)
+        return SHK_ECORRUPT;
+    pthread_once(&fork_once, register_fork_handler);
+    shk_dict *d = calloc(1, sizeof *d);
+    if (!d)
+        return SHK_ESYS;
+    d->ver_fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    d->seg = seg;
+    d->heap = shk_segment_heap(seg);
+    d->base = shk_segment_base(seg);
+    d->sh = (dict_shared *)(d->base + off);
+    d->off = off;
+    d->seed = shk_segment_hash_seed(seg);
+    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
+    if (d->sh->magic != DICT_MAGIC || d->sh->version != DICT_VERSION ||
+        d->sh->header_size != sizeof(dict_shared) || !table_valid(d, tw) ||
+        atomic_load_explicit(&d->sh->intent.op, memory_order_relaxed) > OP_CLEAR ||
+        *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC) {
+        free(d);
+        return SHK_ECORRUPT;
+    }
+    shk_segment_retain(seg);
+    if (created)
+        *created = cr;
+    *out = d;
+    return SHK_OK;
+}
+
+void shk_dict_close(shk_dict *d)
+{
+    if (!d)
+        return;
+    shk_segment_close(d->seg);
+    free(d);
+}
+
+shk_segment *shk_dict_segment(const shk_dict *d) { return d->seg; }
+uint64_t shk_dict_offset(const shk_dict *d) { return d->off; }
+
+uint64_t shk_dict_count(const shk_dict *d)
+{
+    return atomic_load_explicit(&d->sh->count, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+/* Read the entry at `e` into ref if it is a consistent, live entry.
+ * Returns 1 (ref filled, life1 even and unchanged), 0 if it changed or its
+ * lengths do not fit the segment (the caller retries). */
+static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *ref)
+{
+    if (SHK_UNLIKELY(!in_seg(d, e, ENTRY_HDR)))
+        return 0;
+    const dict_entry *en = entry_at(d, e);
+    /* acquire: pairs with the builder's release of an even ver, so the
+     * entry's fields read below are at least that complete. */
+    uint64_t life = atomic_load_explicit(&en->life, memory_order_acquire);
+    if (life_ver(life) & 1)
+        return 0;
+    uint64_t klen = en->klen, vlen = en->vlen;
+    uint64_t voff = shk_add_sat(e + ENTRY_HDR, shk_align_up(klen, 16));
+    if (SHK_UNLIKELY(!in_seg(d, voff, vlen)))
+        return 0;
+    ref->entry = e;
+    ref->ver = life_ver(life);
+    ref->key = d->base + e + ENTRY_HDR;
+    ref->val = d->base + voff;
+    ref->klen = klen;
+    ref->vlen = vlen;
+    ref->ktype = en->ktype;
+    ref->vtype = en->vtype;
+    return 1;
+}
+
+int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
+{
+    /* acquire fence: every read of entry data before it happens before the
+     * loads below, so if a writer retired (or a reuser overwrote) the block
+     * while we read, we see its new life value (seqlock read side). */
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t life = atomic_load_explicit(&entry_at(d, ref->entry)->life,
+                                         memory_order_relaxed);
+    if (life_ver(life) != ref->ver)
+        return 0;
+    return atomic_load_explicit(&d->sh->table, memory_order_relaxed) == ref->table;
+}
+
+int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                    uint64_t hash, shk_dict_ref *ref)
+{
+    uint64_t tag = hash >> 32;
+    for (;;) {
+        /* acquire: the table's slots (zeroed and copied before the release
+         * store of the table word) are visible. */
+        uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
+        if (SHK_UNLIKELY(!table_valid(d, tw)))
+            return SHK_ECORRUPT;
+        uint64_t mask = (1ull << tw_log2(tw)) - 1;
+        _Atomic uint64_t *slots = slots_of(d, tw);
+        uint64_t i = tag & mask;
+        int retry = 0;
+        for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+            /* acquire: pairs with the release store that published the
+             * entry, so its contents are visible. */
+            uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+            if (s == SLOT_EMPTY)
+                break;
+            if (s == SLOT_TOMB || (s >> 32) != tag)
+                continue;
+            if (!entry_snapshot(d, slot_entry(s), ref)) {
+                retry = 1;
+                break;
+            }
+            ref->table = tw;
+            int match = ref->ktype == ktype && ref->klen == klen &&
+                        entry_at(d, ref->entry)->hash == hash &&
+                        memcmp(ref->key, key, klen) == 0;
+            if (match)
+                return SHK_OK;   /* the caller validates after reading */
+            /* A mismatch counts only if the entry was stable while compared:
+             * otherwise the slot may have held our key. */
+            if (!shk_dict_ref_valid(d, ref)) {
+                retry = 1;
+                break;
+            }
+        }
+        if (retry)
+            continue;
+        /* A miss is an answer only if the table was not replaced meanwhile
+         * (a freed table's memory may have been reused). */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&d->sh->table, memory_order_relaxed) == tw)
+            return SHK_ENOTFOUND;
+    }
+}
+
+int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                  shk_dict_ref *ref)
+{
+    return shk_dict_find_h(d, ktype, key, klen, shk_dict_hash(d, ktype, key, klen), ref);
+}
+
+int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                 uint8_t *vtype, void *buf, uint64_t cap, uint64_t *vlen)
+{
+    shk_dict_ref ref;
+    for (;;) {
+        int rc = shk_dict_find(d, ktype, key, klen, &ref);
+        if (rc != SHK_OK)
+            return rc;
+        uint64_t n = ref.vlen;
+        if (n <= cap)
+            memcpy(buf, ref.val, n);
+        uint8_t vt = ref.vtype;
+        if (!shk_dict_ref_valid(d, &ref))
+            continue;
+        *vlen = n;
+        if (vtype)
+            *vtype = vt;
+        return n <= cap ? SHK_OK : SHK_EINVAL;
+    }
+}
+
+/* --------------------------------------------------------------- pinning */
+
+int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
+{
+    _Atomic uint64_t *lp = &entry_at(d, ref->entry)->life;
+    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    for (;;) {
+        if (life_ver(life) != ref->ver)
+            return SHK_EAGAIN;
+        if (life_pins(life) >= SHK_DICT_MAX_PINS)
+            return SHK_EFULL;
+        /* The CAS succeeds only while the block is still this entry (same
+         * version), so it can never write into a reused block.  acquire:
+         * what we read through the pin afterwards is that entry. */
+        if (atomic_compare_exchange_weak_explicit(lp, &life, life + 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed))
+            return SHK_OK;
+    }
+}
+
+/* Free an entry block whose life we own (pins 0, retired). */
+static void entry_free(shk_dict *d, uint64_t e)
+{
+    shk_freelist_free(d->heap, e);
+}
+
+void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
+{
+    /* Works from the segment alone, so a view may outlive its dict handle. */
+    if (!shk_segment_contains(seg, e, ENTRY_HDR))
+        return;
+    _Atomic uint64_t *lp = &((dict_entry *)(shk_segment_base(seg) + e))->life;
+    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    for (;;) {
+        if (life_pins(life) == 0)
+            return;   /* not pinned: a caller bug; never underflow */
+        uint64_t next = life - 1;
+        int last_of_zombie = life_pins(next) == 0 && (life_ver(next) & 1);
+        if (last_of_zombie)
+            next = LIFE_DEAD;
+        /* acq_rel: release orders our reads of the value before a reuse of
+         * the block; acquire orders the free after the retirer's stores. */
+        if (atomic_compare_exchange_weak_explicit(lp, &life, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            if (last_of_zombie)
+                shk_freelist_free(shk_segment_heap(seg), e);
+            return;
+        }
+    }
+}
+
+void shk_dict_unpin(shk_dict *d, uint64_t e)
+{
+    shk_dict_unpin_seg(d->seg, e);
+}
+
+/* Retire a live entry that is no longer referenced by the table: free it,
+ * or leave it to its last pin holder.  Returns 1 if it was still live. */
+static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
+{
+    _Atomic uint64_t *lp = &entry_at(d, e)->life;
+    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    for (;;) {
+        if (life_ver(life) != ver)
+            return 0;
+        uint64_t next = life_pins(life) ? (((ver | 1) << 16) | life_pins(life))
+                                        : LIFE_DEAD;
+        /* release: a reader that sees the odd ver after reading the entry
+         * knows its copy may be torn; the free below publishes nothing. */
+        if (atomic_compare_exchange_weak_explicit(lp, &life, next,
+                                                  memory_order_release,
+                                                  memory_order_relaxed)) {
+            if (next == LIFE_DEAD)
+                entry_free(d, e);
+            return 1;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- writes */
+
+int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                     uint8_t vtype, uint64_t vlen, shk_dict_txn *txn)
+{
+    if (klen > UINT32_MAX)
+        return SHK_EINVAL;
+    uint64_t n = entry_size(klen, vlen);
+    if (n > SHK_FREELIST_MAX_ALLOC)
+        return SHK_ENOMEM;
+    uint64_t e;
+    int rc = shk_freelist_alloc(d->heap, n, &e);
+    if (rc != SHK_OK)
+        return rc == SHK_EINVAL ? SHK_ENOMEM : rc;
+    dict_entry *en = entry_at(d, e);
+    /* Odd until complete; relaxed: nobody can reach this block through the
+     * dict before it is published, and a reader that reached it through a
+     * stale pointer sees odd or a different version. */
+    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    uint64_t h = shk_dict_hash(d, ktype, key, klen);
+    en->hash = h;
+    en->klen = (uint32_t)klen;
+    en->ktype = ktype;
+    en->vtype = vtype;
+    en->reserved = 0;
+    en->vlen = vlen;
+    char *k = d->base + e + ENTRY_HDR;
+    memcpy(k, key, klen);
+    memset(k + klen, 0, shk_align_up(klen, 16) - klen);
+    txn->entry = e;
+    txn->hash = h;
+    txn->val = k + shk_align_up(klen, 16);
+    txn->vlen = vlen;
+    return SHK_OK;
+}
+
+void shk_dict_abort(shk_dict *d, shk_dict_txn *txn)
+{
+    if (txn->entry) {
+        shk_freelist_free(d->heap, txn->entry);
+        txn->entry = 0;
+    }
+}
+
+/* ---- under the writer lock ---- */
+
+/* Probe the current table for the key of entry `want` (or key bytes).
+ * *found: slot index of the key or -1; *free_slot: first tombstone/empty
+ * slot on the path (where an insert goes). */
+typedef struct probe {
+    int64_t found;
+    int64_t free_slot;
+    uint64_t slot_word;
+} probe;
+
+static void probe_key(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
+                      uint64_t klen, uint64_t hash, probe *p)
+{
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    p->found = -1;
+    p->free_slot = -1;
+    uint64_t i = tag & mask;
+    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        /* relaxed: we hold the writer lock, slots change only under it. */
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        if (s == SLOT_EMPTY) {
+            if (p->free_slot < 0)
+                p->free_slot = (int64_t)i;
+            return;
+        }
+        if (s == SLOT_TOMB) {
+            if (p->free_slot < 0)
+                p->free_slot = (int64_t)i;
+            continue;
+        }
+        if ((s >> 32) != tag)
+            continue;
+        const dict_entry *en = entry_at(d, slot_entry(s));
+        if (en->hash == hash && en->ktype == ktype && en->klen == klen &&
+            memcmp(d->base + slot_entry(s) + ENTRY_HDR, key, klen) == 0) {
+            p->found = (int64_t)i;
+            p->slot_word = s;
+            return;
+        }
+    }
+}
+
+static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
+{
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    uint64_t cap = 1ull << tw_log2(tw), live = 0, u = 0;
+    for (uint64_t i = 0; i < cap; i++) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        if (s != SLOT_EMPTY)
+            u++;
+        if (slot_live(s))
+            live++;
+    }
+    *used = u;
+    return live;
+}
+
+/* Repair after a writer died holding the lock (see CRASH SAFETY). */
+static void recover(shk_dict *d)
+{
+    dict_shared *sh = d->sh;
+    dict_intent *in = &sh->intent;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
+    if (op == OP_SET || op == OP_DEL) {
+        /* Find the key where it is now (by probing, not by the recorded slot
+         * index) to learn whether the change was published. */
+        uint64_t ke = op == OP_SET ? in->new_entry : in->old_entry;
+        uint64_t cur = 0;
+        if (shk_segment_contains(d->seg, ke, ENTRY_HDR)) {
+            const dict_entry *en = entry_at(d, ke);
+            if (shk_segment_contains(d->seg, ke + ENTRY_HDR, en->klen)) {
+                probe p;
+                probe_key(d, tw, en->ktype, d->base + ke + ENTRY_HDR, en->klen,
+                          en->hash, &p);
+                if (p.found >= 0)
+                    cur = slot_entry(p.slot_word);
+            }
+        }
+        int done = op == OP_SET ? cur == in->new_entry : cur != in->old_entry;
+        if (done) {
+            if (in->old_entry)
+                entry_retire(d, in->old_entry, in->old_ver);
+        } else if (op == OP_SET) {
+            /* Never published: ours alone, whatever stage it reached. */
+            _Atomic uint64_t *lp = &entry_at(d, in->new_entry)->life;
+            uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+            if (life_ver(life) == in->new_ver)
+                entry_retire(d, in->new_entry, in->new_ver);
+            else if (life == LIFE_DEAD)
+                entry_free(d, in->new_entry);
+        }
+    } else if (op == OP_RESIZE || op == OP_CLEAR) {
+        if (tw != in->table) {
+            /* Not published: the new table is ours alone. */
+            if (table_valid(d, in->table))
+                table_free(d, tw_off(in->table));
+        } else if (table_valid(d, in->old_table)) {
+            /* Published, and the intent is cleared before the old table is
+             * freed (or, for clear, before its entries are retired), so
+             * none of that has happened yet: finish it. */
+            if (op == OP_CLEAR) {
+                _Atomic uint64_t *os = slots_of(d, in->old_table);
+                uint64_t ocap = 1ull << tw_log2(in->old_table);
+                for (uint64_t i = 0; i < ocap; i++) {
+                    uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+                    if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
+                        continue;
+                    uint64_t e = slot_entry(s);
+                    uint64_t life = atomic_load_explicit(&entry_at(d, e)->life,
+                                                         memory_order_relaxed);
+                    if (!(life_ver(life) & 1))
+                        entry_retire(d, e, life_ver(life));
+                }
+            }
+            table_free(d, tw_off(in->old_table));
+        }
+    }
+    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    uint64_t used;
+    uint64_t live = recount(d, tw, &used);
+    atomic_store_explicit(&sh->count, live, memory_order_relaxed);
+    atomic_store_explicit(&sh->used, used, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+int shk_dict_lock(shk_dict *d)
+{
+    /* Critical sections are a probe and a few stores (~100 ns), far shorter
+     * than a futex sleep and wake-up (~several us), so a contended writer
+     * first retries trylock briefly, then blocks in the robust mutex (which
+     * sleeps on a futex).  This is an adaptive mutex, not a sleep loop. */
+    int rc = EBUSY;
+    for (int i = 0; i < 64; i++) {
+        rc = pthread_mutex_trylock(&d->sh->lock.m);
+        if (rc != EBUSY)
+            break;
+        cpu_relax();
+    }
+    if (rc == 0)
+        return SHK_OK;
+    if (rc == EBUSY)
+        rc = shk_mutex_lock(&d->sh->lock);
+    else
+        rc = rc == EOWNERDEAD ? SHK_MUTEX_RECOVERED : SHK_ESYS;
+    if (rc == SHK_MUTEX_RECOVERED) {
+        recover(d);
+        shk_mutex_consistent(&d->sh->lock);
+        return SHK_OK;
+    }
+    return rc;
+}
+
+void shk_dict_unlock(shk_dict *d) { shk_mutex_unlock(&d->sh->lock); }
+
+/* Replace the table by one of 2^l slots holding the same live entries. */
+static int resize_to(shk_dict *d, unsigned l)
+{
+    dict_shared *sh = d->sh;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t nt;
+    int rc = table_new(d, l, &nt);
+    if (rc != SHK_OK)
+        return rc;
+    uint64_t ntw = tw_pack(tw_gen(tw) + 1, l, nt);
+    sh->intent.table = ntw;
+    sh->intent.old_table = tw;
+    /* release: intent fields before op (see commit). */
+    atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release);
+    _Atomic uint64_t *os = slots_of(d, tw), *ns = slots_of(d, ntw);
+    uint64_t ocap = 1ull << tw_log2(tw), nmask = (1ull << l) - 1, live = 0;
+    for (uint64_t i = 0; i < ocap; i++) {
+        uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+        if (!slot_live(s))
+            continue;
+        uint64_t j = (s >> 32) & nmask;
+        while (atomic_load_explicit(&ns[j], memory_order_relaxed) != SLOT_EMPTY)
+            j = (j + 1) & nmask;
+        atomic_store_explicit(&ns[j], s, memory_order_relaxed);
+        live++;
+        if (live == 1)
+            SHK_CRASH_POINT("dict.resize.copying");
+    }
+    SHK_CRASH_POINT("dict.resize.built");
+    /* release: readers that load the new table word see its slots. */
+    atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    SHK_CRASH_POINT("dict.resize.published");
+    atomic_store_explicit(&sh->used, live, memory_order_relaxed);
+    atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+    table_free(d, tw_off(tw));
+    atomic_fetch_add_explicit(&sh->resizes, 1, memory_order_relaxed);
+    return SHK_OK;
+}
+
+/* Make room for one more used slot. */
+static int ensure_room(shk_dict *d)
+{
+    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_relaxed);
+    uint64_t cap = 1ull << tw_log2(tw);
+    uint64_t used = atomic_load_explicit(&d->sh->used, memory_order_relaxed);
+    if ((used + 1) * 4 <= cap * 3)
+        return SHK_OK;
+    uint64_t live = atomic_load_explicit(&d->sh->count, memory_order_relaxed);
+    /* Size for twice the live entries so that a run of inserts does not
+     * resize again soon; if mostly tombstones, this rebuilds at equal size. */
+    unsigned l = log2_for((live + 1) * 2);
+    if (l < tw_log2(tw) && live * 4 > cap)
+        l = tw_log2(tw);
+    if ((live + 1) * 4 > (3ull << SHK_DICT_MAX_LOG2_CAP))
+        return SHK_ENOMEM;
+    return resize_to(d, l);
+}
+
+int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
+                    uint64_t expect_entry, uint64_t expect_ver, int *replaced)
+{
+    if (!txn->entry)
+        return SHK_EINVAL;
+    dict_shared *sh = d->sh;
+    dict_entry *en = entry_at(d, txn->entry);
+    int rc = shk_dict_lock(d);
+    if (rc != SHK_OK)
+        return rc;
+    rc = ensure_room(d);
+    if (rc != SHK_OK)
+        goto out;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    probe p;
+    probe_key(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+              txn->hash, &p);
+    uint64_t old = 0, old_ver = 0;
+    if (p.found >= 0) {
+        old = slot_entry(p.slot_word);
+        old_ver = life_ver(atomic_load_explicit(&entry_at(d, old)->life,
+                                                memory_order_relaxed));
+    }
+    if (mode == SHK_DICT_INSERT && p.found >= 0) {
+        rc = SHK_EEXIST;
+        goto out;
+    }
+    if (mode == SHK_DICT_EXPECT &&
+        (old != expect_entry || (old && old_ver != expect_ver))) {
+        rc = SHK_EAGAIN;
+        goto out;
+    }
+    if (p.found < 0 && p.free_slot < 0) {
+        rc = SHK_ENOMEM;    /* cannot happen below 3/4 load */
+        goto out;
+    }
+    uint64_t slot = (uint64_t)(p.found >= 0 ? p.found : p.free_slot);
+    _Atomic uint64_t *sp = &slots_of(d, tw)[slot];
+    uint64_t prev = atomic_load_explicit(sp, memory_order_relaxed);
+    uint64_t ver = new_ver(d);
+    dict_intent *in = &sh->intent;
+    in->slot = slot;
+    in->new_entry = txn->entry;
+    in->new_ver = ver;
+    in->old_entry = old;
+    in->old_ver = old_ver;
+    /* release: the intent's fields are in place before op says they are
+     * (a crash may stop us anywhere after this store). */
+    atomic_store_explicit(&in->op, OP_SET, memory_order_release);
+    SHK_CRASH_POINT("dict.set.intent");
+    /* relaxed: the slot's release store below publishes the version with the
+     * rest of the entry. */
+    atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+    SHK_CRASH_POINT("dict.set.versioned");
+    /* release: the commit point.  A reader acquiring this slot word sees a
+     * complete entry with an even version. */
+    atomic_store_explicit(sp, slot_pack(txn->hash, txn->entry), memory_order_release);
+    SHK_CRASH_POINT("dict.set.published");
+    if (old) {
+        entry_retire(d, old, old_ver);
+    } else {
+        atomic_fetch_add_explicit(&sh->count, 1, memory_order_relaxed);
+        if (prev == SLOT_EMPTY)
+            atomic_fetch_add_explicit(&sh->used, 1, memory_order_relaxed);
+    }
+    SHK_CRASH_POINT("dict.set.retired");
+    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    txn->entry = 0;
+    if (replaced)
+        *replaced = old != 0;
+out:
+    shk_dict_unlock(d);
+    return rc;
+}
+
+int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                 uint8_t vtype, const void *val, uint64_t vlen)
+{
+    shk_dict_txn txn;
+    int rc = shk_dict_prepare(d, ktype, key, klen, vtype, vlen, &txn);
+    if (rc != SHK_OK)
+        return rc;
+    if (vlen)
+        memcpy(txn.val, val, vlen);
+    rc = shk_dict_commit(d, &txn, SHK_DICT_SET, 0, 0, NULL);
+    if (rc != SHK_OK)
+        shk_dict_abort(d, &txn);
+    return rc;
+}
+
+int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                    uint64_t expect_entry, uint64_t expect_ver)
+{
+    if (klen > UINT32_MAX)
+        return SHK_ENOTFOUND;
+    uint64_t hash = shk_dict_hash(d, ktype, key, klen);
+    dict_shared *sh = d->sh;
+    int rc = shk_dict_lock(d);
+    if (rc != SHK_OK)
+        return rc;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    probe p;
+    probe_key(d, tw, ktype, key, klen, hash, &p);
+    if (p.found < 0) {
+        rc = SHK_ENOTFOUND;
+        goto out;
+    }
+    uint64_t old = slot_entry(p.slot_word);
+    uint64_t old_ver = life_ver(atomic_load_explicit(&entry_at(d, old)->life,
+                                                     memory_order_relaxed));
+    if (expect_entry && (old != expect_entry || old_ver != expect_ver)) {
+        rc = SHK_EAGAIN;
+        goto out;
+    }
+    uint64_t mask = (1ull << tw_log2(tw)) - 1;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    dict_intent *in = &sh->intent;
+    in->slot = (uint64_t)p.found;
+    in->new_entry = 0;
+    in->old_entry = old;
+    in->old_ver = old_ver;
+    /* release: the intent's fields are in place before op says they are
+     * (a crash may stop us anywhere after this store). */
+    atomic_store_explicit(&in->op, OP_DEL, memory_order_release);
+    /* If the next slot is EMPTY no probe path continues past this one, so it
+     * can become EMPTY rather than a tombstone. */
+    uint64_t next = atomic_load_explicit(&slots[((uint64_t)p.found + 1) & mask],
+                                         memory_order_relaxed);
+    uint64_t repl = next == SLOT_EMPTY ? SLOT_EMPTY : SLOT_TOMB;
+    /* release: orders our earlier reads of the entry; readers that see the
+     * tombstone do not touch the entry. */
+    atomic_store_explicit(&slots[p.found], repl, memory_order_release);
+    SHK_CRASH_POINT("dict.delete.unlinked");
+    atomic_fetch_sub_explicit(&sh->count, 1, memory_order_relaxed);
+    if (repl == SLOT_EMPTY)
+        atomic_fetch_sub_explicit(&sh->used, 1, memory_order_relaxed);
+    entry_retire(d, old, old_ver);
+    SHK_CRASH_POINT("dict.delete.retired");
+    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+out:
+    shk_dict_unlock(d);
+    return rc;
+}
+
+int shk_dict_clear(shk_dict *d)
+{
+    dict_shared *sh = d->sh;
+    int rc = shk_dict_lock(d);
+    if (rc != SHK_OK)
+        return rc;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t nt;
+    rc = table_new(d, 3, &nt);
+    if (rc != SHK_OK)
+        goto out;
+    uint64_t ntw = tw_pack(tw_gen(tw) + 1, 3, nt);
+    sh->intent.table = ntw;
+    sh->intent.old_table = tw;
+    /* release: intent fields before op (see commit). */
+    atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
+    /* release: as in resize.  From here the old entries are unreachable
+     * for new readers; we retire them one by one.  A crash in the loop
+     * leaks the rest (the intent is already cleared), never corrupts. */
+    atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    SHK_CRASH_POINT("dict.clear.published");
+    atomic_store_explicit(&sh->count, 0, memory_order_relaxed);
+    atomic_store_explicit(&sh->used, 0, memory_order_relaxed);
+    atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+    _Atomic uint64_t *os = slots_of(d, tw);
+    uint64_t ocap = 1ull << tw_log2(tw);
+    for (uint64_t i = 0; i < ocap; i++) {
+        uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+        if (!slot_live(s))
+            continue;
+        uint64_t e = slot_entry(s);
+        entry_retire(d, e, life_ver(atomic_load_explicit(&entry_at(d, e)->life,
+                                                         memory_order_relaxed)));
+    }
+    table_free(d, tw_off(tw));
+out:
+    shk_dict_unlock(d);
+    return rc;
+}
+
+/* -------------------------------------------------------------- iteration */
+
+int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref)
+{
+    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
+    if (*pos == 0 || *table == 0)
+        *table = tw;
+    else if (*table != tw)
+        return SHK_EAGAIN;
+    if (*pos >= (1ull << tw_log2(tw)))
+        return SHK_ENOTFOUND;
+    if (!table_valid(d, tw))
+        return SHK_ECORRUPT;
+    uint64_t cap = 1ull << tw_log2(tw);
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    for (uint64_t i = *pos; i < cap; i++) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (!slot_live(s))
+            continue;
+        if (!entry_snapshot(d, slot_entry(s), ref))
+            continue;   /* retired meanwhile: it is gone */
+        ref->table = tw;
+        *pos = i + 1;
+        return SHK_OK;
+    }
+    *pos = cap;
+    return SHK_ENOTFOUND;
+}
+
+/* ------------------------------------------------------------ stats/check */
+
+void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
+    st->count = atomic_load_explicit(&d->sh->count, memory_order_relaxed);
+    st->capacity = 1ull << tw_log2(tw);
+    st->used_slots = atomic_load_explicit(&d->sh->used, memory_order_relaxed);
+    st->tombstones = st->used_slots > st->count ? st->used_slots - st->count : 0;
+    st->table_bytes = table_bytes(tw_log2(tw));
+    st->resizes = atomic_load_explicit(&d->sh->resizes, memory_order_relaxed);
+    st->recoveries = atomic_load_explicit(&d->sh->recoveries, memory_order_relaxed);
+}
+
+static int check_locked(shk_dict *d, shk_dict_stats *out)
+{
+    shk_dict_stats st;
+    shk_dict_stats_get(d, &st);
+    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_relaxed);
+    if (!table_valid(d, tw) || *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
+        *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
+        return SHK_ECORRUPT;
+    if (atomic_load_explicit(&d->sh->intent.op, memory_order_relaxed) != OP_NONE)
+        return SHK_ECORRUPT;
+    uint64_t cap = 1ull << tw_log2(tw), mask = cap - 1;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    uint64_t live = 0, used = 0;
+    for (uint64_t i = 0; i < cap; i++) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        if (s == SLOT_EMPTY)
+            continue;
+        used++;
+        if (s == SLOT_TOMB)
+            continue;
+        live++;
+        uint64_t e = slot_entry(s);
+        if (!shk_segment_contains(d->seg, e, ENTRY_HDR) ||
+            shk_freelist_usable(d->heap, e) == 0)
+            return SHK_ECORRUPT;
+        const dict_entry *en = entry_at(d, e);
+        uint64_t life = atomic_load_explicit(&en->life, memory_order_relaxed);
+        uint64_t esz = entry_size(en->klen, en->vlen);
+        if ((life_ver(life) & 1) || esz > shk_freelist_usable(d->heap, e))
+            return SHK_ECORRUPT;
+        const char *key = d->base + e + ENTRY_HDR;
+        if (shk_dict_hash(d, en->ktype, key, en->klen) != en->hash ||
+            (en->hash >> 32) != (s >> 32))
+            return SHK_ECORRUPT;
+        /* reachable from its home slot without an EMPTY, no duplicate key
+         * before it on the path */
+        uint64_t dist = 0;
+        for (uint64_t j = (s >> 32) & mask; j != i; j = (j + 1) & mask, dist++) {
+            uint64_t t = atomic_load_explicit(&slots[j], memory_order_relaxed);
+            if (t == SLOT_EMPTY)
+                return SHK_ECORRUPT;
+            if (slot_live(t) && (t >> 32) == (s >> 32)) {
+                const dict_entry *o = entry_at(d, slot_entry(t));
+                if (o->ktype == en->ktype && o->klen == en->klen &&
+                    memcmp(d->base + slot_entry(t) + ENTRY_HDR, key, en->klen) == 0)
+                    return SHK_ECORRUPT;
+            }
+        }
+        if (dist + 1 > st.max_probe)
+            st.max_probe = dist + 1;
+        st.entry_bytes += 16 + shk_freelist_usable(d->heap, e);
+        st.key_bytes += en->klen;
+        st.value_bytes += en->vlen;
+    }
+    if (live != st.count || used != st.used_slots || used * 4 > cap * 3 + 4)
+        return SHK_ECORRUPT;
+    st.tombstones = used - live;
+    if (out)
+        *out = st;
+    return SHK_OK;
+}
+
+int shk_dict_check(shk_dict *d, shk_dict_stats *st)
+{
+    int rc = shk_dict_lock(d);
+    if (rc != SHK_OK)
+        return rc;
+    rc = check_locked(d, st);
+    shk_dict_unlock(d);
+    return rc;
+}
