@@ -6,14 +6,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-/* Valgrind runs every process ~50x slower: the multi-process tests then
- * move fewer items (same code paths). */
-static int under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-    return p && strstr(p, "vgpreload") != NULL;
-}
-
 static shk_segment *mkseg(const char *tag)
 {
     shk_segment *s = NULL;
@@ -300,7 +292,7 @@ TEST(blocking_across_processes)
 TEST(mpmc_exactly_once)
 {
     enum { P = 2, C = 2 };
-    const uint64_t N = under_valgrind() ? 1000 : 20000;
+    const uint64_t N = (uint64_t)check_scale(20000);   /* fewer under valgrind */
     shk_segment *s = mkseg("qmpmc");
     shk_queue *q = NULL, *res = NULL;
     shk_queue_config cfg = {8192, 0};

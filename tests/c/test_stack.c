@@ -6,14 +6,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-/* Valgrind runs every process ~50x slower: the multi-process tests then
- * move fewer items (same code paths). */
-static int under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-    return p && strstr(p, "vgpreload") != NULL;
-}
-
 static shk_segment *mkseg(const char *tag)
 {
     shk_segment *s = NULL;
@@ -148,7 +140,7 @@ TEST(sizes_and_errors)
 TEST(processes_exactly_once)
 {
     enum { P = 2 };
-    const uint64_t N = under_valgrind() ? 1000 : 20000;
+    const uint64_t N = (uint64_t)check_scale(20000);   /* fewer under valgrind */
     shk_segment *seg = mkseg("sprocs");
     shk_stack *s = NULL;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, NULL), SHK_OK);
