@@ -1,0 +1,109 @@
+"""Queue: a multi-producer, multi-consumer queue in shared memory, with the
+API of :class:`multiprocessing.Queue`.
+
+Standalone, ``Queue("jobs", maxsize=1000)`` opens (or creates) a segment
+named ``jobs`` holding one queue called ``"queue"``; in a segment,
+``seg.queue("jobs", maxsize=1000)``.  Any process that opens the same name
+uses the same queue, and a Queue pickles by name, so it can be passed to a
+``multiprocessing.Process`` or ``Pool`` (fork or spawn).
+
+``bytes`` items are stored as they are; anything else is pickled (unless
+``allow_pickle=False``, which accepts and returns ``bytes`` only and never
+unpickles what another process put).  ``put``/``get`` block on a futex in
+shared memory (no CPU used while waiting) and raise ``queue.Full`` /
+``queue.Empty`` exactly as the standard library does.  See docs/queue.md.
+"""
+from __future__ import annotations
+
+import queue as _stdqueue
+from typing import Optional
+
+from . import _shmkit
+from .segment import Segment, register_kind
+
+__all__ = ["Queue", "Full", "Empty"]
+
+Full = _stdqueue.Full
+Empty = _stdqueue.Empty
+
+STANDALONE_OBJECT = "queue"
+
+
+def _reattach(cls, segment_name: str, object_name: str, allow_pickle: bool):
+    with Segment(segment_name, create=False) as seg:
+        return cls._open_in(seg, object_name, allow_pickle=allow_pickle)
+
+
+class Queue(_shmkit.Queue):
+    """Queue(name, maxsize=0, *, create=None, ring_bytes=0, allow_pickle=True,
+    size=0, max_size=0, mode=0o600)
+
+    A process-safe FIFO queue in the shared-memory segment ``name``.
+
+    * ``maxsize``: most items held at once (``<= 0``: unbounded, as in
+      ``multiprocessing.Queue``).  The ring buffer (``ring_bytes``, 1 MiB by
+      default, rounded up to a power of two) bounds the bytes of small items
+      held; items larger than ``ring_bytes / 8`` are stored out of line in
+      the segment heap, so item size is limited only by the segment.
+    * ``create``: ``None`` opens or creates, ``True`` requires a new segment
+      (``FileExistsError``), ``False`` an existing one (``FileNotFoundError``).
+      ``maxsize``/``ring_bytes`` apply only when the queue is created.
+
+    Methods: ``put(item, block=True, timeout=None)``, ``get(block=True,
+    timeout=None)``, ``put_nowait``, ``get_nowait``, ``put_many(items)``,
+    ``get_many(max_items)``, ``push``/``pop`` (non-blocking), ``qsize``,
+    ``empty``, ``full``, ``check``, ``close``, ``unlink``.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, maxsize: int = 0, *, create: Optional[bool] = None,
+                 ring_bytes: int = 0, allow_pickle: bool = True, size: int = 0,
+                 max_size: int = 0, mode: int = 0o600) -> None:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+            super().__init__(seg, STANDALONE_OBJECT, maxsize, ring_bytes, allow_pickle)
+
+    @classmethod
+    def _open_in(cls, segment: Segment, name: str, maxsize: int = 0, *,
+                 ring_bytes: int = 0, allow_pickle: bool = True) -> "Queue":
+        self = cls.__new__(cls)
+        _shmkit.Queue.__init__(self, segment, name, maxsize, ring_bytes, allow_pickle)
+        return self
+
+    # multiprocessing.Queue compatibility: there is no feeder thread.
+    def join_thread(self) -> None:
+        """No-op (multiprocessing.Queue compatibility: no feeder thread)."""
+
+    def cancel_join_thread(self) -> None:
+        """No-op (multiprocessing.Queue compatibility: no feeder thread)."""
+
+    def unlink(self) -> None:
+        """Remove the segment holding this queue from the system (open
+        handles keep working until closed)."""
+        _shmkit.unlink(self.segment_name)
+
+    def __enter__(self) -> "Queue":
+        if self.closed:
+            raise ValueError("operation on a closed Queue")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.qsize()
+
+    def __reduce__(self):
+        if self.closed:
+            raise ValueError("cannot pickle a closed Queue")
+        return (_reattach, (type(self), self.segment_name, self.object_name,
+                            self.allow_pickle))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<shmkit.Queue {self.segment_name!r}/{self.object_name!r} closed>"
+        return (f"<shmkit.Queue {self.segment_name!r}/{self.object_name!r} "
+                f"qsize={self.qsize()} maxsize={self.maxsize}>")
+
+
+register_kind("queue", Queue._open_in)

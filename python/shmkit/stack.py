@@ -1,0 +1,73 @@
+"""Stack: a lock-free LIFO stack in shared memory.
+
+Standalone, ``Stack("work")`` opens (or creates) a segment named ``work``
+holding one stack called ``"stack"``; in a segment, ``seg.stack("work")``.
+``push(item)``, ``pop()`` (``IndexError`` when empty) or ``pop(default)``,
+``peek()``, ``len()``.  ``bytes`` are stored as they are, anything else is
+pickled (unless ``allow_pickle=False``).  Pickles by name, so it can be
+passed to other processes.  See docs/queue.md.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from . import _shmkit
+from .segment import Segment, register_kind
+
+__all__ = ["Stack"]
+
+STANDALONE_OBJECT = "stack"
+
+
+def _reattach(cls, segment_name: str, object_name: str, allow_pickle: bool):
+    with Segment(segment_name, create=False) as seg:
+        return cls._open_in(seg, object_name, allow_pickle=allow_pickle)
+
+
+class Stack(_shmkit.Stack):
+    """Stack(name, *, create=None, allow_pickle=True, size=0, max_size=0, mode=0o600)
+
+    A process-safe, lock-free LIFO stack in the shared-memory segment
+    ``name``; each item is one block of the segment heap, so the stack
+    grows with the segment (up to ``max_size``).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, *, create: Optional[bool] = None,
+                 allow_pickle: bool = True, size: int = 0, max_size: int = 0,
+                 mode: int = 0o600) -> None:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+            super().__init__(seg, STANDALONE_OBJECT, allow_pickle)
+
+    @classmethod
+    def _open_in(cls, segment: Segment, name: str, *, allow_pickle: bool = True) -> "Stack":
+        self = cls.__new__(cls)
+        _shmkit.Stack.__init__(self, segment, name, allow_pickle)
+        return self
+
+    def unlink(self) -> None:
+        """Remove the segment holding this stack from the system."""
+        _shmkit.unlink(self.segment_name)
+
+    def __enter__(self) -> "Stack":
+        if self.closed:
+            raise ValueError("operation on a closed Stack")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __reduce__(self):
+        if self.closed:
+            raise ValueError("cannot pickle a closed Stack")
+        return (_reattach, (type(self), self.segment_name, self.object_name,
+                            self.allow_pickle))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<shmkit.Stack {self.segment_name!r}/{self.object_name!r} closed>"
+        return f"<shmkit.Stack {self.segment_name!r}/{self.object_name!r} len={len(self)}>"
+
+
+register_kind("stack", Stack._open_in)
