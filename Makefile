@@ -115,7 +115,7 @@ torture: install valgrind
 valgrind: $(CTEST_BINS)
 	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	@set -e; for t in $^; do echo "== $$t (valgrind memcheck)"; \
-	  SHMKIT_TEST_SCALE=50 SHMKIT_VALGRIND=1 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	  SHMKIT_TEST_SCALE=50 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	    --trace-children=yes $$t; done
 
 clean:

@@ -26,14 +26,20 @@ from ._shmkit import (
 from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
 from .array import Array
 from .bitset import Bitset
-from .segment import Segment
 from .dict import SharedDict
+from .queue import Empty, Full, Queue
+from .segment import Segment
+from .stack import Stack
 
 __version__ = C_VERSION
 
 __all__ = [
     "Segment",
     "SharedDict",
+    "Queue",
+    "Stack",
+    "Full",
+    "Empty",
     "FreeListAllocator",
     "BumpAllocator",
     "SlabAllocator",

@@ -114,6 +114,8 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
 
     def update(self, other=(), /, **kw) -> None:
         """Like ``dict.update`` (each key is stored atomically, not the batch)."""
+        if self.closed:
+            raise ValueError("operation on a closed SharedDict")
         if isinstance(other, SharedDict):
             other = other._items()
         elif hasattr(other, "items"):

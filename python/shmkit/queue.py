@@ -19,6 +19,7 @@ import queue as _stdqueue
 from typing import Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["Queue", "Full", "Empty"]
@@ -29,12 +30,7 @@ Empty = _stdqueue.Empty
 STANDALONE_OBJECT = "queue"
 
 
-def _reattach(cls, segment_name: str, object_name: str, allow_pickle: bool):
-    with Segment(segment_name, create=False) as seg:
-        return cls._open_in(seg, object_name, allow_pickle=allow_pickle)
-
-
-class Queue(_shmkit.Queue):
+class Queue(Handle, _shmkit.Queue):
     """Queue(name, maxsize=0, *, create=None, ring_bytes=0, allow_pickle=True,
     size=0, max_size=0, mode=0o600)
 
@@ -77,27 +73,11 @@ class Queue(_shmkit.Queue):
     def cancel_join_thread(self) -> None:
         """No-op (multiprocessing.Queue compatibility: no feeder thread)."""
 
-    def unlink(self) -> None:
-        """Remove the segment holding this queue from the system (open
-        handles keep working until closed)."""
-        _shmkit.unlink(self.segment_name)
-
-    def __enter__(self) -> "Queue":
-        if self.closed:
-            raise ValueError("operation on a closed Queue")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __len__(self) -> int:
         return self.qsize()
 
-    def __reduce__(self):
-        if self.closed:
-            raise ValueError("cannot pickle a closed Queue")
-        return (_reattach, (type(self), self.segment_name, self.object_name,
-                            self.allow_pickle))
+    def _reopen_kwargs(self):
+        return {"allow_pickle": self.allow_pickle}
 
     def __repr__(self) -> str:
         if self.closed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _shmkit
+from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["Stack"]
@@ -19,12 +20,7 @@ __all__ = ["Stack"]
 STANDALONE_OBJECT = "stack"
 
 
-def _reattach(cls, segment_name: str, object_name: str, allow_pickle: bool):
-    with Segment(segment_name, create=False) as seg:
-        return cls._open_in(seg, object_name, allow_pickle=allow_pickle)
-
-
-class Stack(_shmkit.Stack):
+class Stack(Handle, _shmkit.Stack):
     """Stack(name, *, create=None, allow_pickle=True, size=0, max_size=0, mode=0o600)
 
     A process-safe, lock-free LIFO stack in the shared-memory segment
@@ -46,23 +42,8 @@ class Stack(_shmkit.Stack):
         _shmkit.Stack.__init__(self, segment, name, allow_pickle)
         return self
 
-    def unlink(self) -> None:
-        """Remove the segment holding this stack from the system."""
-        _shmkit.unlink(self.segment_name)
-
-    def __enter__(self) -> "Stack":
-        if self.closed:
-            raise ValueError("operation on a closed Stack")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        if self.closed:
-            raise ValueError("cannot pickle a closed Stack")
-        return (_reattach, (type(self), self.segment_name, self.object_name,
-                            self.allow_pickle))
+    def _reopen_kwargs(self):
+        return {"allow_pickle": self.allow_pickle}
 
     def __repr__(self) -> str:
         if self.closed:

@@ -66,18 +66,6 @@ static inline int check_scale(int n)
     return d > 1 ? (n / d > 0 ? n / d : 1) : n;
 }
 
-/* Tests that fork() return early under valgrind (make valgrind sets
- * SHMKIT_VALGRIND): a forked child that works on a MAP_SHARED segment spins
- * forever inside valgrind 3.19, while the native and ASan runs of the same
- * tests pass.  Memcheck still covers every single-process test. */
-#define SKIP_UNDER_VALGRIND()                                                \
-    do {                                                                     \
-        if (getenv("SHMKIT_VALGRIND")) {                                     \
-            fprintf(stderr, "%s: skipped under valgrind (forks)\n", __func__); \
-            return;                                                          \
-        }                                                                    \
-    } while (0)
-
 /* A segment name unique to this process and test. */
 static inline const char *check_name(const char *tag)
 {

@@ -258,7 +258,6 @@ TEST(named_and_validation)
  * left succeeds, the rest is refused. */
 TEST(processes_atomic)
 {
-    SKIP_UNDER_VALGRIND();
     shk_segment *s = new_seg("ar4");
     char segname[128];
     snprintf(segname, sizeof segname, "%s", check_name("ar4"));

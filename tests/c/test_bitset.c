@@ -231,7 +231,6 @@ TEST(validate_header)
  * a wrong count or stray bits. */
 TEST(processes_atomic)
 {
-    SKIP_UNDER_VALGRIND();
     shk_segment *s = new_seg("bs6");
     shk_bitset *b;
     const uint64_t n = 4096;
@@ -288,7 +287,6 @@ TEST(processes_atomic)
  * processes: checks the acquire/release contract, not just atomicity. */
 TEST(bit_as_lock)
 {
-    SKIP_UNDER_VALGRIND();
     shk_segment *s = new_seg("bs7");
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "lock", 8, &b, NULL), SHK_OK);

@@ -33,7 +33,48 @@ def _array(name):
     return a
 
 
+def _queue(name):
+    q = shmkit.Queue(name, maxsize=4, create=True, allow_pickle=False)
+    q.put(b"first")
+    return q
+
+
+def _stack(name):
+    st = shmkit.Stack(name, create=True, allow_pickle=False)
+    st.push(b"bottom")
+    return st
+
+
+def _dict(name):
+    d = shmkit.SharedDict(name, create=True, allow_pickle=False)
+    d["k"] = 1
+    return d
+
+
 ROWS = {
+    "queue": (
+        _queue,
+        [("put", ({"a": 1},), TypeError), ("put", (b"x", True, -1), ValueError),
+         ("put", (b"x", True, "soon"), TypeError), ("get", (True, -1), ValueError),
+         ("get_many", (-1,), ValueError), ("get_many", ("3",), TypeError),
+         ("put_many", (5,), TypeError), ("put_many", ([b"ok", 7],), TypeError)],
+        lambda q: (q.qsize(), q.check()),
+    ),
+    "stack": (
+        _stack,
+        [("push", ([1],), TypeError), ("push", ("text",), TypeError),
+         ("pop", (1, 2), TypeError)],
+        lambda st: (len(st), st.peek()),
+    ),
+    "dict": (
+        _dict,
+        [("__getitem__", ([1],), TypeError), ("__getitem__", ("nokey",), KeyError),
+         ("__setitem__", (1.5, 1), TypeError), ("__setitem__", ("k", object()), TypeError),
+         ("__delitem__", ("nokey",), KeyError), ("incr", ("k", "x"), TypeError),
+         ("compare_and_set", ({}, 1, 2), TypeError), ("update", (5,), TypeError),
+         ("pop", ("nokey",), KeyError)],
+        lambda d: dict(d.items()),
+    ),
     "freelist": (
         _freelist,
         [("allocate", (-1,), ValueError), ("allocate", (HUGE,), (ValueError, OverflowError)),
