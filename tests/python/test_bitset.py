@@ -199,9 +199,10 @@ def _claim(name, q):
     try:
         b = Bitset(name)
         won = [i for i in range(NBITS) if not b.set(i)]
-        for i in range(NBITS):                 # an even number of flips: net 0
-            b.flip(i)
-            b.flip(i)
+        with shmkit.Segment(name, create=False) as seg, seg.bitset("flips") as f:
+            for i in range(NBITS):             # an even number of flips: net 0
+                f.flip(i)
+                f.flip(i)
         b.close()
         q.put(won)
     except BaseException as e:
@@ -210,6 +211,8 @@ def _claim(name, q):
 
 def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
     b = Bitset(shm_name, NBITS, create=True)
+    with shmkit.Segment(shm_name, create=False) as seg:
+        flips = seg.bitset("flips", NBITS)
     q = mp_context.Queue()
     procs = [mp_context.Process(target=_claim, args=(shm_name, q)) for _ in range(4)]
     for p in procs:
@@ -223,7 +226,9 @@ def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
     assert won == list(range(NBITS))           # every bit claimed exactly once
     assert b.count() == NBITS and b.all()
     assert b.check()["count"] == NBITS
+    assert flips.count() == 0 and not flips.any()   # no flip was lost
     b.close()
+    flips.close()
 
 
 def _disjoint(name, k, q):
