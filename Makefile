@@ -100,7 +100,7 @@ install: venv
 	SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 
 pytest: install
-	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python
+	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python torture
 
 test: ctest ctest-san example pytest
 
@@ -108,7 +108,7 @@ demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py
 
 torture: install
-	SHMKIT_TORTURE=long $(VPY) -m pytest -q -p no:cacheprovider tests/torture
+	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
 
 clean:
 	rm -rf $(B) *.egg-info python/*.egg-info

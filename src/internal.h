@@ -157,6 +157,23 @@ static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
     }
 }
 
+/* ---- crash points (for the crash-torture tests) ----
+ * SHK_CRASH_POINT("freelist.carve") kills the calling process with SIGKILL
+ * when the environment variable SHMKIT_CRASH_AT is "freelist.carve" (or
+ * "freelist.carve:N" for the N-th hit) at the time a segment is first
+ * opened.  Unarmed, a crash point costs one predictable branch.  They mark
+ * the instants where a kill is most dangerous: between the steps of a
+ * multi-step change. */
+extern int shk_crash_armed;
+void shk_crash_init(void);
+void shk_crash_arm(const char *spec);   /* "name[:N]", NULL disarms */
+void shk_crash_point_hit(const char *name);
+#define SHK_CRASH_POINT(name)                                                \
+    do {                                                                     \
+        if (SHK_UNLIKELY(shk_crash_armed))                                   \
+            shk_crash_point_hit(name);                                       \
+    } while (0)
+
 /* ---- segment internals used by other sources ---- */
 int shk_segment_fd(const shk_segment *seg);
 

@@ -239,6 +239,7 @@ static int open_heap(shk_segment *seg)
 int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
                        mode_t mode, shk_segment **out)
 {
+    shk_crash_init();
     if (!shk_segment_name_valid(name))
         return SHK_EINVAL;
     uint64_t ds = data_start_offset();
@@ -318,6 +319,7 @@ fail_errno:
 
 int shk_segment_attach(const char *name, shk_segment **out)
 {
+    shk_crash_init();
     if (!shk_segment_name_valid(name))
         return SHK_EINVAL;
     char path[SHK_SEGMENT_NAME_MAX + 2];
@@ -489,6 +491,7 @@ int shk_segment_reserve(shk_segment *seg, uint64_t min_size)
         if (want > seg->max_size)
             want = seg->max_size;
         int e = posix_fallocate(seg->fd, (off_t)cur, (off_t)(want - cur));
+        SHK_CRASH_POINT("segment.grow");
         if (e != 0 && want > min_size) {
             /* Not enough for the geometric step: try the bare minimum. */
             want = shk_align_up(min_size, 4096);
@@ -573,6 +576,7 @@ int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
             } else {
                 uint64_t off = 0, size = 0;
                 rc = init(seg, arg, &off, &size);
+                SHK_CRASH_POINT("segment.object");
                 if (rc == SHK_OK) {
                     dir_entry *e = &h->dir[n];
                     memset(e->name, 0, sizeof e->name);

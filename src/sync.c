@@ -15,6 +15,9 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,6 +81,44 @@ int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns
 void shk_futex_wake(_Atomic uint32_t *word, int count)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+/* ---- crash points ---- */
+
+int shk_crash_armed;
+static char crash_name[64];
+static long crash_countdown;
+static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
+
+void shk_crash_arm(const char *v)
+{
+    shk_crash_armed = 0;
+    if (!v || !*v)
+        return;
+    const char *colon = strchr(v, ':');
+    size_t n = colon ? (size_t)(colon - v) : strlen(v);
+    if (n >= sizeof crash_name)
+        return;
+    memcpy(crash_name, v, n);
+    crash_name[n] = 0;
+    crash_countdown = colon ? strtol(colon + 1, NULL, 10) : 1;
+    if (crash_countdown < 1)
+        crash_countdown = 1;
+    shk_crash_armed = 1;
+}
+
+static void crash_read_env(void) { shk_crash_arm(getenv("SHMKIT_CRASH_AT")); }
+
+void shk_crash_init(void) { pthread_once(&crash_once, crash_read_env); }
+
+void shk_crash_point_hit(const char *name)
+{
+    if (strcmp(name, crash_name) != 0)
+        return;
+    /* Only the process that armed it counts; races between threads do not
+     * matter for a test hook that ends the process. */
+    if (--crash_countdown == 0)
+        raise(SIGKILL);
 }
 
 const char *shk_strerror(int status)

@@ -61,10 +61,15 @@ shk_segment *shk_freelist_segment(const shk_freelist *fl);
 typedef struct shk_freelist_stats {
     uint64_t capacity, used_bytes, free_list_bytes, untouched_bytes;
     uint64_t live_blocks, free_blocks;
+    /* Left by processes killed mid-operation (exact only when quiescent):
+     * leaked = FREE but on no list (killed inside free/allocate),
+     * abandoned = carved but header never written (killed inside carve). */
+    uint64_t leaked_blocks, abandoned_blocks;
 } shk_freelist_stats;
-/* Walk every free list and verify its invariants (no cycle, every node a
- * FREE block of that class inside the region, counters consistent when the
- * allocator is quiescent).  SHK_OK or SHK_ECORRUPT. */
+/* Walk the blocks tiling the region and every free list, and verify their
+ * invariants (exact tiling, no cycle, every list node a FREE block of that
+ * class inside the region).  SHK_OK or SHK_ECORRUPT.  Blocks a killed
+ * process left behind are counted, not errors. */
 int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *stats);
 
 /* ---------------- bump allocator ---------------- */

@@ -24,6 +24,8 @@ from ._shmkit import (
     unlink,
 )
 from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
+from .array import Array
+from .bitset import Bitset
 from .segment import Segment
 
 __version__ = C_VERSION
@@ -33,6 +35,8 @@ __all__ = [
     "FreeListAllocator",
     "BumpAllocator",
     "SlabAllocator",
+    "Bitset",
+    "Array",
     "Error",
     "CorruptSegmentError",
     "OutOfMemoryError",

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 static shk_segment *new_segment(const char *tag, uint64_t size)
@@ -242,8 +243,56 @@ TEST(freelist_processes)
     drop_segment(s, "proc");
 }
 
+/* A child killed at each crash point of the free list leaves it usable and
+ * checkable: the block in flight is reported leaked or abandoned. */
+TEST(freelist_crash_points)
+{
+    const char *points[] = {"freelist.carve", "freelist.pop", "freelist.free"};
+    for (int p = 0; p < 3; p++) {
+        shk_segment *s = new_segment("crash", 0);
+        shk_freelist *fl = new_freelist(s, 1 << 20);
+        uint64_t keep, tmp;
+        CHECK_EQ(shk_freelist_alloc(fl, 40, &keep), SHK_OK);
+        CHECK_EQ(shk_freelist_alloc(fl, 40, &tmp), SHK_OK);
+        CHECK_EQ(shk_freelist_free(fl, tmp), SHK_OK);
+        char name[128];
+        snprintf(name, sizeof name, "%s", check_name("crash"));
+        pid_t pid = fork();
+        if (pid == 0) {
+            shk_crash_arm(points[p]);
+            shk_segment *mine;   /* attach anew, as an unrelated process */
+            if (shk_segment_attach(name, &mine) != SHK_OK)
+                _exit(3);
+            uint64_t o;
+            if (p == 2) {
+                shk_freelist_free(fl, keep);    /* dies inside free */
+            } else {
+                shk_freelist_alloc(fl, 40, &o); /* pop: reuses tmp */
+                shk_freelist_alloc(fl, 40, &o); /* carve: a new block */
+            }
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        shk_freelist_stats stats;
+        CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
+        CHECK_EQ(stats.leaked_blocks + stats.abandoned_blocks, 1);
+        /* Still fully usable by the survivors. */
+        uint64_t o[100];
+        for (int i = 0; i < 100; i++)
+            CHECK_EQ(shk_freelist_alloc(fl, 40, &o[i]), SHK_OK);
+        for (int i = 0; i < 100; i++)
+            CHECK_EQ(shk_freelist_free(fl, o[i]), SHK_OK);
+        CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
+        shk_freelist_close(fl);
+        drop_segment(s, "crash");
+    }
+}
+
 int main(void)
 {
+    RUN(freelist_crash_points);
     RUN(freelist_basic);
     RUN(freelist_out_of_memory_changes_nothing);
     RUN(freelist_larger_class_fallback);

@@ -349,6 +349,24 @@ static PyObject *alloc_view(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 /* -------------------------------------------------------- other methods */
 
+PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
+{
+    shk_freelist_stats st;
+    int rc = shk_freelist_check(fl, &st);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, context);
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+        (unsigned long long)st.capacity, "used_bytes",
+        (unsigned long long)st.used_bytes, "free_list_bytes",
+        (unsigned long long)st.free_list_bytes, "untouched_bytes",
+        (unsigned long long)st.untouched_bytes, "live_blocks",
+        (unsigned long long)st.live_blocks, "free_blocks",
+        (unsigned long long)st.free_blocks, "leaked_blocks",
+        (unsigned long long)st.leaked_blocks, "abandoned_blocks",
+        (unsigned long long)st.abandoned_blocks);
+}
+
 static PyObject *alloc_available(PyObject *self, PyObject *Py_UNUSED(x))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
@@ -403,17 +421,7 @@ static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyAlloc *a = (ShkPyAlloc *)self;
     if (!alive(a))
         return NULL;
-    shk_freelist_stats st;
-    int rc = shk_freelist_check(a->h, &st);
-    if (rc != SHK_OK)
-        return shk_py_raise(rc, "FreeListAllocator.check");
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-                         (unsigned long long)st.capacity, "used_bytes",
-                         (unsigned long long)st.used_bytes, "free_list_bytes",
-                         (unsigned long long)st.free_list_bytes,
-                         "untouched_bytes", (unsigned long long)st.untouched_bytes,
-                         "live_blocks", (unsigned long long)st.live_blocks,
-                         "free_blocks", (unsigned long long)st.free_blocks);
+    return shk_py_freelist_check(a->h, "FreeListAllocator.check");
 }
 
 static PyObject *alloc_close(PyObject *self, PyObject *Py_UNUSED(x))

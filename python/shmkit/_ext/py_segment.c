@@ -12,6 +12,9 @@
 
 #include "structmember.h"
 
+/* the crash-point switch of libshmkit, for the torture tests */
+void shk_crash_arm(const char *spec);
+
 /* ------------------------------------------------------------ the views */
 
 typedef struct {
@@ -330,17 +333,7 @@ static PyObject *seg_heap_check(PyObject *self, PyObject *Py_UNUSED(a))
     shk_segment *seg = shk_py_segment_arg(self);
     if (!seg)
         return NULL;
-    shk_freelist_stats st;
-    int rc = shk_freelist_check(shk_segment_heap(seg), &st);
-    if (rc != SHK_OK)
-        return shk_py_raise(rc, "segment heap check");
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-                         (unsigned long long)st.capacity, "used_bytes",
-                         (unsigned long long)st.used_bytes, "free_list_bytes",
-                         (unsigned long long)st.free_list_bytes,
-                         "untouched_bytes", (unsigned long long)st.untouched_bytes,
-                         "live_blocks", (unsigned long long)st.live_blocks,
-                         "free_blocks", (unsigned long long)st.free_blocks);
+    return shk_py_freelist_check(shk_segment_heap(seg), "segment heap check");
 }
 
 static PyObject *seg_get_closed(PyObject *self, void *Py_UNUSED(c))
@@ -443,7 +436,26 @@ static PyObject *mod_name_valid(PyObject *Py_UNUSED(m), PyObject *name)
     return PyBool_FromLong((Py_ssize_t)strlen(s) == n && shk_segment_name_valid(s));
 }
 
+static PyObject *mod_arm_crash_point(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    if (arg == Py_None) {
+        shk_crash_arm(NULL);
+        Py_RETURN_NONE;
+    }
+    const char *spec = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!spec) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "spec must be a str or None");
+        return NULL;
+    }
+    shk_crash_arm(spec);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_functions[] = {
+    {"_arm_crash_point", mod_arm_crash_point, METH_O,
+     "_arm_crash_point('name[:N]' or None): TEST ONLY. The N-th time this "
+     "process passes the named crash point, it kills itself with SIGKILL."},
     {"unlink", mod_unlink, METH_O,
      "unlink(name): remove a segment's name (FileNotFoundError if absent)."},
     {"name_valid", mod_name_valid, METH_O,

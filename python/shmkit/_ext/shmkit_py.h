@@ -59,6 +59,9 @@ PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
  * Returns 0 on success, -1 with TypeError/ValueError set. */
 int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
 
+/* check() of a free list as a dict of its stats (py_alloc.c). */
+PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
+
 /* Module-level init of each binding file. */
 int shk_py_init_segment(PyObject *m);
 int shk_py_init_alloc(PyObject *m);
