@@ -132,8 +132,8 @@ class Array(_shmkit.Array):
 
     __slots__ = ()
 
-    def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None,
-                 create: Optional[bool] = None, *, mode: int = 0o600,
+    def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None, *,
+                 create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0) -> None:
         code, n = self._parse(dtype, length)
         if create is True and not code:

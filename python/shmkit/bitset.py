@@ -49,8 +49,8 @@ class Bitset(_shmkit.Bitset):
 
     __slots__ = ()
 
-    def __init__(self, name: str, size: Optional[int] = None,
-                 create: Optional[bool] = None, *, mode: int = 0o600,
+    def __init__(self, name: str, size: Optional[int] = None, *,
+                 create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0) -> None:
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
