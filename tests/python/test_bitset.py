@@ -339,3 +339,28 @@ class BitsetModel(RuleBasedStateMachine):
 
 TestBitsetModel = BitsetModel.TestCase
 TestBitsetModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.parametrize("kind", ["bitset", "array"])
+def test_corrupt_header_is_a_clean_error(shm_name, kind):
+    """Bytes scribbled over the object's shared header (by a buggy or
+    hostile process) give CorruptSegmentError, never a wild access."""
+    with shmkit.Segment(shm_name, create=True) as seg:
+        obj = seg.bitset("x", 1000) if kind == "bitset" else seg.array("x", "int32", 100)
+        off = seg.lookup("x")["offset"]
+    with open(f"/dev/shm/{shm_name}", "r+b") as f:
+        f.seek(off + 16)
+        saved = f.read(24)
+        for junk in (b"\xff" * 24, b"\x00" * 24, bytes(range(24))):
+            f.seek(off + 16)
+            f.write(junk)
+            f.flush()
+            with pytest.raises(shmkit.CorruptSegmentError):
+                obj.check()
+            with shmkit.Segment(shm_name, create=False) as seg:
+                with pytest.raises(shmkit.CorruptSegmentError):
+                    seg.open("x")
+        f.seek(off + 16)
+        f.write(saved)
+    obj.check()                                # repaired: fine again
+    obj.close()
