@@ -52,6 +52,33 @@ static void exercise_object(shk_segment *s, const shk_object_info *info)
         shk_freelist_close(fl);
         break;
     }
+    case SHK_TYPE_BUMP: {
+        shk_bump *b;
+        if (shk_bump_open(s, info->offset, &b) != SHK_OK)
+            return;
+        uint64_t off, start, end;
+        if (shk_bump_alloc(b, 16, &off) == SHK_OK) {
+            shk_bump_region(b, &start, &end);
+            FUZZ_ASSERT(off >= start && off + 16 <= end);
+            FUZZ_ASSERT(shk_segment_contains(s, off, 16));
+            memset(shk_segment_base(s) + off, 0xab, 16);
+        }
+        shk_bump_close(b);
+        break;
+    }
+    case SHK_TYPE_SLAB: {
+        shk_slab *sl;
+        if (shk_slab_open(s, info->offset, &sl) != SHK_OK)
+            return;
+        uint64_t off;
+        if (shk_slab_alloc(sl, &off) == SHK_OK) {
+            FUZZ_ASSERT(shk_segment_contains(s, off, shk_slab_slot_size(sl)));
+            memset(shk_segment_base(s) + off, 0xcd, shk_slab_slot_size(sl));
+            FUZZ_ASSERT(shk_slab_free(sl, off) == SHK_OK);
+        }
+        shk_slab_close(sl);
+        break;
+    }
     default:
         break;   /* other structures: their owners add them here */
     }

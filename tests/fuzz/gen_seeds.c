@@ -3,8 +3,8 @@
  *
  *   make fuzz-seeds      (rebuild after a layout change, then commit)
  *
- * A smallest-possible segment holding a bitset, an array and a free-list
- * allocator gives the attach and segment-header seeds; the object headers
+ * A smallest-possible segment holding a bitset, two arrays, a bump and a
+ * slab allocator gives the attach and segment-header seeds; the object headers
  * (plus their first data bytes) give the bitset and array seeds. */
 #include "internal.h"
 
@@ -26,6 +26,20 @@ static void put(const char *dir, const char *file, const void *p, size_t n)
         exit(1);
     }
     fclose(f);
+}
+
+static int init_bump(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
+{
+    (void)arg;
+    *size = 256;
+    return shk_bump_create_in(seg, 256, off);
+}
+
+static int init_slab(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
+{
+    (void)arg;
+    *size = 4 * 32;
+    return shk_slab_create_in(seg, 32, 4, off);
 }
 
 /* A fresh segment whose FIRST heap allocation is the object: the fuzz
@@ -56,6 +70,10 @@ int main(int argc, char **argv)
     if (shk_bitset_open_named(s, "bitset", 100, &b, NULL) != SHK_OK ||
         shk_array_open_named(s, "array", SHK_DT_INT16, 20, &a16, NULL) != SHK_OK ||
         shk_array_open_named(s, "f", SHK_DT_FLOAT32, 3, &af, NULL) != SHK_OK)
+        return 1;
+    uint64_t boff, soff;
+    if (shk_segment_object(s, "bump", SHK_TYPE_BUMP, init_bump, NULL, &boff, NULL) != SHK_OK ||
+        shk_segment_object(s, "slab", SHK_TYPE_SLAB, init_slab, NULL, &soff, NULL) != SHK_OK)
         return 1;
     shk_bitset_set(b, 7);
     shk_bitset_set(b, 99);
