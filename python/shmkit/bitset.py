@@ -89,6 +89,13 @@ class Bitset(_shmkit.Bitset):
 
         return np.asarray(memoryview(self))
 
+    def to_numpy(self):
+        """A ``numpy`` bool array with one element per bit (a copy)."""
+        import numpy as np
+
+        words = self.as_numpy()
+        return np.unpackbits(words.view(np.uint8), bitorder="little")[: self.size].astype(bool)
+
     def iter_set(self, start: int = 0) -> Iterator[int]:
         """Yield the index of every set bit at or after ``start``, in order."""
         i = self.find_first_set(start)

@@ -167,6 +167,9 @@ def test_numpy_view_is_zero_copy_and_outlives_close(shm_name):
     assert mv.format == "Q" and mv.itemsize == 8 and mv.shape == (4,) and mv.nbytes == 32
     words = b.words()
     assert words.format == "Q" and words[1] == 2
+    bools = b.to_numpy()
+    assert bools.dtype == bool and bools.shape == (200,)
+    assert sorted(np.flatnonzero(bools)) == [3, 65] == list(b.iter_set())
     b.close()
     shmkit.unlink(shm_name)
     # views keep the mapping alive after close() and unlink
