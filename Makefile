@@ -28,7 +28,7 @@ OBJ      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRC))
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SANOBJ   := $(patsubst src/%.c,$(B)/san/%.o,$(SRC))
 
-.PHONY: all lib demo test ctest ctest-san pytest venv venv-bench example torture clean cbench
+.PHONY: all lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install
 
 all: lib
 
@@ -107,8 +107,15 @@ test: ctest ctest-san example pytest
 demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py
 
-torture: install
+# The long mode: 1,000 kills per structure, and the C tests under valgrind.
+torture: install valgrind
 	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
+
+valgrind: $(CTEST_BINS)
+	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	@set -e; for t in $^; do echo "== $$t (valgrind memcheck)"; \
+	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	    --trace-children=yes $$t; done
 
 clean:
 	rm -rf $(B) *.egg-info python/*.egg-info

@@ -218,6 +218,23 @@ static uint64_t proc_start_ticks(void)
     return v;
 }
 
+/* The reservation of a segment created without an explicit max_size:
+ * SHK_DEFAULT_MAX_SIZE, or the SHMKIT_MAX_SIZE environment variable (bytes,
+ * with an optional K/M/G suffix), for hosts that limit address space. */
+static uint64_t default_max_size(void)
+{
+    const char *v = getenv("SHMKIT_MAX_SIZE");
+    if (!v || !*v)
+        return SHK_DEFAULT_MAX_SIZE;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+              : *end == 'G' || *end == 'g' ? 30 : 0;
+    if (n == 0 || n > (SHK_MAX_MAX_SIZE >> shift))
+        return SHK_DEFAULT_MAX_SIZE;
+    return (uint64_t)n << shift;
+}
+
 static shk_segment *handle_new(const char *path, int fd, char *base, uint64_t max_size)
 {
     shk_segment *seg = calloc(1, sizeof *seg);
@@ -243,8 +260,9 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     if (!shk_segment_name_valid(name))
         return SHK_EINVAL;
     uint64_t ds = data_start_offset();
-    if (max_size == 0)
-        max_size = SHK_DEFAULT_MAX_SIZE;
+    int default_max = max_size == 0;
+    if (default_max)
+        max_size = default_max_size();
     if (size == 0)
         size = SHK_DEFAULT_SIZE;
     size = shk_align_up(size < ds + 4096 ? ds + 4096 : size, 4096);
@@ -268,6 +286,15 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     }
     char *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_NORESERVE, fd, 0);
+    /* With the default reservation, settle for less address space when the
+     * process has a limit (ulimit -v gives ENOMEM, valgrind EINVAL): halve
+     * down to `size`. */
+    while (base == MAP_FAILED && (errno == ENOMEM || errno == EINVAL) && default_max &&
+           max_size / 2 >= size) {
+        max_size = shk_align_up(max_size / 2, 4096);
+        base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_NORESERVE, fd, 0);
+    }
     if (base == MAP_FAILED)
         goto fail_errno;
 

@@ -29,7 +29,9 @@ typedef struct shk_segment shk_segment;   /* process-local handle */
 struct shk_freelist;                        /* the segment's own heap */
 
 /* Create a new segment.  size: bytes backed at once (>= header), max_size:
- * the most it may ever grow to (0 = default).  Fails with SHK_EEXIST if the
+ * the most it may ever grow to (0 = default: 64 GiB of address space, or the
+ * SHMKIT_MAX_SIZE environment variable, e.g. "4G"; halved as needed when
+ * the process cannot map that much).  Fails with SHK_EEXIST if the
  * name exists.  mode: permission bits (0600 recommended). */
 int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
                        mode_t mode, shk_segment **out);

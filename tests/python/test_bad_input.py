@@ -1,0 +1,139 @@
+"""Bad input across every public structure (issue 6): wrong types, negative
+and huge sizes, closed handles, and a segment unlinked by another process
+while attached.  Each must raise a clear exception and change nothing.
+
+One table row per structure: `make` builds a fresh one, `calls` are
+(method, args, expected exception) triples, `state` reads what must not
+change."""
+import multiprocessing as mp
+import os
+
+import pytest
+
+import shmkit
+
+HUGE = 1 << 70
+
+
+def _freelist(name):
+    a = shmkit.FreeListAllocator(name, capacity=1 << 16, create=True)
+    a.allocate(32)
+    return a
+
+
+def _bitset(name):
+    b = shmkit.Bitset(name, 100, create=True)
+    b.set(3)
+    return b
+
+
+def _array(name):
+    a = shmkit.Array(name, "int32", 10, create=True)
+    a[2] = 7
+    return a
+
+
+ROWS = {
+    "freelist": (
+        _freelist,
+        [("allocate", (-1,), ValueError), ("allocate", (HUGE,), (ValueError, OverflowError)),
+         ("allocate", ("x",), TypeError), ("allocate", (None,), TypeError),
+         ("free", (-5,), ValueError), ("free", (HUGE,), (ValueError, OverflowError)),
+         ("free", (1.0,), TypeError), ("read", (0, -1), ValueError),
+         ("read", (HUGE, 1), (ValueError, OverflowError)), ("write", (0, 123), TypeError),
+         ("view", (1 << 40, 1), ValueError), ("allocate", (), TypeError)],
+        lambda a: (a.available_bytes(), a.check()["live_blocks"]),
+    ),
+    "bitset": (
+        _bitset,
+        [("set", (100,), IndexError), ("set", (-101,), IndexError), ("set", (HUGE,), IndexError),
+         ("set", ("1",), TypeError), ("clear", (1.5,), TypeError), ("test", (None,), TypeError),
+         ("flip", (HUGE,), IndexError), ("__setitem__", (1, "yes"), (TypeError, ValueError)),
+         ("__getitem__", ("a",), TypeError)],
+        lambda b: (b.count(), b.test(3)),
+    ),
+    "array": (
+        _array,
+        [("__getitem__", (10,), IndexError), ("__getitem__", (-11,), IndexError),
+         ("__setitem__", (0, "x"), TypeError), ("__setitem__", (0, 1 << 40), (OverflowError, ValueError)),
+         ("add", (HUGE, 1), IndexError), ("add", (0, "1"), TypeError),
+         ("add", (2, 1 << 40), (OverflowError, ValueError)),
+         ("compare_and_swap", (0, None, 1), TypeError), ("exchange", (99, 1), IndexError)],
+        lambda a: a.tolist(),
+    ),
+}
+
+
+def _call(obj, method, args):
+    return getattr(obj, method)(*args)
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_bad_calls_raise_and_change_nothing(shm_name, kind):
+    make, calls, state = ROWS[kind]
+    obj = make(shm_name)
+    before = state(obj)
+    for method, args, exc in calls:
+        with pytest.raises(exc):
+            _call(obj, method, args)
+        assert state(obj) == before, f"{kind}.{method}{args} changed the structure"
+    obj.close()
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_closed_handle_raises_value_error(shm_name, kind):
+    make, calls, _ = ROWS[kind]
+    obj = make(shm_name)
+    obj.close()
+    obj.close()                     # closing twice is fine
+    assert obj.closed
+    for method, args, _ in calls:
+        if method.startswith("__"):
+            continue
+        with pytest.raises(ValueError, match="closed"):
+            _call(obj, method, tuple(a if isinstance(a, int) and 0 <= a < 1 << 20 else 0
+                                     for a in args) or ())
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_attach_missing_and_foreign(shm_name, kind):
+    make, _, _ = ROWS[kind]
+    cls = type(make(shm_name))
+    shmkit.unlink(shm_name)
+    with pytest.raises(FileNotFoundError):
+        cls(shm_name, create=False)
+    with open(f"/dev/shm/{shm_name}", "wb") as f:
+        f.write(os.urandom(50000))
+    with pytest.raises(shmkit.CorruptSegmentError):
+        cls(shm_name, create=False)
+
+
+def _unlink_it(name):
+    shmkit.unlink(name)
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_segment_unlinked_by_another_process(shm_name, kind):
+    """POSIX semantics: the name goes, the memory stays for those attached.
+    Our handle keeps working; attaching by name then fails cleanly."""
+    make, _, state = ROWS[kind]
+    obj = make(shm_name)
+    before = state(obj)
+    p = mp.get_context("spawn").Process(target=_unlink_it, args=(shm_name,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert state(obj) == before
+    obj.check() if hasattr(obj, "check") else None
+    with pytest.raises(FileNotFoundError):
+        type(obj)(shm_name, create=False)
+    obj.close()
+
+
+def test_wrong_structure_type_in_segment(shm_name):
+    with shmkit.Segment(shm_name, create=True) as seg:
+        seg.bitset("b", 10)
+        with pytest.raises(TypeError):
+            seg.array("b", "int8", 4)
+        with pytest.raises(TypeError):
+            seg.allocator("b", size=100)
