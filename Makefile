@@ -174,7 +174,8 @@ fuzz: fuzz-build
 	  if ! ASAN_OPTIONS=detect_leaks=1 $$f -max_total_time=$(FUZZ_SECONDS) \
 	      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(B)/fuzz/$$t- \
 	      $(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t > $(B)/fuzz/$$t.log 2>&1; then \
-	    tail -n 60 $(B)/fuzz/$$t.log; echo "FUZZ FAILURE in $$t (log: $(B)/fuzz/$$t.log)"; exit 1; fi; \
+	    tail -n 60 $(B)/fuzz/$$t.log; rm -f /dev/shm/shmkit-fuzz-$$t-*; \
+	    echo "FUZZ FAILURE in $$t (log: $(B)/fuzz/$$t.log)"; exit 1; fi; \
 	  grep -E "^stat::number_of_executed_units|^Done" $(B)/fuzz/$$t.log || true; \
 	done
 

@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * would only slow the fuzzer down. */
     if (size >= 20 && data[16] == 0 && data[17] == 0 && data[18] == 0 && data[19] == 0)
         return 0;
-    const char *name = fuzz_name("attach");
+    const char *name = fuzz_name("segment_attach");
     char path[128];
     snprintf(path, sizeof path, "/%s", name);
     int fd = shm_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
