@@ -13,6 +13,15 @@
 
 #include <pthread.h>
 
+/* Stress iteration counts divided by SHMKIT_TEST_SCALE (`make valgrind`
+ * sets it: valgrind is ~50x slower and serialises threads). */
+static int scaled(int n)
+{
+    const char *v = getenv("SHMKIT_TEST_SCALE");
+    int d = v ? atoi(v) : 1;
+    return d > 1 ? (n / d > 0 ? n / d : 1) : n;
+}
+
 #define T 4
 
 static char segname[128];
@@ -98,7 +107,7 @@ static void *fl_worker(void *v)
     uint64_t s = (uint64_t)a->id * 7919 + 1;
     uint64_t live[64];
     int nlive = 0;
-    for (int r = 0; r < 100000; r++) {
+    for (int r = 0, rounds = scaled(100000); r < rounds; r++) {
         uint64_t x = rng(&s);
         if (nlive < 64 && (nlive == 0 || x % 3)) {
             uint64_t n = 16 + x % 1000, off;
@@ -207,7 +216,7 @@ static void *slab_worker(void *v)
     uint64_t live[32];
     int n = 0;
     uint64_t s = (uint64_t)a->id + 99;
-    for (int r = 0; r < 100000; r++) {
+    for (int r = 0, rounds = scaled(100000); r < rounds; r++) {
         if (n < 32 && (n == 0 || rng(&s) % 2)) {
             uint64_t off;
             if (shk_slab_alloc(a->h, &off) != SHK_OK)
@@ -307,7 +316,7 @@ static void *bitset_worker(void *v)
             shk_bitset_flip(flips, i);
             shk_bitset_flip(flips, i);
         }
-    for (int r = 0; r < 5000; r++) {
+    for (int r = 0; r < scaled(5000); r++) {
         while (shk_bitset_set(lock, 0) != 0)
             ;
         (*a->plain_counter)++;          /* a data race unless set/clear order it */
@@ -339,7 +348,7 @@ TEST(bitset_threads)
     CHECK_EQ(won, NB);                  /* each bit claimed exactly once */
     CHECK_EQ(shk_bitset_count(claim), NB);
     CHECK_EQ(shk_bitset_count(flips), 0);
-    CHECK_EQ(counter, 5000 * T);
+    CHECK_EQ(counter, (uint64_t)scaled(5000) * T);
     CHECK_EQ(shk_bitset_check(claim, NULL), SHK_OK);
     shk_bitset_close(claim);
     shk_bitset_close(lock);
@@ -371,7 +380,7 @@ static void *array_worker(void *v)
     }
     shk_scalar prev, cur, one;
     one.i = 1;
-    for (int r = 0; r < NA; r++) {
+    for (int r = 0; r < scaled(NA); r++) {
         shk_array_add(ai, 0, 1, &prev);
         a->ticket_sum += prev.u;
         shk_array_add_wrap(ai, 1, (uint64_t)-3, NULL);
@@ -419,7 +428,7 @@ TEST(array_threads)
         CHECK_EQ(args[i].errors, 0);
         tickets += args[i].ticket_sum;
     }
-    uint64_t n = (uint64_t)NA * T;
+    uint64_t n = (uint64_t)scaled(NA) * T;
     CHECK(tickets == n * (n - 1) / 2);  /* every fetch-add saw a distinct value */
     shk_scalar v;
     shk_array_load(ai, 0, &v);
