@@ -62,7 +62,9 @@ int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off)
 
 int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
 {
-    if (!shk_segment_contains(seg, off, sizeof(bump_shared)))
+    /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
+     * directory entry) would be a misaligned atomic access. */
+    if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(bump_shared)))
         return SHK_ECORRUPT;
     bump_shared *sh = (bump_shared *)(shk_segment_base(seg) + off);
     uint64_t top = atomic_load_explicit(&sh->top, memory_order_relaxed);

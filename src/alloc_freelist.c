@@ -178,7 +178,9 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
 int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
                                shk_freelist **out)
 {
-    if (!shk_segment_contains(seg, off, sizeof(fl_shared)))
+    /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
+     * directory entry) would be a misaligned atomic access. */
+    if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(fl_shared)))
         return SHK_ECORRUPT;
     char *base = shk_segment_base(seg);
     if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared),

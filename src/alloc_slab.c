@@ -88,7 +88,9 @@ int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
 
 int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out)
 {
-    if (!shk_segment_contains(seg, off, sizeof(slab_shared)))
+    /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
+     * directory entry) would be a misaligned atomic access. */
+    if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(slab_shared)))
         return SHK_ECORRUPT;
     char *base = shk_segment_base(seg);
     slab_shared *sh = (slab_shared *)(base + off);

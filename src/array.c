@@ -510,6 +510,9 @@ int shk_array_add_wide(shk_array *a, uint64_t i, int negative,
             nb = b - magnitude;
         }
         uint64_t seen = old;
+        /* A kill here (between read and CAS) must leave the element as it
+         * was: the torture tests stop a process exactly at this point. */
+        SHK_CRASH_POINT("array.add");
         if (raw_cas(p, size, &seen, (nb - bias) & width_mask(size)))
             break;
         old = seen;   /* lost a race: recompute from the value now there */
@@ -549,6 +552,7 @@ int shk_array_add_float(shk_array *a, uint64_t i, double delta, shk_scalar *prev
         nv.f = v.f + delta;
         uint64_t raw = 0, seen = old;
         encode(nv, a->dtype, &raw);   /* floats always encode */
+        SHK_CRASH_POINT("array.add");
         if (raw_cas(p, a->itemsize, &seen, raw))
             break;
         old = seen;

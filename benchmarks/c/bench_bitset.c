@@ -6,6 +6,8 @@
  * this measures the operations, not DRAM) at scattered indexes (a
  * multiplicative hash of the loop counter, so no branch or prefetch pattern
  * helps).  Every figure is the median of REPEATS runs of ITERS operations.
+ * Then two processes (fork) hammer one bit each, in separate cache lines
+ * and in the same word, to show what sharing a word costs.
  * Results go to stdout and to bench-results/bench_bitset.json.
  *
  *   make cbench            (builds with -O2 and runs every C benchmark)
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define LOG2_BITS 20
@@ -141,6 +144,35 @@ static uint64_t a_fadd(void *h, uint64_t n)
     return 0;
 }
 
+/* P processes (fork) each doing n set+clear pairs on its own bit, all bits
+ * in ONE word (worst case: every operation moves the cache line) or each
+ * in its own cache line.  Returns aggregate ops/s, median of REPEATS. */
+static double run_procs(shk_bitset *b, int P, uint64_t n, int same_word)
+{
+    double r[REPEATS];
+    for (int k = 0; k < REPEATS; k++) {
+        int64_t t0 = shk_now_ns();
+        pid_t pids[8];
+        for (int p = 0; p < P; p++) {
+            pids[p] = fork();
+            if (pids[p] == 0) {
+                uint64_t bit = same_word ? (uint64_t)p : (uint64_t)p * 512;
+                for (uint64_t i = 0; i < n; i++) {
+                    shk_bitset_set(b, bit);
+                    shk_bitset_clear(b, bit);
+                }
+                _exit(0);
+            }
+        }
+        for (int p = 0; p < P; p++)
+            waitpid(pids[p], NULL, 0);
+        int64_t t1 = shk_now_ns();
+        r[k] = (double)(2 * n * (uint64_t)P) / ((double)(t1 - t0) / 1e9);
+    }
+    qsort(r, REPEATS, sizeof r[0], cmp_double);
+    return r[REPEATS / 2];
+}
+
 static double run(bench_fn fn, void *h, uint64_t n)
 {
     double r[REPEATS];
@@ -193,6 +225,12 @@ int main(void)
                    ? (res[k] >= 100e6 ? "   (>= 100M target)" : "   (< 100M target)")
                    : "");
     }
+    double p2_own = run_procs(b, 2, ITERS / 2, 0);
+    double p2_same = run_procs(b, 2, ITERS / 2, 1);
+    printf("%-26s %14.0f   %6.1f M/s   (2 processes, bits in separate cache lines)\n",
+           "bitset.set+clear x2 procs", p2_own, p2_own / 1e6);
+    printf("%-26s %14.0f   %6.1f M/s   (2 processes, bits in the SAME word: contended)\n",
+           "bitset.set+clear x2 same", p2_same, p2_same / 1e6);
     mkdir("bench-results", 0755);
     FILE *f = fopen("bench-results/bench_bitset.json", "w");
     if (f) {
@@ -204,7 +242,9 @@ int main(void)
         fprintf(f, "  \"repeats\": %d,\n  \"iterations\": %llu,\n  \"ops_per_sec\": {\n",
                 REPEATS, (unsigned long long)ITERS);
         for (size_t k = 0; k < nb; k++)
-            fprintf(f, "    \"%s\": %.0f%s\n", B[k].name, res[k], k + 1 < nb ? "," : "");
+            fprintf(f, "    \"%s\": %.0f,\n", B[k].name, res[k]);
+        fprintf(f, "    \"bitset.set+clear, 2 processes, own cache lines\": %.0f,\n", p2_own);
+        fprintf(f, "    \"bitset.set+clear, 2 processes, same word\": %.0f\n", p2_same);
         fprintf(f, "  }\n}\n");
         fclose(f);
     }

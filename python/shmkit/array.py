@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union, overload
 
 from . import _shmkit
 from ._handle import Handle
 from .segment import Segment, register_kind
 
 __all__ = ["Array", "DTYPES", "dtype_code"]
+
+Number = Union[int, float]
 
 STANDALONE_OBJECT = "array"
 _SEGMENT_SLACK = 1 << 20
@@ -128,8 +130,8 @@ class Array(Handle, _shmkit.Array):
 
     __slots__ = ()
 
-    def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None,
-                 create: Optional[bool] = None, *, mode: int = 0o600,
+    def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None, *,
+                 create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0) -> None:
         code, n = self._parse(dtype, length)
         if create is True and not code:
@@ -169,6 +171,33 @@ class Array(Handle, _shmkit.Array):
         self = cls.__new__(cls)
         _shmkit.Array.__init__(self, segment, name, code, n)
         return self
+
+    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
+        dtype: str
+        dtype_code: int
+        itemsize: int
+        format: str
+        length: int
+        nbytes: int
+        closed: bool
+        created: bool
+        segment_name: str
+        object_name: str
+
+        def add(self, i: int, delta: Number, wrap: bool = False) -> Number: ...
+        def exchange(self, i: int, value: Number) -> Number: ...
+        def compare_and_swap(self, i: int, expected: Number, new: Number) -> bool: ...
+        def fill(self, value: Number) -> None: ...
+        def tolist(self) -> List[Number]: ...
+        def check(self) -> Dict[str, Any]: ...
+        def close(self) -> None: ...
+        def __len__(self) -> int: ...
+        @overload
+        def __getitem__(self, i: int) -> Number: ...
+        @overload
+        def __getitem__(self, i: slice) -> List[Number]: ...
+        def __getitem__(self, i: Union[int, slice]) -> Union[Number, List[Number]]: ...
+        def __setitem__(self, i: Union[int, slice], v: Union[Number, Iterable[Number]]) -> None: ...
 
     # ---- conveniences -----------------------------------------------------------
 

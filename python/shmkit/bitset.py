@@ -16,7 +16,7 @@ no such bit (not -1, which would silently index the last bit).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Union, overload
 
 from . import _shmkit
 from ._handle import Handle
@@ -45,8 +45,8 @@ class Bitset(Handle, _shmkit.Bitset):
 
     __slots__ = ()
 
-    def __init__(self, name: str, size: Optional[int] = None,
-                 create: Optional[bool] = None, *, mode: int = 0o600,
+    def __init__(self, name: str, size: Optional[int] = None, *,
+                 create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0) -> None:
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
@@ -75,6 +75,35 @@ class Bitset(Handle, _shmkit.Bitset):
         _shmkit.Bitset.__init__(self, segment, name, size)
         return self
 
+    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
+        size: int
+        closed: bool
+        created: bool
+        segment_name: str
+        object_name: str
+
+        def set(self, i: int) -> bool: ...
+        def clear(self, i: int) -> bool: ...
+        def flip(self, i: int) -> bool: ...
+        def test(self, i: int) -> bool: ...
+        def count(self) -> int: ...
+        def any(self) -> bool: ...
+        def all(self) -> bool: ...
+        def set_all(self) -> None: ...
+        def clear_all(self) -> None: ...
+        def find_first_set(self, start: int = 0) -> Optional[int]: ...
+        def find_first_clear(self, start: int = 0) -> Optional[int]: ...
+        def check(self) -> Dict[str, int]: ...
+        def words(self) -> memoryview: ...
+        def close(self) -> None: ...
+        def __len__(self) -> int: ...
+        @overload
+        def __getitem__(self, i: int) -> bool: ...
+        @overload
+        def __getitem__(self, i: slice) -> List[bool]: ...
+        def __getitem__(self, i: Union[int, slice]) -> Union[bool, List[bool]]: ...
+        def __setitem__(self, i: int, v: Union[bool, int]) -> None: ...
+
     # ---- conveniences (not on the hot path) -----------------------------------
 
     def as_numpy(self):
@@ -84,6 +113,13 @@ class Bitset(Handle, _shmkit.Bitset):
         import numpy as np
 
         return np.asarray(memoryview(self))
+
+    def to_numpy(self):
+        """A ``numpy`` bool array with one element per bit (a copy)."""
+        import numpy as np
+
+        words = self.as_numpy()
+        return np.unpackbits(words.view(np.uint8), bitorder="little")[: self.size].astype(bool)
 
     def iter_set(self, start: int = 0) -> Iterator[int]:
         """Yield the index of every set bit at or after ``start``, in order."""

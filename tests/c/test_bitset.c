@@ -6,14 +6,29 @@
 
 #include <sys/wait.h>
 
-static shk_segment *new_seg(const char *tag)
+/* Stress iteration counts divided by SHMKIT_TEST_SCALE (`make valgrind`
+ * sets it: valgrind is ~50x slower and serialises threads). */
+static int scaled(int n)
+{
+    const char *v = getenv("SHMKIT_TEST_SCALE");
+    int d = v ? atoi(v) : 1;
+    return d > 1 ? (n / d > 0 ? n / d : 1) : n;
+}
+
+static shk_segment *new_seg_max(const char *tag, uint64_t max_size)
 {
     shk_segment *s = NULL;
     const char *n = check_name(tag);
     shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, 0, 0600, &s), SHK_OK);
+    CHECK_EQ(shk_segment_create(n, 0, max_size, 0600, &s), SHK_OK);
     return s;
 }
+
+static shk_segment *new_seg(const char *tag) { return new_seg_max(tag, 0); }
+
+/* Tests that fork map a small reservation: under valgrind a fork costs
+ * time in proportion to the mapping (8 MiB: seconds; 64 GiB: forever). */
+#define FORK_SEG_MAX (1ull << 20)
 
 static void drop_seg(shk_segment *s, const char *tag)
 {
@@ -231,7 +246,7 @@ TEST(validate_header)
  * a wrong count or stray bits. */
 TEST(processes_atomic)
 {
-    shk_segment *s = new_seg("bs6");
+    shk_segment *s = new_seg_max("bs6", FORK_SEG_MAX);
     shk_bitset *b;
     const uint64_t n = 4096;
     const int P = 4;
@@ -253,7 +268,7 @@ TEST(processes_atomic)
                 shk_bitset_open_named(cs, "f", 0, &cf, NULL) != SHK_OK)
                 _exit(2);
             int bad = 0;
-            for (int round = 0; round < 50; round++)
+            for (int round = 0; round < scaled(50); round++)
                 for (uint64_t i = 0; i < n; i++) {
                     if (i % (uint64_t)P == (uint64_t)k && round == 0)
                         bad |= shk_bitset_set(cb, i) != 0;
@@ -263,6 +278,7 @@ TEST(processes_atomic)
             shk_bitset_close(cb);
             shk_bitset_close(cf);
             shk_segment_close(cs);
+            shk_segment_close(s);   /* the copy inherited from the parent */
             _exit(bad);
         }
     }
@@ -287,14 +303,14 @@ TEST(processes_atomic)
  * processes: checks the acquire/release contract, not just atomicity. */
 TEST(bit_as_lock)
 {
-    shk_segment *s = new_seg("bs7");
+    shk_segment *s = new_seg_max("bs7", FORK_SEG_MAX);
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "lock", 8, &b, NULL), SHK_OK);
     uint64_t off;
     CHECK_EQ(shk_freelist_alloc(shk_segment_heap(s), 64, &off), SHK_OK);
     volatile uint64_t *counter = (volatile uint64_t *)(shk_segment_base(s) + off);
     *counter = 0;
-    const int P = 3, N = 20000;
+    const int P = 3, N = scaled(20000);
     pid_t pids[3];
     for (int k = 0; k < P; k++) {
         pids[k] = fork();
@@ -306,6 +322,8 @@ TEST(bit_as_lock)
                 *counter = v + 1;
                 shk_bitset_clear(b, 3);
             }
+            shk_bitset_close(b);    /* the copies inherited from the parent */
+            shk_segment_close(s);
             _exit(0);
         }
     }

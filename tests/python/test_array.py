@@ -453,3 +453,44 @@ class ArrayModel(RuleBasedStateMachine):
 
 TestArrayModel = ArrayModel.TestCase
 TestArrayModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def _after_unlink(name, ready, go, q):
+    try:
+        a = Array(name)
+        b = shmkit.Bitset(name + "-b")
+        ready.set()
+        go.wait(60)
+        # the names are gone, but this process's mappings stay valid
+        a.add(0, 5)
+        b.set(3)
+        out = [a[0], b.test(3), a.check()["length"], b.check()["count"]]
+        try:
+            Array(name, create=False)
+            out.append("attached?!")
+        except FileNotFoundError:
+            out.append("gone")
+        a.close()
+        b.close()
+        q.put(out)
+    except BaseException as e:
+        q.put(repr(e))
+
+
+def test_use_after_another_process_unlinks(shm_name, mp_context):
+    a = Array(shm_name, "int32", 4, create=True)
+    b = shmkit.Bitset(shm_name + "-b", 8, create=True)
+    ready, go, q = mp_context.Event(), mp_context.Event(), mp_context.Queue()
+    p = mp_context.Process(target=_after_unlink, args=(shm_name, ready, go, q))
+    p.start()
+    assert ready.wait(60)
+    a.unlink()
+    b.unlink()
+    a[0] = 1
+    go.set()
+    assert q.get(timeout=60) == [6, True, 4, 1, "gone"]
+    p.join(60)
+    assert p.exitcode == 0
+    assert a[0] == 6 and b[3]          # the child's writes reached us too
+    a.close()
+    b.close()

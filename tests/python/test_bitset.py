@@ -167,6 +167,9 @@ def test_numpy_view_is_zero_copy_and_outlives_close(shm_name):
     assert mv.format == "Q" and mv.itemsize == 8 and mv.shape == (4,) and mv.nbytes == 32
     words = b.words()
     assert words.format == "Q" and words[1] == 2
+    bools = b.to_numpy()
+    assert bools.dtype == bool and bools.shape == (200,)
+    assert sorted(np.flatnonzero(bools)) == [3, 65] == list(b.iter_set())
     b.close()
     shmkit.unlink(shm_name)
     # views keep the mapping alive after close() and unlink
@@ -199,9 +202,10 @@ def _claim(name, q):
     try:
         b = Bitset(name)
         won = [i for i in range(NBITS) if not b.set(i)]
-        for i in range(NBITS):                 # an even number of flips: net 0
-            b.flip(i)
-            b.flip(i)
+        with shmkit.Segment(name, create=False) as seg, seg.bitset("flips") as f:
+            for i in range(NBITS):             # an even number of flips: net 0
+                f.flip(i)
+                f.flip(i)
         b.close()
         q.put(won)
     except BaseException as e:
@@ -210,6 +214,8 @@ def _claim(name, q):
 
 def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
     b = Bitset(shm_name, NBITS, create=True)
+    with shmkit.Segment(shm_name, create=False) as seg:
+        flips = seg.bitset("flips", NBITS)
     q = mp_context.Queue()
     procs = [mp_context.Process(target=_claim, args=(shm_name, q)) for _ in range(4)]
     for p in procs:
@@ -223,7 +229,9 @@ def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
     assert won == list(range(NBITS))           # every bit claimed exactly once
     assert b.count() == NBITS and b.all()
     assert b.check()["count"] == NBITS
+    assert flips.count() == 0 and not flips.any()   # no flip was lost
     b.close()
+    flips.close()
 
 
 def _disjoint(name, k, q):
@@ -334,3 +342,28 @@ class BitsetModel(RuleBasedStateMachine):
 
 TestBitsetModel = BitsetModel.TestCase
 TestBitsetModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.parametrize("kind", ["bitset", "array"])
+def test_corrupt_header_is_a_clean_error(shm_name, kind):
+    """Bytes scribbled over the object's shared header (by a buggy or
+    hostile process) give CorruptSegmentError, never a wild access."""
+    with shmkit.Segment(shm_name, create=True) as seg:
+        obj = seg.bitset("x", 1000) if kind == "bitset" else seg.array("x", "int32", 100)
+        off = seg.lookup("x")["offset"]
+    with open(f"/dev/shm/{shm_name}", "r+b") as f:
+        f.seek(off + 16)
+        saved = f.read(24)
+        for junk in (b"\xff" * 24, b"\x00" * 24, bytes(range(24))):
+            f.seek(off + 16)
+            f.write(junk)
+            f.flush()
+            with pytest.raises(shmkit.CorruptSegmentError):
+                obj.check()
+            with shmkit.Segment(shm_name, create=False) as seg:
+                with pytest.raises(shmkit.CorruptSegmentError):
+                    seg.open("x")
+        f.seek(off + 16)
+        f.write(saved)
+    obj.check()                                # repaired: fine again
+    obj.close()

@@ -40,4 +40,4 @@ def verify(name: str, records: Records) -> dict:
     return {"adds_committed": sum(committed), "adds_in_flight_applied": total - sum(committed)}
 
 
-SCENARIO = Scenario("array", setup, work, verify)
+SCENARIO = Scenario("array", setup, work, verify, crash_points=("array.add",))

@@ -100,7 +100,8 @@ static int to_scalar(ShkPyArray *s, PyObject *v, shk_scalar *out)
                      shk_dtype_name(s->dtype), Py_TYPE(v)->tp_name);
         return -1;
     }
-    PyObject *n = PyNumber_Index(v);
+    /* an int is used as is; anything else with __index__ is converted */
+    PyObject *n = PyLong_Check(v) ? (Py_INCREF(v), v) : PyNumber_Index(v);
     if (!n)
         return -1;
     int rc = 0;
