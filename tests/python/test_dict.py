@@ -295,7 +295,7 @@ def test_wrong_object_type(name):
 
 def test_missing_dict_in_segment(name):
     with shmkit.Segment(name, create=True) as seg:
-        with pytest.raises(KeyError):
+        with pytest.raises(FileNotFoundError, match="no SharedDict named 'nope'"):
             seg.dict("nope", create=False)
 
 

@@ -153,27 +153,8 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     int created = 0;
     int rc = shk_segment_object(seg, oname, kind_type[kind],
                                 want_create ? init_object : NULL, &ia, &off, &created);
-    if (rc == SHK_ENOENT) {
-        PyErr_Format(PyExc_FileNotFoundError,
-                     "no %s named %R in segment (give capacity= to create it)",
-                     kind_name[kind], name);
-        return -1;
-    }
-    if (rc == SHK_ETYPE) {
-        PyErr_Format(PyExc_TypeError, "object %R in the segment is not a %s",
-                     name, kind_name[kind]);
-        return -1;
-    }
-    if (rc == SHK_EINVAL) {
-        PyErr_Format(PyExc_ValueError,
-                     "invalid object name %R or size (names are 1 to %d bytes)",
-                     name, SHK_OBJECT_NAME_MAX);
-        return -1;
-    }
-    if (rc != SHK_OK) {
-        shk_py_raise(rc, oname);
-        return -1;
-    }
+    if (rc != SHK_OK)
+        return shk_py_object_error(rc, name, kind_name[kind], "give capacity= to create it");
     rc = open_handle(kind, seg, off, &a->h);
     if (rc != SHK_OK) {
         shk_py_raise(rc, oname);
@@ -184,13 +165,7 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     a->kind = kind;
     a->created = created;
     a->base = shk_segment_base(seg);
-    Py_INCREF(name);
-    Py_XSETREF(a->object_name, name);
-    PyObject *sn = PyObject_GetAttrString(segobj, "name");
-    if (!sn)
-        return -1;
-    Py_XSETREF(a->segment_name, sn);
-    return 0;
+    return shk_py_set_names(segobj, name, &a->object_name, &a->segment_name);
 }
 
 static int freelist_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_FREELIST); }

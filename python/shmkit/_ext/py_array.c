@@ -210,22 +210,16 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
     if (rc != SHK_OK) {
         s->a = NULL;
         shk_array *other;
-        if (rc == SHK_ENOENT)
-            PyErr_Format(PyExc_FileNotFoundError,
-                         "no Array named %R in the segment (give dtype and length to "
-                         "create it)", name);
-        else if (rc == SHK_ETYPE)
-            PyErr_Format(PyExc_TypeError, "object %R in the segment is not an Array", name);
-        else if (rc == SHK_EINVAL && shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
+        if (rc == SHK_EINVAL && shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
             PyErr_Format(PyExc_ValueError, "Array %R exists as %s[%llu], not %s[%llu]", name,
                          shk_dtype_name(shk_array_dtype(other)),
                          (unsigned long long)shk_array_length(other),
                          shk_dtype_name(dtype ? dtype : shk_array_dtype(other)),
                          (unsigned long long)(length ? length : shk_array_length(other)));
             shk_array_close(other);
-        } else
-            shk_py_raise(rc, oname);
-        return -1;
+            return -1;
+        }
+        return shk_py_object_error(rc, name, "Array", "give dtype and length to create it");
     }
     s->length = shk_array_length(s->a);
     s->dtype = shk_array_dtype(s->a);
@@ -237,13 +231,7 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
     s->shape[0] = (Py_ssize_t)s->length;
     s->strides[0] = (Py_ssize_t)s->itemsize;
     s->created = created;
-    Py_INCREF(name);
-    Py_XSETREF(s->object_name, name);
-    PyObject *sn = PyObject_GetAttrString(segobj, "name");
-    if (!sn)
-        return -1;
-    Py_XSETREF(s->segment_name, sn);
-    return 0;
+    return shk_py_set_names(segobj, name, &s->object_name, &s->segment_name);
 }
 
 static void array_dealloc(PyObject *self)

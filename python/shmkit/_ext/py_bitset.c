@@ -134,30 +134,19 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
     if (rc != SHK_OK) {
         s->b = NULL;
         shk_bitset *other;
-        if (rc == SHK_ENOENT)
-            PyErr_Format(PyExc_FileNotFoundError,
-                         "no Bitset named %R in the segment (give size= to create it)", name);
-        else if (rc == SHK_ETYPE)
-            PyErr_Format(PyExc_TypeError, "object %R in the segment is not a Bitset", name);
-        else if (rc == SHK_EINVAL && shk_bitset_open_named(seg, oname, 0, &other, NULL) == SHK_OK) {
+        if (rc == SHK_EINVAL && shk_bitset_open_named(seg, oname, 0, &other, NULL) == SHK_OK) {
             PyErr_Format(PyExc_ValueError, "Bitset %R exists with size %llu, not %llu", name,
                          (unsigned long long)shk_bitset_size(other), (unsigned long long)nbits);
             shk_bitset_close(other);
-        } else
-            shk_py_raise(rc, oname);
-        return -1;
+            return -1;
+        }
+        return shk_py_object_error(rc, name, "Bitset", "give size= to create it");
     }
     s->nbits = shk_bitset_size(s->b);
     s->shape[0] = (Py_ssize_t)shk_bitset_nwords(s->b);
     s->strides[0] = 8;
     s->created = created;
-    Py_INCREF(name);
-    Py_XSETREF(s->object_name, name);
-    PyObject *sn = PyObject_GetAttrString(segobj, "name");
-    if (!sn)
-        return -1;
-    Py_XSETREF(s->segment_name, sn);
-    return 0;
+    return shk_py_set_names(segobj, name, &s->object_name, &s->segment_name);
 }
 
 static void bitset_dealloc(PyObject *self)

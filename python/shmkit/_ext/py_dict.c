@@ -1464,26 +1464,11 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     shk_dict *d;
     int created = 0;
     int rc = shk_dict_open(seg, oname, create, cap, &d, &created);
-    if (rc == SHK_ENOENT) {
-        PyErr_Format(PyExc_KeyError, "no SharedDict named %R in this segment", name);
-        return -1;
-    }
-    if (rc == SHK_ETYPE) {
-        PyErr_Format(PyExc_TypeError, "object %R in this segment is not a dict", name);
-        return -1;
-    }
-    if (rc != SHK_OK) {
-        shk_py_raise(rc, "SharedDict");
-        return -1;
-    }
+    if (rc != SHK_OK)
+        return shk_py_object_error(rc, name, "SharedDict", "create=True to create it");
     self->d = d;
-    const char *sn = shk_segment_name(seg);
-    if (sn[0] == '/')
-        sn++;
-    Py_XSETREF(self->segment_name, PyUnicode_FromString(sn));
-    Py_XSETREF(self->object_name, Py_NewRef(name));
     self->allow_pickle = allow_pickle;
-    return self->segment_name ? 0 : -1;
+    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
 }
 
 static void dict_dealloc(PyObject *op)

@@ -143,6 +143,37 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
     return seg;
 }
 
+/* ------------------------------------------------- objects in segments */
+
+int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hint)
+{
+    if (rc == SHK_ENOENT)
+        PyErr_Format(PyExc_FileNotFoundError, "no %s named %R in the segment%s%s%s",
+                     what, name, hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
+    else if (rc == SHK_ETYPE)
+        PyErr_Format(PyExc_TypeError, "object %R in the segment is not %s %s", name,
+                     strchr("AEIOU", what[0]) ? "an" : "a", what);
+    else if (rc == SHK_EINVAL)
+        PyErr_Format(PyExc_ValueError,
+                     "invalid %s name %R or size (names are 1 to %d bytes)", what, name,
+                     SHK_OBJECT_NAME_MAX);
+    else
+        shk_py_raise(rc, PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : what);
+    return -1;
+}
+
+int shk_py_set_names(PyObject *segobj, PyObject *name, PyObject **object_name,
+                     PyObject **segment_name)
+{
+    PyObject *sn = PyObject_GetAttrString(segobj, "name");
+    if (!sn)
+        return -1;
+    Py_INCREF(name);
+    Py_XSETREF(*object_name, name);
+    Py_XSETREF(*segment_name, sn);
+    return 0;
+}
+
 /* ------------------------------------------------------------ Segment */
 
 shk_segment *shk_py_segment_arg(PyObject *o)

@@ -56,24 +56,11 @@ static int stack_init(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_stack_open_named(seg, oname, &self->s, &created);
     if (rc != SHK_OK) {
         self->s = NULL;
-        if (rc == SHK_ETYPE)
-            PyErr_Format(PyExc_TypeError, "object %R in the segment is not a Stack", name);
-        else if (rc == SHK_EINVAL)
-            PyErr_Format(PyExc_ValueError, "invalid stack name %R (1 to %d bytes)",
-                         name, SHK_OBJECT_NAME_MAX);
-        else
-            shk_py_raise(rc, oname);
-        return -1;
+        return shk_py_object_error(rc, name, "Stack", NULL);
     }
     self->created = created;
     self->allow_pickle = allow_pickle;
-    Py_INCREF(name);
-    Py_XSETREF(self->object_name, name);
-    PyObject *sn = PyObject_GetAttrString(segobj, "name");
-    if (!sn)
-        return -1;
-    Py_XSETREF(self->segment_name, sn);
-    return 0;
+    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
 }
 
 static void stack_dealloc(PyObject *op)

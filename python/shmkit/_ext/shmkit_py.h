@@ -55,6 +55,17 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
 PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
                             int readonly);
 
+/* Set the exception for a failed open of object `name`, a `what` (e.g.
+ * "Queue"), in a segment, and return -1: missing -> FileNotFoundError (with
+ * `hint`, e.g. "give size= to create it", may be NULL), another type ->
+ * TypeError, a bad name -> ValueError, anything else via shk_py_raise. */
+int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hint);
+
+/* Store `name` and the name of `segobj` into a handle's object_name and
+ * segment_name fields (new references).  0, or -1 with an exception. */
+int shk_py_set_names(PyObject *segobj, PyObject *name, PyObject **object_name,
+                     PyObject **segment_name);
+
 /* Parse an offset/size argument: a non-negative int fitting uint64.
  * Returns 0 on success, -1 with TypeError/ValueError set. */
 int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
