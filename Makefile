@@ -155,6 +155,10 @@ ctest-tsan: $(TSAN_BINS)
 # regenerates the seeds after a layout change (commit them).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 20
+# A fixed seed makes a CI run explore the same inputs every time (and a
+# longer local run a superset of them), so CI is not flaky; FUZZ_SEED=0
+# picks a random seed for exploratory runs.
+FUZZ_SEED    ?= 1
 FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_SRCS    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
@@ -172,7 +176,7 @@ fuzz: fuzz-build
 	@set -e; for f in $(FUZZ_BINS); do t=$${f##*/fuzz_}; \
 	  mkdir -p $(B)/fuzz/corpus-$$t; \
 	  echo "== $$f: $(FUZZ_SECONDS) s from tests/fuzz/corpus/$$t"; \
-	  if ! ASAN_OPTIONS=detect_leaks=1 $$f -max_total_time=$(FUZZ_SECONDS) \
+	  if ! ASAN_OPTIONS=detect_leaks=1 $$f -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
 	      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(B)/fuzz/$$t- \
 	      $(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t > $(B)/fuzz/$$t.log 2>&1; then \
 	    tail -n 60 $(B)/fuzz/$$t.log; rm -f /dev/shm/shmkit-fuzz-$$t-*; \

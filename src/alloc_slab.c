@@ -16,7 +16,8 @@
  *   header: magic, version | slot_size | nslots | nwords | data offset |
  *           free_slots (atomic) | hint (atomic)
  *   bitmap: nwords x atomic u64; bits past nslots in the last word are set
- *           at creation so they are never handed out
+ *           at creation, and alloc masks them too, so they are never
+ *           handed out even if the shared bitmap is corrupted
  *   data:   nslots x slot_size bytes, 16-aligned
  */
 #include "internal.h"
@@ -143,7 +144,11 @@ int shk_slab_alloc(shk_slab *s, uint64_t *off)
         uint64_t w = start + i;
         if (w >= s->nwords)
             w -= s->nwords;
-        uint64_t cur = atomic_load_explicit(&s->bits[w], memory_order_relaxed);
+        /* Bits past nslots in the last word are set at creation and never
+         * cleared; mask them anyway, so a corrupted bitmap can never hand
+         * out a slot outside the slab (found by fuzz_segment_attach). */
+        uint64_t pad = (w == s->nwords - 1 && s->nslots % 64) ? ~0ull << (s->nslots % 64) : 0;
+        uint64_t cur = atomic_load_explicit(&s->bits[w], memory_order_relaxed) | pad;
         while (cur != ~0ull) {
             uint64_t bit = 1ull << lowest_clear(cur);
             /* acquire: the slot's previous owner freed it with release, so
@@ -158,7 +163,7 @@ int shk_slab_alloc(shk_slab *s, uint64_t *off)
                 *off = s->data + (w * 64 + shk_log2_u64(bit)) * s->slot_size;
                 return SHK_OK;
             }
-            cur = prev | bit;
+            cur = prev | bit | pad;
         }
     }
     return SHK_ENOMEM;

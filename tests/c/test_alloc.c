@@ -154,6 +154,15 @@ TEST(slab)
     CHECK(!shk_slab_is_live(sl, off[5]));
     CHECK_EQ(shk_slab_alloc(sl, &off[70]), SHK_OK);
     CHECK_EQ(off[70], off[5]);
+    /* Corrupt the padding bits of the last bitmap word (slots 70..127 do
+     * not exist): alloc must still never hand out a slot past the end. */
+    uint64_t start, end;
+    shk_slab_region(sl, &start, &end);
+    _Atomic uint64_t *last = (_Atomic uint64_t *)(shk_segment_base(s) + start) - 1;
+    atomic_store(last, 0);
+    uint64_t o;
+    while (shk_slab_alloc(sl, &o) == SHK_OK)
+        CHECK(o >= start && o + 32 <= end);
     shk_slab_close(sl);
     drop_segment(s, "slab");
 }
