@@ -125,7 +125,8 @@
 
 #define DICT_MAGIC 0x31544349444b4853ull    /* "SHKDICT1" */
 #define TABLE_MAGIC 0x4c424154444b4853ull   /* "SHKDTABL" */
-#define DICT_VERSION 1u
+#define DICT_VERSION 2u
+#define DICT_MAX_SHARDS 256u
 #define TABLE_HDR 16u
 #define ENTRY_HDR 32u
 
@@ -140,34 +141,55 @@ typedef struct dict_intent {
     _Atomic uint32_t op;
     uint32_t reserved;
     uint64_t slot;
-    uint64_t new_entry, new_ver;
-    uint64_t old_entry, old_ver;
-    uint64_t table;          /* OP_RESIZE/CLEAR: the new table word       */
-    uint64_t old_table;      /* OP_RESIZE/CLEAR: the table it replaces    */
+    union {
+        struct {             /* OP_SET / OP_DEL                            */
+            uint64_t new_entry, new_ver;
+            uint64_t old_entry, old_ver;
+        };
+        struct {             /* OP_RESIZE / OP_CLEAR                       */
+            uint64_t table;      /* the new table word                     */
+            uint64_t old_table;  /* the table it replaces                  */
+        };
+    };
 } dict_intent;
 
-typedef struct dict_shared {
+/* One shard: an independent table with its own writer lock.  Three lines:
+ * the one every lookup reads, the one its writers write on every change,
+ * and the lock (writers touch two lines per change, readers one). */
+typedef struct dict_shard {
     /* line 0: read by every lookup, written only by resize/clear */
+    _Atomic uint64_t table;
+    _Atomic uint64_t epoch;  /* the clear its table is from (see CLEAR)     */
+    _Atomic uint64_t resizes;
+    _Atomic uint64_t recoveries;
+    char pad0[SHK_CACHELINE - 32];
+    /* line 1: written under the lock by every change */
+    dict_intent intent;
+    _Atomic uint64_t count;  /* live entries                               */
+    _Atomic uint64_t used;   /* live + tombstone slots                     */
+    /* line 2 */
+    shk_mutex lock;
+} dict_shard;
+SHK_STATIC_ASSERT(sizeof(dict_intent) == 48, "intent");
+SHK_STATIC_ASSERT(offsetof(dict_shard, intent) == SHK_CACHELINE, "layout");
+SHK_STATIC_ASSERT(offsetof(dict_shard, lock) == 2 * SHK_CACHELINE, "layout");
+SHK_STATIC_ASSERT(sizeof(dict_shard) == 3 * SHK_CACHELINE, "shard is 3 lines");
+
+typedef struct dict_shared {
+    /* line 0: read by every lookup, written only by clear */
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
-    _Atomic uint64_t table;
-    char pad0[SHK_CACHELINE - 24];
-    /* line 1: writers' counters (kept off line 0 so that writers do not
-     * invalidate the line every reader needs) */
-    _Atomic uint64_t count;
-    _Atomic uint64_t used;
+    uint32_t nshards;        /* a power of two, 1 .. DICT_MAX_SHARDS        */
+    uint32_t reserved;
+    _Atomic uint64_t clear_epoch;  /* clears committed (see CLEAR)          */
+    char pad0[SHK_CACHELINE - 32];
+    /* line 1: written once per version batch */
     _Atomic uint64_t next_ver;
-    _Atomic uint64_t resizes;
-    _Atomic uint64_t recoveries;
-    char pad1[SHK_CACHELINE - 40];
-    dict_intent intent;      /* line 2 */
-    shk_mutex lock;          /* line 3 */
+    char pad1[SHK_CACHELINE - 8];
+    dict_shard shard[];      /* nshards of them                             */
 } dict_shared;
-SHK_STATIC_ASSERT(offsetof(dict_shared, count) == 64, "layout");
-SHK_STATIC_ASSERT(offsetof(dict_shared, intent) == 128, "layout");
-SHK_STATIC_ASSERT(offsetof(dict_shared, lock) == 192, "layout");
-SHK_STATIC_ASSERT(sizeof(dict_intent) == 64, "intent is one line");
+SHK_STATIC_ASSERT(offsetof(dict_shared, shard) == 2 * SHK_CACHELINE, "layout");
 
 typedef struct dict_entry {
     _Atomic uint64_t life;
@@ -180,6 +202,14 @@ typedef struct dict_entry {
 } dict_entry;
 SHK_STATIC_ASSERT(sizeof(dict_entry) == ENTRY_HDR, "entry header");
 
+/* Versions a handle reserved from next_ver, a batch at a time so that
+ * commits do not all bounce one shared counter between cores.  One batch
+ * per shard, used only under that shard's writer lock. */
+typedef struct ver_batch {
+    uint64_t next, end;
+    unsigned fork_gen;          /* fork_gen when the batch was taken */
+} ver_batch;
+
 struct shk_dict {
     shk_segment *seg;
     shk_freelist *heap;
@@ -187,15 +217,12 @@ struct shk_dict {
     dict_shared *sh;
     uint64_t off;
     uint64_t seed;
+    uint64_t shard_mask;        /* nshards - 1 */
     /* Backed segment size last seen.  The file only grows, so an offset
      * below it is always safe; only beyond it do we ask the segment again.
      * Relaxed atomic: a per-process cache that threads may share. */
     _Atomic uint64_t backed;
-    /* Versions this handle reserved from next_ver, a batch at a time so
-     * that commits do not all bounce one shared counter between cores.
-     * Used only under the writer lock. */
-    uint64_t ver_next, ver_end;
-    unsigned ver_fork_gen;      /* fork_gen when the batch was taken */
+    ver_batch ver[];            /* one per shard */
 };
 
 /* A forked child inherits its parent's handles, and with them their
@@ -289,19 +316,41 @@ uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
 
 #define VER_BATCH 1024u
 
-/* The next unique even version (called under the writer lock). */
-static uint64_t new_ver(shk_dict *d)
+/* The shard of a key: the hash's low bits (the table uses the high 32). */
+static inline dict_shard *shard_of(const shk_dict *d, uint64_t hash)
 {
+    return &d->sh->shard[hash & d->shard_mask];
+}
+static inline unsigned shard_index(const shk_dict *d, const dict_shard *sh)
+{
+    return (unsigned)(sh - d->sh->shard);
+}
+
+/* 1 if a clear has committed (clear_epoch) but not reached this shard yet:
+ * its table still holds what the clear removed, so it reads as empty.
+ * acquire on clear_epoch, then on epoch: a shard whose epoch is current has
+ * its post-clear table visible to the table load that follows (the clearer
+ * stores the table, then the epoch, both release; see CLEAR). */
+static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
+{
+    uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_acquire);
+    return atomic_load_explicit(&sh->epoch, memory_order_acquire) < c;
+}
+
+/* The next unique even version (called under sh's writer lock). */
+static uint64_t new_ver(shk_dict *d, dict_shard *sh)
+{
+    ver_batch *b = &d->ver[shard_index(d, sh)];
     unsigned fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-    if (d->ver_next == d->ver_end || d->ver_fork_gen != fg) {
-        d->ver_fork_gen = fg;
+    if (b->next == b->end || b->fork_gen != fg) {
+        b->fork_gen = fg;
         /* relaxed: versions only need to be unique, not ordered. */
-        d->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
-                                                memory_order_relaxed);
-        d->ver_end = d->ver_next + 2 * VER_BATCH;
+        b->next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
+                                            memory_order_relaxed);
+        b->end = b->next + 2 * VER_BATCH;
     }
-    uint64_t v = d->ver_next & VER_MASK;
-    d->ver_next += 2;
+    uint64_t v = b->next & VER_MASK;
+    b->next += 2;
     return v;
 }
 
@@ -343,40 +392,62 @@ typedef struct init_arg {
     uint64_t capacity_hint;
 } init_arg;
 
+/* Room for `hint` entries spread over the shards: a shard gets its share
+ * plus slack for uneven hashing, so a hinted dict does not resize early. */
+static uint64_t shard_hint(uint64_t hint, unsigned nshards)
+{
+    uint64_t per = (hint + nshards - 1) / nshards;
+    return per + per / 8 + (per ? 4 : 0);
+}
+
+static inline uint64_t header_bytes(unsigned nshards)
+{
+    return sizeof(dict_shared) + (uint64_t)nshards * sizeof(dict_shard);
+}
+
 static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *size)
 {
     init_arg *ia = arg;
     shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg),
                     .base = shk_segment_base(seg)};
+    const unsigned ns = SHK_DICT_SHARDS;
     uint64_t h;
-    int rc = shk_freelist_alloc(tmp.heap, sizeof(dict_shared), &h);
+    int rc = shk_freelist_alloc(tmp.heap, header_bytes(ns), &h);
     if (rc != SHK_OK)
         return rc;
-    unsigned l = log2_for(ia->capacity_hint);
-    uint64_t t;
-    rc = table_new(&tmp, l, &t);
+    dict_shared *sh = (dict_shared *)(tmp.base + h);
+    memset(sh, 0, header_bytes(ns));
+    unsigned l = log2_for(shard_hint(ia->capacity_hint, ns));
+    unsigned made = 0;
+    for (; made < ns; made++) {
+        uint64_t t;
+        rc = table_new(&tmp, l, &t);
+        if (rc == SHK_OK && shk_mutex_init(&sh->shard[made].lock) != SHK_OK) {
+            shk_freelist_free(tmp.heap, t);
+            rc = SHK_ESYS;
+        }
+        if (rc != SHK_OK)
+            break;
+        atomic_store_explicit(&sh->shard[made].table, tw_pack(1, l, t),
+                              memory_order_relaxed);
+    }
     if (rc != SHK_OK) {
+        while (made--)
+            shk_freelist_free(tmp.heap, tw_off(sh->shard[made].table));
         shk_freelist_free(tmp.heap, h);
         return rc;
-    }
-    dict_shared *sh = (dict_shared *)(tmp.base + h);
-    memset(sh, 0, sizeof *sh);
-    if (shk_mutex_init(&sh->lock) != SHK_OK) {
-        shk_freelist_free(tmp.heap, t);
-        shk_freelist_free(tmp.heap, h);
-        return SHK_ESYS;
     }
     uint64_t v0;
     if (getrandom(&v0, sizeof v0, 0) != sizeof v0)
         v0 = (uint64_t)shk_now_ns() * 0x9E3779B97F4A7C15ull;
     sh->magic = DICT_MAGIC;
     sh->version = DICT_VERSION;
-    sh->header_size = sizeof(dict_shared);
+    sh->header_size = (uint32_t)header_bytes(ns);
+    sh->nshards = ns;
     atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed);
-    atomic_store_explicit(&sh->table, tw_pack(1, l, t), memory_order_relaxed);
     /* The directory's release store of the entry publishes all of this. */
     *offset = h;
-    *size = sizeof(dict_shared);
+    *size = header_bytes(ns);
     return SHK_OK;
 }
 
@@ -388,6 +459,21 @@ static inline int table_valid(const shk_dict *d, uint64_t tw)
         return 0;
     if (!in_seg(d, t, table_bytes(l)))
         return 0;
+    return 1;
+}
+
+/* Every field of the header a lookup or a writer trusts. */
+static int header_valid(shk_dict *d)
+{
+    const dict_shared *sh = d->sh;
+    for (unsigned i = 0; i <= d->shard_mask; i++) {
+        const dict_shard *s = &sh->shard[i];
+        uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
+        if (!table_valid(d, tw) ||
+            *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
+            atomic_load_explicit(&s->intent.op, memory_order_relaxed) > OP_CLEAR)
+            return 0;
+    }
     return 1;
 }
 
@@ -405,22 +491,25 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
         return rc;
     if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % 16)
         return SHK_ECORRUPT;
+    const dict_shared *hdr = (const dict_shared *)(shk_segment_base(seg) + off);
+    unsigned ns = hdr->nshards;
+    if (hdr->magic != DICT_MAGIC || hdr->version != DICT_VERSION ||
+        ns == 0 || ns > DICT_MAX_SHARDS || (ns & (ns - 1)) ||
+        hdr->header_size != header_bytes(ns) ||
+        !shk_segment_contains(seg, off, header_bytes(ns)))
+        return SHK_ECORRUPT;
     pthread_once(&fork_once, register_fork_handler);
-    shk_dict *d = calloc(1, sizeof *d);
+    shk_dict *d = calloc(1, sizeof *d + ns * sizeof(ver_batch));
     if (!d)
         return SHK_ESYS;
-    d->ver_fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
     d->seg = seg;
     d->heap = shk_segment_heap(seg);
     d->base = shk_segment_base(seg);
     d->sh = (dict_shared *)(d->base + off);
     d->off = off;
     d->seed = shk_segment_hash_seed(seg);
-    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
-    if (d->sh->magic != DICT_MAGIC || d->sh->version != DICT_VERSION ||
-        d->sh->header_size != sizeof(dict_shared) || !table_valid(d, tw) ||
-        atomic_load_explicit(&d->sh->intent.op, memory_order_relaxed) > OP_CLEAR ||
-        *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC) {
+    d->shard_mask = ns - 1;
+    if (!header_valid(d)) {
         free(d);
         return SHK_ECORRUPT;
     }
@@ -444,7 +533,13 @@ uint64_t shk_dict_offset(const shk_dict *d) { return d->off; }
 
 uint64_t shk_dict_count(const shk_dict *d)
 {
-    return atomic_load_explicit(&d->sh->count, memory_order_relaxed);
+    /* relaxed: each shard's count is exact under its lock; the sum is a
+     * snapshot only when no writer runs (like len() of any concurrent map). */
+    uint64_t n = 0;
+    for (unsigned i = 0; i <= d->shard_mask; i++)
+        if (!shard_stale(d, &d->sh->shard[i]))
+            n += atomic_load_explicit(&d->sh->shard[i].count, memory_order_relaxed);
+    return n;
 }
 
 /* ------------------------------------------------------------------ reads */
@@ -487,17 +582,21 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
                                          memory_order_relaxed);
     if (life_ver(life) != ref->ver)
         return 0;
-    return atomic_load_explicit(&d->sh->table, memory_order_relaxed) == ref->table;
+    return atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
+                                memory_order_relaxed) == ref->table;
 }
 
 int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     uint64_t hash, shk_dict_ref *ref)
 {
     uint64_t tag = hash >> 32;
+    dict_shard *sh = shard_of(d, hash);
     for (;;) {
+        if (shard_stale(d, sh))
+            return SHK_ENOTFOUND;
         /* acquire: the table's slots (zeroed and copied before the release
          * store of the table word) are visible. */
-        uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
+        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
         if (SHK_UNLIKELY(!table_valid(d, tw)))
             return SHK_ECORRUPT;
         uint64_t mask = (1ull << tw_log2(tw)) - 1;
@@ -517,6 +616,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 break;
             }
             ref->table = tw;
+            ref->shard = shard_index(d, sh);
             int match = ref->ktype == ktype && ref->klen == klen &&
                         entry_at(d, ref->entry)->hash == hash &&
                         memcmp(ref->key, key, klen) == 0;
@@ -534,7 +634,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         /* A miss is an answer only if the table was not replaced meanwhile
          * (a freed table's memory may have been reused). */
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&d->sh->table, memory_order_relaxed) == tw)
+        if (atomic_load_explicit(&sh->table, memory_order_relaxed) == tw)
             return SHK_ENOTFOUND;
     }
 }
@@ -752,9 +852,10 @@ static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
 }
 
 /* Repair after a writer died holding the lock (see CRASH SAFETY). */
-static void recover(shk_dict *d)
+static void shard_finish_clear(shk_dict *d, dict_shard *sh);
+
+static void recover(shk_dict *d, dict_shard *sh)
 {
-    dict_shared *sh = d->sh;
     dict_intent *in = &sh->intent;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
@@ -786,32 +887,28 @@ static void recover(shk_dict *d)
             else if (life == LIFE_DEAD)
                 entry_free(d, in->new_entry);
         }
-    } else if (op == OP_RESIZE || op == OP_CLEAR) {
+    } else if (op == OP_CLEAR) {
+        /* Committed iff the clearer's clear_epoch store happened; then
+         * finish it (it publishes the new table if that had not happened);
+         * otherwise nothing was visible and the new table is ours alone. */
+        uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed);
+        int valid = table_valid(d, in->table) && table_valid(d, in->old_table);
+        if (c >= in->slot && valid && (tw == in->old_table || tw == in->table))
+            shard_finish_clear(d, sh);
+        else if (c < in->slot && tw != in->table && table_valid(d, in->table))
+            table_free(d, tw_off(in->table));
+    } else if (op == OP_RESIZE) {
         if (tw != in->table) {
             /* Not published: the new table is ours alone. */
             if (table_valid(d, in->table))
                 table_free(d, tw_off(in->table));
         } else if (table_valid(d, in->old_table)) {
             /* Published, and the intent is cleared before the old table is
-             * freed (or, for clear, before its entries are retired), so
-             * none of that has happened yet: finish it. */
-            if (op == OP_CLEAR) {
-                _Atomic uint64_t *os = slots_of(d, in->old_table);
-                uint64_t ocap = 1ull << tw_log2(in->old_table);
-                for (uint64_t i = 0; i < ocap; i++) {
-                    uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
-                    if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
-                        continue;
-                    uint64_t e = slot_entry(s);
-                    uint64_t life = atomic_load_explicit(&entry_at(d, e)->life,
-                                                         memory_order_relaxed);
-                    if (!(life_ver(life) & 1))
-                        entry_retire(d, e, life_ver(life));
-                }
-            }
+             * freed, so that has not happened yet: finish it. */
             table_free(d, tw_off(in->old_table));
         }
     }
+    tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
     uint64_t used;
     uint64_t live = recount(d, tw, &used);
@@ -829,7 +926,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-int shk_dict_lock(shk_dict *d)
+static int shard_lock(shk_dict *d, dict_shard *sh)
 {
     /* Critical sections are a probe and a few stores (~100 ns), far shorter
      * than a futex sleep and wake-up (~several us), so a contended writer
@@ -837,7 +934,7 @@ int shk_dict_lock(shk_dict *d)
      * sleeps on a futex).  This is an adaptive mutex, not a sleep loop. */
     int rc = EBUSY;
     for (int i = 0; i < 64; i++) {
-        rc = pthread_mutex_trylock(&d->sh->lock.m);
+        rc = pthread_mutex_trylock(&sh->lock.m);
         if (rc != EBUSY)
             break;
         cpu_relax();
@@ -845,23 +942,43 @@ int shk_dict_lock(shk_dict *d)
     if (rc == 0)
         return SHK_OK;
     if (rc == EBUSY)
-        rc = shk_mutex_lock(&d->sh->lock);
+        rc = shk_mutex_lock(&sh->lock);
     else
         rc = rc == EOWNERDEAD ? SHK_MUTEX_RECOVERED : SHK_ESYS;
     if (rc == SHK_MUTEX_RECOVERED) {
-        recover(d);
-        shk_mutex_consistent(&d->sh->lock);
+        recover(d, sh);
+        shk_mutex_consistent(&sh->lock);
         return SHK_OK;
     }
     return rc;
 }
 
-void shk_dict_unlock(shk_dict *d) { shk_mutex_unlock(&d->sh->lock); }
+static inline void shard_unlock(dict_shard *sh) { shk_mutex_unlock(&sh->lock); }
+
+int shk_dict_lock(shk_dict *d)
+{
+    /* Every shard, in index order: two lockers of all shards cannot
+     * deadlock, and a single-shard writer never holds two locks. */
+    for (unsigned i = 0; i <= d->shard_mask; i++) {
+        int rc = shard_lock(d, &d->sh->shard[i]);
+        if (rc != SHK_OK) {
+            while (i--)
+                shard_unlock(&d->sh->shard[i]);
+            return rc;
+        }
+    }
+    return SHK_OK;
+}
+
+void shk_dict_unlock(shk_dict *d)
+{
+    for (unsigned i = d->shard_mask + 1; i--;)
+        shard_unlock(&d->sh->shard[i]);
+}
 
 /* Replace the table by one of 2^l slots holding the same live entries. */
-static int resize_to(shk_dict *d, unsigned l)
+static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
 {
-    dict_shared *sh = d->sh;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     uint64_t nt;
     int rc = table_new(d, l, &nt);
@@ -898,14 +1015,14 @@ static int resize_to(shk_dict *d, unsigned l)
 }
 
 /* Make room for one more used slot. */
-static int ensure_room(shk_dict *d)
+static int ensure_room(shk_dict *d, dict_shard *sh)
 {
-    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_relaxed);
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     uint64_t cap = 1ull << tw_log2(tw);
-    uint64_t used = atomic_load_explicit(&d->sh->used, memory_order_relaxed);
+    uint64_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     if ((used + 1) * 4 <= cap * 3)
         return SHK_OK;
-    uint64_t live = atomic_load_explicit(&d->sh->count, memory_order_relaxed);
+    uint64_t live = atomic_load_explicit(&sh->count, memory_order_relaxed);
     /* Size for twice the live entries so that a run of inserts does not
      * resize again soon; if mostly tombstones, this rebuilds at equal size. */
     unsigned l = log2_for((live + 1) * 2);
@@ -913,7 +1030,7 @@ static int ensure_room(shk_dict *d)
         l = tw_log2(tw);
     if ((live + 1) * 4 > (3ull << SHK_DICT_MAX_LOG2_CAP))
         return SHK_ENOMEM;
-    return resize_to(d, l);
+    return resize_to(d, sh, l);
 }
 
 int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
@@ -921,12 +1038,12 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
 {
     if (!txn->entry)
         return SHK_EINVAL;
-    dict_shared *sh = d->sh;
+    dict_shard *sh = shard_of(d, txn->hash);
     dict_entry *en = entry_at(d, txn->entry);
-    int rc = shk_dict_lock(d);
+    int rc = shard_lock(d, sh);
     if (rc != SHK_OK)
         return rc;
-    rc = ensure_room(d);
+    rc = ensure_room(d, sh);
     if (rc != SHK_OK)
         goto out;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
@@ -955,7 +1072,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     uint64_t slot = (uint64_t)(p.found >= 0 ? p.found : p.free_slot);
     _Atomic uint64_t *sp = &slots_of(d, tw)[slot];
     uint64_t prev = atomic_load_explicit(sp, memory_order_relaxed);
-    uint64_t ver = new_ver(d);
+    uint64_t ver = new_ver(d, sh);
     dict_intent *in = &sh->intent;
     in->slot = slot;
     in->new_entry = txn->entry;
@@ -987,7 +1104,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     if (replaced)
         *replaced = old != 0;
 out:
-    shk_dict_unlock(d);
+    shard_unlock(sh);
     return rc;
 }
 
@@ -1012,8 +1129,8 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     if (klen > UINT32_MAX)
         return SHK_ENOTFOUND;
     uint64_t hash = shk_dict_hash(d, ktype, key, klen);
-    dict_shared *sh = d->sh;
-    int rc = shk_dict_lock(d);
+    dict_shard *sh = shard_of(d, hash);
+    int rc = shard_lock(d, sh);
     if (rc != SHK_OK)
         return rc;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
@@ -1056,103 +1173,168 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     SHK_CRASH_POINT("dict.delete.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
 out:
-    shk_dict_unlock(d);
+    shard_unlock(sh);
     return rc;
 }
 
-int shk_dict_clear(shk_dict *d)
+/* Finish a committed clear in one shard: publish the empty table its
+ * intent holds (if not yet), mark the shard current, then retire what the
+ * old table held.  Under the shard's lock (by the clearer, or by recover()
+ * after the clearer died). */
+static void shard_finish_clear(shk_dict *d, dict_shard *sh)
 {
-    dict_shared *sh = d->sh;
-    int rc = shk_dict_lock(d);
-    if (rc != SHK_OK)
-        return rc;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    uint64_t nt;
-    rc = table_new(d, 3, &nt);
-    if (rc != SHK_OK)
-        goto out;
-    uint64_t ntw = tw_pack(tw_gen(tw) + 1, 3, nt);
-    sh->intent.table = ntw;
-    sh->intent.old_table = tw;
-    /* release: intent fields before op (see commit). */
-    atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
-    /* release: as in resize.  From here the old entries are unreachable
-     * for new readers; we retire them one by one.  A crash in the loop
-     * leaks the rest (the intent is already cleared), never corrupts. */
-    atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    dict_intent *in = &sh->intent;
+    uint64_t tw = in->old_table;
+    /* release: readers that load the new table word see its zeroed slots. */
+    atomic_store_explicit(&sh->table, in->table, memory_order_release);
     SHK_CRASH_POINT("dict.clear.published");
+    /* release: a reader that sees the epoch sees the new table (above). */
+    atomic_store_explicit(&sh->epoch, in->slot, memory_order_release);
     atomic_store_explicit(&sh->count, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->used, 0, memory_order_relaxed);
-    atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+    /* From here the old entries are unreachable for new readers; we retire
+     * them one by one.  A crash in the loop leaks the rest (the intent is
+     * already cleared), never corrupts. */
+    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
     _Atomic uint64_t *os = slots_of(d, tw);
     uint64_t ocap = 1ull << tw_log2(tw);
     for (uint64_t i = 0; i < ocap; i++) {
         uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
-        if (!slot_live(s))
+        if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
             continue;
         uint64_t e = slot_entry(s);
-        entry_retire(d, e, life_ver(atomic_load_explicit(&entry_at(d, e)->life,
-                                                         memory_order_relaxed)));
+        uint64_t life = atomic_load_explicit(&entry_at(d, e)->life,
+                                             memory_order_relaxed);
+        if (!(life_ver(life) & 1))
+            entry_retire(d, e, life_ver(life));
     }
     table_free(d, tw_off(tw));
-out:
+}
+
+int shk_dict_clear(shk_dict *d)
+{
+    int rc = shk_dict_lock(d);
+    if (rc != SHK_OK)
+        return rc;
+    /* Prepare: every shard gets its empty table, recorded in its intent at
+     * once (so a crash never leaks one), before anything is visible. */
+    uint64_t epoch = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed) + 1;
+    unsigned made = 0;
+    for (; made <= d->shard_mask; made++) {
+        dict_shard *sh = &d->sh->shard[made];
+        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+        uint64_t nt;
+        rc = table_new(d, 3, &nt);
+        if (rc != SHK_OK)
+            break;
+        sh->intent.slot = epoch;
+        sh->intent.table = tw_pack(tw_gen(tw) + 1, 3, nt);
+        sh->intent.old_table = tw;
+        /* release: intent fields before op (see commit). */
+        atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
+    }
+    if (rc != SHK_OK) {
+        while (made--) {
+            dict_shard *sh = &d->sh->shard[made];
+            atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+            table_free(d, tw_off(sh->intent.table));
+        }
+        shk_dict_unlock(d);
+        return rc;
+    }
+    SHK_CRASH_POINT("dict.clear.prepared");
+    /* release: the commit point of the whole clear.  From here every shard
+     * reads as empty (shard_stale) until it is finished below, and a
+     * recovering writer finishes it if we die. */
+    atomic_store_explicit(&d->sh->clear_epoch, epoch, memory_order_release);
+    SHK_CRASH_POINT("dict.clear.committed");
+    for (unsigned i = 0; i <= d->shard_mask; i++)
+        shard_finish_clear(d, &d->sh->shard[i]);
     shk_dict_unlock(d);
-    return rc;
+    return SHK_OK;
 }
 
 /* -------------------------------------------------------------- iteration */
 
+/* *pos = shard << 32 | slot: a walk visits the shards in order, and *table
+ * is the table word of the shard it is in (0: take the current one). */
 int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref)
 {
-    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
-    if (*pos == 0 || *table == 0)
-        *table = tw;
-    else if (*table != tw)
-        return SHK_EAGAIN;
-    if (*pos >= (1ull << tw_log2(tw)))
-        return SHK_ENOTFOUND;
-    if (!table_valid(d, tw))
-        return SHK_ECORRUPT;
-    uint64_t cap = 1ull << tw_log2(tw);
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    for (uint64_t i = *pos; i < cap; i++) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
-        if (!slot_live(s))
+    if (*pos == 0)
+        *table = 0;
+    for (;;) {
+        uint64_t si = *pos >> 32;
+        if (si > d->shard_mask)
+            return SHK_ENOTFOUND;
+        dict_shard *sh = &d->sh->shard[si];
+        if (shard_stale(d, sh)) {
+            *pos = (si + 1) << 32;
+            *table = 0;
             continue;
-        if (!entry_snapshot(d, slot_entry(s), ref))
-            continue;   /* retired meanwhile: it is gone */
-        ref->table = tw;
-        *pos = i + 1;
-        return SHK_OK;
+        }
+        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+        if (*table == 0)
+            *table = tw;
+        else if (*table != tw)
+            return SHK_EAGAIN;
+        if (!table_valid(d, tw))
+            return SHK_ECORRUPT;
+        uint64_t cap = 1ull << tw_log2(tw);
+        _Atomic uint64_t *slots = slots_of(d, tw);
+        for (uint64_t i = *pos & 0xffffffffull; i < cap; i++) {
+            uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+            if (!slot_live(s))
+                continue;
+            if (!entry_snapshot(d, slot_entry(s), ref))
+                continue;   /* retired meanwhile: it is gone */
+            ref->table = tw;
+            ref->shard = (uint32_t)si;
+            *pos = si << 32 | (i + 1);
+            return SHK_OK;
+        }
+        *pos = (si + 1) << 32;
+        *table = 0;
     }
-    *pos = cap;
-    return SHK_ENOTFOUND;
 }
 
 /* ------------------------------------------------------------ stats/check */
 
+static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats *st)
+{
+    int stale = shard_stale(d, sh);
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+    uint64_t count = stale ? 0 : atomic_load_explicit(&sh->count, memory_order_relaxed);
+    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->used, memory_order_relaxed);
+    st->count += count;
+    st->capacity += 1ull << tw_log2(tw);
+    st->used_slots += used;
+    st->tombstones += used > count ? used - count : 0;
+    st->table_bytes += table_bytes(tw_log2(tw));
+    st->resizes += atomic_load_explicit(&sh->resizes, memory_order_relaxed);
+    st->recoveries += atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
+}
+
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 {
     memset(st, 0, sizeof *st);
-    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_acquire);
-    st->count = atomic_load_explicit(&d->sh->count, memory_order_relaxed);
-    st->capacity = 1ull << tw_log2(tw);
-    st->used_slots = atomic_load_explicit(&d->sh->used, memory_order_relaxed);
-    st->tombstones = st->used_slots > st->count ? st->used_slots - st->count : 0;
-    st->table_bytes = table_bytes(tw_log2(tw));
-    st->resizes = atomic_load_explicit(&d->sh->resizes, memory_order_relaxed);
-    st->recoveries = atomic_load_explicit(&d->sh->recoveries, memory_order_relaxed);
+    for (unsigned i = 0; i <= d->shard_mask; i++)
+        shard_stats(d, &d->sh->shard[i], st);
 }
 
-static int check_locked(shk_dict *d, shk_dict_stats *out)
+/* Check shard si (locked), adding its statistics to *total. */
+static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
 {
+    const dict_shard *sh = &d->sh->shard[si];
     shk_dict_stats st;
-    shk_dict_stats_get(d, &st);
-    uint64_t tw = atomic_load_explicit(&d->sh->table, memory_order_relaxed);
+    memset(&st, 0, sizeof st);
+    shard_stats(d, sh, &st);
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (!table_valid(d, tw) || *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
         *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
         return SHK_ECORRUPT;
-    if (atomic_load_explicit(&d->sh->intent.op, memory_order_relaxed) != OP_NONE)
+    if (atomic_load_explicit(&sh->intent.op, memory_order_relaxed) != OP_NONE ||
+        atomic_load_explicit(&sh->epoch, memory_order_relaxed) !=
+            atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed))
         return SHK_ECORRUPT;
     uint64_t cap = 1ull << tw_log2(tw), mask = cap - 1;
     _Atomic uint64_t *slots = slots_of(d, tw);
@@ -1176,7 +1358,7 @@ static int check_locked(shk_dict *d, shk_dict_stats *out)
             return SHK_ECORRUPT;
         const char *key = d->base + e + ENTRY_HDR;
         if (shk_dict_hash(d, en->ktype, key, en->klen) != en->hash ||
-            (en->hash >> 32) != (s >> 32))
+            (en->hash >> 32) != (s >> 32) || (en->hash & d->shard_mask) != si)
             return SHK_ECORRUPT;
         /* reachable from its home slot without an EMPTY, no duplicate key
          * before it on the path */
@@ -1200,18 +1382,33 @@ static int check_locked(shk_dict *d, shk_dict_stats *out)
     }
     if (live != st.count || used != st.used_slots || used * 4 > cap * 3 + 4)
         return SHK_ECORRUPT;
-    st.tombstones = used - live;
-    if (out)
-        *out = st;
+    total->count += live;
+    total->capacity += st.capacity;
+    total->used_slots += used;
+    total->tombstones += used - live;
+    total->table_bytes += st.table_bytes;
+    total->resizes += st.resizes;
+    total->recoveries += st.recoveries;
+    total->entry_bytes += st.entry_bytes;
+    total->key_bytes += st.key_bytes;
+    total->value_bytes += st.value_bytes;
+    if (st.max_probe > total->max_probe)
+        total->max_probe = st.max_probe;
     return SHK_OK;
 }
 
-int shk_dict_check(shk_dict *d, shk_dict_stats *st)
+int shk_dict_check(shk_dict *d, shk_dict_stats *out)
 {
+    /* All shards locked at once, so the totals are one consistent state. */
     int rc = shk_dict_lock(d);
     if (rc != SHK_OK)
         return rc;
-    rc = check_locked(d, st);
+    shk_dict_stats st;
+    memset(&st, 0, sizeof st);
+    for (unsigned i = 0; i <= d->shard_mask && rc == SHK_OK; i++)
+        rc = check_shard(d, i, &st);
     shk_dict_unlock(d);
+    if (rc == SHK_OK && out)
+        *out = st;
     return rc;
 }

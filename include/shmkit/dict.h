@@ -31,6 +31,10 @@ typedef struct shk_dict shk_dict;
 /* Largest number of table slots (2^31); the dict holds up to 3/4 of that. */
 #define SHK_DICT_MAX_LOG2_CAP 31u
 #define SHK_DICT_MIN_CAPACITY 8u
+/* A dict is this many independent shards (tables with their own writer
+ * lock), chosen by the key's hash, so writers of different keys rarely
+ * wait for each other.  Each shard holds up to 3/4 of 2^31 entries. */
+#define SHK_DICT_SHARDS 16u
 /* A reference can be pinned (views) by at most this many holders at once. */
 #define SHK_DICT_MAX_PINS 0xffffu
 
@@ -53,11 +57,12 @@ uint64_t shk_dict_hash(const shk_dict *d, uint8_t ktype, const void *key,
 typedef struct shk_dict_ref {
     uint64_t entry;         /* segment offset of the entry               */
     uint64_t ver;           /* its version when found                     */
-    uint64_t table;         /* table word when found                      */
+    uint64_t table;         /* its shard's table word when found          */
     const char *key;        /* into shared memory                         */
     const char *val;        /* into shared memory, 16-byte aligned         */
     uint64_t klen, vlen;
     uint8_t ktype, vtype;
+    uint32_t shard;         /* which shard                                */
 } shk_dict_ref;
 
 /* Find a key.  SHK_OK with *ref filled, or SHK_ENOTFOUND.  Never blocks. */
