@@ -23,9 +23,23 @@
  *   the others.  The segment heap is "growable": carving past the backed part
  *   of the segment grows the file first (shk_segment_reserve).
  *
+ * STRIPES
+ *   A class's list head is one cache line that every allocate and free of
+ *   that class writes; two processes allocating and freeing the same small
+ *   size (dict entries, queue items) would bounce it between their cores on
+ *   every call.  So the classes of blocks up to 1 KiB have FL_NSTRIPE lists
+ *   each, on separate lines.  A handle takes a stripe round-robin from
+ *   `next_stripe` when it first allocates (a forked child takes its own),
+ *   pushes its frees there and pops from there first; only when its own list is empty
+ *   does it look at the other stripes, before carving, so memory freed by
+ *   one process is always reused by another (never stranded).  Larger
+ *   classes have one list: their calls are rare next to the copy they pay
+ *   for.  Crash safety is unchanged: each list is the same Treiber stack.
+ *
  * LAYOUT
  *   header (at the allocator's offset):
- *     magic, version, flags | start | limit | top word (atomic) | class[128]
+ *     magic, version, flags | start | limit | top word (atomic) |
+ *     next_stripe | class[128] (stripe 0) | striped[3][24] (stripes 1-3)
  *     top word = (class of the last carved block + 1) << 40 | top offset
  *     class[c] = { head (tag:32 | offset/16:32), free_bytes, free_blocks }
  *                one cache line each, so classes do not false-share.
@@ -42,7 +56,7 @@
  *     block with a garbage header; the next carver rewrites its class (the
  *     same value) before carving, so check() can always walk the tiling and
  *     reports such a block as abandoned instead of failing.
- *   - A block is on its class's list iff its state is FREE (except for the
+ *   - A block is on one of its class's lists iff its state is FREE (except for the
  *     instant between a free's state change and its push).
  *   - free_bytes[c] >= bytes of blocks on list c: free adds before it pushes,
  *     allocate subtracts after it pops.
@@ -54,10 +68,14 @@
 #include <string.h>
 
 #define FL_MAGIC 0x5453494c45455246ull   /* "FREELIST" */
-#define FL_VERSION 1u
+#define FL_VERSION 2u
 #define FL_FLAG_GROWABLE 1u
 #define FL_NCLASS 128
 #define FL_SMALL_CLASSES 16
+/* Classes below FL_STRIPED (blocks up to 1 KiB) have FL_NSTRIPE free lists
+ * each; see STRIPES. */
+#define FL_NSTRIPE 4u
+#define FL_STRIPED 24u
 #define BLOCK_HDR 16u
 #define STATE_LIVE 0x4556494cu            /* "LIVE" */
 #define STATE_FREE 0x45455246u            /* "FREE" */
@@ -76,8 +94,10 @@ typedef struct fl_shared {
     uint64_t start;
     uint64_t limit;
     _Atomic uint64_t top;   /* top word: see LAYOUT */
-    char pad[SHK_CACHELINE - 40];
-    fl_class cls[FL_NCLASS];
+    _Atomic uint32_t next_stripe;   /* hands out stripes round-robin */
+    char pad[SHK_CACHELINE - 44];
+    fl_class cls[FL_NCLASS];                        /* stripe 0 */
+    fl_class striped[FL_NSTRIPE - 1][FL_STRIPED];   /* stripes 1.. */
 } fl_shared;
 SHK_STATIC_ASSERT(sizeof(fl_class) == SHK_CACHELINE, "class is a line");
 SHK_STATIC_ASSERT(sizeof(fl_shared) % SHK_CACHELINE == 0, "header lines");
@@ -109,7 +129,32 @@ struct shk_freelist {
     uint64_t start, limit;
     int growable;
     int segment_heap;
+    /* This process's stripe, and the fork generation it was taken in (a
+     * forked child takes its own).  Relaxed atomics: threads sharing the
+     * handle may race to re-pick; any stripe is correct. */
+    _Atomic unsigned stripe;
+    _Atomic unsigned stripe_gen;
 };
+
+/* The free list of class c in stripe s (s < stripes_of(c)). */
+static inline unsigned stripes_of(unsigned c) { return c < FL_STRIPED ? FL_NSTRIPE : 1u; }
+static inline fl_class *class_line(fl_shared *sh, unsigned s, unsigned c)
+{
+    return s == 0 ? &sh->cls[c] : &sh->striped[s - 1][c];
+}
+
+static unsigned my_stripe(shk_freelist *fl)
+{
+    unsigned g = shk_fork_gen();
+    if (SHK_LIKELY(atomic_load_explicit(&fl->stripe_gen, memory_order_relaxed) == g))
+        return atomic_load_explicit(&fl->stripe, memory_order_relaxed);
+    /* relaxed: a stripe is a placement hint, not a synchronisation. */
+    unsigned s = atomic_fetch_add_explicit(&fl->sh->next_stripe, 1,
+                                           memory_order_relaxed) % FL_NSTRIPE;
+    atomic_store_explicit(&fl->stripe, s, memory_order_relaxed);
+    atomic_store_explicit(&fl->stripe_gen, g, memory_order_relaxed);
+    return s;
+}
 
 /* ------------------------------------------------------------ size classes */
 
@@ -166,12 +211,13 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
         return SHK_ECORRUPT;
     if (!(sh->flags & FL_FLAG_GROWABLE) && sh->limit > file_size)
         return SHK_ECORRUPT;
-    for (int c = 0; c < FL_NCLASS; c++) {
-        uint64_t h = shk_lf_off(atomic_load_explicit(&sh->cls[c].head,
-                                                     memory_order_relaxed));
-        if (h != 0 && (h < sh->start || h + BLOCK_HDR > top))
-            return SHK_ECORRUPT;
-    }
+    for (unsigned c = 0; c < FL_NCLASS; c++)
+        for (unsigned st = 0; st < stripes_of(c); st++) {
+            uint64_t h = shk_lf_off(atomic_load_explicit(
+                &class_line((fl_shared *)sh, st, c)->head, memory_order_relaxed));
+            if (h != 0 && (h < sh->start || h + BLOCK_HDR > top))
+                return SHK_ECORRUPT;
+        }
     return SHK_OK;
 }
 
@@ -197,6 +243,9 @@ int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
     fl->limit = fl->sh->limit;
     fl->growable = (fl->sh->flags & FL_FLAG_GROWABLE) != 0;
     fl->segment_heap = segment_heap;
+    shk_fork_watch();
+    /* a generation that never matches: the first allocation picks a stripe */
+    atomic_store_explicit(&fl->stripe_gen, shk_fork_gen() - 1, memory_order_relaxed);
     if (!segment_heap)
         shk_segment_retain(seg);
     *out = fl;
@@ -277,9 +326,8 @@ static uint64_t carve(shk_freelist *fl, unsigned c)
     }
 }
 
-static inline uint64_t pop_class(shk_freelist *fl, unsigned c)
+static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
 {
-    fl_class *k = &fl->sh->cls[c];
     uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
     uint64_t h = shk_lfstack_pop(&k->head, fl->base, top);
     if (h == 0)
@@ -294,6 +342,22 @@ static inline uint64_t pop_class(shk_freelist *fl, unsigned c)
     return h;
 }
 
+/* A free block of class c from any stripe, ours first; 0 if none. */
+static uint64_t pop_class(shk_freelist *fl, unsigned c, unsigned mine)
+{
+    unsigned n = stripes_of(c);
+    if (mine >= n)
+        mine = 0;
+    uint64_t h = pop_list(fl, class_line(fl->sh, mine, c));
+    for (unsigned i = 1; h == 0 && i < n; i++) {
+        fl_class *k = class_line(fl->sh, (mine + i) % n, c);
+        /* relaxed peek: skip empty lists without a CAS on their line */
+        if (atomic_load_explicit(&k->head, memory_order_relaxed))
+            h = pop_list(fl, k);
+    }
+    return h;
+}
+
 int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
 {
     if (n == 0 || n > SHK_FREELIST_MAX_ALLOC)
@@ -301,13 +365,15 @@ int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
     int c = class_of(n);
     if (c < 0)
         return SHK_EINVAL;
-    uint64_t h = pop_class(fl, (unsigned)c);
+    unsigned mine = my_stripe(fl);
+    /* Reuse before carving, from other stripes too, so that blocks freed
+     * by one process and needed by another are never stranded. */
+    uint64_t h = pop_class(fl, (unsigned)c, mine);
     if (h == 0)
         h = carve(fl, (unsigned)c);
     /* No room for a new block: any free block of a larger class will do. */
     for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++)
-        if (atomic_load_explicit(&fl->sh->cls[d].head, memory_order_relaxed))
-            h = pop_class(fl, d);
+        h = pop_class(fl, d, mine);
     if (h == 0)
         return SHK_ENOMEM;
     *off = h + BLOCK_HDR;
@@ -345,7 +411,8 @@ int shk_freelist_free(shk_freelist *fl, uint64_t off)
         return SHK_EBADOFF;
     SHK_CRASH_POINT("freelist.free");
     uint32_t c = cls_get(b);
-    fl_class *k = &fl->sh->cls[c];
+    unsigned st = c < FL_STRIPED ? my_stripe(fl) : 0;
+    fl_class *k = class_line(fl->sh, st, c);
     atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed);
@@ -363,8 +430,10 @@ uint64_t shk_freelist_available(const shk_freelist *fl)
 {
     uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
     uint64_t n = fl->limit - top;
-    for (int c = 0; c < FL_NCLASS; c++)
-        n += atomic_load_explicit(&fl->sh->cls[c].free_bytes, memory_order_relaxed);
+    for (unsigned c = 0; c < FL_NCLASS; c++)
+        for (unsigned st = 0; st < stripes_of(c); st++)
+            n += atomic_load_explicit(&class_line(fl->sh, st, c)->free_bytes,
+                                      memory_order_relaxed);
     return n;
 }
 
@@ -418,9 +487,11 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
     }
     /* 2. Walk every list: nodes FREE, of the list's class, no cycles (a list
      *    cannot be longer than the number of FREE blocks). */
-    for (unsigned c = 0; c < FL_NCLASS; c++) {
+    uint64_t listed = 0;
+    for (unsigned c = 0; c < FL_NCLASS; c++)
+    for (unsigned st = 0; st < stripes_of(c); st++) {
         uint64_t n = 0, bytes = 0;
-        uint64_t node = shk_lf_off(atomic_load_explicit(&fl->sh->cls[c].head,
+        uint64_t node = shk_lf_off(atomic_load_explicit(&class_line(fl->sh, st, c)->head,
                                                         memory_order_acquire));
         while (node) {
             if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
@@ -429,8 +500,9 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
             if (cls_get(b) != c ||
                 atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE)
                 return SHK_ECORRUPT;
-            if (++n > free_walk)
+            if (++listed > free_walk)
                 return SHK_ECORRUPT;
+            n++;
             bytes += BLOCK_HDR + class_size(c);
             node = atomic_load_explicit(&b->link, memory_order_relaxed);
         }

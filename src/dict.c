@@ -204,10 +204,12 @@ SHK_STATIC_ASSERT(sizeof(dict_entry) == ENTRY_HDR, "entry header");
 
 /* Versions a handle reserved from next_ver, a batch at a time so that
  * commits do not all bounce one shared counter between cores.  One batch
- * per shard, used only under that shard's writer lock. */
+ * per shard, used only under that shard's writer lock.  A forked child
+ * inherits the handle, so a batch is dropped when the fork generation
+ * changes (internal.h), or parent and child would hand out equal versions. */
 typedef struct ver_batch {
     uint64_t next, end;
-    unsigned fork_gen;          /* fork_gen when the batch was taken */
+    unsigned fork_gen;          /* shk_fork_gen() when it was taken */
 } ver_batch;
 
 struct shk_dict {
@@ -224,21 +226,6 @@ struct shk_dict {
     _Atomic uint64_t backed;
     ver_batch ver[];            /* one per shard */
 };
-
-/* A forked child inherits its parent's handles, and with them their
- * version batches: both would hand out the same versions.  A fork handler
- * bumps this counter in the child, which makes every handle fetch a fresh
- * batch (one relaxed load per commit). */
-static _Atomic unsigned fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void)
-{
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-}
-static void register_fork_handler(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
 
 /* ----------------------------------------------------------- small helpers */
 
@@ -341,7 +328,7 @@ static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
 static uint64_t new_ver(shk_dict *d, dict_shard *sh)
 {
     ver_batch *b = &d->ver[shard_index(d, sh)];
-    unsigned fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    unsigned fg = shk_fork_gen();
     if (b->next == b->end || b->fork_gen != fg) {
         b->fork_gen = fg;
         /* relaxed: versions only need to be unique, not ordered. */
@@ -498,7 +485,7 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
         hdr->header_size != header_bytes(ns) ||
         !shk_segment_contains(seg, off, header_bytes(ns)))
         return SHK_ECORRUPT;
-    pthread_once(&fork_once, register_fork_handler);
+    shk_fork_watch();
     shk_dict *d = calloc(1, sizeof *d + ns * sizeof(ver_batch));
     if (!d)
         return SHK_ESYS;

@@ -97,6 +97,19 @@ static inline int64_t shk_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* ---- fork generation ----
+ * Per-process state cached in a handle (a dict's version batch, the heap
+ * stripe) must not be shared with a forked child.  shk_fork_watch() (called
+ * at any open; idempotent) installs a pthread_atfork handler that bumps the
+ * generation in the child; a handle that remembers the generation it took
+ * its state in sees the change with one relaxed load. */
+extern _Atomic unsigned shk_fork_gen_;
+void shk_fork_watch(void);
+static inline unsigned shk_fork_gen(void)
+{
+    return atomic_load_explicit(&shk_fork_gen_, memory_order_relaxed);
+}
+
 /* ---- tagged-offset Treiber stack ----
  * The head word packs a 32-bit ABA tag above a 32-bit node offset counted in
  * 16-byte units, so nodes must be 16-aligned and below 64 GiB

@@ -145,6 +145,26 @@ const char *shk_strerror(int status)
     }
 }
 
+_Atomic unsigned shk_fork_gen_;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    /* relaxed: the child is single-threaded here; later loads in it are
+     * program-ordered after this store. */
+    atomic_fetch_add_explicit(&shk_fork_gen_, 1, memory_order_relaxed);
+}
+
+static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+void shk_fork_watch(void)
+{
+    pthread_once(&fork_once, register_fork_handler);
+}
+
 const char *shk_type_name(uint32_t type)
 {
     static const char *const names[SHK_TYPE_MAX_] = {

@@ -96,6 +96,40 @@ TEST(freelist_larger_class_fallback)
     drop_segment(s, "fb");
 }
 
+TEST(freelist_stripes_share_memory)
+{
+    /* A parent frees blocks into its stripe; a forked child (which takes
+     * another stripe) must reuse them, not carve new memory. */
+    shk_segment *s = new_segment("stripe", 0);
+    shk_freelist *fl = new_freelist(s, 1 << 20);
+    enum { N = 200 };
+    uint64_t offs[N], start, top0, top1;
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(shk_freelist_alloc(fl, 48, &offs[i]), SHK_OK);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(shk_freelist_free(fl, offs[i]), SHK_OK);
+    shk_freelist_region(fl, &start, &top0);
+    pid_t c = fork();
+    if (c == 0) {
+        uint64_t off;
+        int ok = 1;
+        for (int i = 0; i < N; i++)
+            ok &= shk_freelist_alloc(fl, 48, &off) == SHK_OK;
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    CHECK_EQ(waitpid(c, &st, 0), c);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    shk_freelist_region(fl, &start, &top1);
+    CHECK_EQ(top1, top0);
+    shk_freelist_stats fs;
+    CHECK_EQ(shk_freelist_check(fl, &fs), SHK_OK);
+    CHECK_EQ(fs.live_blocks, N);
+    CHECK_EQ(fs.free_blocks, 0);
+    shk_freelist_close(fl);
+    drop_segment(s, "stripe");
+}
+
 TEST(segment_heap_grows)
 {
     shk_segment *s = new_segment("grow", 0);
@@ -308,6 +342,7 @@ int main(void)
     RUN(freelist_basic);
     RUN(freelist_out_of_memory_changes_nothing);
     RUN(freelist_larger_class_fallback);
+    RUN(freelist_stripes_share_memory);
     RUN(segment_heap_grows);
     RUN(bump);
     RUN(slab);
