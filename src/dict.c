@@ -507,6 +507,16 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
     return SHK_OK;
 }
 
+int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end)
+{
+    if (i >= SHK_DICT_SHARDS)
+        return SHK_ENOTFOUND;
+    *start = offsetof(dict_shared, shard) + i * sizeof(dict_shard) +
+             offsetof(dict_shard, lock);
+    *end = *start + sizeof(shk_mutex);
+    return SHK_OK;
+}
+
 void shk_dict_close(shk_dict *d)
 {
     if (!d)

@@ -187,6 +187,12 @@ void shk_crash_point_hit(const char *name);
             shk_crash_point_hit(name);                                       \
     } while (0)
 
+/* ---- layout facts for the fuzz tests ----
+ * [*start, *end) of the i-th robust mutex inside a dict's header, relative
+ * to the header; SHK_ENOTFOUND past the last.  The header fuzzer keeps
+ * mutexes intact: a forged owner stalls lockers by design (SECURITY.md). */
+int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end);
+
 /* ---- segment internals used by other sources ---- */
 int shk_segment_fd(const shk_segment *seg);
 

@@ -12,8 +12,9 @@
 
 enum { DICT, QUEUE, STACK, NKIND };
 static const char *const names[NKIND] = {"d", "q", "s"};
-/* [start, end) of each header's mutex (dict.c and queue.c LAYOUT). */
-static const uint64_t lock_at[NKIND][2] = {{192, 256}, {64, 128}, {0, 0}};
+/* [start, end) of the queue header's mutex (queue.c LAYOUT); the dict's
+ * come from shk_dict_mutex_span (one per shard). */
+static const uint64_t queue_lock_at[2] = {64, 128};
 
 static shk_segment *seg;
 static uint64_t off[NKIND], len[NKIND];
@@ -62,8 +63,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(base + off[i], orig[i], len[i]);
     size_t n = size - 1 < len[k] ? size - 1 : len[k];
     memcpy(base + off[k], data + 1, n);
-    memcpy(base + off[k] + lock_at[k][0], orig[k] + lock_at[k][0],
-           lock_at[k][1] - lock_at[k][0]);
+    if (k == DICT) {
+        uint64_t a, b;
+        for (unsigned i = 0; shk_dict_mutex_span(i, &a, &b) == SHK_OK; i++)
+            if (b <= len[k])
+                memcpy(base + off[k] + a, orig[k] + a, b - a);
+    } else if (k == QUEUE) {
+        memcpy(base + off[k] + queue_lock_at[0], orig[k] + queue_lock_at[0],
+               queue_lock_at[1] - queue_lock_at[0]);
+    }
 
     int rc;
     if (k == DICT) {

@@ -5,7 +5,8 @@
  *
  * A smallest-possible segment holding a bitset, two arrays, a bump and a
  * slab allocator gives the attach and segment-header seeds; the object headers
- * (plus their first data bytes) give the bitset and array seeds. */
+ * (plus their first data bytes) give the bitset and array seeds, and the
+ * dict, queue and stack header blocks the structures seeds. */
 #include "internal.h"
 
 #include <fcntl.h>
@@ -125,5 +126,42 @@ int main(int argc, char **argv)
         shk_array_close(a);
         shk_segment_close(s);
     }
+
+    /* 4. the dict, queue and stack headers for fuzz_structures (its first
+     *    byte picks the kind: 0 dict, 1 queue, 2 stack) */
+    snprintf(d, sizeof d, "%s/structures", root);
+    mkdir(d, 0755);
+    s = fresh("st");
+    shk_dict *dc;
+    shk_queue *q;
+    shk_stack *st;
+    shk_queue_config cfg = {4096, 0};
+    if (shk_dict_open(s, "d", 1, 0, &dc, NULL) != SHK_OK ||
+        shk_queue_open_named(s, "q", &cfg, &q, NULL) != SHK_OK ||
+        shk_stack_open_named(s, "s", &st, NULL) != SHK_OK)
+        return 1;
+    shk_dict_set(dc, 1, "k", 1, 1, "v", 1);
+    shk_queue_put(q, "item", 4, 0, 0);
+    shk_stack_push(st, "node", 4, 0);
+    static const char *const kinds[] = {"d", "q", "s"};
+    for (int k = 0; k < 3; k++) {
+        shk_object_info info;
+        if (shk_segment_lookup(s, kinds[k], &info) != SHK_OK)
+            return 1;
+        uint64_t n = shk_freelist_usable(shk_segment_heap(s), info.offset);
+        unsigned char *buf = malloc(n + 1);
+        if (!buf)
+            return 1;
+        buf[0] = (unsigned char)k;
+        memcpy(buf + 1, shk_segment_base(s) + info.offset, n);
+        char file[64];
+        snprintf(file, sizeof file, "seed-%s", kinds[k]);
+        put(d, file, buf, n + 1);
+        free(buf);
+    }
+    shk_dict_close(dc);
+    shk_queue_close(q);
+    shk_stack_close(st);
+    shk_segment_close(s);
     return 0;
 }
