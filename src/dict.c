@@ -11,15 +11,24 @@
  *   slot of a key is tag & (capacity - 1), so a resize only moves slot words
  *   and never touches (or even reads) an entry.
  *
- *   Writes (set, delete, clear, resize) take one robust process-shared mutex
- *   per dict.  The new entry is allocated and filled *before* the lock
+ *   SHARDS.  The dict is SHK_DICT_SHARDS (16) independent shards, and a
+ *   key's shard is its hash's low bits (the table uses the high 32, so the
+ *   two choices are independent).  Each shard is everything described
+ *   below: its own table, counters, intent record and robust writer lock,
+ *   on its own cache lines.  One lock per dict made every writer of every
+ *   key queue on one line and, when contended, on futex sleeps: two
+ *   processes writing at once ran slower than one.  With shards, writers of
+ *   different keys meet in the same shard 1 time in 16, and a writer still
+ *   holds exactly one lock, so growth, tombstones and crash repair stay the
+ *   simple single-lock design, per shard.  Only clear() and whole-dict
+ *   checks take every lock (in index order, so they cannot deadlock).
+ *
+ *   Writes (set, delete, resize) take their shard's robust process-shared
+ *   mutex.  The new entry is allocated and filled *before* the lock
  *   (shk_dict_prepare), so the critical section is a probe plus a few
- *   stores; large values are copied with no lock held.  A single mutex keeps
- *   growth, tombstone accounting and crash repair simple and obviously
- *   correct; gets (the hot path) never take it.  The lock is adaptive: a
- *   short trylock spin (critical sections are ~100 ns), then a futex sleep
- *   inside the robust mutex.  (Striped locks would let writers scale; see
- *   docs/dict.md for the design and why it was not worth its risk yet.)
+ *   stores; large values are copied with no lock held.  Gets (the hot path)
+ *   never take it.  The lock is adaptive: a short trylock spin (critical
+ *   sections are ~100 ns), then a futex sleep inside the robust mutex.
  *
  *   Publication is one release store of the slot word: before it the entry
  *   is invisible, after it it is complete.  Replacing a key stores the new
@@ -54,6 +63,15 @@
  *   that was reused.  Retiring a pinned entry makes it a zombie (odd ver,
  *   pins > 0) instead of freeing it; the last unpin frees it.
  *
+ *   CLEAR must empty all shards at once, for readers and across a crash.
+ *   The clearer locks every shard, gives each an empty table recorded in
+ *   its intent (nothing visible yet), then commits with one release store
+ *   of the dict's clear_epoch.  A shard whose own epoch is below clear_epoch
+ *   reads as empty (shard_stale: readers, len() and iteration skip it); the
+ *   clearer then publishes each shard's new table and epoch and retires the
+ *   old entries.  If it dies after the commit, the next locker of each shard
+ *   finishes that shard (recover); before it, the new tables are freed.
+ *
  *   Growth: when live + tombstones would pass 3/4 of the slots, the writer
  *   builds a table of twice the needed size, copies the slot words, and
  *   publishes it with one release store of the dict's `table` word, which
@@ -73,14 +91,17 @@
  *   entries fit in a dict created with default arguments.
  *
  * LAYOUT
- *   dict header (4 cache lines, one heap block):
- *     +0   magic "SHKDICT1" | version | header size
- *     +16  table   (atomic: tgen:26 | log2cap:6 | offset/16:32)
- *     +64  count (live entries) | used (live + tombstones) | next_ver |
- *          resizes | recoveries
- *     +128 intent record: op, slot, new entry+ver, old entry+ver, new and
- *          old table words
- *     +192 writer mutex (robust, process-shared)
+ *   dict header (2 + 3 * nshards cache lines, one heap block):
+ *     +0   magic "SHKDICT1" | version | header size | nshards |
+ *          clear_epoch (atomic)
+ *     +64  next_ver (atomic; taken in batches)
+ *     +128 shard[nshards], 192 bytes each:
+ *       +0   table (atomic: tgen:26 | log2cap:6 | offset/16:32) | epoch |
+ *            resizes | recoveries                  (read by lookups)
+ *       +64  intent record: op, slot (clear: its epoch), then new entry+ver,
+ *            old entry+ver (set/delete) or new and old table words
+ *            (resize/clear) | count (live) | used (live + tombstones)
+ *       +128 writer mutex (robust, process-shared)
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
  *     +16  slot[cap]    0 = EMPTY, TOMB, or tag32 << 32 | entry/16
@@ -92,23 +113,27 @@
  *     +32  key bytes, zero-padded to 16
  *     +32+align16(klen)  value bytes (16-byte aligned: numpy data lives here)
  *
- * INVARIANTS (whenever the writer lock is free)
+ * INVARIANTS (of each shard, whenever its writer lock is free)
  *   - Every live slot references an entry with even ver whose hash's high
  *     32 bits equal the slot tag, and that is reachable from its home slot
  *     without crossing an EMPTY slot; no two live slots hold equal keys.
  *   - count = live slots, used = live + tombstone slots < 3/4 capacity.
- *   - An entry is referenced by at most one slot of the current table.
+ *   - An entry is referenced by at most one slot of the current table, and
+ *     its hash's low bits name the shard.
+ *   - epoch == clear_epoch (a lower epoch only while a clear is running or
+ *     its clearer died, and then the intent is OP_CLEAR).
  *   - A retired entry has odd ver; it is freed once its pins reach 0.
  *
  * CRASH SAFETY
- *   A writer killed at any instant: the robust mutex passes to the next
- *   writer with SHK_MUTEX_RECOVERED, which replays the intent record (written
- *   before each multi-step change): if the slot holds the new entry the
- *   change committed and the old entry is retired if it is still live; if
- *   not, the new entry is retired and nothing changed.  An unpublished new
- *   table is freed; a published one has its predecessor freed (and, for
- *   clear, the predecessor's entries retired), since the intent is cleared
- *   only before those steps.  Then count and used are recomputed.
+ *   A writer killed at any instant: the robust mutex of its shard passes to
+ *   the next writer with SHK_MUTEX_RECOVERED, which replays the shard's
+ *   intent record (written before each multi-step change): if the slot
+ *   holds the new entry the change committed and the old entry is retired
+ *   if it is still live; if not, the new entry is retired and nothing
+ *   changed.  An unpublished resized table is freed; a published one has
+ *   its predecessor freed, since the intent is cleared only before that
+ *   step.  A clear is finished if clear_epoch shows it committed, else its
+ *   new table is freed (see CLEAR).  Then count and used are recomputed.
  *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
  *   Committed entries are never lost: a commit is its slot store.  The worst
  *   case is a leaked block (a crash between allocating and recording it, or

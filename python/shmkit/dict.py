@@ -167,12 +167,17 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         if entries < 0 or key_size < 0 or value_size < 0:
             raise ValueError("sizes must be >= 0")
         per_entry = _shmkit.dict_entry_footprint(key_size, value_size)
+        # The keys spread over DICT_SHARDS tables, each sized (like dict.c's
+        # shard_hint) for its share plus slack for uneven hashing.
+        shards = _shmkit.DICT_SHARDS
+        per_shard = -(-entries // shards)
+        per_shard += per_shard // 8 + (4 if per_shard else 0)
         slots = 8
-        while slots * 3 // 4 < entries:
+        while slots * 3 // 4 < per_shard:
             slots *= 2
-        # growth sizes the table for twice the live entries; the previous
+        # growth sizes a table for twice the live entries; the previous
         # table is freed, but its memory stays with the heap
-        table = 16 + 8 * slots * 2
+        table = shards * (16 + 8 * slots * 2) + 64 * (2 + 3 * shards)
         segment_overhead = 1 << 16
         return int(math.ceil(entries * per_entry + table + segment_overhead))
 

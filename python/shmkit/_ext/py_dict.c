@@ -1648,5 +1648,7 @@ int shk_py_init_dict(PyObject *m)
         return -1;
     if (shk_py_add_type(m, &ShkPyDict_Type, "Dict") < 0)
         return -1;
+    if (PyModule_AddIntConstant(m, "DICT_SHARDS", SHK_DICT_SHARDS) < 0)
+        return -1;
     return PyModule_AddFunctions(m, module_funcs);
 }
