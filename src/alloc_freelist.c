@@ -30,9 +30,13 @@
  *   every call.  So the classes of blocks up to 1 KiB have FL_NSTRIPE lists
  *   each, on separate lines.  A handle takes a stripe round-robin from
  *   `next_stripe` when it first allocates (a forked child takes its own),
- *   pushes its frees there and pops from there first; only when its own list is empty
- *   does it look at the other stripes, before carving, so memory freed by
- *   one process is always reused by another (never stranded).  Larger
+ *   pushes its frees there and pops from there first.  Only when its own
+ *   list is empty does it look at the other stripes, before carving, and it
+ *   moves a whole list to its own stripe (pop_class), so memory freed by one
+ *   process is always reused by another (never stranded) and a process's
+ *   blocks stay together.  New blocks of these classes are carved in runs
+ *   of up to 4 KiB (carve) for the same reason: blocks of two processes
+ *   sharing a cache line slow down every write to either.  Larger
  *   classes have one list: their calls are rare next to the copy they pay
  *   for.  Crash safety is unchanged: each list is the same Treiber stack.
  *
@@ -58,8 +62,9 @@
  *     reports such a block as abandoned instead of failing.
  *   - A block is on one of its class's lists iff its state is FREE (except for the
  *     instant between a free's state change and its push).
- *   - free_bytes[c] >= bytes of blocks on list c: free adds before it pushes,
- *     allocate subtracts after it pops.
+ *   - The sum of free_bytes over class c's stripes >= bytes of blocks on
+ *     c's lists: free adds before it pushes, allocate subtracts after it
+ *     pops (a stripe's own counter may wrap: lists move between stripes).
  */
 #include "internal.h"
 #include "heap_internal.h"
@@ -109,12 +114,16 @@ typedef struct fl_block {
 } fl_block;
 
 #define TOP_BITS 40
+#define CARVE_BYTES 4096u      /* a small class carves this much at once */
+#define CARVE_MAX 64u          /* ... but at most this many blocks */
 static inline uint64_t top_of(uint64_t w) { return w & ((1ull << TOP_BITS) - 1); }
-/* class of the last carved block, or -1 if none */
-static inline int last_cls_of(uint64_t w) { return (int)(w >> TOP_BITS) - 1; }
-static inline uint64_t top_word(uint64_t top, unsigned cls)
+/* class of the last carve's blocks, or -1 if none */
+static inline int last_cls_of(uint64_t w) { return (int)((w >> TOP_BITS) & 0xffu) - 1; }
+/* how many blocks the last carve made (they end at top) */
+static inline uint64_t last_n_of(uint64_t w) { return w >> 48; }
+static inline uint64_t top_word(uint64_t top, unsigned cls, uint64_t n)
 {
-    return ((uint64_t)(cls + 1) << TOP_BITS) | top;
+    return (n << 48) | ((uint64_t)(cls + 1) << TOP_BITS) | top;
 }
 static inline uint32_t cls_get(const fl_block *b)
 {
@@ -203,7 +212,11 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
         return SHK_ECORRUPT;
     uint64_t tw = atomic_load_explicit(&sh->top, memory_order_acquire);
     uint64_t top = top_of(tw);
-    if (last_cls_of(tw) >= FL_NCLASS)
+    if (last_cls_of(tw) >= FL_NCLASS ||
+        (last_cls_of(tw) >= 0 &&
+         (last_n_of(tw) == 0 || last_n_of(tw) > CARVE_MAX ||
+          last_n_of(tw) * (BLOCK_HDR + class_size((unsigned)last_cls_of(tw))) >
+              top_of(tw) - sh->start)))
         return SHK_ECORRUPT;
     if (sh->start < min_start || sh->start % SHK_ALIGN || sh->limit < sh->start ||
         sh->limit > max_size || top < sh->start || top > sh->limit ||
@@ -288,42 +301,75 @@ static inline fl_block *block_at(const shk_freelist *fl, uint64_t hdr_off)
     return (fl_block *)(fl->base + hdr_off);
 }
 
-/* Carve a new block of class c from [top, limit).  0 if no room. */
-static uint64_t carve(shk_freelist *fl, unsigned c)
+/* Carve new blocks of class c from [top, limit): a run of up to
+ * CARVE_BYTES for a striped class (the first is returned, the others go to
+ * stripe `st`), else one block.  A run keeps one process's blocks together:
+ * carving them one by one interleaves processes block by block, and two
+ * processes writing the two halves of a cache line slow each other down on
+ * every write for as long as the blocks live.  Without `grow`, only memory
+ * the segment file already backs is used.  0 if no room. */
+static uint64_t carve(shk_freelist *fl, unsigned c, unsigned st, int grow)
 {
     uint64_t bsz = BLOCK_HDR + class_size(c);
+    uint64_t n = 1;
+    if (c < FL_STRIPED) {
+        n = CARVE_BYTES / bsz;
+        n = n < 1 ? 1 : n > CARVE_MAX ? CARVE_MAX : n;
+    }
     /* relaxed: the top word is only a position (and a class); the block's
      * contents are published by whatever structure the caller stores its
-     * offset in. */
+     * offset in, or by the push below. */
     uint64_t w = atomic_load_explicit(&fl->sh->top, memory_order_relaxed);
+    uint64_t old;
     for (;;) {
-        uint64_t old = top_of(w);
-        uint64_t end = shk_add_sat(old, bsz);
-        if (end > fl->limit)
-            return 0;
-        if (fl->growable && shk_segment_reserve(fl->seg, end) != SHK_OK)
-            return 0;
+        old = top_of(w);
+        uint64_t end = shk_add_sat(old, bsz * n);
+        int room = end <= fl->limit;
+        if (room && fl->growable)
+            room = grow ? shk_segment_reserve(fl->seg, end) == SHK_OK
+                        : end <= shk_segment_file_size(fl->seg);
+        if (!room) {
+            if (n == 1)
+                return 0;
+            n = 1;   /* a full run does not fit: one block may */
+            continue;
+        }
         int prev = last_cls_of(w);
         if (prev >= 0) {
             /* Repair the previous carve in case its carver died before
-             * writing the header: its class is the one the word records. */
-            uint64_t ph = old - (BLOCK_HDR + class_size((unsigned)prev));
-            if (ph >= fl->start && ph < old)
-                atomic_store_explicit(&block_at(fl, ph)->cls, (uint32_t)prev,
-                                      memory_order_relaxed);
+             * writing the headers: their class is the one the word records.
+             * Only wrong headers are written (a load first), so a healthy
+             * run's lines, in use by their owner, are not stolen. */
+            uint64_t pb = BLOCK_HDR + class_size((unsigned)prev);
+            uint64_t pn = last_n_of(w);
+            for (uint64_t j = 1; j <= pn && pn * pb <= old - fl->start; j++) {
+                fl_block *pbk = block_at(fl, old - j * pb);
+                if (cls_get(pbk) != (uint32_t)prev)
+                    atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed);
+            }
         }
         if (atomic_compare_exchange_weak_explicit(&fl->sh->top, &w,
-                                                  top_word(end, c),
+                                                  top_word(end, c, n),
                                                   memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            SHK_CRASH_POINT("freelist.carve");
-            fl_block *b = block_at(fl, old);
-            atomic_store_explicit(&b->cls, c, memory_order_relaxed);
-            atomic_store_explicit(&b->link, 0, memory_order_relaxed);
-            atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed);
-            return old;
-        }
+                                                  memory_order_relaxed))
+            break;
     }
+    SHK_CRASH_POINT("freelist.carve");
+    for (uint64_t j = 0; j < n; j++) {
+        fl_block *b = block_at(fl, old + j * bsz);
+        atomic_store_explicit(&b->cls, c, memory_order_relaxed);
+        atomic_store_explicit(&b->link, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->state, j ? STATE_FREE : STATE_LIVE, memory_order_relaxed);
+    }
+    if (n > 1) {
+        fl_class *k = class_line(fl->sh, st, c);
+        /* relaxed: statistics, raised before the pushes (INVARIANTS). */
+        atomic_fetch_add_explicit(&k->free_bytes, (n - 1) * bsz, memory_order_relaxed);
+        atomic_fetch_add_explicit(&k->free_blocks, n - 1, memory_order_relaxed);
+        for (uint64_t j = n - 1; j >= 1; j--)
+            shk_lfstack_push(&k->head, fl->base, old + j * bsz);
+    }
+    return old;
 }
 
 static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
@@ -342,18 +388,36 @@ static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
     return h;
 }
 
-/* A free block of class c from any stripe, ours first; 0 if none. */
+/* A free block of class c, from our stripe; if that is empty, another
+ * stripe's whole list is moved to ours first.  Taking blocks one by one
+ * from a list two processes share would hand them out interleaved (the
+ * false sharing carve runs avoid); taking the whole list keeps each
+ * process's blocks together and costs two CAS, whatever its length.  The
+ * free counters stay with the stripe they were counted in: only their sum
+ * over a class's stripes means anything (unsigned, so it wraps exactly).
+ * 0 if every stripe is empty. */
 static uint64_t pop_class(shk_freelist *fl, unsigned c, unsigned mine)
 {
     unsigned n = stripes_of(c);
     if (mine >= n)
         mine = 0;
-    uint64_t h = pop_list(fl, class_line(fl->sh, mine, c));
+    fl_class *own = class_line(fl->sh, mine, c);
+    uint64_t h = pop_list(fl, own);
     for (unsigned i = 1; h == 0 && i < n; i++) {
         fl_class *k = class_line(fl->sh, (mine + i) % n, c);
         /* relaxed peek: skip empty lists without a CAS on their line */
-        if (atomic_load_explicit(&k->head, memory_order_relaxed))
-            h = pop_list(fl, k);
+        if (!atomic_load_explicit(&k->head, memory_order_relaxed))
+            continue;
+        uint64_t chain = shk_lfstack_take_all(&k->head);
+        if (chain == 0)
+            continue;
+        /* A kill here leaks the chain (FREE blocks on no list: check()
+         * reports them), never corrupts a list. */
+        SHK_CRASH_POINT("freelist.steal");
+        uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
+        shk_lfstack_push_chain(&own->head, fl->base, chain, top,
+                               (top - fl->start) / (2 * BLOCK_HDR) + 1);
+        h = pop_list(fl, own);
     }
     return h;
 }
@@ -366,11 +430,18 @@ int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
     if (c < 0)
         return SHK_EINVAL;
     unsigned mine = my_stripe(fl);
-    /* Reuse before carving, from other stripes too, so that blocks freed
-     * by one process and needed by another are never stranded. */
-    uint64_t h = pop_class(fl, (unsigned)c, mine);
+    /* Our stripe first; then new blocks from memory the file already backs
+     * (taking another stripe's list now would only make its owner take it
+     * back when it next runs dry); then the other stripes' lists, before
+     * the file grows, so free blocks are never stranded. */
+    uint64_t h = pop_list(fl, class_line(fl->sh, mine < stripes_of((unsigned)c) ? mine : 0,
+                                         (unsigned)c));
     if (h == 0)
-        h = carve(fl, (unsigned)c);
+        h = carve(fl, (unsigned)c, mine, 0);
+    if (h == 0)
+        h = pop_class(fl, (unsigned)c, mine);
+    if (h == 0)
+        h = carve(fl, (unsigned)c, mine, 1);
     /* No room for a new block: any free block of a larger class will do. */
     for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++)
         h = pop_class(fl, d, mine);
@@ -461,7 +532,12 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
     int last = last_cls_of(tw);
     if (top < fl->start || top > fl->limit || last >= FL_NCLASS)
         return SHK_ECORRUPT;
-    uint64_t last_h = last >= 0 ? top - (BLOCK_HDR + class_size((unsigned)last)) : top;
+    /* The last carve's run [last_h, top) may have no headers yet (its
+     * carver died): its class comes from the top word. */
+    uint64_t last_run = last >= 0 ? last_n_of(tw) * (BLOCK_HDR + class_size((unsigned)last)) : 0;
+    if (last_run > top - fl->start)
+        return SHK_ECORRUPT;
+    uint64_t last_h = top - last_run;
     /* 1. Walk the blocks tiling [start, top). */
     uint64_t free_walk = 0;
     for (uint64_t h = fl->start; h < top;) {
@@ -469,7 +545,7 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
             return SHK_ECORRUPT;
         const fl_block *b = block_at(fl, h);
         uint32_t state = atomic_load_explicit(&b->state, memory_order_relaxed);
-        uint32_t c = h == last_h ? (uint32_t)last : cls_get(b);
+        uint32_t c = h >= last_h ? (uint32_t)last : cls_get(b);
         if (c >= FL_NCLASS)
             return SHK_ECORRUPT;
         uint64_t bsz = BLOCK_HDR + class_size(c);

@@ -24,12 +24,16 @@
 
 #define SHK_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 
+/* SHK_PREFETCH_W: start moving a line we are about to write into this
+ * core's cache (a hint only; no effect on correctness). */
 #if defined(__GNUC__) || defined(__clang__)
 #define SHK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SHK_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
 #else
 #define SHK_LIKELY(x) (x)
 #define SHK_UNLIKELY(x) (x)
+#define SHK_PREFETCH_W(p) ((void)(p))
 #endif
 
 #define SHK_CACHELINE 64
@@ -167,6 +171,53 @@ static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
                 head, &old, shk_lf_pack(shk_lf_tag(old) + 1, next),
                 memory_order_acquire, memory_order_acquire))
             return node;
+    }
+}
+
+/* Detaches the whole stack; returns its first node (0 if empty).  The
+ * chain's links are untouched and now ours alone: a concurrent pop of the
+ * old head fails on the tag. */
+static inline uint64_t shk_lfstack_take_all(_Atomic uint64_t *head)
+{
+    /* acquire: pairs with the pushers' release, so every node's link and
+     * contents along the chain are visible. */
+    uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+    while (shk_lf_off(old) != 0 &&
+           !atomic_compare_exchange_weak_explicit(
+               head, &old, shk_lf_pack(shk_lf_tag(old) + 1, 0),
+               memory_order_acquire, memory_order_acquire))
+        ;
+    return shk_lf_off(old);
+}
+
+/* Pushes a chain (first .. a node whose link is 0) that we own.  If the
+ * stack is empty, one CAS installs the whole chain; otherwise it is walked
+ * to its tail (at most max_nodes, each below `limit`) and pushed as one. */
+static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
+                                          uint64_t first, uint64_t limit,
+                                          uint64_t max_nodes)
+{
+    uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
+    uint64_t tail = 0;
+    for (;;) {
+        if (shk_lf_off(old) != 0 && tail == 0) {
+            tail = first;
+            for (uint64_t n = 1; n < max_nodes; n++) {
+                uint64_t next = atomic_load_explicit(
+                    (_Atomic uint64_t *)(base + tail), memory_order_relaxed);
+                if (next == 0 || next + 16 > limit)
+                    break;
+                tail = next;
+            }
+        }
+        if (tail)
+            atomic_store_explicit((_Atomic uint64_t *)(base + tail),
+                                  shk_lf_off(old), memory_order_relaxed);
+        /* release on success: as in push, for every node of the chain. */
+        if (atomic_compare_exchange_weak_explicit(
+                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, first),
+                memory_order_release, memory_order_relaxed))
+            return;
     }
 }
 
