@@ -1,25 +1,13 @@
 /* Unit tests of the MPMC queue: FIFO, wrap-around, out-of-line items,
  * limits, batches, blocking, processes, SIGKILL recovery, corruption. */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <signal.h>
 #include <sys/wait.h>
 
-static shk_segment *mkseg(const char *tag)
-{
-    shk_segment *s = NULL;
-    const char *n = check_name(tag);
-    shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, 16ull << 20, 0600, &s), SHK_OK);
-    return s;
-}
-
-static void rmseg(shk_segment *s, const char *tag)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
-}
+/* A 16 MiB reservation: enough for every test, cheap to fork. */
+#define SEG_MAX (16ull << 20)
 
 static int get_u64(shk_queue *q, uint64_t *v, int64_t timeout)
 {
@@ -33,7 +21,7 @@ static int get_u64(shk_queue *q, uint64_t *v, int64_t timeout)
 
 TEST(fifo_basic)
 {
-    shk_segment *s = mkseg("qbasic");
+    shk_segment *s = fixture_segment("qbasic", 0, SEG_MAX);
     shk_queue *q = NULL;
     int created = 0;
     CHECK_EQ(shk_queue_open_named(s, "q", NULL, &q, &created), SHK_OK);
@@ -64,14 +52,14 @@ TEST(fifo_basic)
     CHECK_EQ(shk_stack_open_named(s, "q", &sk, NULL), SHK_ETYPE);
     shk_queue_close(q2);
     shk_queue_close(q);
-    rmseg(s, "qbasic");
+    fixture_drop(s, "qbasic");
 }
 
 /* Variable sizes wrapping around a small ring many times, checked byte by
  * byte; sizes span inline, the inline limit and out-of-line. */
 TEST(wrap_and_sizes)
 {
-    shk_segment *s = mkseg("qwrap");
+    shk_segment *s = fixture_segment("qwrap", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 0};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -127,12 +115,12 @@ TEST(wrap_and_sizes)
     CHECK_EQ(shk_freelist_check(shk_segment_heap(s), &fs), SHK_OK);
     CHECK_EQ(fs.live_blocks, 2);   /* the queue header and its ring */
     shk_queue_close(q);
-    rmseg(s, "qwrap");
+    fixture_drop(s, "qwrap");
 }
 
 TEST(limits)
 {
-    shk_segment *s = mkseg("qlim");
+    shk_segment *s = fixture_segment("qlim", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 3};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -172,7 +160,7 @@ TEST(limits)
     shk_queue_config bad = {SHK_QUEUE_MAX_RING * 2, 0};
     CHECK_EQ(shk_queue_open_named(s, "q3", &bad, &q, NULL), SHK_EINVAL);
     CHECK_EQ(shk_segment_lookup(s, "q3", NULL), SHK_ENOENT);
-    rmseg(s, "qlim");
+    fixture_drop(s, "qlim");
 }
 
 typedef struct collect {
@@ -191,7 +179,7 @@ static void *collect_alloc(void *ctx, uint64_t len, uint32_t tag)
 
 TEST(batches)
 {
-    shk_segment *s = mkseg("qbatch");
+    shk_segment *s = fixture_segment("qbatch", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 50};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -248,14 +236,14 @@ TEST(batches)
     CHECK_EQ(v, 2);
     CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
     shk_queue_close(q);
-    rmseg(s, "qbatch");
+    fixture_drop(s, "qbatch");
 }
 
 /* A consumer blocked in get (futex) is woken by a producer process; a
  * producer blocked on a full queue is woken by a get. */
 TEST(blocking_across_processes)
 {
-    shk_segment *s = mkseg("qblock");
+    shk_segment *s = fixture_segment("qblock", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 2};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -285,7 +273,7 @@ TEST(blocking_across_processes)
     CHECK_EQ(qs.get_waiters, 0);
     CHECK_EQ(qs.put_waiters, 0);
     shk_queue_close(q);
-    rmseg(s, "qblock");
+    fixture_drop(s, "qblock");
 }
 
 /* 2 producers x 2 consumers, every item exactly once, FIFO per producer. */
@@ -293,7 +281,7 @@ TEST(mpmc_exactly_once)
 {
     enum { P = 2, C = 2 };
     const uint64_t N = (uint64_t)check_scale(20000);   /* fewer under valgrind */
-    shk_segment *s = mkseg("qmpmc");
+    shk_segment *s = fixture_segment("qmpmc", 0, SEG_MAX);
     shk_queue *q = NULL, *res = NULL;
     shk_queue_config cfg = {8192, 0};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -363,14 +351,14 @@ TEST(mpmc_exactly_once)
     CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
     shk_queue_close(res);
     shk_queue_close(q);
-    rmseg(s, "qmpmc");
+    fixture_drop(s, "qmpmc");
 }
 
 /* Children hammer the queue and are SIGKILLed at random instants (some
  * while holding the lock): the queue must stay usable and valid. */
 TEST(sigkill_recovery)
 {
-    shk_segment *s = mkseg("qkill");
+    shk_segment *s = fixture_segment("qkill", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 0};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -405,12 +393,12 @@ TEST(sigkill_recovery)
     printf("  sigkill_recovery: %llu lock recoveries in 30 kills\n",
            (unsigned long long)st.recoveries);
     shk_queue_close(q);
-    rmseg(s, "qkill");
+    fixture_drop(s, "qkill");
 }
 
 TEST(corruption_detected)
 {
-    shk_segment *s = mkseg("qcorrupt");
+    shk_segment *s = fixture_segment("qcorrupt", 0, SEG_MAX);
     shk_queue *q = NULL;
     shk_queue_config cfg = {4096, 0};
     CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
@@ -446,7 +434,7 @@ TEST(corruption_detected)
     CHECK_EQ(shk_queue_open(s, info.offset, &q2), SHK_OK);
     shk_queue_close(q2);
     shk_queue_close(q);
-    rmseg(s, "qcorrupt");
+    fixture_drop(s, "qcorrupt");
 }
 
 int main(void)
