@@ -36,9 +36,24 @@ static const ShkPyHandleOps alloc_ops[] = {
     {"SlabAllocator", alloc_release},
 };
 
+static PyTypeObject Bump_Type, Slab_Type;
+
+/* The ops of a handle: set when it opened; before that (a closed-handle
+ * error on a handle never initialised) found from its type. */
+static const ShkPyHandleOps *ops_of(ShkPyAlloc *a)
+{
+    if (a->ops)
+        return a->ops;
+    if (PyObject_TypeCheck(a, &Bump_Type))
+        return &alloc_ops[KIND_BUMP];
+    if (PyObject_TypeCheck(a, &Slab_Type))
+        return &alloc_ops[KIND_SLAB];
+    return &alloc_ops[KIND_FREELIST];
+}
+
 static int alive(ShkPyAlloc *a)
 {
-    return shk_py_handle_alive((PyObject *)a, &alloc_ops[a->kind]);
+    return shk_py_handle_alive((PyObject *)a, ops_of(a));
 }
 
 static void region(ShkPyAlloc *a, uint64_t *start, uint64_t *end)

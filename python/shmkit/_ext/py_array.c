@@ -23,6 +23,10 @@
  * shape (length,), writable) with zero copy, retaining the segment mapping
  * for the life of each export (view->internal), so numpy arrays over it
  * stay valid after close().
+ *
+ * What Array shares with Bitset (indexing, slices, the buffer export, the
+ * type object) and with every handle (close, dealloc, names) lives in
+ * py_handle.c; this file holds the element conversions and operations.
  */
 #include "shmkit_py.h"
 
@@ -49,10 +53,14 @@ static int alive(ShkPyArray *s)
     return shk_py_handle_alive((PyObject *)s, &array_ops);
 }
 
+static PyObject *elem_get(PyObject *self, uint64_t i);
+
+static const ShkPySeqOps array_seq = {&array_ops, "Array indices must be integers or slices",
+                                      elem_get};
+
 static int elem_index(ShkPyArray *s, PyObject *o, uint64_t *out)
 {
-    return shk_py_seq_index(o, s->length, "Array", "Array indices must be integers or slices",
-                            out);
+    return shk_py_seq_index(o, s->length, &array_seq, out);
 }
 
 static PyObject *overflow(ShkPyArray *s, PyObject *v)
@@ -135,6 +143,11 @@ static PyObject *load(ShkPyArray *s, uint64_t i)
     shk_scalar v;
     shk_array_load(s->h, i, &v);
     return from_scalar(s, v);
+}
+
+static PyObject *elem_get(PyObject *self, uint64_t i)
+{
+    return load((ShkPyArray *)self, i);
 }
 
 /* Store an already converted value; OverflowError if it does not fit. */
@@ -407,43 +420,12 @@ static Py_ssize_t array_len(PyObject *self)
 
 static PyObject *array_item(PyObject *self, Py_ssize_t i)
 {
-    ShkPyArray *s = (ShkPyArray *)self;
-    if (!alive(s))
-        return NULL;
-    if (i < 0 || (uint64_t)i >= s->length) {
-        PyErr_SetString(PyExc_IndexError, "Array index out of range");
-        return NULL;
-    }
-    return load(s, (uint64_t)i);
+    return shk_py_seq_item(self, i, ((ShkPyArray *)self)->length, &array_seq);
 }
 
 static PyObject *array_subscript(PyObject *self, PyObject *key)
 {
-    ShkPyArray *s = (ShkPyArray *)self;
-    if (!alive(s))
-        return NULL;
-    if (PySlice_Check(key)) {
-        Py_ssize_t start, stop, step;
-        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
-            return NULL;
-        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->length, &start, &stop, step);
-        PyObject *list = PyList_New(n);
-        if (!list)
-            return NULL;
-        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
-            PyObject *v = load(s, (uint64_t)i);
-            if (!v) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, k, v);
-        }
-        return list;
-    }
-    uint64_t i;
-    if (elem_index(s, key, &i) < 0)
-        return NULL;
-    return load(s, i);
+    return shk_py_seq_subscript(self, key, ((ShkPyArray *)self)->length, &array_seq);
 }
 
 static int assign_slice(ShkPyArray *s, PyObject *key, PyObject *value)
@@ -519,7 +501,6 @@ static int array_getbuffer(PyObject *self, Py_buffer *view, int flags)
                             (Py_ssize_t)s->itemsize, s->format, s->shape, s->strides);
 }
 
-static PyBufferProcs array_as_buffer = {array_getbuffer, shk_py_release_export};
 
 /* ---------------------------------------------------------------- type */
 
@@ -573,29 +554,9 @@ static PyGetSetDef array_getset[] = {
 
 static PyMemberDef array_members[] = SHK_PY_HANDLE_MEMBERS("array");
 
-static PySequenceMethods array_as_sequence = {
-    .sq_length = array_len,
-    .sq_item = array_item,
-};
-
-static PyMappingMethods array_as_mapping = {
-    .mp_length = array_len,
-    .mp_subscript = array_subscript,
-    .mp_ass_subscript = array_ass_subscript,
-};
-
-static PyTypeObject Array_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    SHK_PY_HANDLE_TYPE("Array", ShkPyArray),
-    .tp_as_sequence = &array_as_sequence,
-    .tp_as_mapping = &array_as_mapping,
-    .tp_as_buffer = &array_as_buffer,
-    .tp_doc = "Array(segment, name, dtype=0, length=0): a typed atomic array in shared memory.",
-    .tp_methods = array_methods,
-    .tp_members = array_members,
-    .tp_getset = array_getset,
-    .tp_init = array_init,
-};
+SHK_PY_SEQUENCE_TYPE(Array_Type, array, "Array", ShkPyArray,
+                     "Array(segment, name, dtype=0, length=0): a typed atomic array in shared "
+                     "memory.");
 
 int shk_py_init_array(PyObject *m)
 {

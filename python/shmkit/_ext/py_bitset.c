@@ -3,9 +3,12 @@
  * as a Python type.
  *
  * Hot methods (set/clear/flip/test, [] and len) are METH_O or slots and call
- * straight into libshmkit: the operation itself is a few nanoseconds, so
- * the GIL is never released (releasing it would cost more than the work)
- * and all the time goes to argument parsing.
+ * straight into libshmkit ([] through the sequence helpers shared with
+ * Array, py_handle.c: one more call, no measurable cost next to building
+ * the result): the operation itself is a few nanoseconds, so the GIL is
+ * never released (releasing it would cost more than the work) and all the
+ * time goes to argument parsing.  Close, dealloc, the names and the buffer
+ * export are the shared handle ones (SHK_PY_HANDLE_HEAD).
  *
  * The buffer protocol exports the words (format "Q", shape (nwords,),
  * writable) with zero copy; each export retains the segment mapping (in
@@ -37,10 +40,18 @@ static int alive(ShkPyBitset *s)
     return shk_py_handle_alive((PyObject *)s, &bitset_ops);
 }
 
+static PyObject *bit_get(PyObject *self, uint64_t i)
+{
+    return PyBool_FromLong(shk_bitset_test(((ShkPyBitset *)self)->h, i));
+}
+
+static const ShkPySeqOps bitset_seq = {&bitset_ops, "Bitset indices must be integers",
+                                       bit_get};
+
 /* A Python index (negative counts from the end) -> bit number. */
 static int bit_index(ShkPyBitset *s, PyObject *o, uint64_t *out)
 {
-    return shk_py_seq_index(o, s->nbits, "Bitset", "Bitset indices must be integers", out);
+    return shk_py_seq_index(o, s->nbits, &bitset_seq, out);
 }
 
 /* Value of a bit assignment: a bool, or the int 0 or 1. */
@@ -266,40 +277,12 @@ static Py_ssize_t bitset_len(PyObject *self)
 
 static PyObject *bitset_item(PyObject *self, Py_ssize_t i)
 {
-    /* sq_item: used by iteration; i is already >= 0 */
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    if (!alive(s))
-        return NULL;
-    if (i < 0 || (uint64_t)i >= s->nbits) {
-        PyErr_SetString(PyExc_IndexError, "Bitset index out of range");
-        return NULL;
-    }
-    return PyBool_FromLong(shk_bitset_test(s->h, (uint64_t)i));
+    return shk_py_seq_item(self, i, ((ShkPyBitset *)self)->nbits, &bitset_seq);
 }
 
 static PyObject *bitset_subscript(PyObject *self, PyObject *key)
 {
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    if (!alive(s))
-        return NULL;
-    if (PySlice_Check(key)) {
-        Py_ssize_t start, stop, step;
-        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
-            return NULL;
-        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->nbits, &start, &stop, step);
-        PyObject *list = PyList_New(n);
-        if (!list)
-            return NULL;
-        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
-            PyObject *v = PyBool_FromLong(shk_bitset_test(s->h, (uint64_t)i));
-            PyList_SET_ITEM(list, k, v);
-        }
-        return list;
-    }
-    uint64_t i;
-    if (bit_index(s, key, &i) < 0)
-        return NULL;
-    return PyBool_FromLong(shk_bitset_test(s->h, i));
+    return shk_py_seq_subscript(self, key, ((ShkPyBitset *)self)->nbits, &bitset_seq);
 }
 
 static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
@@ -339,7 +322,6 @@ static int bitset_getbuffer(PyObject *self, Py_buffer *view, int flags)
                             8, "Q", s->shape, s->strides);
 }
 
-static PyBufferProcs bitset_as_buffer = {bitset_getbuffer, shk_py_release_export};
 
 /* ---------------------------------------------------------------- type */
 
@@ -389,29 +371,8 @@ static PyGetSetDef bitset_getset[] = {
 
 static PyMemberDef bitset_members[] = SHK_PY_HANDLE_MEMBERS("bitset");
 
-static PySequenceMethods bitset_as_sequence = {
-    .sq_length = bitset_len,
-    .sq_item = bitset_item,
-};
-
-static PyMappingMethods bitset_as_mapping = {
-    .mp_length = bitset_len,
-    .mp_subscript = bitset_subscript,
-    .mp_ass_subscript = bitset_ass_subscript,
-};
-
-static PyTypeObject Bitset_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    SHK_PY_HANDLE_TYPE("Bitset", ShkPyBitset),
-    .tp_as_sequence = &bitset_as_sequence,
-    .tp_as_mapping = &bitset_as_mapping,
-    .tp_as_buffer = &bitset_as_buffer,
-    .tp_doc = "Bitset(segment, name, size=None): an atomic bitset in shared memory.",
-    .tp_methods = bitset_methods,
-    .tp_members = bitset_members,
-    .tp_getset = bitset_getset,
-    .tp_init = bitset_init,
-};
+SHK_PY_SEQUENCE_TYPE(Bitset_Type, bitset, "Bitset", ShkPyBitset,
+                     "Bitset(segment, name, size=None): an atomic bitset in shared memory.");
 
 int shk_py_init_bitset(PyObject *m)
 {

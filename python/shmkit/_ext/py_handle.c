@@ -34,8 +34,9 @@
  * `weakrefs` and other fields stay after it), a release() calling
  * shk_dict_close, and the helpers below for close/dealloc/closed.
  *
- * Also here: the 1-D zero-copy buffer export of Array and Bitset, and the
- * item encoding (bytes as is, anything else pickled) of Queue and Stack.
+ * Also here: the sequence protocol (index, item, slice) and the 1-D
+ * zero-copy buffer export of Array and Bitset, and the item encoding (bytes
+ * as is, anything else pickled) of Queue and Stack.
  */
 #include "shmkit_py.h"
 
@@ -118,11 +119,10 @@ const char *shk_py_object_name(PyObject *name)
     return oname;
 }
 
-int shk_py_seq_index(PyObject *o, uint64_t len, const char *what, const char *type_msg,
-                     uint64_t *out)
+int shk_py_seq_index(PyObject *o, uint64_t len, const ShkPySeqOps *so, uint64_t *out)
 {
     if (!PyIndex_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s, not %.100s", type_msg, Py_TYPE(o)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s, not %.100s", so->index_msg, Py_TYPE(o)->tp_name);
         return -1;
     }
     Py_ssize_t i = PyNumber_AsSsize_t(o, PyExc_IndexError);
@@ -131,11 +131,51 @@ int shk_py_seq_index(PyObject *o, uint64_t len, const char *what, const char *ty
     if (i < 0)
         i += (Py_ssize_t)len;
     if (i < 0 || (uint64_t)i >= len) {
-        PyErr_Format(PyExc_IndexError, "%s index out of range", what);
+        PyErr_Format(PyExc_IndexError, "%s index out of range", so->handle->what);
         return -1;
     }
     *out = (uint64_t)i;
     return 0;
+}
+
+PyObject *shk_py_seq_item(PyObject *self, Py_ssize_t i, uint64_t len, const ShkPySeqOps *so)
+{
+    if (!shk_py_handle_alive(self, so->handle))
+        return NULL;
+    if (i < 0 || (uint64_t)i >= len) {
+        PyErr_Format(PyExc_IndexError, "%s index out of range", so->handle->what);
+        return NULL;
+    }
+    return so->get(self, (uint64_t)i);
+}
+
+PyObject *shk_py_seq_subscript(PyObject *self, PyObject *key, uint64_t len,
+                               const ShkPySeqOps *so)
+{
+    if (!shk_py_handle_alive(self, so->handle))
+        return NULL;
+    if (!PySlice_Check(key)) {
+        uint64_t i;
+        if (shk_py_seq_index(key, len, so, &i) < 0)
+            return NULL;
+        return so->get(self, i);
+    }
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return NULL;
+    Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)len, &start, &stop, step);
+    PyObject *list = PyList_New(n);
+    if (!list)
+        return NULL;
+    for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
+        PyObject *v = so->get(self, (uint64_t)i);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, v);
+    }
+    return list;
 }
 
 /* ------------------------------------------------------- buffer export */

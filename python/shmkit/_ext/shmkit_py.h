@@ -174,11 +174,51 @@ PyObject *shk_py_handle_get_closed(PyObject *self, void *unused);
  * with ValueError unless it is 1..SHK_OBJECT_NAME_MAX bytes without NUL. */
 const char *shk_py_object_name(PyObject *name);
 
+/* ---- Fixed-length sequence handles (Array, Bitset; py_handle.c) ---- */
+typedef struct {
+    const ShkPyHandleOps *handle;   /* what + closed check */
+    const char *index_msg;          /* TypeError text for a bad index */
+    PyObject *(*get)(PyObject *self, uint64_t i);   /* element i < len */
+} ShkPySeqOps;
+
 /* A Python index into a sequence of `len` items (negative counts from the
- * end).  0, or -1 with TypeError "<type_msg>, not <type>" for a non-index or
- * IndexError "<what> index out of range". */
-int shk_py_seq_index(PyObject *o, uint64_t len, const char *what, const char *type_msg,
-                     uint64_t *out);
+ * end).  0, or -1 with TypeError "<index_msg>, not <type>" for a non-index
+ * or IndexError "<what> index out of range". */
+int shk_py_seq_index(PyObject *o, uint64_t len, const ShkPySeqOps *so, uint64_t *out);
+
+/* sq_item (i >= 0: iteration) and mp_subscript (an index or a slice, which
+ * is a list of the elements) of a sequence of `len` elements. */
+PyObject *shk_py_seq_item(PyObject *self, Py_ssize_t i, uint64_t len, const ShkPySeqOps *so);
+PyObject *shk_py_seq_subscript(PyObject *self, PyObject *key, uint64_t len,
+                               const ShkPySeqOps *so);
+
+/* The type object of a fixed-length sequence handle (Array, Bitset) from
+ * the functions and tables of prefix `p`: p##_len, p##_item,
+ * p##_subscript, p##_ass_subscript, p##_getbuffer, p##_methods,
+ * p##_members, p##_getset and p##_init. */
+#define SHK_PY_SEQUENCE_TYPE(var, p, pyname, ctype, doc)                         \
+    static PySequenceMethods p##_as_sequence = {                               \
+        .sq_length = p##_len,                                                  \
+        .sq_item = p##_item,                                                   \
+    };                                                                         \
+    static PyMappingMethods p##_as_mapping = {                                 \
+        .mp_length = p##_len,                                                  \
+        .mp_subscript = p##_subscript,                                         \
+        .mp_ass_subscript = p##_ass_subscript,                                 \
+    };                                                                         \
+    static PyBufferProcs p##_as_buffer = {p##_getbuffer, shk_py_release_export}; \
+    static PyTypeObject var = {                                                \
+        PyVarObject_HEAD_INIT(NULL, 0)                                         \
+        SHK_PY_HANDLE_TYPE(pyname, ctype),                                     \
+        .tp_as_sequence = &p##_as_sequence,                                    \
+        .tp_as_mapping = &p##_as_mapping,                                      \
+        .tp_as_buffer = &p##_as_buffer,                                        \
+        .tp_doc = doc,                                                         \
+        .tp_methods = p##_methods,                                             \
+        .tp_members = p##_members,                                             \
+        .tp_getset = p##_getset,                                               \
+        .tp_init = p##_init,                                                   \
+    }
 
 /* Export [buf, buf + shape[0] * itemsize) of `seg` as a writable 1-D buffer
  * of `self`, retaining the segment until shk_py_release_export (use both
