@@ -3,30 +3,15 @@
  * stays in bounds and keeps the element type's range. */
 #include "fuzz_common.h"
 
-static fuzz_block fb;
-
-static int try_open(shk_segment *seg, uint64_t off)
+/* An array that opened over the input: it lies in the block and every
+ * element operation keeps to the bounds and the element type's range. */
+static void exercise(const fuzz_block *fb, shk_array *a, const uint8_t *data, size_t size)
 {
-    shk_array *a;
-    int rc = shk_array_open(seg, off, &a);
-    if (rc == SHK_OK)
-        shk_array_close(a);
-    return rc;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    fuzz_block_begin(&fb, "array", data, size, shk_array_validate_header, try_open);
-    shk_array *a;
-    int rc = shk_array_open(fb.seg, fb.blk, &a);
-    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
-    if (rc != SHK_OK)
-        return 0;
     char *d = shk_array_data(a);
     uint64_t n = shk_array_length(a);
     unsigned isz = shk_array_itemsize(a);
     FUZZ_ASSERT(isz == shk_dtype_itemsize(shk_array_dtype(a)));
-    FUZZ_ASSERT(fuzz_in_block(&fb, d, n * isz, shk_array_header_size()));
+    FUZZ_ASSERT(fuzz_in_block(fb, d, n * isz, shk_array_header_size()));
     FUZZ_ASSERT(shk_array_check(a) == SHK_OK);
     /* element operations with values taken from the input */
     shk_scalar x, prev, cur;
@@ -51,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         shk_array_compare_and_swap(a, i, cur, x, NULL);
     }
     FUZZ_ASSERT(shk_array_load(a, n, &cur) == SHK_EINVAL);
-    shk_array_close(a);
-    return 0;
 }
+
+FUZZ_BLOCK_TARGET("array", shk_array, shk_array_validate_header, shk_array_open,
+                  shk_array_close, exercise)

@@ -5,30 +5,15 @@
  * validator on exact-size copies. */
 #include "fuzz_common.h"
 
-static fuzz_block fb;
-
-static int try_open(shk_segment *seg, uint64_t off)
+/* A bitset that opened over the input: it lies in the block and every
+ * operation stays in bounds and keeps the tail bits clear. */
+static void exercise(const fuzz_block *fb, shk_bitset *b, const uint8_t *data, size_t size)
 {
-    shk_bitset *b;
-    int rc = shk_bitset_open(seg, off, &b);
-    if (rc == SHK_OK)
-        shk_bitset_close(b);
-    return rc;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    /* 1-2: the validator and open at arbitrary offsets; 3: the input as the
-     * block's contents */
-    fuzz_block_begin(&fb, "bitset", data, size, shk_bitset_validate_header, try_open);
-    shk_bitset *b;
-    int rc = shk_bitset_open(fb.seg, fb.blk, &b);
-    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
-    if (rc != SHK_OK)
-        return 0;
+    (void)data;
+    (void)size;
     char *w = shk_bitset_words(b);
     uint64_t nw = shk_bitset_nwords(b), n = shk_bitset_size(b);
-    FUZZ_ASSERT(fuzz_in_block(&fb, w, nw * 8, shk_bitset_header_size()));
+    FUZZ_ASSERT(fuzz_in_block(fb, w, nw * 8, shk_bitset_header_size()));
     uint64_t count = 0;
     int ck = shk_bitset_check(b, &count);
     FUZZ_ASSERT(ck == SHK_OK || ck == SHK_ECORRUPT);
@@ -46,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(shk_bitset_check(b, NULL) == SHK_OK);   /* set_all keeps the tail clear */
     shk_bitset_clear_all(b);
     FUZZ_ASSERT(!shk_bitset_any(b));
-    shk_bitset_close(b);
-    return 0;
 }
+
+FUZZ_BLOCK_TARGET("bitset", shk_bitset, shk_bitset_validate_header, shk_bitset_open,
+                  shk_bitset_close, exercise)

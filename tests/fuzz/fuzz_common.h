@@ -7,9 +7,9 @@
  * tests/fuzz/corpus/<thing>/.  Inputs must never crash, never read outside
  * what they were given (ASan), and always end in a clean status.
  *
- * To add a target for a structure that lives in one heap block: start it
- * with fuzz_block_begin() (below) as fuzz_bitset.c does, and add seeds with
- * gen_seeds.c.
+ * To add a target for a structure that lives in one heap block: write its
+ * exercise() and FUZZ_BLOCK_TARGET(...) (below) as fuzz_bitset.c does, and
+ * add seeds with gen_seeds.c.
  */
 #ifndef SHMKIT_FUZZ_COMMON_H
 #define SHMKIT_FUZZ_COMMON_H
@@ -122,6 +122,33 @@ static inline void fuzz_block_begin(fuzz_block *fb, const char *tag, const uint8
     memset(base + fb->blk, 0, FUZZ_BLOCK);
     memcpy(base + fb->blk, data, size < FUZZ_BLOCK ? size : FUZZ_BLOCK);
 }
+
+/* LLVMFuzzerTestOneInput of a block target for structure `type`:
+ * fuzz_block_begin(), then the structure opened over the input with
+ * open_fn (SHK_OK or SHK_ECORRUPT, nothing else) and, if it opened,
+ * exercise(&fb, handle, data, size) on it before close_fn. */
+#define FUZZ_BLOCK_TARGET(tag, type, validate_fn, open_fn, close_fn, exercise)  \
+    static fuzz_block fb;                                                      \
+    static int try_open(shk_segment *seg, uint64_t off)                        \
+    {                                                                          \
+        type *h;                                                               \
+        int rc = open_fn(seg, off, &h);                                        \
+        if (rc == SHK_OK)                                                      \
+            close_fn(h);                                                       \
+        return rc;                                                             \
+    }                                                                          \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)               \
+    {                                                                          \
+        fuzz_block_begin(&fb, tag, data, size, validate_fn, try_open);         \
+        type *h;                                                               \
+        int rc = open_fn(fb.seg, fb.blk, &h);                                  \
+        FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);                       \
+        if (rc == SHK_OK) {                                                    \
+            exercise(&fb, h, data, size);                                      \
+            close_fn(h);                                                       \
+        }                                                                      \
+        return 0;                                                              \
+    }
 
 /* Does [p, p + n) lie in the block past its first `header` bytes? */
 static inline int fuzz_in_block(const fuzz_block *fb, const char *p, uint64_t n,
