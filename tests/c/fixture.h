@@ -38,4 +38,40 @@ static inline void fixture_drop(shk_segment *s, const char *tag)
     shk_segment_unlink(check_name(tag));
 }
 
+/* A structure's header validator (shk_<t>_validate_header). */
+typedef int (*fixture_validate_fn)(const void *buf, size_t len, uint64_t off,
+                                   uint64_t file_size);
+
+/* What every header validator must refuse, around a valid header copy. */
+typedef struct {
+    fixture_validate_fn validate;
+    const unsigned char *hdr;   /* a copy of a live, valid header */
+    size_t len;                 /* its length */
+    uint64_t off, file_size;    /* where it lives, in a file this big */
+    size_t short_len;           /* a length too short to hold it */
+    uint64_t bad_off;           /* an offset where it cannot be */
+    uint64_t small_file;        /* a file size too small for it */
+    size_t nfields;             /* leading bytes whose every change is caught */
+} fixture_header;
+
+/* The copy validates; a short buffer, a bad offset, a small file and any
+ * one-byte change in the first nfields bytes are SHK_ECORRUPT. */
+static inline void fixture_check_validator(const fixture_header *h)
+{
+    CHECK_EQ(h->validate(h->hdr, h->len, h->off, h->file_size), SHK_OK);
+    CHECK_EQ(h->validate(h->hdr, h->short_len, h->off, h->file_size), SHK_ECORRUPT);
+    CHECK_EQ(h->validate(h->hdr, h->len, h->bad_off, h->file_size), SHK_ECORRUPT);
+    CHECK_EQ(h->validate(h->hdr, h->len, h->off, h->small_file), SHK_ECORRUPT);
+    unsigned char c[256];
+    if (h->len > sizeof c) {
+        CHECK(!"fixture_check_validator: header larger than 256 bytes");
+        return;
+    }
+    for (size_t i = 0; i < h->nfields; i++) {
+        memcpy(c, h->hdr, h->len);
+        c[i] ^= 0x5a;
+        CHECK_EQ(h->validate(c, h->len, h->off, h->file_size), SHK_ECORRUPT);
+    }
+}
+
 #endif

@@ -207,16 +207,8 @@ TEST(named_and_validation)
     uint64_t fs = shk_segment_file_size(s);
     unsigned char hdr[64];
     memcpy(hdr, base + off, 64);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off, fs), SHK_OK);
-    CHECK_EQ(shk_array_validate_header(hdr, 10, off, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off + 1, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off, off + 64 + 1999), SHK_ECORRUPT);
-    for (int i = 0; i < 48; i++) {
-        unsigned char c[64];
-        memcpy(c, hdr, 64);
-        c[i] ^= 0x33;
-        CHECK_EQ(shk_array_validate_header(c, 64, off, fs), SHK_ECORRUPT);
-    }
+    fixture_check_validator(&(fixture_header){shk_array_validate_header, hdr, 64, off, fs,
+                                              10, off + 1, off + 64 + 1999, 48});
     /* a length and nbytes that agree but overflow */
     unsigned char c[64];
     memcpy(c, hdr, 64);

@@ -167,17 +167,9 @@ TEST(validate_header)
     uint64_t fs = shk_segment_file_size(s);
     unsigned char hdr[64];
     memcpy(hdr, base + off, 64);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off, fs), SHK_OK);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 63, off, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off + 16, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off, off + 64 + 100), SHK_ECORRUPT);
-    /* every single-byte change in the meaningful fields is caught */
-    for (int i = 0; i < 40; i++) {
-        unsigned char c[64];
-        memcpy(c, hdr, 64);
-        c[i] ^= 0x5a;
-        CHECK_EQ(shk_bitset_validate_header(c, 64, off, fs), SHK_ECORRUPT);
-    }
+    /* ... and every single-byte change in the meaningful fields is caught */
+    fixture_check_validator(&(fixture_header){shk_bitset_validate_header, hdr, 64, off, fs,
+                                              63, off + 16, off + 64 + 100, 40});
     /* nbits huge with a matching nwords: rejected by the size bound */
     unsigned char c[64];
     memcpy(c, hdr, 64);
