@@ -41,12 +41,7 @@ typedef struct {
     Py_ssize_t strides[1];
 } ShkPyArray;
 
-static void array_release(ShkPyHandle *self)
-{
-    shk_array_close(self->h);
-}
-
-static const ShkPyHandleOps array_ops = {"Array", array_release};
+SHK_PY_HANDLE_OPS(array, "Array", shk_array_close);
 
 static int alive(ShkPyArray *s)
 {

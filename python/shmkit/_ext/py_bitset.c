@@ -28,12 +28,7 @@ typedef struct {
     Py_ssize_t strides[1];
 } ShkPyBitset;
 
-static void bitset_release(ShkPyHandle *self)
-{
-    shk_bitset_close(self->h);
-}
-
-static const ShkPyHandleOps bitset_ops = {"Bitset", bitset_release};
+SHK_PY_HANDLE_OPS(bitset, "Bitset", shk_bitset_close);
 
 static int alive(ShkPyBitset *s)
 {

@@ -33,12 +33,7 @@ typedef struct {
 
 static PyObject *QueueFull, *QueueEmpty;      /* queue.Full, queue.Empty */
 
-static void queue_release(ShkPyHandle *self)
-{
-    shk_queue_close(self->h);
-}
-
-static const ShkPyHandleOps queue_ops = {"Queue", queue_release};
+SHK_PY_HANDLE_OPS(queue, "Queue", shk_queue_close);
 
 static int q_alive(ShkPyQueue *self)
 {

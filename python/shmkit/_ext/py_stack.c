@@ -14,12 +14,7 @@ typedef struct {
     int allow_pickle;
 } ShkPyStack;
 
-static void stack_release(ShkPyHandle *self)
-{
-    shk_stack_close(self->h);
-}
-
-static const ShkPyHandleOps stack_ops = {"Stack", stack_release};
+SHK_PY_HANDLE_OPS(stack, "Stack", shk_stack_close);
 
 static int s_alive(ShkPyStack *self)
 {

@@ -85,7 +85,8 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
  *   - putting SHK_PY_HANDLE_HEAD first in its object struct and keeping
  *     its libshmkit handle in `h` (void *: each file passes it to its own
  *     typed functions);
- *   - a static ShkPyHandleOps {"Array", release} whose release() closes h;
+ *   - a static ShkPyHandleOps {"Array", release} whose release() closes h
+ *     (SHK_PY_HANDLE_OPS(array, "Array", shk_array_close) writes both);
  *   - starting tp_init with shk_py_handle_begin() and storing ops, h and
  *     the names (shk_py_handle_opened()) once the open succeeded;
  *   - SHK_PY_HANDLE_TYPE(...) in its PyTypeObject, SHK_PY_HANDLE_GETSET in
@@ -98,6 +99,15 @@ typedef struct {
     const char *what;                   /* type name for messages: "Array" */
     void (*release)(ShkPyHandle *self); /* close self->h (never NULL here) */
 } ShkPyHandleOps;
+
+/* The ops `p##_ops` of a handle type whose libshmkit handle is closed by
+ * close_fn (with a release function `p##_release` calling it). */
+#define SHK_PY_HANDLE_OPS(p, what, close_fn)                                   \
+    static void p##_release(ShkPyHandle *self)                                 \
+    {                                                                          \
+        close_fn(self->h);                                                     \
+    }                                                                          \
+    static const ShkPyHandleOps p##_ops = {what, p##_release}
 
 #define SHK_PY_HANDLE_HEAD                                                     \
     PyObject_HEAD                                                              \
