@@ -113,7 +113,7 @@ typedef struct {
     PyObject_HEAD                                                              \
     void *h;                    /* libshmkit handle; NULL until opened and  */ \
                                 /* once released                            */ \
-    const ShkPyHandleOps *ops;  /* set together with h                      */ \
+    const ShkPyHandleOps *ops;  /* set with h, kept after its release       */ \
     int closed;                 /* close() called (h lives on while waiting) */ \
     int waiting;                /* threads of this handle inside a blocking */ \
                                 /* call that dropped the GIL: they still use */ \
@@ -126,9 +126,10 @@ struct ShkPyHandle {
     SHK_PY_HANDLE_HEAD
 };
 
-/* The start of every tp_init: refuse a second __init__ (RuntimeError
- * "<what> already initialised") and return the shk_segment of segobj, or
- * NULL with an exception set. */
+/* The start of every tp_init: refuse __init__ on a handle that is open or
+ * was closed (RuntimeError "<what> already initialised": a closed handle
+ * stays closed) and return the shk_segment of segobj, or NULL with an
+ * exception set. */
 shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
                                  PyObject *segobj);
 
