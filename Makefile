@@ -51,11 +51,11 @@ $(B)/libshmkit.so: $(OBJ)
 $(B)/libshmkit-san.a: $(SANOBJ)
 	ar rcs $@ $^
 
-$(B)/tests/%: tests/c/%.c tests/c/check.h $(B)/libshmkit.a
+$(B)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INCLUDES) $< -o $@ $(B)/libshmkit.a $(LDLIBS)
 
-$(B)/san-tests/%: tests/c/%.c tests/c/check.h $(B)/libshmkit-san.a
+$(B)/san-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-san.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INCLUDES) $< -o $@ $(B)/libshmkit-san.a $(LDLIBS)
 
@@ -137,7 +137,7 @@ $(B)/tsan/%.o: src/%.c $(HDR)
 $(B)/libshmkit-tsan.a: $(TSANOBJ)
 	ar rcs $@ $^
 
-$(B)/tsan-tests/%: tests/c/%.c tests/c/check.h $(B)/libshmkit-tsan.a
+$(B)/tsan-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-tsan.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(INCLUDES) $< -o $@ $(B)/libshmkit-tsan.a $(LDLIBS)
 

@@ -247,4 +247,10 @@ int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end);
 /* ---- segment internals used by other sources ---- */
 int shk_segment_fd(const shk_segment *seg);
 
+/* ---- shared layouts the tests need ----
+ * Byte offset of the robust mutex (sizeof(shk_mutex) bytes) in the queue's
+ * shared header, so a test that forges headers can keep it intact without
+ * hard-coding the layout.  (The stack has no lock.) */
+size_t shk_queue_lock_offset(void);
+
 #endif

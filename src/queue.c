@@ -798,6 +798,8 @@ uint64_t shk_queue_used_bytes(const shk_queue *q)
            atomic_load_explicit(&q->sh->head, memory_order_relaxed);
 }
 
+size_t shk_queue_lock_offset(void) { return offsetof(q_shared, lock); }
+
 int shk_queue_check(shk_queue *q, shk_queue_stats *st)
 {
     int rc = q_lock(q);

@@ -1,5 +1,5 @@
 /* Unit tests of the free-list, bump and slab allocators. */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <pthread.h>
@@ -9,18 +9,7 @@
 /* A 256 MiB reservation rather than the default 64 GiB: under valgrind a
  * process's exit-time leak scan walks its whole mapping, forked children
  * included, and the default would take hours. */
-static shk_segment *new_segment(const char *tag, uint64_t size)
-{
-    shk_segment *s = NULL;
-    CHECK_EQ(shk_segment_create(check_name(tag), size, 256ull << 20, 0600, &s), SHK_OK);
-    return s;
-}
-
-static void drop_segment(shk_segment *s, const char *tag)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
-}
+#define SEG_MAX (256ull << 20)
 
 static shk_freelist *new_freelist(shk_segment *s, uint64_t cap)
 {
@@ -33,7 +22,7 @@ static shk_freelist *new_freelist(shk_segment *s, uint64_t cap)
 
 TEST(freelist_basic)
 {
-    shk_segment *s = new_segment("fl", 0);
+    shk_segment *s = fixture_segment("fl", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 1 << 20);
     uint64_t avail0 = shk_freelist_available(fl);
     uint64_t a, b, c;
@@ -60,12 +49,12 @@ TEST(freelist_basic)
     CHECK_EQ(st.leaked_blocks + st.abandoned_blocks, 0);
     CHECK(st.free_blocks >= 2);   /* small classes are carved in runs */
     shk_freelist_close(fl);
-    drop_segment(s, "fl");
+    fixture_drop(s, "fl");
 }
 
 TEST(freelist_out_of_memory_changes_nothing)
 {
-    shk_segment *s = new_segment("oom", 0);
+    shk_segment *s = fixture_segment("oom", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 4096);
     uint64_t off, avail = shk_freelist_available(fl);
     CHECK_EQ(shk_freelist_alloc(fl, 8192, &off), SHK_ENOMEM);
@@ -76,14 +65,14 @@ TEST(freelist_out_of_memory_changes_nothing)
     CHECK(n > 20);
     CHECK_EQ(shk_freelist_check(fl, NULL), SHK_OK);
     shk_freelist_close(fl);
-    drop_segment(s, "oom");
+    fixture_drop(s, "oom");
 }
 
 TEST(freelist_larger_class_fallback)
 {
     /* Memory freed in a large class serves small requests once the
      * untouched region is exhausted. */
-    shk_segment *s = new_segment("fb", 0);
+    shk_segment *s = fixture_segment("fb", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 8192);
     uint64_t big, off;
     CHECK_EQ(shk_freelist_alloc(fl, 6000, &big), SHK_OK);
@@ -94,7 +83,7 @@ TEST(freelist_larger_class_fallback)
     CHECK_EQ(off, big);
     CHECK_EQ(shk_freelist_check(fl, NULL), SHK_OK);
     shk_freelist_close(fl);
-    drop_segment(s, "fb");
+    fixture_drop(s, "fb");
 }
 
 TEST(freelist_stripes_share_memory)
@@ -134,7 +123,7 @@ TEST(freelist_stripes_share_memory)
 
 TEST(segment_heap_grows)
 {
-    shk_segment *s = new_segment("grow", 0);
+    shk_segment *s = fixture_segment("grow", 0, SEG_MAX);
     shk_freelist *heap = shk_segment_heap(s);
     uint64_t before = shk_segment_file_size(s), off;
     CHECK_EQ(shk_freelist_alloc(heap, 50 << 20, &off), SHK_OK);
@@ -143,12 +132,12 @@ TEST(segment_heap_grows)
     memset(shk_segment_base(s) + off, 0xab, 50 << 20);
     CHECK_EQ(shk_freelist_free(heap, off), SHK_OK);
     CHECK_EQ(shk_freelist_check(heap, NULL), SHK_OK);
-    drop_segment(s, "grow");
+    fixture_drop(s, "grow");
 }
 
 TEST(bump)
 {
-    shk_segment *s = new_segment("bump", 0);
+    shk_segment *s = fixture_segment("bump", 0, SEG_MAX);
     uint64_t boff, off, prev = 0;
     shk_bump *b = NULL;
     CHECK_EQ(shk_bump_create_in(s, 1000, &boff), SHK_OK);
@@ -166,12 +155,12 @@ TEST(bump)
     CHECK_EQ(shk_bump_available(b), shk_bump_capacity(b));
     shk_bump_close(b);
     CHECK_EQ(shk_bump_open(s, boff + 16, &b), SHK_ECORRUPT);
-    drop_segment(s, "bump");
+    fixture_drop(s, "bump");
 }
 
 TEST(slab)
 {
-    shk_segment *s = new_segment("slab", 0);
+    shk_segment *s = fixture_segment("slab", 0, SEG_MAX);
     uint64_t soff, off[100];
     shk_slab *sl = NULL;
     CHECK_EQ(shk_slab_create_in(s, 24, 70, &soff), SHK_OK);
@@ -200,7 +189,7 @@ TEST(slab)
     while (shk_slab_alloc(sl, &o) == SHK_OK)
         CHECK(o >= start && o + 32 <= end);
     shk_slab_close(sl);
-    drop_segment(s, "slab");
+    fixture_drop(s, "slab");
 }
 
 /* ---- concurrency: threads and processes hammering one free list ---- */
@@ -247,7 +236,7 @@ static void *worker(void *p)
 
 TEST(freelist_threads)
 {
-    shk_segment *s = new_segment("thr", 0);
+    shk_segment *s = fixture_segment("thr", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 16 << 20);
     uint64_t avail = shk_freelist_available(fl);
     pthread_t t[4];
@@ -263,12 +252,12 @@ TEST(freelist_threads)
     CHECK_EQ(shk_freelist_available(fl), avail);
     CHECK_EQ(shk_freelist_check(fl, NULL), SHK_OK);
     shk_freelist_close(fl);
-    drop_segment(s, "thr");
+    fixture_drop(s, "thr");
 }
 
 TEST(freelist_processes)
 {
-    shk_segment *s = new_segment("proc", 0);
+    shk_segment *s = fixture_segment("proc", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 16 << 20);
     uint64_t avail = shk_freelist_available(fl);
     pid_t pids[4];
@@ -288,7 +277,7 @@ TEST(freelist_processes)
     CHECK_EQ(shk_freelist_available(fl), avail);
     CHECK_EQ(shk_freelist_check(fl, NULL), SHK_OK);
     shk_freelist_close(fl);
-    drop_segment(s, "proc");
+    fixture_drop(s, "proc");
 }
 
 /* A child killed at each crash point of the free list leaves it usable and
@@ -298,7 +287,7 @@ TEST(freelist_crash_points)
 {
     const char *points[] = {"freelist.carve", "freelist.pop", "freelist.free"};
     for (int p = 0; p < 3; p++) {
-        shk_segment *s = new_segment("crash", 0);
+        shk_segment *s = fixture_segment("crash", 0, SEG_MAX);
         shk_freelist *fl = new_freelist(s, 1 << 20);
         uint64_t keep, tmp;
         CHECK_EQ(shk_freelist_alloc(fl, 40, &keep), SHK_OK);
@@ -342,7 +331,7 @@ TEST(freelist_crash_points)
             CHECK_EQ(shk_freelist_free(fl, o[i]), SHK_OK);
         CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
         shk_freelist_close(fl);
-        drop_segment(s, "crash");
+        fixture_drop(s, "crash");
     }
 }
 

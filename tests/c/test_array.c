@@ -1,42 +1,13 @@
 /* Unit tests of typed atomic arrays: every dtype's range checks, exchange,
  * compare-and-swap, checked / wrapping / float add, header validation, and
  * atomicity across real processes (fork). */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <float.h>
 #include <math.h>
 #include <sys/wait.h>
 
-/* Stress iteration counts divided by SHMKIT_TEST_SCALE (`make valgrind`
- * sets it: valgrind is ~50x slower and serialises threads). */
-static int scaled(int n)
-{
-    const char *v = getenv("SHMKIT_TEST_SCALE");
-    int d = v ? atoi(v) : 1;
-    return d > 1 ? (n / d > 0 ? n / d : 1) : n;
-}
-
-static shk_segment *new_seg_max(const char *tag, uint64_t max_size)
-{
-    shk_segment *s = NULL;
-    const char *n = check_name(tag);
-    shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, max_size, 0600, &s), SHK_OK);
-    return s;
-}
-
-static shk_segment *new_seg(const char *tag) { return new_seg_max(tag, 0); }
-
-/* Tests that fork map a small reservation: under valgrind a fork costs
- * time in proportion to the mapping (8 MiB: seconds; 64 GiB: forever). */
-#define FORK_SEG_MAX (1ull << 20)
-
-static void drop_seg(shk_segment *s, const char *tag)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
-}
 
 static shk_scalar I(int64_t v) { shk_scalar s; s.i = v; return s; }
 static shk_scalar U(uint64_t v) { shk_scalar s; s.u = v; return s; }
@@ -61,7 +32,7 @@ TEST(dtypes)
 
 TEST(integer_ranges)
 {
-    shk_segment *s = new_seg("ar1");
+    shk_segment *s = fixture_segment("ar1", 0, 0);
     static const struct { uint32_t dt; int64_t lo; uint64_t hi; } R[] = {
         {SHK_DT_INT8, -128, 127},
         {SHK_DT_INT16, -32768, 32767},
@@ -157,12 +128,12 @@ TEST(integer_ranges)
         CHECK_EQ(shk_array_check(a), SHK_OK);
         shk_array_close(a);
     }
-    drop_seg(s, "ar1");
+    fixture_drop(s, "ar1");
 }
 
 TEST(floats)
 {
-    shk_segment *s = new_seg("ar2");
+    shk_segment *s = fixture_segment("ar2", 0, 0);
     shk_array *d, *f;
     CHECK_EQ(shk_array_open_named(s, "d", SHK_DT_FLOAT64, 3, &d, NULL), SHK_OK);
     CHECK_EQ(shk_array_open_named(s, "f", SHK_DT_FLOAT32, 3, &f, NULL), SHK_OK);
@@ -203,12 +174,12 @@ TEST(floats)
     CHECK_EQ(shk_array_check(f), SHK_OK);
     shk_array_close(d);
     shk_array_close(f);
-    drop_seg(s, "ar2");
+    fixture_drop(s, "ar2");
 }
 
 TEST(named_and_validation)
 {
-    shk_segment *s = new_seg("ar3");
+    shk_segment *s = fixture_segment("ar3", 0, 0);
     shk_array *a, *b;
     uint64_t off;
     CHECK_EQ(shk_array_open_named(s, "a", 0, 0, &a, NULL), SHK_ENOENT);
@@ -236,16 +207,8 @@ TEST(named_and_validation)
     uint64_t fs = shk_segment_file_size(s);
     unsigned char hdr[64];
     memcpy(hdr, base + off, 64);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off, fs), SHK_OK);
-    CHECK_EQ(shk_array_validate_header(hdr, 10, off, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off + 1, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_array_validate_header(hdr, 64, off, off + 64 + 1999), SHK_ECORRUPT);
-    for (int i = 0; i < 48; i++) {
-        unsigned char c[64];
-        memcpy(c, hdr, 64);
-        c[i] ^= 0x33;
-        CHECK_EQ(shk_array_validate_header(c, 64, off, fs), SHK_ECORRUPT);
-    }
+    fixture_check_validator(&(fixture_header){shk_array_validate_header, hdr, 64, off, fs,
+                                              10, off + 1, off + 64 + 1999, 48});
     /* a length and nbytes that agree but overflow */
     unsigned char c[64];
     memcpy(c, hdr, 64);
@@ -264,7 +227,7 @@ TEST(named_and_validation)
     CHECK_EQ(shk_array_open(s, off + 16, &b), SHK_ECORRUPT);
     CHECK_EQ(shk_array_open(s, UINT64_MAX - 3, &b), SHK_ECORRUPT);
     shk_array_close(a);
-    drop_seg(s, "ar3");
+    fixture_drop(s, "ar3");
 }
 
 /* P processes x N atomic adds on a few shared counters of every width:
@@ -273,12 +236,12 @@ TEST(named_and_validation)
  * left succeeds, the rest is refused. */
 TEST(processes_atomic)
 {
-    shk_segment *s = new_seg_max("ar4", FORK_SEG_MAX);
+    shk_segment *s = fixture_segment("ar4", 0, FIXTURE_FORK_MAX);
     char segname[128];
     snprintf(segname, sizeof segname, "%s", check_name("ar4"));
     const uint32_t dts[] = {SHK_DT_INT8, SHK_DT_UINT16, SHK_DT_INT32, SHK_DT_UINT64,
                             SHK_DT_FLOAT64, SHK_DT_FLOAT32};
-    const int P = 4, N = scaled(20000) < 10 ? 10 : scaled(20000);
+    const int P = 4, N = check_scale(20000) < 10 ? 10 : check_scale(20000);
     shk_array *h[6];
     for (int k = 0; k < 6; k++)
         CHECK_EQ(shk_array_open_named(s, shk_dtype_name(dts[k]), dts[k], 4, &h[k], NULL), SHK_OK);
@@ -346,7 +309,7 @@ TEST(processes_atomic)
         CHECK_EQ(shk_array_check(h[k]), SHK_OK);
         shk_array_close(h[k]);
     }
-    drop_seg(s, "ar4");
+    fixture_drop(s, "ar4");
 }
 
 int main(void)

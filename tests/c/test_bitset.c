@@ -1,44 +1,15 @@
 /* Unit tests of the atomic bitset: single-bit ops, whole-set ops, the
  * tail-bits invariant, validation of corrupt headers, and atomicity across
  * real processes (fork). */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <sys/wait.h>
 
-/* Stress iteration counts divided by SHMKIT_TEST_SCALE (`make valgrind`
- * sets it: valgrind is ~50x slower and serialises threads). */
-static int scaled(int n)
-{
-    const char *v = getenv("SHMKIT_TEST_SCALE");
-    int d = v ? atoi(v) : 1;
-    return d > 1 ? (n / d > 0 ? n / d : 1) : n;
-}
-
-static shk_segment *new_seg_max(const char *tag, uint64_t max_size)
-{
-    shk_segment *s = NULL;
-    const char *n = check_name(tag);
-    shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, max_size, 0600, &s), SHK_OK);
-    return s;
-}
-
-static shk_segment *new_seg(const char *tag) { return new_seg_max(tag, 0); }
-
-/* Tests that fork map a small reservation: under valgrind a fork costs
- * time in proportion to the mapping (8 MiB: seconds; 64 GiB: forever). */
-#define FORK_SEG_MAX (1ull << 20)
-
-static void drop_seg(shk_segment *s, const char *tag)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
-}
 
 TEST(single_bit_ops)
 {
-    shk_segment *s = new_seg("bs1");
+    shk_segment *s = fixture_segment("bs1", 0, 0);
     shk_bitset *b;
     int created = -1;
     CHECK_EQ(shk_bitset_open_named(s, "b", 130, &b, &created), SHK_OK);
@@ -80,12 +51,12 @@ TEST(single_bit_ops)
     CHECK_EQ(shk_bitset_size(b2), 130);
     shk_bitset_close(b2);
     shk_bitset_close(b);
-    drop_seg(s, "bs1");
+    fixture_drop(s, "bs1");
 }
 
 TEST(whole_set_ops)
 {
-    shk_segment *s = new_seg("bs2");
+    shk_segment *s = fixture_segment("bs2", 0, 0);
     const uint64_t sizes[] = {1, 63, 64, 65, 127, 128, 1000};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         uint64_t n = sizes[k];
@@ -120,13 +91,13 @@ TEST(whole_set_ops)
         }
         shk_bitset_close(b);
     }
-    drop_seg(s, "bs2");
+    fixture_drop(s, "bs2");
 }
 
 TEST(find_model)
 {
     /* find_next_* against a brute-force scan on a pseudo-random pattern */
-    shk_segment *s = new_seg("bs3");
+    shk_segment *s = fixture_segment("bs3", 0, 0);
     shk_bitset *b;
     const uint64_t n = 777;
     CHECK_EQ(shk_bitset_open_named(s, "b", n, &b, NULL), SHK_OK);
@@ -154,12 +125,12 @@ TEST(find_model)
         cnt += model[j];
     CHECK_EQ(shk_bitset_count(b), cnt);
     shk_bitset_close(b);
-    drop_seg(s, "bs3");
+    fixture_drop(s, "bs3");
 }
 
 TEST(named_errors)
 {
-    shk_segment *s = new_seg("bs4");
+    shk_segment *s = fixture_segment("bs4", 0, 0);
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "missing", 0, &b, NULL), SHK_ENOENT);
     CHECK_EQ(shk_bitset_open_named(s, "b", 100, &b, NULL), SHK_OK);
@@ -183,12 +154,12 @@ TEST(named_errors)
     shk_segment_close(small);
     shk_segment_unlink(n);
     shk_bitset_close(b);
-    drop_seg(s, "bs4");
+    fixture_drop(s, "bs4");
 }
 
 TEST(validate_header)
 {
-    shk_segment *s = new_seg("bs5");
+    shk_segment *s = fixture_segment("bs5", 0, 0);
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "b", 1000, &b, NULL), SHK_OK);
     uint64_t off = shk_bitset_offset(b);
@@ -196,17 +167,9 @@ TEST(validate_header)
     uint64_t fs = shk_segment_file_size(s);
     unsigned char hdr[64];
     memcpy(hdr, base + off, 64);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off, fs), SHK_OK);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 63, off, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off + 16, fs), SHK_ECORRUPT);
-    CHECK_EQ(shk_bitset_validate_header(hdr, 64, off, off + 64 + 100), SHK_ECORRUPT);
-    /* every single-byte change in the meaningful fields is caught */
-    for (int i = 0; i < 40; i++) {
-        unsigned char c[64];
-        memcpy(c, hdr, 64);
-        c[i] ^= 0x5a;
-        CHECK_EQ(shk_bitset_validate_header(c, 64, off, fs), SHK_ECORRUPT);
-    }
+    /* ... and every single-byte change in the meaningful fields is caught */
+    fixture_check_validator(&(fixture_header){shk_bitset_validate_header, hdr, 64, off, fs,
+                                              63, off + 16, off + 64 + 100, 40});
     /* nbits huge with a matching nwords: rejected by the size bound */
     unsigned char c[64];
     memcpy(c, hdr, 64);
@@ -238,7 +201,7 @@ TEST(validate_header)
     w[shk_bitset_nwords(b) - 1] = 0;
     CHECK_EQ(shk_bitset_check(b, NULL), SHK_OK);
     shk_bitset_close(b);
-    drop_seg(s, "bs5");
+    fixture_drop(s, "bs5");
 }
 
 /* N processes hammer the same words: each sets the bits i with i % N == k
@@ -246,7 +209,7 @@ TEST(validate_header)
  * a wrong count or stray bits. */
 TEST(processes_atomic)
 {
-    shk_segment *s = new_seg_max("bs6", FORK_SEG_MAX);
+    shk_segment *s = fixture_segment("bs6", 0, FIXTURE_FORK_MAX);
     shk_bitset *b;
     const uint64_t n = 4096;
     const int P = 4;
@@ -268,7 +231,7 @@ TEST(processes_atomic)
                 shk_bitset_open_named(cs, "f", 0, &cf, NULL) != SHK_OK)
                 _exit(2);
             int bad = 0;
-            for (int round = 0; round < scaled(50); round++)
+            for (int round = 0; round < check_scale(50); round++)
                 for (uint64_t i = 0; i < n; i++) {
                     if (i % (uint64_t)P == (uint64_t)k && round == 0)
                         bad |= shk_bitset_set(cb, i) != 0;
@@ -296,21 +259,21 @@ TEST(processes_atomic)
     CHECK_EQ(shk_bitset_check(bb, NULL), SHK_OK);
     shk_bitset_close(bb);
     shk_bitset_close(ff);
-    drop_seg(s, "bs6");
+    fixture_drop(s, "bs6");
 }
 
 /* A try-lock built from set/clear protects a non-atomic counter across
  * processes: checks the acquire/release contract, not just atomicity. */
 TEST(bit_as_lock)
 {
-    shk_segment *s = new_seg_max("bs7", FORK_SEG_MAX);
+    shk_segment *s = fixture_segment("bs7", 0, FIXTURE_FORK_MAX);
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "lock", 8, &b, NULL), SHK_OK);
     uint64_t off;
     CHECK_EQ(shk_freelist_alloc(shk_segment_heap(s), 64, &off), SHK_OK);
     volatile uint64_t *counter = (volatile uint64_t *)(shk_segment_base(s) + off);
     *counter = 0;
-    const int P = 3, N = scaled(20000);
+    const int P = 3, N = check_scale(20000);
     pid_t pids[3];
     for (int k = 0; k < P; k++) {
         pids[k] = fork();
@@ -334,7 +297,7 @@ TEST(bit_as_lock)
     }
     CHECK_EQ(*counter, (uint64_t)P * N);
     shk_bitset_close(b);
-    drop_seg(s, "bs7");
+    fixture_drop(s, "bs7");
 }
 
 int main(void)

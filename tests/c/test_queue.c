@@ -1,24 +1,32 @@
 /* Unit tests of the MPMC queue: FIFO, wrap-around, out-of-line items,
  * limits, batches, blocking, processes, SIGKILL recovery, corruption. */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <signal.h>
 #include <sys/wait.h>
 
-static shk_segment *mkseg(const char *tag)
+/* A 16 MiB reservation: enough for every test, cheap to fork. */
+#define SEG_MAX (16ull << 20)
+
+/* A fresh segment `tag` holding queue "q" with a ring of `ring` bytes and
+ * at most `maxsize` items (0 = unbounded). */
+static shk_segment *open_queue(const char *tag, uint64_t ring, uint64_t maxsize,
+                               shk_queue **q)
 {
-    shk_segment *s = NULL;
-    const char *n = check_name(tag);
-    shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, 16ull << 20, 0600, &s), SHK_OK);
+    shk_segment *s = fixture_segment(tag, 0, SEG_MAX);
+    shk_queue_config cfg = {ring, maxsize};
+    *q = NULL;
+    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, q, NULL), SHK_OK);
     return s;
 }
 
-static void rmseg(shk_segment *s, const char *tag)
+/* End of a test: whatever it did, the queue must still be valid. */
+static void close_queue(shk_segment *s, shk_queue *q, const char *tag)
 {
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
+    CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
+    shk_queue_close(q);
+    fixture_drop(s, tag);
 }
 
 static int get_u64(shk_queue *q, uint64_t *v, int64_t timeout)
@@ -33,7 +41,7 @@ static int get_u64(shk_queue *q, uint64_t *v, int64_t timeout)
 
 TEST(fifo_basic)
 {
-    shk_segment *s = mkseg("qbasic");
+    shk_segment *s = fixture_segment("qbasic", 0, SEG_MAX);
     shk_queue *q = NULL;
     int created = 0;
     CHECK_EQ(shk_queue_open_named(s, "q", NULL, &q, &created), SHK_OK);
@@ -63,18 +71,15 @@ TEST(fifo_basic)
     shk_stack *sk = NULL;
     CHECK_EQ(shk_stack_open_named(s, "q", &sk, NULL), SHK_ETYPE);
     shk_queue_close(q2);
-    shk_queue_close(q);
-    rmseg(s, "qbasic");
+    close_queue(s, q, "qbasic");
 }
 
 /* Variable sizes wrapping around a small ring many times, checked byte by
  * byte; sizes span inline, the inline limit and out-of-line. */
 TEST(wrap_and_sizes)
 {
-    shk_segment *s = mkseg("qwrap");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 0};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qwrap", 4096, 0, &q);
     CHECK_EQ(shk_queue_inline_max(q), 512);
     static unsigned char in[5000], out[5000];
     uint64_t put_seq = 0, got_seq = 0;
@@ -126,16 +131,13 @@ TEST(wrap_and_sizes)
     shk_freelist_stats fs;
     CHECK_EQ(shk_freelist_check(shk_segment_heap(s), &fs), SHK_OK);
     CHECK_EQ(fs.live_blocks, 2);   /* the queue header and its ring */
-    shk_queue_close(q);
-    rmseg(s, "qwrap");
+    close_queue(s, q, "qwrap");
 }
 
 TEST(limits)
 {
-    shk_segment *s = mkseg("qlim");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 3};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qlim", 4096, 3, &q);
     CHECK_EQ(shk_queue_maxsize(q), 3);
     uint64_t v = 1;
     for (int i = 0; i < 3; i++)
@@ -172,7 +174,7 @@ TEST(limits)
     shk_queue_config bad = {SHK_QUEUE_MAX_RING * 2, 0};
     CHECK_EQ(shk_queue_open_named(s, "q3", &bad, &q, NULL), SHK_EINVAL);
     CHECK_EQ(shk_segment_lookup(s, "q3", NULL), SHK_ENOENT);
-    rmseg(s, "qlim");
+    fixture_drop(s, "qlim");
 }
 
 typedef struct collect {
@@ -191,10 +193,8 @@ static void *collect_alloc(void *ctx, uint64_t len, uint32_t tag)
 
 TEST(batches)
 {
-    shk_segment *s = mkseg("qbatch");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 50};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qbatch", 4096, 50, &q);
     uint64_t vals[100];
     shk_queue_item items[100];
     for (int i = 0; i < 100; i++) {
@@ -246,19 +246,15 @@ TEST(batches)
     CHECK_EQ(tag, 9);
     CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
     CHECK_EQ(v, 2);
-    CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
-    shk_queue_close(q);
-    rmseg(s, "qbatch");
+    close_queue(s, q, "qbatch");
 }
 
 /* A consumer blocked in get (futex) is woken by a producer process; a
  * producer blocked on a full queue is woken by a get. */
 TEST(blocking_across_processes)
 {
-    shk_segment *s = mkseg("qblock");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 2};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qblock", 4096, 2, &q);
     pid_t pid = fork();
     if (pid == 0) {
         /* child: 100 items through a 2-slot queue, blocking on full */
@@ -284,8 +280,7 @@ TEST(blocking_across_processes)
     CHECK_EQ(shk_queue_check(q, &qs), SHK_OK);
     CHECK_EQ(qs.get_waiters, 0);
     CHECK_EQ(qs.put_waiters, 0);
-    shk_queue_close(q);
-    rmseg(s, "qblock");
+    close_queue(s, q, "qblock");
 }
 
 /* 2 producers x 2 consumers, every item exactly once, FIFO per producer. */
@@ -293,10 +288,9 @@ TEST(mpmc_exactly_once)
 {
     enum { P = 2, C = 2 };
     const uint64_t N = (uint64_t)check_scale(20000);   /* fewer under valgrind */
-    shk_segment *s = mkseg("qmpmc");
-    shk_queue *q = NULL, *res = NULL;
-    shk_queue_config cfg = {8192, 0};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *res = NULL;
+    shk_queue *q;
+    shk_segment *s = open_queue("qmpmc", 8192, 0, &q);
     CHECK_EQ(shk_queue_open_named(s, "res", NULL, &res, NULL), SHK_OK);
     pid_t pids[P + C];
     for (int p = 0; p < P; p++) {
@@ -362,18 +356,15 @@ TEST(mpmc_exactly_once)
     CHECK_EQ(sum, want);
     CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
     shk_queue_close(res);
-    shk_queue_close(q);
-    rmseg(s, "qmpmc");
+    close_queue(s, q, "qmpmc");
 }
 
 /* Children hammer the queue and are SIGKILLed at random instants (some
  * while holding the lock): the queue must stay usable and valid. */
 TEST(sigkill_recovery)
 {
-    shk_segment *s = mkseg("qkill");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 0};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qkill", 4096, 0, &q);
     static char buf[3000];
     for (int round = 0; round < 30; round++) {
         pid_t pid = fork();
@@ -404,16 +395,13 @@ TEST(sigkill_recovery)
     CHECK_EQ(st.items, 0);
     printf("  sigkill_recovery: %llu lock recoveries in 30 kills\n",
            (unsigned long long)st.recoveries);
-    shk_queue_close(q);
-    rmseg(s, "qkill");
+    close_queue(s, q, "qkill");
 }
 
 TEST(corruption_detected)
 {
-    shk_segment *s = mkseg("qcorrupt");
-    shk_queue *q = NULL;
-    shk_queue_config cfg = {4096, 0};
-    CHECK_EQ(shk_queue_open_named(s, "q", &cfg, &q, NULL), SHK_OK);
+    shk_queue *q;
+    shk_segment *s = open_queue("qcorrupt", 4096, 0, &q);
     uint64_t v = 5;
     CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
     shk_object_info info;
@@ -445,8 +433,7 @@ TEST(corruption_detected)
     CHECK_EQ(shk_queue_open(s, info.offset + 8, &q2), SHK_ECORRUPT);
     CHECK_EQ(shk_queue_open(s, info.offset, &q2), SHK_OK);
     shk_queue_close(q2);
-    shk_queue_close(q);
-    rmseg(s, "qcorrupt");
+    close_queue(s, q, "qcorrupt");
 }
 
 int main(void)

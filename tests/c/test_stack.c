@@ -1,25 +1,13 @@
 /* Unit tests of the lock-free stack: LIFO, sizes, peek, processes,
  * SIGKILL, corruption. */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <signal.h>
 #include <sys/wait.h>
 
-static shk_segment *mkseg(const char *tag)
-{
-    shk_segment *s = NULL;
-    const char *n = check_name(tag);
-    shk_segment_unlink(n);
-    CHECK_EQ(shk_segment_create(n, 0, 16ull << 20, 0600, &s), SHK_OK);
-    return s;
-}
-
-static void rmseg(shk_segment *s, const char *tag)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(check_name(tag));
-}
+/* A 16 MiB reservation: enough for every test, cheap to fork. */
+#define SEG_MAX (16ull << 20)
 
 typedef struct buf_ctx {
     char buf[4096];
@@ -58,7 +46,7 @@ static int pop_u64(shk_stack *s, uint64_t *v)
 
 TEST(lifo_basic)
 {
-    shk_segment *seg = mkseg("sbasic");
+    shk_segment *seg = fixture_segment("sbasic", 0, SEG_MAX);
     shk_stack *s = NULL, *s2 = NULL;
     int created = 0;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, &created), SHK_OK);
@@ -95,12 +83,12 @@ TEST(lifo_basic)
     CHECK_EQ(shk_queue_open_named(seg, "st", NULL, &q, NULL), SHK_ETYPE);
     shk_stack_close(s2);
     shk_stack_close(s);
-    rmseg(seg, "sbasic");
+    fixture_drop(seg, "sbasic");
 }
 
 TEST(sizes_and_errors)
 {
-    shk_segment *seg = mkseg("ssizes");
+    shk_segment *seg = fixture_segment("ssizes", 0, SEG_MAX);
     shk_stack *s = NULL;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, NULL), SHK_OK);
     static char in[5000];
@@ -134,14 +122,14 @@ TEST(sizes_and_errors)
     CHECK_EQ(c.len, 0);
     CHECK_EQ(c.tag, 1);
     shk_stack_close(s);
-    rmseg(seg, "ssizes");
+    fixture_drop(seg, "ssizes");
 }
 
 TEST(processes_exactly_once)
 {
     enum { P = 2 };
     const uint64_t N = (uint64_t)check_scale(20000);   /* fewer under valgrind */
-    shk_segment *seg = mkseg("sprocs");
+    shk_segment *seg = fixture_segment("sprocs", 0, SEG_MAX);
     shk_stack *s = NULL;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, NULL), SHK_OK);
     shk_queue *res = NULL;
@@ -195,12 +183,12 @@ TEST(processes_exactly_once)
     CHECK_EQ(sst.counter, 0);
     shk_queue_close(res);
     shk_stack_close(s);
-    rmseg(seg, "sprocs");
+    fixture_drop(seg, "sprocs");
 }
 
 TEST(sigkill)
 {
-    shk_segment *seg = mkseg("skill");
+    shk_segment *seg = fixture_segment("skill", 0, SEG_MAX);
     shk_stack *s = NULL;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, NULL), SHK_OK);
     for (int round = 0; round < 20; round++) {
@@ -227,12 +215,12 @@ TEST(sigkill)
         CHECK_EQ(v, 77);
     }
     shk_stack_close(s);
-    rmseg(seg, "skill");
+    fixture_drop(seg, "skill");
 }
 
 TEST(corruption)
 {
-    shk_segment *seg = mkseg("scorrupt");
+    shk_segment *seg = fixture_segment("scorrupt", 0, SEG_MAX);
     shk_stack *s = NULL, *s2 = NULL;
     CHECK_EQ(shk_stack_open_named(seg, "st", &s, NULL), SHK_OK);
     uint64_t v = 9;
@@ -254,7 +242,7 @@ TEST(corruption)
     CHECK_EQ(pop_u64(s, &v), SHK_OK);
     CHECK_EQ(v, 9);
     shk_stack_close(s);
-    rmseg(seg, "scorrupt");
+    fixture_drop(seg, "scorrupt");
 }
 
 int main(void)

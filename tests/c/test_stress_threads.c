@@ -8,38 +8,12 @@
  * atomics -- a block's contents through the free list, a counter guarded by
  * a bit used as a lock, a buffer published by an array element -- so that
  * TSan reports a data race if any memory order is too weak. */
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 
 #include <pthread.h>
 
-/* Stress iteration counts divided by SHMKIT_TEST_SCALE (`make valgrind`
- * sets it: valgrind is ~50x slower and serialises threads). */
-static int scaled(int n)
-{
-    const char *v = getenv("SHMKIT_TEST_SCALE");
-    int d = v ? atoi(v) : 1;
-    return d > 1 ? (n / d > 0 ? n / d : 1) : n;
-}
-
 #define T 4
-
-static char segname[128];
-
-static shk_segment *new_seg(const char *tag, uint64_t max_size)
-{
-    shk_segment *s = NULL;
-    snprintf(segname, sizeof segname, "%s", check_name(tag));
-    shk_segment_unlink(segname);
-    CHECK_EQ(shk_segment_create(segname, 0, max_size, 0600, &s), SHK_OK);
-    return s;
-}
-
-static void drop_seg(shk_segment *s)
-{
-    shk_segment_close(s);
-    shk_segment_unlink(segname);
-}
 
 /* All workers start together (a spinning gate), so they really overlap
  * instead of each finishing before the next is created. */
@@ -107,7 +81,7 @@ static void *fl_worker(void *v)
     uint64_t s = (uint64_t)a->id * 7919 + 1;
     uint64_t live[64];
     int nlive = 0;
-    for (int r = 0, rounds = scaled(100000); r < rounds; r++) {
+    for (int r = 0, rounds = check_scale(100000); r < rounds; r++) {
         uint64_t x = rng(&s);
         if (nlive < 64 && (nlive == 0 || x % 3)) {
             uint64_t n = 16 + x % 1000, off;
@@ -142,7 +116,7 @@ static void *fl_worker(void *v)
 
 TEST(freelist_threads)
 {
-    shk_segment *s = new_seg("st-fl", 1ull << 30);
+    shk_segment *s = fixture_segment("st-fl", 0, 1ull << 30);
     uint64_t off;
     shk_freelist *fl;
     CHECK_EQ(shk_freelist_create_in(s, 8 << 20, &off), SHK_OK);
@@ -179,7 +153,7 @@ TEST(freelist_threads)
             CHECK_EQ(shk_freelist_free(shk_segment_heap(s), m), SHK_OK);
     }
     CHECK_EQ(shk_freelist_check(shk_segment_heap(s), NULL), SHK_OK);
-    drop_seg(s);
+    fixture_drop(s, "st-fl");
 }
 
 /* ------------------------------------------------------- bump and slab */
@@ -216,7 +190,7 @@ static void *slab_worker(void *v)
     uint64_t live[32];
     int n = 0;
     uint64_t s = (uint64_t)a->id + 99;
-    for (int r = 0, rounds = scaled(100000); r < rounds; r++) {
+    for (int r = 0, rounds = check_scale(100000); r < rounds; r++) {
         if (n < 32 && (n == 0 || rng(&s) % 2)) {
             uint64_t off;
             if (shk_slab_alloc(a->h, &off) != SHK_OK)
@@ -240,7 +214,7 @@ static void *slab_worker(void *v)
 
 TEST(bump_and_slab_threads)
 {
-    shk_segment *s = new_seg("st-bs", 1ull << 30);
+    shk_segment *s = fixture_segment("st-bs", 0, 1ull << 30);
     uint64_t off;
     shk_bump *b;
     CHECK_EQ(shk_bump_create_in(s, 48 * 2000 * T - 48 * 100, &off), SHK_OK);
@@ -281,7 +255,7 @@ TEST(bump_and_slab_threads)
         CHECK_EQ(args[i].errors, 0);
     CHECK_EQ(shk_slab_available(sl), 32 * 100);
     shk_slab_close(sl);
-    drop_seg(s);
+    fixture_drop(s, "st-bs");
 }
 
 /* --------------------------------------------------------------- bitset */
@@ -316,7 +290,7 @@ static void *bitset_worker(void *v)
             shk_bitset_flip(flips, i);
             shk_bitset_flip(flips, i);
         }
-    for (int r = 0; r < scaled(5000); r++) {
+    for (int r = 0; r < check_scale(5000); r++) {
         while (shk_bitset_set(lock, 0) != 0)
             ;
         (*a->plain_counter)++;          /* a data race unless set/clear order it */
@@ -330,7 +304,7 @@ static void *bitset_worker(void *v)
 
 TEST(bitset_threads)
 {
-    shk_segment *s = new_seg("st-bits", 1ull << 30);
+    shk_segment *s = fixture_segment("st-bits", 0, 1ull << 30);
     shk_bitset *claim, *lock, *flips;
     CHECK_EQ(shk_bitset_open_named(s, "claim", NB, &claim, NULL), SHK_OK);
     CHECK_EQ(shk_bitset_open_named(s, "lock", 1, &lock, NULL), SHK_OK);
@@ -348,12 +322,12 @@ TEST(bitset_threads)
     CHECK_EQ(won, NB);                  /* each bit claimed exactly once */
     CHECK_EQ(shk_bitset_count(claim), NB);
     CHECK_EQ(shk_bitset_count(flips), 0);
-    CHECK_EQ(counter, (uint64_t)scaled(5000) * T);
+    CHECK_EQ(counter, (uint64_t)check_scale(5000) * T);
     CHECK_EQ(shk_bitset_check(claim, NULL), SHK_OK);
     shk_bitset_close(claim);
     shk_bitset_close(lock);
     shk_bitset_close(flips);
-    drop_seg(s);
+    fixture_drop(s, "st-bits");
 }
 
 /* ---------------------------------------------------------------- array */
@@ -380,7 +354,7 @@ static void *array_worker(void *v)
     }
     shk_scalar prev, cur, one;
     one.i = 1;
-    for (int r = 0; r < scaled(NA); r++) {
+    for (int r = 0; r < check_scale(NA); r++) {
         shk_array_add(ai, 0, 1, &prev);
         a->ticket_sum += prev.u;
         shk_array_add_wrap(ai, 1, (uint64_t)-3, NULL);
@@ -414,7 +388,7 @@ static void *array_worker(void *v)
 
 TEST(array_threads)
 {
-    shk_segment *s = new_seg("st-arr", 1ull << 30);
+    shk_segment *s = fixture_segment("st-arr", 0, 1ull << 30);
     shk_array *ai, *af;
     CHECK_EQ(shk_array_open_named(s, "i", SHK_DT_INT64, 8, &ai, NULL), SHK_OK);
     CHECK_EQ(shk_array_open_named(s, "f", SHK_DT_FLOAT64, 1, &af, NULL), SHK_OK);
@@ -428,7 +402,7 @@ TEST(array_threads)
         CHECK_EQ(args[i].errors, 0);
         tickets += args[i].ticket_sum;
     }
-    uint64_t n = (uint64_t)scaled(NA) * T;
+    uint64_t n = (uint64_t)check_scale(NA) * T;
     CHECK(tickets == n * (n - 1) / 2);  /* every fetch-add saw a distinct value */
     shk_scalar v;
     shk_array_load(ai, 0, &v);
@@ -442,7 +416,7 @@ TEST(array_threads)
     CHECK_EQ(shk_array_check(ai), SHK_OK);
     shk_array_close(ai);
     shk_array_close(af);
-    drop_seg(s);
+    fixture_drop(s, "st-arr");
 }
 
 /* ------------------------------------------------ directory and growth */
@@ -485,7 +459,7 @@ static void *dir_worker(void *v)
 
 TEST(directory_and_growth_threads)
 {
-    shk_segment *s = new_seg("st-dir", 1ull << 30);
+    shk_segment *s = fixture_segment("st-dir", 0, 1ull << 30);
     uint64_t before = shk_segment_file_size(s);
     dir_arg args[T];
     for (int i = 0; i < T; i++)
@@ -506,7 +480,7 @@ TEST(directory_and_growth_threads)
     CHECK_EQ(v.u, T);
     shk_array_close(arr);
     CHECK_EQ(shk_freelist_check(shk_segment_heap(s), NULL), SHK_OK);
-    drop_seg(s);
+    fixture_drop(s, "st-dir");
 }
 
 int main(void)

@@ -3,56 +3,15 @@
  * stays in bounds and keeps the element type's range. */
 #include "fuzz_common.h"
 
-#define BLOCK 1024u
-
-static shk_segment *seg;
-static uint64_t blk;
-
-static void setup(void)
+/* An array that opened over the input: it lies in the block and every
+ * element operation keeps to the bounds and the element type's range. */
+static void exercise(const fuzz_block *fb, shk_array *a, const uint8_t *data, size_t size)
 {
-    if (seg)
-        return;
-    const char *name = fuzz_name("array");
-    shk_segment_unlink(name);
-    if (shk_segment_create(name, 0, 16 << 20, 0600, &seg) != SHK_OK ||
-        shk_freelist_alloc(shk_segment_heap(seg), BLOCK, &blk) != SHK_OK)
-        abort();
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    setup();
-    char *base = shk_segment_base(seg);
-    uint64_t fs = shk_segment_file_size(seg);
-
-    void *buf = fuzz_copy(data, size);
-    int v = shk_array_validate_header(buf, size, blk, fs);
-    FUZZ_ASSERT(v == SHK_OK || v == SHK_ECORRUPT);
-    if (size >= 8) {
-        v = shk_array_validate_header(buf, size, fuzz_u64(data), fuzz_u64(data) ^ fs);
-        FUZZ_ASSERT(v == SHK_OK || v == SHK_ECORRUPT);
-    }
-    free(buf);
-
-    shk_array *a;
-    if (size >= 8) {
-        uint64_t off = fuzz_u64(data) % (fs + 64);
-        if (shk_array_open(seg, off, &a) == SHK_OK)
-            shk_array_close(a);
-    }
-
-    memset(base + blk, 0, BLOCK);
-    memcpy(base + blk, data, size < BLOCK ? size : BLOCK);
-    int rc = shk_array_open(seg, blk, &a);
-    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
-    if (rc != SHK_OK)
-        return 0;
     char *d = shk_array_data(a);
     uint64_t n = shk_array_length(a);
     unsigned isz = shk_array_itemsize(a);
     FUZZ_ASSERT(isz == shk_dtype_itemsize(shk_array_dtype(a)));
-    FUZZ_ASSERT(d >= base + blk + shk_array_header_size() &&
-                d + n * isz <= base + blk + shk_freelist_usable(shk_segment_heap(seg), blk));
+    FUZZ_ASSERT(fuzz_in_block(fb, d, n * isz, shk_array_header_size()));
     FUZZ_ASSERT(shk_array_check(a) == SHK_OK);
     /* element operations with values taken from the input */
     shk_scalar x, prev, cur;
@@ -77,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         shk_array_compare_and_swap(a, i, cur, x, NULL);
     }
     FUZZ_ASSERT(shk_array_load(a, n, &cur) == SHK_EINVAL);
-    shk_array_close(a);
-    return 0;
 }
+
+FUZZ_BLOCK_TARGET("array", shk_array, shk_array_validate_header, shk_array_open,
+                  shk_array_close, exercise)

@@ -12,9 +12,8 @@
 
 enum { DICT, QUEUE, STACK, NKIND };
 static const char *const names[NKIND] = {"d", "q", "s"};
-/* [start, end) of the queue header's mutex (queue.c LAYOUT); the dict's
- * come from shk_dict_mutex_span (one per shard). */
-static const uint64_t queue_lock_at[2] = {64, 128};
+/* The mutexes come from the library (shk_dict_mutex_span: one per shard;
+ * shk_queue_lock_offset), so a layout change cannot leave them stale. */
 
 static shk_segment *seg;
 static uint64_t off[NKIND], len[NKIND];
@@ -69,8 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (b <= len[k])
                 memcpy(base + off[k] + a, orig[k] + a, b - a);
     } else if (k == QUEUE) {
-        memcpy(base + off[k] + queue_lock_at[0], orig[k] + queue_lock_at[0],
-               queue_lock_at[1] - queue_lock_at[0]);
+        uint64_t a = shk_queue_lock_offset();
+        memcpy(base + off[k] + a, orig[k] + a, sizeof(shk_mutex));
     }
 
     int rc;

@@ -10,34 +10,50 @@
  * Bounds: read/write/view accept any range inside the allocator's data
  * region that has been handed out at least once ([start, high water)); a
  * range outside it is a ValueError, never a wild access.
+ *
+ * close/dealloc/closed and the name members are the shared handle ones
+ * (SHK_PY_HANDLE_HEAD, py_handle.c); releasing an allocator closes its
+ * handle and drops the segment reference it holds for `base`.
  */
 #include "shmkit_py.h"
-
-#include "structmember.h"
 
 enum { KIND_FREELIST, KIND_BUMP, KIND_SLAB };
 
 typedef struct {
-    PyObject_HEAD
-    shk_segment *seg;     /* retained; NULL when closed */
-    void *h;              /* shk_freelist* / shk_bump* / shk_slab* */
+    SHK_PY_HANDLE_HEAD    /* h: shk_freelist* / shk_bump* / shk_slab* */
+    shk_segment *seg;     /* retained while h is open */
     int kind;
-    int created;
     char *base;
-    PyObject *segment_name;
-    PyObject *object_name;
 } ShkPyAlloc;
 
 static const uint32_t kind_type[] = {SHK_TYPE_FREELIST, SHK_TYPE_BUMP, SHK_TYPE_SLAB};
-static const char *const kind_name[] = {"FreeListAllocator", "BumpAllocator",
-                                         "SlabAllocator"};
+
+static void alloc_release(ShkPyHandle *self);
+
+static const ShkPyHandleOps alloc_ops[] = {
+    {"FreeListAllocator", alloc_release},
+    {"BumpAllocator", alloc_release},
+    {"SlabAllocator", alloc_release},
+};
+
+static PyTypeObject Bump_Type, Slab_Type;
+
+/* The ops of a handle: set when it opened; before that (a closed-handle
+ * error on a handle never initialised) found from its type. */
+static const ShkPyHandleOps *ops_of(ShkPyAlloc *a)
+{
+    if (a->ops)
+        return a->ops;
+    if (PyObject_TypeCheck(a, &Bump_Type))
+        return &alloc_ops[KIND_BUMP];
+    if (PyObject_TypeCheck(a, &Slab_Type))
+        return &alloc_ops[KIND_SLAB];
+    return &alloc_ops[KIND_FREELIST];
+}
 
 static int alive(ShkPyAlloc *a)
 {
-    if (a->seg)
-        return 1;
-    PyErr_Format(PyExc_ValueError, "operation on a closed %s", kind_name[a->kind]);
-    return 0;
+    return shk_py_handle_alive((PyObject *)a, ops_of(a));
 }
 
 static void region(ShkPyAlloc *a, uint64_t *start, uint64_t *end)
@@ -97,16 +113,16 @@ static int open_handle(int kind, shk_segment *seg, uint64_t off, void **h)
     }
 }
 
-static void close_handle(ShkPyAlloc *a)
+static void alloc_release(ShkPyHandle *self)
 {
-    if (!a->h)
-        return;
+    ShkPyAlloc *a = (ShkPyAlloc *)self;
     switch (a->kind) {
     case KIND_FREELIST: shk_freelist_close(a->h); break;
     case KIND_BUMP: shk_bump_close(a->h); break;
     default: shk_slab_close(a->h); break;
     }
-    a->h = NULL;
+    shk_segment_close(a->seg);
+    a->seg = NULL;
 }
 
 /* __init__(segment, name, capacity=None, slab_size=None)
@@ -120,13 +136,9 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|OO", kwlist, &segobj, &name,
                                      &cap, &slot))
         return -1;
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(self, &alloc_ops[kind], segobj);
     if (!seg)
         return -1;
-    if (a->seg) {
-        PyErr_SetString(PyExc_RuntimeError, "allocator already initialised");
-        return -1;
-    }
     const char *oname = PyUnicode_AsUTF8(name);
     if (!oname)
         return -1;
@@ -154,8 +166,9 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     int rc = shk_segment_object(seg, oname, kind_type[kind],
                                 want_create ? init_object : NULL, &ia, &off, &created);
     if (rc != SHK_OK)
-        return shk_py_object_error(rc, name, kind_name[kind], "give capacity= to create it");
-    rc = open_handle(kind, seg, off, &a->h);
+        return shk_py_object_error(rc, name, alloc_ops[kind].what, "give capacity= to create it");
+    void *h;
+    rc = open_handle(kind, seg, off, &h);
     if (rc != SHK_OK) {
         shk_py_raise(rc, oname);
         return -1;
@@ -163,24 +176,14 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     shk_segment_retain(seg);
     a->seg = seg;
     a->kind = kind;
-    a->created = created;
     a->base = shk_segment_base(seg);
-    return shk_py_set_names(segobj, name, &a->object_name, &a->segment_name);
+    return shk_py_handle_opened(self, &alloc_ops[kind], h, created, segobj, name);
 }
 
 static int freelist_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_FREELIST); }
 static int bump_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_BUMP); }
 static int slab_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_SLAB); }
 
-static void alloc_dealloc(PyObject *self)
-{
-    ShkPyAlloc *a = (ShkPyAlloc *)self;
-    close_handle(a);
-    shk_segment_close(a->seg);
-    Py_XDECREF(a->segment_name);
-    Py_XDECREF(a->object_name);
-    Py_TYPE(self)->tp_free(self);
-}
 
 /* ---------------------------------------------------------- hot methods */
 
@@ -227,7 +230,7 @@ static PyObject *alloc_allocate(PyObject *self, PyObject *const *args, Py_ssize_
         if (rc == SHK_ENOMEM)
             PyErr_Format(ShkPy_OutOfMemoryError,
                          "%s has no room for %llu bytes (available: %llu)",
-                         kind_name[a->kind], (unsigned long long)n,
+                         alloc_ops[a->kind].what, (unsigned long long)n,
                          (unsigned long long)(a->kind == KIND_FREELIST
                                                   ? shk_freelist_available(a->h)
                                                   : a->kind == KIND_BUMP
@@ -399,20 +402,6 @@ static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
     return shk_py_freelist_check(a->h, "FreeListAllocator.check");
 }
 
-static PyObject *alloc_close(PyObject *self, PyObject *Py_UNUSED(x))
-{
-    ShkPyAlloc *a = (ShkPyAlloc *)self;
-    close_handle(a);
-    shk_segment_close(a->seg);
-    a->seg = NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *alloc_get_closed(PyObject *self, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(((ShkPyAlloc *)self)->seg == NULL);
-}
-
 static PyObject *alloc_slab_size(PyObject *self, void *Py_UNUSED(c))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
@@ -441,7 +430,7 @@ static PyObject *alloc_slot_count(PyObject *self, void *Py_UNUSED(c))
      "allocate(size) -> offset.  OutOfMemoryError (nothing changed) if full."}, \
     {"available_bytes", alloc_available, METH_NOARGS,                           \
      "Bytes that can still be allocated (free blocks and untouched space)."},  \
-    {"close", alloc_close, METH_NOARGS,                                         \
+    {"close", shk_py_handle_close, METH_NOARGS,                                 \
      "Close this handle; the shared memory stays for other processes."},
 
 static PyMethodDef freelist_methods[] = {
@@ -473,7 +462,7 @@ static PyMethodDef slab_methods[] = {
 };
 
 #define COMMON_GETSET                                                           \
-    {"closed", alloc_get_closed, NULL, "True once closed.", NULL},              \
+    SHK_PY_HANDLE_GETSET,                                                       \
     {"capacity", alloc_capacity, NULL, "Bytes in the data region.", NULL},
 
 static PyGetSetDef freelist_getset[] = {COMMON_GETSET {NULL, NULL, NULL, NULL, NULL}};
@@ -483,29 +472,17 @@ static PyGetSetDef slab_getset[] = {
     {"slot_count", alloc_slot_count, NULL, "Number of slots.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static PyMemberDef alloc_members[] = {
-    {"segment_name", T_OBJECT, offsetof(ShkPyAlloc, segment_name), READONLY,
-     "Name of the segment holding the allocator."},
-    {"object_name", T_OBJECT, offsetof(ShkPyAlloc, object_name), READONLY,
-     "Name of the allocator inside its segment."},
-    {"created", T_BOOL, offsetof(ShkPyAlloc, created), READONLY,
-     "True if this handle created the allocator."},
-    {NULL, 0, 0, 0, NULL},
-};
+static PyMemberDef alloc_members[] = SHK_PY_HANDLE_MEMBERS("allocator");
 
 #define ALLOC_TYPE(var, pyname, methods, getset, init, doc)                     \
     static PyTypeObject var = {                                                 \
         PyVarObject_HEAD_INIT(NULL, 0)                                          \
-        .tp_name = "shmkit._shmkit." pyname,                                   \
-        .tp_basicsize = sizeof(ShkPyAlloc),                                     \
-        .tp_dealloc = alloc_dealloc,                                            \
-        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                   \
+        SHK_PY_HANDLE_TYPE(pyname, ShkPyAlloc),                                 \
         .tp_doc = doc,                                                          \
         .tp_methods = methods,                                                  \
         .tp_members = alloc_members,                                            \
         .tp_getset = getset,                                                    \
         .tp_init = init,                                                        \
-        .tp_new = PyType_GenericNew,                                            \
     };
 
 ALLOC_TYPE(FreeList_Type, "FreeListAllocator", freelist_methods, freelist_getset,

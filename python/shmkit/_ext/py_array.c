@@ -23,14 +23,15 @@
  * shape (length,), writable) with zero copy, retaining the segment mapping
  * for the life of each export (view->internal), so numpy arrays over it
  * stay valid after close().
+ *
+ * What Array shares with Bitset (indexing, slices, the buffer export, the
+ * type object) and with every handle (close, dealloc, names) lives in
+ * py_handle.c; this file holds the element conversions and operations.
  */
 #include "shmkit_py.h"
 
-#include "structmember.h"
-
 typedef struct {
-    PyObject_HEAD
-    shk_array *a;             /* NULL once closed */
+    SHK_PY_HANDLE_HEAD        /* h: the shk_array */
     uint64_t length;
     uint32_t dtype;
     int is_float, is_signed;
@@ -38,37 +39,23 @@ typedef struct {
     char format[2];
     Py_ssize_t shape[1];
     Py_ssize_t strides[1];
-    int created;
-    PyObject *segment_name;
-    PyObject *object_name;
 } ShkPyArray;
+
+SHK_PY_HANDLE_OPS(array, "Array", shk_array_close);
 
 static int alive(ShkPyArray *s)
 {
-    if (s->a)
-        return 1;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Array");
-    return 0;
+    return shk_py_handle_alive((PyObject *)s, &array_ops);
 }
+
+static PyObject *elem_get(PyObject *self, uint64_t i);
+
+static const ShkPySeqOps array_seq = {&array_ops, "Array indices must be integers or slices",
+                                      elem_get};
 
 static int elem_index(ShkPyArray *s, PyObject *o, uint64_t *out)
 {
-    if (!PyIndex_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "Array indices must be integers or slices, not %.100s",
-                     Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(o, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred())
-        return -1;
-    if (i < 0)
-        i += (Py_ssize_t)s->length;
-    if (i < 0 || (uint64_t)i >= s->length) {
-        PyErr_SetString(PyExc_IndexError, "Array index out of range");
-        return -1;
-    }
-    *out = (uint64_t)i;
-    return 0;
+    return shk_py_seq_index(o, s->length, &array_seq, out);
 }
 
 static PyObject *overflow(ShkPyArray *s, PyObject *v)
@@ -149,14 +136,19 @@ static PyObject *from_scalar(ShkPyArray *s, shk_scalar v)
 static PyObject *load(ShkPyArray *s, uint64_t i)
 {
     shk_scalar v;
-    shk_array_load(s->a, i, &v);
+    shk_array_load(s->h, i, &v);
     return from_scalar(s, v);
+}
+
+static PyObject *elem_get(PyObject *self, uint64_t i)
+{
+    return load((ShkPyArray *)self, i);
 }
 
 /* Store an already converted value; OverflowError if it does not fit. */
 static int store(ShkPyArray *s, uint64_t i, shk_scalar v, PyObject *orig)
 {
-    if (shk_array_store(s->a, i, v) != SHK_OK) {
+    if (shk_array_store(s->h, i, v) != SHK_OK) {
         overflow(s, orig);
         return -1;
     }
@@ -178,23 +170,12 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|IK:Array", kwlist, &segobj, &name,
                                      &dtype, &length))
         return -1;
-    if (s->a) {
-        PyErr_SetString(PyExc_RuntimeError, "Array already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(self, &array_ops, segobj);
     if (!seg)
         return -1;
-    Py_ssize_t nlen;
-    const char *oname = PyUnicode_AsUTF8AndSize(name, &nlen);
+    const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
-    if (nlen < 1 || nlen > SHK_OBJECT_NAME_MAX || (Py_ssize_t)strlen(oname) != nlen) {
-        PyErr_Format(PyExc_ValueError,
-                     "invalid object name %R (1 to %d bytes of UTF-8, no NUL)", name,
-                     SHK_OBJECT_NAME_MAX);
-        return -1;
-    }
     if (dtype != 0 && shk_dtype_itemsize(dtype) == 0) {
         PyErr_Format(PyExc_ValueError, "unknown dtype code %u", dtype);
         return -1;
@@ -206,9 +187,9 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     int created = 0;
-    int rc = shk_array_open_named(seg, oname, dtype, length, &s->a, &created);
+    shk_array *a;
+    int rc = shk_array_open_named(seg, oname, dtype, length, &a, &created);
     if (rc != SHK_OK) {
-        s->a = NULL;
         shk_array *other;
         if (rc == SHK_EINVAL && shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
             PyErr_Format(PyExc_ValueError, "Array %R exists as %s[%llu], not %s[%llu]", name,
@@ -221,26 +202,16 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
         }
         return shk_py_object_error(rc, name, "Array", "give dtype and length to create it");
     }
-    s->length = shk_array_length(s->a);
-    s->dtype = shk_array_dtype(s->a);
+    s->length = shk_array_length(a);
+    s->dtype = shk_array_dtype(a);
     s->is_float = shk_dtype_is_float(s->dtype);
     s->is_signed = shk_dtype_is_signed(s->dtype);
-    s->itemsize = shk_array_itemsize(s->a);
+    s->itemsize = shk_array_itemsize(a);
     s->format[0] = shk_dtype_format(s->dtype);
     s->format[1] = 0;
     s->shape[0] = (Py_ssize_t)s->length;
     s->strides[0] = (Py_ssize_t)s->itemsize;
-    s->created = created;
-    return shk_py_set_names(segobj, name, &s->object_name, &s->segment_name);
-}
-
-static void array_dealloc(PyObject *self)
-{
-    ShkPyArray *s = (ShkPyArray *)self;
-    shk_array_close(s->a);
-    Py_XDECREF(s->segment_name);
-    Py_XDECREF(s->object_name);
-    Py_TYPE(self)->tp_free(self);
+    return shk_py_handle_opened(self, &array_ops, a, created, segobj, name);
 }
 
 /* ------------------------------------------------------ atomic methods */
@@ -289,7 +260,7 @@ static PyObject *array_add(PyObject *self, PyObject *const *args, Py_ssize_t nar
         shk_scalar v;
         if (to_scalar(s, d, &v) < 0)
             return NULL;
-        rc = shk_array_add_float(s->a, i, v.f, &prev);
+        rc = shk_array_add_float(s->h, i, v.f, &prev);
         return rc == SHK_OK ? from_scalar(s, prev) : shk_py_raise(rc, "add");
     }
     if (!PyIndex_Check(d)) {
@@ -306,7 +277,7 @@ static PyObject *array_add(PyObject *self, PyObject *const *args, Py_ssize_t nar
         Py_DECREF(n);
         if (u == (unsigned long long)-1 && PyErr_Occurred())
             return NULL;
-        rc = shk_array_add_wrap(s->a, i, u, &prev);
+        rc = shk_array_add_wrap(s->h, i, u, &prev);
         return rc == SHK_OK ? from_scalar(s, prev) : shk_py_raise(rc, "add");
     }
     int of = 0;
@@ -316,7 +287,7 @@ static PyObject *array_add(PyObject *self, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     if (!of) {
-        rc = shk_array_add(s->a, i, x, &prev);
+        rc = shk_array_add(s->h, i, x, &prev);
     } else {
         /* beyond int64: sign and magnitude, if the magnitude fits uint64 */
         int neg = of < 0;
@@ -334,7 +305,7 @@ static PyObject *array_add(PyObject *self, PyObject *const *args, Py_ssize_t nar
                          shk_dtype_name(s->dtype));
             return NULL;
         }
-        rc = shk_array_add_wide(s->a, i, neg, m, &prev);
+        rc = shk_array_add_wide(s->h, i, neg, m, &prev);
     }
     Py_DECREF(n);
     if (rc != SHK_OK) {
@@ -355,7 +326,7 @@ static PyObject *array_exchange(PyObject *self, PyObject *const *args, Py_ssize_
     shk_scalar v, prev;
     if (elem_index(s, args[0], &i) < 0 || to_scalar(s, args[1], &v) < 0)
         return NULL;
-    if (shk_array_exchange(s->a, i, v, &prev) != SHK_OK)
+    if (shk_array_exchange(s->h, i, v, &prev) != SHK_OK)
         return overflow(s, args[1]);
     return from_scalar(s, prev);
 }
@@ -379,7 +350,7 @@ static PyObject *array_cas(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_Clear();
         Py_RETURN_FALSE;
     }
-    int rc = shk_array_compare_and_swap(s->a, i, e, d, NULL);
+    int rc = shk_array_compare_and_swap(s->h, i, e, d, NULL);
     if (rc < 0)
         return overflow(s, args[2]);
     return PyBool_FromLong(rc);
@@ -391,10 +362,10 @@ static PyObject *array_fill(PyObject *self, PyObject *arg)
     shk_scalar v;
     if (!alive(s) || to_scalar(s, arg, &v) < 0)
         return NULL;
-    if (shk_array_store(s->a, 0, v) != SHK_OK)
+    if (shk_array_store(s->h, 0, v) != SHK_OK)
         return overflow(s, arg);
     for (uint64_t i = 1; i < s->length; i++)
-        shk_array_store(s->a, i, v);
+        shk_array_store(s->h, i, v);
     Py_RETURN_NONE;
 }
 
@@ -424,21 +395,12 @@ static PyObject *array_check(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyArray *s = (ShkPyArray *)self;
     if (!alive(s))
         return NULL;
-    int rc = shk_array_check(s->a);
+    int rc = shk_array_check(s->h);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Array.check");
     return Py_BuildValue("{s:s,s:K,s:I,s:K}", "dtype", shk_dtype_name(s->dtype), "length",
                          (unsigned long long)s->length, "itemsize", s->itemsize, "nbytes",
                          (unsigned long long)(s->length * s->itemsize));
-}
-
-static PyObject *array_close(PyObject *self, PyObject *Py_UNUSED(x))
-{
-    ShkPyArray *s = (ShkPyArray *)self;
-    /* exported buffers hold their own segment reference */
-    shk_array_close(s->a);
-    s->a = NULL;
-    Py_RETURN_NONE;
 }
 
 /* --------------------------------------------------------------- slots */
@@ -453,43 +415,12 @@ static Py_ssize_t array_len(PyObject *self)
 
 static PyObject *array_item(PyObject *self, Py_ssize_t i)
 {
-    ShkPyArray *s = (ShkPyArray *)self;
-    if (!alive(s))
-        return NULL;
-    if (i < 0 || (uint64_t)i >= s->length) {
-        PyErr_SetString(PyExc_IndexError, "Array index out of range");
-        return NULL;
-    }
-    return load(s, (uint64_t)i);
+    return shk_py_seq_item(self, i, ((ShkPyArray *)self)->length, &array_seq);
 }
 
 static PyObject *array_subscript(PyObject *self, PyObject *key)
 {
-    ShkPyArray *s = (ShkPyArray *)self;
-    if (!alive(s))
-        return NULL;
-    if (PySlice_Check(key)) {
-        Py_ssize_t start, stop, step;
-        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
-            return NULL;
-        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->length, &start, &stop, step);
-        PyObject *list = PyList_New(n);
-        if (!list)
-            return NULL;
-        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
-            PyObject *v = load(s, (uint64_t)i);
-            if (!v) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, k, v);
-        }
-        return list;
-    }
-    uint64_t i;
-    if (elem_index(s, key, &i) < 0)
-        return NULL;
-    return load(s, i);
+    return shk_py_seq_subscript(self, key, ((ShkPyArray *)self)->length, &array_seq);
 }
 
 static int assign_slice(ShkPyArray *s, PyObject *key, PyObject *value)
@@ -528,7 +459,7 @@ static int assign_slice(ShkPyArray *s, PyObject *key, PyObject *value)
     }
     if (rc == 0)
         for (Py_ssize_t k = 0, i = start; k < n; k++, i += step)
-            shk_array_store(s->a, (uint64_t)i, tmp[k]);
+            shk_array_store(s->h, (uint64_t)i, tmp[k]);
     PyMem_Free(tmp);
     Py_DECREF(seq);
     return rc;
@@ -557,41 +488,16 @@ static int array_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
 static int array_getbuffer(PyObject *self, Py_buffer *view, int flags)
 {
     ShkPyArray *s = (ShkPyArray *)self;
-    if (!s->a) {
-        PyErr_SetString(PyExc_ValueError, "operation on a closed Array");
+    if (!alive(s)) {
         view->obj = NULL;
         return -1;
     }
-    shk_segment *seg = shk_array_segment(s->a);
-    shk_segment_retain(seg);      /* dropped by array_releasebuffer */
-    view->internal = seg;
-    view->buf = shk_array_data(s->a);
-    view->len = s->shape[0] * (Py_ssize_t)s->itemsize;
-    view->readonly = 0;
-    view->itemsize = (Py_ssize_t)s->itemsize;
-    view->format = (flags & PyBUF_FORMAT) ? s->format : NULL;
-    view->ndim = 1;
-    view->shape = (flags & PyBUF_ND) ? s->shape : NULL;
-    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
-    view->suboffsets = NULL;
-    Py_INCREF(self);
-    view->obj = self;
-    return 0;
+    return shk_py_export_1d(self, view, flags, shk_array_segment(s->h), shk_array_data(s->h),
+                            (Py_ssize_t)s->itemsize, s->format, s->shape, s->strides);
 }
 
-static void array_releasebuffer(PyObject *Py_UNUSED(self), Py_buffer *view)
-{
-    shk_segment_close((shk_segment *)view->internal);
-}
-
-static PyBufferProcs array_as_buffer = {array_getbuffer, array_releasebuffer};
 
 /* ---------------------------------------------------------------- type */
-
-static PyObject *get_closed(PyObject *self, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(((ShkPyArray *)self)->a == NULL);
-}
 
 #define ARRAY_GETTER(fn, expr)                                                 \
     static PyObject *fn(PyObject *self, void *Py_UNUSED(c))                    \
@@ -625,13 +531,13 @@ static PyMethodDef array_methods[] = {
     {"check", array_check, METH_NOARGS,
      "Validate the shared layout; returns {'dtype', 'length', 'itemsize', "
      "'nbytes'} or raises CorruptSegmentError."},
-    {"close", array_close, METH_NOARGS,
+    {"close", shk_py_handle_close, METH_NOARGS,
      "Close this handle; the array stays in shared memory for others."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef array_getset[] = {
-    {"closed", get_closed, NULL, "True once closed.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"dtype", get_dtype, NULL, "Element type name, e.g. 'int64'.", NULL},
     {"dtype_code", get_dtype_code, NULL, "Element type code (shk_dtype).", NULL},
     {"itemsize", get_itemsize, NULL, "Bytes per element.", NULL},
@@ -641,43 +547,11 @@ static PyGetSetDef array_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyMemberDef array_members[] = {
-    {"segment_name", T_OBJECT, offsetof(ShkPyArray, segment_name), READONLY,
-     "Name of the segment holding the array."},
-    {"object_name", T_OBJECT, offsetof(ShkPyArray, object_name), READONLY,
-     "Name of the array inside its segment."},
-    {"created", T_BOOL, offsetof(ShkPyArray, created), READONLY,
-     "True if this handle created the array."},
-    {NULL, 0, 0, 0, NULL},
-};
+static PyMemberDef array_members[] = SHK_PY_HANDLE_MEMBERS("array");
 
-static PySequenceMethods array_as_sequence = {
-    .sq_length = array_len,
-    .sq_item = array_item,
-};
-
-static PyMappingMethods array_as_mapping = {
-    .mp_length = array_len,
-    .mp_subscript = array_subscript,
-    .mp_ass_subscript = array_ass_subscript,
-};
-
-static PyTypeObject Array_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Array",
-    .tp_basicsize = sizeof(ShkPyArray),
-    .tp_dealloc = array_dealloc,
-    .tp_as_sequence = &array_as_sequence,
-    .tp_as_mapping = &array_as_mapping,
-    .tp_as_buffer = &array_as_buffer,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Array(segment, name, dtype=0, length=0): a typed atomic array in shared memory.",
-    .tp_methods = array_methods,
-    .tp_members = array_members,
-    .tp_getset = array_getset,
-    .tp_init = array_init,
-    .tp_new = PyType_GenericNew,
-};
+SHK_PY_SEQUENCE_TYPE(Array_Type, array, "Array", ShkPyArray,
+                     "Array(segment, name, dtype=0, length=0): a typed atomic array in shared "
+                     "memory.");
 
 int shk_py_init_array(PyObject *m)
 {

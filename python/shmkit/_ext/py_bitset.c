@@ -3,9 +3,12 @@
  * as a Python type.
  *
  * Hot methods (set/clear/flip/test, [] and len) are METH_O or slots and call
- * straight into libshmkit: the operation itself is a few nanoseconds, so
- * the GIL is never released (releasing it would cost more than the work)
- * and all the time goes to argument parsing.
+ * straight into libshmkit ([] through the sequence helpers shared with
+ * Array, py_handle.c: one more call, no measurable cost next to building
+ * the result): the operation itself is a few nanoseconds, so the GIL is
+ * never released (releasing it would cost more than the work) and all the
+ * time goes to argument parsing.  Close, dealloc, the names and the buffer
+ * export are the shared handle ones (SHK_PY_HANDLE_HEAD).
  *
  * The buffer protocol exports the words (format "Q", shape (nwords,),
  * writable) with zero copy; each export retains the segment mapping (in
@@ -18,46 +21,32 @@
  */
 #include "shmkit_py.h"
 
-#include "structmember.h"
-
 typedef struct {
-    PyObject_HEAD
-    shk_bitset *b;            /* NULL once closed */
+    SHK_PY_HANDLE_HEAD        /* h: the shk_bitset */
     uint64_t nbits;
     Py_ssize_t shape[1];      /* for buffer exports */
     Py_ssize_t strides[1];
-    int created;
-    PyObject *segment_name;
-    PyObject *object_name;
 } ShkPyBitset;
+
+SHK_PY_HANDLE_OPS(bitset, "Bitset", shk_bitset_close);
 
 static int alive(ShkPyBitset *s)
 {
-    if (s->b)
-        return 1;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Bitset");
-    return 0;
+    return shk_py_handle_alive((PyObject *)s, &bitset_ops);
 }
+
+static PyObject *bit_get(PyObject *self, uint64_t i)
+{
+    return PyBool_FromLong(shk_bitset_test(((ShkPyBitset *)self)->h, i));
+}
+
+static const ShkPySeqOps bitset_seq = {&bitset_ops, "Bitset indices must be integers",
+                                       bit_get};
 
 /* A Python index (negative counts from the end) -> bit number. */
 static int bit_index(ShkPyBitset *s, PyObject *o, uint64_t *out)
 {
-    if (!PyIndex_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "Bitset indices must be integers, not %.100s",
-                     Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    Py_ssize_t i = PyNumber_AsSsize_t(o, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred())
-        return -1;
-    if (i < 0)
-        i += (Py_ssize_t)s->nbits;
-    if (i < 0 || (uint64_t)i >= s->nbits) {
-        PyErr_SetString(PyExc_IndexError, "Bitset index out of range");
-        return -1;
-    }
-    *out = (uint64_t)i;
-    return 0;
+    return shk_py_seq_index(o, s->nbits, &bitset_seq, out);
 }
 
 /* Value of a bit assignment: a bool, or the int 0 or 1. */
@@ -94,23 +83,12 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *segobj, *name, *size = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|O:Bitset", kwlist, &segobj, &name, &size))
         return -1;
-    if (s->b) {
-        PyErr_SetString(PyExc_RuntimeError, "Bitset already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(self, &bitset_ops, segobj);
     if (!seg)
         return -1;
-    Py_ssize_t nlen;
-    const char *oname = PyUnicode_AsUTF8AndSize(name, &nlen);
+    const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
-    if (nlen < 1 || nlen > SHK_OBJECT_NAME_MAX || (Py_ssize_t)strlen(oname) != nlen) {
-        PyErr_Format(PyExc_ValueError,
-                     "invalid object name %R (1 to %d bytes of UTF-8, no NUL)", name,
-                     SHK_OBJECT_NAME_MAX);
-        return -1;
-    }
     uint64_t nbits = 0;
     if (size != Py_None) {
         if (!PyIndex_Check(size) || PyBool_Check(size)) {
@@ -130,9 +108,9 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
         nbits = (uint64_t)v;
     }
     int created = 0;
-    int rc = shk_bitset_open_named(seg, oname, nbits, &s->b, &created);
+    shk_bitset *b;
+    int rc = shk_bitset_open_named(seg, oname, nbits, &b, &created);
     if (rc != SHK_OK) {
-        s->b = NULL;
         shk_bitset *other;
         if (rc == SHK_EINVAL && shk_bitset_open_named(seg, oname, 0, &other, NULL) == SHK_OK) {
             PyErr_Format(PyExc_ValueError, "Bitset %R exists with size %llu, not %llu", name,
@@ -142,20 +120,10 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
         }
         return shk_py_object_error(rc, name, "Bitset", "give size= to create it");
     }
-    s->nbits = shk_bitset_size(s->b);
-    s->shape[0] = (Py_ssize_t)shk_bitset_nwords(s->b);
+    s->nbits = shk_bitset_size(b);
+    s->shape[0] = (Py_ssize_t)shk_bitset_nwords(b);
     s->strides[0] = 8;
-    s->created = created;
-    return shk_py_set_names(segobj, name, &s->object_name, &s->segment_name);
-}
-
-static void bitset_dealloc(PyObject *self)
-{
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    shk_bitset_close(s->b);
-    Py_XDECREF(s->segment_name);
-    Py_XDECREF(s->object_name);
-    Py_TYPE(self)->tp_free(self);
+    return shk_py_handle_opened(self, &bitset_ops, b, created, segobj, name);
 }
 
 /* ---------------------------------------------------------- bit methods */
@@ -167,7 +135,7 @@ static void bitset_dealloc(PyObject *self)
         uint64_t i;                                                            \
         if (!alive(s) || bit_index(s, arg, &i) < 0)                            \
             return NULL;                                                       \
-        return PyBool_FromLong(op(s->b, i));                                   \
+        return PyBool_FromLong(op(s->h, i));                                   \
     }
 
 BIT_METHOD(bitset_set, shk_bitset_set)
@@ -180,7 +148,7 @@ static PyObject *bitset_count(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    return PyLong_FromUnsignedLongLong(shk_bitset_count(s->b));
+    return PyLong_FromUnsignedLongLong(shk_bitset_count(s->h));
 }
 
 static PyObject *bitset_any(PyObject *self, PyObject *Py_UNUSED(x))
@@ -188,7 +156,7 @@ static PyObject *bitset_any(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    return PyBool_FromLong(shk_bitset_any(s->b));
+    return PyBool_FromLong(shk_bitset_any(s->h));
 }
 
 static PyObject *bitset_all(PyObject *self, PyObject *Py_UNUSED(x))
@@ -196,7 +164,7 @@ static PyObject *bitset_all(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    return PyBool_FromLong(shk_bitset_all(s->b));
+    return PyBool_FromLong(shk_bitset_all(s->h));
 }
 
 static PyObject *bitset_clear_all(PyObject *self, PyObject *Py_UNUSED(x))
@@ -204,7 +172,7 @@ static PyObject *bitset_clear_all(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    shk_bitset_clear_all(s->b);
+    shk_bitset_clear_all(s->h);
     Py_RETURN_NONE;
 }
 
@@ -213,7 +181,7 @@ static PyObject *bitset_set_all(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    shk_bitset_set_all(s->b);
+    shk_bitset_set_all(s->h);
     Py_RETURN_NONE;
 }
 
@@ -247,8 +215,8 @@ static PyObject *find_common(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
         from = (uint64_t)v;
     }
-    int64_t r = want_set ? shk_bitset_find_next_set(s->b, from)
-                         : shk_bitset_find_next_clear(s->b, from);
+    int64_t r = want_set ? shk_bitset_find_next_set(s->h, from)
+                         : shk_bitset_find_next_clear(s->h, from);
     if (r < 0)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(r);
@@ -270,22 +238,12 @@ static PyObject *bitset_check(PyObject *self, PyObject *Py_UNUSED(x))
     if (!alive(s))
         return NULL;
     uint64_t count = 0;
-    int rc = shk_bitset_check(s->b, &count);
+    int rc = shk_bitset_check(s->h, &count);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Bitset.check");
     return Py_BuildValue("{s:K,s:K,s:K}", "size", (unsigned long long)s->nbits, "words",
-                         (unsigned long long)shk_bitset_nwords(s->b), "count",
+                         (unsigned long long)shk_bitset_nwords(s->h), "count",
                          (unsigned long long)count);
-}
-
-static PyObject *bitset_close(PyObject *self, PyObject *Py_UNUSED(x))
-{
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    /* Exported buffers hold their own segment reference: unmapping waits
-     * for them. */
-    shk_bitset_close(s->b);
-    s->b = NULL;
-    Py_RETURN_NONE;
 }
 
 static PyObject *bitset_words(PyObject *self, PyObject *Py_UNUSED(x))
@@ -293,8 +251,8 @@ static PyObject *bitset_words(PyObject *self, PyObject *Py_UNUSED(x))
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
         return NULL;
-    PyObject *raw = shk_py_memoryview(shk_bitset_segment(s->b), shk_bitset_words(s->b),
-                                      (Py_ssize_t)shk_bitset_nwords(s->b) * 8, 0);
+    PyObject *raw = shk_py_memoryview(shk_bitset_segment(s->h), shk_bitset_words(s->h),
+                                      (Py_ssize_t)shk_bitset_nwords(s->h) * 8, 0);
     if (!raw)
         return NULL;
     PyObject *mv = PyObject_CallMethod(raw, "cast", "s", "Q");
@@ -314,40 +272,12 @@ static Py_ssize_t bitset_len(PyObject *self)
 
 static PyObject *bitset_item(PyObject *self, Py_ssize_t i)
 {
-    /* sq_item: used by iteration; i is already >= 0 */
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    if (!alive(s))
-        return NULL;
-    if (i < 0 || (uint64_t)i >= s->nbits) {
-        PyErr_SetString(PyExc_IndexError, "Bitset index out of range");
-        return NULL;
-    }
-    return PyBool_FromLong(shk_bitset_test(s->b, (uint64_t)i));
+    return shk_py_seq_item(self, i, ((ShkPyBitset *)self)->nbits, &bitset_seq);
 }
 
 static PyObject *bitset_subscript(PyObject *self, PyObject *key)
 {
-    ShkPyBitset *s = (ShkPyBitset *)self;
-    if (!alive(s))
-        return NULL;
-    if (PySlice_Check(key)) {
-        Py_ssize_t start, stop, step;
-        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
-            return NULL;
-        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)s->nbits, &start, &stop, step);
-        PyObject *list = PyList_New(n);
-        if (!list)
-            return NULL;
-        for (Py_ssize_t k = 0, i = start; k < n; k++, i += step) {
-            PyObject *v = PyBool_FromLong(shk_bitset_test(s->b, (uint64_t)i));
-            PyList_SET_ITEM(list, k, v);
-        }
-        return list;
-    }
-    uint64_t i;
-    if (bit_index(s, key, &i) < 0)
-        return NULL;
-    return PyBool_FromLong(shk_bitset_test(s->b, i));
+    return shk_py_seq_subscript(self, key, ((ShkPyBitset *)self)->nbits, &bitset_seq);
 }
 
 static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
@@ -370,7 +300,7 @@ static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
     int v = bit_value(value);
     if (v < 0)
         return -1;
-    shk_bitset_assign(s->b, i, v);
+    shk_bitset_assign(s->h, i, v);
     return 0;
 }
 
@@ -379,41 +309,16 @@ static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
 static int bitset_getbuffer(PyObject *self, Py_buffer *view, int flags)
 {
     ShkPyBitset *s = (ShkPyBitset *)self;
-    if (!s->b) {
-        PyErr_SetString(PyExc_ValueError, "operation on a closed Bitset");
+    if (!alive(s)) {
         view->obj = NULL;
         return -1;
     }
-    shk_segment *seg = shk_bitset_segment(s->b);
-    shk_segment_retain(seg);      /* dropped by bitset_releasebuffer */
-    view->internal = seg;
-    view->buf = shk_bitset_words(s->b);
-    view->len = s->shape[0] * 8;
-    view->readonly = 0;
-    view->itemsize = 8;
-    view->format = (flags & PyBUF_FORMAT) ? "Q" : NULL;
-    view->ndim = 1;
-    view->shape = (flags & PyBUF_ND) ? s->shape : NULL;
-    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
-    view->suboffsets = NULL;
-    Py_INCREF(self);
-    view->obj = self;
-    return 0;
+    return shk_py_export_1d(self, view, flags, shk_bitset_segment(s->h), shk_bitset_words(s->h),
+                            8, "Q", s->shape, s->strides);
 }
 
-static void bitset_releasebuffer(PyObject *Py_UNUSED(self), Py_buffer *view)
-{
-    shk_segment_close((shk_segment *)view->internal);
-}
-
-static PyBufferProcs bitset_as_buffer = {bitset_getbuffer, bitset_releasebuffer};
 
 /* ---------------------------------------------------------------- type */
-
-static PyObject *bitset_get_closed(PyObject *self, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(((ShkPyBitset *)self)->b == NULL);
-}
 
 static PyObject *bitset_get_size(PyObject *self, void *Py_UNUSED(c))
 {
@@ -448,54 +353,21 @@ static PyMethodDef bitset_methods[] = {
     {"words", bitset_words, METH_NOARGS,
      "A writable memoryview (format 'Q') of the 64-bit words, zero copy; "
      "bit i is bit i % 64 of word i // 64.  It keeps the mapping alive."},
-    {"close", bitset_close, METH_NOARGS,
+    {"close", shk_py_handle_close, METH_NOARGS,
      "Close this handle; the bitset stays in shared memory for others."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef bitset_getset[] = {
-    {"closed", bitset_get_closed, NULL, "True once closed.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"size", bitset_get_size, NULL, "Number of bits.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyMemberDef bitset_members[] = {
-    {"segment_name", T_OBJECT, offsetof(ShkPyBitset, segment_name), READONLY,
-     "Name of the segment holding the bitset."},
-    {"object_name", T_OBJECT, offsetof(ShkPyBitset, object_name), READONLY,
-     "Name of the bitset inside its segment."},
-    {"created", T_BOOL, offsetof(ShkPyBitset, created), READONLY,
-     "True if this handle created the bitset."},
-    {NULL, 0, 0, 0, NULL},
-};
+static PyMemberDef bitset_members[] = SHK_PY_HANDLE_MEMBERS("bitset");
 
-static PySequenceMethods bitset_as_sequence = {
-    .sq_length = bitset_len,
-    .sq_item = bitset_item,
-};
-
-static PyMappingMethods bitset_as_mapping = {
-    .mp_length = bitset_len,
-    .mp_subscript = bitset_subscript,
-    .mp_ass_subscript = bitset_ass_subscript,
-};
-
-static PyTypeObject Bitset_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Bitset",
-    .tp_basicsize = sizeof(ShkPyBitset),
-    .tp_dealloc = bitset_dealloc,
-    .tp_as_sequence = &bitset_as_sequence,
-    .tp_as_mapping = &bitset_as_mapping,
-    .tp_as_buffer = &bitset_as_buffer,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Bitset(segment, name, size=None): an atomic bitset in shared memory.",
-    .tp_methods = bitset_methods,
-    .tp_members = bitset_members,
-    .tp_getset = bitset_getset,
-    .tp_init = bitset_init,
-    .tp_new = PyType_GenericNew,
-};
+SHK_PY_SEQUENCE_TYPE(Bitset_Type, bitset, "Bitset", ShkPyBitset,
+                     "Bitset(segment, name, size=None): an atomic bitset in shared memory.");
 
 int shk_py_init_bitset(PyObject *m)
 {

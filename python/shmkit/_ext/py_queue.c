@@ -3,7 +3,8 @@
  * method names and semantics of multiprocessing.Queue.
  *
  * Items: `bytes` are stored as they are (tag 0); anything else is pickled
- * with the highest protocol (tag 1) when the handle allows pickle.  get()
+ * with the highest protocol (tag 1) when the handle allows pickle (the
+ * encoding is shared with the Stack: shk_py_item_*, py_handle.c).  get()
  * rebuilds the object: a bytes item is copied straight from the ring into a
  * new bytes object (the allocation happens inside the C get, under the
  * queue's lock, so there is exactly one copy); a pickle is loaded after the
@@ -17,46 +18,26 @@
  *
  * close() while another thread of this process is blocked in this handle
  * defers the release of the C handle until that wait returns (the waiter
- * then raises ValueError), so no thread ever uses a freed handle.
+ * then raises ValueError), so no thread ever uses a freed handle: the
+ * handle head's `waiting` count (SHK_PY_HANDLE_HEAD, py_handle.c) does it.
  */
 #include "shmkit_py.h"
-
-#include "structmember.h"
 
 #include <limits.h>
 #include <time.h>
 
-#define TAG_BYTES 0u
-#define TAG_PICKLE 1u
-
 typedef struct {
-    PyObject_HEAD
-    shk_queue *q;           /* NULL once released */
-    int closed;             /* close() called (q may live on for waiters) */
-    int waiting;            /* threads of this handle inside a wait */
-    int created;
+    SHK_PY_HANDLE_HEAD      /* h: the shk_queue; waiting: threads in a wait */
     int allow_pickle;
-    PyObject *segment_name;
-    PyObject *object_name;
 } ShkPyQueue;
 
 static PyObject *QueueFull, *QueueEmpty;      /* queue.Full, queue.Empty */
-static PyObject *pickle_dumps, *pickle_loads, *pickle_protocol;
+
+SHK_PY_HANDLE_OPS(queue, "Queue", shk_queue_close);
 
 static int q_alive(ShkPyQueue *self)
 {
-    if (!self->closed && self->q)
-        return 1;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Queue");
-    return 0;
-}
-
-static void q_release(ShkPyQueue *self)
-{
-    if (self->q && self->waiting == 0) {
-        shk_queue_close(self->q);
-        self->q = NULL;
-    }
+    return shk_py_handle_alive((PyObject *)self, &queue_ops);
 }
 
 static int64_t mono_ns(void)
@@ -82,11 +63,7 @@ static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|LLp", kwlist, &segobj, &name,
                                      &maxsize, &ring, &allow_pickle))
         return -1;
-    if (self->q || self->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Queue already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(op, &queue_ops, segobj);
     if (!seg)
         return -1;
     /* multiprocessing.Queue: maxsize <= 0 means unbounded. */
@@ -102,59 +79,12 @@ static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
         return -1;
     shk_queue_config cfg = {(uint64_t)ring, (uint64_t)maxsize};
     int created = 0;
-    int rc = shk_queue_open_named(seg, oname, &cfg, &self->q, &created);
-    if (rc != SHK_OK) {
-        self->q = NULL;
+    shk_queue *q;
+    int rc = shk_queue_open_named(seg, oname, &cfg, &q, &created);
+    if (rc != SHK_OK)
         return shk_py_object_error(rc, name, "Queue", NULL);
-    }
-    self->created = created;
     self->allow_pickle = allow_pickle;
-    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
-}
-
-static void queue_dealloc(PyObject *op)
-{
-    ShkPyQueue *self = (ShkPyQueue *)op;
-    if (self->q)
-        shk_queue_close(self->q);
-    Py_XDECREF(self->segment_name);
-    Py_XDECREF(self->object_name);
-    Py_TYPE(op)->tp_free(op);
-}
-
-/* -------------------------------------------------------- item encoding */
-
-/* The bytes to store for `item`: a borrowed bytes object or a new pickle
- * in *holder (to DECREF).  -1 with TypeError if pickle is not allowed. */
-static int encode(ShkPyQueue *self, PyObject *item, PyObject **holder,
-                  const char **data, Py_ssize_t *len, uint32_t *tag)
-{
-    *holder = NULL;
-    if (PyBytes_CheckExact(item)) {
-        *data = PyBytes_AS_STRING(item);
-        *len = PyBytes_GET_SIZE(item);
-        *tag = TAG_BYTES;
-        return 0;
-    }
-    if (!self->allow_pickle) {
-        PyErr_Format(PyExc_TypeError,
-                     "this Queue takes bytes only (allow_pickle=False), not %.100s",
-                     Py_TYPE(item)->tp_name);
-        return -1;
-    }
-    PyObject *p = PyObject_CallFunctionObjArgs(pickle_dumps, item, pickle_protocol, NULL);
-    if (!p)
-        return -1;
-    if (!PyBytes_Check(p)) {
-        Py_DECREF(p);
-        PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
-        return -1;
-    }
-    *holder = p;
-    *data = PyBytes_AS_STRING(p);
-    *len = PyBytes_GET_SIZE(p);
-    *tag = TAG_PICKLE;
-    return 0;
+    return shk_py_handle_opened(op, &queue_ops, q, created, segobj, name);
 }
 
 /* get's buffer provider: a new bytes object per item, created while the C
@@ -172,21 +102,9 @@ typedef struct {
 static void *get_alloc(void *vctx, uint64_t len, uint32_t tag)
 {
     get_ctx *c = vctx;
-    if (tag != TAG_BYTES && tag != TAG_PICKLE) {
-        PyErr_Format(ShkPy_CorruptSegmentError, "queue item with unknown tag %u", tag);
-        return NULL;
-    }
-    if (tag == TAG_PICKLE && !c->allow_pickle) {
-        PyErr_SetString(PyExc_TypeError,
-                        "the next queue item is a pickle and this handle has "
-                        "allow_pickle=False (the item was left in the queue)");
-        return NULL;
-    }
-    if (len > (uint64_t)PY_SSIZE_T_MAX) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    PyObject *b = shk_py_item_new(len, tag, c->allow_pickle, "queue",
+                                  "the next queue item is a pickle and this handle has "
+                                  "allow_pickle=False (the item was left in the queue)");
     if (!b)
         return NULL;
     if (c->list) {
@@ -212,16 +130,6 @@ static void *get_alloc(void *vctx, uint64_t len, uint32_t tag)
         c->tag = tag;
     }
     return PyBytes_AS_STRING(b);
-}
-
-/* The object for a raw item: bytes as is, a pickle loaded.  Steals raw. */
-static PyObject *decode(PyObject *raw, uint32_t tag)
-{
-    if (tag == TAG_BYTES)
-        return raw;
-    PyObject *obj = PyObject_CallOneArg(pickle_loads, raw);
-    Py_DECREF(raw);
-    return obj;
 }
 
 /* ------------------------------------------------------------- waiting */
@@ -270,7 +178,7 @@ static int wait_once(ShkPyQueue *self, int for_put, uint64_t len, int64_t deadli
             return -1;
         }
     }
-    shk_queue *q = self->q;
+    shk_queue *q = self->h;
     int rc;
     self->waiting++;
     Py_BEGIN_ALLOW_THREADS
@@ -278,7 +186,7 @@ static int wait_once(ShkPyQueue *self, int for_put, uint64_t len, int64_t deadli
     Py_END_ALLOW_THREADS
     self->waiting--;
     if (self->closed) {
-        q_release(self);
+        shk_py_handle_release((ShkPyHandle *)self);
         PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
         return -1;
     }
@@ -308,11 +216,11 @@ static PyObject *do_put(ShkPyQueue *self, PyObject *item, int64_t deadline)
     const char *data;
     Py_ssize_t len;
     uint32_t tag;
-    if (encode(self, item, &holder, &data, &len, &tag) < 0)
+    if (shk_py_item_encode(item, self->allow_pickle, "Queue", &holder, &data, &len, &tag) < 0)
         return NULL;
     PyObject *res = NULL;
     for (;;) {
-        int rc = shk_queue_put(self->q, data, (uint64_t)len, tag, 0);
+        int rc = shk_queue_put(self->h, data, (uint64_t)len, tag, 0);
         if (rc == SHK_OK) {
             res = Py_None;
             Py_INCREF(res);
@@ -337,9 +245,9 @@ static PyObject *do_get(ShkPyQueue *self, int64_t deadline)
 {
     for (;;) {
         get_ctx c = {NULL, 0, NULL, NULL, 0, 0, self->allow_pickle};
-        int rc = shk_queue_get(self->q, get_alloc, &c, 0);
+        int rc = shk_queue_get(self->h, get_alloc, &c, 0);
         if (rc == SHK_OK)
-            return decode(c.one, c.tag);
+            return shk_py_item_decode(c.one, c.tag);
         Py_XDECREF(c.one);
         if (rc != SHK_EEMPTY)
             return raise_status(rc, "Queue.get");
@@ -523,7 +431,8 @@ static PyObject *queue_put_many(PyObject *op, PyObject *const *args, Py_ssize_t 
         const char *data;
         Py_ssize_t len;
         uint32_t tag;
-        if (encode(self, objs[i], &holders[i], &data, &len, &tag) < 0)
+        if (shk_py_item_encode(objs[i], self->allow_pickle, "Queue", &holders[i], &data, &len,
+                               &tag) < 0)
             goto done;
         encoded = i + 1;
         items[i] = (shk_queue_item){data, (uint64_t)len, tag};
@@ -531,7 +440,7 @@ static PyObject *queue_put_many(PyObject *op, PyObject *const *args, Py_ssize_t 
     uint64_t total = 0;
     while ((Py_ssize_t)total < n) {
         uint64_t k = 0;
-        int rc = shk_queue_put_many(self->q, items + total, (uint64_t)n - total, &k);
+        int rc = shk_queue_put_many(self->h, items + total, (uint64_t)n - total, &k);
         total += k;
         if (rc == SHK_OK)
             continue;
@@ -590,7 +499,7 @@ static PyObject *queue_get_many(PyObject *op, PyObject *const *args, Py_ssize_t 
         return NULL;
     for (;;) {
         uint64_t k = 0;
-        int rc = shk_queue_get_many(self->q, (uint64_t)max_items, get_alloc, &c, &k);
+        int rc = shk_queue_get_many(self->h, (uint64_t)max_items, get_alloc, &c, &k);
         if (rc == SHK_OK && k > 0) {
             /* An item that could not be taken (allow_pickle=False, no memory)
              * stopped the batch: return what we have, the error will come
@@ -610,11 +519,11 @@ static PyObject *queue_get_many(PyObject *op, PyObject *const *args, Py_ssize_t 
             goto fail;
     }
     for (Py_ssize_t i = 0; i < c.ntags; i++) {
-        if (c.tags[i] != TAG_PICKLE)
+        if (c.tags[i] != SHK_PY_TAG_PICKLE)
             continue;
         PyObject *raw = PyList_GET_ITEM(c.list, i);
         Py_INCREF(raw);
-        PyObject *obj = decode(raw, TAG_PICKLE);
+        PyObject *obj = shk_py_item_decode(raw, SHK_PY_TAG_PICKLE);
         if (!obj)
             goto fail;
         PyList_SetItem(c.list, i, obj);
@@ -634,7 +543,7 @@ static PyObject *queue_qsize(PyObject *op, PyObject *Py_UNUSED(x))
     ShkPyQueue *self = (ShkPyQueue *)op;
     if (!q_alive(self))
         return NULL;
-    return PyLong_FromUnsignedLongLong(shk_queue_size(self->q));
+    return PyLong_FromUnsignedLongLong(shk_queue_size(self->h));
 }
 
 static PyObject *queue_empty(PyObject *op, PyObject *Py_UNUSED(x))
@@ -642,7 +551,7 @@ static PyObject *queue_empty(PyObject *op, PyObject *Py_UNUSED(x))
     ShkPyQueue *self = (ShkPyQueue *)op;
     if (!q_alive(self))
         return NULL;
-    return PyBool_FromLong(shk_queue_size(self->q) == 0);
+    return PyBool_FromLong(shk_queue_size(self->h) == 0);
 }
 
 static PyObject *queue_full(PyObject *op, PyObject *Py_UNUSED(x))
@@ -650,12 +559,12 @@ static PyObject *queue_full(PyObject *op, PyObject *Py_UNUSED(x))
     ShkPyQueue *self = (ShkPyQueue *)op;
     if (!q_alive(self))
         return NULL;
-    uint64_t max = shk_queue_maxsize(self->q);
-    if (max && shk_queue_size(self->q) >= max)
+    uint64_t max = shk_queue_maxsize(self->h);
+    if (max && shk_queue_size(self->h) >= max)
         Py_RETURN_TRUE;
     /* Byte-bounded too: full when not even an empty item fits. */
-    return PyBool_FromLong(shk_queue_used_bytes(self->q) + 8 >
-                           shk_queue_ring_bytes(self->q));
+    return PyBool_FromLong(shk_queue_used_bytes(self->h) + 8 >
+                           shk_queue_ring_bytes(self->h));
 }
 
 static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
@@ -664,7 +573,7 @@ static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
     if (!q_alive(self))
         return NULL;
     shk_queue_stats st;
-    int rc = shk_queue_check(self->q, &st);
+    int rc = shk_queue_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Queue.check");
     return Py_BuildValue(
@@ -681,25 +590,12 @@ static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
         "put_waiters", (unsigned)st.put_waiters);
 }
 
-static PyObject *queue_close(PyObject *op, PyObject *Py_UNUSED(x))
-{
-    ShkPyQueue *self = (ShkPyQueue *)op;
-    self->closed = 1;
-    q_release(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *queue_get_closed(PyObject *op, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(((ShkPyQueue *)op)->closed);
-}
-
 static PyObject *queue_get_maxsize(PyObject *op, void *Py_UNUSED(c))
 {
     ShkPyQueue *self = (ShkPyQueue *)op;
     if (!q_alive(self))
         return NULL;
-    return PyLong_FromUnsignedLongLong(shk_queue_maxsize(self->q));
+    return PyLong_FromUnsignedLongLong(shk_queue_maxsize(self->h));
 }
 
 static PyObject *queue_get_ring_bytes(PyObject *op, void *Py_UNUSED(c))
@@ -707,7 +603,7 @@ static PyObject *queue_get_ring_bytes(PyObject *op, void *Py_UNUSED(c))
     ShkPyQueue *self = (ShkPyQueue *)op;
     if (!q_alive(self))
         return NULL;
-    return PyLong_FromUnsignedLongLong(shk_queue_ring_bytes(self->q));
+    return PyLong_FromUnsignedLongLong(shk_queue_ring_bytes(self->h));
 }
 
 static PyObject *queue_get_allow_pickle(PyObject *op, void *Py_UNUSED(c))
@@ -742,13 +638,13 @@ static PyMethodDef queue_methods[] = {
     {"check", queue_check, METH_NOARGS,
      "Walk the ring and verify every record; returns stats or raises "
      "CorruptSegmentError."},
-    {"close", queue_close, METH_NOARGS,
+    {"close", shk_py_handle_close, METH_NOARGS,
      "Close this handle (the queue stays for other processes)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef queue_getset[] = {
-    {"closed", queue_get_closed, NULL, "True once closed.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"maxsize", queue_get_maxsize, NULL, "Most items held at once (0 = unbounded).", NULL},
     {"ring_bytes", queue_get_ring_bytes, NULL, "Bytes of the ring buffer.", NULL},
     {"allow_pickle", queue_get_allow_pickle, NULL,
@@ -756,29 +652,17 @@ static PyGetSetDef queue_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyMemberDef queue_members[] = {
-    {"segment_name", T_OBJECT, offsetof(ShkPyQueue, segment_name), READONLY,
-     "Name of the segment holding the queue."},
-    {"object_name", T_OBJECT, offsetof(ShkPyQueue, object_name), READONLY,
-     "Name of the queue inside its segment."},
-    {"created", T_BOOL, offsetof(ShkPyQueue, created), READONLY,
-     "True if this handle created the queue."},
-    {NULL, 0, 0, 0, NULL},
-};
+static PyMemberDef queue_members[] = SHK_PY_HANDLE_MEMBERS("queue");
 
 static PyTypeObject Queue_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Queue",
-    .tp_basicsize = sizeof(ShkPyQueue),
-    .tp_dealloc = queue_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    SHK_PY_HANDLE_TYPE("Queue", ShkPyQueue),
     .tp_doc = "Queue(segment, name, maxsize=0, ring_bytes=0, allow_pickle=True): "
               "MPMC queue in shared memory.",
     .tp_methods = queue_methods,
     .tp_members = queue_members,
     .tp_getset = queue_getset,
     .tp_init = queue_init,
-    .tp_new = PyType_GenericNew,
 };
 
 int shk_py_init_queue(PyObject *m)
@@ -791,14 +675,7 @@ int shk_py_init_queue(PyObject *m)
     Py_DECREF(qmod);
     if (!QueueFull || !QueueEmpty)
         return -1;
-    PyObject *pk = PyImport_ImportModule("pickle");
-    if (!pk)
-        return -1;
-    pickle_dumps = PyObject_GetAttrString(pk, "dumps");
-    pickle_loads = PyObject_GetAttrString(pk, "loads");
-    pickle_protocol = PyObject_GetAttrString(pk, "HIGHEST_PROTOCOL");
-    Py_DECREF(pk);
-    if (!pickle_dumps || !pickle_loads || !pickle_protocol)
+    if (shk_py_pickle_init() < 0)
         return -1;
     return shk_py_add_type(m, &Queue_Type, "Queue");
 }

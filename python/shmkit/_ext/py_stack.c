@@ -1,35 +1,24 @@
 /*
  * py_stack.c -- shmkit._shmkit.Stack: the lock-free stack (src/stack.c).
  *
- * Items as in the queue: `bytes` stored as they are (tag 0), anything else
- * pickled (tag 1) when the handle allows pickle.  Nothing here ever waits,
- * so the GIL is never released: a push or pop is one heap allocation or
- * free plus one CAS.
+ * Items as in the queue (shk_py_item_*, py_handle.c): `bytes` stored as
+ * they are, anything else pickled when the handle allows pickle.  Nothing
+ * here ever waits, so the GIL is never released: a push or pop is one heap
+ * allocation or free plus one CAS.  The handle basics (close, dealloc,
+ * names) are the shared SHK_PY_HANDLE_HEAD ones.
  */
 #include "shmkit_py.h"
 
-#include "structmember.h"
-
-#define TAG_BYTES 0u
-#define TAG_PICKLE 1u
-
 typedef struct {
-    PyObject_HEAD
-    shk_stack *s;           /* NULL once closed */
-    int created;
+    SHK_PY_HANDLE_HEAD      /* h: the shk_stack */
     int allow_pickle;
-    PyObject *segment_name;
-    PyObject *object_name;
 } ShkPyStack;
 
-static PyObject *pickle_dumps, *pickle_loads, *pickle_protocol;
+SHK_PY_HANDLE_OPS(stack, "Stack", shk_stack_close);
 
 static int s_alive(ShkPyStack *self)
 {
-    if (self->s)
-        return 1;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Stack");
-    return 0;
+    return shk_py_handle_alive((PyObject *)self, &stack_ops);
 }
 
 /* __init__(segment, name, allow_pickle=True) */
@@ -42,34 +31,19 @@ static int stack_init(PyObject *op, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|p", kwlist, &segobj, &name,
                                      &allow_pickle))
         return -1;
-    if (self->s) {
-        PyErr_SetString(PyExc_RuntimeError, "Stack already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(op, &stack_ops, segobj);
     if (!seg)
         return -1;
     const char *oname = PyUnicode_AsUTF8(name);
     if (!oname)
         return -1;
     int created = 0;
-    int rc = shk_stack_open_named(seg, oname, &self->s, &created);
-    if (rc != SHK_OK) {
-        self->s = NULL;
+    shk_stack *st;
+    int rc = shk_stack_open_named(seg, oname, &st, &created);
+    if (rc != SHK_OK)
         return shk_py_object_error(rc, name, "Stack", NULL);
-    }
-    self->created = created;
     self->allow_pickle = allow_pickle;
-    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
-}
-
-static void stack_dealloc(PyObject *op)
-{
-    ShkPyStack *self = (ShkPyStack *)op;
-    shk_stack_close(self->s);
-    Py_XDECREF(self->segment_name);
-    Py_XDECREF(self->object_name);
-    Py_TYPE(op)->tp_free(op);
+    return shk_py_handle_opened(op, &stack_ops, st, created, segobj, name);
 }
 
 static PyObject *stack_push(PyObject *op, PyObject *item)
@@ -77,33 +51,13 @@ static PyObject *stack_push(PyObject *op, PyObject *item)
     ShkPyStack *self = (ShkPyStack *)op;
     if (!s_alive(self))
         return NULL;
-    PyObject *holder = NULL;
+    PyObject *holder;
     const char *data;
     Py_ssize_t len;
     uint32_t tag;
-    if (PyBytes_CheckExact(item)) {
-        data = PyBytes_AS_STRING(item);
-        len = PyBytes_GET_SIZE(item);
-        tag = TAG_BYTES;
-    } else if (!self->allow_pickle) {
-        PyErr_Format(PyExc_TypeError,
-                     "this Stack takes bytes only (allow_pickle=False), not %.100s",
-                     Py_TYPE(item)->tp_name);
+    if (shk_py_item_encode(item, self->allow_pickle, "Stack", &holder, &data, &len, &tag) < 0)
         return NULL;
-    } else {
-        holder = PyObject_CallFunctionObjArgs(pickle_dumps, item, pickle_protocol, NULL);
-        if (!holder)
-            return NULL;
-        if (!PyBytes_Check(holder)) {
-            Py_DECREF(holder);
-            PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
-            return NULL;
-        }
-        data = PyBytes_AS_STRING(holder);
-        len = PyBytes_GET_SIZE(holder);
-        tag = TAG_PICKLE;
-    }
-    int rc = shk_stack_push(self->s, data, (uint64_t)len, tag);
+    int rc = shk_stack_push(self->h, data, (uint64_t)len, tag);
     Py_XDECREF(holder);
     if (rc == SHK_ENOMEM) {
         PyErr_Format(ShkPy_OutOfMemoryError,
@@ -127,21 +81,9 @@ static void *pop_alloc(void *vctx, uint64_t len, uint32_t tag)
 {
     pop_ctx *c = vctx;
     Py_CLEAR(c->raw);
-    if (tag != TAG_BYTES && tag != TAG_PICKLE) {
-        PyErr_Format(ShkPy_CorruptSegmentError, "stack item with unknown tag %u", tag);
-        return NULL;
-    }
-    if (tag == TAG_PICKLE && !c->allow_pickle) {
-        PyErr_SetString(PyExc_TypeError,
-                        "the top item is a pickle and this handle has "
-                        "allow_pickle=False (the item was left on the stack)");
-        return NULL;
-    }
-    if (len > (uint64_t)PY_SSIZE_T_MAX) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    c->raw = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    c->raw = shk_py_item_new(len, tag, c->allow_pickle, "stack",
+                             "the top item is a pickle and this handle has "
+                             "allow_pickle=False (the item was left on the stack)");
     if (!c->raw)
         return NULL;
     c->tag = tag;
@@ -159,8 +101,8 @@ static PyObject *take(PyObject *op, PyObject *const *args, Py_ssize_t nargs, int
         return NULL;
     }
     pop_ctx c = {NULL, 0, self->allow_pickle};
-    int rc = peek ? shk_stack_peek(self->s, pop_alloc, &c)
-                  : shk_stack_pop(self->s, pop_alloc, &c);
+    int rc = peek ? shk_stack_peek(self->h, pop_alloc, &c)
+                  : shk_stack_pop(self->h, pop_alloc, &c);
     if (rc == SHK_EEMPTY) {
         Py_XDECREF(c.raw);
         if (nargs == 1) {
@@ -176,11 +118,7 @@ static PyObject *take(PyObject *op, PyObject *const *args, Py_ssize_t nargs, int
             shk_py_raise(rc, peek ? "Stack.peek" : "Stack.pop");
         return NULL;
     }
-    if (c.tag == TAG_BYTES)
-        return c.raw;
-    PyObject *obj = PyObject_CallOneArg(pickle_loads, c.raw);
-    Py_DECREF(c.raw);
-    return obj;
+    return shk_py_item_decode(c.raw, c.tag);
 }
 
 static PyObject *stack_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
@@ -198,7 +136,7 @@ static Py_ssize_t stack_len(PyObject *op)
     ShkPyStack *self = (ShkPyStack *)op;
     if (!s_alive(self))
         return -1;
-    uint64_t n = shk_stack_size(self->s);
+    uint64_t n = shk_stack_size(self->h);
     return n > (uint64_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)n;
 }
 
@@ -212,7 +150,7 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
     if (!s_alive(self))
         return NULL;
     shk_stack_stats st;
-    int rc = shk_stack_check(self->s, &st, repair);
+    int rc = shk_stack_check(self->h, &st, repair);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Stack.check");
     return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K}",
@@ -221,19 +159,6 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
                          "bytes", (unsigned long long)st.bytes,
                          "total_push", (unsigned long long)st.total_push,
                          "total_pop", (unsigned long long)st.total_pop);
-}
-
-static PyObject *stack_close(PyObject *op, PyObject *Py_UNUSED(x))
-{
-    ShkPyStack *self = (ShkPyStack *)op;
-    shk_stack_close(self->s);
-    self->s = NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *stack_get_closed(PyObject *op, void *Py_UNUSED(c))
-{
-    return PyBool_FromLong(((ShkPyStack *)op)->s == NULL);
 }
 
 static PyObject *stack_get_allow_pickle(PyObject *op, void *Py_UNUSED(c))
@@ -254,27 +179,19 @@ static PyMethodDef stack_methods[] = {
      "stats or raises CorruptSegmentError.  repair=True resets the item "
      "counter to the nodes found (after a process was killed mid-push/pop; "
      "only when nobody is using the stack)."},
-    {"close", stack_close, METH_NOARGS,
+    {"close", shk_py_handle_close, METH_NOARGS,
      "Close this handle (the stack stays for other processes)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef stack_getset[] = {
-    {"closed", stack_get_closed, NULL, "True once closed.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"allow_pickle", stack_get_allow_pickle, NULL,
      "Whether this handle pickles non-bytes items and unpickles them.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyMemberDef stack_members[] = {
-    {"segment_name", T_OBJECT, offsetof(ShkPyStack, segment_name), READONLY,
-     "Name of the segment holding the stack."},
-    {"object_name", T_OBJECT, offsetof(ShkPyStack, object_name), READONLY,
-     "Name of the stack inside its segment."},
-    {"created", T_BOOL, offsetof(ShkPyStack, created), READONLY,
-     "True if this handle created the stack."},
-    {NULL, 0, 0, 0, NULL},
-};
+static PyMemberDef stack_members[] = SHK_PY_HANDLE_MEMBERS("stack");
 
 static PySequenceMethods stack_as_sequence = {
     .sq_length = stack_len,
@@ -282,29 +199,18 @@ static PySequenceMethods stack_as_sequence = {
 
 static PyTypeObject Stack_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Stack",
-    .tp_basicsize = sizeof(ShkPyStack),
-    .tp_dealloc = stack_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    SHK_PY_HANDLE_TYPE("Stack", ShkPyStack),
     .tp_doc = "Stack(segment, name, allow_pickle=True): lock-free LIFO in shared memory.",
     .tp_methods = stack_methods,
     .tp_members = stack_members,
     .tp_getset = stack_getset,
     .tp_as_sequence = &stack_as_sequence,
     .tp_init = stack_init,
-    .tp_new = PyType_GenericNew,
 };
 
 int shk_py_init_stack(PyObject *m)
 {
-    PyObject *pk = PyImport_ImportModule("pickle");
-    if (!pk)
-        return -1;
-    pickle_dumps = PyObject_GetAttrString(pk, "dumps");
-    pickle_loads = PyObject_GetAttrString(pk, "loads");
-    pickle_protocol = PyObject_GetAttrString(pk, "HIGHEST_PROTOCOL");
-    Py_DECREF(pk);
-    if (!pickle_dumps || !pickle_loads || !pickle_protocol)
+    if (shk_py_pickle_init() < 0)
         return -1;
     return shk_py_add_type(m, &Stack_Type, "Stack");
 }

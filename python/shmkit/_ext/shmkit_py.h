@@ -4,7 +4,9 @@
  * Segment type, and zero-copy memoryviews that keep a mapping alive.
  *
  * One binding file per concept: module.c (module, exceptions), py_segment.c,
- * py_alloc.c, py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c.
+ * py_alloc.c, py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c;
+ * py_handle.c holds what the structure handles share (the handle head,
+ * close/dealloc, buffer exports, queue/stack item encoding).
  * Each py_<thing>.c exports `int shk_py_init_<thing>(PyObject *module)`.
  */
 #ifndef SHMKIT_PY_H
@@ -12,6 +14,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "structmember.h"
 
 #include "shmkit.h"
 
@@ -72,6 +75,196 @@ int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
 
 /* check() of a free list as a dict of its stats (py_alloc.c). */
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
+
+/* ---- Structure handles (py_handle.c) ----
+ * Every handle on a structure in a segment (Array, Bitset, Queue, Stack, the
+ * allocators) starts with SHK_PY_HANDLE_HEAD, so one set of functions serves
+ * close(), dealloc, the `closed` attribute, the segment_name/object_name/
+ * created members and the "operation on a closed X" check.  A type adopts
+ * it by:
+ *   - putting SHK_PY_HANDLE_HEAD first in its object struct and keeping
+ *     its libshmkit handle in `h` (void *: each file passes it to its own
+ *     typed functions);
+ *   - a static ShkPyHandleOps {"Array", release} whose release() closes h
+ *     (SHK_PY_HANDLE_OPS(array, "Array", shk_array_close) writes both);
+ *   - starting tp_init with shk_py_handle_begin() and storing ops, h and
+ *     the names (shk_py_handle_opened()) once the open succeeded;
+ *   - SHK_PY_HANDLE_TYPE(...) in its PyTypeObject, SHK_PY_HANDLE_GETSET in
+ *     its getset table, SHK_PY_HANDLE_MEMBERS(...) as its member table, and
+ *     shk_py_handle_close as its close() method.
+ */
+typedef struct ShkPyHandle ShkPyHandle;
+
+typedef struct {
+    const char *what;                   /* type name for messages: "Array" */
+    void (*release)(ShkPyHandle *self); /* close self->h (never NULL here) */
+} ShkPyHandleOps;
+
+/* The ops `p##_ops` of a handle type whose libshmkit handle is closed by
+ * close_fn (with a release function `p##_release` calling it). */
+#define SHK_PY_HANDLE_OPS(p, what, close_fn)                                   \
+    static void p##_release(ShkPyHandle *self)                                 \
+    {                                                                          \
+        close_fn(self->h);                                                     \
+    }                                                                          \
+    static const ShkPyHandleOps p##_ops = {what, p##_release}
+
+#define SHK_PY_HANDLE_HEAD                                                     \
+    PyObject_HEAD                                                              \
+    void *h;                    /* libshmkit handle; NULL until opened and  */ \
+                                /* once released                            */ \
+    const ShkPyHandleOps *ops;  /* set with h, kept after its release       */ \
+    int closed;                 /* close() called (h lives on while waiting) */ \
+    int waiting;                /* threads of this handle inside a blocking */ \
+                                /* call that dropped the GIL: they still use */ \
+                                /* h, so close() defers the release to them  */ \
+    int created;                /* this handle created the object           */ \
+    PyObject *segment_name;                                                    \
+    PyObject *object_name;
+
+struct ShkPyHandle {
+    SHK_PY_HANDLE_HEAD
+};
+
+/* The start of every tp_init: refuse __init__ on a handle that is open or
+ * was closed (RuntimeError "<what> already initialised": a closed handle
+ * stays closed) and return the shk_segment of segobj, or NULL with an
+ * exception set. */
+shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
+                                 PyObject *segobj);
+
+/* Record a successful open: ops, h, created and the names.  0, or -1 with
+ * an exception (the handle stays open and is released by dealloc). */
+int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h,
+                         int created, PyObject *segobj, PyObject *name);
+
+/* 1 if the handle is open, else 0 with ValueError "operation on a closed
+ * <ops->what>".  ops is passed, not read from self, because a handle that
+ * was never initialised has none. */
+int shk_py_handle_alive(PyObject *self, const ShkPyHandleOps *ops);
+
+/* Release h now unless a thread of this handle is still waiting in it (it
+ * will call this again on its way out). */
+void shk_py_handle_release(ShkPyHandle *self);
+
+/* close(): mark closed and release (deferred while waiting).  Buffers
+ * exported from the handle hold their own segment reference, so they stay
+ * valid. */
+PyObject *shk_py_handle_close(PyObject *self, PyObject *unused);
+
+/* tp_dealloc: release and drop the names. */
+void shk_py_handle_dealloc(PyObject *self);
+
+/* The `closed` getter. */
+PyObject *shk_py_handle_get_closed(PyObject *self, void *unused);
+
+#define SHK_PY_HANDLE_GETSET                                                   \
+    {"closed", shk_py_handle_get_closed, NULL, "True once closed.", NULL}
+
+/* The member table of a handle type; `noun` names the object in the docs
+ * ("array"). */
+#define SHK_PY_HANDLE_MEMBERS(noun)                                            \
+    {                                                                          \
+        {"segment_name", T_OBJECT, offsetof(ShkPyHandle, segment_name), READONLY, \
+         "Name of the segment holding the " noun "."},                        \
+        {"object_name", T_OBJECT, offsetof(ShkPyHandle, object_name), READONLY,   \
+         "Name of the " noun " inside its segment."},                         \
+        {"created", T_BOOL, offsetof(ShkPyHandle, created), READONLY,          \
+         "True if this handle created the " noun "."},                        \
+        {NULL, 0, 0, 0, NULL},                                                 \
+    }
+
+/* The PyTypeObject fields every handle type sets alike. */
+#define SHK_PY_HANDLE_TYPE(pyname, ctype)                                      \
+    .tp_name = "shmkit._shmkit." pyname, .tp_basicsize = sizeof(ctype),        \
+    .tp_dealloc = shk_py_handle_dealloc,                                       \
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                      \
+    .tp_new = PyType_GenericNew
+
+/* A validated object name: the UTF-8 of `name` (borrowed from it), or NULL
+ * with ValueError unless it is 1..SHK_OBJECT_NAME_MAX bytes without NUL. */
+const char *shk_py_object_name(PyObject *name);
+
+/* ---- Fixed-length sequence handles (Array, Bitset; py_handle.c) ---- */
+typedef struct {
+    const ShkPyHandleOps *handle;   /* what + closed check */
+    const char *index_msg;          /* TypeError text for a bad index */
+    PyObject *(*get)(PyObject *self, uint64_t i);   /* element i < len */
+} ShkPySeqOps;
+
+/* A Python index into a sequence of `len` items (negative counts from the
+ * end).  0, or -1 with TypeError "<index_msg>, not <type>" for a non-index
+ * or IndexError "<what> index out of range". */
+int shk_py_seq_index(PyObject *o, uint64_t len, const ShkPySeqOps *so, uint64_t *out);
+
+/* sq_item (i >= 0: iteration) and mp_subscript (an index or a slice, which
+ * is a list of the elements) of a sequence of `len` elements. */
+PyObject *shk_py_seq_item(PyObject *self, Py_ssize_t i, uint64_t len, const ShkPySeqOps *so);
+PyObject *shk_py_seq_subscript(PyObject *self, PyObject *key, uint64_t len,
+                               const ShkPySeqOps *so);
+
+/* The type object of a fixed-length sequence handle (Array, Bitset) from
+ * the functions and tables of prefix `p`: p##_len, p##_item,
+ * p##_subscript, p##_ass_subscript, p##_getbuffer, p##_methods,
+ * p##_members, p##_getset and p##_init. */
+#define SHK_PY_SEQUENCE_TYPE(var, p, pyname, ctype, doc)                         \
+    static PySequenceMethods p##_as_sequence = {                               \
+        .sq_length = p##_len,                                                  \
+        .sq_item = p##_item,                                                   \
+    };                                                                         \
+    static PyMappingMethods p##_as_mapping = {                                 \
+        .mp_length = p##_len,                                                  \
+        .mp_subscript = p##_subscript,                                         \
+        .mp_ass_subscript = p##_ass_subscript,                                 \
+    };                                                                         \
+    static PyBufferProcs p##_as_buffer = {p##_getbuffer, shk_py_release_export}; \
+    static PyTypeObject var = {                                                \
+        PyVarObject_HEAD_INIT(NULL, 0)                                         \
+        SHK_PY_HANDLE_TYPE(pyname, ctype),                                     \
+        .tp_as_sequence = &p##_as_sequence,                                    \
+        .tp_as_mapping = &p##_as_mapping,                                      \
+        .tp_as_buffer = &p##_as_buffer,                                        \
+        .tp_doc = doc,                                                         \
+        .tp_methods = p##_methods,                                             \
+        .tp_members = p##_members,                                             \
+        .tp_getset = p##_getset,                                               \
+        .tp_init = p##_init,                                                   \
+    }
+
+/* Export [buf, buf + shape[0] * itemsize) of `seg` as a writable 1-D buffer
+ * of `self`, retaining the segment until shk_py_release_export (use both
+ * as the PyBufferProcs of the type).  shape/strides must live in self. */
+int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *seg,
+                     void *buf, Py_ssize_t itemsize, const char *format,
+                     Py_ssize_t *shape, Py_ssize_t *strides);
+void shk_py_release_export(PyObject *self, Py_buffer *view);
+
+/* ---- Items of the queue and the stack (py_handle.c) ----
+ * `bytes` are stored as they are (SHK_PY_TAG_BYTES); anything else is
+ * pickled with the highest protocol (SHK_PY_TAG_PICKLE) when the handle
+ * allows pickle. */
+#define SHK_PY_TAG_BYTES 0u
+#define SHK_PY_TAG_PICKLE 1u
+
+/* Import pickle once for the item functions.  0, or -1 with an exception. */
+int shk_py_pickle_init(void);
+
+/* The bytes to store for `item`: a borrowed bytes object, or a new pickle
+ * in *holder (to DECREF).  -1 with TypeError "this <what> takes bytes
+ * only ..." if it is not bytes and pickle is not allowed. */
+int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
+                       PyObject **holder, const char **data, Py_ssize_t *len,
+                       uint32_t *tag);
+
+/* A new, unfilled bytes object for a stored item of `len` bytes and `tag`
+ * (the buffer provider of a get/pop).  NULL with CorruptSegmentError for an
+ * unknown tag ("<noun> item with unknown tag"), TypeError `refuse_msg` for a
+ * pickle when !allow_pickle, or MemoryError. */
+PyObject *shk_py_item_new(uint64_t len, uint32_t tag, int allow_pickle, const char *noun,
+                          const char *refuse_msg);
+
+/* The object for a raw item: bytes as is, a pickle loaded.  Steals raw. */
+PyObject *shk_py_item_decode(PyObject *raw, uint32_t tag);
 
 /* Module-level init of each binding file. */
 int shk_py_init_segment(PyObject *m);
