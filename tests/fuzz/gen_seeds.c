@@ -46,17 +46,19 @@ static int init_slab(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
 /* A fresh segment whose FIRST heap allocation is the object: the fuzz
  * targets put their input at the first allocation of a fresh segment, so
  * the header's self-offset fields match there. */
-static shk_segment *fresh(const char *tag)
+static shk_segment *fresh_max(const char *tag, uint64_t max_size)
 {
     char name[64];
     snprintf(name, sizeof name, "shmkit-seedgen-%s-%d", tag, (int)getpid());
     shk_segment_unlink(name);
     shk_segment *s;
-    if (shk_segment_create(name, 1, 16 << 20, 0600, &s) != SHK_OK)
+    if (shk_segment_create(name, 1, max_size, 0600, &s) != SHK_OK)
         exit(1);
     shk_segment_unlink(name);   /* the mapping stays until closed */
     return s;
 }
+
+static shk_segment *fresh(const char *tag) { return fresh_max(tag, 16 << 20); }
 
 int main(int argc, char **argv)
 {
@@ -64,8 +66,9 @@ int main(int argc, char **argv)
     char d[512];
     shk_scalar v;
 
-    /* 1. a whole small segment holding a bitset and two arrays */
-    shk_segment *s = fresh("seg");
+    /* 1. a whole small segment holding a bitset and two arrays (capped, so
+     *    that growth cannot make the seed a whole 1 MiB step) */
+    shk_segment *s = fresh_max("seg", 64 << 10);
     shk_bitset *b;
     shk_array *a16, *af;
     if (shk_bitset_open_named(s, "bitset", 100, &b, NULL) != SHK_OK ||
