@@ -771,6 +771,15 @@ static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 
 /* ----------------------------------------------------------------- writes */
 
+/* A shard counter changes only under its lock: a plain load and store, no
+ * locked RMW.  Atomic (relaxed) because len() and stats() read it
+ * without the lock. */
+static inline void counter_add(_Atomic uint64_t *c, int64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
 /* The lines a commit of this hash will write: its shard's lock and intent
  * lines and its home slot.  Another process's writes to the same shard
  * usually left them in its cache; asking for them while the entry is still
@@ -1133,9 +1142,9 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     if (old) {
         entry_retire(d, old, old_ver);
     } else {
-        atomic_fetch_add_explicit(&sh->count, 1, memory_order_relaxed);
+        counter_add(&sh->count, 1);
         if (prev == SLOT_EMPTY)
-            atomic_fetch_add_explicit(&sh->used, 1, memory_order_relaxed);
+            counter_add(&sh->used, 1);
     }
     SHK_CRASH_POINT("dict.set.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
@@ -1205,9 +1214,9 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
      * tombstone do not touch the entry. */
     atomic_store_explicit(&slots[p.found], repl, memory_order_release);
     SHK_CRASH_POINT("dict.delete.unlinked");
-    atomic_fetch_sub_explicit(&sh->count, 1, memory_order_relaxed);
+    counter_add(&sh->count, -1);
     if (repl == SLOT_EMPTY)
-        atomic_fetch_sub_explicit(&sh->used, 1, memory_order_relaxed);
+        counter_add(&sh->used, -1);
     entry_retire(d, old, old_ver);
     SHK_CRASH_POINT("dict.delete.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);

@@ -91,7 +91,7 @@ TEST(freelist_stripes_share_memory)
     /* A parent frees blocks into its stripe; a forked child (which takes
      * another stripe) must get them once there is no new memory left (here:
      * the allocator is exactly full; 4 runs of 64 blocks of 64 bytes). */
-    shk_segment *s = new_segment("stripe", 0);
+    shk_segment *s = fixture_segment("stripe", 0, SEG_MAX);
     shk_freelist *fl = new_freelist(s, 4 * 64 * 64);
     enum { N = 256 };
     uint64_t offs[N], start, top0, top1;
@@ -118,7 +118,7 @@ TEST(freelist_stripes_share_memory)
     CHECK_EQ(fs.live_blocks, N);
     CHECK_EQ(fs.leaked_blocks + fs.abandoned_blocks, 0);
     shk_freelist_close(fl);
-    drop_segment(s, "stripe");
+    fixture_drop(s, "stripe");
 }
 
 TEST(segment_heap_grows)
