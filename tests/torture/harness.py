@@ -21,7 +21,8 @@ A *scenario* (one per structure, in ``scenario_*.py``) provides:
 * ``verify(name, model)``: in a fresh process, open the structure, run its
   ``check()``, and assert that the structure agrees with the model, i.e.
   every committed operation is visible and nothing else happened; returns
-  counters for the report.
+  counters for the report (the last value of each is reported, except that
+  ``sum_*`` counters are summed over the run's verifications).
 
 Each cycle starts a victim and a bystander worker, kills the victim at a
 random instant (half of the time at a named crash point inside the C code,
@@ -221,8 +222,11 @@ def _verify(scenario: Scenario, name: str, model: Any, stats: dict, where: str,
     q.close()
     assert status == "ok", f"{scenario.name}, {where}:\n{detail}"
     stats["verified"] += 1
-    stats.update({k: v for k, v in detail.items()
-                  if k not in ("kills", "at_crash_point", "verified", "records")})
+    for k, v in detail.items():
+        if k.startswith("sum_"):    # counted per verification, summed over the run
+            stats[k] = stats.get(k, 0) + v
+        elif k not in ("kills", "at_crash_point", "verified", "records"):
+            stats[k] = v            # the structure's own (cumulative) counters
 
 
 def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
@@ -234,6 +238,7 @@ def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
     model = scenario.model()
     stats = {"kills": 0, "at_crash_point": 0, "verified": 0, "records": 0}
     worker_id = 0
+    t0 = time.monotonic()
     for cycle in range(kills):
         point = None
         if scenario.crash_points and rng.random() < 0.5:
@@ -263,4 +268,7 @@ def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
         except AssertionError as e:
             raise AssertionError(f"{scenario.name}, records of the cycle {where}: {e}") from e
         _verify(scenario, name, model, stats, where, verify_timeout)
+        if LONG and (cycle + 1) % 100 == 0:
+            print(f"  {scenario.name}: {cycle + 1} kills verified, "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
     return stats

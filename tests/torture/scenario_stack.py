@@ -96,7 +96,8 @@ def verify(name: str, m: dict) -> dict:
     missing = m["outstanding"] - present
     assert len(missing) <= m["in_flight_pops"], f"lost items: {sorted(missing)[:5]}"
     s.close()
-    return {"items_left": len(ids), "popped": m["popped"], "lost_in_flight": len(missing)}
+    return {"items_left": len(ids), "popped": m["popped"], "lost_in_flight": len(missing),
+            "sum_counter_repairs": int(st["counter"] != st["items"])}
 
 
 SCENARIO = Scenario("stack", setup, work, model, fold, verify,
