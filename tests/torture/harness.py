@@ -36,9 +36,9 @@ Folding costs time proportional to the new records, and each scenario keeps
 ``verify`` bounded: its workers keep the structure's size bounded (the stack
 leans toward pops past a target size, the queue has a maxsize, the bitset
 a fixed size, the dict a fixed key range plus one counter per worker), and
-state that only grows (the blocks that
-killed workers still held, which nobody may free) is re-read round robin
-(``Rotation``), all of it at the last kill.  So every kill is verified, in
+state that only grows (the blocks that killed workers still held, which
+nobody may free) is re-read round robin (``Rotation``), all of it at the
+last kill.  So every kill is verified, in
 linear total time, in both modes.
 
 Short mode (the default, run by ``make test``) does 50 kills per scenario;
