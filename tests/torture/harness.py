@@ -7,7 +7,8 @@ A *scenario* (one per structure, in ``scenario_*.py``) provides:
 * ``work(name, log, rng)``: run random operations forever, calling
   ``log.intent(...)`` before and ``log.commit(...)`` after each one that
   changes state (records reach the parent through a pipe, so they survive the
-  kill; what happens between the two is the in-flight operation);
+  kill; what happens between the two is the in-flight operation); an
+  exception it raises (e.g. an assert on a result) fails the run;
 * ``model()``: the expected state of an empty structure, a plain Python
   object (the scenario's *model*);
 * ``fold(model, batch)``: fold the records of one kill cycle into the model
@@ -163,8 +164,13 @@ def _worker_main(scenario: Scenario, name: str, fd: int, worker: int, seed: int,
 
     _shmkit._arm_crash_point(crash_point)
     rng = random.Random(seed)
+    log = Log(fd, worker)
     try:
-        scenario.work(name, Log(fd, worker), rng)
+        scenario.work(name, log, rng)
+    except BaseException as e:  # e.g. an assert in work(): the parent fails the run
+        import traceback
+
+        log._write("error", "".join(traceback.format_exception(e))[-3000:])
     finally:
         os._exit(0)
 
@@ -270,6 +276,9 @@ def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
         batch.add_lines(_drain(bfd))
         stats["records"] += len(batch.entries)
         where = f"after kill {cycle + 1} (seed {seed}, crash point {point or 'none'})"
+        errors = batch.by_kind("error")
+        if errors:
+            raise AssertionError(f"{scenario.name}: a worker raised, {where}:\n{errors[0]}")
         try:
             model = scenario.fold(model, batch)
         except AssertionError as e:

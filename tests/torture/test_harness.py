@@ -97,6 +97,19 @@ def test_double_delivery_is_caught(name):
                      crash_points=()), name, kills=5)
 
 
+def _array_asserting_work(name: str, log: Log, rng: random.Random) -> None:
+    """A worker whose own check of a result fails."""
+    arr = shmkit.Array(name)
+    log.intent(0)
+    assert arr.add(0, 1) == -1, "add returned the wrong old value"
+
+
+def test_worker_exception_is_caught(name):
+    with pytest.raises(AssertionError, match="(?s)a worker raised.*wrong old value"):
+        run(_variant(scenario_array.SCENARIO, work=_array_asserting_work, crash_points=()),
+            name, kills=2)
+
+
 def _blocking_verify(name, model):
     time.sleep(3600)
 
