@@ -137,14 +137,13 @@ def test_in_flight_is_the_last_intent_of_each_worker():
 
 def test_rotation_reaches_every_item_and_all_at_the_end():
     r = Rotation(budget=10)
-    seen, cycles = set(), 0
+    seen = set()
     for cycle in range(30):
         new = list(range(cycle * 7, cycle * 7 + 7))
         r.advance(new, final=False)
         assert set(new) <= set(r.due)       # what became permanent: at once
         assert len(r.due) <= 10 + 7
         seen |= set(r.due)
-        cycles += 1
     assert seen == set(range(30 * 7))
     r.advance([], final=True)
     assert r.due == list(range(30 * 7))
