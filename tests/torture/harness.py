@@ -7,38 +7,62 @@ A *scenario* (one per structure, in ``scenario_*.py``) provides:
 * ``work(name, log, rng)``: run random operations forever, calling
   ``log.intent(...)`` before and ``log.commit(...)`` after each one that
   changes state (records reach the parent through a pipe, so they survive the
-  kill; what happens between the two is the in-flight operation);
-* ``verify(name, records)``: in a fresh process, open the structure, run its
-  ``check()``, and assert every committed operation is visible, allowing the
-  one in flight to have happened or not.
+  kill; what happens between the two is the in-flight operation); an
+  exception it raises (e.g. an assert on a result) fails the run;
+* ``model()``: the expected state of an empty structure, a plain Python
+  object (the scenario's *model*);
+* ``fold(model, batch)``: fold the records of one kill cycle into the model
+  and return it.  ``batch.entries`` holds every record of the cycle, each
+  worker's in its own order; the cycle's workers are all dead by then, so an
+  operation a worker had in flight (``batch.in_flight()``: its last intent
+  with no commit after it) may or may not have happened, now and forever:
+  the model must keep allowing both.  ``fold`` may raise AssertionError
+  (e.g. an item delivered twice) and is the place for checks that need only
+  the records;
+* ``verify(name, model)``: in a fresh process, open the structure, run its
+  ``check()``, and assert that the structure agrees with the model, i.e.
+  every committed operation is visible and nothing else happened; returns
+  counters for the report (the last value of each is reported, except that
+  ``sum_*`` counters are summed over the run's verifications).
 
 Each cycle starts a victim and a bystander worker, kills the victim at a
 random instant (half of the time at a named crash point inside the C code,
-see SHK_CRASH_POINT), stops the bystander, and runs ``verify`` in a fresh
-process under a time bound: a deadlock shows up as a timeout.
+see SHK_CRASH_POINT), stops the bystander, folds the cycle's records into the
+model, and runs ``verify`` in a fresh process under a time bound: a deadlock
+shows up as a timeout.
 
-Short mode (the default, run by ``make test``) does 50 kills per scenario,
-each verified; ``SHMKIT_TORTURE=long`` (``make torture``) does 1,000,
-verified after every 10th.
+Why a model: replaying every record so far at each check made the run
+quadratic (the long run once verified only every 10th kill for that reason).
+Folding costs time proportional to the new records, and each scenario keeps
+``verify`` bounded: its workers keep the structure's size bounded (the stack
+leans toward pops past a target size, the queue has a maxsize, the bitset
+a fixed size, the dict a fixed key range plus one counter per worker), and
+state that only grows (the blocks that killed workers still held, which
+nobody may free) is re-read round robin (``Rotation``), all of it at the
+last kill.  So every kill is verified, in
+linear total time, in both modes.
+
+Short mode (the default, run by ``make test``) does 50 kills per scenario;
+``SHMKIT_TORTURE=long`` (``make torture``) does 1,000 and prints progress.
+``SHMKIT_TORTURE_SEED`` (default 1) seeds the kill schedule; a failure names
+the seed, the kill and the crash point armed in that cycle (the instants
+themselves are timing, so a rerun finds the same class of failure, not the
+same interleaving).
 """
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import os
+import queue as _queue
 import random
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 LONG = os.environ.get("SHMKIT_TORTURE") == "long"
 KILLS = 1000 if LONG else 50
-# Verification replays every record so far, so verifying after each of 1,000
-# kills would be quadratic: the long mode verifies after every 10th kill and
-# the last (damage persists, so it is still found; a deadlock shows up as the
-# next workers or the verifier blocking).
-VERIFY_EVERY = 10 if LONG else 1
 VERIFY_TIMEOUT = 60.0      # seconds; far above any healthy run (no timing asserts)
 _CTX = mp.get_context("fork")
 
@@ -65,12 +89,16 @@ class Log:
 
 
 @dataclass
-class Records:
-    """What the parent read back from every worker of the run so far."""
+class Batch:
+    """The records of one kill cycle: ``entries`` are ``[worker, seq, kind,
+    data]``, all of one worker before the next's (a worker's own records in
+    the order it wrote them; the order between workers is unknown)."""
 
     entries: List[list] = field(default_factory=list)
+    final: bool = False         # the run's last cycle: verify everything
 
     def add_lines(self, blob: bytes) -> None:
+        # A SIGKILL cannot tear a record (one write(2) below PIPE_BUF each).
         for line in blob.decode().splitlines():
             if line:
                 self.entries.append(json.loads(line))
@@ -81,13 +109,52 @@ class Records:
     def by_kind(self, kind: str) -> List[Any]:
         return [e[3] for e in self.entries if e[2] == kind]
 
+    def in_flight(self) -> List[Tuple[int, Any]]:
+        """(worker, data) of each worker whose last record is an intent: the
+        operation it was in when it died, which may or may not have
+        happened."""
+        last: Dict[int, list] = {}
+        for e in self.entries:
+            last[e[0]] = e
+        return [(w, e[3]) for w, e in last.items() if e[2] == "intent"]
+
+
+class Rotation:
+    """What ``verify`` re-reads of state that no live process may change any
+    more (e.g. blocks a killed worker still held: nobody will ever free
+    them).  Re-reading all of it at every kill would make the run quadratic
+    again, so ``due`` is the state that became permanent in the last cycle
+    plus the next ``budget`` older items, round robin, and everything at the
+    run's last kill: each item is re-read every len/budget kills and at the
+    end, so damage done to it later is still found."""
+
+    def __init__(self, budget: int = 2000):
+        self.items: List[Any] = []
+        self.cursor = 0
+        self.budget = budget
+        self.due: List[Any] = []
+
+    def advance(self, new: List[Any], final: bool) -> None:
+        old = len(self.items)
+        self.items.extend(new)
+        if final or old <= self.budget:
+            self.due = list(self.items)
+            return
+        if self.cursor >= old:
+            self.cursor = 0
+        window = self.items[self.cursor:min(self.cursor + self.budget, old)]
+        self.cursor += self.budget
+        self.due = window + list(new)
+
 
 @dataclass
 class Scenario:
     name: str
     setup: Callable[[str], None]
     work: Callable[[str, Log, random.Random], None]
-    verify: Callable[[str, Records], dict]
+    model: Callable[[], Any]
+    fold: Callable[[Any, Batch], Any]
+    verify: Callable[[str, Any], dict]
     crash_points: Sequence[str] = ()
 
 
@@ -97,8 +164,13 @@ def _worker_main(scenario: Scenario, name: str, fd: int, worker: int, seed: int,
 
     _shmkit._arm_crash_point(crash_point)
     rng = random.Random(seed)
+    log = Log(fd, worker)
     try:
-        scenario.work(name, Log(fd, worker), rng)
+        scenario.work(name, log, rng)
+    except BaseException as e:  # e.g. an assert in work(): the parent fails the run
+        import traceback
+
+        log._write("error", "".join(traceback.format_exception(e))[-3000:])
     finally:
         os._exit(0)
 
@@ -124,40 +196,62 @@ def _drain(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _verify_main(scenario: Scenario, name: str, records: Records, q) -> None:
+def _verify_main(scenario: Scenario, name: str, model: Any, q) -> None:
     try:
-        q.put(("ok", scenario.verify(name, records)))
+        q.put(("ok", scenario.verify(name, model)))
     except BaseException as e:  # report every failure to the parent
         import traceback
 
         q.put(("fail", "".join(traceback.format_exception(e))))
 
 
-def _verify(scenario: Scenario, name: str, records: Records, stats: dict,
-            cycle: int) -> None:
-    """Run the scenario's verify in a fresh process, bounded in time."""
+def _verify(scenario: Scenario, name: str, model: Any, stats: dict, where: str,
+            timeout: float) -> None:
+    """Run the scenario's verify in a fresh process (forked: it inherits the
+    model without pickling it), bounded in time."""
     q = _CTX.Queue()
-    v = _CTX.Process(target=_verify_main, args=(scenario, name, records, q))
+    v = _CTX.Process(target=_verify_main, args=(scenario, name, model, q))
     v.start()
-    try:
-        status, detail = q.get(timeout=VERIFY_TIMEOUT)
-    except Exception:
-        v.kill()
-        raise AssertionError(f"{scenario.name}: verification blocked for "
-                             f"{VERIFY_TIMEOUT}s after kill {cycle + 1} (deadlock?)")
-    v.join(VERIFY_TIMEOUT)
-    assert status == "ok", f"{scenario.name}, after kill {cycle + 1}:\n{detail}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, detail = q.get(timeout=0.05)
+            break
+        except _queue.Empty:
+            pass
+        if not v.is_alive():
+            try:        # it may have put its answer just before exiting
+                status, detail = q.get(timeout=1.0)
+                break
+            except _queue.Empty:
+                raise AssertionError(f"{scenario.name}: the verifier died (exit code "
+                                     f"{v.exitcode}) {where}") from None
+        if time.monotonic() > deadline:
+            v.kill()
+            v.join()
+            raise AssertionError(f"{scenario.name}: verification blocked for "
+                                 f"{timeout}s {where} (deadlock?)")
+    v.join(timeout)
+    q.close()
+    assert status == "ok", f"{scenario.name}, {where}:\n{detail}"
     stats["verified"] += 1
-    stats.update({k: v for k, v in detail.items() if k not in ("kills", "verified")})
+    for k, v in detail.items():
+        if k.startswith("sum_"):    # counted per verification, summed over the run
+            stats[k] = stats.get(k, 0) + v
+        elif k not in ("kills", "at_crash_point", "verified", "records"):
+            stats[k] = v            # the structure's own (cumulative) counters
 
 
-def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1) -> dict:
-    """Run `kills` kill cycles; returns counters for the closing report."""
+def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
+        verify_timeout: float = VERIFY_TIMEOUT) -> dict:
+    """Run `kills` kill cycles, each folded and verified; returns counters
+    for the closing report."""
     rng = random.Random(seed)
     scenario.setup(name)
-    records = Records()
-    stats = {"kills": 0, "at_crash_point": 0, "verified": 0}
+    model = scenario.model()
+    stats = {"kills": 0, "at_crash_point": 0, "verified": 0, "records": 0}
     worker_id = 0
+    t0 = time.monotonic()
     for cycle in range(kills):
         point = None
         if scenario.crash_points and rng.random() < 0.5:
@@ -177,8 +271,20 @@ def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1) -> dic
         time.sleep(rng.uniform(0.001, 0.01))
         os.kill(bystander.pid, signal.SIGKILL)
         bystander.join()
-        records.add_lines(_drain(vfd))
-        records.add_lines(_drain(bfd))
-        if (cycle + 1) % VERIFY_EVERY == 0 or cycle == kills - 1:
-            _verify(scenario, name, records, stats, cycle)
+        batch = Batch(final=cycle == kills - 1)
+        batch.add_lines(_drain(vfd))
+        batch.add_lines(_drain(bfd))
+        stats["records"] += len(batch.entries)
+        where = f"after kill {cycle + 1} (seed {seed}, crash point {point or 'none'})"
+        errors = batch.by_kind("error")
+        if errors:
+            raise AssertionError(f"{scenario.name}: a worker raised, {where}:\n{errors[0]}")
+        try:
+            model = scenario.fold(model, batch)
+        except AssertionError as e:
+            raise AssertionError(f"{scenario.name}, records of the cycle {where}: {e}") from e
+        _verify(scenario, name, model, stats, where, verify_timeout)
+        if LONG and (cycle + 1) % 100 == 0:
+            print(f"  {scenario.name}: {cycle + 1} kills verified, "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
     return stats

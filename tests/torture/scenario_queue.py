@@ -2,12 +2,17 @@
 enough to go out of line) and gets items, at random.  After each kill,
 every committed put must be in the queue or committed as got by exactly
 one worker, except the one item a killed worker was getting; nothing is
-duplicated; what is left keeps per-producer FIFO order."""
+duplicated; what is left keeps per-producer FIFO order.
+
+The model: the items committed as put and not yet got (``outstanding``),
+the items whose put was in flight (``maybe``), and how many gets were in
+flight (each may have taken up to 3 items with it: get_many(3)).  The queue
+holds at most MAXSIZE items, so verification stays bounded."""
 import random
 
 from shmkit.queue import Empty, Full, Queue
 
-from harness import Log, Records, Scenario
+from harness import Batch, Log, Scenario
 
 RING = 16384            # out of line above 2 KiB
 MAXSIZE = 2000
@@ -58,7 +63,36 @@ def work(name: str, log: Log, rng: random.Random) -> None:
             log.commit(["got", [_ident(it) for it in items]])
 
 
-def verify(name: str, records: Records) -> dict:
+def model() -> dict:
+    return {"outstanding": set(), "maybe": set(), "in_flight_gets": 0, "delivered": 0}
+
+
+def fold(m: dict, batch: Batch) -> dict:
+    # Puts first: a worker may get what the other put, and the order between
+    # the two workers' records is unknown.
+    for _w, _s, kind, d in batch.entries:
+        if d[0] == "put" and kind == "commit":
+            m["outstanding"].add((d[1], d[2]))
+    for _w, d in batch.in_flight():
+        if d[0] == "put":
+            m["maybe"].add((d[1], d[2]))
+        elif d[0] == "get":
+            m["in_flight_gets"] += 1
+    for _w, _s, kind, d in batch.entries:
+        if d[0] == "got":
+            for x in d[1]:
+                it = tuple(x)
+                if it in m["outstanding"]:
+                    m["outstanding"].remove(it)
+                elif it in m["maybe"]:
+                    m["maybe"].remove(it)
+                else:
+                    raise AssertionError(f"item {it} delivered twice, or never put")
+                m["delivered"] += 1
+    return m
+
+
+def verify(name: str, m: dict) -> dict:
     q = Queue(name)
     st = q.check()
     present = []
@@ -72,34 +106,22 @@ def verify(name: str, records: Records) -> dict:
     if present:
         q.put_many(present, block=False)
 
-    put_done, put_maybe, got = set(), set(), []
-    last_kind = {}
-    for worker, _seq, kind, d in records.entries:
-        if d[0] == "put":
-            (put_done if kind == "commit" else put_maybe).add((d[1], d[2]))
-        elif d[0] == "got":
-            got.extend(tuple(x) for x in d[1])
-        last_kind[worker] = (kind, d[0])
-    # an item a killed worker was getting (intent "get" with no commit after)
-    in_flight_gets = sum(1 for k in last_kind.values() if k == ("intent", "get"))
-
-    assert len(set(ids)) == len(ids), "an item is in the queue twice"
-    assert len(set(got)) == len(got), "an item was delivered twice"
-    assert not (set(ids) & set(got)), "a delivered item is still in the queue"
-    known = put_done | put_maybe
-    assert set(ids) <= known and set(got) <= known, "an item nobody put"
-    missing = put_done - set(ids) - set(got)
+    seen = set(ids)
+    assert len(seen) == len(ids), "an item is in the queue twice"
+    stray = seen - m["outstanding"] - m["maybe"]
+    assert not stray, f"delivered or never put, yet in the queue: {sorted(stray)[:5]}"
+    missing = m["outstanding"] - seen
     # a killed get_many takes up to 3
-    assert len(missing) <= 3 * in_flight_gets, f"lost items: {sorted(missing)[:5]}"
+    assert len(missing) <= 3 * m["in_flight_gets"], f"lost items: {sorted(missing)[:5]}"
     last = {}
     for w, s in ids:
         assert last.get(w, -1) < s, "per-producer FIFO order broken"
         last[w] = s
     q.close()
-    return {"items_left": len(ids), "delivered": len(got),
+    return {"items_left": len(ids), "delivered": m["delivered"],
             "lost_in_flight": len(missing), "recoveries": st["recoveries"]}
 
 
-SCENARIO = Scenario("queue", setup, work, verify,
+SCENARIO = Scenario("queue", setup, work, model, fold, verify,
                     crash_points=("queue.put.commit", "queue.put.count", "queue.put.ool",
                                   "queue.get.commit", "queue.get.count", "queue.get.free"))

@@ -1,10 +1,12 @@
 """Torture of the slab allocator: slots claimed and written with a
-pattern, some freed; a kill leaves every committed slot intact."""
+pattern, some freed; a kill leaves every committed slot intact.  The model
+is the free-list scenario's: the slots dead workers still hold."""
 import random
 
 import shmkit
 
-from harness import KILLS, Log, Records, Scenario
+from harness import KILLS, Batch, Log, Rotation, Scenario
+from scenario_alloc import fold_blocks
 
 SLOT, MAX_LIVE = 64, 40
 CAPACITY = SLOT * (2 * (KILLS + 1) * MAX_LIVE + 1024)
@@ -30,28 +32,26 @@ def work(name: str, log: Log, rng: random.Random) -> None:
             mine.append(off)
 
 
-def verify(name: str, records: Records) -> dict:
+def model() -> dict:
+    return {"live": {}, "rotation": Rotation()}
+
+
+def fold(m: dict, batch: Batch) -> dict:
+    return fold_blocks(m, batch, lambda d: d[2])
+
+
+def verify(name: str, m: dict) -> dict:
     a = shmkit.SlabAllocator(name)
-    last = {}
-    for e in records.entries:
-        d = e[3]
-        if e[2] == "commit" and d[0] == "alloc":
-            last[d[1]] = d[2]
-        elif e[2] == "intent" and d[0] == "free":
-            last[d[1]] = None
-    checked = 0
-    for off, fill in last.items():
-        if fill is None:
-            continue
-        assert a.read(off, SLOT) == bytes([fill]) * SLOT, f"slot {off} was overwritten"
-        checked += 1
-    # still usable by a fresh process; a committed slot is never handed out
+    live = m["live"]
+    for off in m["rotation"].due:
+        assert a.read(off, SLOT) == bytes([live[off]]) * SLOT, f"slot {off} was overwritten"
+    # still usable by a fresh process; a held slot is never handed out
     fresh = [a.allocate() for _ in range(16)]
-    assert not set(fresh) & {o for o, f in last.items() if f is not None}
+    assert not set(fresh) & live.keys(), "a held slot was handed out"
     for o in fresh:
         a.free(o)
     a.close()
-    return {"slots_checked": checked}
+    return {"slots_held": len(live), "slots_checked": len(m["rotation"].due)}
 
 
-SCENARIO = Scenario("slab", setup, work, verify)
+SCENARIO = Scenario("slab", setup, work, model, fold, verify)
