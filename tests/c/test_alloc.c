@@ -335,6 +335,38 @@ TEST(freelist_crash_points)
     }
 }
 
+/* A child killed while moving another stripe's list to its own leaks that
+ * list (reported), and the allocator stays usable and checkable. */
+TEST(freelist_crash_while_stealing)
+{
+    shk_segment *s = fixture_segment("steal", 0, SEG_MAX);
+    shk_freelist *fl = new_freelist(s, 64 * 64);   /* exactly one run */
+    uint64_t offs[64];
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ(shk_freelist_alloc(fl, 48, &offs[i]), SHK_OK);
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ(shk_freelist_free(fl, offs[i]), SHK_OK);
+    pid_t pid = fork();
+    if (pid == 0) {
+        shk_crash_arm("freelist.steal");
+        uint64_t o;
+        shk_freelist_alloc(fl, 48, &o);   /* full: must take the parent's list */
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    shk_freelist_stats stats;
+    CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
+    CHECK_EQ(stats.leaked_blocks, 64);
+    CHECK_EQ(stats.live_blocks, 0);
+    uint64_t o;
+    CHECK_EQ(shk_freelist_alloc(fl, 48, &o), SHK_ENOMEM);   /* leaked, not lost silently */
+    CHECK_EQ(shk_freelist_alloc(fl, 16, &o), SHK_ENOMEM);
+    shk_freelist_close(fl);
+    fixture_drop(s, "steal");
+}
+
 int main(void)
 {
     RUN(freelist_crash_points);
@@ -342,6 +374,7 @@ int main(void)
     RUN(freelist_out_of_memory_changes_nothing);
     RUN(freelist_larger_class_fallback);
     RUN(freelist_stripes_share_memory);
+    RUN(freelist_crash_while_stealing);
     RUN(segment_heap_grows);
     RUN(bump);
     RUN(slab);

@@ -103,6 +103,7 @@ static inline void fuzz_block_begin(fuzz_block *fb, const char *tag, const uint8
         if (shk_segment_create(name, 0, 16 << 20, 0600, &fb->seg) != SHK_OK ||
             shk_freelist_alloc(shk_segment_heap(fb->seg), FUZZ_BLOCK, &fb->blk) != SHK_OK)
             abort();
+        shk_segment_unlink(name);   /* only this mapping is used */
     }
     char *base = shk_segment_base(fb->seg);
     uint64_t fs = shk_segment_file_size(fb->seg);

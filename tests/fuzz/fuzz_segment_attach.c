@@ -107,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     shk_segment *s;
     int rc = shk_segment_attach(name, &s);
+    shk_segment_unlink(name);   /* the mapping stays; nothing left behind */
     FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
     if (rc != SHK_OK)
         return 0;
