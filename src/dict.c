@@ -1215,8 +1215,23 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     atomic_store_explicit(&slots[p.found], repl, memory_order_release);
     SHK_CRASH_POINT("dict.delete.unlinked");
     counter_add(&sh->count, -1);
-    if (repl == SLOT_EMPTY)
+    if (repl == SLOT_EMPTY) {
         counter_add(&sh->used, -1);
+        /* The tombstones just before an EMPTY slot end no probe path that
+         * holds a key (every key is reachable from its home without
+         * crossing an EMPTY, so none lies beyond them on their paths): they
+         * become EMPTY too.  Without this, insert/delete cycles leave runs
+         * of tombstones that every later probe walks (and, for two writing
+         * processes, lines each one's probe takes from the other).  relaxed:
+         * a reader that sees EMPTY a slot earlier answers the same. */
+        uint64_t j = ((uint64_t)p.found - 1) & mask;
+        for (uint64_t n = 0; n < mask &&
+                 atomic_load_explicit(&slots[j], memory_order_relaxed) == SLOT_TOMB;
+             n++, j = (j - 1) & mask) {
+            atomic_store_explicit(&slots[j], SLOT_EMPTY, memory_order_relaxed);
+            counter_add(&sh->used, -1);
+        }
+    }
     entry_retire(d, old, old_ver);
     SHK_CRASH_POINT("dict.delete.retired");
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);

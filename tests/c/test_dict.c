@@ -164,6 +164,33 @@ TEST(pins)
     drop_seg(s, "dpins");
 }
 
+/* Deleting every key of an insert burst leaves no tombstones: a delete that
+ * empties a slot also empties the tombstones just before it. */
+TEST(delete_clears_tombstone_runs)
+{
+    shk_segment *s = new_seg("dtomb");
+    shk_dict *d = NULL;
+    CHECK_EQ(shk_dict_open(s, "d", 1, 4096, &d, NULL), SHK_OK);
+    char k[32];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 2000; i++) {
+            snprintf(k, sizeof k, "burst-%d", i);
+            CHECK_EQ(set_str(d, k, "v"), SHK_OK);
+        }
+        for (int i = 0; i < 2000; i++) {   /* in insertion order: runs form */
+            snprintf(k, sizeof k, "burst-%d", i);
+            CHECK_EQ(shk_dict_delete(d, 's', k, strlen(k), 0, 0), SHK_OK);
+        }
+        shk_dict_stats st;
+        CHECK_EQ(shk_dict_check(d, &st), SHK_OK);
+        CHECK_EQ(st.count, 0);
+        CHECK_EQ(st.tombstones, 0);
+        CHECK_EQ(st.used_slots, 0);
+    }
+    shk_dict_close(d);
+    drop_seg(s, "dtomb");
+}
+
 TEST(growth_and_tombstones)
 {
     shk_segment *s = new_seg("dgrow");
@@ -724,6 +751,7 @@ int main(void)
     RUN(modes);
     RUN(pins);
     RUN(growth_and_tombstones);
+    RUN(delete_clears_tombstone_runs);
     RUN(big_value_and_oom);
     RUN(corrupt_header);
     RUN(readers_see_no_torn_values);

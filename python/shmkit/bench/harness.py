@@ -95,6 +95,7 @@ class Case:
     max_n: Optional[int] = None               # cap on n for loop cases
     baseline: bool = False                    # the shmkit row ratios refer to
     budget_scale: float = 1.0                 # multi-process cases need longer runs
+    min_repeats: int = 0                      # at least this many (noisy ratios)
 
 
 class Fixture:
@@ -464,10 +465,11 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                 try:
                     with _time_limit(params["case_timeout"]):
                         b = budget * c.budget_scale
+                        reps = max(repeats, c.min_repeats) if repeats > 1 else repeats
                         if c.rate is not None:
-                            rates = measure_rate(c, fx, b, repeats)
+                            rates = measure_rate(c, fx, b, reps)
                         else:
-                            rates = measure_loop(c, fx, b, repeats, max_n)
+                            rates = measure_loop(c, fx, b, reps, max_n)
                 finally:
                     gc.enable()
                 res["ops_per_s"] = statistics.median(rates)

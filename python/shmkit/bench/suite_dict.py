@@ -33,6 +33,8 @@ CHUNK = {"str": 1024, "int": 1024, "1KB bytes": 512, "1MB numpy": 8}
 # Multi-process cases run each worker this many times the mode's budget:
 # forking costs little next to it, and the scaling ratio needs steady rates.
 SCALING_BUDGET = 10.0
+# ... and the two sides of the scaling ratio take the median of this many.
+SCALING_REPEATS = 7
 VALUE_BYTES = {"str": 32, "int": 16, "1KB bytes": 1024, "1MB numpy": 1 << 20}
 
 
@@ -421,6 +423,7 @@ def cases(mode: str) -> List[Case]:
                         rate=_processes(op, 2) if procs == 2 else None,
                         requires=req + req_np, baseline=base,
                         budget_scale=1.0 if procs == 1 else SCALING_BUDGET,
+                        min_repeats=SCALING_REPEATS if procs == 2 and label == "shmkit" else 0,
                     ))
                     if procs == 2 and label == "shmkit":
                         out.append(Case(
@@ -428,7 +431,7 @@ def cases(mode: str) -> List[Case]:
                             fixture=fkey,
                             make_fixture=(lambda a=adapter, k=kind: DictFixture(a, k)),
                             rate=_processes(op, 1), requires=req + req_np,
-                            budget_scale=SCALING_BUDGET,
+                            budget_scale=SCALING_BUDGET, min_repeats=SCALING_REPEATS,
                         ))
                 if op == "get" and procs == 1 and "numpy" in kind:
                     # the zero-copy read: O(1) whatever the array size
