@@ -91,17 +91,19 @@
  *   entries fit in a dict created with default arguments.
  *
  * LAYOUT
- *   dict header (2 + 3 * nshards cache lines, one heap block):
+ *   dict header (2 + 3 * nshards cache lines on x86-64, starting on a
+ *   cache line inside its heap block):
  *     +0   magic "SHKDICT1" | version | header size | nshards |
  *          clear_epoch (atomic)
  *     +64  next_ver (atomic; taken in batches)
  *     +128 shard[nshards], 192 bytes each:
  *       +0   table (atomic: tgen:26 | log2cap:6 | offset/16:32) | epoch |
- *            resizes | recoveries                  (read by lookups)
- *       +64  intent record: op, slot (clear: its epoch), then new entry+ver,
- *            old entry+ver (set/delete) or new and old table words
- *            (resize/clear) | count (live) | used (live + tombstones)
- *       +128 writer mutex (robust, process-shared)
+ *            resizes | recoveries          (read by lookups)
+ *       +64  resize/clear intent: op, epoch (clear), new and old table words
+ *       +128 the writers' line, written by every set and delete:
+ *            robust process-shared mutex | count (u32) | used (u32) |
+ *            set/delete intent: new entry/16, old entry/16,
+ *            op << 56 | old entry's version
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
  *     +16  slot[cap]    0 = EMPTY, TOMB, or tag32 << 32 | entry/16
@@ -129,8 +131,8 @@
  *   the next writer with SHK_MUTEX_RECOVERED, which replays the shard's
  *   intent record (written before each multi-step change): if the slot
  *   holds the new entry the change committed and the old entry is retired
- *   if it is still live; if not, the new entry is retired and nothing
- *   changed.  An unpublished resized table is freed; a published one has
+ *   if it is still that version; if not, the new entry (never reachable,
+ *   so ours alone) is freed and nothing changed.  An unpublished resized table is freed; a published one has
  *   its predecessor freed, since the intent is cleared only before that
  *   step.  A clear is finished if clear_epoch shows it committed, else its
  *   new table is freed (see CLEAR).  Then count and used are recomputed.
@@ -162,25 +164,31 @@
 
 enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3, OP_CLEAR = 4 };
 
+/* The intent of a table replacement (resize, clear): rare, so it has a
+ * line of its own. */
 typedef struct dict_intent {
-    _Atomic uint32_t op;
+    _Atomic uint32_t op;     /* OP_NONE, OP_RESIZE or OP_CLEAR              */
     uint32_t reserved;
-    uint64_t slot;
-    union {
-        struct {             /* OP_SET / OP_DEL                            */
-            uint64_t new_entry, new_ver;
-            uint64_t old_entry, old_ver;
-        };
-        struct {             /* OP_RESIZE / OP_CLEAR                       */
-            uint64_t table;      /* the new table word                     */
-            uint64_t old_table;  /* the table it replaces                  */
-        };
-    };
+    uint64_t slot;           /* OP_CLEAR: the clear's epoch                 */
+    uint64_t table;          /* the new table word                          */
+    uint64_t old_table;      /* the table it replaces                       */
 } dict_intent;
 
-/* One shard: an independent table with its own writer lock.  Three lines:
- * the one every lookup reads, the one its writers write on every change,
- * and the lock (writers touch two lines per change, readers one). */
+/* The writers' line: the lock and everything a set or delete writes besides
+ * its slot (the counters and the intent of the change), so that a change
+ * takes two lines from a core that wrote this shard last, not three. */
+typedef struct dict_wline {
+    _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
+    _Atomic uint32_t count;  /* live entries (< 2^31 per shard)            */
+    _Atomic uint32_t used;   /* live + tombstone slots                      */
+    uint32_t new_e;          /* OP_SET: the new entry / 16                  */
+    uint32_t old_e;          /* OP_SET/DEL: the entry replaced, deleted / 16 */
+    _Atomic uint64_t op_ver; /* op << 56 | the old entry's version          */
+} dict_wline;
+
+/* One shard: an independent table with its own writer lock.  Three lines
+ * (on x86-64; more where pthread_mutex_t is larger): the one every lookup
+ * reads, the rare intent of a resize or clear, and the writers' line. */
 typedef struct dict_shard {
     /* line 0: read by every lookup, written only by resize/clear */
     _Atomic uint64_t table;
@@ -188,17 +196,21 @@ typedef struct dict_shard {
     _Atomic uint64_t resizes;
     _Atomic uint64_t recoveries;
     char pad0[SHK_CACHELINE - 32];
-    /* line 1: written under the lock by every change */
+    /* line 1: written by resize and clear only */
     dict_intent intent;
-    _Atomic uint64_t count;  /* live entries                               */
-    _Atomic uint64_t used;   /* live + tombstone slots                     */
-    /* line 2 */
-    shk_mutex lock;
+    char pad1[SHK_CACHELINE - sizeof(dict_intent)];
+    /* line 2: written by every change */
+    dict_wline w;
 } dict_shard;
-SHK_STATIC_ASSERT(sizeof(dict_intent) == 48, "intent");
 SHK_STATIC_ASSERT(offsetof(dict_shard, intent) == SHK_CACHELINE, "layout");
-SHK_STATIC_ASSERT(offsetof(dict_shard, lock) == 2 * SHK_CACHELINE, "layout");
-SHK_STATIC_ASSERT(sizeof(dict_shard) == 3 * SHK_CACHELINE, "shard is 3 lines");
+SHK_STATIC_ASSERT(offsetof(dict_shard, w) == 2 * SHK_CACHELINE, "layout");
+SHK_STATIC_ASSERT(sizeof(dict_wline) % SHK_CACHELINE == 0, "whole lines");
+#if defined(__x86_64__) && defined(__GLIBC__)
+SHK_STATIC_ASSERT(sizeof(dict_wline) == SHK_CACHELINE, "one line on x86-64");
+#endif
+
+static inline uint32_t wop(uint64_t op_ver) { return (uint32_t)(op_ver >> 56); }
+static inline uint64_t wver(uint64_t op_ver) { return op_ver & VER_MASK; }
 
 typedef struct dict_shared {
     /* line 0: read by every lookup, written only by clear */
@@ -423,10 +435,15 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg),
                     .base = shk_segment_base(seg)};
     const unsigned ns = SHK_DICT_SHARDS;
-    uint64_t h;
-    int rc = shk_freelist_alloc(tmp.heap, header_bytes(ns), &h);
+    /* The header's lines must be real cache lines (the layout keeps what
+     * readers read apart from what writers write), and heap blocks are only
+     * 16-aligned: take 48 bytes more and start on a line.  Object headers
+     * are never freed, so the block's own start need not be kept. */
+    uint64_t blk;
+    int rc = shk_freelist_alloc(tmp.heap, header_bytes(ns) + SHK_CACHELINE - 16, &blk);
     if (rc != SHK_OK)
         return rc;
+    uint64_t h = shk_align_up(blk, SHK_CACHELINE);
     dict_shared *sh = (dict_shared *)(tmp.base + h);
     memset(sh, 0, header_bytes(ns));
     unsigned l = log2_for(shard_hint(ia->capacity_hint, ns));
@@ -434,7 +451,7 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     for (; made < ns; made++) {
         uint64_t t;
         rc = table_new(&tmp, l, &t);
-        if (rc == SHK_OK && shk_mutex_init(&sh->shard[made].lock) != SHK_OK) {
+        if (rc == SHK_OK && shk_pmutex_init(&sh->shard[made].w.lock) != SHK_OK) {
             shk_freelist_free(tmp.heap, t);
             rc = SHK_ESYS;
         }
@@ -446,7 +463,7 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     if (rc != SHK_OK) {
         while (made--)
             shk_freelist_free(tmp.heap, tw_off(sh->shard[made].table));
-        shk_freelist_free(tmp.heap, h);
+        shk_freelist_free(tmp.heap, blk);
         return rc;
     }
     uint64_t v0;
@@ -483,7 +500,10 @@ static int header_valid(shk_dict *d)
         uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
         if (!table_valid(d, tw) ||
             *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
-            atomic_load_explicit(&s->intent.op, memory_order_relaxed) > OP_CLEAR)
+            wop(atomic_load_explicit(&s->w.op_ver, memory_order_relaxed)) > OP_DEL ||
+            (atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_NONE &&
+             atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_RESIZE &&
+             atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_CLEAR))
             return 0;
     }
     return 1;
@@ -501,7 +521,7 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
                                 &ia, &off, &cr);
     if (rc != SHK_OK)
         return rc;
-    if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % 16)
+    if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % SHK_CACHELINE)
         return SHK_ECORRUPT;
     const dict_shared *hdr = (const dict_shared *)(shk_segment_base(seg) + off);
     unsigned ns = hdr->nshards;
@@ -537,8 +557,8 @@ int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end)
     if (i >= SHK_DICT_SHARDS)
         return SHK_ENOTFOUND;
     *start = offsetof(dict_shared, shard) + i * sizeof(dict_shard) +
-             offsetof(dict_shard, lock);
-    *end = *start + sizeof(shk_mutex);
+             offsetof(dict_shard, w) + offsetof(dict_wline, lock);
+    *end = *start + sizeof(pthread_mutex_t);
     return SHK_OK;
 }
 
@@ -560,7 +580,7 @@ uint64_t shk_dict_count(const shk_dict *d)
     uint64_t n = 0;
     for (unsigned i = 0; i <= d->shard_mask; i++)
         if (!shard_stale(d, &d->sh->shard[i]))
-            n += atomic_load_explicit(&d->sh->shard[i].count, memory_order_relaxed);
+            n += atomic_load_explicit(&d->sh->shard[i].w.count, memory_order_relaxed);
     return n;
 }
 
@@ -774,14 +794,14 @@ static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 /* A shard counter changes only under its lock: a plain load and store, no
  * locked RMW.  Atomic (relaxed) because len() and stats() read it
  * without the lock. */
-static inline void counter_add(_Atomic uint64_t *c, int64_t d)
+static inline void counter_add(_Atomic uint32_t *c, int32_t d)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint32_t)d,
                           memory_order_relaxed);
 }
 
-/* The lines a commit of this hash will write: its shard's lock and intent
- * lines and its home slot.  Another process's writes to the same shard
+/* The lines a commit of this hash will write: its shard's writers' line and
+ * its home slot.  Another process's writes to the same shard
  * usually left them in its cache; asking for them while the entry is still
  * being built (and, in Python, the value encoded) hides most of that
  * transfer, which otherwise stalls the commit.  A hint: nothing relies on
@@ -789,8 +809,7 @@ static inline void counter_add(_Atomic uint64_t *c, int64_t d)
 static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
 {
     dict_shard *sh = shard_of(d, hash);
-    SHK_PREFETCH_W(&sh->lock);
-    SHK_PREFETCH_W(&sh->intent);
+    SHK_PREFETCH_W(&sh->w);
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (SHK_LIKELY(table_valid(d, tw)))
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
@@ -905,12 +924,16 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh);
 static void recover(shk_dict *d, dict_shard *sh)
 {
     dict_intent *in = &sh->intent;
+    dict_wline *w = &sh->w;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t ov = atomic_load_explicit(&w->op_ver, memory_order_relaxed);
+    uint32_t wo = wop(ov);
     uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
-    if (op == OP_SET || op == OP_DEL) {
-        /* Find the key where it is now (by probing, not by the recorded slot
-         * index) to learn whether the change was published. */
-        uint64_t ke = op == OP_SET ? in->new_entry : in->old_entry;
+    if (wo == OP_SET || wo == OP_DEL) {
+        /* Find the key where it is now (by probing) to learn whether the
+         * change was published. */
+        uint64_t new_e = (uint64_t)w->new_e << 4, old_e = (uint64_t)w->old_e << 4;
+        uint64_t ke = wo == OP_SET ? new_e : old_e;
         uint64_t cur = 0;
         if (shk_segment_contains(d->seg, ke, ENTRY_HDR)) {
             const dict_entry *en = entry_at(d, ke);
@@ -922,19 +945,18 @@ static void recover(shk_dict *d, dict_shard *sh)
                     cur = slot_entry(p.slot_word);
             }
         }
-        int done = op == OP_SET ? cur == in->new_entry : cur != in->old_entry;
+        int done = wo == OP_SET ? cur == new_e : cur != old_e;
         if (done) {
-            if (in->old_entry)
-                entry_retire(d, in->old_entry, in->old_ver);
-        } else if (op == OP_SET) {
-            /* Never published: ours alone, whatever stage it reached. */
-            _Atomic uint64_t *lp = &entry_at(d, in->new_entry)->life;
-            uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
-            if (life_ver(life) == in->new_ver)
-                entry_retire(d, in->new_entry, in->new_ver);
-            else if (life == LIFE_DEAD)
-                entry_free(d, in->new_entry);
+            if (old_e)
+                entry_retire(d, old_e, wver(ov));
+        } else if (wo == OP_SET && shk_segment_contains(d->seg, new_e, ENTRY_HDR)) {
+            /* Never published, so never reachable (nor pinned): ours alone,
+             * whatever stage it reached. */
+            atomic_store_explicit(&entry_at(d, new_e)->life, LIFE_DEAD,
+                                  memory_order_relaxed);
+            entry_free(d, new_e);
         }
+        atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
     } else if (op == OP_CLEAR) {
         /* Committed iff the clearer's clear_epoch store happened; then
          * finish it (it publishes the new table if that had not happened);
@@ -960,8 +982,8 @@ static void recover(shk_dict *d, dict_shard *sh)
     atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
     uint64_t used;
     uint64_t live = recount(d, tw, &used);
-    atomic_store_explicit(&sh->count, live, memory_order_relaxed);
-    atomic_store_explicit(&sh->used, used, memory_order_relaxed);
+    atomic_store_explicit(&w->count, (uint32_t)live, memory_order_relaxed);
+    atomic_store_explicit(&w->used, (uint32_t)used, memory_order_relaxed);
     atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
 }
 
@@ -982,7 +1004,7 @@ static int shard_lock(shk_dict *d, dict_shard *sh)
      * sleeps on a futex).  This is an adaptive mutex, not a sleep loop. */
     int rc = EBUSY;
     for (int i = 0; i < 64; i++) {
-        rc = pthread_mutex_trylock(&sh->lock.m);
+        rc = pthread_mutex_trylock(&sh->w.lock);
         if (rc != EBUSY)
             break;
         cpu_relax();
@@ -990,18 +1012,18 @@ static int shard_lock(shk_dict *d, dict_shard *sh)
     if (rc == 0)
         return SHK_OK;
     if (rc == EBUSY)
-        rc = shk_mutex_lock(&sh->lock);
+        rc = shk_pmutex_lock(&sh->w.lock);
     else
         rc = rc == EOWNERDEAD ? SHK_MUTEX_RECOVERED : SHK_ESYS;
     if (rc == SHK_MUTEX_RECOVERED) {
         recover(d, sh);
-        shk_mutex_consistent(&sh->lock);
+        shk_pmutex_consistent(&sh->w.lock);
         return SHK_OK;
     }
     return rc;
 }
 
-static inline void shard_unlock(dict_shard *sh) { shk_mutex_unlock(&sh->lock); }
+static inline void shard_unlock(dict_shard *sh) { shk_pmutex_unlock(&sh->w.lock); }
 
 int shk_dict_lock(shk_dict *d)
 {
@@ -1055,7 +1077,7 @@ static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
     /* release: readers that load the new table word see its slots. */
     atomic_store_explicit(&sh->table, ntw, memory_order_release);
     SHK_CRASH_POINT("dict.resize.published");
-    atomic_store_explicit(&sh->used, live, memory_order_relaxed);
+    atomic_store_explicit(&sh->w.used, (uint32_t)live, memory_order_relaxed);
     atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
     table_free(d, tw_off(tw));
     atomic_fetch_add_explicit(&sh->resizes, 1, memory_order_relaxed);
@@ -1067,10 +1089,10 @@ static int ensure_room(shk_dict *d, dict_shard *sh)
 {
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     uint64_t cap = 1ull << tw_log2(tw);
-    uint64_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
+    uint64_t used = atomic_load_explicit(&sh->w.used, memory_order_relaxed);
     if ((used + 1) * 4 <= cap * 3)
         return SHK_OK;
-    uint64_t live = atomic_load_explicit(&sh->count, memory_order_relaxed);
+    uint64_t live = atomic_load_explicit(&sh->w.count, memory_order_relaxed);
     /* Size for twice the live entries so that a run of inserts does not
      * resize again soon; if mostly tombstones, this rebuilds at equal size. */
     unsigned l = log2_for((live + 1) * 2);
@@ -1121,15 +1143,12 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     _Atomic uint64_t *sp = &slots_of(d, tw)[slot];
     uint64_t prev = atomic_load_explicit(sp, memory_order_relaxed);
     uint64_t ver = new_ver(d, sh);
-    dict_intent *in = &sh->intent;
-    in->slot = slot;
-    in->new_entry = txn->entry;
-    in->new_ver = ver;
-    in->old_entry = old;
-    in->old_ver = old_ver;
+    dict_wline *w = &sh->w;
+    w->new_e = (uint32_t)(txn->entry >> 4);
+    w->old_e = (uint32_t)(old >> 4);
     /* release: the intent's fields are in place before op says they are
      * (a crash may stop us anywhere after this store). */
-    atomic_store_explicit(&in->op, OP_SET, memory_order_release);
+    atomic_store_explicit(&w->op_ver, (uint64_t)OP_SET << 56 | old_ver, memory_order_release);
     SHK_CRASH_POINT("dict.set.intent");
     /* relaxed: the slot's release store below publishes the version with the
      * rest of the entry. */
@@ -1142,12 +1161,12 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     if (old) {
         entry_retire(d, old, old_ver);
     } else {
-        counter_add(&sh->count, 1);
+        counter_add(&w->count, 1);
         if (prev == SLOT_EMPTY)
-            counter_add(&sh->used, 1);
+            counter_add(&w->used, 1);
     }
     SHK_CRASH_POINT("dict.set.retired");
-    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
     txn->entry = 0;
     if (replaced)
         *replaced = old != 0;
@@ -1197,14 +1216,12 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     }
     uint64_t mask = (1ull << tw_log2(tw)) - 1;
     _Atomic uint64_t *slots = slots_of(d, tw);
-    dict_intent *in = &sh->intent;
-    in->slot = (uint64_t)p.found;
-    in->new_entry = 0;
-    in->old_entry = old;
-    in->old_ver = old_ver;
+    dict_wline *w = &sh->w;
+    w->new_e = 0;
+    w->old_e = (uint32_t)(old >> 4);
     /* release: the intent's fields are in place before op says they are
      * (a crash may stop us anywhere after this store). */
-    atomic_store_explicit(&in->op, OP_DEL, memory_order_release);
+    atomic_store_explicit(&w->op_ver, (uint64_t)OP_DEL << 56 | old_ver, memory_order_release);
     /* If the next slot is EMPTY no probe path continues past this one, so it
      * can become EMPTY rather than a tombstone. */
     uint64_t next = atomic_load_explicit(&slots[((uint64_t)p.found + 1) & mask],
@@ -1214,9 +1231,9 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
      * tombstone do not touch the entry. */
     atomic_store_explicit(&slots[p.found], repl, memory_order_release);
     SHK_CRASH_POINT("dict.delete.unlinked");
-    counter_add(&sh->count, -1);
+    counter_add(&w->count, -1);
     if (repl == SLOT_EMPTY) {
-        counter_add(&sh->used, -1);
+        counter_add(&w->used, -1);
         /* The tombstones just before an EMPTY slot end no probe path that
          * holds a key (every key is reachable from its home without
          * crossing an EMPTY, so none lies beyond them on their paths): they
@@ -1229,12 +1246,12 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                  atomic_load_explicit(&slots[j], memory_order_relaxed) == SLOT_TOMB;
              n++, j = (j - 1) & mask) {
             atomic_store_explicit(&slots[j], SLOT_EMPTY, memory_order_relaxed);
-            counter_add(&sh->used, -1);
+            counter_add(&w->used, -1);
         }
     }
     entry_retire(d, old, old_ver);
     SHK_CRASH_POINT("dict.delete.retired");
-    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
 out:
     shard_unlock(sh);
     return rc;
@@ -1253,8 +1270,8 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh)
     SHK_CRASH_POINT("dict.clear.published");
     /* release: a reader that sees the epoch sees the new table (above). */
     atomic_store_explicit(&sh->epoch, in->slot, memory_order_release);
-    atomic_store_explicit(&sh->count, 0, memory_order_relaxed);
-    atomic_store_explicit(&sh->used, 0, memory_order_relaxed);
+    atomic_store_explicit(&sh->w.count, 0, memory_order_relaxed);
+    atomic_store_explicit(&sh->w.used, 0, memory_order_relaxed);
     /* From here the old entries are unreachable for new readers; we retire
      * them one by one.  A crash in the loop leaks the rest (the intent is
      * already cleared), never corrupts. */
@@ -1366,8 +1383,8 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
 {
     int stale = shard_stale(d, sh);
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
-    uint64_t count = stale ? 0 : atomic_load_explicit(&sh->count, memory_order_relaxed);
-    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->used, memory_order_relaxed);
+    uint64_t count = stale ? 0 : atomic_load_explicit(&sh->w.count, memory_order_relaxed);
+    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->w.used, memory_order_relaxed);
     st->count += count;
     st->capacity += 1ull << tw_log2(tw);
     st->used_slots += used;
@@ -1396,6 +1413,7 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
         *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
         return SHK_ECORRUPT;
     if (atomic_load_explicit(&sh->intent.op, memory_order_relaxed) != OP_NONE ||
+        atomic_load_explicit(&sh->w.op_ver, memory_order_relaxed) != 0 ||
         atomic_load_explicit(&sh->epoch, memory_order_relaxed) !=
             atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed))
         return SHK_ECORRUPT;

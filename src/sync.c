@@ -21,7 +21,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int shk_mutex_init(shk_mutex *mx)
+int shk_mutex_init(shk_mutex *mx) { return shk_pmutex_init(&mx->m); }
+int shk_mutex_lock(shk_mutex *mx) { return shk_pmutex_lock(&mx->m); }
+void shk_mutex_consistent(shk_mutex *mx) { shk_pmutex_consistent(&mx->m); }
+void shk_mutex_unlock(shk_mutex *mx) { shk_pmutex_unlock(&mx->m); }
+
+int shk_pmutex_init(pthread_mutex_t *m)
 {
     pthread_mutexattr_t at;
     if (pthread_mutexattr_init(&at) != 0)
@@ -30,7 +35,7 @@ int shk_mutex_init(shk_mutex *mx)
     if (rc == 0)
         rc = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
     if (rc == 0)
-        rc = pthread_mutex_init(&mx->m, &at);
+        rc = pthread_mutex_init(m, &at);
     pthread_mutexattr_destroy(&at);
     if (rc != 0) {
         errno = rc;
@@ -39,9 +44,9 @@ int shk_mutex_init(shk_mutex *mx)
     return SHK_OK;
 }
 
-int shk_mutex_lock(shk_mutex *mx)
+int shk_pmutex_lock(pthread_mutex_t *m)
 {
-    int rc = pthread_mutex_lock(&mx->m);
+    int rc = pthread_mutex_lock(m);
     if (rc == 0)
         return SHK_OK;
     if (rc == EOWNERDEAD)
@@ -52,9 +57,9 @@ int shk_mutex_lock(shk_mutex *mx)
     return SHK_ESYS;
 }
 
-void shk_mutex_consistent(shk_mutex *mx) { pthread_mutex_consistent(&mx->m); }
+void shk_pmutex_consistent(pthread_mutex_t *m) { pthread_mutex_consistent(m); }
 
-void shk_mutex_unlock(shk_mutex *mx) { pthread_mutex_unlock(&mx->m); }
+void shk_pmutex_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 
 int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
 {

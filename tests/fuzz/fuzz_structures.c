@@ -49,7 +49,11 @@ static void setup(void)
         if (shk_segment_lookup(seg, names[k], &info) != SHK_OK)
             abort();
         off[k] = info.offset;
+        /* the header's heap block, or (the dict's header starts on a cache
+         * line inside its block) the size the directory records */
         len[k] = shk_freelist_usable(shk_segment_heap(seg), info.offset);
+        if (len[k] == 0)
+            len[k] = info.size;
         orig[k] = fuzz_copy((const uint8_t *)shk_segment_base(seg) + off[k], len[k]);
     }
 }

@@ -152,6 +152,8 @@ int main(int argc, char **argv)
         if (shk_segment_lookup(s, kinds[k], &info) != SHK_OK)
             return 1;
         uint64_t n = shk_freelist_usable(shk_segment_heap(s), info.offset);
+        if (n == 0)
+            n = info.size;   /* the dict's header starts inside its block */
         unsigned char *buf = malloc(n + 1);
         if (!buf)
             return 1;
