@@ -280,6 +280,16 @@ TEST(freelist_processes)
     fixture_drop(s, "proc");
 }
 
+/* Wait for a child armed at a crash point; it must have died there, and the
+ * free list must still check.  The check's statistics go to *stats. */
+static void expect_killed(pid_t pid, shk_freelist *fl, shk_freelist_stats *stats)
+{
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    CHECK_EQ(shk_freelist_check(fl, stats), SHK_OK);
+}
+
 /* A child killed at each crash point of the free list leaves it usable and
  * checkable: the block in flight is reported leaked or abandoned (for a
  * carve, the whole run it was carving). */
@@ -313,11 +323,8 @@ TEST(freelist_crash_points)
             }
             _exit(0);
         }
-        int st;
-        waitpid(pid, &st, 0);
-        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
         shk_freelist_stats stats;
-        CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
+        expect_killed(pid, fl, &stats);
         uint64_t lost = stats.leaked_blocks + stats.abandoned_blocks;
         if (p == 0)
             CHECK(lost >= 1 && lost <= 64);
@@ -353,11 +360,8 @@ TEST(freelist_crash_while_stealing)
         shk_freelist_alloc(fl, 48, &o);   /* full: must take the parent's list */
         _exit(0);
     }
-    int st;
-    waitpid(pid, &st, 0);
-    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     shk_freelist_stats stats;
-    CHECK_EQ(shk_freelist_check(fl, &stats), SHK_OK);
+    expect_killed(pid, fl, &stats);
     CHECK_EQ(stats.leaked_blocks, 64);
     CHECK_EQ(stats.live_blocks, 0);
     uint64_t o;

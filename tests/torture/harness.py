@@ -147,6 +147,57 @@ class Rotation:
         self.due = window + list(new)
 
 
+class Transfers:
+    """The model of a structure that items go into and come out of once
+    (queue, stack): ``outstanding`` items were put and not yet taken,
+    ``maybe`` ones were put by an operation in flight when its worker died,
+    and each take in flight may have removed up to ``per_take`` items."""
+
+    def __init__(self, put: str, take: str, taken: str, per_take: int = 1):
+        self.put, self.take, self.taken, self.per_take = put, take, taken, per_take
+        self.outstanding: set = set()
+        self.maybe: set = set()
+        self.in_flight_takes = 0
+        self.count = 0              # items taken, over the run
+
+    def fold(self, batch: "Batch", taken_ids: Callable[[list], Sequence]) -> "Transfers":
+        # Puts first: a worker may take what the other put, and the order
+        # between the two workers' records is unknown.
+        for _w, _s, kind, d in batch.entries:
+            if d[0] == self.put and kind == "commit":
+                self.outstanding.add((d[1], d[2]))
+        for _w, d in batch.in_flight():
+            if d[0] == self.put:
+                self.maybe.add((d[1], d[2]))
+            elif d[0] == self.take:
+                self.in_flight_takes += 1
+        for _w, _s, kind, d in batch.entries:
+            if d[0] != self.taken:
+                continue
+            for it in taken_ids(d):
+                it = tuple(it)
+                if it in self.outstanding:
+                    self.outstanding.remove(it)
+                elif it in self.maybe:
+                    self.maybe.remove(it)
+                else:
+                    raise AssertionError(f"item {it} taken twice, or never put")
+                self.count += 1
+        return self
+
+    def check_present(self, ids: Sequence[tuple]) -> int:
+        """Assert what is in the structure now (``ids``) fits the model;
+        returns how many outstanding items the takes in flight removed."""
+        present = set(ids)
+        assert len(present) == len(ids), "an item is in the structure twice"
+        stray = present - self.outstanding - self.maybe
+        assert not stray, f"taken or never put, yet present: {sorted(stray)[:5]}"
+        missing = self.outstanding - present
+        assert len(missing) <= self.per_take * self.in_flight_takes, \
+            f"lost items: {sorted(missing)[:5]}"
+        return len(missing)
+
+
 @dataclass
 class Scenario:
     name: str

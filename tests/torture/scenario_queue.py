@@ -12,7 +12,7 @@ import random
 
 from shmkit.queue import Empty, Full, Queue
 
-from harness import Batch, Log, Scenario
+from harness import Batch, Log, Scenario, Transfers
 
 RING = 16384            # out of line above 2 KiB
 MAXSIZE = 2000
@@ -63,36 +63,16 @@ def work(name: str, log: Log, rng: random.Random) -> None:
             log.commit(["got", [_ident(it) for it in items]])
 
 
-def model() -> dict:
-    return {"outstanding": set(), "maybe": set(), "in_flight_gets": 0, "delivered": 0}
+def model() -> Transfers:
+    return Transfers(put="put", take="get", taken="got", per_take=3)  # get_many takes 3
 
 
-def fold(m: dict, batch: Batch) -> dict:
-    # Puts first: a worker may get what the other put, and the order between
-    # the two workers' records is unknown.
-    for _w, _s, kind, d in batch.entries:
-        if d[0] == "put" and kind == "commit":
-            m["outstanding"].add((d[1], d[2]))
-    for _w, d in batch.in_flight():
-        if d[0] == "put":
-            m["maybe"].add((d[1], d[2]))
-        elif d[0] == "get":
-            m["in_flight_gets"] += 1
-    for _w, _s, kind, d in batch.entries:
-        if d[0] == "got":
-            for x in d[1]:
-                it = tuple(x)
-                if it in m["outstanding"]:
-                    m["outstanding"].remove(it)
-                elif it in m["maybe"]:
-                    m["maybe"].remove(it)
-                else:
-                    raise AssertionError(f"item {it} delivered twice, or never put")
-                m["delivered"] += 1
-    return m
+def fold(m: Transfers, batch: Batch) -> Transfers:
+    # one "got" record per batch: a kill cannot split it
+    return m.fold(batch, lambda d: d[1])
 
 
-def verify(name: str, m: dict) -> dict:
+def verify(name: str, m: Transfers) -> dict:
     q = Queue(name)
     st = q.check()
     present = []
@@ -106,20 +86,14 @@ def verify(name: str, m: dict) -> dict:
     if present:
         q.put_many(present, block=False)
 
-    seen = set(ids)
-    assert len(seen) == len(ids), "an item is in the queue twice"
-    stray = seen - m["outstanding"] - m["maybe"]
-    assert not stray, f"delivered or never put, yet in the queue: {sorted(stray)[:5]}"
-    missing = m["outstanding"] - seen
-    # a killed get_many takes up to 3
-    assert len(missing) <= 3 * m["in_flight_gets"], f"lost items: {sorted(missing)[:5]}"
+    lost = m.check_present(ids)
     last = {}
     for w, s in ids:
         assert last.get(w, -1) < s, "per-producer FIFO order broken"
         last[w] = s
     q.close()
-    return {"items_left": len(ids), "delivered": m["delivered"],
-            "lost_in_flight": len(missing), "recoveries": st["recoveries"]}
+    return {"items_left": len(ids), "delivered": m.count,
+            "lost_in_flight": lost, "recoveries": st["recoveries"]}
 
 
 SCENARIO = Scenario("queue", setup, work, model, fold, verify,

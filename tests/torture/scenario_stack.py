@@ -12,7 +12,7 @@ import random
 
 from shmkit.stack import Stack
 
-from harness import Batch, Log, Scenario
+from harness import Batch, Log, Scenario, Transfers
 
 TARGET = 1000
 
@@ -45,35 +45,15 @@ def work(name: str, log: Log, rng: random.Random) -> None:
                 s.peek(None)
 
 
-def model() -> dict:
-    return {"outstanding": set(), "maybe": set(), "in_flight_pops": 0, "popped": 0}
+def model() -> Transfers:
+    return Transfers(put="push", take="pop", taken="popped")
 
 
-def fold(m: dict, batch: Batch) -> dict:
-    # Pushes first: a worker may pop what the other pushed, and the order
-    # between the two workers' records is unknown.
-    for _w, _s, kind, d in batch.entries:
-        if d[0] == "push" and kind == "commit":
-            m["outstanding"].add((d[1], d[2]))
-    for _w, d in batch.in_flight():
-        if d[0] == "push":
-            m["maybe"].add((d[1], d[2]))
-        elif d[0] == "pop":
-            m["in_flight_pops"] += 1
-    for _w, _s, kind, d in batch.entries:
-        if d[0] == "popped":
-            it = (d[1], d[2])
-            if it in m["outstanding"]:
-                m["outstanding"].remove(it)
-            elif it in m["maybe"]:
-                m["maybe"].remove(it)
-            else:
-                raise AssertionError(f"item {it} popped twice, or never pushed")
-            m["popped"] += 1
-    return m
+def fold(m: Transfers, batch: Batch) -> Transfers:
+    return m.fold(batch, lambda d: [(d[1], d[2])])
 
 
-def verify(name: str, m: dict) -> dict:
+def verify(name: str, m: Transfers) -> dict:
     s = Stack(name)
     st = s.check(repair=True)       # a kill between CAS and counter update
     assert s.check()["counter"] == st["items"] == len(s)
@@ -89,14 +69,9 @@ def verify(name: str, m: dict) -> dict:
     for it in items:
         w, q, _ = it.split(b":", 2)
         ids.append((int(w), int(q)))
-    present = set(ids)
-    assert len(present) == len(ids), "an item is on the stack twice"
-    stray = present - m["outstanding"] - m["maybe"]
-    assert not stray, f"popped or never pushed, yet on the stack: {sorted(stray)[:5]}"
-    missing = m["outstanding"] - present
-    assert len(missing) <= m["in_flight_pops"], f"lost items: {sorted(missing)[:5]}"
+    lost = m.check_present(ids)
     s.close()
-    return {"items_left": len(ids), "popped": m["popped"], "lost_in_flight": len(missing),
+    return {"items_left": len(ids), "popped": m.count, "lost_in_flight": lost,
             "sum_counter_repairs": int(st["counter"] != st["items"])}
 
 

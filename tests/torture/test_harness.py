@@ -92,7 +92,7 @@ def test_lost_items_are_caught(name):
 
 
 def test_double_delivery_is_caught(name):
-    with pytest.raises(AssertionError, match="popped twice"):
+    with pytest.raises(AssertionError, match="taken twice"):
         run(_variant(scenario_stack.SCENARIO, work=_stack_popping_twice_work,
                      crash_points=()), name, kills=5)
 
