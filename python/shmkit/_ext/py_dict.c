@@ -32,6 +32,12 @@
  *   of the buffer goes away, so the memory stays valid (and unchanged) even
  *   if the key is overwritten or deleted meanwhile.
  *
+ *   The handle is a structure handle (SHK_PY_HANDLE_HEAD, py_handle.c):
+ *   close(), the closed/created/segment_name/object_name attributes, the
+ *   "already initialised" and "operation on a closed SharedDict" errors are
+ *   the base's; pickled values go through its pickle helpers.  Only the
+ *   weak-reference list and the dealloc that clears it are the dict's own.
+ *
  *   The GIL is held throughout (operations take ~100 ns; releasing it would
  *   cost more, and holding it means no other thread can close the handle
  *   under a running operation).  No Python code runs under the dict's
@@ -50,7 +56,6 @@
 #define SHK_UNLIKELY(x) (x)
 #endif
 #endif
-
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o)
 {
@@ -62,54 +67,38 @@ static inline PyObject *Py_NewRef(PyObject *o)
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 typedef struct {
-    PyObject_HEAD
-    shk_dict *d;                  /* NULL when closed */
-    PyObject *segment_name;
-    PyObject *object_name;
+    SHK_PY_HANDLE_HEAD            /* h: the shk_dict */
     int allow_pickle;
     uint64_t pop_hint;            /* where popitem looks first */
     PyObject *weakrefs;
 } ShkPyDict;
 
+SHK_PY_HANDLE_OPS(dict, "SharedDict", shk_dict_close);
+
 static PyTypeObject ShkPyDict_Type;
 static PyTypeObject ShkPyPin_Type;
 
 /* cached lazily */
-static PyObject *pickle_dumps, *pickle_loads;
 static PyObject *np_module, *np_ndarray, *np_empty, *np_dtype, *np_frombuffer;
 
-static int closed_error(void)
+/* Raise "operation on a closed SharedDict" (the base's message) and
+ * return -1; only called with h == NULL. */
+static int closed_error(ShkPyDict *self)
 {
-    PyErr_SetString(PyExc_ValueError, "operation on a closed SharedDict");
+    shk_py_handle_alive((PyObject *)self, &dict_ops);
     return -1;
 }
 
+/* No call of this type drops the GIL, so `waiting` stays 0 and close()
+ * releases h at once: h == NULL alone means closed (or never opened), one
+ * load on the hot path. */
 #define CHECK_OPEN(self, ret)                                                 \
     do {                                                                      \
-        if (SHK_UNLIKELY((self)->d == NULL)) {                                \
-            closed_error();                                                   \
+        if (SHK_UNLIKELY((self)->h == NULL)) {                                \
+            closed_error(self);                                               \
             return ret;                                                       \
         }                                                                     \
     } while (0)
-
-
-static int load_pickle(void)
-{
-    if (pickle_loads)
-        return 0;
-    PyObject *m = PyImport_ImportModule("pickle");
-    if (!m)
-        return -1;
-    pickle_dumps = PyObject_GetAttrString(m, "dumps");
-    pickle_loads = PyObject_GetAttrString(m, "loads");
-    Py_DECREF(m);
-    if (!pickle_dumps || !pickle_loads) {
-        Py_CLEAR(pickle_dumps);
-        Py_CLEAR(pickle_loads);
-        return -1;
-    }
-    return 0;
-}
 
 static int load_numpy(void)
 {
@@ -536,22 +525,12 @@ static int encode_value(ShkPyDict *self, PyObject *o, venc *v)
                      "(it would need pickle)", Py_TYPE(o)->tp_name);
         return -1;
     }
-    if (load_pickle() < 0)
+    /* o is not exact bytes (stored above), so this always pickles */
+    uint32_t tag;
+    if (shk_py_pickle_init() < 0 ||
+        shk_py_item_encode(o, 1, "SharedDict", &v->owner, &v->p, &v->n, &tag) < 0)
         return -1;
-    PyObject *proto = PyLong_FromLong(5);
-    if (!proto)
-        return -1;
-    v->owner = PyObject_CallFunctionObjArgs(pickle_dumps, o, proto, NULL);
-    Py_DECREF(proto);
-    if (!v->owner)
-        return -1;
-    if (!PyBytes_Check(v->owner)) {
-        PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
-        return -1;
-    }
     v->t = 'p';
-    v->p = PyBytes_AS_STRING(v->owner);
-    v->n = PyBytes_GET_SIZE(v->owner);
     return 0;
 }
 
@@ -700,9 +679,9 @@ static PyObject *finish_value(uint8_t vtype, PyObject *raw)
     const char *p = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (vtype == 'p') {
-        if (load_pickle() < 0)
+        if (shk_py_pickle_init() < 0)
             return NULL;
-        return PyObject_CallFunctionObjArgs(pickle_loads, raw, NULL);
+        return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
     }
     if (vtype == 'I')
         return decode_key('I', p, (uint64_t)n, 0);
@@ -716,7 +695,7 @@ static PyObject *finish_value(uint8_t vtype, PyObject *raw)
 static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int *retry)
 {
     *retry = 0;
-    int rc = shk_dict_pin(self->d, r);
+    int rc = shk_dict_pin(self->h, r);
     if (rc == SHK_EAGAIN) {
         *retry = 1;
         return NULL;
@@ -725,10 +704,10 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
         return shk_py_raise(rc, "SharedDict: reading an array");
     /* the pin proves the entry is unchanged since find; the table word
      * proves we did not find it through a stale table */
-    shk_segment *seg = shk_dict_segment(self->d);
+    shk_segment *seg = shk_dict_segment(self->h);
     shk_segment_retain(seg);   /* decoding runs numpy; keep the mapping */
     PyObject *v = NULL;
-    if (!shk_dict_ref_valid(self->d, r))
+    if (!shk_dict_ref_valid(self->h, r))
         *retry = 1;
     else
         v = decode_array(r->val, r->vlen, NULL);
@@ -746,14 +725,14 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
 {
     shk_dict_ref r;
     for (;;) {
-        if (SHK_UNLIKELY(!self->d)) {
+        if (SHK_UNLIKELY(!self->h)) {
             /* a retry loop ran Python code (__eq__, pickle) and another
              * thread closed the handle meanwhile */
             *found = 1;
-            closed_error();
+            closed_error(self);
             return NULL;
         }
-        int rc = shk_dict_find(self->d, k->t, k->p, (size_t)k->n, &r);
+        int rc = shk_dict_find(self->h, k->t, k->p, (size_t)k->n, &r);
         if (rc == SHK_ENOTFOUND) {
             *found = 0;
             if (entry)
@@ -770,7 +749,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
                 continue;
         } else {
             v = decode_value_fast(&r, &raw);
-            if (!shk_dict_ref_valid(self->d, &r)) {
+            if (!shk_dict_ref_valid(self->h, &r)) {
                 /* changed under us: whatever we decoded is meaningless */
                 Py_XDECREF(v);
                 Py_XDECREF(raw);
@@ -816,13 +795,13 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
         venc_free(&v);
         return -1;
     }
-    if (!self->d) {
+    if (!self->h) {
         /* pickle.dumps ran Python code, and another thread closed us */
         venc_free(&v);
-        return closed_error();
+        return closed_error(self);
     }
     uint64_t total = (uint64_t)v.n + (uint64_t)v.n2;
-    int rc = shk_dict_prepare(self->d, k->t, k->p, (size_t)k->n, v.t, total, txn);
+    int rc = shk_dict_prepare(self->h, k->t, k->p, (size_t)k->n, v.t, total, txn);
     if (rc != SHK_OK) {
         venc_free(&v);
         shk_py_raise(rc, "SharedDict: storing value");
@@ -849,7 +828,7 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
         return -1;
     int rc;
     if (value == NULL) {
-        rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, 0, 0);
+        rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, 0, 0);
         kenc_free(&k);
         if (rc == SHK_OK)
             return 0;
@@ -866,9 +845,9 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
         return -1;
     }
     kenc_free(&k);
-    rc = shk_dict_commit(self->d, &txn, SHK_DICT_SET, 0, 0, NULL);
+    rc = shk_dict_commit(self->h, &txn, SHK_DICT_SET, 0, 0, NULL);
     if (rc != SHK_OK) {
-        shk_dict_abort(self->d, &txn);
+        shk_dict_abort(self->h, &txn);
         shk_py_raise(rc, "SharedDict: set");
         return -1;
     }
@@ -907,9 +886,9 @@ static int dict_sq_contains(PyObject *op, PyObject *key)
     shk_dict_ref r;
     int rc;
     do {
-        rc = shk_dict_find(self->d, k.t, k.p, (size_t)k.n, &r);
+        rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
         /* the key matched on a snapshot: confirm it was a stable one */
-    } while (rc == SHK_OK && !shk_dict_ref_valid(self->d, &r));
+    } while (rc == SHK_OK && !shk_dict_ref_valid(self->h, &r));
     kenc_free(&k);
     if (rc == SHK_OK)
         return 1;
@@ -923,7 +902,7 @@ static Py_ssize_t dict_mp_len(PyObject *op)
 {
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, -1);
-    return (Py_ssize_t)shk_dict_count(self->d);
+    return (Py_ssize_t)shk_dict_count(self->h);
 }
 
 /* get(key, default=None) */
@@ -956,10 +935,10 @@ static int commit_expect(ShkPyDict *self, const kenc *k, PyObject *value,
     shk_dict_txn txn;
     if (build_entry(self, k, value, &txn) < 0)
         return -1;
-    int rc = shk_dict_commit(self->d, &txn, SHK_DICT_EXPECT, entry, ver, NULL);
+    int rc = shk_dict_commit(self->h, &txn, SHK_DICT_EXPECT, entry, ver, NULL);
     if (rc == SHK_OK)
         return 1;
-    shk_dict_abort(self->d, &txn);
+    shk_dict_abort(self->h, &txn);
     if (rc == SHK_EAGAIN)
         return 0;
     shk_py_raise(rc, "SharedDict: commit");
@@ -1085,12 +1064,12 @@ static PyObject *dict_setdefault(PyObject *op, PyObject *const *args, Py_ssize_t
         shk_dict_txn txn;
         if (build_entry(self, &k, dflt, &txn) < 0)
             break;
-        int rc = shk_dict_commit(self->d, &txn, SHK_DICT_INSERT, 0, 0, NULL);
+        int rc = shk_dict_commit(self->h, &txn, SHK_DICT_INSERT, 0, 0, NULL);
         if (rc == SHK_OK) {
             result = Py_NewRef(dflt);
             break;
         }
-        shk_dict_abort(self->d, &txn);
+        shk_dict_abort(self->h, &txn);
         if (rc != SHK_EEXIST) {
             shk_py_raise(rc, "SharedDict.setdefault");
             break;
@@ -1126,12 +1105,12 @@ static PyObject *dict_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                 PyErr_SetObject(PyExc_KeyError, args[0]);
             break;
         }
-        if (!self->d) {   /* closed by another thread while unpickling */
+        if (!self->h) {   /* closed by another thread while unpickling */
             Py_DECREF(cur);
-            closed_error();
+            closed_error(self);
             break;
         }
-        int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
+        int rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, e, ver);
         if (rc == SHK_OK) {
             result = cur;
             break;
@@ -1162,12 +1141,12 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
     for (;;) {
         if (limit >= 0 && PyList_GET_SIZE(out) >= limit)
             return out;
-        if (!self->d) {   /* closed by another thread while unpickling */
+        if (!self->h) {   /* closed by another thread while unpickling */
             Py_DECREF(out);
-            closed_error();
+            closed_error(self);
             return NULL;
         }
-        int rc = shk_dict_next(self->d, &pos, &tw, &r);
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND)
             return out;
         if (rc == SHK_EAGAIN) {
@@ -1183,7 +1162,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
             key = decode_key(r.ktype, r.key, r.klen, 0);
         if (what & SCAN_VALUES)
             val = decode_value_fast(&r, &raw);
-        int ok = shk_dict_ref_valid(self->d, &r);
+        int ok = shk_dict_ref_valid(self->h, &r);
         if (!ok || ((what & SCAN_KEYS) && !key) || ((what & SCAN_VALUES) && !val)) {
             Py_XDECREF(key);
             Py_XDECREF(val);
@@ -1257,11 +1236,11 @@ static PyObject *any_key(ShkPyDict *self)
     for (;;) {
         uint64_t start = self->pop_hint, pos = start, tw = 0;
         shk_dict_ref r;
-        int rc = shk_dict_next(self->d, &pos, &tw, &r);
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND && start > 0) {
             pos = 0;
             tw = 0;
-            rc = shk_dict_next(self->d, &pos, &tw, &r);
+            rc = shk_dict_next(self->h, &pos, &tw, &r);
         }
         if (rc == SHK_ENOTFOUND) {
             self->pop_hint = 0;
@@ -1272,7 +1251,7 @@ static PyObject *any_key(ShkPyDict *self)
         if (rc != SHK_OK)
             return shk_py_raise(rc, "SharedDict.popitem");
         PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
-        if (!shk_dict_ref_valid(self->d, &r)) {
+        if (!shk_dict_ref_valid(self->h, &r)) {
             Py_XDECREF(key);
             PyErr_Clear();
             continue;
@@ -1309,14 +1288,14 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
                 return NULL;
             continue;            /* another process took it first */
         }
-        if (!self->d) {
+        if (!self->h) {
             kenc_free(&k);
             Py_DECREF(key);
             Py_DECREF(v);
-            closed_error();
+            closed_error(self);
             return NULL;
         }
-        int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
+        int rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, e, ver);
         kenc_free(&k);
         if (rc == SHK_OK) {
             PyObject *t = PyTuple_Pack(2, key, v);
@@ -1336,7 +1315,7 @@ static PyObject *dict_clear(PyObject *op, PyObject *noargs)
     (void)noargs;
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
-    int rc = shk_dict_clear(self->d);
+    int rc = shk_dict_clear(self->h);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.clear");
     Py_RETURN_NONE;
@@ -1396,10 +1375,10 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     shk_dict_ref r;
     int rc;
     for (;;) {
-        rc = shk_dict_find(self->d, k.t, k.p, (size_t)k.n, &r);
+        rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
         if (rc != SHK_OK)
             break;
-        rc = shk_dict_pin(self->d, &r);
+        rc = shk_dict_pin(self->h, &r);
         if (rc == SHK_OK)
             break;
         if (rc != SHK_EAGAIN)
@@ -1415,10 +1394,10 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     /* pinned: the entry can no longer change or be reused */
     ShkPyPin *pin = PyObject_New(ShkPyPin, &ShkPyPin_Type);
     if (!pin) {
-        shk_dict_unpin(self->d, r.entry);
+        shk_dict_unpin(self->h, r.entry);
         return NULL;
     }
-    shk_segment *seg = shk_dict_segment(self->d);
+    shk_segment *seg = shk_dict_segment(self->h);
     shk_segment_retain(seg);
     pin->seg = seg;
     pin->entry = r.entry;
@@ -1451,11 +1430,7 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|pKp", kwlist, &segobj, &name,
                                      &create, &cap, &allow_pickle))
         return -1;
-    if (self->d) {
-        PyErr_SetString(PyExc_RuntimeError, "SharedDict already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(op, &dict_ops, segobj);
     if (!seg)
         return -1;
     const char *oname = PyUnicode_AsUTF8(name);
@@ -1466,30 +1441,16 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_dict_open(seg, oname, create, cap, &d, &created);
     if (rc != SHK_OK)
         return shk_py_object_error(rc, name, "SharedDict", "create=True to create it");
-    self->d = d;
     self->allow_pickle = allow_pickle;
-    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
+    return shk_py_handle_opened(op, &dict_ops, d, created, segobj, name);
 }
 
+/* The base's dealloc, after the weak references the base does not have. */
 static void dict_dealloc(PyObject *op)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (self->weakrefs)
+    if (((ShkPyDict *)op)->weakrefs)
         PyObject_ClearWeakRefs(op);
-    shk_dict_close(self->d);
-    self->d = NULL;
-    Py_CLEAR(self->segment_name);
-    Py_CLEAR(self->object_name);
-    Py_TYPE(op)->tp_free(op);
-}
-
-static PyObject *dict_close(PyObject *op, PyObject *noargs)
-{
-    (void)noargs;
-    ShkPyDict *self = (ShkPyDict *)op;
-    shk_dict_close(self->d);
-    self->d = NULL;
-    Py_RETURN_NONE;
+    shk_py_handle_dealloc(op);
 }
 
 static PyObject *stats_dict(const shk_dict_stats *st, shk_dict *d, int full)
@@ -1531,8 +1492,8 @@ static PyObject *dict_stats(PyObject *op, PyObject *noargs)
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
     shk_dict_stats st;
-    shk_dict_stats_get(self->d, &st);
-    return stats_dict(&st, self->d, 0);
+    shk_dict_stats_get(self->h, &st);
+    return stats_dict(&st, self->h, 0);
 }
 
 static PyObject *dict_check(PyObject *op, PyObject *noargs)
@@ -1541,29 +1502,12 @@ static PyObject *dict_check(PyObject *op, PyObject *noargs)
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
     shk_dict_stats st;
-    int rc = shk_dict_check(self->d, &st);
+    int rc = shk_dict_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.check");
-    return stats_dict(&st, self->d, 1);
+    return stats_dict(&st, self->h, 1);
 }
 
-static PyObject *dict_get_closed(PyObject *op, void *c)
-{
-    (void)c;
-    return PyBool_FromLong(((ShkPyDict *)op)->d == NULL);
-}
-static PyObject *dict_get_segment_name(PyObject *op, void *c)
-{
-    (void)c;
-    PyObject *n = ((ShkPyDict *)op)->segment_name;
-    return Py_NewRef(n ? n : Py_None);
-}
-static PyObject *dict_get_object_name(PyObject *op, void *c)
-{
-    (void)c;
-    PyObject *n = ((ShkPyDict *)op)->object_name;
-    return Py_NewRef(n ? n : Py_None);
-}
 static PyObject *dict_get_allow_pickle(PyObject *op, void *c)
 {
     (void)c;
@@ -1604,21 +1548,24 @@ static PyMethodDef dict_methods[] = {
     {"stats", dict_stats, METH_NOARGS, "Counters: entries, capacity, load factor, heap..."},
     {"check", dict_check, METH_NOARGS,
      "Verify every invariant (CorruptSegmentError if one fails); returns stats."},
-    {"close", dict_close, METH_NOARGS, "Close this handle (the dict stays)."},
+    {"close", shk_py_handle_close, METH_NOARGS, "Close this handle (the dict stays)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef dict_getset[] = {
-    {"closed", dict_get_closed, NULL, "True once closed.", NULL},
-    {"segment_name", dict_get_segment_name, NULL, "Name of the segment.", NULL},
-    {"object_name", dict_get_object_name, NULL, "Name in the segment.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"allow_pickle", dict_get_allow_pickle, NULL, "Values may be pickled.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMemberDef dict_members[] = SHK_PY_HANDLE_MEMBERS("dict");
+
 static PyMappingMethods dict_as_mapping = {dict_mp_len, dict_mp_sub, dict_mp_ass};
 static PySequenceMethods dict_as_sequence = {.sq_contains = dict_sq_contains};
 
+/* Written out rather than SHK_PY_HANDLE_TYPE: the dealloc is its own (weak
+ * references), and a second .tp_dealloc initialiser would trip
+ * -Woverride-init. */
 static PyTypeObject ShkPyDict_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "shmkit._shmkit.Dict",
@@ -1632,6 +1579,7 @@ static PyTypeObject ShkPyDict_Type = {
     .tp_weaklistoffset = offsetof(ShkPyDict, weakrefs),
     .tp_methods = dict_methods,
     .tp_getset = dict_getset,
+    .tp_members = dict_members,
     .tp_init = dict_init,
     .tp_new = PyType_GenericNew,
 };
