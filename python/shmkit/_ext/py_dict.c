@@ -819,12 +819,20 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
 
 /* ============================================================ the type */
 
+/* The start of every operation on one key: the closed check, then the key
+ * encoded into *k (kenc_free it).  0, or -1 with ValueError (closed) or
+ * the key's TypeError/ValueError. */
+static inline int open_key(ShkPyDict *self, PyObject *key, kenc *k)
+{
+    CHECK_OPEN(self, -1);
+    return encode_key(key, k, 0);
+}
+
 static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, -1);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return -1;
     int rc;
     if (value == NULL) {
@@ -857,9 +865,8 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
@@ -872,9 +879,8 @@ static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 static int dict_sq_contains(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, -1);
     kenc k;
-    if (encode_key(key, &k, 0) < 0) {
+    if (open_key(self, key, &k) < 0) {
         /* like dict: an unhashable-ish key is an error, but a key of a type
          * we never store is simply absent */
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -905,225 +911,248 @@ static Py_ssize_t dict_mp_len(PyObject *op)
     return (Py_ssize_t)shk_dict_count(self->h);
 }
 
+/* The start of a METH_FASTCALL method: TypeError "<fn> expected N
+ * arguments" (or "N or M") unless lo <= nargs <= hi, then the closed check.
+ * 0, or -1 with the exception set. */
+static int method_args(ShkPyDict *self, const char *fn, Py_ssize_t nargs, Py_ssize_t lo,
+                       Py_ssize_t hi)
+{
+    if (nargs < lo || nargs > hi) {
+        if (lo == hi)
+            PyErr_Format(PyExc_TypeError, "%s expected %zd arguments", fn, lo);
+        else
+            PyErr_Format(PyExc_TypeError, "%s expected %zd or %zd arguments", fn, lo, hi);
+        return -1;
+    }
+    CHECK_OPEN(self, -1);
+    return 0;
+}
+
 /* get(key, default=None) */
 static PyObject *dict_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get expected 1 or 2 arguments");
-        return NULL;
-    }
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
+    if (method_args(self, "get", nargs, 1, 2) < 0 || encode_key(args[0], &k, 0) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
     kenc_free(&k);
     if (v || found || PyErr_Occurred())
         return v;
-    PyObject *d = nargs == 2 ? args[1] : Py_None;
-    Py_INCREF(d);
-    return d;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
-/* Commit (key -> value) only if the key still is (entry, ver) (0 = absent).
- * Returns 1 committed, 0 lost the race, -1 error. */
-static int commit_expect(ShkPyDict *self, const kenc *k, PyObject *value,
-                         uint64_t entry, uint64_t ver)
+/* ---- atomic read-modify-write: incr, compare_and_set, setdefault, pop ----
+ *
+ * Each reads the value of the key and the entry it came from, decides, and
+ * then writes only if nothing changed meanwhile: a store expecting that
+ * entry (SHK_DICT_EXPECT, where entry 0 means "still absent"), an insert
+ * only while absent (SHK_DICT_INSERT), or a delete of that entry.  A lost
+ * race reads again.  rmw() is that loop and the argument checks; an
+ * rmw_method per method holds only its arity and decision.  No Python code runs under the dict's lock: the step
+ * (__eq__, __add__) and the value encoding (pickle) run before the commit,
+ * which is why it has to be conditional. */
+
+/* Commit (key -> value) in `mode`: SHK_DICT_EXPECT only if the key still is
+ * (entry, ver) (0 = absent), SHK_DICT_INSERT only if it is absent.
+ * 1 committed, 0 lost the race (read again), -1 error (`context` prefixes
+ * the message). */
+static int commit_entry(ShkPyDict *self, const kenc *k, PyObject *value, int mode,
+                        uint64_t entry, uint64_t ver, const char *context)
 {
     shk_dict_txn txn;
     if (build_entry(self, k, value, &txn) < 0)
         return -1;
-    int rc = shk_dict_commit(self->h, &txn, SHK_DICT_EXPECT, entry, ver, NULL);
+    int rc = shk_dict_commit(self->h, &txn, mode, entry, ver, NULL);
     if (rc == SHK_OK)
         return 1;
     shk_dict_abort(self->h, &txn);
-    if (rc == SHK_EAGAIN)
+    if (rc == (mode == SHK_DICT_INSERT ? SHK_EEXIST : SHK_EAGAIN))
         return 0;
-    shk_py_raise(rc, "SharedDict: commit");
+    shk_py_raise(rc, context);
     return -1;
 }
 
-/* incr(key, delta=1) -> new value.  Atomic across processes. */
-static PyObject *dict_incr(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+/* Delete key only if it still is (entry, ver).  1 deleted, 0 lost the race
+ * (changed or already gone), -1 error. */
+static int delete_expect(ShkPyDict *self, const kenc *k, uint64_t entry, uint64_t ver,
+                         const char *context)
+{
+    if (!self->h)   /* closed by another thread while decoding (pickle) */
+        return closed_error(self);
+    int rc = shk_dict_delete(self->h, k->t, k->p, (size_t)k->n, entry, ver);
+    if (rc == SHK_OK)
+        return 1;
+    if (rc == SHK_EAGAIN || rc == SHK_ENOTFOUND)
+        return 0;
+    shk_py_raise(rc, context);
+    return -1;
+}
+
+enum { RMW_DONE, RMW_STORE, RMW_INSERT, RMW_DELETE };
+
+typedef struct {
+    int what;            /* RMW_*: return at once, or write then return */
+    PyObject *store;     /* RMW_STORE/RMW_INSERT: the value (borrowed from
+                          * result or the arguments) */
+    PyObject *result;    /* new reference: what the method returns once the
+                          * write took (at once for RMW_DONE) */
+} rmw_plan;
+
+/* One read-modify-write method: its arguments and its decision. */
+typedef struct {
+    const char *name;             /* for "<name> expected N arguments" */
+    Py_ssize_t min_args, max_args;
+    /* Arguments past the key that are wrong whatever the value: -1 with
+     * an exception, checked before the key is encoded (may be NULL). */
+    int (*check)(PyObject *const *args, Py_ssize_t nargs);
+    /* The decision on the current value `cur` (borrowed; NULL if the key is
+     * absent): fill *plan, or return -1 with an exception. */
+    int (*step)(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan);
+    const char *context;          /* prefix of a commit's error message */
+} rmw_method;
+
+/* The whole method: arguments (the key is args[0]), then read, decide and
+ * write until the write takes. */
+static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                     const rmw_method *m)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "incr expected 1 or 2 arguments");
+    if (method_args(self, m->name, nargs, m->min_args, m->max_args) < 0 ||
+        (m->check && m->check(args, nargs) < 0))
         return NULL;
-    }
-    CHECK_OPEN(self, NULL);
-    PyObject *delta = nargs == 2 ? args[1] : NULL;
-    if (delta && !(PyLong_Check(delta) || PyFloat_Check(delta))) {
-        PyErr_SetString(PyExc_TypeError, "incr delta must be an int or a float");
-        return NULL;
-    }
     kenc k;
     if (encode_key(args[0], &k, 0) < 0)
         return NULL;
-    PyObject *one = NULL;
-    if (!delta) {
-        one = PyLong_FromLong(1);
-        delta = one;
-    }
     PyObject *result = NULL;
     for (;;) {
         int found;
         uint64_t e, ver;
         PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur && found)
-            break;
         if (!cur && PyErr_Occurred())
             break;
-        if (cur && !(PyLong_CheckExact(cur) || PyFloat_CheckExact(cur))) {
-            PyErr_Format(PyExc_TypeError, "incr: value of this key is a %.100s, not a number",
-                         Py_TYPE(cur)->tp_name);
-            Py_DECREF(cur);
-            break;
-        }
-        PyObject *nv = cur ? PyNumber_Add(cur, delta) : (Py_INCREF(delta), delta);
+        rmw_plan plan = {RMW_DONE, NULL, NULL};
+        int rc = m->step(cur, args, nargs, &plan);
         Py_XDECREF(cur);
-        if (!nv)
+        if (rc < 0)
             break;
-        int rc = commit_expect(self, &k, nv, e, ver);
-        if (rc == 1) {
-            result = nv;
+        if (plan.what == RMW_DONE) {
+            result = plan.result;
             break;
         }
-        Py_DECREF(nv);
+        if (plan.what == RMW_DELETE)
+            rc = delete_expect(self, &k, e, ver, m->context);
+        else
+            rc = commit_entry(self, &k, plan.store,
+                              plan.what == RMW_INSERT ? SHK_DICT_INSERT : SHK_DICT_EXPECT, e,
+                              ver, m->context);
+        if (rc == 1) {
+            result = plan.result;
+            break;
+        }
+        Py_DECREF(plan.result);
         if (rc < 0)
             break;
     }
-    Py_XDECREF(one);
     kenc_free(&k);
     return result;
+}
+
+static int incr_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
+{
+    if (cur && !(PyLong_CheckExact(cur) || PyFloat_CheckExact(cur))) {
+        PyErr_Format(PyExc_TypeError, "incr: value of this key is a %.100s, not a number",
+                     Py_TYPE(cur)->tp_name);
+        return -1;
+    }
+    PyObject *one = nargs == 2 ? NULL : PyLong_FromLong(1);
+    PyObject *delta = nargs == 2 ? args[1] : one;
+    if (!delta)
+        return -1;
+    PyObject *nv = cur ? PyNumber_Add(cur, delta) : Py_NewRef(delta);
+    Py_XDECREF(one);
+    if (!nv)
+        return -1;
+    plan->what = RMW_STORE;
+    plan->store = nv;
+    plan->result = nv;
+    return 0;
+}
+
+static int incr_check(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && !(PyLong_Check(args[1]) || PyFloat_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "incr delta must be an int or a float");
+        return -1;
+    }
+    return 0;
+}
+
+/* incr(key, delta=1) -> new value.  Atomic across processes. */
+static const rmw_method incr_method = {"incr", 1, 2, incr_check, incr_step,
+                                       "SharedDict: commit"};
+
+static int cas_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
+{
+    (void)nargs;
+    int eq = cur ? PyObject_RichCompareBool(cur, args[1], Py_EQ) : 0;
+    if (eq < 0)
+        return -1;
+    if (eq) {
+        plan->what = RMW_STORE;
+        plan->store = args[2];
+    }
+    plan->result = Py_NewRef(eq ? Py_True : Py_False);
+    return 0;
 }
 
 /* compare_and_set(key, expected, new) -> bool */
-static PyObject *dict_cas(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+static const rmw_method cas_method = {"compare_and_set", 3, 3, NULL, cas_step,
+                                      "SharedDict: commit"};
+
+static int setdefault_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs,
+                           rmw_plan *plan)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "compare_and_set expected 3 arguments");
-        return NULL;
+    if (!cur) {
+        plan->what = RMW_INSERT;
+        cur = plan->store = nargs == 2 ? args[1] : Py_None;
     }
-    CHECK_OPEN(self, NULL);
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        uint64_t e, ver;
-        PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur) {
-            if (!PyErr_Occurred())
-                result = Py_NewRef(Py_False);
-            break;
-        }
-        int eq = PyObject_RichCompareBool(cur, args[1], Py_EQ);
-        Py_DECREF(cur);
-        if (eq < 0)
-            break;
-        if (!eq) {
-            result = Py_NewRef(Py_False);
-            break;
-        }
-        int rc = commit_expect(self, &k, args[2], e, ver);
-        if (rc == 1) {
-            result = Py_NewRef(Py_True);
-            break;
-        }
-        if (rc < 0)
-            break;
-    }
-    kenc_free(&k);
-    return result;
+    plan->result = Py_NewRef(cur);
+    return 0;
 }
 
 /* setdefault(key, default=None): atomic across processes */
-static PyObject *dict_setdefault(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+static const rmw_method setdefault_method = {"setdefault", 1, 2, NULL, setdefault_step,
+                                             "SharedDict.setdefault"};
+
+static int pop_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "setdefault expected 1 or 2 arguments");
-        return NULL;
+    if (cur) {
+        plan->what = RMW_DELETE;
+    } else if (nargs == 2) {
+        cur = args[1];
+    } else {
+        PyErr_SetObject(PyExc_KeyError, args[0]);
+        return -1;
     }
-    CHECK_OPEN(self, NULL);
-    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        result = lookup(self, &k, &found);
-        if (result || found || PyErr_Occurred())
-            break;
-        shk_dict_txn txn;
-        if (build_entry(self, &k, dflt, &txn) < 0)
-            break;
-        int rc = shk_dict_commit(self->h, &txn, SHK_DICT_INSERT, 0, 0, NULL);
-        if (rc == SHK_OK) {
-            result = Py_NewRef(dflt);
-            break;
-        }
-        shk_dict_abort(self->h, &txn);
-        if (rc != SHK_EEXIST) {
-            shk_py_raise(rc, "SharedDict.setdefault");
-            break;
-        }
-    }
-    kenc_free(&k);
-    return result;
+    plan->result = Py_NewRef(cur);
+    return 0;
 }
 
 /* pop(key[, default]) */
-static PyObject *dict_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "pop expected 1 or 2 arguments");
-        return NULL;
+static const rmw_method pop_method = {"pop", 1, 2, NULL, pop_step, "SharedDict.pop"};
+
+/* The METH_FASTCALL functions of the methods above. */
+#define RMW_FUNCTION(fn, method)                                               \
+    static PyObject *fn(PyObject *op, PyObject *const *args, Py_ssize_t nargs) \
+    {                                                                          \
+        return rmw(op, args, nargs, &method);                                  \
     }
-    CHECK_OPEN(self, NULL);
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        uint64_t e, ver;
-        PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur && PyErr_Occurred())
-            break;
-        if (!found) {
-            if (nargs == 2)
-                result = Py_NewRef(args[1]);
-            else
-                PyErr_SetObject(PyExc_KeyError, args[0]);
-            break;
-        }
-        if (!self->h) {   /* closed by another thread while unpickling */
-            Py_DECREF(cur);
-            closed_error(self);
-            break;
-        }
-        int rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, e, ver);
-        if (rc == SHK_OK) {
-            result = cur;
-            break;
-        }
-        Py_DECREF(cur);
-        if (rc != SHK_EAGAIN && rc != SHK_ENOTFOUND) {
-            shk_py_raise(rc, "SharedDict.pop");
-            break;
-        }
-    }
-    kenc_free(&k);
-    return result;
-}
+RMW_FUNCTION(dict_incr, incr_method)
+RMW_FUNCTION(dict_cas, cas_method)
+RMW_FUNCTION(dict_setdefault, setdefault_method)
+RMW_FUNCTION(dict_pop, pop_method)
 
 /* ---- scans ---- */
 
@@ -1288,25 +1317,13 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
                 return NULL;
             continue;            /* another process took it first */
         }
-        if (!self->h) {
-            kenc_free(&k);
-            Py_DECREF(key);
-            Py_DECREF(v);
-            closed_error(self);
-            return NULL;
-        }
-        int rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, e, ver);
+        int rc = delete_expect(self, &k, e, ver, "SharedDict.popitem");
         kenc_free(&k);
-        if (rc == SHK_OK) {
-            PyObject *t = PyTuple_Pack(2, key, v);
-            Py_DECREF(key);
-            Py_DECREF(v);
-            return t;
-        }
+        PyObject *t = rc == 1 ? PyTuple_Pack(2, key, v) : NULL;
         Py_DECREF(key);
         Py_DECREF(v);
-        if (rc != SHK_EAGAIN && rc != SHK_ENOTFOUND)
-            return shk_py_raise(rc, "SharedDict.popitem");
+        if (rc != 0)             /* taken, or an error */
+            return t;
     }
 }
 
@@ -1368,9 +1385,8 @@ static PyTypeObject ShkPyPin_Type = {
 static PyObject *dict_get_view(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return NULL;
     shk_dict_ref r;
     int rc;
