@@ -19,7 +19,11 @@ TYPES = {
     "FreeListAllocator": (_shmkit.FreeListAllocator, (4096,), lambda h: h.available_bytes()),
     "BumpAllocator": (_shmkit.BumpAllocator, (4096,), lambda h: h.available_bytes()),
     "SlabAllocator": (_shmkit.SlabAllocator, (4096, 64), lambda h: h.available_bytes()),
+    "SharedDict": (_shmkit.Dict, (), lambda h: len(h)),
 }
+# How to open an object that must already exist (FileNotFoundError if it
+# does not); None for the types that always create on open.
+MUST_EXIST = {"Queue": None, "Stack": None, "SharedDict": {"create": False}}
 
 
 @pytest.fixture
@@ -81,9 +85,10 @@ def test_failed_init_leaves_handle_closed(seg, kind):
     h = cls.__new__(cls)
     with pytest.raises(TypeError):
         cls.__init__(h, "not a segment", "obj")
-    if kind not in ("Queue", "Stack"):       # these create on open
+    must_exist = MUST_EXIST.get(kind, {})
+    if must_exist is not None:
         with pytest.raises(FileNotFoundError):
-            cls.__init__(h, seg, "missing")
+            cls.__init__(h, seg, "missing", **must_exist)
     assert h.closed
     with pytest.raises(ValueError, match="closed"):
         op(h)

@@ -32,6 +32,12 @@
  *   of the buffer goes away, so the memory stays valid (and unchanged) even
  *   if the key is overwritten or deleted meanwhile.
  *
+ *   The handle is a structure handle (SHK_PY_HANDLE_HEAD, py_handle.c):
+ *   close(), the closed/created/segment_name/object_name attributes, the
+ *   "already initialised" and "operation on a closed SharedDict" errors are
+ *   the base's; pickled values go through its pickle helpers.  Only the
+ *   weak-reference list and the dealloc that clears it are the dict's own.
+ *
  *   The GIL is held throughout (operations take ~100 ns; releasing it would
  *   cost more, and holding it means no other thread can close the handle
  *   under a running operation).  No Python code runs under the dict's
@@ -50,7 +56,6 @@
 #define SHK_UNLIKELY(x) (x)
 #endif
 #endif
-
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *Py_NewRef(PyObject *o)
 {
@@ -62,54 +67,38 @@ static inline PyObject *Py_NewRef(PyObject *o)
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 typedef struct {
-    PyObject_HEAD
-    shk_dict *d;                  /* NULL when closed */
-    PyObject *segment_name;
-    PyObject *object_name;
+    SHK_PY_HANDLE_HEAD            /* h: the shk_dict */
     int allow_pickle;
     uint64_t pop_hint;            /* where popitem looks first */
     PyObject *weakrefs;
 } ShkPyDict;
 
+SHK_PY_HANDLE_OPS(dict, "SharedDict", shk_dict_close);
+
 static PyTypeObject ShkPyDict_Type;
 static PyTypeObject ShkPyPin_Type;
 
 /* cached lazily */
-static PyObject *pickle_dumps, *pickle_loads;
 static PyObject *np_module, *np_ndarray, *np_empty, *np_dtype, *np_frombuffer;
 
-static int closed_error(void)
+/* Raise "operation on a closed SharedDict" (the base's message) and
+ * return -1; only called with h == NULL. */
+static int closed_error(ShkPyDict *self)
 {
-    PyErr_SetString(PyExc_ValueError, "operation on a closed SharedDict");
+    shk_py_handle_alive((PyObject *)self, &dict_ops);
     return -1;
 }
 
+/* No call of this type drops the GIL, so `waiting` stays 0 and close()
+ * releases h at once: h == NULL alone means closed (or never opened), one
+ * load on the hot path. */
 #define CHECK_OPEN(self, ret)                                                 \
     do {                                                                      \
-        if (SHK_UNLIKELY((self)->d == NULL)) {                                \
-            closed_error();                                                   \
+        if (SHK_UNLIKELY((self)->h == NULL)) {                                \
+            closed_error(self);                                               \
             return ret;                                                       \
         }                                                                     \
     } while (0)
-
-
-static int load_pickle(void)
-{
-    if (pickle_loads)
-        return 0;
-    PyObject *m = PyImport_ImportModule("pickle");
-    if (!m)
-        return -1;
-    pickle_dumps = PyObject_GetAttrString(m, "dumps");
-    pickle_loads = PyObject_GetAttrString(m, "loads");
-    Py_DECREF(m);
-    if (!pickle_dumps || !pickle_loads) {
-        Py_CLEAR(pickle_dumps);
-        Py_CLEAR(pickle_loads);
-        return -1;
-    }
-    return 0;
-}
 
 static int load_numpy(void)
 {
@@ -536,22 +525,12 @@ static int encode_value(ShkPyDict *self, PyObject *o, venc *v)
                      "(it would need pickle)", Py_TYPE(o)->tp_name);
         return -1;
     }
-    if (load_pickle() < 0)
+    /* o is not exact bytes (stored above), so this always pickles */
+    uint32_t tag;
+    if (shk_py_pickle_init() < 0 ||
+        shk_py_item_encode(o, 1, "SharedDict", &v->owner, &v->p, &v->n, &tag) < 0)
         return -1;
-    PyObject *proto = PyLong_FromLong(5);
-    if (!proto)
-        return -1;
-    v->owner = PyObject_CallFunctionObjArgs(pickle_dumps, o, proto, NULL);
-    Py_DECREF(proto);
-    if (!v->owner)
-        return -1;
-    if (!PyBytes_Check(v->owner)) {
-        PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
-        return -1;
-    }
     v->t = 'p';
-    v->p = PyBytes_AS_STRING(v->owner);
-    v->n = PyBytes_GET_SIZE(v->owner);
     return 0;
 }
 
@@ -700,9 +679,9 @@ static PyObject *finish_value(uint8_t vtype, PyObject *raw)
     const char *p = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (vtype == 'p') {
-        if (load_pickle() < 0)
+        if (shk_py_pickle_init() < 0)
             return NULL;
-        return PyObject_CallFunctionObjArgs(pickle_loads, raw, NULL);
+        return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
     }
     if (vtype == 'I')
         return decode_key('I', p, (uint64_t)n, 0);
@@ -716,7 +695,7 @@ static PyObject *finish_value(uint8_t vtype, PyObject *raw)
 static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int *retry)
 {
     *retry = 0;
-    int rc = shk_dict_pin(self->d, r);
+    int rc = shk_dict_pin(self->h, r);
     if (rc == SHK_EAGAIN) {
         *retry = 1;
         return NULL;
@@ -725,10 +704,10 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
         return shk_py_raise(rc, "SharedDict: reading an array");
     /* the pin proves the entry is unchanged since find; the table word
      * proves we did not find it through a stale table */
-    shk_segment *seg = shk_dict_segment(self->d);
+    shk_segment *seg = shk_dict_segment(self->h);
     shk_segment_retain(seg);   /* decoding runs numpy; keep the mapping */
     PyObject *v = NULL;
-    if (!shk_dict_ref_valid(self->d, r))
+    if (!shk_dict_ref_valid(self->h, r))
         *retry = 1;
     else
         v = decode_array(r->val, r->vlen, NULL);
@@ -746,14 +725,14 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
 {
     shk_dict_ref r;
     for (;;) {
-        if (SHK_UNLIKELY(!self->d)) {
+        if (SHK_UNLIKELY(!self->h)) {
             /* a retry loop ran Python code (__eq__, pickle) and another
              * thread closed the handle meanwhile */
             *found = 1;
-            closed_error();
+            closed_error(self);
             return NULL;
         }
-        int rc = shk_dict_find(self->d, k->t, k->p, (size_t)k->n, &r);
+        int rc = shk_dict_find(self->h, k->t, k->p, (size_t)k->n, &r);
         if (rc == SHK_ENOTFOUND) {
             *found = 0;
             if (entry)
@@ -770,7 +749,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
                 continue;
         } else {
             v = decode_value_fast(&r, &raw);
-            if (!shk_dict_ref_valid(self->d, &r)) {
+            if (!shk_dict_ref_valid(self->h, &r)) {
                 /* changed under us: whatever we decoded is meaningless */
                 Py_XDECREF(v);
                 Py_XDECREF(raw);
@@ -816,13 +795,13 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
         venc_free(&v);
         return -1;
     }
-    if (!self->d) {
+    if (!self->h) {
         /* pickle.dumps ran Python code, and another thread closed us */
         venc_free(&v);
-        return closed_error();
+        return closed_error(self);
     }
     uint64_t total = (uint64_t)v.n + (uint64_t)v.n2;
-    int rc = shk_dict_prepare(self->d, k->t, k->p, (size_t)k->n, v.t, total, txn);
+    int rc = shk_dict_prepare(self->h, k->t, k->p, (size_t)k->n, v.t, total, txn);
     if (rc != SHK_OK) {
         venc_free(&v);
         shk_py_raise(rc, "SharedDict: storing value");
@@ -840,16 +819,24 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
 
 /* ============================================================ the type */
 
+/* The start of every operation on one key: the closed check, then the key
+ * encoded into *k (kenc_free it).  0, or -1 with ValueError (closed) or
+ * the key's TypeError/ValueError. */
+static inline int open_key(ShkPyDict *self, PyObject *key, kenc *k)
+{
+    CHECK_OPEN(self, -1);
+    return encode_key(key, k, 0);
+}
+
 static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, -1);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return -1;
     int rc;
     if (value == NULL) {
-        rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, 0, 0);
+        rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, 0, 0);
         kenc_free(&k);
         if (rc == SHK_OK)
             return 0;
@@ -866,9 +853,9 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
         return -1;
     }
     kenc_free(&k);
-    rc = shk_dict_commit(self->d, &txn, SHK_DICT_SET, 0, 0, NULL);
+    rc = shk_dict_commit(self->h, &txn, SHK_DICT_SET, 0, 0, NULL);
     if (rc != SHK_OK) {
-        shk_dict_abort(self->d, &txn);
+        shk_dict_abort(self->h, &txn);
         shk_py_raise(rc, "SharedDict: set");
         return -1;
     }
@@ -878,9 +865,8 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
@@ -893,9 +879,8 @@ static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 static int dict_sq_contains(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, -1);
     kenc k;
-    if (encode_key(key, &k, 0) < 0) {
+    if (open_key(self, key, &k) < 0) {
         /* like dict: an unhashable-ish key is an error, but a key of a type
          * we never store is simply absent */
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -907,9 +892,9 @@ static int dict_sq_contains(PyObject *op, PyObject *key)
     shk_dict_ref r;
     int rc;
     do {
-        rc = shk_dict_find(self->d, k.t, k.p, (size_t)k.n, &r);
+        rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
         /* the key matched on a snapshot: confirm it was a stable one */
-    } while (rc == SHK_OK && !shk_dict_ref_valid(self->d, &r));
+    } while (rc == SHK_OK && !shk_dict_ref_valid(self->h, &r));
     kenc_free(&k);
     if (rc == SHK_OK)
         return 1;
@@ -923,228 +908,251 @@ static Py_ssize_t dict_mp_len(PyObject *op)
 {
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, -1);
-    return (Py_ssize_t)shk_dict_count(self->d);
+    return (Py_ssize_t)shk_dict_count(self->h);
+}
+
+/* The start of a METH_FASTCALL method: TypeError "<fn> expected N
+ * arguments" (or "N or M") unless lo <= nargs <= hi, then the closed check.
+ * 0, or -1 with the exception set. */
+static int method_args(ShkPyDict *self, const char *fn, Py_ssize_t nargs, Py_ssize_t lo,
+                       Py_ssize_t hi)
+{
+    if (nargs < lo || nargs > hi) {
+        if (lo == hi)
+            PyErr_Format(PyExc_TypeError, "%s expected %zd arguments", fn, lo);
+        else
+            PyErr_Format(PyExc_TypeError, "%s expected %zd or %zd arguments", fn, lo, hi);
+        return -1;
+    }
+    CHECK_OPEN(self, -1);
+    return 0;
 }
 
 /* get(key, default=None) */
 static PyObject *dict_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get expected 1 or 2 arguments");
-        return NULL;
-    }
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
+    if (method_args(self, "get", nargs, 1, 2) < 0 || encode_key(args[0], &k, 0) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
     kenc_free(&k);
     if (v || found || PyErr_Occurred())
         return v;
-    PyObject *d = nargs == 2 ? args[1] : Py_None;
-    Py_INCREF(d);
-    return d;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
-/* Commit (key -> value) only if the key still is (entry, ver) (0 = absent).
- * Returns 1 committed, 0 lost the race, -1 error. */
-static int commit_expect(ShkPyDict *self, const kenc *k, PyObject *value,
-                         uint64_t entry, uint64_t ver)
+/* ---- atomic read-modify-write: incr, compare_and_set, setdefault, pop ----
+ *
+ * Each reads the value of the key and the entry it came from, decides, and
+ * then writes only if nothing changed meanwhile: a store expecting that
+ * entry (SHK_DICT_EXPECT, where entry 0 means "still absent"), an insert
+ * only while absent (SHK_DICT_INSERT), or a delete of that entry.  A lost
+ * race reads again.  rmw() is that loop and the argument checks; an
+ * rmw_method per method holds only its arity and decision.  No Python code runs under the dict's lock: the step
+ * (__eq__, __add__) and the value encoding (pickle) run before the commit,
+ * which is why it has to be conditional. */
+
+/* Commit (key -> value) in `mode`: SHK_DICT_EXPECT only if the key still is
+ * (entry, ver) (0 = absent), SHK_DICT_INSERT only if it is absent.
+ * 1 committed, 0 lost the race (read again), -1 error (`context` prefixes
+ * the message). */
+static int commit_entry(ShkPyDict *self, const kenc *k, PyObject *value, int mode,
+                        uint64_t entry, uint64_t ver, const char *context)
 {
     shk_dict_txn txn;
     if (build_entry(self, k, value, &txn) < 0)
         return -1;
-    int rc = shk_dict_commit(self->d, &txn, SHK_DICT_EXPECT, entry, ver, NULL);
+    int rc = shk_dict_commit(self->h, &txn, mode, entry, ver, NULL);
     if (rc == SHK_OK)
         return 1;
-    shk_dict_abort(self->d, &txn);
-    if (rc == SHK_EAGAIN)
+    shk_dict_abort(self->h, &txn);
+    if (rc == (mode == SHK_DICT_INSERT ? SHK_EEXIST : SHK_EAGAIN))
         return 0;
-    shk_py_raise(rc, "SharedDict: commit");
+    shk_py_raise(rc, context);
     return -1;
 }
 
-/* incr(key, delta=1) -> new value.  Atomic across processes. */
-static PyObject *dict_incr(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+/* Delete key only if it still is (entry, ver).  1 deleted, 0 lost the race
+ * (changed or already gone), -1 error. */
+static int delete_expect(ShkPyDict *self, const kenc *k, uint64_t entry, uint64_t ver,
+                         const char *context)
+{
+    if (!self->h)   /* closed by another thread while decoding (pickle) */
+        return closed_error(self);
+    int rc = shk_dict_delete(self->h, k->t, k->p, (size_t)k->n, entry, ver);
+    if (rc == SHK_OK)
+        return 1;
+    if (rc == SHK_EAGAIN || rc == SHK_ENOTFOUND)
+        return 0;
+    shk_py_raise(rc, context);
+    return -1;
+}
+
+enum { RMW_DONE, RMW_STORE, RMW_INSERT, RMW_DELETE };
+
+typedef struct {
+    int what;            /* RMW_*: return at once, or write then return */
+    PyObject *store;     /* RMW_STORE/RMW_INSERT: the value (borrowed from
+                          * result or the arguments) */
+    PyObject *result;    /* new reference: what the method returns once the
+                          * write took (at once for RMW_DONE) */
+} rmw_plan;
+
+/* One read-modify-write method: its arguments and its decision. */
+typedef struct {
+    const char *name;             /* for "<name> expected N arguments" */
+    Py_ssize_t min_args, max_args;
+    /* Arguments past the key that are wrong whatever the value: -1 with
+     * an exception, checked before the key is encoded (may be NULL). */
+    int (*check)(PyObject *const *args, Py_ssize_t nargs);
+    /* The decision on the current value `cur` (borrowed; NULL if the key is
+     * absent): fill *plan, or return -1 with an exception. */
+    int (*step)(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan);
+    const char *context;          /* prefix of a commit's error message */
+} rmw_method;
+
+/* The whole method: arguments (the key is args[0]), then read, decide and
+ * write until the write takes. */
+static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                     const rmw_method *m)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "incr expected 1 or 2 arguments");
+    if (method_args(self, m->name, nargs, m->min_args, m->max_args) < 0 ||
+        (m->check && m->check(args, nargs) < 0))
         return NULL;
-    }
-    CHECK_OPEN(self, NULL);
-    PyObject *delta = nargs == 2 ? args[1] : NULL;
-    if (delta && !(PyLong_Check(delta) || PyFloat_Check(delta))) {
-        PyErr_SetString(PyExc_TypeError, "incr delta must be an int or a float");
-        return NULL;
-    }
     kenc k;
     if (encode_key(args[0], &k, 0) < 0)
         return NULL;
-    PyObject *one = NULL;
-    if (!delta) {
-        one = PyLong_FromLong(1);
-        delta = one;
-    }
     PyObject *result = NULL;
     for (;;) {
         int found;
         uint64_t e, ver;
         PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur && found)
-            break;
         if (!cur && PyErr_Occurred())
             break;
-        if (cur && !(PyLong_CheckExact(cur) || PyFloat_CheckExact(cur))) {
-            PyErr_Format(PyExc_TypeError, "incr: value of this key is a %.100s, not a number",
-                         Py_TYPE(cur)->tp_name);
-            Py_DECREF(cur);
-            break;
-        }
-        PyObject *nv = cur ? PyNumber_Add(cur, delta) : (Py_INCREF(delta), delta);
+        rmw_plan plan = {RMW_DONE, NULL, NULL};
+        int rc = m->step(cur, args, nargs, &plan);
         Py_XDECREF(cur);
-        if (!nv)
+        if (rc < 0)
             break;
-        int rc = commit_expect(self, &k, nv, e, ver);
-        if (rc == 1) {
-            result = nv;
+        if (plan.what == RMW_DONE) {
+            result = plan.result;
             break;
         }
-        Py_DECREF(nv);
+        if (plan.what == RMW_DELETE)
+            rc = delete_expect(self, &k, e, ver, m->context);
+        else
+            rc = commit_entry(self, &k, plan.store,
+                              plan.what == RMW_INSERT ? SHK_DICT_INSERT : SHK_DICT_EXPECT, e,
+                              ver, m->context);
+        if (rc == 1) {
+            result = plan.result;
+            break;
+        }
+        Py_DECREF(plan.result);
         if (rc < 0)
             break;
     }
-    Py_XDECREF(one);
     kenc_free(&k);
     return result;
+}
+
+static int incr_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
+{
+    if (cur && !(PyLong_CheckExact(cur) || PyFloat_CheckExact(cur))) {
+        PyErr_Format(PyExc_TypeError, "incr: value of this key is a %.100s, not a number",
+                     Py_TYPE(cur)->tp_name);
+        return -1;
+    }
+    PyObject *one = nargs == 2 ? NULL : PyLong_FromLong(1);
+    PyObject *delta = nargs == 2 ? args[1] : one;
+    if (!delta)
+        return -1;
+    PyObject *nv = cur ? PyNumber_Add(cur, delta) : Py_NewRef(delta);
+    Py_XDECREF(one);
+    if (!nv)
+        return -1;
+    plan->what = RMW_STORE;
+    plan->store = nv;
+    plan->result = nv;
+    return 0;
+}
+
+static int incr_check(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && !(PyLong_Check(args[1]) || PyFloat_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "incr delta must be an int or a float");
+        return -1;
+    }
+    return 0;
+}
+
+/* incr(key, delta=1) -> new value.  Atomic across processes. */
+static const rmw_method incr_method = {"incr", 1, 2, incr_check, incr_step,
+                                       "SharedDict: commit"};
+
+static int cas_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
+{
+    (void)nargs;
+    int eq = cur ? PyObject_RichCompareBool(cur, args[1], Py_EQ) : 0;
+    if (eq < 0)
+        return -1;
+    if (eq) {
+        plan->what = RMW_STORE;
+        plan->store = args[2];
+    }
+    plan->result = Py_NewRef(eq ? Py_True : Py_False);
+    return 0;
 }
 
 /* compare_and_set(key, expected, new) -> bool */
-static PyObject *dict_cas(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+static const rmw_method cas_method = {"compare_and_set", 3, 3, NULL, cas_step,
+                                      "SharedDict: commit"};
+
+static int setdefault_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs,
+                           rmw_plan *plan)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "compare_and_set expected 3 arguments");
-        return NULL;
+    if (!cur) {
+        plan->what = RMW_INSERT;
+        cur = plan->store = nargs == 2 ? args[1] : Py_None;
     }
-    CHECK_OPEN(self, NULL);
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        uint64_t e, ver;
-        PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur) {
-            if (!PyErr_Occurred())
-                result = Py_NewRef(Py_False);
-            break;
-        }
-        int eq = PyObject_RichCompareBool(cur, args[1], Py_EQ);
-        Py_DECREF(cur);
-        if (eq < 0)
-            break;
-        if (!eq) {
-            result = Py_NewRef(Py_False);
-            break;
-        }
-        int rc = commit_expect(self, &k, args[2], e, ver);
-        if (rc == 1) {
-            result = Py_NewRef(Py_True);
-            break;
-        }
-        if (rc < 0)
-            break;
-    }
-    kenc_free(&k);
-    return result;
+    plan->result = Py_NewRef(cur);
+    return 0;
 }
 
 /* setdefault(key, default=None): atomic across processes */
-static PyObject *dict_setdefault(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+static const rmw_method setdefault_method = {"setdefault", 1, 2, NULL, setdefault_step,
+                                             "SharedDict.setdefault"};
+
+static int pop_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "setdefault expected 1 or 2 arguments");
-        return NULL;
+    if (cur) {
+        plan->what = RMW_DELETE;
+    } else if (nargs == 2) {
+        cur = args[1];
+    } else {
+        PyErr_SetObject(PyExc_KeyError, args[0]);
+        return -1;
     }
-    CHECK_OPEN(self, NULL);
-    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        result = lookup(self, &k, &found);
-        if (result || found || PyErr_Occurred())
-            break;
-        shk_dict_txn txn;
-        if (build_entry(self, &k, dflt, &txn) < 0)
-            break;
-        int rc = shk_dict_commit(self->d, &txn, SHK_DICT_INSERT, 0, 0, NULL);
-        if (rc == SHK_OK) {
-            result = Py_NewRef(dflt);
-            break;
-        }
-        shk_dict_abort(self->d, &txn);
-        if (rc != SHK_EEXIST) {
-            shk_py_raise(rc, "SharedDict.setdefault");
-            break;
-        }
-    }
-    kenc_free(&k);
-    return result;
+    plan->result = Py_NewRef(cur);
+    return 0;
 }
 
 /* pop(key[, default]) */
-static PyObject *dict_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "pop expected 1 or 2 arguments");
-        return NULL;
+static const rmw_method pop_method = {"pop", 1, 2, NULL, pop_step, "SharedDict.pop"};
+
+/* The METH_FASTCALL functions of the methods above. */
+#define RMW_FUNCTION(fn, method)                                               \
+    static PyObject *fn(PyObject *op, PyObject *const *args, Py_ssize_t nargs) \
+    {                                                                          \
+        return rmw(op, args, nargs, &method);                                  \
     }
-    CHECK_OPEN(self, NULL);
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    for (;;) {
-        int found;
-        uint64_t e, ver;
-        PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
-        if (!cur && PyErr_Occurred())
-            break;
-        if (!found) {
-            if (nargs == 2)
-                result = Py_NewRef(args[1]);
-            else
-                PyErr_SetObject(PyExc_KeyError, args[0]);
-            break;
-        }
-        if (!self->d) {   /* closed by another thread while unpickling */
-            Py_DECREF(cur);
-            closed_error();
-            break;
-        }
-        int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
-        if (rc == SHK_OK) {
-            result = cur;
-            break;
-        }
-        Py_DECREF(cur);
-        if (rc != SHK_EAGAIN && rc != SHK_ENOTFOUND) {
-            shk_py_raise(rc, "SharedDict.pop");
-            break;
-        }
-    }
-    kenc_free(&k);
-    return result;
-}
+RMW_FUNCTION(dict_incr, incr_method)
+RMW_FUNCTION(dict_cas, cas_method)
+RMW_FUNCTION(dict_setdefault, setdefault_method)
+RMW_FUNCTION(dict_pop, pop_method)
 
 /* ---- scans ---- */
 
@@ -1162,12 +1170,12 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
     for (;;) {
         if (limit >= 0 && PyList_GET_SIZE(out) >= limit)
             return out;
-        if (!self->d) {   /* closed by another thread while unpickling */
+        if (!self->h) {   /* closed by another thread while unpickling */
             Py_DECREF(out);
-            closed_error();
+            closed_error(self);
             return NULL;
         }
-        int rc = shk_dict_next(self->d, &pos, &tw, &r);
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND)
             return out;
         if (rc == SHK_EAGAIN) {
@@ -1183,7 +1191,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
             key = decode_key(r.ktype, r.key, r.klen, 0);
         if (what & SCAN_VALUES)
             val = decode_value_fast(&r, &raw);
-        int ok = shk_dict_ref_valid(self->d, &r);
+        int ok = shk_dict_ref_valid(self->h, &r);
         if (!ok || ((what & SCAN_KEYS) && !key) || ((what & SCAN_VALUES) && !val)) {
             Py_XDECREF(key);
             Py_XDECREF(val);
@@ -1257,11 +1265,11 @@ static PyObject *any_key(ShkPyDict *self)
     for (;;) {
         uint64_t start = self->pop_hint, pos = start, tw = 0;
         shk_dict_ref r;
-        int rc = shk_dict_next(self->d, &pos, &tw, &r);
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND && start > 0) {
             pos = 0;
             tw = 0;
-            rc = shk_dict_next(self->d, &pos, &tw, &r);
+            rc = shk_dict_next(self->h, &pos, &tw, &r);
         }
         if (rc == SHK_ENOTFOUND) {
             self->pop_hint = 0;
@@ -1272,7 +1280,7 @@ static PyObject *any_key(ShkPyDict *self)
         if (rc != SHK_OK)
             return shk_py_raise(rc, "SharedDict.popitem");
         PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
-        if (!shk_dict_ref_valid(self->d, &r)) {
+        if (!shk_dict_ref_valid(self->h, &r)) {
             Py_XDECREF(key);
             PyErr_Clear();
             continue;
@@ -1309,25 +1317,13 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
                 return NULL;
             continue;            /* another process took it first */
         }
-        if (!self->d) {
-            kenc_free(&k);
-            Py_DECREF(key);
-            Py_DECREF(v);
-            closed_error();
-            return NULL;
-        }
-        int rc = shk_dict_delete(self->d, k.t, k.p, (size_t)k.n, e, ver);
+        int rc = delete_expect(self, &k, e, ver, "SharedDict.popitem");
         kenc_free(&k);
-        if (rc == SHK_OK) {
-            PyObject *t = PyTuple_Pack(2, key, v);
-            Py_DECREF(key);
-            Py_DECREF(v);
-            return t;
-        }
+        PyObject *t = rc == 1 ? PyTuple_Pack(2, key, v) : NULL;
         Py_DECREF(key);
         Py_DECREF(v);
-        if (rc != SHK_EAGAIN && rc != SHK_ENOTFOUND)
-            return shk_py_raise(rc, "SharedDict.popitem");
+        if (rc != 0)             /* taken, or an error */
+            return t;
     }
 }
 
@@ -1336,7 +1332,7 @@ static PyObject *dict_clear(PyObject *op, PyObject *noargs)
     (void)noargs;
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
-    int rc = shk_dict_clear(self->d);
+    int rc = shk_dict_clear(self->h);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.clear");
     Py_RETURN_NONE;
@@ -1389,17 +1385,16 @@ static PyTypeObject ShkPyPin_Type = {
 static PyObject *dict_get_view(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    CHECK_OPEN(self, NULL);
     kenc k;
-    if (encode_key(key, &k, 0) < 0)
+    if (open_key(self, key, &k) < 0)
         return NULL;
     shk_dict_ref r;
     int rc;
     for (;;) {
-        rc = shk_dict_find(self->d, k.t, k.p, (size_t)k.n, &r);
+        rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
         if (rc != SHK_OK)
             break;
-        rc = shk_dict_pin(self->d, &r);
+        rc = shk_dict_pin(self->h, &r);
         if (rc == SHK_OK)
             break;
         if (rc != SHK_EAGAIN)
@@ -1415,10 +1410,10 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     /* pinned: the entry can no longer change or be reused */
     ShkPyPin *pin = PyObject_New(ShkPyPin, &ShkPyPin_Type);
     if (!pin) {
-        shk_dict_unpin(self->d, r.entry);
+        shk_dict_unpin(self->h, r.entry);
         return NULL;
     }
-    shk_segment *seg = shk_dict_segment(self->d);
+    shk_segment *seg = shk_dict_segment(self->h);
     shk_segment_retain(seg);
     pin->seg = seg;
     pin->entry = r.entry;
@@ -1451,11 +1446,7 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|pKp", kwlist, &segobj, &name,
                                      &create, &cap, &allow_pickle))
         return -1;
-    if (self->d) {
-        PyErr_SetString(PyExc_RuntimeError, "SharedDict already initialised");
-        return -1;
-    }
-    shk_segment *seg = shk_py_segment_arg(segobj);
+    shk_segment *seg = shk_py_handle_begin(op, &dict_ops, segobj);
     if (!seg)
         return -1;
     const char *oname = PyUnicode_AsUTF8(name);
@@ -1466,30 +1457,16 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_dict_open(seg, oname, create, cap, &d, &created);
     if (rc != SHK_OK)
         return shk_py_object_error(rc, name, "SharedDict", "create=True to create it");
-    self->d = d;
     self->allow_pickle = allow_pickle;
-    return shk_py_set_names(segobj, name, &self->object_name, &self->segment_name);
+    return shk_py_handle_opened(op, &dict_ops, d, created, segobj, name);
 }
 
+/* The base's dealloc, after the weak references the base does not have. */
 static void dict_dealloc(PyObject *op)
 {
-    ShkPyDict *self = (ShkPyDict *)op;
-    if (self->weakrefs)
+    if (((ShkPyDict *)op)->weakrefs)
         PyObject_ClearWeakRefs(op);
-    shk_dict_close(self->d);
-    self->d = NULL;
-    Py_CLEAR(self->segment_name);
-    Py_CLEAR(self->object_name);
-    Py_TYPE(op)->tp_free(op);
-}
-
-static PyObject *dict_close(PyObject *op, PyObject *noargs)
-{
-    (void)noargs;
-    ShkPyDict *self = (ShkPyDict *)op;
-    shk_dict_close(self->d);
-    self->d = NULL;
-    Py_RETURN_NONE;
+    shk_py_handle_dealloc(op);
 }
 
 static PyObject *stats_dict(const shk_dict_stats *st, shk_dict *d, int full)
@@ -1531,8 +1508,8 @@ static PyObject *dict_stats(PyObject *op, PyObject *noargs)
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
     shk_dict_stats st;
-    shk_dict_stats_get(self->d, &st);
-    return stats_dict(&st, self->d, 0);
+    shk_dict_stats_get(self->h, &st);
+    return stats_dict(&st, self->h, 0);
 }
 
 static PyObject *dict_check(PyObject *op, PyObject *noargs)
@@ -1541,29 +1518,12 @@ static PyObject *dict_check(PyObject *op, PyObject *noargs)
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, NULL);
     shk_dict_stats st;
-    int rc = shk_dict_check(self->d, &st);
+    int rc = shk_dict_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.check");
-    return stats_dict(&st, self->d, 1);
+    return stats_dict(&st, self->h, 1);
 }
 
-static PyObject *dict_get_closed(PyObject *op, void *c)
-{
-    (void)c;
-    return PyBool_FromLong(((ShkPyDict *)op)->d == NULL);
-}
-static PyObject *dict_get_segment_name(PyObject *op, void *c)
-{
-    (void)c;
-    PyObject *n = ((ShkPyDict *)op)->segment_name;
-    return Py_NewRef(n ? n : Py_None);
-}
-static PyObject *dict_get_object_name(PyObject *op, void *c)
-{
-    (void)c;
-    PyObject *n = ((ShkPyDict *)op)->object_name;
-    return Py_NewRef(n ? n : Py_None);
-}
 static PyObject *dict_get_allow_pickle(PyObject *op, void *c)
 {
     (void)c;
@@ -1604,21 +1564,24 @@ static PyMethodDef dict_methods[] = {
     {"stats", dict_stats, METH_NOARGS, "Counters: entries, capacity, load factor, heap..."},
     {"check", dict_check, METH_NOARGS,
      "Verify every invariant (CorruptSegmentError if one fails); returns stats."},
-    {"close", dict_close, METH_NOARGS, "Close this handle (the dict stays)."},
+    {"close", shk_py_handle_close, METH_NOARGS, "Close this handle (the dict stays)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef dict_getset[] = {
-    {"closed", dict_get_closed, NULL, "True once closed.", NULL},
-    {"segment_name", dict_get_segment_name, NULL, "Name of the segment.", NULL},
-    {"object_name", dict_get_object_name, NULL, "Name in the segment.", NULL},
+    SHK_PY_HANDLE_GETSET,
     {"allow_pickle", dict_get_allow_pickle, NULL, "Values may be pickled.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMemberDef dict_members[] = SHK_PY_HANDLE_MEMBERS("dict");
+
 static PyMappingMethods dict_as_mapping = {dict_mp_len, dict_mp_sub, dict_mp_ass};
 static PySequenceMethods dict_as_sequence = {.sq_contains = dict_sq_contains};
 
+/* Written out rather than SHK_PY_HANDLE_TYPE: the dealloc is its own (weak
+ * references), and a second .tp_dealloc initialiser would trip
+ * -Woverride-init. */
 static PyTypeObject ShkPyDict_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "shmkit._shmkit.Dict",
@@ -1632,6 +1595,7 @@ static PyTypeObject ShkPyDict_Type = {
     .tp_weaklistoffset = offsetof(ShkPyDict, weakrefs),
     .tp_methods = dict_methods,
     .tp_getset = dict_getset,
+    .tp_members = dict_members,
     .tp_init = dict_init,
     .tp_new = PyType_GenericNew,
 };

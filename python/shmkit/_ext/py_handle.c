@@ -1,6 +1,6 @@
 /*
  * py_handle.c -- what the handle types of the structures in a segment
- * (Array, Bitset, Queue, Stack, the allocators) share, so each binding file
+ * (Array, Bitset, Queue, Stack, SharedDict, the allocators) share, so each binding file
  * holds only what is its own.
  *
  * A handle object:
@@ -29,10 +29,9 @@
  * name.  Keeping ops in the object (not looked up from the type) lets a
  * Python subclass inherit everything.
  *
- * py_dict.c predates this and does not use it yet; it can adopt it by
- * replacing `shk_dict *d; segment_name; object_name` with the head (its
- * `weakrefs` and other fields stay after it), a release() calling
- * shk_dict_close, and the helpers below for close/dealloc/closed.
+ * SharedDict (py_dict.c) uses it too, with its own dealloc that clears its
+ * weak references before shk_py_handle_dealloc; it never drops the GIL, so
+ * for it h == NULL alone means closed.
  *
  * Also here: the sequence protocol (index, item, slice) and the 1-D
  * zero-copy buffer export of Array and Bitset, and the item encoding (bytes

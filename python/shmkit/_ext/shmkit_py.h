@@ -77,8 +77,8 @@ int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
 
 /* ---- Structure handles (py_handle.c) ----
- * Every handle on a structure in a segment (Array, Bitset, Queue, Stack, the
- * allocators) starts with SHK_PY_HANDLE_HEAD, so one set of functions serves
+ * Every handle on a structure in a segment (Array, Bitset, Queue, Stack,
+ * SharedDict, the allocators) starts with SHK_PY_HANDLE_HEAD, so one set of functions serves
  * close(), dealloc, the `closed` attribute, the segment_name/object_name/
  * created members and the "operation on a closed X" check.  A type adopts
  * it by:
