@@ -30,9 +30,10 @@
  *   every call.  So the classes of blocks up to 1 KiB have FL_NSTRIPE lists
  *   each, on separate lines.  A handle takes a stripe round-robin from
  *   `next_stripe` when it first allocates (a forked child takes its own),
- *   pushes its frees there and pops from there first.  Only when its own
- *   list is empty does it look at the other stripes, before carving, and it
- *   moves a whole list to its own stripe (pop_class), so memory freed by one
+ *   pushes its frees there and pops from there first.  When its own list
+ *   is empty it carves from memory the file already backs, and only then
+ *   looks at the other stripes, before the file grows; it moves a whole
+ *   list to its own stripe (steal), so memory freed by one
  *   process is always reused by another (never stranded) and a process's
  *   blocks stay together.  New blocks of these classes are carved in runs
  *   of up to 4 KiB (carve) for the same reason: blocks of two processes
@@ -163,6 +164,12 @@ static unsigned my_stripe(shk_freelist *fl)
     atomic_store_explicit(&fl->stripe, s, memory_order_relaxed);
     atomic_store_explicit(&fl->stripe_gen, g, memory_order_relaxed);
     return s;
+}
+
+/* This process's list of class c (the only one, for an unstriped class). */
+static inline fl_class *own_list(shk_freelist *fl, unsigned c)
+{
+    return class_line(fl->sh, c < FL_STRIPED ? my_stripe(fl) : 0, c);
 }
 
 /* ------------------------------------------------------------ size classes */
@@ -303,12 +310,12 @@ static inline fl_block *block_at(const shk_freelist *fl, uint64_t hdr_off)
 
 /* Carve new blocks of class c from [top, limit): a run of up to
  * CARVE_BYTES for a striped class (the first is returned, the others go to
- * stripe `st`), else one block.  A run keeps one process's blocks together:
+ * `own`, this process's list), else one block.  A run keeps one process's blocks together:
  * carving them one by one interleaves processes block by block, and two
  * processes writing the two halves of a cache line slow each other down on
  * every write for as long as the blocks live.  Without `grow`, only memory
  * the segment file already backs is used.  0 if no room. */
-static uint64_t carve(shk_freelist *fl, unsigned c, unsigned st, int grow)
+static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
 {
     uint64_t bsz = BLOCK_HDR + class_size(c);
     uint64_t n = 1;
@@ -362,12 +369,11 @@ static uint64_t carve(shk_freelist *fl, unsigned c, unsigned st, int grow)
         atomic_store_explicit(&b->state, j ? STATE_FREE : STATE_LIVE, memory_order_relaxed);
     }
     if (n > 1) {
-        fl_class *k = class_line(fl->sh, st, c);
         /* relaxed: statistics, raised before the pushes (INVARIANTS). */
-        atomic_fetch_add_explicit(&k->free_bytes, (n - 1) * bsz, memory_order_relaxed);
-        atomic_fetch_add_explicit(&k->free_blocks, n - 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&own->free_bytes, (n - 1) * bsz, memory_order_relaxed);
+        atomic_fetch_add_explicit(&own->free_blocks, n - 1, memory_order_relaxed);
         for (uint64_t j = n - 1; j >= 1; j--)
-            shk_lfstack_push(&k->head, fl->base, old + j * bsz);
+            shk_lfstack_push(&own->head, fl->base, old + j * bsz);
     }
     return old;
 }
@@ -388,25 +394,20 @@ static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
     return h;
 }
 
-/* A free block of class c, from our stripe; if that is empty, another
- * stripe's whole list is moved to ours first.  Taking blocks one by one
- * from a list two processes share would hand them out interleaved (the
- * false sharing carve runs avoid); taking the whole list keeps each
- * process's blocks together and costs two CAS, whatever its length.  The
- * free counters stay with the stripe they were counted in: only their sum
- * over a class's stripes means anything (unsigned, so it wraps exactly).
- * 0 if every stripe is empty. */
-static uint64_t pop_class(shk_freelist *fl, unsigned c, unsigned mine)
+/* Move another stripe's whole list of class c to `own` (ours, empty) and
+ * pop from it.  Taking blocks one by one from a list two processes share
+ * would hand them out interleaved (the false sharing carve runs avoid);
+ * taking the whole list keeps each process's blocks together and costs two
+ * CAS, whatever its length.  The free counters stay with the stripe they
+ * were counted in: only their sum over a class's stripes means anything
+ * (unsigned, so it wraps exactly).  0 if every other stripe is empty. */
+static uint64_t steal(shk_freelist *fl, unsigned c, fl_class *own)
 {
-    unsigned n = stripes_of(c);
-    if (mine >= n)
-        mine = 0;
-    fl_class *own = class_line(fl->sh, mine, c);
-    uint64_t h = pop_list(fl, own);
-    for (unsigned i = 1; h == 0 && i < n; i++) {
-        fl_class *k = class_line(fl->sh, (mine + i) % n, c);
+    uint64_t h = 0;
+    for (unsigned st = 0; h == 0 && st < stripes_of(c); st++) {
+        fl_class *k = class_line(fl->sh, st, c);
         /* relaxed peek: skip empty lists without a CAS on their line */
-        if (!atomic_load_explicit(&k->head, memory_order_relaxed))
+        if (k == own || !atomic_load_explicit(&k->head, memory_order_relaxed))
             continue;
         uint64_t chain = shk_lfstack_take_all(&k->head);
         if (chain == 0)
@@ -429,22 +430,25 @@ int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
     int c = class_of(n);
     if (c < 0)
         return SHK_EINVAL;
-    unsigned mine = my_stripe(fl);
     /* Our stripe first; then new blocks from memory the file already backs
      * (taking another stripe's list now would only make its owner take it
      * back when it next runs dry); then the other stripes' lists, before
      * the file grows, so free blocks are never stranded. */
-    uint64_t h = pop_list(fl, class_line(fl->sh, mine < stripes_of((unsigned)c) ? mine : 0,
-                                         (unsigned)c));
+    fl_class *own = own_list(fl, (unsigned)c);
+    uint64_t h = pop_list(fl, own);
     if (h == 0)
-        h = carve(fl, (unsigned)c, mine, 0);
+        h = carve(fl, (unsigned)c, own, 0);
     if (h == 0)
-        h = pop_class(fl, (unsigned)c, mine);
+        h = steal(fl, (unsigned)c, own);
     if (h == 0)
-        h = carve(fl, (unsigned)c, mine, 1);
+        h = carve(fl, (unsigned)c, own, 1);
     /* No room for a new block: any free block of a larger class will do. */
-    for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++)
-        h = pop_class(fl, d, mine);
+    for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++) {
+        fl_class *od = own_list(fl, d);
+        h = pop_list(fl, od);
+        if (h == 0)
+            h = steal(fl, d, od);
+    }
     if (h == 0)
         return SHK_ENOMEM;
     *off = h + BLOCK_HDR;
@@ -482,8 +486,7 @@ int shk_freelist_free(shk_freelist *fl, uint64_t off)
         return SHK_EBADOFF;
     SHK_CRASH_POINT("freelist.free");
     uint32_t c = cls_get(b);
-    unsigned st = c < FL_STRIPED ? my_stripe(fl) : 0;
-    fl_class *k = class_line(fl->sh, st, c);
+    fl_class *k = own_list(fl, c);
     atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed);

@@ -498,12 +498,11 @@ static int header_valid(shk_dict *d)
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         const dict_shard *s = &sh->shard[i];
         uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
+        uint32_t op = atomic_load_explicit(&s->intent.op, memory_order_relaxed);
         if (!table_valid(d, tw) ||
             *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
             wop(atomic_load_explicit(&s->w.op_ver, memory_order_relaxed)) > OP_DEL ||
-            (atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_NONE &&
-             atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_RESIZE &&
-             atomic_load_explicit(&s->intent.op, memory_order_relaxed) != OP_CLEAR))
+            (op != OP_NONE && op != OP_RESIZE && op != OP_CLEAR))
             return 0;
     }
     return 1;
@@ -1405,9 +1404,8 @@ void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
 {
     const dict_shard *sh = &d->sh->shard[si];
-    shk_dict_stats st;
-    memset(&st, 0, sizeof st);
-    shard_stats(d, sh, &st);
+    uint64_t count = atomic_load_explicit(&sh->w.count, memory_order_relaxed);
+    uint64_t used_count = atomic_load_explicit(&sh->w.used, memory_order_relaxed);
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (!table_valid(d, tw) || *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
         *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
@@ -1455,26 +1453,16 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
                     return SHK_ECORRUPT;
             }
         }
-        if (dist + 1 > st.max_probe)
-            st.max_probe = dist + 1;
-        st.entry_bytes += 16 + shk_freelist_usable(d->heap, e);
-        st.key_bytes += en->klen;
-        st.value_bytes += en->vlen;
+        if (dist + 1 > total->max_probe)
+            total->max_probe = dist + 1;
+        total->entry_bytes += 16 + shk_freelist_usable(d->heap, e);
+        total->key_bytes += en->klen;
+        total->value_bytes += en->vlen;
     }
-    if (live != st.count || used != st.used_slots || used * 4 > cap * 3 + 4)
+    if (live != count || used != used_count || used * 4 > cap * 3 + 4)
         return SHK_ECORRUPT;
-    total->count += live;
-    total->capacity += st.capacity;
-    total->used_slots += used;
-    total->tombstones += used - live;
-    total->table_bytes += st.table_bytes;
-    total->resizes += st.resizes;
-    total->recoveries += st.recoveries;
-    total->entry_bytes += st.entry_bytes;
-    total->key_bytes += st.key_bytes;
-    total->value_bytes += st.value_bytes;
-    if (st.max_probe > total->max_probe)
-        total->max_probe = st.max_probe;
+    /* the counters are exact here: add them like stats() does */
+    shard_stats(d, sh, total);
     return SHK_OK;
 }
 
