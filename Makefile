@@ -75,7 +75,7 @@ $(B)/example_c: examples/c_example.c $(B)/libshmkit.a
 example: $(B)/example_c
 	$(B)/example_c
 
-$(B)/bench/%: benchmarks/c/%.c $(B)/libshmkit.a
+$(B)/bench/%: benchmarks/c/%.c benchmarks/c/bench_common.h $(B)/libshmkit.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 $(INCLUDES) $< -o $@ $(B)/libshmkit.a $(LDLIBS)
 

@@ -11,22 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 #define REPEATS 5
 #define N 20000000
 
-static double now(void) { return (double)shk_now_ns() / 1e9; }
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v)
-{
-    qsort(v, REPEATS, sizeof *v, cmp);
-    return v[REPEATS / 2];
-}
 
 static int init_fl(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
 {
@@ -71,39 +60,39 @@ int main(void)
 
     double r[REPEATS];
     for (int k = 0; k < REPEATS; k++) {
-        double t = now();
+        double t = bench_now();
         for (int i = 0; i < N; i++) {
             shk_freelist_alloc(fl, 64, &o);
             shk_freelist_free(fl, o);
         }
-        r[k] = N / (now() - t);
+        r[k] = N / (bench_now() - t);
     }
-    printf("freelist allocate+free pairs/s (1 process): %.1fM\n", median(r) / 1e6);
+    printf("freelist allocate+free pairs/s (1 process): %.1fM\n", bench_median(r, REPEATS) / 1e6);
 
     for (int k = 0; k < REPEATS; k++) {
         shk_bump_reset(bump);
-        double t = now();
+        double t = bench_now();
         for (int i = 0; i < N; i++) {
             shk_bump_alloc(bump, 64, &o);
             sink = o;
         }
-        r[k] = N / (now() - t);
+        r[k] = N / (bench_now() - t);
     }
-    printf("bump allocations/s (1 process):              %.1fM\n", median(r) / 1e6);
+    printf("bump allocations/s (1 process):              %.1fM\n", bench_median(r, REPEATS) / 1e6);
 
     for (int k = 0; k < REPEATS; k++) {
-        double t = now();
+        double t = bench_now();
         for (int i = 0; i < N; i++) {
             shk_slab_alloc(slab, &o);
             shk_slab_free(slab, o);
         }
-        r[k] = N / (now() - t);
+        r[k] = N / (bench_now() - t);
     }
-    printf("slab allocate+free pairs/s (1 process):     %.1fM\n", median(r) / 1e6);
+    printf("slab allocate+free pairs/s (1 process):     %.1fM\n", bench_median(r, REPEATS) / 1e6);
 
     /* Two processes on the same free list, each its own pairs. */
     for (int k = 0; k < REPEATS; k++) {
-        double t = now();
+        double t = bench_now();
         pid_t p = fork();
         for (int i = 0; i < N / 2; i++) {
             shk_freelist_alloc(fl, 64, &o);
@@ -112,9 +101,9 @@ int main(void)
         if (p == 0)
             _exit(0);
         waitpid(p, NULL, 0);
-        r[k] = N / (now() - t);
+        r[k] = N / (bench_now() - t);
     }
-    printf("freelist pairs/s, 2 processes (aggregate):   %.1fM\n", median(r) / 1e6);
+    printf("freelist pairs/s, 2 processes (aggregate):   %.1fM\n", bench_median(r, REPEATS) / 1e6);
 
     shk_freelist_close(fl);
     shk_bump_close(bump);

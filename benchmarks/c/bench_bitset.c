@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 #define LOG2_BITS 20
 #define NBITS (1ull << LOG2_BITS)
 #define ITERS 20000000ull
@@ -30,12 +32,6 @@
 static inline uint64_t idx(uint64_t i)
 {
     return (i * 0x9E3779B97F4A7C15ull) >> (64 - LOG2_BITS);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef uint64_t (*bench_fn)(void *h, uint64_t n);
@@ -158,8 +154,7 @@ static double run_procs(shk_bitset *b, int P, uint64_t n, int same_word)
         int64_t t1 = shk_now_ns();
         r[k] = (double)(2 * n * (uint64_t)P) / ((double)(t1 - t0) / 1e9);
     }
-    qsort(r, REPEATS, sizeof r[0], cmp_double);
-    return r[REPEATS / 2];
+    return bench_median(r, REPEATS);
 }
 
 static double run(bench_fn fn, void *h, uint64_t n)
@@ -171,8 +166,7 @@ static double run(bench_fn fn, void *h, uint64_t n)
         int64_t t1 = shk_now_ns();
         r[k] = (double)n / ((double)(t1 - t0) / 1e9);
     }
-    qsort(r, REPEATS, sizeof r[0], cmp_double);
-    return r[REPEATS / 2];
+    return bench_median(r, REPEATS);
 }
 
 int main(void)

@@ -18,27 +18,10 @@
 #include <unistd.h>
 
 #include "shmkit.h"
+#include "bench_common.h"
 
 #define REPEATS 5
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
 
 static char **keys;
 static size_t *klens;
@@ -62,7 +45,7 @@ enum { OP_INSERT, OP_UPDATE, OP_GET, OP_MISS, OP_DELETE };
 /* Run op over keys [lo, hi); returns seconds. */
 static double run(shk_dict *d, int op, long lo, long hi)
 {
-    double t = now();
+    double t = bench_now();
     uint64_t v, n;
     for (long i = lo; i < hi; i++) {
         switch (op) {
@@ -86,7 +69,7 @@ static double run(shk_dict *d, int op, long lo, long hi)
             break;
         }
     }
-    return now() - t;
+    return bench_now() - t;
 }
 
 /* nproc processes each run `op` over their own half of the keys `reps`
@@ -146,7 +129,7 @@ int main(int argc, char **argv)
         double col[REPEATS];
         for (int r = 0; r < REPEATS; r++)
             col[r] = samples[r][k];
-        res[k] = median(col, REPEATS);
+        res[k] = bench_median(col, REPEATS);
     }
 
     /* 1 vs 2 processes at once */
@@ -163,7 +146,7 @@ int main(int argc, char **argv)
             double s[REPEATS];
             for (int r = 0; r < REPEATS; r++)
                 s[r] = run_procs(d, pops[k], np);
-            par[k][np - 1] = median(s, REPEATS);
+            par[k][np - 1] = bench_median(s, REPEATS);
         }
     shk_dict_stats st;
     int ck = shk_dict_check(d, &st);

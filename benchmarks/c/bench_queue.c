@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <shmkit.h>
+#include "bench_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,24 +23,6 @@
 #define REPEATS 5
 #define ITEM 64
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
 
 static void *sink_alloc(void *ctx, uint64_t len, uint32_t tag)
 {
@@ -51,13 +34,13 @@ static void *sink_alloc(void *ctx, uint64_t len, uint32_t tag)
 static double bench_pairs(shk_queue *q, long n)
 {
     char item[ITEM] = {1}, out[ITEM * 64];
-    double t = now();
+    double t = bench_now();
     for (long i = 0; i < n; i++) {
         if (shk_queue_put(q, item, ITEM, 0, 0) != SHK_OK ||
             shk_queue_get(q, sink_alloc, out, 0) != SHK_OK)
             abort();
     }
-    return 2.0 * n / (now() - t);
+    return 2.0 * n / (bench_now() - t);
 }
 
 static double bench_batches(shk_queue *q, long n)
@@ -66,20 +49,20 @@ static double bench_batches(shk_queue *q, long n)
     shk_queue_item items[64];
     for (int i = 0; i < 64; i++)
         items[i] = (shk_queue_item){item, ITEM, 0};
-    double t = now();
+    double t = bench_now();
     for (long i = 0; i < n / 64; i++) {
         uint64_t done;
         if (shk_queue_put_many(q, items, 64, &done) != SHK_OK ||
             shk_queue_get_many(q, 64, sink_alloc, out, &done) != SHK_OK || done != 64)
             abort();
     }
-    return 2.0 * (double)(n / 64 * 64) / (now() - t);
+    return 2.0 * (double)(n / 64 * 64) / (bench_now() - t);
 }
 
 static double bench_two_procs(shk_queue *q, long n)
 {
     char item[ITEM] = {1}, out[ITEM];
-    double t = now();
+    double t = bench_now();
     pid_t pid = fork();
     if (pid == 0) {
         for (long i = 0; i < n; i++)
@@ -90,7 +73,7 @@ static double bench_two_procs(shk_queue *q, long n)
     for (long i = 0; i < n; i++)
         if (shk_queue_get(q, sink_alloc, out, -1) != SHK_OK)
             abort();
-    double el = now() - t;
+    double el = bench_now() - t;
     waitpid(pid, NULL, 0);
     return n / el;   /* messages per second */
 }
@@ -98,13 +81,13 @@ static double bench_two_procs(shk_queue *q, long n)
 static double bench_stack(shk_stack *s, long n)
 {
     char item[ITEM] = {1}, out[ITEM];
-    double t = now();
+    double t = bench_now();
     for (long i = 0; i < n; i++) {
         if (shk_stack_push(s, item, ITEM, 0) != SHK_OK ||
             shk_stack_pop(s, sink_alloc, out) != SHK_OK)
             abort();
     }
-    return 2.0 * n / (now() - t);
+    return 2.0 * n / (bench_now() - t);
 }
 
 int main(void)
@@ -136,7 +119,7 @@ int main(void)
             default: r[k] = bench_stack(s, n); break;
             }
         }
-        res[b] = median(r, REPEATS);
+        res[b] = bench_median(r, REPEATS);
         printf("%-34s %10.2f M/s  (64 B items, median of %d)\n", names[b],
                res[b] / 1e6, REPEATS);
     }

@@ -75,6 +75,8 @@ def cycled_keys(nkeys: int, n: int) -> List[str]:
 
 # The mixed workload of the 2-process chart: 9 gets, then 1 update.
 MIXED = "9 gets : 1 update"
+# The scaling baseline: the same worker code, forked the same way, alone.
+ONE_WORKER = "shmkit, 1 process"
 
 TARGETS = [
     {"label": "dict get, short str, 1 process >= 5M/s (issue 3)",
@@ -84,17 +86,13 @@ TARGETS = [
     {"label": "dict get within 3x of a plain dict (issue 3)",
      "of": ("dict-str-1proc", "get", "shmkit"),
      "over": ("dict-str-1proc", "get", "dict (no sharing)"), "factor": 1 / 3},
+] + [
     # Scaling compares like with like: the same worker, forked the same way,
-    # run alone ("shmkit, 1 process") and two at once.
-    {"label": "dict get, 2 processes >= 1.6x one process (issue 3)",
-     "of": ("dict-str-2proc", "get", "shmkit"),
-     "over": ("dict-str-2proc", "get", "shmkit, 1 process"), "factor": 1.6},
-    {"label": "dict 9 gets : 1 update, 2 processes >= 1.6x one process (issue 3)",
-     "of": ("dict-str-2proc", MIXED, "shmkit"),
-     "over": ("dict-str-2proc", MIXED, "shmkit, 1 process"), "factor": 1.6},
-    {"label": "dict set, 2 processes >= 1.6x one process (issue 3)",
-     "of": ("dict-str-2proc", "set", "shmkit"),
-     "over": ("dict-str-2proc", "set", "shmkit, 1 process"), "factor": 1.6},
+    # run alone (ONE_WORKER) and two at once.
+    {"label": f"dict {op}, 2 processes >= 1.6x one process (issue 3)",
+     "of": ("dict-str-2proc", op, "shmkit"),
+     "over": ("dict-str-2proc", op, ONE_WORKER), "factor": 1.6}
+    for op in ("get", MIXED, "set")
 ]
 
 # ------------------------------------------------------------------ adapters
@@ -401,9 +399,6 @@ def _processes(op, n):
         return sum(ops / t for ops, t in res), 1.0
     return rate
 
-
-# The scaling baseline: the same worker code, forked the same way, alone.
-ONE_WORKER = "shmkit, 1 process"
 
 
 def cases(mode: str) -> List[Case]:
