@@ -800,11 +800,19 @@ static inline void counter_add(_Atomic uint32_t *c, int32_t d)
 }
 
 /* The lines a commit of this hash will write: its shard's writers' line and
- * its home slot.  Another process's writes to the same shard
- * usually left them in its cache; asking for them while the entry is still
- * being built (and, in Python, the value encoded) hides most of that
- * transfer, which otherwise stalls the commit.  A hint: nothing relies on
- * it, and a stale table word only prefetches a useless line. */
+ * its home slot.  Another process's writes to the same shard usually left
+ * them in its cache, and moving a line between cores costs more than a
+ * whole set (~160 ns on the 2-vCPU VMs we measure on, against ~50 ns), so
+ * a commit that asks for them only when it takes the lock stalls there.
+ * Asked for as early as the hash is known, before the entry is allocated
+ * and built (and, in Python, the value encoded), the transfer overlaps
+ * that work.  Two processes inserting into one dict lose ~15 ns an insert
+ * to these transfers (bench_dict.c's "shared inserts"; ~18 ns with the
+ * prefetch after the allocation, ~25 ns with none).  What remains is the
+ * lock: its atomic read-modify-write waits for the line and for every
+ * store before it (in a test build without the lock the loss was ~0).  A
+ * hint: nothing relies on it, and a stale table word only prefetches a
+ * useless line. */
 static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
 {
     dict_shard *sh = shard_of(d, hash);
@@ -814,11 +822,19 @@ static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
 }
 
+void shk_dict_write_hint(shk_dict *d, uint64_t hash)
+{
+    shard_prefetch(d, hash);
+}
+
 int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                      uint8_t vtype, uint64_t vlen, shk_dict_txn *txn)
 {
     if (klen > UINT32_MAX)
         return SHK_EINVAL;
+    /* The hash first: its lines start moving while we allocate and build. */
+    uint64_t h = shk_dict_hash(d, ktype, key, klen);
+    shard_prefetch(d, h);
     uint64_t n = entry_size(klen, vlen);
     if (n > SHK_FREELIST_MAX_ALLOC)
         return SHK_ENOMEM;
@@ -832,8 +848,6 @@ int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
      * stale pointer sees odd or a different version. */
     atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    uint64_t h = shk_dict_hash(d, ktype, key, klen);
-    shard_prefetch(d, h);
     en->hash = h;
     en->klen = (uint32_t)klen;
     en->ktype = ktype;
@@ -1196,6 +1210,10 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         return SHK_ENOTFOUND;
     uint64_t hash = shk_dict_hash(d, ktype, key, klen);
     dict_shard *sh = shard_of(d, hash);
+    /* The slot line then moves here while the lock's line does, not after
+     * it, inside the critical section where every other writer of the
+     * shard waits for it. */
+    shard_prefetch(d, hash);
     int rc = shard_lock(d, sh);
     if (rc != SHK_OK)
         return rc;
