@@ -92,3 +92,18 @@ def test_failed_init_leaves_handle_closed(seg, kind):
     assert h.closed
     with pytest.raises(ValueError, match="closed"):
         op(h)
+
+
+@pytest.mark.parametrize("kind", sorted(TYPES))
+@pytest.mark.parametrize("bad", ["a\x00b", "", "x" * 64])
+def test_invalid_object_name_is_refused(seg, kind, bad):
+    # A NUL used to cut the name short in C: "a\x00b" silently opened (or
+    # created) "a".  Every type now refuses it, and nothing is created.
+    cls, args, op = TYPES[kind]
+    h = cls.__new__(cls)
+    with pytest.raises(ValueError, match="invalid object name"):
+        cls.__init__(h, seg, bad, *args)
+    assert h.closed
+    assert [o["name"] for o in seg.objects()] == []
+    with pytest.raises(ValueError, match="invalid object name"):
+        seg.lookup(bad)

@@ -139,7 +139,7 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     shk_segment *seg = shk_py_handle_begin(self, &alloc_ops[kind], segobj);
     if (!seg)
         return -1;
-    const char *oname = PyUnicode_AsUTF8(name);
+    const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
     init_arg ia = {kind, 0, 16};

@@ -1452,7 +1452,7 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     shk_segment *seg = shk_py_handle_begin(op, &dict_ops, segobj);
     if (!seg)
         return -1;
-    const char *oname = PyUnicode_AsUTF8(name);
+    const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
     shk_dict *d;

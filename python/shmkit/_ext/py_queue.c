@@ -74,7 +74,7 @@ static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
                      (unsigned long long)SHK_QUEUE_MAX_RING);
         return -1;
     }
-    const char *oname = PyUnicode_AsUTF8(name);
+    const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
     shk_queue_config cfg = {(uint64_t)ring, (uint64_t)maxsize};

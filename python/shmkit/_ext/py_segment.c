@@ -318,12 +318,13 @@ static PyObject *seg_lookup(PyObject *self, PyObject *arg)
     shk_segment *seg = shk_py_segment_arg(self);
     if (!seg)
         return NULL;
-    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    if (!name) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "object name must be a str");
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "object name must be a str");
         return NULL;
     }
+    const char *name = shk_py_object_name(arg);
+    if (!name)
+        return NULL;
     shk_object_info oi;
     int rc = shk_segment_lookup(seg, name, &oi);
     if (rc == SHK_ENOENT || rc == SHK_EINVAL) {
