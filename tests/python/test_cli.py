@@ -428,3 +428,27 @@ def test_targets_are_evaluated_not_asserted():
     met = {t["target"]: t["met"] for t in evaluate_targets(results, targets)}
     assert met == {"min met": True, "min missed": False, "factor met": True,
                    "factor missed": False, "not run": None}
+
+
+def test_scaling_baseline_reports_the_runs_paired_with_the_two_process_runs(monkeypatch):
+    # The 1-process baseline of a scaling target is measured inside each
+    # repeat of the 2-process case (alternating), and its own case reports
+    # those runs in order instead of measuring minutes later.
+    from shmkit.bench import suite_dict
+
+    calls = []
+
+    def fake_processes(op, n):
+        def rate(fx, budget):
+            calls.append(n)
+            return 100.0 * n + len(calls), 1.0
+        return rate
+
+    monkeypatch.setattr(suite_dict, "_processes", fake_processes)
+    rate_two, rate_one = suite_dict._scaling_pair("set")
+    fx = type("Fx", (), {"baseline_runs": {}})()
+    assert [rate_two(fx, 0.1)[0] for _ in range(3)] == [202.0, 204.0, 206.0]
+    assert calls == [1, 2, 1, 2, 1, 2]
+    assert [rate_one(fx, 0.1)[0] for _ in range(3)] == [101.0, 103.0, 105.0]
+    assert rate_one(fx, 0.1)[0] == 107.0          # none left: measures anew
+    assert calls[-1] == 1
