@@ -112,10 +112,14 @@ demo: $(VENV)/.stamp-bench install
 torture: install valgrind
 	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
 
+# Memory errors only: leaks are LeakSanitizer's job (ctest-san).  valgrind's
+# leak check would run in every forked test child as it ends and read all of
+# its mappings word by word, faulting on each word of a segment reservation
+# beyond the file's end: a child of a 64 GiB reservation never ended.
 valgrind: $(CTEST_BINS)
 	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 	@set -e; for t in $^; do echo "== $$t (valgrind memcheck)"; \
-	  SHMKIT_TEST_SCALE=50 valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	  SHMKIT_TEST_SCALE=50 valgrind -q --error-exitcode=1 --leak-check=no \
 	    --trace-children=yes $$t; done
 
 clean:

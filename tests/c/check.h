@@ -42,6 +42,8 @@ static int check_tests_passed, check_tests_failed;
 #define RUN(name)                                                            \
     do {                                                                     \
         check_failed_now = 0;                                                \
+        if (getenv("SHMKIT_TEST_VERBOSE")) /* which test hangs, if one does */ \
+            fprintf(stderr, "-- %s\n", #name);                              \
         name();                                                              \
         if (check_failed_now) {                                              \
             check_tests_failed++;                                            \

@@ -31,6 +31,14 @@ static inline shk_segment *fixture_segment(const char *tag, uint64_t size,
     return s;
 }
 
+/* A segment for a test that forks: `bytes` backed at once and never more,
+ * so that a fork under valgrind (whose cost grows with the mappings)
+ * copies no idle reservation. */
+static inline shk_segment *fixture_fork_segment(const char *tag, uint64_t bytes)
+{
+    return fixture_segment(tag, bytes, bytes);
+}
+
 /* Close the test's handle and unlink the segment. */
 static inline void fixture_drop(shk_segment *s, const char *tag)
 {

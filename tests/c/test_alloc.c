@@ -91,7 +91,7 @@ TEST(freelist_stripes_share_memory)
     /* A parent frees blocks into its stripe; a forked child (which takes
      * another stripe) must get them once there is no new memory left (here:
      * the allocator is exactly full; 4 runs of 64 blocks of 64 bytes). */
-    shk_segment *s = fixture_segment("stripe", 0, SEG_MAX);
+    shk_segment *s = fixture_fork_segment("stripe", 1ull << 20);
     shk_freelist *fl = new_freelist(s, 4 * 64 * 64);
     enum { N = 256 };
     uint64_t offs[N], start, top0, top1;
@@ -257,7 +257,7 @@ TEST(freelist_threads)
 
 TEST(freelist_processes)
 {
-    shk_segment *s = fixture_segment("proc", 0, SEG_MAX);
+    shk_segment *s = fixture_fork_segment("proc", 32ull << 20);
     shk_freelist *fl = new_freelist(s, 16 << 20);
     uint64_t avail = shk_freelist_available(fl);
     pid_t pids[4];
@@ -297,7 +297,7 @@ TEST(freelist_crash_points)
 {
     const char *points[] = {"freelist.carve", "freelist.pop", "freelist.free"};
     for (int p = 0; p < 3; p++) {
-        shk_segment *s = fixture_segment("crash", 0, SEG_MAX);
+        shk_segment *s = fixture_fork_segment("crash", 2ull << 20);
         shk_freelist *fl = new_freelist(s, 1 << 20);
         uint64_t keep, tmp;
         CHECK_EQ(shk_freelist_alloc(fl, 40, &keep), SHK_OK);
@@ -346,7 +346,7 @@ TEST(freelist_crash_points)
  * list (reported), and the allocator stays usable and checkable. */
 TEST(freelist_crash_while_stealing)
 {
-    shk_segment *s = fixture_segment("steal", 0, SEG_MAX);
+    shk_segment *s = fixture_fork_segment("steal", 1ull << 20);
     shk_freelist *fl = new_freelist(s, 64 * 64);   /* exactly one run */
     uint64_t offs[64];
     for (int i = 0; i < 64; i++)
