@@ -791,15 +791,19 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
                        shk_dict_txn *txn)
 {
     /* The lines the commit writes start moving to this core while the
-     * value is encoded (shk_dict_write_hint). */
-    shk_dict_write_hint(self->h, shk_dict_hash(self->h, k->t, k->p, (size_t)k->n));
+     * value is encoded (shk_dict_write_hint).  The handle may already be
+     * closed: Python code ran since the key was opened (an __eq__ in
+     * compare_and_set); that is refused below. */
+    if (self->h)
+        shk_dict_write_hint(self->h, shk_dict_hash(self->h, k->t, k->p, (size_t)k->n));
     venc v;
     if (encode_value(self, value, &v) < 0) {
         venc_free(&v);
         return -1;
     }
     if (!self->h) {
-        /* pickle.dumps ran Python code, and another thread closed us */
+        /* Python code (an __eq__ before us, pickle.dumps just now) closed
+         * the handle, or another thread did */
         venc_free(&v);
         return closed_error(self);
     }
