@@ -357,17 +357,29 @@ int shk_segment_attach(const char *name, shk_segment **out)
         return errno == ENOENT ? SHK_ENOENT : SHK_ESYS;
 
     uint64_t ds = data_start_offset();
-    char *buf = malloc(ds);
-    if (!buf) {
+    char *buf = malloc(ds), *prev = malloc(ds);
+    if (!buf || !prev) {
+        free(buf);
+        free(prev);
         close(fd);
         return SHK_ESYS;
     }
-    int rc = SHK_ECORRUPT;
+    int rc = SHK_ECORRUPT, have_prev = 0;
     struct stat st;
+    off_t prev_size = -1;
     /* A creator may still be initialising: its file can be empty or its
      * state INIT for a moment.  Give it up to 2 s, checking every 1 ms; a
      * futex cannot be used here because there may be no page to wait on
-     * yet.  This path is taken only in that rare race. */
+     * yet.  This path is taken only in that rare race.
+     *
+     * The copy of the header is also read while other processes change
+     * it: one grows the file and then its recorded size, another carves
+     * heap space below the new size, and pread copies neither at one
+     * instant.  So a copy can fail validation without anything being
+     * wrong (attaching while 4 processes wrote a dict failed 3 times in
+     * 400).  A failure is believed only when two reads in a row saw the
+     * same file size and the same bytes: corruption stays put, a writer
+     * in mid-change does not. */
     for (int tries = 0; tries < 2000; tries++) {
         if (fstat(fd, &st) != 0) {
             rc = SHK_ESYS;
@@ -383,8 +395,16 @@ int shk_segment_attach(const char *name, shk_segment **out)
             int initialising = h->magic == SEG_MAGIC &&
                 atomic_load_explicit(&h->state, memory_order_acquire) == SEG_STATE_INIT;
             rc = shk_segment_validate_header(buf, ds, (uint64_t)st.st_size);
-            if (rc == SHK_OK || !initialising)
+            if (rc == SHK_OK)
                 break;
+            if (!initialising) {
+                if (have_prev && st.st_size == prev_size && memcmp(buf, prev, ds) == 0)
+                    break;   /* the same on two reads: really corrupt */
+                memcpy(prev, buf, ds);
+                prev_size = st.st_size;
+                have_prev = 1;
+                continue;    /* read again at once */
+            }
         } else if (st.st_size != 0) {
             rc = SHK_ECORRUPT;   /* truncated: too short to hold a header */
             break;
@@ -392,6 +412,7 @@ int shk_segment_attach(const char *name, shk_segment **out)
         struct timespec d = {0, 1000000};
         nanosleep(&d, NULL);
     }
+    free(prev);
     uint64_t max_size = ((const seg_header *)buf)->max_size;
     free(buf);
     if (rc != SHK_OK) {

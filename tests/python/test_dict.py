@@ -384,7 +384,12 @@ def _mixed_worker(name, p, n_ops, shared_keys):
 
 
 def _mixed_entry(q, *args):
-    q.put(_mixed_worker(*args))
+    # a worker's exception reaches the test at once, not after q.get's timeout
+    try:
+        q.put(("ok", _mixed_worker(*args)))
+    except BaseException:
+        import traceback
+        q.put(("error", traceback.format_exc()))
 
 
 @pytest.mark.parametrize("ctx", CONTEXTS)
@@ -395,7 +400,10 @@ def test_four_processes_mixed_ops(d, name, ctx):
     procs = [c.Process(target=_mixed_entry, args=(q, name, p, N, S)) for p in range(P)]
     for pr in procs:
         pr.start()
-    results = [q.get(timeout=600) for _ in procs]
+    answers = [q.get(timeout=600) for _ in procs]
+    errors = [text for kind, text in answers if kind == "error"]
+    assert not errors, errors[0]
+    results = [res for _, res in answers]
     for pr in procs:
         pr.join(60)
         assert pr.exitcode == 0
