@@ -132,9 +132,9 @@
  *   intent record (written before each multi-step change): if the slot
  *   holds the new entry the change committed and the old entry is retired
  *   if it is still that version; if not, the new entry (never reachable,
- *   so ours alone) is freed and nothing changed.  An unpublished resized table is freed; a published one has
- *   its predecessor freed, since the intent is cleared only before that
- *   step.  A clear is finished if clear_epoch shows it committed, else its
+ *   so ours alone) is freed and nothing changed.  An unpublished resized
+ *   table is freed; a published one has its predecessor freed, since the
+ *   intent is cleared only before that step.  A clear is finished if clear_epoch shows it committed, else its
  *   new table is freed (see CLEAR).  Then count and used are recomputed.
  *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
  *   Committed entries are never lost: a commit is its slot store.  The worst
@@ -805,8 +805,7 @@ static inline void counter_add(_Atomic uint32_t *c, int32_t d)
  * whole set (~160 ns on the 2-vCPU VMs we measure on, against ~50 ns), so
  * a commit that asks for them only when it takes the lock stalls there.
  * Asked for as early as the hash is known, before the entry is allocated
- * and built (and, in Python, the value encoded), the transfer overlaps
- * that work.  Two processes inserting into one dict lose ~15 ns an insert
+ * and built, the transfer overlaps that work.  Two processes inserting into one dict lose ~15 ns an insert
  * to these transfers (bench_dict.c's "shared inserts"; ~18 ns with the
  * prefetch after the allocation, ~25 ns with none).  What remains is the
  * lock: its atomic read-modify-write waits for the line and for every
@@ -820,11 +819,6 @@ static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (SHK_LIKELY(table_valid(d, tw)))
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
-}
-
-void shk_dict_write_hint(shk_dict *d, uint64_t hash)
-{
-    shard_prefetch(d, hash);
 }
 
 int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,

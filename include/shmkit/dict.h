@@ -104,13 +104,6 @@ int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                      uint8_t vtype, uint64_t vlen, shk_dict_txn *txn);
 void shk_dict_abort(shk_dict *d, shk_dict_txn *txn);
 
-/* A hint that the caller is about to write the key of this hash
- * (shk_dict_hash): starts moving the memory the commit will write into this
- * core's cache, so that work done meanwhile (encoding the value) hides the
- * transfer.  Changes nothing, whatever the hash; shk_dict_prepare gives the
- * same hint itself, as early as it can. */
-void shk_dict_write_hint(shk_dict *d, uint64_t hash);
-
 enum shk_dict_mode {
     SHK_DICT_SET = 0,        /* insert or replace                          */
     SHK_DICT_INSERT = 1,     /* insert only: SHK_EEXIST if the key exists  */

@@ -790,12 +790,6 @@ static inline PyObject *lookup_ref(ShkPyDict *self, const kenc *k, int *found,
 static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
                        shk_dict_txn *txn)
 {
-    /* The lines the commit writes start moving to this core while the
-     * value is encoded (shk_dict_write_hint).  The handle may already be
-     * closed: Python code ran since the key was opened (an __eq__ in
-     * compare_and_set); that is refused below. */
-    if (self->h)
-        shk_dict_write_hint(self->h, shk_dict_hash(self->h, k->t, k->p, (size_t)k->n));
     venc v;
     if (encode_value(self, value, &v) < 0) {
         venc_free(&v);
