@@ -566,27 +566,23 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
     }
     /* 2. Walk every list: nodes FREE, of the list's class, no cycles (a list
      *    cannot be longer than the number of FREE blocks). */
-    uint64_t listed = 0;
-    for (unsigned c = 0; c < FL_NCLASS; c++)
-    for (unsigned st = 0; st < stripes_of(c); st++) {
-        uint64_t n = 0, bytes = 0;
-        uint64_t node = shk_lf_off(atomic_load_explicit(&class_line(fl->sh, st, c)->head,
-                                                        memory_order_acquire));
-        while (node) {
-            if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
-                return SHK_ECORRUPT;
-            const fl_block *b = block_at(fl, node);
-            if (cls_get(b) != c ||
-                atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE)
-                return SHK_ECORRUPT;
-            if (++listed > free_walk)
-                return SHK_ECORRUPT;
-            n++;
-            bytes += BLOCK_HDR + class_size(c);
-            node = atomic_load_explicit(&b->link, memory_order_relaxed);
+    for (unsigned c = 0; c < FL_NCLASS; c++) {
+        for (unsigned sp = 0; sp < stripes_of(c); sp++) {
+            uint64_t node = shk_lf_off(atomic_load_explicit(
+                &class_line(fl->sh, sp, c)->head, memory_order_acquire));
+            while (node) {
+                if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
+                    return SHK_ECORRUPT;
+                const fl_block *b = block_at(fl, node);
+                if (cls_get(b) != c ||
+                    atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE)
+                    return SHK_ECORRUPT;
+                if (++s.free_blocks > free_walk)
+                    return SHK_ECORRUPT;
+                s.free_list_bytes += BLOCK_HDR + class_size(c);
+                node = atomic_load_explicit(&b->link, memory_order_relaxed);
+            }
         }
-        s.free_blocks += n;
-        s.free_list_bytes += bytes;
     }
     s.capacity = fl->limit - fl->start;
     s.untouched_bytes = fl->limit - top;

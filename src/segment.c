@@ -364,9 +364,9 @@ int shk_segment_attach(const char *name, shk_segment **out)
         close(fd);
         return SHK_ESYS;
     }
-    int rc = SHK_ECORRUPT, have_prev = 0;
+    int rc = SHK_ECORRUPT;
     struct stat st;
-    off_t prev_size = -1;
+    off_t prev_size = -1;    /* -1: no failed copy in prev yet */
     /* A creator may still be initialising: its file can be empty or its
      * state INIT for a moment.  Give it up to 2 s, checking every 1 ms; a
      * futex cannot be used here because there may be no page to wait on
@@ -398,11 +398,10 @@ int shk_segment_attach(const char *name, shk_segment **out)
             if (rc == SHK_OK)
                 break;
             if (!initialising) {
-                if (have_prev && st.st_size == prev_size && memcmp(buf, prev, ds) == 0)
+                if (st.st_size == prev_size && memcmp(buf, prev, ds) == 0)
                     break;   /* the same on two reads: really corrupt */
                 memcpy(prev, buf, ds);
                 prev_size = st.st_size;
-                have_prev = 1;
                 continue;    /* read again at once */
             }
         } else if (st.st_size != 0) {
