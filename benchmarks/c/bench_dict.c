@@ -13,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,32 +71,32 @@ static double run(shk_dict *d, int op, long lo, long hi)
     return bench_now() - t;
 }
 
-/* nproc processes each run `op` over their own half of the keys `reps`
- * times; returns aggregate ops/s (total ops / slowest process). */
+/* nproc processes each run `op` over their own half of the keys 4 times;
+ * returns aggregate ops/s (total ops / slowest process). */
+typedef struct procs_arg {
+    shk_dict *d;
+    int op;
+    long per;
+} procs_arg;
+
+static double procs_work(int p, void *arg)
+{
+    procs_arg *a = arg;
+    double s = 0;
+    for (int r = 0; r < 4; r++)
+        s += run(a->d, a->op, p * a->per, (p + 1) * a->per);
+    return s;
+}
+
 static double run_procs(shk_dict *d, int op, int nproc)
 {
-    double *secs = mmap(NULL, sizeof(double) * (size_t)nproc, PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    long per = n_keys / 2;
-    pid_t pids[8];
-    for (int p = 0; p < nproc; p++) {
-        pids[p] = fork();
-        if (pids[p] == 0) {
-            double s = 0;
-            for (int r = 0; r < 4; r++)
-                s += run(d, op, p * per, (p + 1) * per);
-            secs[p] = s;
-            _exit(0);
-        }
-    }
-    double worst = 0;
-    for (int p = 0; p < nproc; p++) {
-        waitpid(pids[p], NULL, 0);
+    procs_arg a = {d, op, n_keys / 2};
+    double secs[8], worst = 0;
+    bench_fork_each(nproc, procs_work, &a, secs);
+    for (int p = 0; p < nproc; p++)
         if (secs[p] > worst)
             worst = secs[p];
-    }
-    munmap(secs, sizeof(double) * (size_t)nproc);
-    return 4.0 * (double)per * nproc / worst;
+    return 4.0 * (double)a.per * nproc / worst;
 }
 
 /* Shared writes: two processes each insert 1,024 keys of their own (timed)
@@ -108,32 +106,26 @@ static double run_procs(shk_dict *d, int op, int nproc)
  * cores); the heap is the same in both.  Returns the aggregate insert
  * rate. */
 #define SHARED_CHUNK 1024
+static double inserter_work(int p, void *arg)
+{
+    shk_dict *d = ((shk_dict **)arg)[p];
+    long lo = p * SHARED_CHUNK, hi = lo + SHARED_CHUNK;
+    double timed = 0;
+    long ops = 0;
+    while (timed < 0.2) {
+        timed += run(d, OP_INSERT, lo, hi);
+        run(d, OP_DELETE, lo, hi);
+        ops += SHARED_CHUNK;
+    }
+    return (double)ops / timed;
+}
+
 static double run_inserters(shk_dict *d0, shk_dict *d1)
 {
-    double *rate = mmap(NULL, 2 * sizeof(double), PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    pid_t pids[2];
-    for (int p = 0; p < 2; p++) {
-        pids[p] = fork();
-        if (pids[p] == 0) {
-            shk_dict *d = p ? d1 : d0;
-            long lo = p * SHARED_CHUNK, hi = lo + SHARED_CHUNK;
-            double timed = 0;
-            long ops = 0;
-            while (timed < 0.2) {
-                timed += run(d, OP_INSERT, lo, hi);
-                run(d, OP_DELETE, lo, hi);
-                ops += SHARED_CHUNK;
-            }
-            rate[p] = (double)ops / timed;
-            _exit(0);
-        }
-    }
-    for (int p = 0; p < 2; p++)
-        waitpid(pids[p], NULL, 0);
-    double r = rate[0] + rate[1];
-    munmap(rate, 2 * sizeof(double));
-    return r;
+    shk_dict *dicts[2] = {d0, d1};
+    double rate[2];
+    bench_fork_each(2, inserter_work, dicts, rate);
+    return rate[0] + rate[1];
 }
 
 int main(int argc, char **argv)
