@@ -13,8 +13,7 @@
 #include "check.h"
 #include "shmkit.h"
 
-/* Reservation of tests that fork: under valgrind a fork costs time in
- * proportion to the mapping (8 MiB: seconds; 64 GiB: forever). */
+/* The usual segment of a test that forks (fixture_fork_segment). */
 #define FIXTURE_FORK_MAX (1ull << 20)
 
 /* A new segment check_name(tag) of `size` bytes (0 = the default) that may
@@ -31,9 +30,9 @@ static inline shk_segment *fixture_segment(const char *tag, uint64_t size,
     return s;
 }
 
-/* A segment for a test that forks: `bytes` backed at once and never more,
- * so that a fork under valgrind (whose cost grows with the mappings)
- * copies no idle reservation. */
+/* A segment for a test that forks: `bytes` backed at once and never more.
+ * Under valgrind a fork costs time in proportion to the mappings (8 MiB:
+ * seconds; 64 GiB: forever), so no idle reservation is copied. */
 static inline shk_segment *fixture_fork_segment(const char *tag, uint64_t bytes)
 {
     return fixture_segment(tag, bytes, bytes);

@@ -6,9 +6,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-/* A 256 MiB reservation rather than the default 64 GiB: under valgrind a
- * process's exit-time leak scan walks its whole mapping, forked children
- * included, and the default would take hours. */
+/* The tests that do not fork reserve 256 MiB rather than the default
+ * 64 GiB: enough for them, and little for valgrind to track.  The tests
+ * that fork use fixture_fork_segment. */
 #define SEG_MAX (256ull << 20)
 
 static shk_freelist *new_freelist(shk_segment *s, uint64_t cap)

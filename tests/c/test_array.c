@@ -236,7 +236,7 @@ TEST(named_and_validation)
  * left succeeds, the rest is refused. */
 TEST(processes_atomic)
 {
-    shk_segment *s = fixture_segment("ar4", 0, FIXTURE_FORK_MAX);
+    shk_segment *s = fixture_fork_segment("ar4", FIXTURE_FORK_MAX);
     char segname[128];
     snprintf(segname, sizeof segname, "%s", check_name("ar4"));
     const uint32_t dts[] = {SHK_DT_INT8, SHK_DT_UINT16, SHK_DT_INT32, SHK_DT_UINT64,

@@ -209,7 +209,7 @@ TEST(validate_header)
  * a wrong count or stray bits. */
 TEST(processes_atomic)
 {
-    shk_segment *s = fixture_segment("bs6", 0, FIXTURE_FORK_MAX);
+    shk_segment *s = fixture_fork_segment("bs6", FIXTURE_FORK_MAX);
     shk_bitset *b;
     const uint64_t n = 4096;
     const int P = 4;
@@ -266,7 +266,7 @@ TEST(processes_atomic)
  * processes: checks the acquire/release contract, not just atomicity. */
 TEST(bit_as_lock)
 {
-    shk_segment *s = fixture_segment("bs7", 0, FIXTURE_FORK_MAX);
+    shk_segment *s = fixture_fork_segment("bs7", FIXTURE_FORK_MAX);
     shk_bitset *b;
     CHECK_EQ(shk_bitset_open_named(s, "lock", 8, &b, NULL), SHK_OK);
     uint64_t off;

@@ -422,7 +422,6 @@ def _scaling_pair(op):
     return rate_two, rate_one
 
 
-
 def cases(mode: str) -> List[Case]:
     if mode == "full":
         kinds = ["str", "int", "1KB bytes", "1MB numpy"]
