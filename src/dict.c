@@ -805,13 +805,13 @@ static inline void counter_add(_Atomic uint32_t *c, int32_t d)
  * whole set (~160 ns on the 2-vCPU VMs we measure on, against ~50 ns), so
  * a commit that asks for them only when it takes the lock stalls there.
  * Asked for as early as the hash is known, before the entry is allocated
- * and built, the transfer overlaps that work.  Two processes inserting into one dict lose ~15 ns an insert
- * to these transfers (bench_dict.c's "shared inserts"; ~18 ns with the
- * prefetch after the allocation, ~25 ns with none).  What remains is the
- * lock: its atomic read-modify-write waits for the line and for every
- * store before it (in a test build without the lock the loss was ~0).  A
- * hint: nothing relies on it, and a stale table word only prefetches a
- * useless line. */
+ * and built, the transfer overlaps that work.  Two processes inserting into
+ * one dict lose 15-30 ns an insert to these transfers (bench_dict.c's
+ * "shared inserts"; more with the prefetch after the allocation or none),
+ * and nothing when their keys fall in disjoint shards.  The loss is split
+ * between the lock line and the table lines: a lock-free prototype lost as
+ * much (docs/dict.md, "Known limits").  A hint: nothing relies on it, and
+ * a stale table word only prefetches a useless line. */
 static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
 {
     dict_shard *sh = shard_of(d, hash);

@@ -7,6 +7,7 @@
 #ifndef SHMKIT_BENCH_COMMON_H
 #define SHMKIT_BENCH_COMMON_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,7 +36,10 @@ static inline double bench_median(double *v, int n)
 }
 
 /* Fork nproc (at most 8) processes; process p stores work(p, arg) in
- * out[p] (through a shared page).  Returns when all have ended. */
+ * out[p] (through a shared page).  Returns when all have ended.  A worker
+ * that fails (work() aborts on a wrong answer) ends the benchmark: its slot
+ * would otherwise hold no result, and the rates of workers that died early
+ * look like fast ones. */
 static inline void bench_fork_each(int nproc, double (*work)(int p, void *arg),
                                    void *arg, double *out)
 {
@@ -52,8 +56,17 @@ static inline void bench_fork_each(int nproc, double (*work)(int p, void *arg),
             _exit(0);
         }
     }
-    for (int p = 0; p < nproc; p++)
-        waitpid(pids[p], NULL, 0);
+    int failed = 0;
+    for (int p = 0; p < nproc; p++) {
+        int st = 0;
+        if (pids[p] < 0 || waitpid(pids[p], &st, 0) < 0 || !WIFEXITED(st) ||
+            WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "benchmark worker %d failed (status %#x)\n", p, st);
+            failed = 1;
+        }
+    }
+    if (failed)
+        exit(1);
     memcpy(out, shared, bytes);
     munmap(shared, bytes);
 }

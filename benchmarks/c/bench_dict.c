@@ -6,7 +6,7 @@
  * Operations on N keys "key<i>" with 8-byte values: insert, update, get
  * (hit), get (miss), delete; then get and update from 1 and 2 processes at
  * once (aggregate), and inserts from 2 processes into one dict against a
- * dict each (what sharing a dict costs a writer).  Each figure is the median of 5 repeats, in ops/s;
+ * dict each (what sharing a dict costs a writer; see inserter_work).  Each figure is the median of 5 repeats, in ops/s;
  * results go to a JSON file (default build/bench/bench_dict.json).
  */
 #define _GNU_SOURCE
@@ -100,32 +100,67 @@ static double run_procs(shk_dict *d, int op, int nproc)
 }
 
 /* Shared writes: two processes each insert 1,024 keys of their own (timed)
- * and delete them again (not timed), over and over, both in one dict or
- * each in a dict of its own in the same segment.  The difference is what
- * sharing a dict's lines costs a writer (cache-line transfers between the
- * cores); the heap is the same in both.  Returns the aggregate insert
- * rate. */
+ * and delete them again (not timed), over and over, in three setups:
+ *   one dict       both in one dict, keys spread over all shards;
+ *   split shards   one dict, each process's keys in its own half of the
+ *                  shards (so no shard, lock or table line is shared);
+ *   a dict each    each in a dict of its own in the same segment.
+ * Trials alternate, and the heap is the same in all three.  "One dict"
+ * against "a dict each" is what sharing a dict costs a writer (cache-line
+ * transfers between the cores); "split shards" shows that cost is all in
+ * the shards, none in the dict header or the heap.  Returns the aggregate
+ * insert rate. */
 #define SHARED_CHUNK 1024
+typedef struct inserters {
+    shk_dict *d[2];
+    long first[2];       /* worker p inserts keys [first[p], first[p] + CHUNK) */
+} inserters;
+
 static double inserter_work(int p, void *arg)
 {
-    shk_dict *d = ((shk_dict **)arg)[p];
-    long lo = p * SHARED_CHUNK, hi = lo + SHARED_CHUNK;
+    const inserters *a = arg;
+    long lo = a->first[p], hi = lo + SHARED_CHUNK;
     double timed = 0;
     long ops = 0;
     while (timed < 0.2) {
-        timed += run(d, OP_INSERT, lo, hi);
-        run(d, OP_DELETE, lo, hi);
+        timed += run(a->d[p], OP_INSERT, lo, hi);
+        run(a->d[p], OP_DELETE, lo, hi);
         ops += SHARED_CHUNK;
     }
     return (double)ops / timed;
 }
 
-static double run_inserters(shk_dict *d0, shk_dict *d1)
+static double run_inserters(const inserters *a)
 {
-    shk_dict *dicts[2] = {d0, d1};
     double rate[2];
-    bench_fork_each(2, inserter_work, dicts, rate);
+    bench_fork_each(2, inserter_work, (void *)a, rate);
     return rate[0] + rate[1];
+}
+
+/* Append 2 * SHARED_CHUNK keys to keys[]: the first CHUNK hash (in d) to
+ * the lower half of the shards, the rest to the upper half.  Returns the
+ * index of the first. */
+static long add_split_keys(shk_dict *d)
+{
+    long base = n_keys;
+    keys = realloc(keys, sizeof(char *) * (size_t)(base + 2 * SHARED_CHUNK));
+    klens = realloc(klens, sizeof(size_t) * (size_t)(base + 2 * SHARED_CHUNK));
+    if (!keys || !klens)
+        abort();
+    long have[2] = {0, 0};
+    for (long j = 0; have[0] + have[1] < 2 * SHARED_CHUNK; j++) {
+        char buf[32];
+        int l = snprintf(buf, sizeof buf, "split%ld", j);
+        uint64_t h = shk_dict_hash(d, 's', buf, (size_t)l);
+        int half = (h & (SHK_DICT_SHARDS - 1)) >= SHK_DICT_SHARDS / 2;
+        if (have[half] == SHARED_CHUNK)
+            continue;
+        long i = base + half * SHARED_CHUNK + have[half]++;
+        keys[i] = strdup(buf);
+        klens[i] = (size_t)l;
+    }
+    n_keys = base + 2 * SHARED_CHUNK;
+    return base;
 }
 
 int main(int argc, char **argv)
@@ -180,16 +215,26 @@ int main(int argc, char **argv)
     if (shk_dict_open(seg, "s1", 1, 0, &s1, NULL) != SHK_OK ||
         shk_dict_open(seg, "s2", 1, 0, &s2, NULL) != SHK_OK)
         return 1;
-    /* paired trials, alternating, so that the VM's drift hits both alike */
-    double one_dict[9], two_dicts[9], penalty[9];
+    long split = add_split_keys(s1);
+    inserters setups[3] = {
+        {{s1, s1}, {0, SHARED_CHUNK}},                 /* one dict      */
+        {{s1, s1}, {split, split + SHARED_CHUNK}},     /* split shards  */
+        {{s1, s2}, {0, SHARED_CHUNK}},                 /* a dict each   */
+    };
+    /* trials alternate, so that the VM's drift hits all three alike */
+    double rates[3][9], penalty[2][9];
     for (int r = 0; r < 9; r++) {
-        one_dict[r] = run_inserters(s1, s1);
-        two_dicts[r] = run_inserters(s1, s2);
+        for (int k = 0; k < 3; k++)
+            rates[k][r] = run_inserters(&setups[k]);
         /* ns each insert lost to sharing: 2 processes, per-process times */
-        penalty[r] = 2e9 / one_dict[r] - 2e9 / two_dicts[r];
+        for (int k = 0; k < 2; k++)
+            penalty[k][r] = 2e9 / rates[k][r] - 2e9 / rates[2][r];
     }
-    double shared[3] = {bench_median(one_dict, 9), bench_median(two_dicts, 9),
-                        bench_median(penalty, 9)};
+    double shared[5];
+    for (int k = 0; k < 3; k++)
+        shared[k] = bench_median(rates[k], 9);
+    for (int k = 0; k < 2; k++)
+        shared[3 + k] = bench_median(penalty[k], 9);
     shk_dict_close(s1);
     shk_dict_close(s2);
     shk_dict_stats st;
@@ -205,8 +250,9 @@ int main(int argc, char **argv)
            par[0][1] / 1e6, par[0][1] / par[0][0]);
     printf("  update  1 proc %6.2f M/s, 2 procs %6.2f M/s (x%.2f)\n", par[1][0] / 1e6,
            par[1][1] / 1e6, par[1][1] / par[1][0]);
-    printf("  insert  2 procs, one dict %6.2f M/s, a dict each %6.2f M/s "
-           "(sharing costs %.1f ns an insert)\n", shared[0] / 1e6, shared[1] / 1e6, shared[2]);
+    printf("  insert  2 procs: one dict %6.2f M/s, split shards %6.2f M/s, a dict each %6.2f M/s\n"
+           "          (sharing costs %.1f ns an insert; %.1f with split shards)\n",
+           shared[0] / 1e6, shared[1] / 1e6, shared[2] / 1e6, shared[3], shared[4]);
     printf("  check: %s\n", ck == SHK_OK ? "ok" : "CORRUPT");
 
     FILE *f = fopen(out, "w");
@@ -218,9 +264,10 @@ int main(int argc, char **argv)
         fprintf(f, "},\n  \"parallel\": {\"get_1p\": %.0f, \"get_2p\": %.0f, "
                    "\"get_ratio\": %.3f, \"update_1p\": %.0f, \"update_2p\": %.0f, "
                    "\"update_ratio\": %.3f},\n  \"shared_inserts\": {\"one_dict\": %.0f, "
-                   "\"dict_each\": %.0f, \"sharing_ns\": %.1f},\n  \"check_ok\": %s\n}\n",
+                   "\"split_shards\": %.0f, \"dict_each\": %.0f, \"sharing_ns\": %.1f, "
+                   "\"split_sharing_ns\": %.1f},\n  \"check_ok\": %s\n}\n",
                 par[0][0], par[0][1], par[0][1] / par[0][0], par[1][0], par[1][1],
-                par[1][1] / par[1][0], shared[0], shared[1], shared[2],
+                par[1][1] / par[1][0], shared[0], shared[1], shared[2], shared[3], shared[4],
                 ck == SHK_OK ? "true" : "false");
         fclose(f);
         printf("  results: %s\n", out);
