@@ -212,12 +212,32 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
 }
 
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
-                             uint64_t file_size, uint64_t max_size)
+                             uint64_t file_size, uint64_t max_size,
+                             const shk_segment *live)
 {
     const fl_shared *sh = (const fl_shared *)(buf + off);
     if (sh->magic != FL_MAGIC || sh->version != FL_VERSION)
         return SHK_ECORRUPT;
+    /* Other processes carve and grow while a live header is checked, so
+     * read in the order that keeps each bound ahead of what it bounds:
+     * list heads, then top, then the file size.  A listed block was carved
+     * below a top that only grows, and top moves only below a file size
+     * already published (carve's release CAS after its reserve), so each
+     * later read is at least what the earlier values need.  Read the other
+     * way round, a healthy heap failed: an attacher took the file size,
+     * another process grew the file and carved past it, and the attacher's
+     * top was then beyond its file size. */
+    uint64_t heads[FL_NCLASS * FL_NSTRIPE];
+    unsigned nh = 0;
+    for (unsigned c = 0; c < FL_NCLASS; c++)
+        for (unsigned st = 0; st < stripes_of(c); st++)
+            /* acquire: the carve of the block a head names (and its top)
+             * happens before our read of top below. */
+            heads[nh++] = shk_lf_off(atomic_load_explicit(
+                &class_line((fl_shared *)sh, st, c)->head, memory_order_acquire));
     uint64_t tw = atomic_load_explicit(&sh->top, memory_order_acquire);
+    if (live)
+        file_size = shk_segment_file_size(live);
     uint64_t top = top_of(tw);
     if (last_cls_of(tw) >= FL_NCLASS ||
         (last_cls_of(tw) >= 0 &&
@@ -231,13 +251,9 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
         return SHK_ECORRUPT;
     if (!(sh->flags & FL_FLAG_GROWABLE) && sh->limit > file_size)
         return SHK_ECORRUPT;
-    for (unsigned c = 0; c < FL_NCLASS; c++)
-        for (unsigned st = 0; st < stripes_of(c); st++) {
-            uint64_t h = shk_lf_off(atomic_load_explicit(
-                &class_line((fl_shared *)sh, st, c)->head, memory_order_relaxed));
-            if (h != 0 && (h < sh->start || h + BLOCK_HDR > top))
-                return SHK_ECORRUPT;
-        }
+    for (unsigned i = 0; i < nh; i++)
+        if (heads[i] != 0 && (heads[i] < sh->start || heads[i] + BLOCK_HDR > top))
+            return SHK_ECORRUPT;
     return SHK_OK;
 }
 
@@ -249,9 +265,8 @@ int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
     if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(fl_shared)))
         return SHK_ECORRUPT;
     char *base = shk_segment_base(seg);
-    if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared),
-                                 shk_segment_file_size(seg),
-                                 shk_segment_max_size(seg)) != SHK_OK)
+    if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared), 0,
+                                 shk_segment_max_size(seg), seg) != SHK_OK)
         return SHK_ECORRUPT;
     shk_freelist *fl = calloc(1, sizeof *fl);
     if (!fl)
@@ -355,9 +370,11 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
                     atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed);
             }
         }
+        /* release: the reserve above (file_size >= end) happens before
+         * the new top is seen; validate_at reads top, then file_size. */
         if (atomic_compare_exchange_weak_explicit(&fl->sh->top, &w,
                                                   top_word(end, c, n),
-                                                  memory_order_relaxed,
+                                                  memory_order_release,
                                                   memory_order_relaxed))
             break;
     }

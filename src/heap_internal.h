@@ -16,9 +16,13 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
                           uint64_t limit, int growable);
 
 /* Check a free-list header held in a buffer (at buf+off) against the sizes
- * of its segment; never reads outside [buf+off, buf+off+header size). */
+ * of its segment; never reads outside [buf+off, buf+off+header size).
+ * `live`: the header is the mapped one, which other processes change while
+ * we look; the file size is then read from that segment, after the header
+ * (file_size is ignored).  NULL: buf is a copy and file_size its size. */
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
-                             uint64_t file_size, uint64_t max_size);
+                             uint64_t file_size, uint64_t max_size,
+                             const shk_segment *live);
 
 /* Open a handle; `segment_heap` handles do not hold a segment reference
  * (the segment owns them). */

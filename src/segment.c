@@ -188,7 +188,7 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
     if (len < ds)
         return SHK_ECORRUPT;
     return shk_freelist_validate_at((const char *)buf, h->heap_off, ds, fs,
-                                    h->max_size);
+                                    h->max_size, NULL);
 }
 
 /* --------------------------------------------------------- create/attach */

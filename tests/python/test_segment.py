@@ -217,15 +217,16 @@ def test_growth_is_seen_everywhere(shm_name):
         b.close()
 
 
-def _grow_and_churn(name, stop):
-    # grows the segment and changes its heap header without pause
+def _grow_and_churn(name, stop, wid):
+    # grows the segment and changes its heap header without pause (keys of
+    # its own: another writer's delete must not take them)
     with shmkit.Segment(name, create=False) as seg:
         d = seg.dict("d")
         i = 0
         while not stop.is_set():
-            d[f"k{i}"] = b"x" * (64 + i % 4000)
+            d[f"w{wid}k{i}"] = b"x" * (64 + i % 4000)
             if i % 3 == 0:
-                del d[f"k{i}"]
+                del d[f"w{wid}k{i}"]
             i += 1
 
 
@@ -240,7 +241,7 @@ def test_attach_while_another_process_grows_the_segment(shm_name):
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
         seg.dict("d")
         stop = ctx.Event()
-        writers = [ctx.Process(target=_grow_and_churn, args=(shm_name, stop)) for _ in range(2)]
+        writers = [ctx.Process(target=_grow_and_churn, args=(shm_name, stop, w)) for w in range(2)]
         for w in writers:
             w.start()
         try:
