@@ -491,19 +491,32 @@ static inline int table_valid(const shk_dict *d, uint64_t tw)
     return 1;
 }
 
-/* Every field of the header a lookup or a writer trusts. */
+/* Every field of the header a lookup or a writer trusts.  Other processes
+ * go on writing meanwhile: a resize or clear can publish a new table and
+ * scrub the magic of the one whose word we just read.  So a table that
+ * fails is believed bad only if the shard still names it; otherwise the
+ * new word is checked (the loop ends: a shard that is replaced without
+ * pause for 2^16 checks is not what a healthy dict does). */
 static int header_valid(shk_dict *d)
 {
     const dict_shared *sh = d->sh;
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         const dict_shard *s = &sh->shard[i];
-        uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
         uint32_t op = atomic_load_explicit(&s->intent.op, memory_order_relaxed);
-        if (!table_valid(d, tw) ||
-            *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
-            wop(atomic_load_explicit(&s->w.op_ver, memory_order_relaxed)) > OP_DEL ||
+        if (wop(atomic_load_explicit(&s->w.op_ver, memory_order_relaxed)) > OP_DEL ||
             (op != OP_NONE && op != OP_RESIZE && op != OP_CLEAR))
             return 0;
+        /* acquire: pairs with the publishing release store, so the magic
+         * of the table it names is in place when we read it. */
+        uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
+        for (unsigned tries = 0;; tries++) {
+            if (table_valid(d, tw) && *(uint64_t *)(d->base + tw_off(tw)) == TABLE_MAGIC)
+                break;
+            uint64_t now = atomic_load_explicit(&s->table, memory_order_acquire);
+            if (now == tw || tries == 1u << 16)
+                return 0;
+            tw = now;
+        }
     }
     return 1;
 }

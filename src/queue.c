@@ -353,8 +353,20 @@ int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out)
     if (sh->ring_off < shk_add_sat(off, sizeof(q_shared)) &&
         off < sh->ring_off + ring)
         return SHK_ECORRUPT;
-    uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    /* Producers and consumers go on meanwhile: a head read before a tail
+     * can be a whole ring behind it if we are preempted between the two
+     * loads.  tail - head <= ring holds at every instant, so check it with
+     * a head that did not move while tail was read (acquire on the first
+     * two loads keeps the three in order; nothing is read through them). */
+    uint64_t head, tail;
+    for (unsigned tries = 0;; tries++) {
+        head = atomic_load_explicit(&sh->head, memory_order_acquire);
+        tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
+        if (atomic_load_explicit(&sh->head, memory_order_relaxed) == head)
+            break;
+        if (tries == 1u << 16)
+            return SHK_ECORRUPT;
+    }
     if (tail - head > ring || (head | tail) % 8)
         return SHK_ECORRUPT;
     shk_queue *q = calloc(1, sizeof *q);
