@@ -255,6 +255,58 @@ def test_attach_while_another_process_grows_the_segment(shm_name):
         assert seg.size > 1 << 20       # it did grow meanwhile
 
 
+def _use_everything(name, stop, wid):
+    # every kind of object in use at once, and the segment growing
+    with shmkit.Segment(name, create=False) as seg:
+        d, q, st = seg.dict("d"), seg.queue("q"), seg.stack("s")
+        fl, bits, arr = seg.allocator("fl"), seg.bitset("b"), seg.array("a")
+        i = 0
+        while not stop.is_set():
+            d[f"w{wid}k{i}"] = b"x" * (64 + i % 2000)
+            if i % 2:
+                d.pop(f"w{wid}k{i}", None)   # the other worker's clear() may have taken it
+            if i % 500 == 499 and wid == 0:
+                d.clear()
+            q.put_nowait(i) if q.qsize() < 1000 else q.get_nowait()
+            st.push(i)
+            if i % 3:
+                st.pop()
+            fl.free(fl.allocate(32 + i % 200))
+            bits.flip(i % 1024)
+            arr[i % 64] = i
+            i += 1
+        for h in (d, q, st, fl, bits, arr):
+            h.close()
+
+
+def test_attach_and_open_everything_while_others_use_it(shm_name):
+    # Attaching and opening check live headers that other processes change
+    # meanwhile (heap top and file size, dict tables, queue positions):
+    # every check must hold for a healthy segment at any instant, whatever
+    # order it reads in.  Two of them did not (attach vs a growing heap,
+    # dict open vs a clear).
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
+        seg.dict("d"), seg.queue("q"), seg.stack("s")
+        seg.allocator("fl", size=1 << 16), seg.bitset("b", 1024), seg.array("a", "int64", 64)
+        stop = ctx.Event()
+        workers = [ctx.Process(target=_use_everything, args=(shm_name, stop, w)) for w in range(2)]
+        for w in workers:
+            w.start()
+        try:
+            for _ in range(1000):
+                with shmkit.Segment(shm_name, create=False) as other:
+                    for info in other.objects():
+                        other.open(info["name"]).close()
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(60)
+        assert all(w.exitcode == 0 for w in workers)
+
+
 def test_out_of_memory_at_max_size(shm_name):
     with shmkit.Segment(shm_name, create=True, size=1 << 20, max_size=4 << 20) as seg:
         with pytest.raises(shmkit.OutOfMemoryError):
