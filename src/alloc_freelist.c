@@ -543,6 +543,9 @@ shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->seg; }
 
 /* ------------------------------------------------------------------ check */
 
+/* A list that changes under this many walks in a row is left unverified. */
+#define CHECK_LIST_TRIES 64
+
 int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
 {
     shk_freelist_stats s;
@@ -581,23 +584,49 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
         if (h > top)
             return SHK_ECORRUPT;
     }
-    /* 2. Walk every list: nodes FREE, of the list's class, no cycles (a list
-     *    cannot be longer than the number of FREE blocks). */
+    /* 2. Walk every list: nodes FREE, of the list's class, no cycles.
+     *    Other processes may pop and push meanwhile: a node popped and
+     *    reused under the walk looks like a LIVE block on a list.  Every
+     *    push and pop changes the head word (its tag counts them), so a
+     *    walk that fails while the head word stayed the same saw a list
+     *    nobody touched: that is corruption.  If the head moved, the walk
+     *    proves nothing and is tried again; a list that moves under every
+     *    try is counted as unverified, not called corrupt.  The cycle guard
+     *    is the most blocks [start, top) can hold, not the count of the
+     *    walk above: blocks freed since then are rightly on lists.  top is
+     *    read again after each head (a block is carved before it is ever
+     *    pushed, so that top lies beyond every node of that list). */
     for (unsigned c = 0; c < FL_NCLASS; c++) {
         for (unsigned sp = 0; sp < stripes_of(c); sp++) {
-            uint64_t node = shk_lf_off(atomic_load_explicit(
-                &class_line(fl->sh, sp, c)->head, memory_order_acquire));
-            while (node) {
-                if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
+            _Atomic uint64_t *head = &class_line(fl->sh, sp, c)->head;
+            for (unsigned tries = 0;; tries++) {
+                uint64_t w0 = atomic_load_explicit(head, memory_order_acquire);
+                uint64_t lt = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
+                uint64_t max_nodes = (lt - fl->start) / (BLOCK_HDR + class_size(0));
+                uint64_t node = shk_lf_off(w0), n = 0;
+                int bad = 0;
+                while (node && !bad) {
+                    const fl_block *b = block_at(fl, node);
+                    bad = node < fl->start || node + BLOCK_HDR > lt || node % SHK_ALIGN ||
+                          cls_get(b) != c ||
+                          atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE ||
+                          ++n > max_nodes;
+                    if (!bad)
+                        node = atomic_load_explicit(&b->link, memory_order_relaxed);
+                }
+                if (!bad) {
+                    s.free_blocks += n;
+                    s.free_list_bytes += n * (BLOCK_HDR + class_size(c));
+                    break;
+                }
+                /* acquire: the node reads above happen before this re-read. */
+                atomic_thread_fence(memory_order_acquire);
+                if (atomic_load_explicit(head, memory_order_relaxed) == w0)
                     return SHK_ECORRUPT;
-                const fl_block *b = block_at(fl, node);
-                if (cls_get(b) != c ||
-                    atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE)
-                    return SHK_ECORRUPT;
-                if (++s.free_blocks > free_walk)
-                    return SHK_ECORRUPT;
-                s.free_list_bytes += BLOCK_HDR + class_size(c);
-                node = atomic_load_explicit(&b->link, memory_order_relaxed);
+                if (tries == CHECK_LIST_TRIES) {
+                    s.unverified_lists++;
+                    break;
+                }
             }
         }
     }
@@ -606,8 +635,9 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
     /* FREE blocks on no list were being freed or allocated by a process
      * that was killed (or is still running: check() is exact only when the
      * allocator is quiescent).  They are leaked, not corrupt. */
-    s.leaked_blocks = free_walk - s.free_blocks;
+    s.leaked_blocks = free_walk > s.free_blocks ? free_walk - s.free_blocks : 0;
     if (st)
         *st = s;
     return SHK_OK;
 }
+

@@ -65,11 +65,17 @@ typedef struct shk_freelist_stats {
      * leaked = FREE but on no list (killed inside free/allocate),
      * abandoned = carved but header never written (killed inside carve). */
     uint64_t leaked_blocks, abandoned_blocks;
+    /* Free lists that other processes changed under every walk check()
+     * tried, so it could not verify them (0 when nobody else is active). */
+    uint64_t unverified_lists;
 } shk_freelist_stats;
 /* Walk the blocks tiling the region and every free list, and verify their
  * invariants (exact tiling, no cycle, every list node a FREE block of that
  * class inside the region).  SHK_OK or SHK_ECORRUPT.  Blocks a killed
- * process left behind are counted, not errors. */
+ * process left behind are counted, not errors.  Safe while other processes
+ * allocate and free: it never calls a healthy heap corrupt (a list walk
+ * upset by a concurrent change is repeated, and after 64 tries counted in
+ * unverified_lists); the statistics are exact only when nobody does. */
 int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *stats);
 
 /* ---------------- bump allocator ---------------- */

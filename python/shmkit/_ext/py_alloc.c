@@ -334,7 +334,7 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
     if (rc != SHK_OK)
         return shk_py_raise(rc, context);
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
         (unsigned long long)st.capacity, "used_bytes",
         (unsigned long long)st.used_bytes, "free_list_bytes",
         (unsigned long long)st.free_list_bytes, "untouched_bytes",
@@ -342,7 +342,8 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
         (unsigned long long)st.live_blocks, "free_blocks",
         (unsigned long long)st.free_blocks, "leaked_blocks",
         (unsigned long long)st.leaked_blocks, "abandoned_blocks",
-        (unsigned long long)st.abandoned_blocks);
+        (unsigned long long)st.abandoned_blocks, "unverified_lists",
+        (unsigned long long)st.unverified_lists);
 }
 
 static PyObject *alloc_available(PyObject *self, PyObject *Py_UNUSED(x))
