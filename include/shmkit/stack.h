@@ -48,11 +48,15 @@ typedef struct shk_stack_stats {
     int64_t counter;         /* the shared item counter (len())            */
     uint64_t bytes;          /* item bytes held                            */
     uint64_t total_push, total_pop;
+    int unverified;          /* the list changed under every walk tried   */
 } shk_stack_stats;
 /* Walk the list: every node a live heap block big enough for its item, no
- * cycle.  SHK_OK or SHK_ECORRUPT.  Meaningful when quiescent; a process
- * killed between its CAS and its counter update leaves counter != items
- * (reported in stats, fixed with repair != 0). */
+ * cycle.  SHK_OK or SHK_ECORRUPT.  Safe while other processes push and pop
+ * (never calls a healthy stack corrupt; a list that changes under 64 walks
+ * is reported unverified, with items and bytes 0); exact when quiescent.
+ * A process killed between its CAS and its counter update leaves counter
+ * != items (reported in stats, fixed with repair != 0, only when
+ * verified). */
 int shk_stack_check(shk_stack *s, shk_stack_stats *stats, int repair);
 
 #ifdef __cplusplus

@@ -153,12 +153,13 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_stack_check(self->h, &st, repair);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Stack.check");
-    return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K,s:O}",
                          "items", (unsigned long long)st.items,
                          "counter", (long long)st.counter,
                          "bytes", (unsigned long long)st.bytes,
                          "total_push", (unsigned long long)st.total_push,
-                         "total_pop", (unsigned long long)st.total_pop);
+                         "total_pop", (unsigned long long)st.total_pop,
+                         "unverified", st.unverified ? Py_True : Py_False);
 }
 
 static PyObject *stack_get_allow_pickle(PyObject *op, void *Py_UNUSED(c))
