@@ -606,9 +606,13 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
                 uint64_t node = shk_lf_off(w0), n = 0;
                 int bad = 0;
                 while (node && !bad) {
+                    /* the bounds first: block_at of a wild offset is
+                     * itself undefined behaviour */
+                    bad = node < fl->start || node + BLOCK_HDR > lt || node % SHK_ALIGN;
+                    if (bad)
+                        break;
                     const fl_block *b = block_at(fl, node);
-                    bad = node < fl->start || node + BLOCK_HDR > lt || node % SHK_ALIGN ||
-                          cls_get(b) != c ||
+                    bad = cls_get(b) != c ||
                           atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE ||
                           ++n > max_nodes;
                     if (!bad)
