@@ -1,4 +1,6 @@
-"""Shared fixtures: unique segment names that are always cleaned up."""
+"""Shared fixtures: unique segment names that are always cleaned up, and
+forked background workers."""
+import contextlib
 import os
 import uuid
 
@@ -28,3 +30,24 @@ def mp_context(request):
     import multiprocessing
 
     return multiprocessing.get_context(request.param)
+
+
+@contextlib.contextmanager
+def busy_workers(target, *args, n: int = 2):
+    """Fork n processes running ``target(*args, stop, worker_index)`` while
+    the block runs (each loops until ``stop`` is set); then stop and join
+    them, and check that every one exited cleanly."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, stop, w)) for w in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        yield procs
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(60)
+    assert [p.exitcode for p in procs] == [0] * n

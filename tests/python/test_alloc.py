@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 import shmkit
-from conftest import unique_name
+from conftest import busy_workers, unique_name
 
 
 def test_shared_allocator_readme_freelist(shm_name):
@@ -209,7 +209,7 @@ def test_four_processes_allocate_and_free(shm_name, mp_context, kind):
     a.close()
 
 
-def _churn(name, stop):
+def _churn(name, stop, wid):
     a = shmkit.FreeListAllocator(name)
     held, i = [], 0
     while not stop.is_set():
@@ -227,24 +227,12 @@ def test_check_while_other_processes_allocate(shm_name):
     # node popped and reused under the walk looks like a LIVE block on a
     # list.  That used to be reported as corruption (6 checks in 2,000);
     # it must never be, and once they stop the check is exact.
-    import multiprocessing as mp
-
     a = shmkit.FreeListAllocator(shm_name, capacity=1 << 20, create=True)
-    ctx = mp.get_context("fork")
-    stop = ctx.Event()
-    procs = [ctx.Process(target=_churn, args=(shm_name, stop)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    try:
+    with busy_workers(_churn, shm_name):
         while a.available_bytes() == a.capacity:    # until they are at work
             pass
         for _ in range(2000):
             a.check()
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(60)
-    assert all(p.exitcode == 0 for p in procs)
     st_ = a.check()
     assert st_["live_blocks"] == 0 and st_["leaked_blocks"] == 0
     assert st_["unverified_lists"] == 0

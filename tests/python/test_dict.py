@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 import shmkit
+from conftest import busy_workers
 from shmkit import SharedDict
 
 np = pytest.importorskip("numpy")
@@ -497,7 +498,7 @@ def test_readers_never_see_torn_values(d, name, ctx):
     assert r.exitcode == 0 and bad.value == 0
 
 
-def _replace_tables(name, stop):
+def _replace_tables(name, stop, wid):
     # Every clear() gives each shard a new table and frees the old one, and
     # the inserts in between resize them again.
     sd = SharedDict(name, create=False)
@@ -514,17 +515,9 @@ def test_open_while_another_process_replaces_tables(d, name):
     # Opening checks every shard's table; a table freed by a resize or a
     # clear between reading the shard's table word and checking the table
     # must send the check back to the new word, not fail a healthy dict.
-    c = mp.get_context("fork")
-    stop = c.Event()
-    w = c.Process(target=_replace_tables, args=(name, stop))
-    w.start()
-    try:
+    with busy_workers(_replace_tables, name, n=1):
         for _ in range(3000):
             SharedDict(name, create=False).close()
-    finally:
-        stop.set()
-        w.join(60)
-    assert w.exitcode == 0
 
 
 # ---------------------------------------------------------------- SIGKILL

@@ -5,6 +5,7 @@ import pickle
 import pytest
 
 import shmkit
+from conftest import busy_workers
 
 
 def test_create_attach_close_unlink(shm_name):
@@ -235,23 +236,11 @@ def test_attach_while_another_process_grows_the_segment(shm_name):
     # carves heap space: a copy taken mid-change used to fail validation
     # (CorruptSegmentError for a healthy segment, ~1 attach in 100 under
     # 4 writers).  Every attach must succeed.
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
         seg.dict("d")
-        stop = ctx.Event()
-        writers = [ctx.Process(target=_grow_and_churn, args=(shm_name, stop, w)) for w in range(2)]
-        for w in writers:
-            w.start()
-        try:
+        with busy_workers(_grow_and_churn, shm_name):
             for _ in range(1500):
                 shmkit.Segment(shm_name, create=False).close()
-        finally:
-            stop.set()
-            for w in writers:
-                w.join(60)
-        assert all(w.exitcode == 0 for w in writers)
         assert seg.size > 1 << 20       # it did grow meanwhile
 
 
@@ -285,26 +274,14 @@ def test_attach_and_open_everything_while_others_use_it(shm_name):
     # every check must hold for a healthy segment at any instant, whatever
     # order it reads in.  Two of them did not (attach vs a growing heap,
     # dict open vs a clear).
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
         seg.dict("d"), seg.queue("q"), seg.stack("s")
         seg.allocator("fl", size=1 << 16), seg.bitset("b", 1024), seg.array("a", "int64", 64)
-        stop = ctx.Event()
-        workers = [ctx.Process(target=_use_everything, args=(shm_name, stop, w)) for w in range(2)]
-        for w in workers:
-            w.start()
-        try:
+        with busy_workers(_use_everything, shm_name):
             for _ in range(1000):
                 with shmkit.Segment(shm_name, create=False) as other:
                     for info in other.objects():
                         other.open(info["name"]).close()
-        finally:
-            stop.set()
-            for w in workers:
-                w.join(60)
-        assert all(w.exitcode == 0 for w in workers)
 
 
 def test_out_of_memory_at_max_size(shm_name):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import shmkit
+from conftest import busy_workers
 from shmkit.queue import Queue
 from shmkit.segment import Segment
 from shmkit.stack import Stack
@@ -253,7 +254,7 @@ def test_bad_input_changes_nothing(s):
     assert s.pop() == b"keep"
 
 
-def _push_pop(name, stop):
+def _push_pop(name, stop, wid):
     st_ = Stack(name, create=False)
     i = 0
     while not stop.is_set():
@@ -269,20 +270,10 @@ def test_check_while_other_processes_push_and_pop(s, name):
     # It must never be; once they stop the check is exact and verified.
     for i in range(300):            # a long list: each walk takes a while
         s.push(i)
-    ctx = mp.get_context("fork")
-    stop = ctx.Event()
-    procs = [ctx.Process(target=_push_pop, args=(name, stop)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    try:
+    with busy_workers(_push_pop, name):
         while s.check()["total_push"] == 300:    # until they are at work
             pass
         for _ in range(3000):
             s.check()
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(JOIN_TIMEOUT)
-    assert all(p.exitcode == 0 for p in procs)
     st_ = s.check()
     assert st_["items"] == 300 == len(s) and not st_["unverified"]
