@@ -543,8 +543,38 @@ shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->seg; }
 
 /* ------------------------------------------------------------------ check */
 
-/* A list that changes under this many walks in a row is left unverified. */
-#define CHECK_LIST_TRIES 64
+/* One walk of free list (c, its stripe) for shk_lfstack_check: nodes FREE,
+ * of class c, inside [start, top), no cycle.  top is read after the head
+ * word (a block is carved before it is ever pushed, so that top lies beyond
+ * every node of that list); the cycle guard is the most blocks [start, top)
+ * can hold. */
+typedef struct list_walk {
+    const shk_freelist *fl;
+    unsigned c;
+    uint64_t n;              /* nodes of the last walk */
+} list_walk;
+
+static int walk_list(uint64_t head_word, void *ctx)
+{
+    list_walk *lw = ctx;
+    const shk_freelist *fl = lw->fl;
+    uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
+    uint64_t max_nodes = (top - fl->start) / (BLOCK_HDR + class_size(0));
+    lw->n = 0;
+    for (uint64_t node = shk_lf_off(head_word); node;) {
+        /* the bounds first: block_at of a wild offset is itself undefined
+         * behaviour */
+        if (node < fl->start || node + BLOCK_HDR > top || node % SHK_ALIGN)
+            return 1;
+        const fl_block *b = block_at(fl, node);
+        if (cls_get(b) != lw->c ||
+            atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE ||
+            ++lw->n > max_nodes)
+            return 1;
+        node = atomic_load_explicit(&b->link, memory_order_relaxed);
+    }
+    return 0;
+}
 
 int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
 {
@@ -584,54 +614,23 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
         if (h > top)
             return SHK_ECORRUPT;
     }
-    /* 2. Walk every list: nodes FREE, of the list's class, no cycles.
-     *    Other processes may pop and push meanwhile: a node popped and
-     *    reused under the walk looks like a LIVE block on a list.  Every
-     *    push and pop changes the head word (its tag counts them), so a
-     *    walk that fails while the head word stayed the same saw a list
-     *    nobody touched: that is corruption.  If the head moved, the walk
-     *    proves nothing and is tried again; a list that moves under every
-     *    try is counted as unverified, not called corrupt.  The cycle guard
-     *    is the most blocks [start, top) can hold, not the count of the
-     *    walk above: blocks freed since then are rightly on lists.  top is
-     *    read again after each head (a block is carved before it is ever
-     *    pushed, so that top lies beyond every node of that list). */
+    /* 2. Walk every list (walk_list).  Other processes may pop and push
+     *    meanwhile: shk_lfstack_check tells a list they moved (walked
+     *    again, at worst counted as unverified) from a corrupt one.  The
+     *    cycle guard does not use the count of the walk above: blocks freed
+     *    since then are rightly on lists. */
     for (unsigned c = 0; c < FL_NCLASS; c++) {
         for (unsigned sp = 0; sp < stripes_of(c); sp++) {
-            _Atomic uint64_t *head = &class_line(fl->sh, sp, c)->head;
-            for (unsigned tries = 0;; tries++) {
-                uint64_t w0 = atomic_load_explicit(head, memory_order_acquire);
-                uint64_t lt = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
-                uint64_t max_nodes = (lt - fl->start) / (BLOCK_HDR + class_size(0));
-                uint64_t node = shk_lf_off(w0), n = 0;
-                int bad = 0;
-                while (node && !bad) {
-                    /* the bounds first: block_at of a wild offset is
-                     * itself undefined behaviour */
-                    bad = node < fl->start || node + BLOCK_HDR > lt || node % SHK_ALIGN;
-                    if (bad)
-                        break;
-                    const fl_block *b = block_at(fl, node);
-                    bad = cls_get(b) != c ||
-                          atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE ||
-                          ++n > max_nodes;
-                    if (!bad)
-                        node = atomic_load_explicit(&b->link, memory_order_relaxed);
-                }
-                if (!bad) {
-                    s.free_blocks += n;
-                    s.free_list_bytes += n * (BLOCK_HDR + class_size(c));
-                    break;
-                }
-                /* acquire: the node reads above happen before this re-read. */
-                atomic_thread_fence(memory_order_acquire);
-                if (atomic_load_explicit(head, memory_order_relaxed) == w0)
-                    return SHK_ECORRUPT;
-                if (tries == CHECK_LIST_TRIES) {
-                    s.unverified_lists++;
-                    break;
-                }
+            list_walk lw = {fl, c, 0};
+            int rc = shk_lfstack_check(&class_line(fl->sh, sp, c)->head, walk_list, &lw);
+            if (rc == SHK_ECORRUPT)
+                return rc;
+            if (rc == SHK_EAGAIN) {
+                s.unverified_lists++;
+                continue;
             }
+            s.free_blocks += lw.n;
+            s.free_list_bytes += lw.n * (BLOCK_HDR + class_size(c));
         }
     }
     s.capacity = fl->limit - fl->start;

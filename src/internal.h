@@ -227,6 +227,21 @@ static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
     }
 }
 
+/* Verify a list that other processes may push to and pop from meanwhile.
+ * walk(head_word, ctx) walks the list from that head word and returns 0 if
+ * every node passed, nonzero at the first that did not (a node popped and
+ * reused under the walk fails it).  Every push and pop moves the head word
+ * (its tag counts them), so a walk that failed while the head word stayed
+ * the same saw a list nobody touched: SHK_ECORRUPT.  If the head moved, the
+ * walk proves nothing and is tried again; a list that moves under every one
+ * of SHK_LFSTACK_CHECK_TRIES further walks gives SHK_EAGAIN (unverified,
+ * not corrupt).  SHK_OK: the last walk passed.  (In sync.c, not inline:
+ * gcc's ThreadSanitizer build refuses the fence in an inlined header
+ * function.) */
+#define SHK_LFSTACK_CHECK_TRIES 64
+int shk_lfstack_check(_Atomic uint64_t *head,
+                      int (*walk)(uint64_t head_word, void *ctx), void *ctx);
+
 /* ---- crash points (for the crash-torture tests) ----
  * SHK_CRASH_POINT("freelist.carve") kills the calling process with SIGKILL
  * when the environment variable SHMKIT_CRASH_AT is "freelist.carve" (or

@@ -261,52 +261,50 @@ uint64_t shk_stack_size(const shk_stack *s)
     return n > 0 ? (uint64_t)n : 0;
 }
 
-/* A list that changes under this many walks in a row is left unverified. */
-#define CHECK_TRIES 64
+/* One walk of the list for shk_lfstack_check: every node a live heap block
+ * big enough for its item, no cycle. */
+typedef struct stack_walk {
+    shk_stack *s;
+    uint64_t items, bytes;   /* of the last walk */
+} stack_walk;
+
+static int walk_stack(uint64_t head_word, void *ctx)
+{
+    stack_walk *sw = ctx;
+    shk_stack *s = sw->s;
+    /* after the head: every node on that list lies below this size */
+    uint64_t fs = shk_segment_file_size(s->seg);
+    /* A list longer than the segment could hold nodes has a cycle. */
+    uint64_t limit = fs / (NODE_HDR + 16) + 1;
+    sw->items = sw->bytes = 0;
+    for (uint64_t off = shk_lf_off(head_word); off;) {
+        uint64_t len;
+        uint32_t tag;
+        if (!node_valid(s, off, &len, &tag) ||
+            shk_freelist_usable(s->heap, off) < NODE_HDR + len ||
+            ++sw->items > limit)
+            return 1;
+        sw->bytes += len;
+        off = atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed);
+    }
+    return 0;
+}
 
 int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
 {
     shk_stack_stats r;
     memset(&r, 0, sizeof r);
-    int rc = SHK_OK;
-    /* Other processes may push and pop meanwhile: a node popped and freed
-     * under the walk fails it.  Every push and pop changes the head word
-     * (its tag counts them), so a walk that fails while the head word
-     * stayed the same saw a list nobody touched: that is corruption.  If
-     * the head moved, the walk proves nothing and is tried again; a list
-     * that moves under every try is reported unverified, not corrupt. */
-    for (unsigned tries = 0;; tries++) {
-        uint64_t w = atomic_load_explicit(&s->sh->head, memory_order_acquire);
-        /* after the head: every node on that list lies below this size */
-        uint64_t fs = shk_segment_file_size(s->seg);
-        /* A list longer than the segment could hold nodes has a cycle. */
-        uint64_t limit = fs / (NODE_HDR + 16) + 1;
-        int bad = 0;
-        r.items = r.bytes = 0;
-        for (uint64_t off = shk_lf_off(w); off && !bad; ) {
-            uint64_t len;
-            uint32_t tag;
-            bad = !node_valid(s, off, &len, &tag) ||
-                  shk_freelist_usable(s->heap, off) < NODE_HDR + len ||
-                  ++r.items > limit;
-            if (!bad) {
-                r.bytes += len;
-                off = atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed);
-            }
-        }
-        if (!bad)
-            break;
-        /* acquire: the node reads above happen before this re-read. */
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&s->sh->head, memory_order_relaxed) == w) {
-            rc = SHK_ECORRUPT;
-            break;
-        }
-        if (tries == CHECK_TRIES) {
-            r.unverified = 1;
-            r.items = r.bytes = 0;
-            break;
-        }
+    /* Other processes may push and pop meanwhile: shk_lfstack_check tells
+     * a list they moved (walked again, at worst reported unverified) from a
+     * corrupt one. */
+    stack_walk sw = {s, 0, 0};
+    int rc = shk_lfstack_check(&s->sh->head, walk_stack, &sw);
+    if (rc == SHK_EAGAIN) {
+        r.unverified = 1;
+        rc = SHK_OK;
+    } else if (rc == SHK_OK) {
+        r.items = sw.items;
+        r.bytes = sw.bytes;
     }
     r.counter = atomic_load_explicit(&s->sh->count, memory_order_relaxed);
     r.total_push = atomic_load_explicit(&s->sh->total_push, memory_order_relaxed);

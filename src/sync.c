@@ -10,6 +10,9 @@
  * Futexes are used for blocking waits (queue get/put).  They are *shared*
  * futexes (no FUTEX_PRIVATE_FLAG): private futexes are keyed by the process's
  * address space and would never wake a waiter in another process.
+ *
+ * Also here: shk_lfstack_check, the check of a lock-free list that other
+ * processes may change while it is walked (internal.h).
  */
 #include "internal.h"
 
@@ -20,6 +23,22 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+int shk_lfstack_check(_Atomic uint64_t *head,
+                      int (*walk)(uint64_t head_word, void *ctx), void *ctx)
+{
+    for (unsigned tries = 0;; tries++) {
+        uint64_t w = atomic_load_explicit(head, memory_order_acquire);
+        if (walk(w, ctx) == 0)
+            return SHK_OK;
+        /* acquire: the walk's node reads happen before this re-read. */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(head, memory_order_relaxed) == w)
+            return SHK_ECORRUPT;
+        if (tries == SHK_LFSTACK_CHECK_TRIES)
+            return SHK_EAGAIN;
+    }
+}
 
 int shk_mutex_init(shk_mutex *mx) { return shk_pmutex_init(&mx->m); }
 int shk_mutex_lock(shk_mutex *mx) { return shk_pmutex_lock(&mx->m); }
