@@ -228,8 +228,9 @@ def test_check_while_other_processes_allocate(shm_name):
     # list.  That used to be reported as corruption (6 checks in 2,000);
     # it must never be, and once they stop the check is exact.
     a = shmkit.FreeListAllocator(shm_name, capacity=1 << 20, create=True)
-    with busy_workers(_churn, shm_name):
-        while a.available_bytes() == a.capacity:    # until they are at work
+    with busy_workers(_churn, shm_name) as procs:
+        # until they are at work (or one died: busy_workers then reports it)
+        while a.available_bytes() == a.capacity and all(p.is_alive() for p in procs):
             pass
         for _ in range(2000):
             a.check()

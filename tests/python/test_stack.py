@@ -270,8 +270,9 @@ def test_check_while_other_processes_push_and_pop(s, name):
     # It must never be; once they stop the check is exact and verified.
     for i in range(300):            # a long list: each walk takes a while
         s.push(i)
-    with busy_workers(_push_pop, name):
-        while s.check()["total_push"] == 300:    # until they are at work
+    with busy_workers(_push_pop, name) as procs:
+        # until they are at work (or one died: busy_workers then reports it)
+        while s.check()["total_push"] == 300 and all(p.is_alive() for p in procs):
             pass
         for _ in range(3000):
             s.check()
