@@ -6,8 +6,9 @@
  * Operations on N keys "key<i>" with 8-byte values: insert, update, get
  * (hit), get (miss), delete; then get and update from 1 and 2 processes at
  * once (aggregate), and inserts from 2 processes into one dict against a
- * dict each (what sharing a dict costs a writer; see inserter_work).  Each figure is the median of 5 repeats, in ops/s;
- * results go to a JSON file (default build/bench/bench_dict.json).
+ * dict each (what sharing a dict costs a writer; see inserter_work).  Each
+ * figure is the median of 5 repeats, in ops/s; results go to a JSON file
+ * (default build/bench/bench_dict.json).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
