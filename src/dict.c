@@ -134,8 +134,9 @@
  *   if it is still that version; if not, the new entry (never reachable,
  *   so ours alone) is freed and nothing changed.  An unpublished resized
  *   table is freed; a published one has its predecessor freed, since the
- *   intent is cleared only before that step.  A clear is finished if clear_epoch shows it committed, else its
- *   new table is freed (see CLEAR).  Then count and used are recomputed.
+ *   intent is cleared only before that step.  A clear is finished if
+ *   clear_epoch shows it committed, else its new table is freed (see
+ *   CLEAR).  Then count and used are recomputed.
  *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
  *   Committed entries are never lost: a commit is its slot store.  The worst
  *   case is a leaked block (a crash between allocating and recording it, or
