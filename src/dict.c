@@ -149,19 +149,31 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #define DICT_MAGIC 0x31544349444b4853ull    /* "SHKDICT1" */
 #define TABLE_MAGIC 0x4c424154444b4853ull   /* "SHKDTABL" */
-#define DICT_VERSION 2u
+#define DICT_MAGIC 0x31544349444b4853ull    /* "SHKDICT1" */
+#define TABLE_MAGIC 0x4c424154444b4853ull   /* "SHKDTABL" */
+#define DICT_VERSION 3u
 #define DICT_MAX_SHARDS 256u
+#define DICT_LANES 16u                       /* a power of two, <= 255     */
 #define TABLE_HDR 16u
 #define ENTRY_HDR 32u
 
-#define SLOT_EMPTY 0ull
+/* Slot words (see LAYOUT).  The low 32 bits say what a slot is. */
 #define SLOT_TOMB 0xffffffffull
+#define SLOT_BUSY_LO 0xfffffffeull
 #define LIFE_DEAD (1ull << 16)               /* ver 1: odd, never live     */
 #define VER_MASK ((1ull << 48) - 1)
+#define TW_FROZEN (1ull << 63)               /* table word: writers wait   */
+
+/* A shard's table holds at most LOAD_NUM/LOAD_DEN of its slots used (live
+ * + tombstones). */
+#define LOAD_NUM 3u
+#define LOAD_DEN 4u
 
 enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3, OP_CLEAR = 4 };
 
@@ -175,23 +187,20 @@ typedef struct dict_intent {
     uint64_t old_table;      /* the table it replaces                       */
 } dict_intent;
 
-/* The writers' line: the lock and everything a set or delete writes besides
- * its slot (the counters and the intent of the change), so that a change
- * takes two lines from a core that wrote this shard last, not three. */
-typedef struct dict_wline {
+/* The shard lock's line: taken by resizes, clears, checks and writers
+ * waiting for those, never by a plain set or delete. */
+typedef struct dict_sline {
     _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
-    _Atomic uint32_t count;  /* live entries (< 2^31 per shard)            */
-    _Atomic uint32_t used;   /* live + tombstone slots                      */
-    uint32_t new_e;          /* OP_SET: the new entry / 16                  */
-    uint32_t old_e;          /* OP_SET/DEL: the entry replaced, deleted / 16 */
-    _Atomic uint64_t op_ver; /* op << 56 | the old entry's version          */
-} dict_wline;
+    _Atomic uint32_t used;   /* slots reserved for use: >= live + tombs    */
+    _Atomic uint32_t rebase; /* 1: base must be recomputed (a lane died)   */
+    _Atomic int64_t base;    /* live entries = sum of lane counts - base   */
+} dict_sline;
 
-/* One shard: an independent table with its own writer lock.  Three lines
- * (on x86-64; more where pthread_mutex_t is larger): the one every lookup
- * reads, the rare intent of a resize or clear, and the writers' line. */
+/* One shard: an independent table.  Three lines (on x86-64; more where
+ * pthread_mutex_t is larger): the one every lookup and writer reads, the
+ * rare intent of a resize or clear, and the shard lock's line. */
 typedef struct dict_shard {
-    /* line 0: read by every lookup, written only by resize/clear */
+    /* line 0: read by every lookup and write, written by resize/clear */
     _Atomic uint64_t table;
     _Atomic uint64_t epoch;  /* the clear its table is from (see CLEAR)     */
     _Atomic uint64_t resizes;
@@ -200,32 +209,51 @@ typedef struct dict_shard {
     /* line 1: written by resize and clear only */
     dict_intent intent;
     char pad1[SHK_CACHELINE - sizeof(dict_intent)];
-    /* line 2: written by every change */
-    dict_wline w;
+    /* line 2 */
+    dict_sline s;
 } dict_shard;
 SHK_STATIC_ASSERT(offsetof(dict_shard, intent) == SHK_CACHELINE, "layout");
-SHK_STATIC_ASSERT(offsetof(dict_shard, w) == 2 * SHK_CACHELINE, "layout");
-SHK_STATIC_ASSERT(sizeof(dict_wline) % SHK_CACHELINE == 0, "whole lines");
+SHK_STATIC_ASSERT(offsetof(dict_shard, s) == 2 * SHK_CACHELINE, "layout");
 #if defined(__x86_64__) && defined(__GLIBC__)
-SHK_STATIC_ASSERT(sizeof(dict_wline) == SHK_CACHELINE, "one line on x86-64");
+SHK_STATIC_ASSERT(sizeof(dict_sline) == SHK_CACHELINE, "one line on x86-64");
 #endif
 
-static inline uint32_t wop(uint64_t op_ver) { return (uint32_t)(op_ver >> 56); }
-static inline uint64_t wver(uint64_t op_ver) { return op_ver & VER_MASK; }
+/* A lane: what one writer at a time (the holder of its robust mutex)
+ * writes besides table slots, on lines no other writer touches while it
+ * works: the intent of its change, its version batch, its share of each
+ * shard's entry count and its reserve of each shard's slots. */
+typedef struct dict_lane {
+    _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
+    _Atomic uint32_t owner;  /* pid that prefers this lane (a hint)        */
+    uint32_t nonce;          /* EMPTY words this lane wrote (see DELETE)    */
+    _Atomic uint64_t op;     /* intent: op << 56 | shard << 48 | pinned     */
+    /* the intent's fields, valid while op != OP_NONE */
+    _Alignas(SHK_CACHELINE) uint64_t new_e, new_ver;  /* OP_SET           */
+    uint64_t old_e, old_ver; /* the entry replaced or deleted, or 0        */
+    uint64_t table;          /* OP_DEL: the table it ran in                 */
+    uint64_t slot;           /* OP_DEL: the slot of the deleted entry      */
+    uint64_t ver_next, ver_end;        /* the version batch                */
+    _Atomic int64_t count[SHK_DICT_SHARDS];   /* entries added - removed   */
+    uint64_t budget[SHK_DICT_SHARDS];  /* table gen << 32 | slots reserved */
+} dict_lane;
+SHK_STATIC_ASSERT(SHK_DICT_SHARDS <= DICT_MAX_SHARDS, "shards");
+
+static inline uint32_t lop(uint64_t op) { return (uint32_t)(op >> 56); }
+static inline unsigned lshard(uint64_t op) { return (unsigned)(op >> 48) & 0xffu; }
 
 typedef struct dict_shared {
     /* line 0: read by every lookup, written only by clear */
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
-    uint32_t nshards;        /* a power of two, 1 .. DICT_MAX_SHARDS        */
-    uint32_t reserved;
+    uint32_t nshards;        /* a power of two, 1 .. SHK_DICT_SHARDS        */
+    uint32_t nlanes;         /* DICT_LANES                                  */
     _Atomic uint64_t clear_epoch;  /* clears committed (see CLEAR)          */
     char pad0[SHK_CACHELINE - 32];
     /* line 1: written once per version batch */
     _Atomic uint64_t next_ver;
     char pad1[SHK_CACHELINE - 8];
-    dict_shard shard[];      /* nshards of them                             */
+    dict_shard shard[];      /* nshards of them, then nlanes dict_lanes     */
 } dict_shared;
 SHK_STATIC_ASSERT(offsetof(dict_shared, shard) == 2 * SHK_CACHELINE, "layout");
 
@@ -240,21 +268,12 @@ typedef struct dict_entry {
 } dict_entry;
 SHK_STATIC_ASSERT(sizeof(dict_entry) == ENTRY_HDR, "entry header");
 
-/* Versions a handle reserved from next_ver, a batch at a time so that
- * commits do not all bounce one shared counter between cores.  One batch
- * per shard, used only under that shard's writer lock.  A forked child
- * inherits the handle, so a batch is dropped when the fork generation
- * changes (internal.h), or parent and child would hand out equal versions. */
-typedef struct ver_batch {
-    uint64_t next, end;
-    unsigned fork_gen;          /* shk_fork_gen() when it was taken */
-} ver_batch;
-
 struct shk_dict {
     shk_segment *seg;
     shk_freelist *heap;
     char *base;
     dict_shared *sh;
+    dict_lane *lanes;
     uint64_t off;
     uint64_t seed;
     uint64_t shard_mask;        /* nshards - 1 */
@@ -262,29 +281,46 @@ struct shk_dict {
      * below it is always safe; only beyond it do we ask the segment again.
      * Relaxed atomic: a per-process cache that threads may share. */
     _Atomic uint64_t backed;
-    ver_batch ver[];            /* one per shard */
+    /* The lane this handle tries first, and the fork generation it was
+     * chosen in (a forked child chooses its own).  Hints only: relaxed. */
+    _Atomic unsigned lane_hint;
+    _Atomic unsigned lane_gen;
 };
 
 /* ----------------------------------------------------------- small helpers */
 
 static inline uint64_t tw_pack(uint64_t tgen, unsigned log2cap, uint64_t off)
 {
-    return ((tgen & 0x3ffffffull) << 38) | ((uint64_t)log2cap << 32) | (off >> 4);
+    return ((tgen & 0x1ffffffull) << 38) | ((uint64_t)log2cap << 32) | (off >> 4);
 }
 static inline unsigned tw_log2(uint64_t w) { return (unsigned)(w >> 32) & 63u; }
 static inline uint64_t tw_off(uint64_t w) { return (w & 0xffffffffull) << 4; }
-static inline uint64_t tw_gen(uint64_t w) { return w >> 38; }
+static inline uint64_t tw_gen(uint64_t w) { return (w >> 38) & 0x1ffffffull; }
+/* Equal tables (the FROZEN bit aside: it changes who may write, not what
+ * the table holds). */
+static inline int tw_same(uint64_t a, uint64_t b) { return ((a ^ b) & ~TW_FROZEN) == 0; }
 
 static inline uint64_t slot_pack(uint64_t hash, uint64_t entry)
 {
     return (hash & 0xffffffff00000000ull) | (entry >> 4);
 }
 static inline uint64_t slot_entry(uint64_t s) { return (s & 0xffffffffull) << 4; }
-static inline int slot_live(uint64_t s) { return s != SLOT_EMPTY && s != SLOT_TOMB; }
+static inline int slot_empty(uint64_t s) { return (uint32_t)s == 0; }
+static inline int slot_busy(uint64_t s) { return (s & 0xffffffffull) == SLOT_BUSY_LO; }
+static inline int slot_live(uint64_t s)
+{
+    return (uint32_t)s != 0 && (s & 0xffffffffull) < SLOT_BUSY_LO;
+}
+static inline uint64_t busy_word(unsigned lane) { return (uint64_t)(lane + 1) << 32 | SLOT_BUSY_LO; }
 
 static inline uint64_t table_bytes(unsigned log2cap)
 {
     return TABLE_HDR + ((uint64_t)8 << log2cap);
+}
+/* Most slots a table of 2^l slots may have used. */
+static inline uint64_t table_limit(unsigned l)
+{
+    return ((1ull << l) * LOAD_NUM) / LOAD_DEN;
 }
 static inline _Atomic uint64_t *slots_of(const shk_dict *d, uint64_t tw)
 {
@@ -350,6 +386,10 @@ static inline unsigned shard_index(const shk_dict *d, const dict_shard *sh)
 {
     return (unsigned)(sh - d->sh->shard);
 }
+static inline unsigned lane_index(const shk_dict *d, const dict_lane *l)
+{
+    return (unsigned)(l - d->lanes);
+}
 
 /* 1 if a clear has committed (clear_epoch) but not reached this shard yet:
  * its table still holds what the clear removed, so it reads as empty.
@@ -362,30 +402,28 @@ static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
     return atomic_load_explicit(&sh->epoch, memory_order_acquire) < c;
 }
 
-/* The next unique even version (called under sh's writer lock). */
-static uint64_t new_ver(shk_dict *d, dict_shard *sh)
+/* The next unique even version (called by the holder of lane l). */
+static uint64_t new_ver(shk_dict *d, dict_lane *l)
 {
-    ver_batch *b = &d->ver[shard_index(d, sh)];
-    unsigned fg = shk_fork_gen();
-    if (b->next == b->end || b->fork_gen != fg) {
-        b->fork_gen = fg;
+    if (l->ver_next >= l->ver_end || l->ver_end - l->ver_next > 2 * VER_BATCH) {
         /* relaxed: versions only need to be unique, not ordered. */
-        b->next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
-                                            memory_order_relaxed);
-        b->end = b->next + 2 * VER_BATCH;
+        l->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
+                                                memory_order_relaxed);
+        l->ver_end = l->ver_next + 2 * VER_BATCH;
     }
-    uint64_t v = b->next & VER_MASK;
-    b->next += 2;
+    uint64_t v = l->ver_next & VER_MASK;
+    l->ver_next += 2;
     return v;
 }
 
 /* ------------------------------------------------------------ open/create */
 
+/* Smallest power of two (at least the minimum) whose table holds
+ * `entries` used slots. */
 static unsigned log2_for(uint64_t entries)
 {
-    /* smallest power of two with entries <= 3/4 of it, at least the minimum */
     unsigned l = 3;
-    while (l < SHK_DICT_MAX_LOG2_CAP && ((1ull << l) / 4) * 3 < entries)
+    while (l < SHK_DICT_MAX_LOG2_CAP && table_limit(l) < entries)
         l++;
     return l;
 }
@@ -425,9 +463,13 @@ static uint64_t shard_hint(uint64_t hint, unsigned nshards)
     return per + per / 8 + (per ? 4 : 0);
 }
 
-static inline uint64_t header_bytes(unsigned nshards)
+static inline uint64_t lanes_at(unsigned nshards)
 {
     return sizeof(dict_shared) + (uint64_t)nshards * sizeof(dict_shard);
+}
+static inline uint64_t header_bytes(unsigned nshards, unsigned nlanes)
+{
+    return lanes_at(nshards) + (uint64_t)nlanes * sizeof(dict_lane);
 }
 
 static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *size)
@@ -435,24 +477,27 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     init_arg *ia = arg;
     shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg),
                     .base = shk_segment_base(seg)};
-    const unsigned ns = SHK_DICT_SHARDS;
+    const unsigned ns = SHK_DICT_SHARDS, nl = DICT_LANES;
     /* The header's lines must be real cache lines (the layout keeps what
      * readers read apart from what writers write), and heap blocks are only
      * 16-aligned: take 48 bytes more and start on a line.  Object headers
      * are never freed, so the block's own start need not be kept. */
     uint64_t blk;
-    int rc = shk_freelist_alloc(tmp.heap, header_bytes(ns) + SHK_CACHELINE - 16, &blk);
+    int rc = shk_freelist_alloc(tmp.heap, header_bytes(ns, nl) + SHK_CACHELINE - 16, &blk);
     if (rc != SHK_OK)
         return rc;
     uint64_t h = shk_align_up(blk, SHK_CACHELINE);
     dict_shared *sh = (dict_shared *)(tmp.base + h);
-    memset(sh, 0, header_bytes(ns));
+    memset(sh, 0, header_bytes(ns, nl));
+    dict_lane *lanes = (dict_lane *)((char *)sh + lanes_at(ns));
+    for (unsigned i = 0; i < nl && rc == SHK_OK; i++)
+        rc = shk_pmutex_init(&lanes[i].lock);
     unsigned l = log2_for(shard_hint(ia->capacity_hint, ns));
     unsigned made = 0;
-    for (; made < ns; made++) {
+    for (; made < ns && rc == SHK_OK; made++) {
         uint64_t t;
         rc = table_new(&tmp, l, &t);
-        if (rc == SHK_OK && shk_pmutex_init(&sh->shard[made].w.lock) != SHK_OK) {
+        if (rc == SHK_OK && shk_pmutex_init(&sh->shard[made].s.lock) != SHK_OK) {
             shk_freelist_free(tmp.heap, t);
             rc = SHK_ESYS;
         }
@@ -472,12 +517,13 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
         v0 = (uint64_t)shk_now_ns() * 0x9E3779B97F4A7C15ull;
     sh->magic = DICT_MAGIC;
     sh->version = DICT_VERSION;
-    sh->header_size = (uint32_t)header_bytes(ns);
+    sh->header_size = (uint32_t)header_bytes(ns, nl);
     sh->nshards = ns;
+    sh->nlanes = nl;
     atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed);
     /* The directory's release store of the entry publishes all of this. */
     *offset = h;
-    *size = header_bytes(ns);
+    *size = header_bytes(ns, nl);
     return SHK_OK;
 }
 
@@ -501,11 +547,15 @@ static inline int table_valid(const shk_dict *d, uint64_t tw)
 static int header_valid(shk_dict *d)
 {
     const dict_shared *sh = d->sh;
+    for (unsigned i = 0; i < sh->nlanes; i++) {
+        uint64_t op = atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed);
+        if (lop(op) > OP_DEL || lshard(op) > d->shard_mask)
+            return 0;
+    }
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         const dict_shard *s = &sh->shard[i];
         uint32_t op = atomic_load_explicit(&s->intent.op, memory_order_relaxed);
-        if (wop(atomic_load_explicit(&s->w.op_ver, memory_order_relaxed)) > OP_DEL ||
-            (op != OP_NONE && op != OP_RESIZE && op != OP_CLEAR))
+        if (op != OP_NONE && op != OP_RESIZE && op != OP_CLEAR)
             return 0;
         /* acquire: pairs with the publishing release store, so the magic
          * of the table it names is in place when we read it. */
@@ -525,7 +575,7 @@ static int header_valid(shk_dict *d)
 int shk_dict_open(shk_segment *seg, const char *name, int create,
                   uint64_t capacity_hint, shk_dict **out, int *created)
 {
-    if (capacity_hint > (3ull << (SHK_DICT_MAX_LOG2_CAP - 2)))
+    if (capacity_hint > table_limit(SHK_DICT_MAX_LOG2_CAP))
         return SHK_EINVAL;
     init_arg ia = {capacity_hint};
     uint64_t off;
@@ -537,23 +587,25 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
     if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % SHK_CACHELINE)
         return SHK_ECORRUPT;
     const dict_shared *hdr = (const dict_shared *)(shk_segment_base(seg) + off);
-    unsigned ns = hdr->nshards;
+    unsigned ns = hdr->nshards, nl = hdr->nlanes;
     if (hdr->magic != DICT_MAGIC || hdr->version != DICT_VERSION ||
-        ns == 0 || ns > DICT_MAX_SHARDS || (ns & (ns - 1)) ||
-        hdr->header_size != header_bytes(ns) ||
-        !shk_segment_contains(seg, off, header_bytes(ns)))
+        ns == 0 || ns > SHK_DICT_SHARDS || (ns & (ns - 1)) || nl != DICT_LANES ||
+        hdr->header_size != header_bytes(ns, nl) ||
+        !shk_segment_contains(seg, off, header_bytes(ns, nl)))
         return SHK_ECORRUPT;
     shk_fork_watch();
-    shk_dict *d = calloc(1, sizeof *d + ns * sizeof(ver_batch));
+    shk_dict *d = calloc(1, sizeof *d);
     if (!d)
         return SHK_ESYS;
     d->seg = seg;
     d->heap = shk_segment_heap(seg);
     d->base = shk_segment_base(seg);
     d->sh = (dict_shared *)(d->base + off);
+    d->lanes = (dict_lane *)((char *)d->sh + lanes_at(ns));
     d->off = off;
     d->seed = shk_segment_hash_seed(seg);
     d->shard_mask = ns - 1;
+    atomic_store_explicit(&d->lane_gen, shk_fork_gen() + 1, memory_order_relaxed);
     if (!header_valid(d)) {
         free(d);
         return SHK_ECORRUPT;
@@ -565,37 +617,35 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
     return SHK_OK;
 }
 
+/* Offsets of the robust mutexes in the header (for the fuzzer, which must
+ * not scribble on them): the shards' locks, then the lanes'. */
 int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end)
 {
-    if (i >= SHK_DICT_SHARDS)
+    if (i < SHK_DICT_SHARDS)
+        *start = offsetof(dict_shared, shard) + i * sizeof(dict_shard) +
+                 offsetof(dict_shard, s) + offsetof(dict_sline, lock);
+    else if (i < SHK_DICT_SHARDS + DICT_LANES)
+        *start = lanes_at(SHK_DICT_SHARDS) + (i - SHK_DICT_SHARDS) * sizeof(dict_lane) +
+                 offsetof(dict_lane, lock);
+    else
         return SHK_ENOTFOUND;
-    *start = offsetof(dict_shared, shard) + i * sizeof(dict_shard) +
-             offsetof(dict_shard, w) + offsetof(dict_wline, lock);
     *end = *start + sizeof(pthread_mutex_t);
     return SHK_OK;
 }
+
+static void lane_release_hint(shk_dict *d);
 
 void shk_dict_close(shk_dict *d)
 {
     if (!d)
         return;
+    lane_release_hint(d);
     shk_segment_close(d->seg);
     free(d);
 }
 
 shk_segment *shk_dict_segment(const shk_dict *d) { return d->seg; }
 uint64_t shk_dict_offset(const shk_dict *d) { return d->off; }
-
-uint64_t shk_dict_count(const shk_dict *d)
-{
-    /* relaxed: each shard's count is exact under its lock; the sum is a
-     * snapshot only when no writer runs (like len() of any concurrent map). */
-    uint64_t n = 0;
-    for (unsigned i = 0; i <= d->shard_mask; i++)
-        if (!shard_stale(d, &d->sh->shard[i]))
-            n += atomic_load_explicit(&d->sh->shard[i].w.count, memory_order_relaxed);
-    return n;
-}
 
 /* ------------------------------------------------------------------ reads */
 
@@ -637,8 +687,8 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
                                          memory_order_relaxed);
     if (life_ver(life) != ref->ver)
         return 0;
-    return atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
-                                memory_order_relaxed) == ref->table;
+    return tw_same(atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
+                                        memory_order_relaxed), ref->table);
 }
 
 int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
@@ -662,7 +712,9 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             /* acquire: pairs with the release store that published the
              * entry, so its contents are visible. */
             uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
-            if (s == SLOT_EMPTY)
+            /* A BUSY slot ends a probe like EMPTY: it is part of a run a
+             * delete is emptying, and no key lies beyond such a run. */
+            if (slot_empty(s) || slot_busy(s))
                 break;
             if (s == SLOT_TOMB || (s >> 32) != tag)
                 continue;
@@ -689,7 +741,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         /* A miss is an answer only if the table was not replaced meanwhile
          * (a freed table's memory may have been reused). */
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&sh->table, memory_order_relaxed) == tw)
+        if (tw_same(atomic_load_explicit(&sh->table, memory_order_relaxed), tw))
             return SHK_ENOTFOUND;
     }
 }
@@ -804,32 +856,14 @@ static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 
 /* ----------------------------------------------------------------- writes */
 
-/* A shard counter changes only under its lock: a plain load and store, no
- * locked RMW.  Atomic (relaxed) because len() and stats() read it
- * without the lock. */
-static inline void counter_add(_Atomic uint32_t *c, int32_t d)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint32_t)d,
-                          memory_order_relaxed);
-}
-
-/* The lines a commit of this hash will write: its shard's writers' line and
- * its home slot.  Another process's writes to the same shard usually left
- * them in its cache, and moving a line between cores costs more than a
- * whole set (~160 ns on the 2-vCPU VMs we measure on, against ~50 ns), so
- * a commit that asks for them only when it takes the lock stalls there.
- * Asked for as early as the hash is known, before the entry is allocated
- * and built, the transfer overlaps that work.  Two processes inserting into
- * one dict lose 15-30 ns an insert to these transfers (bench_dict.c's
- * "shared inserts"; more with the prefetch after the allocation or none),
- * and nothing when their keys fall in disjoint shards.  The loss is split
- * between the lock line and the table lines: a lock-free prototype lost as
- * much (docs/dict.md, "Known limits").  A hint: nothing relies on it, and
- * a stale table word only prefetches a useless line. */
+/* The lines a commit of this hash will write: its home slot's.  Asked for
+ * as early as the hash is known, before the entry is allocated and built,
+ * so that a transfer from the core that wrote it last overlaps that work.
+ * A hint: nothing relies on it, and a stale table word only prefetches a
+ * useless line. */
 static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
 {
     dict_shard *sh = shard_of(d, hash);
-    SHK_PREFETCH_W(&sh->w);
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (SHK_LIKELY(table_valid(d, tw)))
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
@@ -880,134 +914,6 @@ void shk_dict_abort(shk_dict *d, shk_dict_txn *txn)
     }
 }
 
-/* ---- under the writer lock ---- */
-
-/* Probe the current table for the key of entry `want` (or key bytes).
- * *found: slot index of the key or -1; *free_slot: first tombstone/empty
- * slot on the path (where an insert goes). */
-typedef struct probe {
-    int64_t found;
-    int64_t free_slot;
-    uint64_t slot_word;
-} probe;
-
-static void probe_key(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
-                      uint64_t klen, uint64_t hash, probe *p)
-{
-    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    p->found = -1;
-    p->free_slot = -1;
-    uint64_t i = tag & mask;
-    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-        /* relaxed: we hold the writer lock, slots change only under it. */
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
-        if (s == SLOT_EMPTY) {
-            if (p->free_slot < 0)
-                p->free_slot = (int64_t)i;
-            return;
-        }
-        if (s == SLOT_TOMB) {
-            if (p->free_slot < 0)
-                p->free_slot = (int64_t)i;
-            continue;
-        }
-        if ((s >> 32) != tag)
-            continue;
-        const dict_entry *en = entry_at(d, slot_entry(s));
-        if (en->hash == hash && en->ktype == ktype && en->klen == klen &&
-            memcmp(d->base + slot_entry(s) + ENTRY_HDR, key, klen) == 0) {
-            p->found = (int64_t)i;
-            p->slot_word = s;
-            return;
-        }
-    }
-}
-
-static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
-{
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    uint64_t cap = 1ull << tw_log2(tw), live = 0, u = 0;
-    for (uint64_t i = 0; i < cap; i++) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
-        if (s != SLOT_EMPTY)
-            u++;
-        if (slot_live(s))
-            live++;
-    }
-    *used = u;
-    return live;
-}
-
-/* Repair after a writer died holding the lock (see CRASH SAFETY). */
-static void shard_finish_clear(shk_dict *d, dict_shard *sh);
-
-static void recover(shk_dict *d, dict_shard *sh)
-{
-    dict_intent *in = &sh->intent;
-    dict_wline *w = &sh->w;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    uint64_t ov = atomic_load_explicit(&w->op_ver, memory_order_relaxed);
-    uint32_t wo = wop(ov);
-    uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
-    if (wo == OP_SET || wo == OP_DEL) {
-        /* Find the key where it is now (by probing) to learn whether the
-         * change was published. */
-        uint64_t new_e = (uint64_t)w->new_e << 4, old_e = (uint64_t)w->old_e << 4;
-        uint64_t ke = wo == OP_SET ? new_e : old_e;
-        uint64_t cur = 0;
-        if (shk_segment_contains(d->seg, ke, ENTRY_HDR)) {
-            const dict_entry *en = entry_at(d, ke);
-            if (shk_segment_contains(d->seg, ke + ENTRY_HDR, en->klen)) {
-                probe p;
-                probe_key(d, tw, en->ktype, d->base + ke + ENTRY_HDR, en->klen,
-                          en->hash, &p);
-                if (p.found >= 0)
-                    cur = slot_entry(p.slot_word);
-            }
-        }
-        int done = wo == OP_SET ? cur == new_e : cur != old_e;
-        if (done) {
-            if (old_e)
-                entry_retire(d, old_e, wver(ov));
-        } else if (wo == OP_SET && shk_segment_contains(d->seg, new_e, ENTRY_HDR)) {
-            /* Never published, so never reachable (nor pinned): ours alone,
-             * whatever stage it reached. */
-            atomic_store_explicit(&entry_at(d, new_e)->life, LIFE_DEAD,
-                                  memory_order_relaxed);
-            entry_free(d, new_e);
-        }
-        atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
-    } else if (op == OP_CLEAR) {
-        /* Committed iff the clearer's clear_epoch store happened; then
-         * finish it (it publishes the new table if that had not happened);
-         * otherwise nothing was visible and the new table is ours alone. */
-        uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed);
-        int valid = table_valid(d, in->table) && table_valid(d, in->old_table);
-        if (c >= in->slot && valid && (tw == in->old_table || tw == in->table))
-            shard_finish_clear(d, sh);
-        else if (c < in->slot && tw != in->table && table_valid(d, in->table))
-            table_free(d, tw_off(in->table));
-    } else if (op == OP_RESIZE) {
-        if (tw != in->table) {
-            /* Not published: the new table is ours alone. */
-            if (table_valid(d, in->table))
-                table_free(d, tw_off(in->table));
-        } else if (table_valid(d, in->old_table)) {
-            /* Published, and the intent is cleared before the old table is
-             * freed, so that has not happened yet: finish it. */
-            table_free(d, tw_off(in->old_table));
-        }
-    }
-    tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
-    uint64_t used;
-    uint64_t live = recount(d, tw, &used);
-    atomic_store_explicit(&w->count, (uint32_t)live, memory_order_relaxed);
-    atomic_store_explicit(&w->used, (uint32_t)used, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -1017,34 +923,454 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static int shard_lock(shk_dict *d, dict_shard *sh)
+/* ---- finding a key as a writer ----
+ * Like a lookup, lock-free: other writers change slots meanwhile, and an
+ * entry may be retired and its block reused while we compare its key.  A
+ * match or mismatch counts only if the entry's life was unchanged across
+ * the comparison (as for readers); else the probe is retried. */
+typedef struct wprobe {
+    int64_t found;           /* slot of the key, or -1                    */
+    int64_t empty;           /* first EMPTY slot on the path, or -1       */
+    uint64_t word;           /* the slot word at found / empty            */
+    uint64_t ver;            /* found: the entry's version                 */
+    uint64_t busy;           /* a BUSY word that ended the path, or 0     */
+    uint64_t busy_at;        /* its slot                                   */
+} wprobe;
+
+/* 1: *p filled; 0: an entry changed under us, probe again. */
+static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
+                   uint64_t klen, uint64_t hash, wprobe *p)
 {
-    /* Critical sections are a probe and a few stores (~100 ns), far shorter
-     * than a futex sleep and wake-up (~several us), so a contended writer
-     * first retries trylock briefly, then blocks in the robust mutex (which
-     * sleeps on a futex).  This is an adaptive mutex, not a sleep loop. */
-    int rc = EBUSY;
-    for (int i = 0; i < 64; i++) {
-        rc = pthread_mutex_trylock(&sh->w.lock);
-        if (rc != EBUSY)
-            break;
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    p->found = p->empty = -1;
+    p->busy = 0;
+    uint64_t i = tag & mask;
+    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        /* acquire: a published entry's contents are visible. */
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (slot_empty(s)) {
+            p->empty = (int64_t)i;
+            p->word = s;
+            return 1;
+        }
+        if (slot_busy(s)) {
+            p->busy = s;
+            p->busy_at = i;
+            return 1;
+        }
+        if (s == SLOT_TOMB || (s >> 32) != tag)
+            continue;
+        shk_dict_ref r;
+        if (!entry_snapshot(d, slot_entry(s), &r))
+            return 0;
+        int match = r.ktype == ktype && r.klen == klen &&
+                    entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
+        /* acquire fence: the comparison's reads before the life re-load. */
+        atomic_thread_fence(memory_order_acquire);
+        if (life_ver(atomic_load_explicit(&entry_at(d, r.entry)->life,
+                                          memory_order_relaxed)) != r.ver)
+            return 0;
+        if (match) {
+            p->found = (int64_t)i;
+            p->word = s;
+            p->ver = r.ver;
+            return 1;
+        }
+    }
+    return 1;   /* a full table: no EMPTY (the caller grows it) */
+}
+
+/* After claiming slot j for a new key: is it reachable?  Deletes empty
+ * slots (see DELETE) while we scan, so the path from the key's home to j
+ * may have gained an EMPTY or BUSY slot, or another writer's copy of the
+ * key, after we passed it.  Once j is ours, no delete can start emptying
+ * slots between home and j (emptying needs an EMPTY slot after the run,
+ * and they are all taken now), so what we see here stays true.  1: no
+ * EMPTY, no BUSY, no other copy of the key: the insert took effect at the
+ * claim.  0: the entry was never reachable (a lookup stopped before it or
+ * found the other copy first), and the caller withdraws it. */
+static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
+                       uint64_t klen, uint64_t hash, uint64_t j)
+{
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    for (uint64_t i = tag & mask; i != j;) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (slot_empty(s) || slot_busy(s))
+            return 0;
+        if (slot_live(s) && (s >> 32) == tag) {
+            shk_dict_ref r;
+            if (!entry_snapshot(d, slot_entry(s), &r))
+                continue;   /* being replaced: look again */
+            int match = r.ktype == ktype && r.klen == klen &&
+                        entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
+            atomic_thread_fence(memory_order_acquire);
+            if (life_ver(atomic_load_explicit(&entry_at(d, r.entry)->life,
+                                              memory_order_relaxed)) != r.ver)
+                continue;
+            if (match)
+                return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    return 1;
+}
+
+/* Is entry e (whose key we read from its block, which may since have been
+ * freed and reused) referenced by its shard's current table?  Used by
+ * recovery; a reused block answers "no" or names the reuser's own live
+ * entry, and both lead recovery to leave the block alone or to fail a
+ * version-checked CAS. */
+static int entry_in_table(shk_dict *d, dict_shard *sh, uint64_t e)
+{
+    if (!shk_segment_contains(d->seg, e, ENTRY_HDR))
+        return 0;
+    const dict_entry *en = entry_at(d, e);
+    if (!shk_segment_contains(d->seg, e + ENTRY_HDR, en->klen))
+        return 0;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+    if (!table_valid(d, tw))
+        return 0;
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = en->hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    uint64_t i = tag & mask;
+    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (slot_empty(s))
+            return 0;
+        if (slot_live(s) && slot_entry(s) == e)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- lanes ----
+ * A writer holds one lane (its robust mutex) for the length of one set or
+ * delete.  The lane's lines are written by that writer alone, so its
+ * intent record and counters cost no cache-line transfers (see WRITES). */
+
+static int pid_alive(uint32_t pid)
+{
+    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Choose the lane this handle tries first: one no live process prefers
+ * (claimed with a CAS on its owner hint), else one by pid. */
+static unsigned lane_pick(shk_dict *d)
+{
+    uint32_t me = (uint32_t)getpid();
+    unsigned n = DICT_LANES, start = (me * 2654435761u) >> 28 & (n - 1);
+    for (unsigned k = 0; k < n; k++) {
+        dict_lane *l = &d->lanes[(start + k) & (n - 1)];
+        uint32_t o = atomic_load_explicit(&l->owner, memory_order_relaxed);
+        /* relaxed: the owner word is a hint; exclusion is the lane mutex. */
+        if (o == me || ((o == 0 || !pid_alive(o)) &&
+                        atomic_compare_exchange_strong_explicit(
+                            &l->owner, &o, me, memory_order_relaxed,
+                            memory_order_relaxed)))
+            return (start + k) & (n - 1);
+    }
+    return start;
+}
+
+static void lane_release_hint(shk_dict *d)
+{
+    if (atomic_load_explicit(&d->lane_gen, memory_order_relaxed) != shk_fork_gen())
+        return;
+    dict_lane *l = &d->lanes[atomic_load_explicit(&d->lane_hint, memory_order_relaxed)];
+    uint32_t me = (uint32_t)getpid();
+    atomic_compare_exchange_strong_explicit(&l->owner, &me, 0, memory_order_relaxed,
+                                            memory_order_relaxed);
+}
+
+static void lane_recover(shk_dict *d, dict_lane *l);
+
+/* Lock lane l (blocking); repairs it if its holder died. */
+static int lane_lock(shk_dict *d, dict_lane *l)
+{
+    int rc = shk_pmutex_lock(&l->lock);
+    if (rc == SHK_MUTEX_RECOVERED) {
+        lane_recover(d, l);
+        shk_pmutex_consistent(&l->lock);
+        rc = SHK_OK;
+    }
+    return rc;
+}
+
+static dict_lane *lane_enter(shk_dict *d, int *err)
+{
+    unsigned fg = shk_fork_gen();
+    if (SHK_UNLIKELY(atomic_load_explicit(&d->lane_gen, memory_order_relaxed) != fg)) {
+        atomic_store_explicit(&d->lane_hint, lane_pick(d), memory_order_relaxed);
+        atomic_store_explicit(&d->lane_gen, fg, memory_order_relaxed);
+    }
+    unsigned h = atomic_load_explicit(&d->lane_hint, memory_order_relaxed);
+    for (unsigned k = 0; k < DICT_LANES; k++) {
+        unsigned i = (h + k) & (DICT_LANES - 1);
+        dict_lane *l = &d->lanes[i];
+        int rc = pthread_mutex_trylock(&l->lock);
+        if (rc == EBUSY)
+            continue;
+        if (k)
+            atomic_store_explicit(&d->lane_hint, i, memory_order_relaxed);
+        if (rc == EOWNERDEAD) {
+            lane_recover(d, l);
+            shk_pmutex_consistent(&l->lock);
+            rc = 0;
+        }
+        if (rc == 0)
+            return l;
+        errno = rc;
+        *err = SHK_ESYS;
+        return NULL;
+    }
+    /* Every lane busy (more writers than lanes): wait for ours. */
+    dict_lane *l = &d->lanes[h];
+    int rc = lane_lock(d, l);
+    if (rc != SHK_OK) {
+        *err = rc;
+        return NULL;
+    }
+    return l;
+}
+
+static inline void lane_exit(dict_lane *l) { shk_pmutex_unlock(&l->lock); }
+
+/* An EMPTY word no inserter can have read before: a per-lane counter and
+ * the lane's index in its high 32 bits (the low 32 say EMPTY). */
+static inline uint64_t fresh_empty(const shk_dict *d, dict_lane *l)
+{
+    uint32_t v = (++l->nonce << 5) | (lane_index(d, l) + 1);
+    return (uint64_t)v << 32;
+}
+
+/* Record the intent of a change (a crash may stop us anywhere after the
+ * op store).  release: the fields are in place before op says they are. */
+static inline void intent_set(dict_lane *l, uint32_t op, unsigned si, unsigned pinned)
+{
+    atomic_store_explicit(&l->op, (uint64_t)op << 56 | (uint64_t)si << 48 | pinned,
+                          memory_order_release);
+}
+static inline void intent_clear(dict_lane *l)
+{
+    /* relaxed: the lane mutex's unlock publishes it to the next holder. */
+    atomic_store_explicit(&l->op, 0, memory_order_relaxed);
+}
+
+/* Repair lane l after its holder died (we hold it now, see CRASH SAFETY). */
+static void lane_recover(shk_dict *d, dict_lane *l)
+{
+    uint64_t op = atomic_load_explicit(&l->op, memory_order_relaxed);
+    uint32_t o = lop(op);
+    if (o == OP_NONE)
+        return;
+    unsigned si = lshard(op);
+    if ((o != OP_SET && o != OP_DEL) || si > d->shard_mask) {
+        intent_clear(l);
+        return;   /* garbage: nothing we could act on safely */
+    }
+    dict_shard *sh = &d->sh->shard[si];
+    if (o == OP_DEL && table_valid(d, l->table) &&
+        tw_same(atomic_load_explicit(&sh->table, memory_order_acquire), l->table)) {
+        /* Our BUSY marks form one run ending at slot+1: make them EMPTY
+         * (if the entry's slot is not among them the delete never
+         * happened, and only slot+1 was marked). */
+        uint64_t mask = (1ull << tw_log2(l->table)) - 1, mark = busy_word(lane_index(d, l));
+        _Atomic uint64_t *slots = slots_of(d, l->table);
+        uint64_t j = (l->slot + 1) & mask;
+        uint64_t empty = fresh_empty(d, l);
+        for (uint64_t n = 0; n <= mask &&
+                 atomic_load_explicit(&slots[j], memory_order_relaxed) == mark;
+             n++, j = (j - 1) & mask)
+            atomic_store_explicit(&slots[j], empty, memory_order_release);
+    }
+    if (o == OP_SET && l->new_e && shk_segment_contains(d->seg, l->new_e, ENTRY_HDR) &&
+        !entry_in_table(d, sh, l->new_e)) {
+        /* Unpublished (ours alone), or published and since replaced by a
+         * writer that retires it too: the version CAS lets one of us free it. */
+        _Atomic uint64_t *lp = &entry_at(d, l->new_e)->life;
+        if (atomic_load_explicit(lp, memory_order_relaxed) == LIFE_DEAD)
+            entry_free(d, l->new_e);
+        else
+            entry_retire(d, l->new_e, l->new_ver);
+    }
+    if (l->old_e && shk_segment_contains(d->seg, l->old_e, ENTRY_HDR)) {
+        _Atomic uint64_t *lp = &entry_at(d, l->old_e)->life;
+        uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+        if (!entry_in_table(d, sh, l->old_e))
+            entry_retire(d, l->old_e, l->old_ver);
+        /* The writer pinned the old entry (so its block could not be
+         * reused under its CAS); drop that pin. */
+        life = atomic_load_explicit(lp, memory_order_relaxed);
+        if ((op & 1) && life_pins(life) &&
+            (life_ver(life) == l->old_ver || life_ver(life) == (l->old_ver | 1)))
+            shk_dict_unpin(d, l->old_e);
+    }
+    /* Whether the change was counted in l->count is unknown: recount. */
+    atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed);
+    intent_clear(l);
+    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+}
+
+/* Repair every lane whose holder died mid-change (a lane nobody locks
+ * again would otherwise keep its intent, and len() its miscount). */
+static void lanes_reap(shk_dict *d)
+{
+    for (unsigned i = 0; i < DICT_LANES; i++) {
+        dict_lane *l = &d->lanes[i];
+        if (atomic_load_explicit(&l->op, memory_order_relaxed) == 0)
+            continue;
+        int rc = pthread_mutex_trylock(&l->lock);
+        if (rc == EOWNERDEAD) {
+            lane_recover(d, l);
+            shk_pmutex_consistent(&l->lock);
+        }
+        if (rc == 0 || rc == EOWNERDEAD)
+            shk_pmutex_unlock(&l->lock);
+    }
+}
+
+/* Wait until the delete that marked a slot BUSY is done: it holds its
+ * lane for a few stores, so spin briefly, then sleep on the lane's mutex
+ * (which also repairs it if that writer died). */
+static int wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy, dict_lane *mine)
+{
+    for (int k = 0; k < 256; k++) {
+        if (atomic_load_explicit(slot, memory_order_relaxed) != busy)
+            return SHK_OK;
         cpu_relax();
     }
-    if (rc == 0)
-        return SHK_OK;
-    if (rc == EBUSY)
-        rc = shk_pmutex_lock(&sh->w.lock);
-    else
-        rc = rc == EOWNERDEAD ? SHK_MUTEX_RECOVERED : SHK_ESYS;
+    uint64_t li = (busy >> 32) - 1;
+    if (li >= DICT_LANES || &d->lanes[li] == mine)
+        return SHK_ECORRUPT;
+    dict_lane *l = &d->lanes[li];
+    int rc = lane_lock(d, l);
+    if (rc == SHK_OK)
+        lane_exit(l);
+    return rc;
+}
+
+/* ---- the shard lock: resizes, clears, checks ---- */
+
+static void shard_finish_clear(shk_dict *d, dict_shard *sh);
+
+/* Repair after a resizer, clearer or checker died holding the shard lock. */
+static void recover(shk_dict *d, dict_shard *sh)
+{
+    dict_intent *in = &sh->intent;
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
+    if (op == OP_CLEAR) {
+        /* Committed iff the clearer's clear_epoch store happened; then
+         * finish it (it publishes the new table if that had not happened);
+         * otherwise nothing was visible and the new table is ours alone. */
+        uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed);
+        int valid = table_valid(d, in->table) && table_valid(d, in->old_table);
+        if (c >= in->slot && valid && (tw_same(tw, in->old_table) || tw_same(tw, in->table)))
+            shard_finish_clear(d, sh);
+        else if (c < in->slot && !tw_same(tw, in->table) && table_valid(d, in->table))
+            table_free(d, tw_off(in->table));
+    } else if (op == OP_RESIZE) {
+        if (!tw_same(tw, in->table)) {
+            /* Not published: the new table is ours alone. */
+            if (table_valid(d, in->table))
+                table_free(d, tw_off(in->table));
+        } else if (table_valid(d, in->old_table)) {
+            /* Published, and the intent is cleared before the old table is
+             * freed, so that has not happened yet: finish it. */
+            table_free(d, tw_off(in->old_table));
+        }
+    }
+    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    /* Writers may come back: they wait for this bit to clear. */
+    tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    if (tw & TW_FROZEN)
+        atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release);
+    atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+}
+
+static int shard_lock(shk_dict *d, dict_shard *sh)
+{
+    int rc = shk_pmutex_lock(&sh->s.lock);
     if (rc == SHK_MUTEX_RECOVERED) {
         recover(d, sh);
-        shk_pmutex_consistent(&sh->w.lock);
+        shk_pmutex_consistent(&sh->s.lock);
         return SHK_OK;
     }
     return rc;
 }
 
-static inline void shard_unlock(dict_shard *sh) { shk_pmutex_unlock(&sh->w.lock); }
+static inline void shard_unlock(dict_shard *sh) { shk_pmutex_unlock(&sh->s.lock); }
+
+/* A writer found the shard frozen: wait for whoever froze it (sleeping on
+ * the shard lock, which also repairs it if they died). */
+static int shard_wait(shk_dict *d, dict_shard *sh)
+{
+    int rc = shard_lock(d, sh);
+    if (rc == SHK_OK)
+        shard_unlock(sh);
+    return rc;
+}
+
+/* FREEZING.  Under the shard lock: set FROZEN in the table word, then take
+ * and release every lane once.  A writer works only while holding a lane
+ * and reads the table word after taking it, so once every lane has been
+ * passed, each writer either finished or will see FROZEN (the lane mutex
+ * orders its read after our store) and wait.  The table is then ours. */
+static void freeze_mark(dict_shard *sh)
+{
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    /* relaxed: the lane unlocks in drain_lanes publish it (see above). */
+    atomic_store_explicit(&sh->table, tw | TW_FROZEN, memory_order_relaxed);
+}
+
+static void drain_lanes(shk_dict *d)
+{
+    for (unsigned i = 0; i < DICT_LANES; i++)
+        if (lane_lock(d, &d->lanes[i]) == SHK_OK)
+            lane_exit(&d->lanes[i]);
+}
+
+static void unfreeze(dict_shard *sh)
+{
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    /* release: what we changed in the table is visible to writers after. */
+    atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release);
+}
+
+static int64_t lanes_count(const shk_dict *d, unsigned si)
+{
+    int64_t n = 0;
+    for (unsigned i = 0; i < DICT_LANES; i++)
+        n += atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed);
+    return n;
+}
+
+static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
+{
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    uint64_t cap = 1ull << tw_log2(tw), live = 0, u = 0;
+    for (uint64_t i = 0; i < cap; i++) {
+        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        if (!slot_empty(s))
+            u++;
+        if (slot_live(s))
+            live++;
+    }
+    *used = u;
+    return live;
+}
+
+/* Frozen: make base agree with the table. */
+static void rebase(shk_dict *d, dict_shard *sh, uint64_t live)
+{
+    unsigned si = shard_index(d, sh);
+    atomic_store_explicit(&sh->s.base, lanes_count(d, si) - (int64_t)live,
+                          memory_order_relaxed);
+    atomic_store_explicit(&sh->s.rebase, 0, memory_order_relaxed);
+}
 
 int shk_dict_lock(shk_dict *d)
 {
@@ -1057,20 +1383,25 @@ int shk_dict_lock(shk_dict *d)
                 shard_unlock(&d->sh->shard[i]);
             return rc;
         }
+        freeze_mark(&d->sh->shard[i]);
     }
+    drain_lanes(d);
     return SHK_OK;
 }
 
 void shk_dict_unlock(shk_dict *d)
 {
-    for (unsigned i = d->shard_mask + 1; i--;)
+    for (unsigned i = d->shard_mask + 1; i--;) {
+        unfreeze(&d->sh->shard[i]);
         shard_unlock(&d->sh->shard[i]);
+    }
 }
 
-/* Replace the table by one of 2^l slots holding the same live entries. */
+/* Frozen: replace the table by one of 2^l slots holding the same live
+ * entries (l may equal the current size: a rebuild drops tombstones). */
 static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
 {
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed) & ~TW_FROZEN;
     uint64_t nt;
     int rc = table_new(d, l, &nt);
     if (rc != SHK_OK)
@@ -1078,7 +1409,7 @@ static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
     uint64_t ntw = tw_pack(tw_gen(tw) + 1, l, nt);
     sh->intent.table = ntw;
     sh->intent.old_table = tw;
-    /* release: intent fields before op (see commit). */
+    /* release: intent fields before op. */
     atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release);
     _Atomic uint64_t *os = slots_of(d, tw), *ns = slots_of(d, ntw);
     uint64_t ocap = 1ull << tw_log2(tw), nmask = (1ull << l) - 1, live = 0;
@@ -1087,7 +1418,7 @@ static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
         if (!slot_live(s))
             continue;
         uint64_t j = (s >> 32) & nmask;
-        while (atomic_load_explicit(&ns[j], memory_order_relaxed) != SLOT_EMPTY)
+        while (!slot_empty(atomic_load_explicit(&ns[j], memory_order_relaxed)))
             j = (j + 1) & nmask;
         atomic_store_explicit(&ns[j], s, memory_order_relaxed);
         live++;
@@ -1095,34 +1426,122 @@ static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
             SHK_CRASH_POINT("dict.resize.copying");
     }
     SHK_CRASH_POINT("dict.resize.built");
-    /* release: readers that load the new table word see its slots. */
+    atomic_store_explicit(&sh->s.used, (uint32_t)live, memory_order_relaxed);
+    rebase(d, sh, live);
+    /* release: readers and writers that load the new table word see its
+     * slots and the counters above.  Not frozen: writers may go on. */
     atomic_store_explicit(&sh->table, ntw, memory_order_release);
     SHK_CRASH_POINT("dict.resize.published");
-    atomic_store_explicit(&sh->w.used, (uint32_t)live, memory_order_relaxed);
     atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
     table_free(d, tw_off(tw));
     atomic_fetch_add_explicit(&sh->resizes, 1, memory_order_relaxed);
     return SHK_OK;
 }
 
-/* Make room for one more used slot. */
-static int ensure_room(shk_dict *d, dict_shard *sh)
+/* A writer ran out of slots it may use in table `seen`.  Under the shard
+ * lock, frozen: if the table really is near its limit, grow it (or
+ * rebuild it, if tombstones fill it); if lanes merely hold unused
+ * reservations, start a new table generation, which voids them. */
+static int grow(shk_dict *d, dict_shard *sh, uint64_t seen)
 {
+    int rc = shard_lock(d, sh);
+    if (rc != SHK_OK)
+        return rc;
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    uint64_t cap = 1ull << tw_log2(tw);
-    uint64_t used = atomic_load_explicit(&sh->w.used, memory_order_relaxed);
-    if ((used + 1) * 4 <= cap * 3)
+    if (!tw_same(tw, seen)) {
+        shard_unlock(sh);
+        return SHK_OK;      /* someone else grew it */
+    }
+    freeze_mark(sh);
+    drain_lanes(d);
+    uint64_t used, live = recount(d, tw, &used);
+    unsigned l0 = tw_log2(tw), l = l0;
+    uint64_t lim = table_limit(l0);
+    if (used * 4 <= lim * 3 && used + 1 <= lim) {
+        /* Room enough: void the reservations by a new generation. */
+        atomic_store_explicit(&sh->s.used, (uint32_t)used, memory_order_relaxed);
+        rebase(d, sh, live);
+        atomic_store_explicit(&sh->table, tw_pack(tw_gen(tw) + 1, l0, tw_off(tw)),
+                              memory_order_release);
+        shard_unlock(sh);
         return SHK_OK;
-    uint64_t live = atomic_load_explicit(&sh->w.count, memory_order_relaxed);
-    /* Size for twice the live entries so that a run of inserts does not
-     * resize again soon; if mostly tombstones, this rebuilds at equal size. */
-    unsigned l = log2_for((live + 1) * 2);
-    if (l < tw_log2(tw) && live * 4 > cap)
-        l = tw_log2(tw);
-    if ((live + 1) * 4 > (3ull << SHK_DICT_MAX_LOG2_CAP))
-        return SHK_ENOMEM;
-    return resize_to(d, sh, l);
+    }
+    /* Size for twice the used slots (live and tombstones), so that neither
+     * a run of inserts nor the tombstones that deletes leave meanwhile
+     * fill it again soon.  Deletes do not reuse tombstones (WRITES), and
+     * with two processes deleting, each one's tombstones often sit before
+     * the other's live keys until those go too; a table sized for the live
+     * entries alone then filled with tombstones within a few hundred
+     * inserts, and was rebuilt at equal size again and again (6,000
+     * rebuilds in 4 s of bench_dict's shared inserts, against 94 like
+     * this).  At most 16 times the size the live entries need, so a
+     * pathological pattern cannot grow a table without bound; and a table
+     * shrinks only when nearly all tombstones. */
+    unsigned need = log2_for(live * 2 + 2);
+    l = log2_for(used * 2 + 2);
+    if (l > need + 4)
+        l = need + 4;
+    if (l < l0 && live * 16 > (1ull << l0))
+        l = l0;
+    rc = SHK_OK;
+    if (table_limit(l) < live + 1)
+        rc = SHK_ENOMEM;
+    else
+        rc = resize_to(d, sh, l);
+    if (rc != SHK_OK)
+        unfreeze(sh);
+    shard_unlock(sh);
+    return rc;
 }
+
+/* Take one slot of the shard's reserve for the holder of lane l: from the
+ * lane's own reservation, else a new one from the shard's `used` (one
+ * shared RMW per many inserts).  0: the table is at its limit (grow). */
+static int budget_take(dict_shard *sh, dict_lane *l, unsigned si, uint64_t tw)
+{
+    uint64_t b = l->budget[si], gen = tw_gen(tw);
+    if ((b >> 32) == gen && (uint32_t)b) {
+        l->budget[si] = b - 1;
+        return 1;
+    }
+    uint64_t lim = table_limit(tw_log2(tw));
+    uint64_t chunk = lim / (4 * DICT_LANES);
+    chunk = chunk < 1 ? 1 : chunk > 4096 ? 4096 : chunk;
+    uint32_t u = atomic_load_explicit(&sh->s.used, memory_order_relaxed);
+    for (;;) {
+        if (u >= lim)
+            return 0;
+        uint64_t take = chunk < lim - u ? chunk : lim - u;
+        /* relaxed: a counter; the table word orders everything else. */
+        if (atomic_compare_exchange_weak_explicit(&sh->s.used, &u, (uint32_t)(u + take),
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            l->budget[si] = gen << 32 | (take - 1);
+            return 1;
+        }
+    }
+}
+
+/* Return n slots to the lane's reserve (n slots became EMPTY, or a slot
+ * taken was not used), if the reserve is of table tw. */
+static inline void budget_give(dict_lane *l, unsigned si, uint64_t tw, uint64_t n)
+{
+    uint64_t b = l->budget[si];
+    if ((b >> 32) == tw_gen(tw) && (uint32_t)b + n < 0xffffffffull)
+        l->budget[si] = b + n;
+}
+
+static inline void count_add(dict_lane *l, unsigned si, int64_t n)
+{
+    /* Only the lane's holder writes it: a plain load and store.  Atomic
+     * (relaxed) because len() reads it without the lane. */
+    atomic_store_explicit(&l->count[si],
+                          atomic_load_explicit(&l->count[si], memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Outcomes of one attempt at a change, with the lane held. */
+enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
 
 int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                     uint64_t expect_entry, uint64_t expect_ver, int *replaced)
@@ -1130,70 +1549,143 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     if (!txn->entry)
         return SHK_EINVAL;
     dict_shard *sh = shard_of(d, txn->hash);
+    unsigned si = shard_index(d, sh);
     dict_entry *en = entry_at(d, txn->entry);
-    int rc = shard_lock(d, sh);
-    if (rc != SHK_OK)
-        return rc;
-    rc = ensure_room(d, sh);
-    if (rc != SHK_OK)
-        goto out;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    probe p;
-    probe_key(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
-              txn->hash, &p);
-    uint64_t old = 0, old_ver = 0;
-    if (p.found >= 0) {
-        old = slot_entry(p.slot_word);
-        old_ver = life_ver(atomic_load_explicit(&entry_at(d, old)->life,
-                                                memory_order_relaxed));
+    uint64_t new_slot = slot_pack(txn->hash, txn->entry);
+    for (;;) {
+        int rc = SHK_OK;
+        dict_lane *l = lane_enter(d, &rc);
+        if (!l)
+            return rc;
+        int out = TRY_AGAIN;
+        uint64_t tw;
+        for (int spins = 0; out == TRY_AGAIN; spins++) {
+            /* acquire: the table's slots and counters are visible. */
+            tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+            if (tw & TW_FROZEN) {
+                out = TRY_FROZEN;
+                break;
+            }
+            if (SHK_UNLIKELY(!table_valid(d, tw))) {
+                rc = SHK_ECORRUPT;
+                out = TRY_DONE;
+                break;
+            }
+            wprobe p;
+            if (!probe_w(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+                         txn->hash, &p))
+                continue;
+            _Atomic uint64_t *slots = slots_of(d, tw);
+            if (p.busy) {
+                rc = wait_busy(d, &slots[p.busy_at], p.busy, l);
+                if (rc != SHK_OK)
+                    out = TRY_DONE;
+                continue;
+            }
+            if (p.found >= 0) {
+                uint64_t old = slot_entry(p.word);
+                if (mode == SHK_DICT_INSERT) {
+                    rc = SHK_EEXIST;
+                    out = TRY_DONE;
+                    break;
+                }
+                if (mode == SHK_DICT_EXPECT && (old != expect_entry || p.ver != expect_ver)) {
+                    rc = SHK_EAGAIN;
+                    out = TRY_DONE;
+                    break;
+                }
+                /* Pinned, the old entry's block cannot be reused while we
+                 * CAS its slot word (no ABA). */
+                shk_dict_ref r = {.entry = old, .ver = p.ver};
+                if (shk_dict_pin(d, &r) != SHK_OK)
+                    continue;
+                uint64_t ver = new_ver(d, l);
+                l->new_e = txn->entry;
+                l->new_ver = ver;
+                l->old_e = old;
+                l->old_ver = p.ver;
+                intent_set(l, OP_SET, si, 1);
+                SHK_CRASH_POINT("dict.set.intent");
+                /* relaxed: the slot CAS (release) publishes it. */
+                atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+                SHK_CRASH_POINT("dict.set.versioned");
+                uint64_t w = p.word;
+                /* release: the commit point; a reader acquiring the slot
+                 * sees a complete entry with an even version. */
+                if (!atomic_compare_exchange_strong_explicit(&slots[p.found], &w, new_slot,
+                                                             memory_order_release,
+                                                             memory_order_relaxed)) {
+                    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+                    intent_clear(l);
+                    shk_dict_unpin(d, old);
+                    continue;
+                }
+                SHK_CRASH_POINT("dict.set.published");
+                entry_retire(d, old, p.ver);
+                shk_dict_unpin(d, old);
+                SHK_CRASH_POINT("dict.set.retired");
+                intent_clear(l);
+                if (replaced)
+                    *replaced = 1;
+                out = TRY_DONE;
+                break;
+            }
+            if (mode == SHK_DICT_EXPECT && expect_entry) {
+                rc = SHK_EAGAIN;
+                out = TRY_DONE;
+                break;
+            }
+            if (p.empty < 0 || !budget_take(sh, l, si, tw)) {
+                out = TRY_GROW;
+                break;
+            }
+            uint64_t ver = new_ver(d, l);
+            l->new_e = txn->entry;
+            l->new_ver = ver;
+            l->old_e = 0;
+            intent_set(l, OP_SET, si, 0);
+            SHK_CRASH_POINT("dict.set.intent");
+            atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+            SHK_CRASH_POINT("dict.set.versioned");
+            uint64_t w = p.word;
+            /* release: the commit point (as above).  The expected EMPTY
+             * word carries the nonce of whoever emptied the slot last, so
+             * a slot emptied and re-emptied under us fails here (DELETE). */
+            if (!atomic_compare_exchange_strong_explicit(&slots[p.empty], &w, new_slot,
+                                                         memory_order_release,
+                                                         memory_order_relaxed)) {
+                atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+                intent_clear(l);
+                budget_give(l, si, tw, 1);
+                continue;
+            }
+            if (!claim_valid(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+                             txn->hash, (uint64_t)p.empty)) {
+                /* Never reachable: take it back (the slot stays used, a
+                 * tombstone) and try again. */
+                atomic_store_explicit(&slots[p.empty], SLOT_TOMB, memory_order_release);
+                atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release);
+                intent_clear(l);
+                continue;
+            }
+            SHK_CRASH_POINT("dict.set.published");
+            count_add(l, si, 1);
+            SHK_CRASH_POINT("dict.set.retired");
+            intent_clear(l);
+            if (replaced)
+                *replaced = 0;
+            out = TRY_DONE;
+        }
+        lane_exit(l);
+        if (out == TRY_DONE) {
+            if (rc == SHK_OK)
+                txn->entry = 0;
+            return rc;
+        }
+        rc = out == TRY_FROZEN ? shard_wait(d, sh) : grow(d, sh, tw);
+        if (rc != SHK_OK)
+            return rc;
     }
-    if (mode == SHK_DICT_INSERT && p.found >= 0) {
-        rc = SHK_EEXIST;
-        goto out;
-    }
-    if (mode == SHK_DICT_EXPECT &&
-        (old != expect_entry || (old && old_ver != expect_ver))) {
-        rc = SHK_EAGAIN;
-        goto out;
-    }
-    if (p.found < 0 && p.free_slot < 0) {
-        rc = SHK_ENOMEM;    /* cannot happen below 3/4 load */
-        goto out;
-    }
-    uint64_t slot = (uint64_t)(p.found >= 0 ? p.found : p.free_slot);
-    _Atomic uint64_t *sp = &slots_of(d, tw)[slot];
-    uint64_t prev = atomic_load_explicit(sp, memory_order_relaxed);
-    uint64_t ver = new_ver(d, sh);
-    dict_wline *w = &sh->w;
-    w->new_e = (uint32_t)(txn->entry >> 4);
-    w->old_e = (uint32_t)(old >> 4);
-    /* release: the intent's fields are in place before op says they are
-     * (a crash may stop us anywhere after this store). */
-    atomic_store_explicit(&w->op_ver, (uint64_t)OP_SET << 56 | old_ver, memory_order_release);
-    SHK_CRASH_POINT("dict.set.intent");
-    /* relaxed: the slot's release store below publishes the version with the
-     * rest of the entry. */
-    atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
-    SHK_CRASH_POINT("dict.set.versioned");
-    /* release: the commit point.  A reader acquiring this slot word sees a
-     * complete entry with an even version. */
-    atomic_store_explicit(sp, slot_pack(txn->hash, txn->entry), memory_order_release);
-    SHK_CRASH_POINT("dict.set.published");
-    if (old) {
-        entry_retire(d, old, old_ver);
-    } else {
-        counter_add(&w->count, 1);
-        if (prev == SLOT_EMPTY)
-            counter_add(&w->used, 1);
-    }
-    SHK_CRASH_POINT("dict.set.retired");
-    atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
-    txn->entry = 0;
-    if (replaced)
-        *replaced = old != 0;
-out:
-    shard_unlock(sh);
-    return rc;
 }
 
 int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
@@ -1211,6 +1703,19 @@ int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     return rc;
 }
 
+/* DELETE.  A deleted slot becomes a tombstone, unless the slot after it is
+ * EMPTY: then no probe path continues past it, so it and the tombstones
+ * just before it can become EMPTY, and insert/delete cycles do not fill
+ * the table with tombstones.  Lock-free, that needs care: an inserter that
+ * scanned past those slots could claim the EMPTY one after them and be cut
+ * off from its home.  So the deleter first marks that EMPTY slot BUSY (a
+ * CAS: an inserter's claim and our mark cannot both succeed), then its own
+ * slot and the tombstones before it, and only then writes EMPTY into all of
+ * them.  Inserters wait while a slot on their path is BUSY; lookups treat
+ * it as EMPTY (the run it ends holds nothing they look for).  Each EMPTY
+ * word written carries a fresh nonce in its high bits (readers test only
+ * the low bits), so an inserter that read a slot as EMPTY before the run
+ * and CASes it after fails and probes again. */
 int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     uint64_t expect_entry, uint64_t expect_ver)
 {
@@ -1218,85 +1723,116 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         return SHK_ENOTFOUND;
     uint64_t hash = shk_dict_hash(d, ktype, key, klen);
     dict_shard *sh = shard_of(d, hash);
-    /* The slot line then moves here while the lock's line does, not after
-     * it, inside the critical section where every other writer of the
-     * shard waits for it. */
-    shard_prefetch(d, hash);
-    int rc = shard_lock(d, sh);
-    if (rc != SHK_OK)
-        return rc;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    probe p;
-    probe_key(d, tw, ktype, key, klen, hash, &p);
-    if (p.found < 0) {
-        rc = SHK_ENOTFOUND;
-        goto out;
-    }
-    uint64_t old = slot_entry(p.slot_word);
-    uint64_t old_ver = life_ver(atomic_load_explicit(&entry_at(d, old)->life,
-                                                     memory_order_relaxed));
-    if (expect_entry && (old != expect_entry || old_ver != expect_ver)) {
-        rc = SHK_EAGAIN;
-        goto out;
-    }
-    uint64_t mask = (1ull << tw_log2(tw)) - 1;
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    dict_wline *w = &sh->w;
-    w->new_e = 0;
-    w->old_e = (uint32_t)(old >> 4);
-    /* release: the intent's fields are in place before op says they are
-     * (a crash may stop us anywhere after this store). */
-    atomic_store_explicit(&w->op_ver, (uint64_t)OP_DEL << 56 | old_ver, memory_order_release);
-    /* If the next slot is EMPTY no probe path continues past this one, so it
-     * can become EMPTY rather than a tombstone. */
-    uint64_t next = atomic_load_explicit(&slots[((uint64_t)p.found + 1) & mask],
-                                         memory_order_relaxed);
-    uint64_t repl = next == SLOT_EMPTY ? SLOT_EMPTY : SLOT_TOMB;
-    /* release: orders our earlier reads of the entry; readers that see the
-     * tombstone do not touch the entry. */
-    atomic_store_explicit(&slots[p.found], repl, memory_order_release);
-    SHK_CRASH_POINT("dict.delete.unlinked");
-    counter_add(&w->count, -1);
-    if (repl == SLOT_EMPTY) {
-        counter_add(&w->used, -1);
-        /* The tombstones just before an EMPTY slot end no probe path that
-         * holds a key (every key is reachable from its home without
-         * crossing an EMPTY, so none lies beyond them on their paths): they
-         * become EMPTY too.  Without this, insert/delete cycles leave runs
-         * of tombstones that every later probe walks (and, for two writing
-         * processes, lines each one's probe takes from the other).  relaxed:
-         * a reader that sees EMPTY a slot earlier answers the same. */
-        uint64_t j = ((uint64_t)p.found - 1) & mask;
-        for (uint64_t n = 0; n < mask &&
-                 atomic_load_explicit(&slots[j], memory_order_relaxed) == SLOT_TOMB;
-             n++, j = (j - 1) & mask) {
-            atomic_store_explicit(&slots[j], SLOT_EMPTY, memory_order_relaxed);
-            counter_add(&w->used, -1);
+    unsigned si = shard_index(d, sh);
+    for (;;) {
+        int rc = SHK_OK;
+        dict_lane *l = lane_enter(d, &rc);
+        if (!l)
+            return rc;
+        int out = TRY_AGAIN;
+        for (; out == TRY_AGAIN;) {
+            uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+            if (tw & TW_FROZEN) {
+                out = TRY_FROZEN;
+                break;
+            }
+            if (SHK_UNLIKELY(!table_valid(d, tw))) {
+                rc = SHK_ECORRUPT;
+                break;
+            }
+            wprobe p;
+            if (!probe_w(d, tw, ktype, key, klen, hash, &p))
+                continue;
+            if (p.found < 0) {
+                rc = SHK_ENOTFOUND;
+                break;
+            }
+            uint64_t old = slot_entry(p.word);
+            if (expect_entry && (old != expect_entry || p.ver != expect_ver)) {
+                rc = SHK_EAGAIN;
+                break;
+            }
+            shk_dict_ref r = {.entry = old, .ver = p.ver};
+            if (shk_dict_pin(d, &r) != SHK_OK)
+                continue;
+            uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p.found;
+            _Atomic uint64_t *slots = slots_of(d, tw);
+            l->new_e = 0;
+            l->old_e = old;
+            l->old_ver = p.ver;
+            l->table = tw;
+            l->slot = i;
+            intent_set(l, OP_DEL, si, 1);
+            uint64_t mark = busy_word(lane_index(d, l)), w = p.word;
+            uint64_t nx = atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed);
+            int run = slot_empty(nx) &&
+                atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed);
+            /* release: orders our reads of the entry before it is unlinked. */
+            if (!atomic_compare_exchange_strong_explicit(&slots[i], &w,
+                                                         run ? mark : SLOT_TOMB,
+                                                         memory_order_release,
+                                                         memory_order_relaxed)) {
+                if (run)   /* nothing was emptied: the old word is still right */
+                    atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed);
+                intent_clear(l);
+                shk_dict_unpin(d, old);
+                continue;
+            }
+            SHK_CRASH_POINT("dict.delete.unlinked");
+            if (run) {
+                uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
+                while (n < mask &&
+                       atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed)) {
+                    n++;
+                    j = (j - 1) & mask;
+                    t = SLOT_TOMB;
+                }
+                SHK_CRASH_POINT("dict.delete.marked");
+                /* relaxed: a reader that sees EMPTY answers as for BUSY. */
+                uint64_t empty = fresh_empty(d, l);
+                for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
+                    atomic_store_explicit(&slots[k], empty, memory_order_release);
+                    if (k == ((i + 1) & mask))
+                        break;
+                }
+                budget_give(l, si, tw, n + 1);
+            }
+            entry_retire(d, old, p.ver);
+            shk_dict_unpin(d, old);
+            SHK_CRASH_POINT("dict.delete.retired");
+            count_add(l, si, -1);
+            intent_clear(l);
+            out = TRY_DONE;
         }
+        lane_exit(l);
+        if (out != TRY_FROZEN)
+            return rc;
+        rc = shard_wait(d, sh);
+        if (rc != SHK_OK)
+            return rc;
     }
-    entry_retire(d, old, old_ver);
-    SHK_CRASH_POINT("dict.delete.retired");
-    atomic_store_explicit(&w->op_ver, 0, memory_order_relaxed);
-out:
-    shard_unlock(sh);
-    return rc;
 }
 
-/* Finish a committed clear in one shard: publish the empty table its
- * intent holds (if not yet), mark the shard current, then retire what the
- * old table held.  Under the shard's lock (by the clearer, or by recover()
- * after the clearer died). */
+/* Finish a committed clear in one shard (frozen, under its lock, by the
+ * clearer or by recover() after the clearer died): publish the empty table
+ * its intent holds (if not yet), mark the shard current, then retire what
+ * the old table held. */
 static void shard_finish_clear(shk_dict *d, dict_shard *sh)
 {
     dict_intent *in = &sh->intent;
     uint64_t tw = in->old_table;
-    /* release: readers that load the new table word see its zeroed slots. */
+    atomic_store_explicit(&sh->s.used, 0, memory_order_relaxed);
+    rebase(d, sh, 0);
+    /* release: readers that load the new table word see its zeroed slots,
+     * writers the counters above. */
     atomic_store_explicit(&sh->table, in->table, memory_order_release);
     SHK_CRASH_POINT("dict.clear.published");
     /* release: a reader that sees the epoch sees the new table (above). */
     atomic_store_explicit(&sh->epoch, in->slot, memory_order_release);
-    atomic_store_explicit(&sh->w.count, 0, memory_order_relaxed);
-    atomic_store_explicit(&sh->w.used, 0, memory_order_relaxed);
     /* From here the old entries are unreachable for new readers; we retire
      * them one by one.  A crash in the loop leaks the rest (the intent is
      * already cleared), never corrupts. */
@@ -1327,7 +1863,7 @@ int shk_dict_clear(shk_dict *d)
     unsigned made = 0;
     for (; made <= d->shard_mask; made++) {
         dict_shard *sh = &d->sh->shard[made];
-        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed) & ~TW_FROZEN;
         uint64_t nt;
         rc = table_new(d, 3, &nt);
         if (rc != SHK_OK)
@@ -1335,7 +1871,7 @@ int shk_dict_clear(shk_dict *d)
         sh->intent.slot = epoch;
         sh->intent.table = tw_pack(tw_gen(tw) + 1, 3, nt);
         sh->intent.old_table = tw;
-        /* release: intent fields before op (see commit). */
+        /* release: intent fields before op. */
         atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
     }
     if (rc != SHK_OK) {
@@ -1350,13 +1886,52 @@ int shk_dict_clear(shk_dict *d)
     SHK_CRASH_POINT("dict.clear.prepared");
     /* release: the commit point of the whole clear.  From here every shard
      * reads as empty (shard_stale) until it is finished below, and a
-     * recovering writer finishes it if we die. */
+     * recovering locker finishes it if we die. */
     atomic_store_explicit(&d->sh->clear_epoch, epoch, memory_order_release);
     SHK_CRASH_POINT("dict.clear.committed");
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_finish_clear(d, &d->sh->shard[i]);
     shk_dict_unlock(d);
     return SHK_OK;
+}
+
+/* Recount the shards a dead writer left uncertain (frozen, briefly). */
+static void rebase_pending(shk_dict *d)
+{
+    lanes_reap(d);
+    for (unsigned i = 0; i <= d->shard_mask; i++) {
+        dict_shard *sh = &d->sh->shard[i];
+        if (!atomic_load_explicit(&sh->s.rebase, memory_order_relaxed))
+            continue;
+        if (shard_lock(d, sh) != SHK_OK)
+            continue;
+        freeze_mark(sh);
+        drain_lanes(d);
+        uint64_t used, tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+        rebase(d, sh, recount(d, tw, &used));
+        unfreeze(sh);
+        shard_unlock(sh);
+    }
+}
+
+static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
+{
+    if (shard_stale(d, sh))
+        return 0;
+    int64_t n = lanes_count(d, shard_index(d, sh)) -
+                atomic_load_explicit(&sh->s.base, memory_order_relaxed);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+uint64_t shk_dict_count(const shk_dict *d)
+{
+    /* A snapshot only when no writer runs (like len() of any concurrent
+     * map); exact then, after any dead writer's lane is repaired. */
+    rebase_pending((shk_dict *)d);
+    uint64_t n = 0;
+    for (unsigned i = 0; i <= d->shard_mask; i++)
+        n += shard_count(d, &d->sh->shard[i]);
+    return n;
 }
 
 /* -------------------------------------------------------------- iteration */
@@ -1380,7 +1955,7 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
         uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
         if (*table == 0)
             *table = tw;
-        else if (*table != tw)
+        else if (!tw_same(*table, tw))
             return SHK_EAGAIN;
         if (!table_valid(d, tw))
             return SHK_ECORRUPT;
@@ -1408,8 +1983,8 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
 {
     int stale = shard_stale(d, sh);
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
-    uint64_t count = stale ? 0 : atomic_load_explicit(&sh->w.count, memory_order_relaxed);
-    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->w.used, memory_order_relaxed);
+    uint64_t count = shard_count(d, sh);
+    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->s.used, memory_order_relaxed);
     st->count += count;
     st->capacity += 1ull << tw_log2(tw);
     st->used_slots += used;
@@ -1421,23 +1996,22 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
 
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 {
+    rebase_pending((shk_dict *)d);
     memset(st, 0, sizeof *st);
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_stats(d, &d->sh->shard[i], st);
 }
 
-/* Check shard si (locked), adding its statistics to *total. */
+/* Check shard si (frozen, every lane drained), adding its statistics to
+ * *total. */
 static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
 {
-    const dict_shard *sh = &d->sh->shard[si];
-    uint64_t count = atomic_load_explicit(&sh->w.count, memory_order_relaxed);
-    uint64_t used_count = atomic_load_explicit(&sh->w.used, memory_order_relaxed);
+    dict_shard *sh = &d->sh->shard[si];
     uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
     if (!table_valid(d, tw) || *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
         *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
         return SHK_ECORRUPT;
     if (atomic_load_explicit(&sh->intent.op, memory_order_relaxed) != OP_NONE ||
-        atomic_load_explicit(&sh->w.op_ver, memory_order_relaxed) != 0 ||
         atomic_load_explicit(&sh->epoch, memory_order_relaxed) !=
             atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed))
         return SHK_ECORRUPT;
@@ -1446,8 +2020,10 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
     uint64_t live = 0, used = 0;
     for (uint64_t i = 0; i < cap; i++) {
         uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
-        if (s == SLOT_EMPTY)
+        if (slot_empty(s))
             continue;
+        if (slot_busy(s))
+            return SHK_ECORRUPT;   /* no delete runs: every lane is drained */
         used++;
         if (s == SLOT_TOMB)
             continue;
@@ -1470,7 +2046,7 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
         uint64_t dist = 0;
         for (uint64_t j = (s >> 32) & mask; j != i; j = (j + 1) & mask, dist++) {
             uint64_t t = atomic_load_explicit(&slots[j], memory_order_relaxed);
-            if (t == SLOT_EMPTY)
+            if (slot_empty(t))
                 return SHK_ECORRUPT;
             if (slot_live(t) && (t >> 32) == (s >> 32)) {
                 const dict_entry *o = entry_at(d, slot_entry(t));
@@ -1485,19 +2061,32 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
         total->key_bytes += en->klen;
         total->value_bytes += en->vlen;
     }
-    if (live != count || used != used_count || used * 4 > cap * 3 + 4)
+    /* used counts slots reserved by writers, so it bounds the real use */
+    uint64_t reserved = atomic_load_explicit(&sh->s.used, memory_order_relaxed);
+    if (atomic_load_explicit(&sh->s.rebase, memory_order_relaxed))
+        rebase(d, sh, live);
+    if (live != shard_count(d, sh) || used > reserved || reserved > table_limit(tw_log2(tw)))
         return SHK_ECORRUPT;
-    /* the counters are exact here: add them like stats() does */
-    shard_stats(d, sh, total);
+    total->count += live;
+    total->capacity += cap;
+    total->used_slots += used;
+    total->tombstones += used - live;
+    total->table_bytes += table_bytes(tw_log2(tw));
+    total->resizes += atomic_load_explicit(&sh->resizes, memory_order_relaxed);
+    total->recoveries += atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
     return SHK_OK;
 }
 
 int shk_dict_check(shk_dict *d, shk_dict_stats *out)
 {
-    /* All shards locked at once, so the totals are one consistent state. */
+    /* All shards frozen at once, so the totals are one consistent state;
+     * draining the lanes repaired any whose writer died. */
     int rc = shk_dict_lock(d);
     if (rc != SHK_OK)
         return rc;
+    for (unsigned i = 0; i < DICT_LANES && rc == SHK_OK; i++)
+        if (atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed) != 0)
+            rc = SHK_ECORRUPT;
     shk_dict_stats st;
     memset(&st, 0, sizeof st);
     for (unsigned i = 0; i <= d->shard_mask && rc == SHK_OK; i++)
