@@ -966,10 +966,9 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
             return 0;
         int match = r.ktype == ktype && r.klen == klen &&
                     entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
-        /* acquire fence: the comparison's reads before the life re-load. */
-        atomic_thread_fence(memory_order_acquire);
-        if (life_ver(atomic_load_explicit(&entry_at(d, r.entry)->life,
-                                          memory_order_relaxed)) != r.ver)
+        r.table = tw;
+        r.shard = (uint32_t)(hash & d->shard_mask);
+        if (!shk_dict_ref_valid(d, &r))
             return 0;
         if (match) {
             p->found = (int64_t)i;
@@ -1005,9 +1004,9 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                 continue;   /* being replaced: look again */
             int match = r.ktype == ktype && r.klen == klen &&
                         entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
-            atomic_thread_fence(memory_order_acquire);
-            if (life_ver(atomic_load_explicit(&entry_at(d, r.entry)->life,
-                                              memory_order_relaxed)) != r.ver)
+            r.table = tw;
+            r.shard = (uint32_t)(hash & d->shard_mask);
+            if (!shk_dict_ref_valid(d, &r))
                 continue;
             if (match)
                 return 0;
