@@ -1,38 +1,75 @@
 /*
  * dict.c -- SharedDict: a process-shared hash map with lock-free readers,
- * robust-locked writers and online growth.
+ * lock-free writers and online growth.
  *
  * DESIGN
  *   An open-addressing table (linear probing) of 64-bit slots.  A slot holds
- *   either EMPTY (0), a TOMBSTONE, or a packed reference to an *entry*: the
- *   high 32 bits of the key's hash (the "tag") beside the entry's segment
- *   offset in 16-byte units.  An entry is one heap block holding the key, the
- *   value and their type tags; it is immutable once published.  The home
- *   slot of a key is tag & (capacity - 1), so a resize only moves slot words
- *   and never touches (or even reads) an entry.
+ *   either EMPTY (low 32 bits 0), a TOMBSTONE, BUSY (see DELETE), or a
+ *   packed reference to an *entry*: the high 32 bits of the key's hash (the
+ *   "tag") beside the entry's segment offset in 16-byte units.  An entry is
+ *   one heap block holding the key, the value and their type tags; it is
+ *   immutable once published.  The home slot of a key is tag & (capacity -
+ *   1), so a resize only moves slot words and never touches an entry.
  *
  *   SHARDS.  The dict is SHK_DICT_SHARDS (16) independent shards, and a
  *   key's shard is its hash's low bits (the table uses the high 32, so the
- *   two choices are independent).  Each shard is everything described
- *   below: its own table, counters, intent record and robust writer lock,
- *   on its own cache lines.  One lock per dict made every writer of every
- *   key queue on one line and, when contended, on futex sleeps: two
- *   processes writing at once ran slower than one.  With shards, writers of
- *   different keys meet in the same shard 1 time in 16, and a writer still
- *   holds exactly one lock, so growth, tombstones and crash repair stay the
- *   simple single-lock design, per shard.  Only clear() and whole-dict
- *   checks take every lock (in index order, so they cannot deadlock).
+ *   two choices are independent).  Each shard has its own table, slot
+ *   reserve, resize/clear intent and robust lock, on its own cache lines.
  *
- *   Writes (set, delete, resize) take their shard's robust process-shared
- *   mutex.  The new entry is allocated and filled *before* the lock
- *   (shk_dict_prepare), so the critical section is a probe plus a few
- *   stores; large values are copied with no lock held.  Gets (the hot path)
- *   never take it.  The lock is adaptive: a short trylock spin (critical
- *   sections are ~100 ns), then a futex sleep inside the robust mutex.
+ *   WRITES are lock-free.  A set claims an EMPTY slot, or replaces its key's
+ *   entry, with one compare-and-swap of the slot word; a delete swaps in a
+ *   tombstone.  The new entry is allocated and filled before (so large
+ *   values are copied with nothing held).  Why not a lock: on the 2-vCPU
+ *   machines we measure on, moving a cache line between cores costs ~160 ns,
+ *   more than a whole set, and a shard lock is one line every writer of the
+ *   shard takes.  With a robust lock per shard two processes inserting into
+ *   one dict lost 15-30 ns an insert against a dict each; without it the
+ *   only lines they share are table lines, and only where their keys meet.
+ *   What a lock used to keep is now kept by:
+ *   - LANES.  A writer holds one *lane* (of DICT_LANES, each a robust
+ *     process-shared mutex with lines of its own) for the length of one set
+ *     or delete; a process prefers the same lane every time, so taking it
+ *     touches no line another process wrote.  The lane holds the intent of
+ *     the change in flight (for crash repair), a version batch, the
+ *     writer's share of each shard's entry count (len() sums the lanes, less
+ *     the shard's `base`), and its reserve of each shard's slots.
+ *   - RESERVES.  A table may have at most 3/4 of its slots used (live +
+ *     tombstones).  A writer takes slots for inserts from its lane's
+ *     reserve, refilled from the shard's `used` in chunks (one shared RMW
+ *     per many inserts); slots a delete empties go back to the reserve.
+ *     `used` never falls short of the slots really used.  A writer whose
+ *     refill fails grows the table.
+ *   - FREEZING, for resize, clear and check().  Under the shard lock, set
+ *     the table word's FROZEN bit, then take and release every lane once.
+ *     Writers read the table word after taking their lane, so each one
+ *     either finished before, or sees FROZEN and waits on the shard lock
+ *     (sleeping on its futex).  The table is then the freezer's alone.
+ *   - PINS.  A writer replacing or deleting an entry pins it first (below),
+ *     so the entry's block cannot be freed and reused, and the slot word
+ *     its CAS expects cannot come back with another meaning (no ABA).
  *
- *   Publication is one release store of the slot word: before it the entry
- *   is invisible, after it it is complete.  Replacing a key stores the new
- *   slot word over the old one; the old entry is then *retired*.
+ *   Publication is the slot CAS (release): before it the entry is
+ *   invisible, after it it is complete.  The replaced entry is then
+ *   *retired*.
+ *
+ *   DELETE.  A deleted slot becomes a tombstone, unless the slot after it is
+ *   EMPTY: then it and the tombstones just before it become EMPTY, so that
+ *   insert/delete cycles do not fill the table.  To do that without a lock
+ *   the deleter marks that EMPTY slot BUSY (a CAS, so an inserter's claim
+ *   and the mark cannot both win), then its own slot and the tombstones
+ *   before it, then writes EMPTY into all of them.  Lookups treat BUSY as
+ *   EMPTY (no key lies beyond the run it ends); writers wait for it.  Every
+ *   EMPTY a delete writes carries a fresh nonce in its high bits, so an
+ *   inserter that read the slot as EMPTY before cannot claim it after.
+ *   An insert then checks that its slot is reachable: that the path from
+ *   the key's home holds no EMPTY, no BUSY and no other copy of the key (a
+ *   delete running while we scanned may have emptied a slot behind us).
+ *   Once the slot is claimed nothing can empty that path any more, so the
+ *   check is final; if it fails the entry was never reachable and the
+ *   claim is withdrawn (the slot left a tombstone) and retried.
+ *   Tombstones are not reused by inserts (that would need the same check
+ *   for copies of the key *after* the slot, racing with their inserters);
+ *   a growth counts them (see Growth).
  *
  *   Readers never lock and never write shared memory (except pins, below).
  *   The free list reuses a retired block at once, for anything, in any
@@ -64,49 +101,62 @@
  *   pins > 0) instead of freeing it; the last unpin frees it.
  *
  *   CLEAR must empty all shards at once, for readers and across a crash.
- *   The clearer locks every shard, gives each an empty table recorded in
- *   its intent (nothing visible yet), then commits with one release store
- *   of the dict's clear_epoch.  A shard whose own epoch is below clear_epoch
- *   reads as empty (shard_stale: readers, len() and iteration skip it); the
- *   clearer then publishes each shard's new table and epoch and retires the
- *   old entries.  If it dies after the commit, the next locker of each shard
- *   finishes that shard (recover); before it, the new tables are freed.
+ *   The clearer locks and freezes every shard, gives each an empty table
+ *   recorded in its intent (nothing visible yet), then commits with one
+ *   release store of the dict's clear_epoch.  A shard whose own epoch is
+ *   below clear_epoch reads as empty (shard_stale: readers, len() and
+ *   iteration skip it); the clearer then publishes each shard's new table
+ *   and epoch and retires the old entries.  If it dies after the commit,
+ *   the next locker of each shard finishes that shard (recover); before
+ *   it, the new tables are freed.
  *
- *   Growth: when live + tombstones would pass 3/4 of the slots, the writer
- *   builds a table of twice the needed size, copies the slot words, and
- *   publishes it with one release store of the dict's `table` word, which
- *   packs (table generation, log2 capacity, offset).  The old table is freed
- *   at once.  Readers take capacity and offset from the table word they
+ *   Growth: when a writer's reserve cannot be refilled, it takes the shard
+ *   lock and freezes the shard.  If the table's really used slots leave room
+ *   (the lanes merely hold unused reserves), a new table generation voids
+ *   those reserves; else it builds a table sized for twice the used slots
+ *   (live and tombstones; at most 16x what the live entries need), copies
+ *   the live slot words, and publishes it with one release store of the
+ *   shard's `table` word, which packs (FROZEN, table generation, log2
+ *   capacity, offset).  The old table is freed at once: no writer is in it
+ *   (frozen), and readers take capacity and offset from the table word they
  *   loaded (never from the possibly-reused table memory), bound every probe
  *   by that capacity, and re-load the table word before answering: if it
- *   changed, they retry.  So a reader still walking a freed and reused table
- *   can read garbage slots but never answers from them.  Memory of freed
- *   tables stays mapped (segments never shrink), so those reads are safe.
- *   The heap grows the segment file on demand, in place: every process maps
- *   the segment's whole reservation (max_size, 64 GiB of address space by
- *   default) and growth is a posix_fallocate of the file (segment.c).  We
- *   rely on that rather than chained extents because readers and zero-copy
- *   views hold raw offsets and pointers that must never move, and because it
- *   keeps a lookup free of any extent translation.  That is what lets 10M
- *   entries fit in a dict created with default arguments.
+ *   changed, they retry.  So a reader still walking a freed and reused
+ *   table can read garbage slots but never answers from them.  Memory of
+ *   freed tables stays mapped (segments never shrink), so those reads are
+ *   safe.  The heap grows the segment file on demand, in place: every
+ *   process maps the segment's whole reservation (max_size, 64 GiB of
+ *   address space by default) and growth is a posix_fallocate of the file
+ *   (segment.c).  We rely on that rather than chained extents because
+ *   readers and zero-copy views hold raw offsets and pointers that must
+ *   never move, and because it keeps a lookup free of any extent
+ *   translation.  That is what lets 10M entries fit in a dict created with
+ *   default arguments.
  *
  * LAYOUT
- *   dict header (2 + 3 * nshards cache lines on x86-64, starting on a
- *   cache line inside its heap block):
- *     +0   magic "SHKDICT1" | version | header size | nshards |
+ *   dict header (2 + 3 * nshards + 6 * nlanes cache lines on x86-64,
+ *   starting on a cache line inside its heap block):
+ *     +0   magic "SHKDICT1" | version | header size | nshards | nlanes |
  *          clear_epoch (atomic)
  *     +64  next_ver (atomic; taken in batches)
  *     +128 shard[nshards], 192 bytes each:
- *       +0   table (atomic: tgen:26 | log2cap:6 | offset/16:32) | epoch |
- *            resizes | recoveries          (read by lookups)
+ *       +0   table (atomic: frozen:1 | tgen:25 | log2cap:6 | offset/16:32)
+ *            | epoch | resizes | recoveries    (read by lookups and writers)
  *       +64  resize/clear intent: op, epoch (clear), new and old table words
- *       +128 the writers' line, written by every set and delete:
- *            robust process-shared mutex | count (u32) | used (u32) |
- *            set/delete intent: new entry/16, old entry/16,
- *            op << 56 | old entry's version
+ *       +128 robust process-shared shard lock | used (u32, slots reserved) |
+ *            rebase (u32) | base (i64: len = sum of lane counts - base)
+ *     then lane[nlanes], 384 bytes each:
+ *       +0   robust process-shared lane lock | owner pid hint | nonce |
+ *            op (op << 56 | shard << 48 | old entry pinned)
+ *       +64  intent: new entry, its version, old entry, its version, table
+ *            word and slot (delete), version batch
+ *       +128 count[16] (i64: entries this lane added - removed, per shard)
+ *       +256 reserve[16] (table generation << 32 | slots, per shard)
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
- *     +16  slot[cap]    0 = EMPTY, TOMB, or tag32 << 32 | entry/16
+ *     +16  slot[cap]    nonce << 32 = EMPTY, TOMB (0xffffffff),
+ *                       lane+1 << 32 | 0xfffffffe = BUSY,
+ *                       or tag32 << 32 | entry/16
  *   entry (one heap block):
  *     +0   life  (atomic: ver << 16 | pins)
  *     +8   hash  (full 64-bit)
@@ -115,11 +165,13 @@
  *     +32  key bytes, zero-padded to 16
  *     +32+align16(klen)  value bytes (16-byte aligned: numpy data lives here)
  *
- * INVARIANTS (of each shard, whenever its writer lock is free)
+ * INVARIANTS (of each shard, whenever it is frozen and its lanes drained)
  *   - Every live slot references an entry with even ver whose hash's high
  *     32 bits equal the slot tag, and that is reachable from its home slot
  *     without crossing an EMPTY slot; no two live slots hold equal keys.
- *   - count = live slots, used = live + tombstone slots < 3/4 capacity.
+ *   - No slot is BUSY, and no lane has an intent.
+ *   - sum of the lanes' counts - base = live slots (unless rebase is set);
+ *     live + tombstones <= used <= 3/4 capacity.
  *   - An entry is referenced by at most one slot of the current table, and
  *     its hash's low bits name the shard.
  *   - epoch == clear_epoch (a lower epoch only while a clear is running or
@@ -127,21 +179,27 @@
  *   - A retired entry has odd ver; it is freed once its pins reach 0.
  *
  * CRASH SAFETY
- *   A writer killed at any instant: the robust mutex of its shard passes to
- *   the next writer with SHK_MUTEX_RECOVERED, which replays the shard's
- *   intent record (written before each multi-step change): if the slot
- *   holds the new entry the change committed and the old entry is retired
- *   if it is still that version; if not, the new entry (never reachable,
- *   so ours alone) is freed and nothing changed.  An unpublished resized
- *   table is freed; a published one has its predecessor freed, since the
- *   intent is cleared only before that step.  A clear is finished if
- *   clear_epoch shows it committed, else its new table is freed (see
- *   CLEAR).  Then count and used are recomputed.
+ *   A writer killed at any instant holds its lane's robust mutex, which
+ *   passes with EOWNERDEAD to the next writer that takes the lane, or to a
+ *   freezer draining the lanes, or to len()/stats(), which look for lanes
+ *   with an intent.  It repairs the lane from the intent: BUSY marks of the
+ *   lane become EMPTY; a new entry the table does not reference is freed,
+ *   and an old entry it no longer references is retired (both with a
+ *   version-checked CAS on the entry's life, so if a live writer replaced
+ *   the entry meanwhile and retires it too, exactly one of them frees it);
+ *   the writer's pin is dropped.  Whether the change reached the lane's
+ *   count is unknown, so the shard is marked for a recount (`rebase`, done
+ *   frozen by the next len(), stats() or check()).  A resizer, clearer or
+ *   checker killed holding the shard lock is repaired by the next locker
+ *   (recover): an unpublished resized table is freed, a published one has
+ *   its predecessor freed, a clear is finished if clear_epoch shows it
+ *   committed, else its new table is freed; the shard is unfrozen.
  *   Crash points (SHK_CRASH_POINT "dict.*") mark each step for the tests.
- *   Committed entries are never lost: a commit is its slot store.  The worst
- *   case is a leaked block (a crash between allocating and recording it, or
- *   inside the allocator's own free), never a torn or lost entry, never a
- *   deadlock.  A reader killed while pinning leaks that entry's block.
+ *   Committed entries are never lost: a commit is its slot CAS.  The worst
+ *   case is a leaked block (a crash between allocating and recording it,
+ *   or between pinning an entry and recording the pin, or inside the
+ *   allocator's own free), never a torn or lost entry, never a deadlock.
+ *   A reader killed while pinning leaks that entry's block.
  */
 #include "internal.h"
 #include "hash.h"

@@ -12,9 +12,10 @@
  * changed meanwhile and the decoded value must be thrown away and the find
  * retried.  shk_dict_get() wraps that loop for plain C callers.
  *
- * Writes build the new entry outside any lock (shk_dict_prepare, then fill
- * the value area), then publish it with shk_dict_commit() under the dict's
- * robust writer lock.
+ * Writes build the new entry first (shk_dict_prepare, then fill the value
+ * area), then publish it with shk_dict_commit(): a compare-and-swap of its
+ * table slot, lock-free.  Only resizes, clear() and check() freeze a shard
+ * (writers of it wait meanwhile).
  */
 #ifndef SHMKIT_DICT_H
 #define SHMKIT_DICT_H
@@ -31,9 +32,8 @@ typedef struct shk_dict shk_dict;
 /* Largest number of table slots (2^31); the dict holds up to 3/4 of that. */
 #define SHK_DICT_MAX_LOG2_CAP 31u
 #define SHK_DICT_MIN_CAPACITY 8u
-/* A dict is this many independent shards (tables with their own writer
- * lock), chosen by the key's hash, so writers of different keys rarely
- * wait for each other.  Each shard holds up to 3/4 of 2^31 entries. */
+/* A dict is this many independent shards (tables that grow on their own),
+ * chosen by the key's hash.  Each shard holds up to 3/4 of 2^31 entries. */
 #define SHK_DICT_SHARDS 16u
 /* A reference can be pinned (views) by at most this many holders at once. */
 #define SHK_DICT_MAX_PINS 0xffffu
@@ -139,19 +139,20 @@ uint64_t shk_dict_count(const shk_dict *d);
  * next live entry (validate it with shk_dict_ref_valid after reading) and
  * returns SHK_OK, or SHK_ENOTFOUND at the end.  SHK_EAGAIN if the table was
  * replaced (resize/clear) since *pos was 0: restart, or use
- * shk_dict_lock_for_scan() to hold writers off during a walk. */
+ * shk_dict_lock() to hold writers off during a walk. */
 int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table,
                   shk_dict_ref *ref);
-int shk_dict_lock(shk_dict *d);      /* the writer lock (with repair)      */
-void shk_dict_unlock(shk_dict *d);
+int shk_dict_lock(shk_dict *d);      /* freeze every shard: writers wait   */
+void shk_dict_unlock(shk_dict *d);   /* until unlock (repairs dead ones)   */
 
 /* ---- statistics and checking ---- */
 
 typedef struct shk_dict_stats {
     uint64_t count;          /* live entries                              */
     uint64_t capacity;       /* table slots                               */
-    uint64_t used_slots;     /* live + tombstones                         */
-    uint64_t tombstones;
+    uint64_t used_slots;     /* slots writers reserved, >= live + tombs
+                                (exactly live + tombstones from check)    */
+    uint64_t tombstones;     /* used_slots - count (exact from check)     */
     uint64_t table_bytes;
     uint64_t resizes;        /* since creation                            */
     uint64_t recoveries;     /* times a dead writer's state was repaired  */
@@ -162,7 +163,7 @@ typedef struct shk_dict_stats {
 
 /* Cheap counters (no walk). */
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st);
-/* Walk table and entries under the writer lock and verify every invariant:
+/* Walk table and entries with writers held off and verify every invariant:
  * table and entry bounds, entry versions even, tags = hash bits, hashes
  * recomputed from the keys, every entry reachable by probing from its home
  * slot, no duplicate keys on a probe path, counters consistent.  SHK_OK or
