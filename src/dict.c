@@ -1397,11 +1397,14 @@ static void unfreeze(dict_shard *sh)
     atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release);
 }
 
-static int64_t lanes_count(const shk_dict *d, unsigned si)
+/* Sum of the lanes' counts for shard si.  Unsigned, wrapping: the counts
+ * are deltas (a lane may delete what another added), and a corrupt header
+ * must not make the sum undefined behaviour. */
+static uint64_t lanes_count(const shk_dict *d, unsigned si)
 {
-    int64_t n = 0;
+    uint64_t n = 0;
     for (unsigned i = 0; i < DICT_LANES; i++)
-        n += atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed);
+        n += (uint64_t)atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed);
     return n;
 }
 
@@ -1424,7 +1427,7 @@ static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
 static void rebase(shk_dict *d, dict_shard *sh, uint64_t live)
 {
     unsigned si = shard_index(d, sh);
-    atomic_store_explicit(&sh->s.base, lanes_count(d, si) - (int64_t)live,
+    atomic_store_explicit(&sh->s.base, (int64_t)(lanes_count(d, si) - live),
                           memory_order_relaxed);
     atomic_store_explicit(&sh->s.rebase, 0, memory_order_relaxed);
 }
@@ -1592,9 +1595,8 @@ static inline void count_add(dict_lane *l, unsigned si, int64_t n)
 {
     /* Only the lane's holder writes it: a plain load and store.  Atomic
      * (relaxed) because len() reads it without the lane. */
-    atomic_store_explicit(&l->count[si],
-                          atomic_load_explicit(&l->count[si], memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    uint64_t c = (uint64_t)atomic_load_explicit(&l->count[si], memory_order_relaxed);
+    atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed);
 }
 
 /* Outcomes of one attempt at a change, with the lane held. */
@@ -1965,7 +1967,8 @@ static void rebase_pending(shk_dict *d)
         freeze_mark(sh);
         drain_lanes(d);
         uint64_t used, tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-        rebase(d, sh, recount(d, tw, &used));
+        if (table_valid(d, tw))
+            rebase(d, sh, recount(d, tw, &used));
         unfreeze(sh);
         shard_unlock(sh);
     }
@@ -1975,9 +1978,9 @@ static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
 {
     if (shard_stale(d, sh))
         return 0;
-    int64_t n = lanes_count(d, shard_index(d, sh)) -
-                atomic_load_explicit(&sh->s.base, memory_order_relaxed);
-    return n > 0 ? (uint64_t)n : 0;
+    int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
+                          (uint64_t)atomic_load_explicit(&sh->s.base, memory_order_relaxed));
+    return n > 0 ? (uint64_t)n : 0;   /* below 0 only for a moment, or if corrupt */
 }
 
 uint64_t shk_dict_count(const shk_dict *d)
