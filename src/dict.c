@@ -1599,6 +1599,18 @@ static inline void count_add(dict_lane *l, unsigned si, int64_t n)
     atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed);
 }
 
+/* Pin the entry a writer is about to replace or delete, so its block
+ * cannot be freed and reused (with the same slot word) under the writer's
+ * CAS.  1: pinned; 0: it has SHK_DICT_MAX_PINS pins already, so we go on
+ * unpinned (those pins keep the block unless all of them are dropped within
+ * our CAS window) rather than wait for one to go; -1: it changed since it
+ * was found (probe again). */
+static int entry_pin_for_cas(shk_dict *d, const shk_dict_ref *r)
+{
+    int rc = shk_dict_pin(d, r);
+    return rc == SHK_OK ? 1 : rc == SHK_EFULL ? 0 : -1;
+}
+
 /* Outcomes of one attempt at a change, with the lane held. */
 enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
 
@@ -1656,14 +1668,15 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 /* Pinned, the old entry's block cannot be reused while we
                  * CAS its slot word (no ABA). */
                 shk_dict_ref r = {.entry = old, .ver = p.ver};
-                if (shk_dict_pin(d, &r) != SHK_OK)
+                int pinned = entry_pin_for_cas(d, &r);
+                if (pinned < 0)
                     continue;
                 uint64_t ver = new_ver(d, l);
                 l->new_e = txn->entry;
                 l->new_ver = ver;
                 l->old_e = old;
                 l->old_ver = p.ver;
-                intent_set(l, OP_SET, si, 1);
+                intent_set(l, OP_SET, si, (unsigned)pinned);
                 SHK_CRASH_POINT("dict.set.intent");
                 /* relaxed: the slot CAS (release) publishes it. */
                 atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
@@ -1676,12 +1689,14 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                                                              memory_order_relaxed)) {
                     atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
                     intent_clear(l);
-                    shk_dict_unpin(d, old);
+                    if (pinned)
+                        shk_dict_unpin(d, old);
                     continue;
                 }
                 SHK_CRASH_POINT("dict.set.published");
                 entry_retire(d, old, p.ver);
-                shk_dict_unpin(d, old);
+                if (pinned)
+                    shk_dict_unpin(d, old);
                 SHK_CRASH_POINT("dict.set.retired");
                 intent_clear(l);
                 if (replaced)
@@ -1812,7 +1827,8 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 break;
             }
             shk_dict_ref r = {.entry = old, .ver = p.ver};
-            if (shk_dict_pin(d, &r) != SHK_OK)
+            int pinned = entry_pin_for_cas(d, &r);
+            if (pinned < 0)
                 continue;
             uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p.found;
             _Atomic uint64_t *slots = slots_of(d, tw);
@@ -1821,7 +1837,7 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             l->old_ver = p.ver;
             l->table = tw;
             l->slot = i;
-            intent_set(l, OP_DEL, si, 1);
+            intent_set(l, OP_DEL, si, (unsigned)pinned);
             uint64_t mark = busy_word(lane_index(d, l)), w = p.word;
             uint64_t nx = atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed);
             int run = slot_empty(nx) &&
@@ -1836,7 +1852,8 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 if (run)   /* nothing was emptied: the old word is still right */
                     atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed);
                 intent_clear(l);
-                shk_dict_unpin(d, old);
+                if (pinned)
+                    shk_dict_unpin(d, old);
                 continue;
             }
             SHK_CRASH_POINT("dict.delete.unlinked");
@@ -1861,7 +1878,8 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 budget_give(l, si, tw, n + 1);
             }
             entry_retire(d, old, p.ver);
-            shk_dict_unpin(d, old);
+            if (pinned)
+                shk_dict_unpin(d, old);
             SHK_CRASH_POINT("dict.delete.retired");
             count_add(l, si, -1);
             intent_clear(l);

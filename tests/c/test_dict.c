@@ -160,6 +160,25 @@ TEST(pins)
     shk_freelist_stats fs;
     CHECK_EQ(shk_freelist_check(shk_segment_heap(s), &fs), SHK_OK);
     CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
+
+    /* An entry with every pin taken can still be replaced and deleted (a
+     * writer pins what it replaces; it must not wait for a pin to go). */
+    CHECK_EQ(set_str(d, "full", "pinned"), SHK_OK);
+    CHECK_EQ(shk_dict_find(d, 's', "full", 4, &r), SHK_OK);
+    for (unsigned i = 0; i < SHK_DICT_MAX_PINS; i++)
+        CHECK_EQ(shk_dict_pin(d, &r), SHK_OK);
+    CHECK_EQ(shk_dict_pin(d, &r), SHK_EFULL);
+    CHECK_EQ(set_str(d, "full", "replaced"), SHK_OK);
+    shk_dict_ref r2;
+    CHECK_EQ(shk_dict_find(d, 's', "full", 4, &r2), SHK_OK);
+    CHECK(r2.entry != r.entry);
+    CHECK_EQ(shk_dict_find(d, 's', "full", 4, &r2), SHK_OK);
+    CHECK_EQ(shk_dict_delete(d, 's', "full", 4, 0, 0), SHK_OK);
+    CHECK(memcmp(r.val, "pinned", 6) == 0);          /* still a zombie */
+    for (unsigned i = 0; i < SHK_DICT_MAX_PINS; i++)
+        shk_dict_unpin(d, r.entry);
+    CHECK_EQ(shk_freelist_check(shk_segment_heap(s), &fs), SHK_OK);
+    CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
     shk_dict_close(d);
     drop_seg(s, "dpins");
 }
