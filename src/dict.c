@@ -203,6 +203,7 @@
  */
 #include "internal.h"
 #include "hash.h"
+#include "heap_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -852,10 +853,13 @@ int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
     }
 }
 
-/* Free an entry block whose life we own (pins 0, retired). */
+/* Free an entry block whose life we own (pins 0, retired), back to the heap
+ * stripe that carved it, among its neighbours: reused by whoever freed it,
+ * it would share cache lines with another process's live entries (STRIPES
+ * in alloc_freelist.c). */
 static void entry_free(shk_dict *d, uint64_t e)
 {
-    shk_freelist_free(d->heap, e);
+    shk_freelist_free_home(d->heap, e);
 }
 
 void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
@@ -878,7 +882,7 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
                                                   memory_order_acq_rel,
                                                   memory_order_relaxed)) {
             if (last_of_zombie)
-                shk_freelist_free(shk_segment_heap(seg), e);
+                shk_freelist_free_home(shk_segment_heap(seg), e);
             return;
         }
     }

@@ -29,4 +29,8 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
 int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
                                shk_freelist **out);
 
+/* Free a block (as shk_freelist_free) to the list of the stripe whose carve
+ * made it, not the caller's: see STRIPES in alloc_freelist.c. */
+int shk_freelist_free_home(shk_freelist *fl, uint64_t off);
+
 #endif
