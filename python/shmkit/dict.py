@@ -177,7 +177,8 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
             slots *= 2
         # growth sizes a table for twice the live entries; the previous
         # table is freed, but its memory stays with the heap
-        table = shards * (16 + 8 * slots * 2) + 64 * (2 + 3 * shards)
+        # plus the header: 2 lines, 3 per shard, 6 per writer lane (16)
+        table = shards * (16 + 8 * slots * 2) + 64 * (2 + 3 * shards + 6 * 16)
         segment_overhead = 1 << 16
         return int(math.ceil(entries * per_entry + table + segment_overhead))
 
