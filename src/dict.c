@@ -736,6 +736,15 @@ static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *re
     return 1;
 }
 
+/* Does the snapshot in ref hold this key?  (Meaningful only once ref is
+ * validated: its bytes may be torn.) */
+static inline int ref_is_key(const shk_dict *d, const shk_dict_ref *ref, uint8_t ktype,
+                             const void *key, uint64_t klen, uint64_t hash)
+{
+    return ref->ktype == ktype && ref->klen == klen &&
+           entry_at(d, ref->entry)->hash == hash && memcmp(ref->key, key, klen) == 0;
+}
+
 int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
 {
     /* acquire fence: every read of entry data before it happens before the
@@ -783,10 +792,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             }
             ref->table = tw;
             ref->shard = shard_index(d, sh);
-            int match = ref->ktype == ktype && ref->klen == klen &&
-                        entry_at(d, ref->entry)->hash == hash &&
-                        memcmp(ref->key, key, klen) == 0;
-            if (match)
+            if (ref_is_key(d, ref, ktype, key, klen, hash))
                 return SHK_OK;   /* the caller validates after reading */
             /* A mismatch counts only if the entry was stable while compared:
              * otherwise the slot may have held our key. */
@@ -999,6 +1005,23 @@ typedef struct wprobe {
     uint64_t busy_at;        /* its slot                                   */
 } wprobe;
 
+/* Does live slot word s of table tw hold the key?  1 yes, 0 no, -1 its
+ * entry changed while we compared (look again).  *ver: its version. */
+static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t s, uint8_t ktype,
+                          const void *key, uint64_t klen, uint64_t hash, uint64_t *ver)
+{
+    shk_dict_ref r;
+    if (!entry_snapshot(d, slot_entry(s), &r))
+        return -1;
+    int match = ref_is_key(d, &r, ktype, key, klen, hash);
+    r.table = tw;
+    r.shard = (uint32_t)(hash & d->shard_mask);
+    if (!shk_dict_ref_valid(d, &r))
+        return -1;
+    *ver = r.ver;
+    return match;
+}
+
 /* 1: *p filled; 0: an entry changed under us, probe again. */
 static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                    uint64_t klen, uint64_t hash, wprobe *p)
@@ -1023,19 +1046,14 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         }
         if (s == SLOT_TOMB || (s >> 32) != tag)
             continue;
-        shk_dict_ref r;
-        if (!entry_snapshot(d, slot_entry(s), &r))
-            return 0;
-        int match = r.ktype == ktype && r.klen == klen &&
-                    entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
-        r.table = tw;
-        r.shard = (uint32_t)(hash & d->shard_mask);
-        if (!shk_dict_ref_valid(d, &r))
+        uint64_t ver;
+        int match = slot_holds_key(d, tw, s, ktype, key, klen, hash, &ver);
+        if (match < 0)
             return 0;
         if (match) {
             p->found = (int64_t)i;
             p->word = s;
-            p->ver = r.ver;
+            p->ver = ver;
             return 1;
         }
     }
@@ -1061,15 +1079,10 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         if (slot_empty(s) || slot_busy(s))
             return 0;
         if (slot_live(s) && (s >> 32) == tag) {
-            shk_dict_ref r;
-            if (!entry_snapshot(d, slot_entry(s), &r))
+            uint64_t ver;
+            int match = slot_holds_key(d, tw, s, ktype, key, klen, hash, &ver);
+            if (match < 0)
                 continue;   /* being replaced: look again */
-            int match = r.ktype == ktype && r.klen == klen &&
-                        entry_at(d, r.entry)->hash == hash && memcmp(r.key, key, klen) == 0;
-            r.table = tw;
-            r.shard = (uint32_t)(hash & d->shard_mask);
-            if (!shk_dict_ref_valid(d, &r))
-                continue;
             if (match)
                 return 0;
         }
@@ -1618,6 +1631,40 @@ static int entry_pin_for_cas(shk_dict *d, const shk_dict_ref *r)
 /* Outcomes of one attempt at a change, with the lane held. */
 enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
 
+/* The commit step of a set, shared by replace and insert: record the
+ * intent (a crash may stop us anywhere after it), give the entry its
+ * version, and CAS its slot word into *slot if that still holds `expect`,
+ * in place of entry `old` (version old_ver; 0 when the slot is EMPTY).
+ * 1: published, the intent left for the caller to clear when it is done;
+ * 0: the slot changed and nothing happened (entry unversioned again,
+ * intent cleared). */
+static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn,
+                   _Atomic uint64_t *slot, uint64_t expect, uint64_t old,
+                   uint64_t old_ver, unsigned pinned)
+{
+    dict_entry *en = entry_at(d, txn->entry);
+    uint64_t ver = new_ver(d, l);
+    l->new_e = txn->entry;
+    l->new_ver = ver;
+    l->old_e = old;
+    l->old_ver = old_ver;
+    intent_set(l, OP_SET, si, pinned);
+    SHK_CRASH_POINT("dict.set.intent");
+    /* relaxed: the slot CAS (release) publishes it. */
+    atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+    SHK_CRASH_POINT("dict.set.versioned");
+    /* release: the commit point; a reader acquiring the slot sees a
+     * complete entry with an even version. */
+    if (atomic_compare_exchange_strong_explicit(slot, &expect,
+                                                slot_pack(txn->hash, txn->entry),
+                                                memory_order_release,
+                                                memory_order_relaxed))
+        return 1;
+    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+    intent_clear(l);
+    return 0;
+}
+
 int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                     uint64_t expect_entry, uint64_t expect_ver, int *replaced)
 {
@@ -1626,7 +1673,6 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     dict_shard *sh = shard_of(d, txn->hash);
     unsigned si = shard_index(d, sh);
     dict_entry *en = entry_at(d, txn->entry);
-    uint64_t new_slot = slot_pack(txn->hash, txn->entry);
     for (;;) {
         int rc = SHK_OK;
         dict_lane *l = lane_enter(d, &rc);
@@ -1634,7 +1680,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
             return rc;
         int out = TRY_AGAIN;
         uint64_t tw;
-        for (int spins = 0; out == TRY_AGAIN; spins++) {
+        while (out == TRY_AGAIN) {
             /* acquire: the table's slots and counters are visible. */
             tw = atomic_load_explicit(&sh->table, memory_order_acquire);
             if (tw & TW_FROZEN) {
@@ -1675,24 +1721,8 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 int pinned = entry_pin_for_cas(d, &r);
                 if (pinned < 0)
                     continue;
-                uint64_t ver = new_ver(d, l);
-                l->new_e = txn->entry;
-                l->new_ver = ver;
-                l->old_e = old;
-                l->old_ver = p.ver;
-                intent_set(l, OP_SET, si, (unsigned)pinned);
-                SHK_CRASH_POINT("dict.set.intent");
-                /* relaxed: the slot CAS (release) publishes it. */
-                atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
-                SHK_CRASH_POINT("dict.set.versioned");
-                uint64_t w = p.word;
-                /* release: the commit point; a reader acquiring the slot
-                 * sees a complete entry with an even version. */
-                if (!atomic_compare_exchange_strong_explicit(&slots[p.found], &w, new_slot,
-                                                             memory_order_release,
-                                                             memory_order_relaxed)) {
-                    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
-                    intent_clear(l);
+                if (!publish(d, l, si, txn, &slots[p.found], p.word, old, p.ver,
+                             (unsigned)pinned)) {
                     if (pinned)
                         shk_dict_unpin(d, old);
                     continue;
@@ -1717,23 +1747,10 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 out = TRY_GROW;
                 break;
             }
-            uint64_t ver = new_ver(d, l);
-            l->new_e = txn->entry;
-            l->new_ver = ver;
-            l->old_e = 0;
-            intent_set(l, OP_SET, si, 0);
-            SHK_CRASH_POINT("dict.set.intent");
-            atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
-            SHK_CRASH_POINT("dict.set.versioned");
-            uint64_t w = p.word;
-            /* release: the commit point (as above).  The expected EMPTY
-             * word carries the nonce of whoever emptied the slot last, so
-             * a slot emptied and re-emptied under us fails here (DELETE). */
-            if (!atomic_compare_exchange_strong_explicit(&slots[p.empty], &w, new_slot,
-                                                         memory_order_release,
-                                                         memory_order_relaxed)) {
-                atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
-                intent_clear(l);
+            /* The expected EMPTY word carries the nonce of whoever emptied
+             * the slot last, so a slot emptied and re-emptied under us
+             * fails the CAS (DELETE). */
+            if (!publish(d, l, si, txn, &slots[p.empty], p.word, 0, 0, 0)) {
                 budget_give(l, si, tw, 1);
                 continue;
             }
@@ -1808,7 +1825,7 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         if (!l)
             return rc;
         int out = TRY_AGAIN;
-        for (; out == TRY_AGAIN;) {
+        while (out == TRY_AGAIN) {
             uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
             if (tw & TW_FROZEN) {
                 out = TRY_FROZEN;
