@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int check_failed_now;
@@ -66,6 +67,19 @@ static inline int check_scale(int n)
     const char *v = getenv("SHMKIT_TEST_SCALE");
     int d = v ? atoi(v) : 1;
     return d > 1 ? (n / d > 0 ? n / d : 1) : n;
+}
+
+/* Wait for n forked children; 1 if every one exited with status 0 (all
+ * are reaped either way, so none is left a zombie). */
+static inline int check_reap(const pid_t *pids, int n)
+{
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    return ok;
 }
 
 /* A segment name unique to this process and test. */

@@ -269,11 +269,7 @@ TEST(freelist_processes)
             _exit(w.errors ? 1 : 0);
         }
     }
-    for (int i = 0; i < 4; i++) {
-        int st = 0;
-        waitpid(pids[i], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, 4));
     CHECK_EQ(shk_freelist_available(fl), avail);
     CHECK_EQ(shk_freelist_check(fl, NULL), SHK_OK);
     shk_freelist_close(fl);

@@ -280,11 +280,7 @@ TEST(processes_atomic)
             _exit(0);
         }
     }
-    for (int p = 0; p < P; p++) {
-        int st;
-        waitpid(pids[p], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, P));
     shk_scalar v;
     shk_array_load(h[0], 0, &v);
     CHECK_EQ(v.i, (int8_t)(uint8_t)((P * N) % 256));

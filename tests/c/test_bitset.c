@@ -245,11 +245,7 @@ TEST(processes_atomic)
             _exit(bad);
         }
     }
-    for (int k = 0; k < P; k++) {
-        int st;
-        waitpid(pids[k], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, P));
     shk_bitset *bb, *ff;
     CHECK_EQ(shk_bitset_open_named(s, "b", 0, &bb, NULL), SHK_OK);
     CHECK_EQ(shk_bitset_open_named(s, "f", 0, &ff, NULL), SHK_OK);
@@ -290,11 +286,7 @@ TEST(bit_as_lock)
             _exit(0);
         }
     }
-    for (int k = 0; k < P; k++) {
-        int st;
-        waitpid(pids[k], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, P));
     CHECK_EQ(*counter, (uint64_t)P * N);
     shk_bitset_close(b);
     fixture_drop(s, "bs7");

@@ -2,6 +2,7 @@
  * pins, concurrent readers and writers in several processes, and writers
  * SIGKILLed at random instants. */
 #include "check.h"
+#include "dict_helpers.h"
 #include "internal.h"
 
 #include <signal.h>
@@ -426,40 +427,13 @@ TEST(four_writers)
                     _exit(2);
                 if (i % 3 == 0)
                     shk_dict_delete(d, 's', k, strlen(k), 0, 0);
-                /* counter += 1 with optimistic retry */
-                for (;;) {
-                    shk_dict_ref r;
-                    int64_t cur = 0;
-                    uint64_t e = 0, ver = 0;
-                    int rc = shk_dict_find(d, 's', "ctr", 3, &r);
-                    if (rc == SHK_OK) {
-                        memcpy(&cur, r.val, 8);
-                        if (!shk_dict_ref_valid(d, &r))
-                            continue;
-                        e = r.entry;
-                        ver = r.ver;
-                    }
-                    cur++;
-                    shk_dict_txn t;
-                    if (shk_dict_prepare(d, 's', "ctr", 3, 'i', 8, &t) != SHK_OK)
-                        _exit(3);
-                    memcpy(t.val, &cur, 8);
-                    rc = shk_dict_commit(d, &t, SHK_DICT_EXPECT, e, ver, NULL);
-                    if (rc == SHK_OK)
-                        break;
-                    shk_dict_abort(d, &t);
-                    if (rc != SHK_EAGAIN)
-                        _exit(4);
-                }
+                if (dict_incr(d) != SHK_OK)   /* counter += 1, optimistic */
+                    _exit(3);
             }
             _exit(0);
         }
     }
-    for (int p = 0; p < P; p++) {
-        int st;
-        waitpid(pids[p], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, P));
     int64_t ctr = 0;
     uint64_t n;
     CHECK_EQ(shk_dict_get(d, 's', "ctr", 3, NULL, &ctr, 8, &n), SHK_OK);
@@ -745,17 +719,7 @@ TEST(churn_one_shard_two_processes)
     CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
     enum { P = 2, K = 32, ROUNDS = 60000 };
     static char keys[P][K][16];
-    for (int p = 0, i = 0, j = 0; p < P; j++) {
-        char k[16];
-        int n = snprintf(k, sizeof k, "b%d", j);
-        if ((shk_dict_hash(d, 's', k, (size_t)n) & (SHK_DICT_SHARDS - 1)) != 0)
-            continue;
-        memcpy(keys[p][i], k, (size_t)n + 1);
-        if (++i == K) {
-            i = 0;
-            p++;
-        }
-    }
+    dict_shard0_keys(d, keys[0], P * K);
     pid_t pids[P];
     for (int p = 0; p < P; p++) {
         pids[p] = fork();
@@ -772,11 +736,7 @@ TEST(churn_one_shard_two_processes)
             _exit(0);
         }
     }
-    for (int p = 0; p < P; p++) {
-        int st;
-        waitpid(pids[p], &st, 0);
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    CHECK(check_reap(pids, P));
     CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
     CHECK_EQ(shk_dict_count(d), 0);
     shk_dict_close(d);

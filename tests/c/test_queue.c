@@ -329,18 +329,11 @@ TEST(mpmc_exactly_once)
             _exit(0);
         }
     }
-    int ok = 1, st;
-    for (int p = 0; p < P; p++) {
-        waitpid(pids[p], &st, 0);
-        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    }
+    int ok = check_reap(pids, P);
     uint64_t stop = UINT64_MAX;
     for (int c = 0; c < C; c++)
         CHECK_EQ(shk_queue_put(q, &stop, 8, 7, -1), SHK_OK);
-    for (int c = 0; c < C; c++) {
-        waitpid(pids[P + c], &st, 0);
-        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    }
+    ok &= check_reap(pids + P, C);
     CHECK(ok);
     uint64_t n = 0, sum = 0, want = 0;
     for (int c = 0; c < C; c++) {

@@ -155,12 +155,7 @@ TEST(processes_exactly_once)
             _exit(0);
         }
     }
-    int ok = 1, st;
-    for (int p = 0; p < 2 * P; p++) {
-        waitpid(pids[p], &st, 0);
-        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    }
-    CHECK(ok);
+    CHECK(check_reap(pids, 2 * P));
     uint64_t n = 0, sum = 0, v, want = 0;
     for (int p = 0; p < 2 * P; p++) {
         uint64_t r[2], len;

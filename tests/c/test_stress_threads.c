@@ -8,6 +8,7 @@
  * atomics -- a block's contents through the free list, a counter guarded by
  * a bit used as a lock, a buffer published by an array element -- so that
  * TSan reports a data race if any memory order is too weak. */
+#include "dict_helpers.h"
 #include "fixture.h"
 #include "internal.h"
 
@@ -503,71 +504,10 @@ typedef struct {
     int64_t incs;
 } dict_arg;
 
-/* Fill a new entry's value.  Its own function so that TSan's suppression
- * (tests/c/tsan.supp) can name it: writes into a freshly allocated entry
- * race by design with seqlock readers of the retired entry whose block it
- * reuses (they re-check the version and discard what they read). */
-static void seqlock_fill(char *dst, const void *src, size_t n)
-{
-    memcpy(dst, src, n);
-}
-
-static int dict_put(shk_dict *d, const char *k, size_t n, uint64_t v, int mode,
-                    uint64_t expect_e, uint64_t expect_ver)
-{
-    shk_dict_txn t;
-    int rc = shk_dict_prepare(d, 's', k, n, 'i', 8, &t);
-    if (rc != SHK_OK)
-        return rc;
-    seqlock_fill(t.val, &v, 8);
-    rc = shk_dict_commit(d, &t, mode, expect_e, expect_ver, NULL);
-    if (rc != SHK_OK)
-        shk_dict_abort(d, &t);
-    return rc;
-}
-
-static int dict_incr(shk_dict *d)
-{
-    for (;;) {
-        shk_dict_ref r;
-        int64_t cur = 0;
-        uint64_t e = 0, ver = 0;
-        int rc = shk_dict_find(d, 's', "ctr", 3, &r);
-        if (rc == SHK_OK) {
-            memcpy(&cur, r.val, 8);
-            if (!shk_dict_ref_valid(d, &r))
-                continue;
-            e = r.entry;
-            ver = r.ver;
-        } else if (rc != SHK_ENOTFOUND) {
-            return rc;
-        }
-        cur++;
-        rc = dict_put(d, "ctr", 3, (uint64_t)cur, SHK_DICT_EXPECT, e, ver);
-        if (rc != SHK_EAGAIN)
-            return rc;
-    }
-}
-
 /* Burst keys: every thread's hash to shard 0, so that the threads' bursts
  * crowd one table and its probe runs (where claims and delete runs race). */
 #define BURST 24
 static char burst_key[T][BURST][16];
-
-static void make_burst_keys(shk_dict *d)
-{
-    for (int t = 0, i = 0, j = 0; t < T; j++) {
-        char k[16];
-        int n = snprintf(k, sizeof k, "b%d", j);
-        if ((shk_dict_hash(d, 's', k, (size_t)n) & (SHK_DICT_SHARDS - 1)) != 0)
-            continue;
-        memcpy(burst_key[t][i], k, (size_t)n + 1);
-        if (++i == BURST) {
-            i = 0;
-            t++;
-        }
-    }
-}
 
 static void *dict_worker(void *p)
 {
@@ -626,7 +566,7 @@ TEST(dict_threads)
     shk_segment *s = fixture_segment("st-dict", 0, 1ull << 30);
     shk_dict *d;
     CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
-    make_burst_keys(d);
+    dict_shard0_keys(d, burst_key[0], T * BURST);
     dict_arg args[T];
     for (int i = 0; i < T; i++)
         args[i] = (dict_arg){d, i, 0, 0};
