@@ -149,7 +149,7 @@
  *       +0   robust process-shared lane lock | owner pid hint | nonce |
  *            op (op << 56 | shard << 48 | old entry pinned)
  *       +64  intent: new entry, its version, old entry, its version, table
- *            word and slot (delete), version batch
+ *            word and slot, version batch
  *       +128 count[16] (i64: entries this lane added - removed, per shard)
  *       +256 reserve[16] (table generation << 32 | slots, per shard)
  *   table (one heap block):
@@ -183,7 +183,9 @@
  *   passes with EOWNERDEAD to the next writer that takes the lane, or to a
  *   freezer draining the lanes, or to len()/stats(), which look for lanes
  *   with an intent.  It repairs the lane from the intent: BUSY marks of the
- *   lane become EMPTY; a new entry the table does not reference is freed,
+ *   lane become EMPTY; an insert's claim whose reachability check had not
+ *   run is checked now and withdrawn if it fails; a new entry the table
+ *   does not reference is freed,
  *   and an old entry it no longer references is retired (both with a
  *   version-checked CAS on the entry's life, so if a live writer replaced
  *   the entry meanwhile and retires it too, exactly one of them frees it);
@@ -289,8 +291,8 @@ typedef struct dict_lane {
     /* the intent's fields, valid while op != OP_NONE */
     _Alignas(SHK_CACHELINE) uint64_t new_e, new_ver;  /* OP_SET           */
     uint64_t old_e, old_ver; /* the entry replaced or deleted, or 0        */
-    uint64_t table;          /* OP_DEL: the table it ran in                 */
-    uint64_t slot;           /* OP_DEL: the slot of the deleted entry      */
+    uint64_t table;          /* the table it ran in                         */
+    uint64_t slot;           /* the slot it changes                         */
     uint64_t ver_next, ver_end;        /* the version batch                */
     _Atomic int64_t count[SHK_DICT_SHARDS];   /* entries added - removed   */
     uint64_t budget[SHK_DICT_SHARDS];  /* table gen << 32 | slots reserved */
@@ -1259,6 +1261,23 @@ static void lane_recover(shk_dict *d, dict_lane *l)
              n++, j = (j - 1) & mask)
             atomic_store_explicit(&slots[j], empty, memory_order_release);
     }
+    if (o == OP_SET && !l->old_e && l->new_e &&
+        shk_segment_contains(d->seg, l->new_e, ENTRY_HDR)) {
+        /* An insert killed between claiming its slot and checking that the
+         * slot is reachable: decide now, as it would have (the check is
+         * final once the slot is claimed), and withdraw an unreachable
+         * claim, which no lookup can have found. */
+        const dict_entry *ne = entry_at(d, l->new_e);
+        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+        if (table_valid(d, l->table) && tw_same(tw, l->table) &&
+            l->slot < (1ull << tw_log2(tw)) &&
+            atomic_load_explicit(&slots_of(d, tw)[l->slot], memory_order_relaxed) ==
+                slot_pack(ne->hash, l->new_e) &&
+            shk_segment_contains(d->seg, l->new_e + ENTRY_HDR, ne->klen) &&
+            !claim_valid(d, tw, ne->ktype, d->base + l->new_e + ENTRY_HDR, ne->klen,
+                         ne->hash, l->slot))
+            atomic_store_explicit(&slots_of(d, tw)[l->slot], SLOT_TOMB, memory_order_release);
+    }
     if (o == OP_SET && l->new_e && shk_segment_contains(d->seg, l->new_e, ENTRY_HDR) &&
         !entry_in_table(d, sh, l->new_e)) {
         /* Unpublished (ours alone), or published and since replaced by a
@@ -1307,8 +1326,11 @@ static void lanes_reap(shk_dict *d)
 
 /* Wait until the delete that marked a slot BUSY is done: it holds its
  * lane for a few stores, so spin briefly, then sleep on the lane's mutex
- * (which also repairs it if that writer died). */
-static int wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy, dict_lane *mine)
+ * (which also repairs it if that writer died).  Called with no lane held:
+ * a writer that waited for one lane while holding another could, once the
+ * lanes change hands, wait in a cycle (ThreadSanitizer reported that lock
+ * order in test_dict's churn test). */
+static int wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy)
 {
     for (int k = 0; k < 256; k++) {
         if (atomic_load_explicit(slot, memory_order_relaxed) != busy)
@@ -1316,7 +1338,7 @@ static int wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy, dict_la
         cpu_relax();
     }
     uint64_t li = (busy >> 32) - 1;
-    if (li >= DICT_LANES || &d->lanes[li] == mine)
+    if (li >= DICT_LANES)
         return SHK_ECORRUPT;
     dict_lane *l = &d->lanes[li];
     int rc = lane_lock(d, l);
@@ -1629,17 +1651,18 @@ static int entry_pin_for_cas(shk_dict *d, const shk_dict_ref *r)
 }
 
 /* Outcomes of one attempt at a change, with the lane held. */
-enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
+enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3, TRY_BUSY = 4 };
 
 /* The commit step of a set, shared by replace and insert: record the
  * intent (a crash may stop us anywhere after it), give the entry its
- * version, and CAS its slot word into *slot if that still holds `expect`,
+ * version, and CAS its slot word into slot idx of table tw if that still
+ * holds `expect`,
  * in place of entry `old` (version old_ver; 0 when the slot is EMPTY).
  * 1: published, the intent left for the caller to clear when it is done;
  * 0: the slot changed and nothing happened (entry unversioned again,
  * intent cleared). */
 static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn,
-                   _Atomic uint64_t *slot, uint64_t expect, uint64_t old,
+                   uint64_t tw, uint64_t idx, uint64_t expect, uint64_t old,
                    uint64_t old_ver, unsigned pinned)
 {
     dict_entry *en = entry_at(d, txn->entry);
@@ -1648,6 +1671,8 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     l->new_ver = ver;
     l->old_e = old;
     l->old_ver = old_ver;
+    l->table = tw;
+    l->slot = idx;
     intent_set(l, OP_SET, si, pinned);
     SHK_CRASH_POINT("dict.set.intent");
     /* relaxed: the slot CAS (release) publishes it. */
@@ -1655,7 +1680,7 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     SHK_CRASH_POINT("dict.set.versioned");
     /* release: the commit point; a reader acquiring the slot sees a
      * complete entry with an even version. */
-    if (atomic_compare_exchange_strong_explicit(slot, &expect,
+    if (atomic_compare_exchange_strong_explicit(&slots_of(d, tw)[idx], &expect,
                                                 slot_pack(txn->hash, txn->entry),
                                                 memory_order_release,
                                                 memory_order_relaxed))
@@ -1679,7 +1704,8 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
         if (!l)
             return rc;
         int out = TRY_AGAIN;
-        uint64_t tw;
+        uint64_t tw, busy = 0;
+        _Atomic uint64_t *busy_slot = NULL;
         while (out == TRY_AGAIN) {
             /* acquire: the table's slots and counters are visible. */
             tw = atomic_load_explicit(&sh->table, memory_order_acquire);
@@ -1698,10 +1724,10 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 continue;
             _Atomic uint64_t *slots = slots_of(d, tw);
             if (p.busy) {
-                rc = wait_busy(d, &slots[p.busy_at], p.busy, l);
-                if (rc != SHK_OK)
-                    out = TRY_DONE;
-                continue;
+                busy = p.busy;
+                busy_slot = &slots[p.busy_at];
+                out = TRY_BUSY;
+                break;
             }
             if (p.found >= 0) {
                 uint64_t old = slot_entry(p.word);
@@ -1721,7 +1747,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 int pinned = entry_pin_for_cas(d, &r);
                 if (pinned < 0)
                     continue;
-                if (!publish(d, l, si, txn, &slots[p.found], p.word, old, p.ver,
+                if (!publish(d, l, si, txn, tw, (uint64_t)p.found, p.word, old, p.ver,
                              (unsigned)pinned)) {
                     if (pinned)
                         shk_dict_unpin(d, old);
@@ -1750,10 +1776,11 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
             /* The expected EMPTY word carries the nonce of whoever emptied
              * the slot last, so a slot emptied and re-emptied under us
              * fails the CAS (DELETE). */
-            if (!publish(d, l, si, txn, &slots[p.empty], p.word, 0, 0, 0)) {
+            if (!publish(d, l, si, txn, tw, (uint64_t)p.empty, p.word, 0, 0, 0)) {
                 budget_give(l, si, tw, 1);
                 continue;
             }
+            SHK_CRASH_POINT("dict.set.claimed");
             if (!claim_valid(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
                              txn->hash, (uint64_t)p.empty)) {
                 /* Never reachable: take it back (the slot stays used, a
@@ -1777,7 +1804,9 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 txn->entry = 0;
             return rc;
         }
-        rc = out == TRY_FROZEN ? shard_wait(d, sh) : grow(d, sh, tw);
+        rc = out == TRY_FROZEN ? shard_wait(d, sh)
+           : out == TRY_BUSY   ? wait_busy(d, busy_slot, busy)
+                               : grow(d, sh, tw);
         if (rc != SHK_OK)
             return rc;
     }

@@ -651,7 +651,7 @@ static int script_matches(shk_dict *d, int64_t j)
 TEST(crash_points)
 {
     static const char *points[] = {
-        "dict.set.intent", "dict.set.versioned", "dict.set.published",
+        "dict.set.intent", "dict.set.versioned", "dict.set.claimed", "dict.set.published",
         "dict.set.retired", "dict.delete.unlinked", "dict.delete.marked",
         "dict.delete.retired",
         "dict.resize.copying", "dict.resize.built", "dict.resize.published",

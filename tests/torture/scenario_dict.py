@@ -99,8 +99,9 @@ def verify(name: str, expect: dict) -> dict:
 
 SCENARIO = Scenario(
     "dict", setup, work, model, fold, verify,
-    crash_points=("dict.set.intent", "dict.set.versioned", "dict.set.published",
-                  "dict.set.retired", "dict.delete.unlinked", "dict.delete.retired",
+    crash_points=("dict.set.intent", "dict.set.versioned", "dict.set.claimed",
+                  "dict.set.published", "dict.set.retired", "dict.delete.unlinked",
+                  "dict.delete.marked", "dict.delete.retired",
                   "dict.resize.copying", "dict.resize.built", "dict.resize.published",
                   "freelist.pop", "freelist.free", "freelist.carve"),
 )
