@@ -148,7 +148,7 @@ $(B)/tsan-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-tsan.a
 .PHONY: ctest-tsan
 ctest-tsan: $(TSAN_BINS)
 	@set -e; for t in $^; do echo "== $$t (TSan)"; \
-	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/c/tsan.supp $$t; done
+	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$(CURDIR)/tests/c/tsan.supp $$t; done
 
 # ---------------------------------------------------------------------------
 # libFuzzer (issue 6): each tests/fuzz/fuzz_<t>.c is built with clang
