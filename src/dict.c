@@ -208,6 +208,7 @@
 #include "heap_internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -747,12 +748,40 @@ static inline int ref_is_key(const shk_dict *d, const shk_dict_ref *ref, uint8_t
            entry_at(d, ref->entry)->hash == hash && memcmp(ref->key, key, klen) == 0;
 }
 
+/* Fill the where-found fields of a snapshot taken through slot i of table
+ * tw (whose word was s) in shard si. */
+static inline void ref_found_at(shk_dict_ref *ref, uint64_t tw, uint32_t si, uint64_t i,
+                                uint64_t s)
+{
+    ref->table = tw;
+    ref->shard = si;
+    ref->slot = i;
+    ref->word = s;
+}
+
+/* Is what was read through ref the entry its slot referenced at one
+ * instant?  The life word equal before and after (seqlock) proves the
+ * bytes are one complete version V of the block; but the slot may have
+ * been replaced after we loaded it, and the block retired, freed and
+ * reused for another entry (another key, or an entry still being
+ * published) before we loaded life: a consistent snapshot of the wrong
+ * entry.  So the slot is re-read between the two life loads: life1 (t0) =
+ * V, slot (t1) = the word we followed, life2 (t2) = V, with t0 < t1 < t2,
+ * means the block held V throughout and the slot referenced it at t1 (a
+ * slot references a block only while the block holds the entry published
+ * there: retiring follows the replacing CAS).  The table word, re-read
+ * last, proves slot i was in the shard's current table then. */
 int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
 {
-    /* acquire fence: every read of entry data before it happens before the
-     * loads below, so if a writer retired (or a reuser overwrote) the block
-     * while we read, we see its new life value (seqlock read side). */
+    /* acquire fence: every read of entry data (and life1) before it
+     * happens before the loads below, so if a writer retired (or a reuser
+     * overwrote) the block while we read, we see its new life value
+     * (seqlock read side). */
     atomic_thread_fence(memory_order_acquire);
+    const _Atomic uint64_t *slot = slots_of(d, ref->table) + ref->slot;
+    /* acquire: orders the life2 load below after this load (t1 < t2). */
+    if (atomic_load_explicit(slot, memory_order_acquire) != ref->word)
+        return 0;
     uint64_t life = atomic_load_explicit(&entry_at(d, ref->entry)->life,
                                          memory_order_relaxed);
     if (life_ver(life) != ref->ver)
@@ -761,11 +790,45 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
                                         memory_order_relaxed), ref->table);
 }
 
+/* How many times in a row a slot may name an entry that is not live while
+ * neither the slot nor its table changes before the entry is called
+ * corrupt.  A slot references an entry only while that entry is live (see
+ * shk_dict_ref_valid), so in a healthy dict a failed snapshot through an
+ * unchanged slot needs the block to be retired, reused and published
+ * again in the same slot between two of our loads; a second look then
+ * succeeds.  A few looks tell that from a corrupt entry, which fails every
+ * time. */
+#define SLOT_STUCK_LIMIT 8u
+
+enum { SLOT_AGAIN = 1, SLOT_RESTART = 2 };
+
+/* A snapshot of slot i's entry (word s, table tw of shard sh) failed or did
+ * not validate.  SLOT_AGAIN: the slot changed, or may yet; load it again.
+ * SLOT_RESTART: the table was replaced; probe again from the top.
+ * SHK_ECORRUPT: the slot keeps naming an entry that is not live. */
+static int slot_unstable(const dict_shard *sh, uint64_t tw,
+                         const _Atomic uint64_t *slot, uint64_t s, unsigned *stuck)
+{
+    /* acquire: orders these loads after the failed snapshot's. */
+    if (atomic_load_explicit(slot, memory_order_acquire) != s) {
+        *stuck = 0;
+        return SLOT_AGAIN;
+    }
+    if (!tw_same(atomic_load_explicit(&sh->table, memory_order_relaxed), tw))
+        return SLOT_RESTART;
+    if (++*stuck < SLOT_STUCK_LIMIT) {
+        sched_yield();   /* let a writer preempted mid-publish go on */
+        return SLOT_AGAIN;
+    }
+    return SHK_ECORRUPT;
+}
+
 int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     uint64_t hash, shk_dict_ref *ref)
 {
     uint64_t tag = hash >> 32;
     dict_shard *sh = shard_of(d, hash);
+    uint32_t si = shard_index(d, sh);
     for (;;) {
         if (shard_stale(d, sh))
             return SHK_ENOTFOUND;
@@ -777,8 +840,9 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         uint64_t mask = (1ull << tw_log2(tw)) - 1;
         _Atomic uint64_t *slots = slots_of(d, tw);
         uint64_t i = tag & mask;
-        int retry = 0;
-        for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        unsigned stuck = 0;
+        int restart = 0;
+        for (uint64_t n = 0; n <= mask && !restart;) {
             /* acquire: pairs with the release store that published the
              * entry, so its contents are visible. */
             uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
@@ -786,24 +850,28 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
              * delete is emptying, and no key lies beyond such a run. */
             if (slot_empty(s) || slot_busy(s))
                 break;
-            if (s == SLOT_TOMB || (s >> 32) != tag)
-                continue;
-            if (!entry_snapshot(d, slot_entry(s), ref)) {
-                retry = 1;
-                break;
+            if (s != SLOT_TOMB && (s >> 32) == tag) {
+                if (entry_snapshot(d, slot_entry(s), ref)) {
+                    ref_found_at(ref, tw, si, i, s);
+                    if (ref_is_key(d, ref, ktype, key, klen, hash))
+                        return SHK_OK;   /* the caller validates after reading */
+                    /* A mismatch counts only if the slot referenced that
+                     * entry while we compared: else it may hold our key. */
+                    if (shk_dict_ref_valid(d, ref))
+                        goto next;
+                }
+                int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+                if (st == SHK_ECORRUPT)
+                    return st;
+                restart = st == SLOT_RESTART;
+                continue;   /* SLOT_AGAIN: the same slot, loaded again */
             }
-            ref->table = tw;
-            ref->shard = shard_index(d, sh);
-            if (ref_is_key(d, ref, ktype, key, klen, hash))
-                return SHK_OK;   /* the caller validates after reading */
-            /* A mismatch counts only if the entry was stable while compared:
-             * otherwise the slot may have held our key. */
-            if (!shk_dict_ref_valid(d, ref)) {
-                retry = 1;
-                break;
-            }
+        next:
+            stuck = 0;
+            n++;
+            i = (i + 1) & mask;
         }
-        if (retry)
+        if (restart)
             continue;
         /* A miss is an answer only if the table was not replaced meanwhile
          * (a freed table's memory may have been reused). */
@@ -1009,15 +1077,14 @@ typedef struct wprobe {
 
 /* Does live slot word s of table tw hold the key?  1 yes, 0 no, -1 its
  * entry changed while we compared (look again).  *ver: its version. */
-static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t s, uint8_t ktype,
+static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint8_t ktype,
                           const void *key, uint64_t klen, uint64_t hash, uint64_t *ver)
 {
     shk_dict_ref r;
     if (!entry_snapshot(d, slot_entry(s), &r))
         return -1;
     int match = ref_is_key(d, &r, ktype, key, klen, hash);
-    r.table = tw;
-    r.shard = (uint32_t)(hash & d->shard_mask);
+    ref_found_at(&r, tw, (uint32_t)(hash & d->shard_mask), i, s);
     if (!shk_dict_ref_valid(d, &r))
         return -1;
     *ver = r.ver;
@@ -1049,7 +1116,7 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         if (s == SLOT_TOMB || (s >> 32) != tag)
             continue;
         uint64_t ver;
-        int match = slot_holds_key(d, tw, s, ktype, key, klen, hash, &ver);
+        int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
         if (match < 0)
             return 0;
         if (match) {
@@ -1082,7 +1149,7 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
             return 0;
         if (slot_live(s) && (s >> 32) == tag) {
             uint64_t ver;
-            int match = slot_holds_key(d, tw, s, ktype, key, klen, hash, &ver);
+            int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
             if (match < 0)
                 continue;   /* being replaced: look again */
             if (match)
@@ -2089,16 +2156,26 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
             return SHK_ECORRUPT;
         uint64_t cap = 1ull << tw_log2(tw);
         _Atomic uint64_t *slots = slots_of(d, tw);
-        for (uint64_t i = *pos & 0xffffffffull; i < cap; i++) {
+        unsigned stuck = 0;
+        for (uint64_t i = *pos & 0xffffffffull; i < cap;) {
             uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
-            if (!slot_live(s))
+            if (!slot_live(s)) {
+                i++;
+                stuck = 0;
                 continue;
-            if (!entry_snapshot(d, slot_entry(s), ref))
-                continue;   /* retired meanwhile: it is gone */
-            ref->table = tw;
-            ref->shard = (uint32_t)si;
-            *pos = si << 32 | (i + 1);
-            return SHK_OK;
+            }
+            if (entry_snapshot(d, slot_entry(s), ref)) {
+                ref_found_at(ref, tw, (uint32_t)si, i, s);
+                *pos = si << 32 | (i + 1);
+                return SHK_OK;
+            }
+            /* Replaced or deleted meanwhile: what the slot holds now is the
+             * answer (a replaced key must not be skipped). */
+            int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+            if (st == SHK_ECORRUPT)
+                return st;
+            if (st == SLOT_RESTART)
+                return SHK_EAGAIN;
         }
         *pos = (si + 1) << 32;
         *table = 0;

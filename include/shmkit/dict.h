@@ -58,6 +58,8 @@ typedef struct shk_dict_ref {
     uint64_t entry;         /* segment offset of the entry               */
     uint64_t ver;           /* its version when found                     */
     uint64_t table;         /* its shard's table word when found          */
+    uint64_t slot;          /* the table slot that referenced it           */
+    uint64_t word;          /* that slot's word when found                */
     const char *key;        /* into shared memory                         */
     const char *val;        /* into shared memory, 16-byte aligned         */
     uint64_t klen, vlen;
@@ -71,8 +73,9 @@ int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
 /* Same with a precomputed hash (shk_dict_hash). */
 int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     uint64_t hash, shk_dict_ref *ref);
-/* 1 if what was read through ref since find is a consistent snapshot of a
- * committed entry; 0: discard it and find again. */
+/* 1 if what was read through ref since find is a consistent snapshot of
+ * the entry that its slot referenced at one instant (so the answer is
+ * linearizable there); 0: discard it and find again. */
 int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref);
 
 /* Copy a value out.  *vlen gets its length; SHK_EINVAL (with *vlen set) if

@@ -1201,9 +1201,12 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
                 Py_DECREF(out);
                 return NULL;
             }
-            /* The entry was removed or the table replaced meanwhile: skip
-             * it; the next step reports a replaced table. */
+            /* The slot changed (the key replaced or deleted) or the table
+             * was replaced meanwhile: look at the same slot again, so a
+             * replaced key is not skipped; the next step reports a
+             * replaced table. */
             PyErr_Clear();
+            pos = (uint64_t)r.shard << 32 | r.slot;
             continue;
         }
         if (raw) {
