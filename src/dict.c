@@ -1091,7 +1091,8 @@ static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint
     return match;
 }
 
-/* 1: *p filled; 0: an entry changed under us, probe again. */
+/* 1: *p filled; 0: the table was replaced under us, probe again;
+ * SHK_ECORRUPT: a slot keeps naming an entry that is not live. */
 static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                    uint64_t klen, uint64_t hash, wprobe *p)
 {
@@ -1100,7 +1101,8 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
     p->found = p->empty = -1;
     p->busy = 0;
     uint64_t i = tag & mask;
-    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+    unsigned stuck = 0;
+    for (uint64_t n = 0; n <= mask;) {
         /* acquire: a published entry's contents are visible. */
         uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
         if (slot_empty(s)) {
@@ -1113,18 +1115,25 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
             p->busy_at = i;
             return 1;
         }
-        if (s == SLOT_TOMB || (s >> 32) != tag)
-            continue;
-        uint64_t ver;
-        int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
-        if (match < 0)
-            return 0;
-        if (match) {
-            p->found = (int64_t)i;
-            p->word = s;
-            p->ver = ver;
-            return 1;
+        if (s != SLOT_TOMB && (s >> 32) == tag) {
+            uint64_t ver;
+            int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
+            if (match < 0) {
+                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck);
+                if (st != SLOT_AGAIN)
+                    return st == SLOT_RESTART ? 0 : st;
+                continue;   /* the same slot, loaded again */
+            }
+            if (match) {
+                p->found = (int64_t)i;
+                p->word = s;
+                p->ver = ver;
+                return 1;
+            }
         }
+        stuck = 0;
+        n++;
+        i = (i + 1) & mask;
     }
     return 1;   /* a full table: no EMPTY (the caller grows it) */
 }
@@ -1143,6 +1152,7 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
 {
     uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
     _Atomic uint64_t *slots = slots_of(d, tw);
+    unsigned stuck = 0;
     for (uint64_t i = tag & mask; i != j;) {
         uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
         if (slot_empty(s) || slot_busy(s))
@@ -1150,11 +1160,18 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         if (slot_live(s) && (s >> 32) == tag) {
             uint64_t ver;
             int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
-            if (match < 0)
-                continue;   /* being replaced: look again */
+            if (match < 0) {
+                /* Being replaced: look again.  A slot that keeps naming a
+                 * dead entry (corrupt) withdraws the claim; the retried
+                 * probe reports the corruption. */
+                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck) == SLOT_AGAIN)
+                    continue;
+                return 0;
+            }
             if (match)
                 return 0;
         }
+        stuck = 0;
         i = (i + 1) & mask;
     }
     return 1;
@@ -1786,8 +1803,14 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                 break;
             }
             wprobe p;
-            if (!probe_w(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
-                         txn->hash, &p))
+            int pr = probe_w(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+                             txn->hash, &p);
+            if (pr < 0) {
+                rc = pr;
+                out = TRY_DONE;
+                break;
+            }
+            if (pr == 0)
                 continue;
             _Atomic uint64_t *slots = slots_of(d, tw);
             if (p.busy) {
@@ -1932,7 +1955,12 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 break;
             }
             wprobe p;
-            if (!probe_w(d, tw, ktype, key, klen, hash, &p))
+            int pr = probe_w(d, tw, ktype, key, klen, hash, &p);
+            if (pr < 0) {
+                rc = pr;
+                break;
+            }
+            if (pr == 0)
                 continue;
             if (p.found < 0) {
                 rc = SHK_ENOTFOUND;

@@ -15,6 +15,11 @@
  * and the total must be exact.  Afterwards every key must be there exactly
  * once (a walk of the table) and check() must pass.
  *
+ * The other side of the same promise: an entry whose fields a peer
+ * corrupted (an odd version, a huge or overhanging length) is reported as
+ * SHK_ECORRUPT by every operation that meets it, within a bounded number
+ * of looks, never a hang, a crash or a silently skipped key.
+ *
  * SHMKIT_TEST_SCALE (default 1) multiplies the operations per process.
  */
 #include "check.h"
@@ -165,8 +170,89 @@ TEST(present_keys_never_missing)
     fixture_drop(s, "dcont");
 }
 
+/* Corrupt one field of the entry of key "victim" (with 50 other keys
+ * around it), then run every operation that must meet that entry in a
+ * child that dies on SIGALRM after 5 s: each must return SHK_ECORRUPT. */
+enum { F_VER, F_KLEN, F_VLEN_HUGE, F_VLEN_PAST_END, F_COUNT };
+
+static int ops_on_corrupt_entry(int field)
+{
+    shk_segment *s = fixture_fork_segment("dcorr", 1ull << 20);
+    shk_dict *d = NULL;
+    if (shk_dict_open(s, "d", 1, 0, &d, NULL) != SHK_OK)
+        return 100;
+    char k[24];
+    for (int i = 0; i < 50; i++) {
+        int len = key_of(k, (uint64_t)i);
+        if (dict_put(d, k, (size_t)len, 1, SHK_DICT_SET, 0, 0) != SHK_OK)
+            return 101;
+    }
+    if (dict_put(d, "victim", 6, 7, SHK_DICT_SET, 0, 0) != SHK_OK)
+        return 102;
+    shk_dict_ref r;
+    if (shk_dict_find(d, 's', "victim", 6, &r) != SHK_OK)
+        return 103;
+    char *e = (char *)shk_segment_base(s) + r.entry;
+    uint64_t fs = shk_segment_file_size(s);
+    switch (field) {
+    case F_VER:           /* life = ver << 16 | pins: make ver odd */
+        *(uint64_t *)e |= 1ull << 16;
+        break;
+    case F_KLEN:          /* klen (u32 at +16) */
+        *(uint32_t *)(e + 16) = 1u << 31;
+        break;
+    case F_VLEN_HUGE:     /* vlen (u64 at +24) */
+        *(uint64_t *)(e + 24) = 1ull << 40;
+        break;
+    case F_VLEN_PAST_END: /* the value runs one byte past the file */
+        *(uint64_t *)(e + 24) = fs - (uint64_t)(r.val - (const char *)shk_segment_base(s)) + 1;
+        break;
+    }
+    int bad = 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(5);
+        uint64_t v = 0, vlen = 0, pos = 0, tw = 0;
+        uint8_t vt = 0;
+        if (shk_dict_find(d, 's', "victim", 6, &r) != SHK_ECORRUPT)
+            _exit(1);
+        if (shk_dict_get(d, 's', "victim", 6, &vt, &v, 8, &vlen) != SHK_ECORRUPT)
+            _exit(2);
+        if (dict_put(d, "victim", 6, 9, SHK_DICT_SET, 0, 0) != SHK_ECORRUPT)
+            _exit(3);
+        if (shk_dict_delete(d, 's', "victim", 6, 0, 0) != SHK_ECORRUPT)
+            _exit(4);
+        int rc;
+        while ((rc = shk_dict_next(d, &pos, &tw, &r)) == SHK_OK)
+            ;
+        if (rc != SHK_ECORRUPT)   /* not the end of a walk that skipped it */
+            _exit(5);
+        if (shk_dict_check(d, NULL) != SHK_ECORRUPT)
+            _exit(6);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "corrupt field %d: child %s %d\n", field,
+                WIFEXITED(st) ? "exited" : "killed by signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        bad = 1;
+    }
+    shk_dict_close(d);
+    fixture_drop(s, "dcorr");
+    return bad;
+}
+
+TEST(corrupt_entry_is_reported)
+{
+    for (int f = 0; f < F_COUNT; f++)
+        CHECK_EQ(ops_on_corrupt_entry(f), 0);
+}
+
 int main(void)
 {
     RUN(present_keys_never_missing);
+    RUN(corrupt_entry_is_reported);
     return check_summary();
 }
