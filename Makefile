@@ -1,7 +1,7 @@
 # shmkit -- build, test and demo entry points.
 #
 #   make demo     virtualenv + shmkit with benchmark extras, then the demo
-#   make test     virtualenv + test deps, C tests (plain and ASan+UBSan), pytest
+#   make test     virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest
 #   make lib      build/libshmkit.a and build/libshmkit.so only
 #   make example  the plain-C example linked against libshmkit
 #   make torture  the long crash-torture run
@@ -103,7 +103,7 @@ install: venv
 pytest: install
 	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python torture
 
-test: ctest ctest-san example pytest
+test: ctest ctest-san ctest-chaos example pytest
 
 demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py
@@ -194,3 +194,28 @@ $(B)/gen_seeds: tests/fuzz/gen_seeds.c $(B)/libshmkit.a
 fuzz-seeds: $(B)/gen_seeds
 	@mkdir -p tests/fuzz/corpus
 	$(B)/gen_seeds tests/fuzz/corpus
+
+# ---------------------------------------------------------------------------
+# The chaos build: every shared-memory atomic access may yield or spin
+# (SHK_A in src/internal.h), so the C tests, which fork more processes than
+# cores, preempt operations between any two atomic steps.  Part of
+# `make test`; SHMKIT_CHAOS_SEED picks the run (default: from the clock,
+# printed so a failure can be replayed).
+CHAOSOBJ   := $(patsubst src/%.c,$(B)/chaos/%.o,$(SRC))
+CHAOS_BINS := $(patsubst tests/c/%.c,$(B)/chaos-tests/%,$(CTESTS))
+
+$(B)/chaos/%.o: src/%.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DSHMKIT_CHAOS $(INCLUDES) -c $< -o $@
+
+$(B)/libshmkit-chaos.a: $(CHAOSOBJ)
+	ar rcs $@ $^
+
+$(B)/chaos-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-chaos.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INCLUDES) $< -o $@ $(B)/libshmkit-chaos.a $(LDLIBS)
+
+.PHONY: ctest-chaos
+ctest-chaos: $(CHAOS_BINS)
+	@seed=$${SHMKIT_CHAOS_SEED:-$$(date +%s%N)}; echo "chaos seed $$seed"; \
+	set -e; for t in $^; do echo "== $$t (chaos)"; SHMKIT_CHAOS_SEED=$$seed $$t; done

@@ -16,6 +16,9 @@ def rel(pattern):
 flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"]
 if os.environ.get("SHMKIT_WERROR") == "1":
     flags.append("-Werror")
+# The chaos build (src/internal.h, SHK_A): for the linearizability tests only.
+if os.environ.get("SHMKIT_CHAOS") == "1":
+    flags.append("-DSHMKIT_CHAOS")
 
 setup(
     ext_modules=[

@@ -55,7 +55,7 @@ int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off)
     sh->version = BUMP_VERSION;
     sh->start = blk + sizeof(bump_shared);
     sh->limit = blk + total;
-    atomic_store_explicit(&sh->top, sh->start, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->top, sh->start, memory_order_relaxed));
     *off = blk;
     return SHK_OK;
 }
@@ -67,7 +67,7 @@ int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
     if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(bump_shared)))
         return SHK_ECORRUPT;
     bump_shared *sh = (bump_shared *)(shk_segment_base(seg) + off);
-    uint64_t top = atomic_load_explicit(&sh->top, memory_order_relaxed);
+    uint64_t top = SHK_A(atomic_load_explicit(&sh->top, memory_order_relaxed));
     if (sh->magic != BUMP_MAGIC || sh->version != BUMP_VERSION ||
         sh->start != off + sizeof(bump_shared) || sh->limit < sh->start ||
         !shk_segment_contains(seg, sh->start, sh->limit - sh->start) ||
@@ -100,13 +100,13 @@ int shk_bump_alloc(shk_bump *b, uint64_t n, uint64_t *off)
     uint64_t sz = shk_align_up(n, SHK_ALIGN);
     /* relaxed: the position is all we share; block contents are published
      * by whatever the caller stores the offset in. */
-    uint64_t old = atomic_load_explicit(&b->sh->top, memory_order_relaxed);
+    uint64_t old = SHK_A(atomic_load_explicit(&b->sh->top, memory_order_relaxed));
     do {
         if (sz > b->limit - old)
             return SHK_ENOMEM;
-    } while (!atomic_compare_exchange_weak_explicit(&b->sh->top, &old, old + sz,
+    } while (!SHK_A(atomic_compare_exchange_weak_explicit(&b->sh->top, &old, old + sz,
                                                     memory_order_relaxed,
-                                                    memory_order_relaxed));
+                                                    memory_order_relaxed)));
     *off = old;
     return SHK_OK;
 }
@@ -116,12 +116,12 @@ void shk_bump_reset(shk_bump *b)
     /* release: orders the caller's last writes to the old blocks before the
      * reset; reset() is only meaningful once no block is in use, which is
      * the caller's contract (as in the shared-allocator package). */
-    atomic_store_explicit(&b->sh->top, b->start, memory_order_release);
+    SHK_A(atomic_store_explicit(&b->sh->top, b->start, memory_order_release));
 }
 
 uint64_t shk_bump_available(const shk_bump *b)
 {
-    uint64_t top = atomic_load_explicit(&b->sh->top, memory_order_relaxed);
+    uint64_t top = SHK_A(atomic_load_explicit(&b->sh->top, memory_order_relaxed));
     return b->limit - top;
 }
 
@@ -130,5 +130,5 @@ uint64_t shk_bump_capacity(const shk_bump *b) { return b->limit - b->start; }
 void shk_bump_region(const shk_bump *b, uint64_t *start, uint64_t *end)
 {
     *start = b->start;
-    *end = atomic_load_explicit(&b->sh->top, memory_order_acquire);
+    *end = SHK_A(atomic_load_explicit(&b->sh->top, memory_order_acquire));
 }

@@ -78,11 +78,11 @@ int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
     sh->data = blk + hsz + bitmap_bytes(nwords);
     _Atomic uint64_t *bits = (_Atomic uint64_t *)(base + blk + hsz);
     for (uint64_t w = 0; w < nwords; w++)
-        atomic_store_explicit(&bits[w], 0, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&bits[w], 0, memory_order_relaxed));
     if (nslots % 64)
-        atomic_store_explicit(&bits[nwords - 1], ~0ull << (nslots % 64),
-                              memory_order_relaxed);
-    atomic_store_explicit(&sh->free_slots, nslots, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&bits[nwords - 1], ~0ull << (nslots % 64),
+                              memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->free_slots, nslots, memory_order_relaxed));
     *off = blk;
     return SHK_OK;
 }
@@ -137,7 +137,7 @@ static inline unsigned lowest_clear(uint64_t w)
 int shk_slab_alloc(shk_slab *s, uint64_t *off)
 {
     /* relaxed: the hint only steers the search. */
-    uint64_t start = atomic_load_explicit(&s->sh->hint, memory_order_relaxed);
+    uint64_t start = SHK_A(atomic_load_explicit(&s->sh->hint, memory_order_relaxed));
     if (start >= s->nwords)
         start = 0;
     for (uint64_t i = 0; i < s->nwords; i++) {
@@ -148,18 +148,18 @@ int shk_slab_alloc(shk_slab *s, uint64_t *off)
          * cleared; mask them anyway, so a corrupted bitmap can never hand
          * out a slot outside the slab (found by fuzz_segment_attach). */
         uint64_t pad = (w == s->nwords - 1 && s->nslots % 64) ? ~0ull << (s->nslots % 64) : 0;
-        uint64_t cur = atomic_load_explicit(&s->bits[w], memory_order_relaxed) | pad;
+        uint64_t cur = SHK_A(atomic_load_explicit(&s->bits[w], memory_order_relaxed)) | pad;
         while (cur != ~0ull) {
             uint64_t bit = 1ull << lowest_clear(cur);
             /* acquire: the slot's previous owner freed it with release, so
              * its last writes happen-before ours. */
-            uint64_t prev = atomic_fetch_or_explicit(&s->bits[w], bit,
-                                                     memory_order_acquire);
+            uint64_t prev = SHK_A(atomic_fetch_or_explicit(&s->bits[w], bit,
+                                                     memory_order_acquire));
             if (!(prev & bit)) {
-                atomic_fetch_sub_explicit(&s->sh->free_slots, 1,
-                                          memory_order_relaxed);
+                SHK_A(atomic_fetch_sub_explicit(&s->sh->free_slots, 1,
+                                          memory_order_relaxed));
                 if (w != start)
-                    atomic_store_explicit(&s->sh->hint, w, memory_order_relaxed);
+                    SHK_A(atomic_store_explicit(&s->sh->hint, w, memory_order_relaxed));
                 *off = s->data + (w * 64 + shk_log2_u64(bit)) * s->slot_size;
                 return SHK_OK;
             }
@@ -187,11 +187,11 @@ int shk_slab_free(shk_slab *s, uint64_t off)
         return SHK_EBADOFF;
     uint64_t bit = 1ull << (i % 64);
     /* release: our writes to the slot happen-before its next owner's. */
-    uint64_t prev = atomic_fetch_and_explicit(&s->bits[i / 64], ~bit,
-                                              memory_order_release);
+    uint64_t prev = SHK_A(atomic_fetch_and_explicit(&s->bits[i / 64], ~bit,
+                                              memory_order_release));
     if (!(prev & bit))
         return SHK_EBADOFF;   /* was already free: nothing changed */
-    atomic_fetch_add_explicit(&s->sh->free_slots, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&s->sh->free_slots, 1, memory_order_relaxed));
     return SHK_OK;
 }
 
@@ -200,13 +200,13 @@ int shk_slab_is_live(const shk_slab *s, uint64_t off)
     uint64_t i;
     if (!slot_index(s, off, &i))
         return 0;
-    uint64_t w = atomic_load_explicit(&s->bits[i / 64], memory_order_relaxed);
+    uint64_t w = SHK_A(atomic_load_explicit(&s->bits[i / 64], memory_order_relaxed));
     return (w >> (i % 64)) & 1;
 }
 
 uint64_t shk_slab_available(const shk_slab *s)
 {
-    return atomic_load_explicit(&s->sh->free_slots, memory_order_relaxed) *
+    return SHK_A(atomic_load_explicit(&s->sh->free_slots, memory_order_relaxed)) *
            s->slot_size;
 }
 

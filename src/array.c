@@ -138,10 +138,10 @@ static inline uint64_t raw_load(const char *p, unsigned size)
 {
     /* acquire: see the top of the file. */
     switch (size) {
-    case 1: return atomic_load_explicit((_Atomic uint8_t *)p, memory_order_acquire);
-    case 2: return atomic_load_explicit((_Atomic uint16_t *)p, memory_order_acquire);
-    case 4: return atomic_load_explicit((_Atomic uint32_t *)p, memory_order_acquire);
-    default: return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire);
+    case 1: return SHK_A(atomic_load_explicit((_Atomic uint8_t *)p, memory_order_acquire));
+    case 2: return SHK_A(atomic_load_explicit((_Atomic uint16_t *)p, memory_order_acquire));
+    case 4: return SHK_A(atomic_load_explicit((_Atomic uint32_t *)p, memory_order_acquire));
+    default: return SHK_A(atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire));
     }
 }
 
@@ -149,10 +149,10 @@ static inline void raw_store(char *p, unsigned size, uint64_t v)
 {
     /* release: pairs with raw_load's acquire. */
     switch (size) {
-    case 1: atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_release); break;
-    case 2: atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_release); break;
-    case 4: atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_release); break;
-    default: atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release); break;
+    case 1: SHK_A(atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_release)); break;
+    case 2: SHK_A(atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_release)); break;
+    case 4: SHK_A(atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_release)); break;
+    default: SHK_A(atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release)); break;
     }
 }
 
@@ -160,10 +160,10 @@ static inline uint64_t raw_exchange(char *p, unsigned size, uint64_t v)
 {
     /* acq_rel: both a store that publishes and a load that consumes. */
     switch (size) {
-    case 1: return atomic_exchange_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel);
-    case 2: return atomic_exchange_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel);
-    case 4: return atomic_exchange_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel);
-    default: return atomic_exchange_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel);
+    case 1: return SHK_A(atomic_exchange_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
+    case 2: return SHK_A(atomic_exchange_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel));
+    case 4: return SHK_A(atomic_exchange_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel));
+    default: return SHK_A(atomic_exchange_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
     }
 }
 
@@ -171,10 +171,10 @@ static inline uint64_t raw_fetch_add(char *p, unsigned size, uint64_t v)
 {
     /* acq_rel: a counter bump may publish (release) and observe (acquire). */
     switch (size) {
-    case 1: return atomic_fetch_add_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel);
-    case 2: return atomic_fetch_add_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel);
-    case 4: return atomic_fetch_add_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel);
-    default: return atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel);
+    case 1: return SHK_A(atomic_fetch_add_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
+    case 2: return SHK_A(atomic_fetch_add_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel));
+    case 4: return SHK_A(atomic_fetch_add_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel));
+    default: return SHK_A(atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
     }
 }
 
@@ -187,28 +187,28 @@ static inline int raw_cas(char *p, unsigned size, uint64_t *expected, uint64_t d
     switch (size) {
     case 1: {
         uint8_t e = (uint8_t)*expected;
-        ok = atomic_compare_exchange_strong_explicit((_Atomic uint8_t *)p, &e, (uint8_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire);
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint8_t *)p, &e, (uint8_t)desired,
+                                                     memory_order_acq_rel, memory_order_acquire));
         *expected = e;
         break;
     }
     case 2: {
         uint16_t e = (uint16_t)*expected;
-        ok = atomic_compare_exchange_strong_explicit((_Atomic uint16_t *)p, &e, (uint16_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire);
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint16_t *)p, &e, (uint16_t)desired,
+                                                     memory_order_acq_rel, memory_order_acquire));
         *expected = e;
         break;
     }
     case 4: {
         uint32_t e = (uint32_t)*expected;
-        ok = atomic_compare_exchange_strong_explicit((_Atomic uint32_t *)p, &e, (uint32_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire);
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint32_t *)p, &e, (uint32_t)desired,
+                                                     memory_order_acq_rel, memory_order_acquire));
         *expected = e;
         break;
     }
     default:
-        ok = atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
-                                                     memory_order_acq_rel, memory_order_acquire);
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
+                                                     memory_order_acq_rel, memory_order_acquire));
         break;
     }
     return ok;

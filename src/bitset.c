@@ -119,7 +119,7 @@ static inline uint64_t load_word(const shk_bitset *b, uint64_t k)
 {
     /* acquire: a whole-set reader that sees a bit set also sees what its
      * setter wrote before setting it (same contract as test()). */
-    return atomic_load_explicit(&b->w[k], memory_order_acquire);
+    return SHK_A(atomic_load_explicit(&b->w[k], memory_order_acquire));
 }
 
 /* ----------------------------------------------------- create and open */
@@ -258,7 +258,7 @@ int shk_bitset_set(shk_bitset *b, uint64_t i)
         return SHK_EINVAL;
     uint64_t m = 1ull << (i % 64);
     /* acq_rel: see the top of the file (flag / try-lock semantics). */
-    return (atomic_fetch_or_explicit(&b->w[i / 64], m, memory_order_acq_rel) & m) != 0;
+    return (SHK_A(atomic_fetch_or_explicit(&b->w[i / 64], m, memory_order_acq_rel)) & m) != 0;
 }
 
 int shk_bitset_clear(shk_bitset *b, uint64_t i)
@@ -267,7 +267,7 @@ int shk_bitset_clear(shk_bitset *b, uint64_t i)
         return SHK_EINVAL;
     uint64_t m = 1ull << (i % 64);
     /* acq_rel: a clear may release a bit used as a lock. */
-    return (atomic_fetch_and_explicit(&b->w[i / 64], ~m, memory_order_acq_rel) & m) != 0;
+    return (SHK_A(atomic_fetch_and_explicit(&b->w[i / 64], ~m, memory_order_acq_rel)) & m) != 0;
 }
 
 int shk_bitset_flip(shk_bitset *b, uint64_t i)
@@ -276,7 +276,7 @@ int shk_bitset_flip(shk_bitset *b, uint64_t i)
         return SHK_EINVAL;
     uint64_t m = 1ull << (i % 64);
     /* acq_rel: as set and clear, whichever way the bit goes. */
-    return (atomic_fetch_xor_explicit(&b->w[i / 64], m, memory_order_acq_rel) & m) != 0;
+    return (SHK_A(atomic_fetch_xor_explicit(&b->w[i / 64], m, memory_order_acq_rel)) & m) != 0;
 }
 
 int shk_bitset_assign(shk_bitset *b, uint64_t i, int v)
@@ -289,7 +289,7 @@ int shk_bitset_test(const shk_bitset *b, uint64_t i)
     if (SHK_UNLIKELY(i >= b->nbits))
         return SHK_EINVAL;
     /* acquire: pairs with the release half of set()'s acq_rel. */
-    return (int)((atomic_load_explicit(&b->w[i / 64], memory_order_acquire) >> (i % 64)) & 1u);
+    return (int)((SHK_A(atomic_load_explicit(&b->w[i / 64], memory_order_acquire)) >> (i % 64)) & 1u);
 }
 
 /* ------------------------------------------------------- whole-set ops */
@@ -325,14 +325,14 @@ void shk_bitset_clear_all(shk_bitset *b)
     /* release: what we wrote before clearing is visible to whoever later
      * sets a bit again and is seen by a reader (same as clear()). */
     for (uint64_t k = 0; k < b->nwords; k++)
-        atomic_store_explicit(&b->w[k], 0, memory_order_release);
+        SHK_A(atomic_store_explicit(&b->w[k], 0, memory_order_release));
 }
 
 void shk_bitset_set_all(shk_bitset *b)
 {
     /* release: as set(); the last word keeps its bits past nbits at 0. */
     for (uint64_t k = 0; k < b->nwords; k++)
-        atomic_store_explicit(&b->w[k], word_mask(b, k), memory_order_release);
+        SHK_A(atomic_store_explicit(&b->w[k], word_mask(b, k), memory_order_release));
 }
 
 /* First index >= from whose bit, after XOR with `flip`, is 1. */

@@ -398,10 +398,10 @@ static inline int in_seg(const shk_dict *d, uint64_t off, uint64_t len)
 {
     uint64_t end = shk_add_sat(off, len);
     shk_dict *m = (shk_dict *)d;
-    if (SHK_LIKELY(end <= atomic_load_explicit(&m->backed, memory_order_relaxed)))
+    if (SHK_LIKELY(end <= SHK_A(atomic_load_explicit(&m->backed, memory_order_relaxed))))
         return 1;
     uint64_t fs = shk_segment_file_size(d->seg);
-    atomic_store_explicit(&m->backed, fs, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&m->backed, fs, memory_order_relaxed));
     return end <= fs;
 }
 
@@ -460,8 +460,8 @@ static inline unsigned lane_index(const shk_dict *d, const dict_lane *l)
  * stores the table, then the epoch, both release; see CLEAR). */
 static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
 {
-    uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_acquire);
-    return atomic_load_explicit(&sh->epoch, memory_order_acquire) < c;
+    uint64_t c = SHK_A(atomic_load_explicit(&d->sh->clear_epoch, memory_order_acquire));
+    return SHK_A(atomic_load_explicit(&sh->epoch, memory_order_acquire)) < c;
 }
 
 /* The next unique even version (called by the holder of lane l). */
@@ -469,8 +469,8 @@ static uint64_t new_ver(shk_dict *d, dict_lane *l)
 {
     if (l->ver_next >= l->ver_end || l->ver_end - l->ver_next > 2 * VER_BATCH) {
         /* relaxed: versions only need to be unique, not ordered. */
-        l->ver_next = atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
-                                                memory_order_relaxed);
+        l->ver_next = SHK_A(atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
+                                                memory_order_relaxed));
         l->ver_end = l->ver_next + 2 * VER_BATCH;
     }
     uint64_t v = l->ver_next & VER_MASK;
@@ -565,8 +565,8 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
         }
         if (rc != SHK_OK)
             break;
-        atomic_store_explicit(&sh->shard[made].table, tw_pack(1, l, t),
-                              memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&sh->shard[made].table, tw_pack(1, l, t),
+                              memory_order_relaxed));
     }
     if (rc != SHK_OK) {
         while (made--)
@@ -582,7 +582,7 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     sh->header_size = (uint32_t)header_bytes(ns, nl);
     sh->nshards = ns;
     sh->nlanes = nl;
-    atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed));
     /* The directory's release store of the entry publishes all of this. */
     *offset = h;
     *size = header_bytes(ns, nl);
@@ -610,22 +610,22 @@ static int header_valid(shk_dict *d)
 {
     const dict_shared *sh = d->sh;
     for (unsigned i = 0; i < sh->nlanes; i++) {
-        uint64_t op = atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed);
+        uint64_t op = SHK_A(atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed));
         if (lop(op) > OP_DEL || lshard(op) > d->shard_mask)
             return 0;
     }
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         const dict_shard *s = &sh->shard[i];
-        uint32_t op = atomic_load_explicit(&s->intent.op, memory_order_relaxed);
+        uint32_t op = SHK_A(atomic_load_explicit(&s->intent.op, memory_order_relaxed));
         if (op != OP_NONE && op != OP_RESIZE && op != OP_CLEAR)
             return 0;
         /* acquire: pairs with the publishing release store, so the magic
          * of the table it names is in place when we read it. */
-        uint64_t tw = atomic_load_explicit(&s->table, memory_order_acquire);
+        uint64_t tw = SHK_A(atomic_load_explicit(&s->table, memory_order_acquire));
         for (unsigned tries = 0;; tries++) {
             if (table_valid(d, tw) && *(uint64_t *)(d->base + tw_off(tw)) == TABLE_MAGIC)
                 break;
-            uint64_t now = atomic_load_explicit(&s->table, memory_order_acquire);
+            uint64_t now = SHK_A(atomic_load_explicit(&s->table, memory_order_acquire));
             if (now == tw || tries == 1u << 16)
                 return 0;
             tw = now;
@@ -667,7 +667,7 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
     d->off = off;
     d->seed = shk_segment_hash_seed(seg);
     d->shard_mask = ns - 1;
-    atomic_store_explicit(&d->lane_gen, shk_fork_gen() + 1, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&d->lane_gen, shk_fork_gen() + 1, memory_order_relaxed));
     if (!header_valid(d)) {
         free(d);
         return SHK_ECORRUPT;
@@ -721,7 +721,7 @@ static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *re
     const dict_entry *en = entry_at(d, e);
     /* acquire: pairs with the builder's release of an even ver, so the
      * entry's fields read below are at least that complete. */
-    uint64_t life = atomic_load_explicit(&en->life, memory_order_acquire);
+    uint64_t life = SHK_A(atomic_load_explicit(&en->life, memory_order_acquire));
     if (life_ver(life) & 1)
         return 0;
     uint64_t klen = en->klen, vlen = en->vlen;
@@ -780,14 +780,14 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
     atomic_thread_fence(memory_order_acquire);
     const _Atomic uint64_t *slot = slots_of(d, ref->table) + ref->slot;
     /* acquire: orders the life2 load below after this load (t1 < t2). */
-    if (atomic_load_explicit(slot, memory_order_acquire) != ref->word)
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != ref->word)
         return 0;
-    uint64_t life = atomic_load_explicit(&entry_at(d, ref->entry)->life,
-                                         memory_order_relaxed);
+    uint64_t life = SHK_A(atomic_load_explicit(&entry_at(d, ref->entry)->life,
+                                         memory_order_relaxed));
     if (life_ver(life) != ref->ver)
         return 0;
-    return tw_same(atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
-                                        memory_order_relaxed), ref->table);
+    return tw_same(SHK_A(atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
+                                        memory_order_relaxed)), ref->table);
 }
 
 /* How many times in a row a slot may name an entry that is not live while
@@ -810,11 +810,11 @@ static int slot_unstable(const dict_shard *sh, uint64_t tw,
                          const _Atomic uint64_t *slot, uint64_t s, unsigned *stuck)
 {
     /* acquire: orders these loads after the failed snapshot's. */
-    if (atomic_load_explicit(slot, memory_order_acquire) != s) {
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s) {
         *stuck = 0;
         return SLOT_AGAIN;
     }
-    if (!tw_same(atomic_load_explicit(&sh->table, memory_order_relaxed), tw))
+    if (!tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
         return SLOT_RESTART;
     if (++*stuck < SLOT_STUCK_LIMIT) {
         sched_yield();   /* let a writer preempted mid-publish go on */
@@ -834,7 +834,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             return SHK_ENOTFOUND;
         /* acquire: the table's slots (zeroed and copied before the release
          * store of the table word) are visible. */
-        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
         if (SHK_UNLIKELY(!table_valid(d, tw)))
             return SHK_ECORRUPT;
         uint64_t mask = (1ull << tw_log2(tw)) - 1;
@@ -845,7 +845,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         for (uint64_t n = 0; n <= mask && !restart;) {
             /* acquire: pairs with the release store that published the
              * entry, so its contents are visible. */
-            uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+            uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
             /* A BUSY slot ends a probe like EMPTY: it is part of a run a
              * delete is emptying, and no key lies beyond such a run. */
             if (slot_empty(s) || slot_busy(s))
@@ -876,7 +876,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         /* A miss is an answer only if the table was not replaced meanwhile
          * (a freed table's memory may have been reused). */
         atomic_thread_fence(memory_order_acquire);
-        if (tw_same(atomic_load_explicit(&sh->table, memory_order_relaxed), tw))
+        if (tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
             return SHK_ENOTFOUND;
     }
 }
@@ -913,7 +913,7 @@ int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
 int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
 {
     _Atomic uint64_t *lp = &entry_at(d, ref->entry)->life;
-    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
     for (;;) {
         if (life_ver(life) != ref->ver)
             return SHK_EAGAIN;
@@ -922,9 +922,9 @@ int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
         /* The CAS succeeds only while the block is still this entry (same
          * version), so it can never write into a reused block.  acquire:
          * what we read through the pin afterwards is that entry. */
-        if (atomic_compare_exchange_weak_explicit(lp, &life, life + 1,
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, life + 1,
                                                   memory_order_acquire,
-                                                  memory_order_relaxed))
+                                                  memory_order_relaxed)))
             return SHK_OK;
     }
 }
@@ -944,7 +944,7 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
     if (!shk_segment_contains(seg, e, ENTRY_HDR))
         return;
     _Atomic uint64_t *lp = &((dict_entry *)(shk_segment_base(seg) + e))->life;
-    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
     for (;;) {
         if (life_pins(life) == 0)
             return;   /* not pinned: a caller bug; never underflow */
@@ -954,9 +954,9 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
             next = LIFE_DEAD;
         /* acq_rel: release orders our reads of the value before a reuse of
          * the block; acquire orders the free after the retirer's stores. */
-        if (atomic_compare_exchange_weak_explicit(lp, &life, next,
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
                                                   memory_order_acq_rel,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_relaxed))) {
             if (last_of_zombie)
                 shk_freelist_free_home(shk_segment_heap(seg), e);
             return;
@@ -974,7 +974,7 @@ void shk_dict_unpin(shk_dict *d, uint64_t e)
 static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 {
     _Atomic uint64_t *lp = &entry_at(d, e)->life;
-    uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
     for (;;) {
         if (life_ver(life) != ver)
             return 0;
@@ -982,9 +982,9 @@ static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
                                         : LIFE_DEAD;
         /* release: a reader that sees the odd ver after reading the entry
          * knows its copy may be torn; the free below publishes nothing. */
-        if (atomic_compare_exchange_weak_explicit(lp, &life, next,
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
                                                   memory_order_release,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_relaxed))) {
             if (next == LIFE_DEAD)
                 entry_free(d, e);
             return 1;
@@ -1002,7 +1002,7 @@ static int entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
 {
     dict_shard *sh = shard_of(d, hash);
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (SHK_LIKELY(table_valid(d, tw)))
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
 }
@@ -1026,7 +1026,7 @@ int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     /* Odd until complete; relaxed: nobody can reach this block through the
      * dict before it is published, and a reader that reached it through a
      * stale pointer sees odd or a different version. */
-    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed));
     atomic_thread_fence(memory_order_release);
     en->hash = h;
     en->klen = (uint32_t)klen;
@@ -1050,15 +1050,6 @@ void shk_dict_abort(shk_dict *d, shk_dict_txn *txn)
         shk_freelist_free(d->heap, txn->entry);
         txn->entry = 0;
     }
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ __volatile__("pause");
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
 }
 
 /* ---- finding a key as a writer ----
@@ -1104,7 +1095,7 @@ static int probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
     unsigned stuck = 0;
     for (uint64_t n = 0; n <= mask;) {
         /* acquire: a published entry's contents are visible. */
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
         if (slot_empty(s)) {
             p->empty = (int64_t)i;
             p->word = s;
@@ -1154,7 +1145,7 @@ static int claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
     _Atomic uint64_t *slots = slots_of(d, tw);
     unsigned stuck = 0;
     for (uint64_t i = tag & mask; i != j;) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
         if (slot_empty(s) || slot_busy(s))
             return 0;
         if (slot_live(s) && (s >> 32) == tag) {
@@ -1189,14 +1180,14 @@ static int entry_in_table(shk_dict *d, dict_shard *sh, uint64_t e)
     const dict_entry *en = entry_at(d, e);
     if (!shk_segment_contains(d->seg, e + ENTRY_HDR, en->klen))
         return 0;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
     if (!table_valid(d, tw))
         return 0;
     uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = en->hash >> 32;
     _Atomic uint64_t *slots = slots_of(d, tw);
     uint64_t i = tag & mask;
     for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
         if (slot_empty(s))
             return 0;
         if (slot_live(s) && slot_entry(s) == e)
@@ -1223,12 +1214,12 @@ static unsigned lane_pick(shk_dict *d)
     unsigned n = DICT_LANES, start = (me * 2654435761u) >> 28 & (n - 1);
     for (unsigned k = 0; k < n; k++) {
         dict_lane *l = &d->lanes[(start + k) & (n - 1)];
-        uint32_t o = atomic_load_explicit(&l->owner, memory_order_relaxed);
+        uint32_t o = SHK_A(atomic_load_explicit(&l->owner, memory_order_relaxed));
         /* relaxed: the owner word is a hint; exclusion is the lane mutex. */
         if (o == me || ((o == 0 || !pid_alive(o)) &&
-                        atomic_compare_exchange_strong_explicit(
+                        SHK_A(atomic_compare_exchange_strong_explicit(
                             &l->owner, &o, me, memory_order_relaxed,
-                            memory_order_relaxed)))
+                            memory_order_relaxed))))
             return (start + k) & (n - 1);
     }
     return start;
@@ -1236,12 +1227,12 @@ static unsigned lane_pick(shk_dict *d)
 
 static void lane_release_hint(shk_dict *d)
 {
-    if (atomic_load_explicit(&d->lane_gen, memory_order_relaxed) != shk_fork_gen())
+    if (SHK_A(atomic_load_explicit(&d->lane_gen, memory_order_relaxed)) != shk_fork_gen())
         return;
-    dict_lane *l = &d->lanes[atomic_load_explicit(&d->lane_hint, memory_order_relaxed)];
+    dict_lane *l = &d->lanes[SHK_A(atomic_load_explicit(&d->lane_hint, memory_order_relaxed))];
     uint32_t me = (uint32_t)getpid();
-    atomic_compare_exchange_strong_explicit(&l->owner, &me, 0, memory_order_relaxed,
-                                            memory_order_relaxed);
+    SHK_A(atomic_compare_exchange_strong_explicit(&l->owner, &me, 0, memory_order_relaxed,
+                                            memory_order_relaxed));
 }
 
 static void lane_recover(shk_dict *d, dict_lane *l);
@@ -1261,11 +1252,11 @@ static int lane_lock(shk_dict *d, dict_lane *l)
 static dict_lane *lane_enter(shk_dict *d, int *err)
 {
     unsigned fg = shk_fork_gen();
-    if (SHK_UNLIKELY(atomic_load_explicit(&d->lane_gen, memory_order_relaxed) != fg)) {
-        atomic_store_explicit(&d->lane_hint, lane_pick(d), memory_order_relaxed);
-        atomic_store_explicit(&d->lane_gen, fg, memory_order_relaxed);
+    if (SHK_UNLIKELY(SHK_A(atomic_load_explicit(&d->lane_gen, memory_order_relaxed)) != fg)) {
+        SHK_A(atomic_store_explicit(&d->lane_hint, lane_pick(d), memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&d->lane_gen, fg, memory_order_relaxed));
     }
-    unsigned h = atomic_load_explicit(&d->lane_hint, memory_order_relaxed);
+    unsigned h = SHK_A(atomic_load_explicit(&d->lane_hint, memory_order_relaxed));
     for (unsigned k = 0; k < DICT_LANES; k++) {
         unsigned i = (h + k) & (DICT_LANES - 1);
         dict_lane *l = &d->lanes[i];
@@ -1273,7 +1264,7 @@ static dict_lane *lane_enter(shk_dict *d, int *err)
         if (rc == EBUSY)
             continue;
         if (k)
-            atomic_store_explicit(&d->lane_hint, i, memory_order_relaxed);
+            SHK_A(atomic_store_explicit(&d->lane_hint, i, memory_order_relaxed));
         if (rc == EOWNERDEAD) {
             lane_recover(d, l);
             shk_pmutex_consistent(&l->lock);
@@ -1309,19 +1300,19 @@ static inline uint64_t fresh_empty(const shk_dict *d, dict_lane *l)
  * op store).  release: the fields are in place before op says they are. */
 static inline void intent_set(dict_lane *l, uint32_t op, unsigned si, unsigned pinned)
 {
-    atomic_store_explicit(&l->op, (uint64_t)op << 56 | (uint64_t)si << 48 | pinned,
-                          memory_order_release);
+    SHK_A(atomic_store_explicit(&l->op, (uint64_t)op << 56 | (uint64_t)si << 48 | pinned,
+                          memory_order_release));
 }
 static inline void intent_clear(dict_lane *l)
 {
     /* relaxed: the lane mutex's unlock publishes it to the next holder. */
-    atomic_store_explicit(&l->op, 0, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&l->op, 0, memory_order_relaxed));
 }
 
 /* Repair lane l after its holder died (we hold it now, see CRASH SAFETY). */
 static void lane_recover(shk_dict *d, dict_lane *l)
 {
-    uint64_t op = atomic_load_explicit(&l->op, memory_order_relaxed);
+    uint64_t op = SHK_A(atomic_load_explicit(&l->op, memory_order_relaxed));
     uint32_t o = lop(op);
     if (o == OP_NONE)
         return;
@@ -1332,7 +1323,7 @@ static void lane_recover(shk_dict *d, dict_lane *l)
     }
     dict_shard *sh = &d->sh->shard[si];
     if (o == OP_DEL && table_valid(d, l->table) &&
-        tw_same(atomic_load_explicit(&sh->table, memory_order_acquire), l->table)) {
+        tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire)), l->table)) {
         /* Our BUSY marks form one run ending at slot+1: make them EMPTY
          * (if the entry's slot is not among them the delete never
          * happened, and only slot+1 was marked). */
@@ -1341,9 +1332,9 @@ static void lane_recover(shk_dict *d, dict_lane *l)
         uint64_t j = (l->slot + 1) & mask;
         uint64_t empty = fresh_empty(d, l);
         for (uint64_t n = 0; n <= mask &&
-                 atomic_load_explicit(&slots[j], memory_order_relaxed) == mark;
+                 SHK_A(atomic_load_explicit(&slots[j], memory_order_relaxed)) == mark;
              n++, j = (j - 1) & mask)
-            atomic_store_explicit(&slots[j], empty, memory_order_release);
+            SHK_A(atomic_store_explicit(&slots[j], empty, memory_order_release));
     }
     if (o == OP_SET && !l->old_e && l->new_e &&
         shk_segment_contains(d->seg, l->new_e, ENTRY_HDR)) {
@@ -1352,42 +1343,42 @@ static void lane_recover(shk_dict *d, dict_lane *l)
          * final once the slot is claimed), and withdraw an unreachable
          * claim, which no lookup can have found. */
         const dict_entry *ne = entry_at(d, l->new_e);
-        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
         if (table_valid(d, l->table) && tw_same(tw, l->table) &&
             l->slot < (1ull << tw_log2(tw)) &&
-            atomic_load_explicit(&slots_of(d, tw)[l->slot], memory_order_relaxed) ==
+            SHK_A(atomic_load_explicit(&slots_of(d, tw)[l->slot], memory_order_relaxed)) ==
                 slot_pack(ne->hash, l->new_e) &&
             shk_segment_contains(d->seg, l->new_e + ENTRY_HDR, ne->klen) &&
             !claim_valid(d, tw, ne->ktype, d->base + l->new_e + ENTRY_HDR, ne->klen,
                          ne->hash, l->slot))
-            atomic_store_explicit(&slots_of(d, tw)[l->slot], SLOT_TOMB, memory_order_release);
+            SHK_A(atomic_store_explicit(&slots_of(d, tw)[l->slot], SLOT_TOMB, memory_order_release));
     }
     if (o == OP_SET && l->new_e && shk_segment_contains(d->seg, l->new_e, ENTRY_HDR) &&
         !entry_in_table(d, sh, l->new_e)) {
         /* Unpublished (ours alone), or published and since replaced by a
          * writer that retires it too: the version CAS lets one of us free it. */
         _Atomic uint64_t *lp = &entry_at(d, l->new_e)->life;
-        if (atomic_load_explicit(lp, memory_order_relaxed) == LIFE_DEAD)
+        if (SHK_A(atomic_load_explicit(lp, memory_order_relaxed)) == LIFE_DEAD)
             entry_free(d, l->new_e);
         else
             entry_retire(d, l->new_e, l->new_ver);
     }
     if (l->old_e && shk_segment_contains(d->seg, l->old_e, ENTRY_HDR)) {
         _Atomic uint64_t *lp = &entry_at(d, l->old_e)->life;
-        uint64_t life = atomic_load_explicit(lp, memory_order_relaxed);
+        uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
         if (!entry_in_table(d, sh, l->old_e))
             entry_retire(d, l->old_e, l->old_ver);
         /* The writer pinned the old entry (so its block could not be
          * reused under its CAS); drop that pin. */
-        life = atomic_load_explicit(lp, memory_order_relaxed);
+        life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
         if ((op & 1) && life_pins(life) &&
             (life_ver(life) == l->old_ver || life_ver(life) == (l->old_ver | 1)))
             shk_dict_unpin(d, l->old_e);
     }
     /* Whether the change was counted in l->count is unknown: recount. */
-    atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed));
     intent_clear(l);
-    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
 }
 
 /* Repair every lane whose holder died mid-change (a lane nobody locks
@@ -1396,7 +1387,7 @@ static void lanes_reap(shk_dict *d)
 {
     for (unsigned i = 0; i < DICT_LANES; i++) {
         dict_lane *l = &d->lanes[i];
-        if (atomic_load_explicit(&l->op, memory_order_relaxed) == 0)
+        if (SHK_A(atomic_load_explicit(&l->op, memory_order_relaxed)) == 0)
             continue;
         int rc = pthread_mutex_trylock(&l->lock);
         if (rc == EOWNERDEAD) {
@@ -1417,9 +1408,9 @@ static void lanes_reap(shk_dict *d)
 static int wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy)
 {
     for (int k = 0; k < 256; k++) {
-        if (atomic_load_explicit(slot, memory_order_relaxed) != busy)
+        if (SHK_A(atomic_load_explicit(slot, memory_order_relaxed)) != busy)
             return SHK_OK;
-        cpu_relax();
+        shk_cpu_relax();
     }
     uint64_t li = (busy >> 32) - 1;
     if (li >= DICT_LANES)
@@ -1439,13 +1430,13 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh);
 static void recover(shk_dict *d, dict_shard *sh)
 {
     dict_intent *in = &sh->intent;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
-    uint32_t op = atomic_load_explicit(&in->op, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
+    uint32_t op = SHK_A(atomic_load_explicit(&in->op, memory_order_relaxed));
     if (op == OP_CLEAR) {
         /* Committed iff the clearer's clear_epoch store happened; then
          * finish it (it publishes the new table if that had not happened);
          * otherwise nothing was visible and the new table is ours alone. */
-        uint64_t c = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed);
+        uint64_t c = SHK_A(atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed));
         int valid = table_valid(d, in->table) && table_valid(d, in->old_table);
         if (c >= in->slot && valid && (tw_same(tw, in->old_table) || tw_same(tw, in->table)))
             shard_finish_clear(d, sh);
@@ -1462,13 +1453,13 @@ static void recover(shk_dict *d, dict_shard *sh)
             table_free(d, tw_off(in->old_table));
         }
     }
-    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed));
     /* Writers may come back: they wait for this bit to clear. */
-    tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (tw & TW_FROZEN)
-        atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release);
-    atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release));
+    SHK_A(atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
 }
 
 static int shard_lock(shk_dict *d, dict_shard *sh)
@@ -1501,9 +1492,9 @@ static int shard_wait(shk_dict *d, dict_shard *sh)
  * orders its read after our store) and wait.  The table is then ours. */
 static void freeze_mark(dict_shard *sh)
 {
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     /* relaxed: the lane unlocks in drain_lanes publish it (see above). */
-    atomic_store_explicit(&sh->table, tw | TW_FROZEN, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->table, tw | TW_FROZEN, memory_order_relaxed));
 }
 
 static void drain_lanes(shk_dict *d)
@@ -1515,9 +1506,9 @@ static void drain_lanes(shk_dict *d)
 
 static void unfreeze(dict_shard *sh)
 {
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     /* release: what we changed in the table is visible to writers after. */
-    atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release);
+    SHK_A(atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release));
 }
 
 /* Sum of the lanes' counts for shard si.  Unsigned, wrapping: the counts
@@ -1527,7 +1518,7 @@ static uint64_t lanes_count(const shk_dict *d, unsigned si)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < DICT_LANES; i++)
-        n += (uint64_t)atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed);
+        n += (uint64_t)SHK_A(atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed));
     return n;
 }
 
@@ -1536,7 +1527,7 @@ static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
     _Atomic uint64_t *slots = slots_of(d, tw);
     uint64_t cap = 1ull << tw_log2(tw), live = 0, u = 0;
     for (uint64_t i = 0; i < cap; i++) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_relaxed));
         if (!slot_empty(s))
             u++;
         if (slot_live(s))
@@ -1550,9 +1541,9 @@ static uint64_t recount(shk_dict *d, uint64_t tw, uint64_t *used)
 static void rebase(shk_dict *d, dict_shard *sh, uint64_t live)
 {
     unsigned si = shard_index(d, sh);
-    atomic_store_explicit(&sh->s.base, (int64_t)(lanes_count(d, si) - live),
-                          memory_order_relaxed);
-    atomic_store_explicit(&sh->s.rebase, 0, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->s.base, (int64_t)(lanes_count(d, si) - live),
+                          memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->s.rebase, 0, memory_order_relaxed));
 }
 
 int shk_dict_lock(shk_dict *d)
@@ -1584,7 +1575,7 @@ void shk_dict_unlock(shk_dict *d)
  * entries (l may equal the current size: a rebuild drops tombstones). */
 static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
 {
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed) & ~TW_FROZEN;
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)) & ~TW_FROZEN;
     uint64_t nt;
     int rc = table_new(d, l, &nt);
     if (rc != SHK_OK)
@@ -1593,31 +1584,31 @@ static int resize_to(shk_dict *d, dict_shard *sh, unsigned l)
     sh->intent.table = ntw;
     sh->intent.old_table = tw;
     /* release: intent fields before op. */
-    atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release);
+    SHK_A(atomic_store_explicit(&sh->intent.op, OP_RESIZE, memory_order_release));
     _Atomic uint64_t *os = slots_of(d, tw), *ns = slots_of(d, ntw);
     uint64_t ocap = 1ull << tw_log2(tw), nmask = (1ull << l) - 1, live = 0;
     for (uint64_t i = 0; i < ocap; i++) {
-        uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+        uint64_t s = SHK_A(atomic_load_explicit(&os[i], memory_order_relaxed));
         if (!slot_live(s))
             continue;
         uint64_t j = (s >> 32) & nmask;
-        while (!slot_empty(atomic_load_explicit(&ns[j], memory_order_relaxed)))
+        while (!slot_empty(SHK_A(atomic_load_explicit(&ns[j], memory_order_relaxed))))
             j = (j + 1) & nmask;
-        atomic_store_explicit(&ns[j], s, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&ns[j], s, memory_order_relaxed));
         live++;
         if (live == 1)
             SHK_CRASH_POINT("dict.resize.copying");
     }
     SHK_CRASH_POINT("dict.resize.built");
-    atomic_store_explicit(&sh->s.used, (uint32_t)live, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->s.used, (uint32_t)live, memory_order_relaxed));
     rebase(d, sh, live);
     /* release: readers and writers that load the new table word see its
      * slots and the counters above.  Not frozen: writers may go on. */
-    atomic_store_explicit(&sh->table, ntw, memory_order_release);
+    SHK_A(atomic_store_explicit(&sh->table, ntw, memory_order_release));
     SHK_CRASH_POINT("dict.resize.published");
-    atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed));
     table_free(d, tw_off(tw));
-    atomic_fetch_add_explicit(&sh->resizes, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&sh->resizes, 1, memory_order_relaxed));
     return SHK_OK;
 }
 
@@ -1630,7 +1621,7 @@ static int grow(shk_dict *d, dict_shard *sh, uint64_t seen)
     int rc = shard_lock(d, sh);
     if (rc != SHK_OK)
         return rc;
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (!tw_same(tw, seen)) {
         shard_unlock(sh);
         return SHK_OK;      /* someone else grew it */
@@ -1642,10 +1633,10 @@ static int grow(shk_dict *d, dict_shard *sh, uint64_t seen)
     uint64_t lim = table_limit(l0);
     if (used * 4 <= lim * 3 && used + 1 <= lim) {
         /* Room enough: void the reservations by a new generation. */
-        atomic_store_explicit(&sh->s.used, (uint32_t)used, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&sh->s.used, (uint32_t)used, memory_order_relaxed));
         rebase(d, sh, live);
-        atomic_store_explicit(&sh->table, tw_pack(tw_gen(tw) + 1, l0, tw_off(tw)),
-                              memory_order_release);
+        SHK_A(atomic_store_explicit(&sh->table, tw_pack(tw_gen(tw) + 1, l0, tw_off(tw)),
+                              memory_order_release));
         shard_unlock(sh);
         return SHK_OK;
     }
@@ -1690,15 +1681,15 @@ static int budget_take(dict_shard *sh, dict_lane *l, unsigned si, uint64_t tw)
     uint64_t lim = table_limit(tw_log2(tw));
     uint64_t chunk = lim / (4 * DICT_LANES);
     chunk = chunk < 1 ? 1 : chunk > 4096 ? 4096 : chunk;
-    uint32_t u = atomic_load_explicit(&sh->s.used, memory_order_relaxed);
+    uint32_t u = SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
     for (;;) {
         if (u >= lim)
             return 0;
         uint64_t take = chunk < lim - u ? chunk : lim - u;
         /* relaxed: a counter; the table word orders everything else. */
-        if (atomic_compare_exchange_weak_explicit(&sh->s.used, &u, (uint32_t)(u + take),
+        if (SHK_A(atomic_compare_exchange_weak_explicit(&sh->s.used, &u, (uint32_t)(u + take),
                                                   memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+                                                  memory_order_relaxed))) {
             l->budget[si] = gen << 32 | (take - 1);
             return 1;
         }
@@ -1718,8 +1709,8 @@ static inline void count_add(dict_lane *l, unsigned si, int64_t n)
 {
     /* Only the lane's holder writes it: a plain load and store.  Atomic
      * (relaxed) because len() reads it without the lane. */
-    uint64_t c = (uint64_t)atomic_load_explicit(&l->count[si], memory_order_relaxed);
-    atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed);
+    uint64_t c = (uint64_t)SHK_A(atomic_load_explicit(&l->count[si], memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed));
 }
 
 /* Pin the entry a writer is about to replace or delete, so its block
@@ -1760,16 +1751,16 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     intent_set(l, OP_SET, si, pinned);
     SHK_CRASH_POINT("dict.set.intent");
     /* relaxed: the slot CAS (release) publishes it. */
-    atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed));
     SHK_CRASH_POINT("dict.set.versioned");
     /* release: the commit point; a reader acquiring the slot sees a
      * complete entry with an even version. */
-    if (atomic_compare_exchange_strong_explicit(&slots_of(d, tw)[idx], &expect,
+    if (SHK_A(atomic_compare_exchange_strong_explicit(&slots_of(d, tw)[idx], &expect,
                                                 slot_pack(txn->hash, txn->entry),
                                                 memory_order_release,
-                                                memory_order_relaxed))
+                                                memory_order_relaxed)))
         return 1;
-    atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed));
     intent_clear(l);
     return 0;
 }
@@ -1792,7 +1783,7 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
         _Atomic uint64_t *busy_slot = NULL;
         while (out == TRY_AGAIN) {
             /* acquire: the table's slots and counters are visible. */
-            tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+            tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
             if (tw & TW_FROZEN) {
                 out = TRY_FROZEN;
                 break;
@@ -1875,8 +1866,8 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
                              txn->hash, (uint64_t)p.empty)) {
                 /* Never reachable: take it back (the slot stays used, a
                  * tombstone) and try again. */
-                atomic_store_explicit(&slots[p.empty], SLOT_TOMB, memory_order_release);
-                atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release);
+                SHK_A(atomic_store_explicit(&slots[p.empty], SLOT_TOMB, memory_order_release));
+                SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release));
                 intent_clear(l);
                 continue;
             }
@@ -1945,7 +1936,7 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             return rc;
         int out = TRY_AGAIN;
         while (out == TRY_AGAIN) {
-            uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+            uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
             if (tw & TW_FROZEN) {
                 out = TRY_FROZEN;
                 break;
@@ -1984,18 +1975,18 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             l->slot = i;
             intent_set(l, OP_DEL, si, (unsigned)pinned);
             uint64_t mark = busy_word(lane_index(d, l)), w = p.word;
-            uint64_t nx = atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed);
+            uint64_t nx = SHK_A(atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed));
             int run = slot_empty(nx) &&
-                atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
+                SHK_A(atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
                                                         memory_order_relaxed,
-                                                        memory_order_relaxed);
+                                                        memory_order_relaxed));
             /* release: orders our reads of the entry before it is unlinked. */
-            if (!atomic_compare_exchange_strong_explicit(&slots[i], &w,
+            if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w,
                                                          run ? mark : SLOT_TOMB,
                                                          memory_order_release,
-                                                         memory_order_relaxed)) {
+                                                         memory_order_relaxed))) {
                 if (run)   /* nothing was emptied: the old word is still right */
-                    atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed);
+                    SHK_A(atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed));
                 intent_clear(l);
                 if (pinned)
                     shk_dict_unpin(d, old);
@@ -2005,9 +1996,9 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             if (run) {
                 uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
                 while (n < mask &&
-                       atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
+                       SHK_A(atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
                                                                memory_order_relaxed,
-                                                               memory_order_relaxed)) {
+                                                               memory_order_relaxed))) {
                     n++;
                     j = (j - 1) & mask;
                     t = SLOT_TOMB;
@@ -2016,7 +2007,7 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 /* relaxed: a reader that sees EMPTY answers as for BUSY. */
                 uint64_t empty = fresh_empty(d, l);
                 for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
-                    atomic_store_explicit(&slots[k], empty, memory_order_release);
+                    SHK_A(atomic_store_explicit(&slots[k], empty, memory_order_release));
                     if (k == ((i + 1) & mask))
                         break;
                 }
@@ -2047,27 +2038,27 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh)
 {
     dict_intent *in = &sh->intent;
     uint64_t tw = in->old_table;
-    atomic_store_explicit(&sh->s.used, 0, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->s.used, 0, memory_order_relaxed));
     rebase(d, sh, 0);
     /* release: readers that load the new table word see its zeroed slots,
      * writers the counters above. */
-    atomic_store_explicit(&sh->table, in->table, memory_order_release);
+    SHK_A(atomic_store_explicit(&sh->table, in->table, memory_order_release));
     SHK_CRASH_POINT("dict.clear.published");
     /* release: a reader that sees the epoch sees the new table (above). */
-    atomic_store_explicit(&sh->epoch, in->slot, memory_order_release);
+    SHK_A(atomic_store_explicit(&sh->epoch, in->slot, memory_order_release));
     /* From here the old entries are unreachable for new readers; we retire
      * them one by one.  A crash in the loop leaks the rest (the intent is
      * already cleared), never corrupts. */
-    atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed));
     _Atomic uint64_t *os = slots_of(d, tw);
     uint64_t ocap = 1ull << tw_log2(tw);
     for (uint64_t i = 0; i < ocap; i++) {
-        uint64_t s = atomic_load_explicit(&os[i], memory_order_relaxed);
+        uint64_t s = SHK_A(atomic_load_explicit(&os[i], memory_order_relaxed));
         if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
             continue;
         uint64_t e = slot_entry(s);
-        uint64_t life = atomic_load_explicit(&entry_at(d, e)->life,
-                                             memory_order_relaxed);
+        uint64_t life = SHK_A(atomic_load_explicit(&entry_at(d, e)->life,
+                                             memory_order_relaxed));
         if (!(life_ver(life) & 1))
             entry_retire(d, e, life_ver(life));
     }
@@ -2081,11 +2072,11 @@ int shk_dict_clear(shk_dict *d)
         return rc;
     /* Prepare: every shard gets its empty table, recorded in its intent at
      * once (so a crash never leaks one), before anything is visible. */
-    uint64_t epoch = atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed) + 1;
+    uint64_t epoch = SHK_A(atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed)) + 1;
     unsigned made = 0;
     for (; made <= d->shard_mask; made++) {
         dict_shard *sh = &d->sh->shard[made];
-        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed) & ~TW_FROZEN;
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)) & ~TW_FROZEN;
         uint64_t nt;
         rc = table_new(d, 3, &nt);
         if (rc != SHK_OK)
@@ -2094,12 +2085,12 @@ int shk_dict_clear(shk_dict *d)
         sh->intent.table = tw_pack(tw_gen(tw) + 1, 3, nt);
         sh->intent.old_table = tw;
         /* release: intent fields before op. */
-        atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release);
+        SHK_A(atomic_store_explicit(&sh->intent.op, OP_CLEAR, memory_order_release));
     }
     if (rc != SHK_OK) {
         while (made--) {
             dict_shard *sh = &d->sh->shard[made];
-            atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed);
+            SHK_A(atomic_store_explicit(&sh->intent.op, OP_NONE, memory_order_relaxed));
             table_free(d, tw_off(sh->intent.table));
         }
         shk_dict_unlock(d);
@@ -2109,7 +2100,7 @@ int shk_dict_clear(shk_dict *d)
     /* release: the commit point of the whole clear.  From here every shard
      * reads as empty (shard_stale) until it is finished below, and a
      * recovering locker finishes it if we die. */
-    atomic_store_explicit(&d->sh->clear_epoch, epoch, memory_order_release);
+    SHK_A(atomic_store_explicit(&d->sh->clear_epoch, epoch, memory_order_release));
     SHK_CRASH_POINT("dict.clear.committed");
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_finish_clear(d, &d->sh->shard[i]);
@@ -2123,13 +2114,13 @@ static void rebase_pending(shk_dict *d)
     lanes_reap(d);
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         dict_shard *sh = &d->sh->shard[i];
-        if (!atomic_load_explicit(&sh->s.rebase, memory_order_relaxed))
+        if (!SHK_A(atomic_load_explicit(&sh->s.rebase, memory_order_relaxed)))
             continue;
         if (shard_lock(d, sh) != SHK_OK)
             continue;
         freeze_mark(sh);
         drain_lanes(d);
-        uint64_t used, tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+        uint64_t used, tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
         if (table_valid(d, tw))
             rebase(d, sh, recount(d, tw, &used));
         unfreeze(sh);
@@ -2142,7 +2133,7 @@ static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
     if (shard_stale(d, sh))
         return 0;
     int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
-                          (uint64_t)atomic_load_explicit(&sh->s.base, memory_order_relaxed));
+                          (uint64_t)SHK_A(atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
     return n > 0 ? (uint64_t)n : 0;   /* below 0 only for a moment, or if corrupt */
 }
 
@@ -2175,7 +2166,7 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
             *table = 0;
             continue;
         }
-        uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
         if (*table == 0)
             *table = tw;
         else if (!tw_same(*table, tw))
@@ -2186,7 +2177,7 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
         _Atomic uint64_t *slots = slots_of(d, tw);
         unsigned stuck = 0;
         for (uint64_t i = *pos & 0xffffffffull; i < cap;) {
-            uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+            uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
             if (!slot_live(s)) {
                 i++;
                 stuck = 0;
@@ -2215,16 +2206,16 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
 static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats *st)
 {
     int stale = shard_stale(d, sh);
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_acquire);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
     uint64_t count = shard_count(d, sh);
-    uint64_t used = stale ? 0 : atomic_load_explicit(&sh->s.used, memory_order_relaxed);
+    uint64_t used = stale ? 0 : SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
     st->count += count;
     st->capacity += 1ull << tw_log2(tw);
     st->used_slots += used;
     st->tombstones += used > count ? used - count : 0;
     st->table_bytes += table_bytes(tw_log2(tw));
-    st->resizes += atomic_load_explicit(&sh->resizes, memory_order_relaxed);
-    st->recoveries += atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
+    st->resizes += SHK_A(atomic_load_explicit(&sh->resizes, memory_order_relaxed));
+    st->recoveries += SHK_A(atomic_load_explicit(&sh->recoveries, memory_order_relaxed));
 }
 
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
@@ -2240,19 +2231,19 @@ void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
 {
     dict_shard *sh = &d->sh->shard[si];
-    uint64_t tw = atomic_load_explicit(&sh->table, memory_order_relaxed);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (!table_valid(d, tw) || *(uint64_t *)(d->base + tw_off(tw)) != TABLE_MAGIC ||
         *(uint32_t *)(d->base + tw_off(tw) + 8) != tw_log2(tw))
         return SHK_ECORRUPT;
-    if (atomic_load_explicit(&sh->intent.op, memory_order_relaxed) != OP_NONE ||
-        atomic_load_explicit(&sh->epoch, memory_order_relaxed) !=
-            atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed))
+    if (SHK_A(atomic_load_explicit(&sh->intent.op, memory_order_relaxed)) != OP_NONE ||
+        SHK_A(atomic_load_explicit(&sh->epoch, memory_order_relaxed)) !=
+            SHK_A(atomic_load_explicit(&d->sh->clear_epoch, memory_order_relaxed)))
         return SHK_ECORRUPT;
     uint64_t cap = 1ull << tw_log2(tw), mask = cap - 1;
     _Atomic uint64_t *slots = slots_of(d, tw);
     uint64_t live = 0, used = 0;
     for (uint64_t i = 0; i < cap; i++) {
-        uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_relaxed));
         if (slot_empty(s))
             continue;
         if (slot_busy(s))
@@ -2266,7 +2257,7 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
             shk_freelist_usable(d->heap, e) == 0)
             return SHK_ECORRUPT;
         const dict_entry *en = entry_at(d, e);
-        uint64_t life = atomic_load_explicit(&en->life, memory_order_relaxed);
+        uint64_t life = SHK_A(atomic_load_explicit(&en->life, memory_order_relaxed));
         uint64_t esz = entry_size(en->klen, en->vlen);
         if ((life_ver(life) & 1) || esz > shk_freelist_usable(d->heap, e))
             return SHK_ECORRUPT;
@@ -2278,7 +2269,7 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
          * before it on the path */
         uint64_t dist = 0;
         for (uint64_t j = (s >> 32) & mask; j != i; j = (j + 1) & mask, dist++) {
-            uint64_t t = atomic_load_explicit(&slots[j], memory_order_relaxed);
+            uint64_t t = SHK_A(atomic_load_explicit(&slots[j], memory_order_relaxed));
             if (slot_empty(t))
                 return SHK_ECORRUPT;
             if (slot_live(t) && (t >> 32) == (s >> 32)) {
@@ -2295,8 +2286,8 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
         total->value_bytes += en->vlen;
     }
     /* used counts slots reserved by writers, so it bounds the real use */
-    uint64_t reserved = atomic_load_explicit(&sh->s.used, memory_order_relaxed);
-    if (atomic_load_explicit(&sh->s.rebase, memory_order_relaxed))
+    uint64_t reserved = SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
+    if (SHK_A(atomic_load_explicit(&sh->s.rebase, memory_order_relaxed)))
         rebase(d, sh, live);
     if (live != shard_count(d, sh) || used > reserved || reserved > table_limit(tw_log2(tw)))
         return SHK_ECORRUPT;
@@ -2305,8 +2296,8 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
     total->used_slots += used;
     total->tombstones += used - live;
     total->table_bytes += table_bytes(tw_log2(tw));
-    total->resizes += atomic_load_explicit(&sh->resizes, memory_order_relaxed);
-    total->recoveries += atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
+    total->resizes += SHK_A(atomic_load_explicit(&sh->resizes, memory_order_relaxed));
+    total->recoveries += SHK_A(atomic_load_explicit(&sh->recoveries, memory_order_relaxed));
     return SHK_OK;
 }
 
@@ -2318,7 +2309,7 @@ int shk_dict_check(shk_dict *d, shk_dict_stats *out)
     if (rc != SHK_OK)
         return rc;
     for (unsigned i = 0; i < DICT_LANES && rc == SHK_OK; i++)
-        if (atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed) != 0)
+        if (SHK_A(atomic_load_explicit(&d->lanes[i].op, memory_order_relaxed)) != 0)
             rc = SHK_ECORRUPT;
     shk_dict_stats st;
     memset(&st, 0, sizeof st);

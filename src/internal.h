@@ -22,6 +22,33 @@
 
 #include "shmkit.h"
 
+/* A spin-wait hint to the CPU (one round of a busy wait). */
+static inline void shk_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ---- chaos: preemption between any two atomic steps ----
+ * SHK_A(expr) wraps every atomic access to shared memory in src/.  In the
+ * chaos build (-DSHMKIT_CHAOS: `make ctest-chaos`, or SHMKIT_CHAOS=1 when
+ * building the extension) it first calls shk_chaos_point(), which, with a
+ * seeded probability, yields the CPU or spins a little: run with more
+ * processes than cores, operations are then preempted between any two of
+ * their atomic steps, not only where the scheduler happens to land.
+ * SHMKIT_CHAOS_SEED (default: from the clock) and SHMKIT_CHAOS_RATE (one
+ * access in RATE yields and one in RATE spins; default 64) steer it.  In
+ * the ordinary build SHK_A(expr) is expr. */
+#ifdef SHMKIT_CHAOS
+void shk_chaos_point(void);
+#define SHK_A(expr) (shk_chaos_point(), (expr))
+#else
+#define SHK_A(expr) (expr)
+#endif
+
 #define SHK_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 
 /* SHK_PREFETCH_W: start moving a line we are about to write into this
@@ -117,7 +144,7 @@ extern _Atomic unsigned shk_fork_gen_;
 void shk_fork_watch(void);
 static inline unsigned shk_fork_gen(void)
 {
-    return atomic_load_explicit(&shk_fork_gen_, memory_order_relaxed);
+    return SHK_A(atomic_load_explicit(&shk_fork_gen_, memory_order_relaxed));
 }
 
 /* ---- tagged-offset Treiber stack ----
@@ -145,14 +172,14 @@ static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base,
     _Atomic uint64_t *link = (_Atomic uint64_t *)(base + node);
     /* relaxed: our link store and the node's contents are published by the
      * release CAS below. */
-    uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
+    uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_relaxed));
     for (;;) {
-        atomic_store_explicit(link, shk_lf_off(old), memory_order_relaxed);
+        SHK_A(atomic_store_explicit(link, shk_lf_off(old), memory_order_relaxed));
         /* release on success: a popper that acquires this head value sees the
          * node's contents and link.  relaxed on failure: we only retry. */
-        if (atomic_compare_exchange_weak_explicit(
+        if (SHK_A(atomic_compare_exchange_weak_explicit(
                 head, &old, shk_lf_pack(shk_lf_tag(old) + 1, node),
-                memory_order_release, memory_order_relaxed))
+                memory_order_release, memory_order_relaxed)))
             return;
     }
 }
@@ -165,17 +192,17 @@ static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
 {
     /* acquire: pairs with the pusher's release so the link and contents of
      * the node we may take are visible. */
-    uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+    uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_acquire));
     for (;;) {
         uint64_t node = shk_lf_off(old);
         if (node == 0 || node + 16 > limit)
             return 0;
-        uint64_t next = atomic_load_explicit(
-            (_Atomic uint64_t *)(base + node), memory_order_relaxed);
+        uint64_t next = SHK_A(atomic_load_explicit(
+            (_Atomic uint64_t *)(base + node), memory_order_relaxed));
         /* acquire on both paths: on failure we re-read a new node's link. */
-        if (atomic_compare_exchange_weak_explicit(
+        if (SHK_A(atomic_compare_exchange_weak_explicit(
                 head, &old, shk_lf_pack(shk_lf_tag(old) + 1, next),
-                memory_order_acquire, memory_order_acquire))
+                memory_order_acquire, memory_order_acquire)))
             return node;
     }
 }
@@ -187,11 +214,11 @@ static inline uint64_t shk_lfstack_take_all(_Atomic uint64_t *head)
 {
     /* acquire: pairs with the pushers' release, so every node's link and
      * contents along the chain are visible. */
-    uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+    uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_acquire));
     while (shk_lf_off(old) != 0 &&
-           !atomic_compare_exchange_weak_explicit(
+           !SHK_A(atomic_compare_exchange_weak_explicit(
                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, 0),
-               memory_order_acquire, memory_order_acquire))
+               memory_order_acquire, memory_order_acquire)))
         ;
     return shk_lf_off(old);
 }
@@ -203,26 +230,26 @@ static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
                                           uint64_t first, uint64_t limit,
                                           uint64_t max_nodes)
 {
-    uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
+    uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_relaxed));
     uint64_t tail = 0;
     for (;;) {
         if (shk_lf_off(old) != 0 && tail == 0) {
             tail = first;
             for (uint64_t n = 1; n < max_nodes; n++) {
-                uint64_t next = atomic_load_explicit(
-                    (_Atomic uint64_t *)(base + tail), memory_order_relaxed);
+                uint64_t next = SHK_A(atomic_load_explicit(
+                    (_Atomic uint64_t *)(base + tail), memory_order_relaxed));
                 if (next == 0 || next + 16 > limit)
                     break;
                 tail = next;
             }
         }
         if (tail)
-            atomic_store_explicit((_Atomic uint64_t *)(base + tail),
-                                  shk_lf_off(old), memory_order_relaxed);
+            SHK_A(atomic_store_explicit((_Atomic uint64_t *)(base + tail),
+                                  shk_lf_off(old), memory_order_relaxed));
         /* release on success: as in push, for every node of the chain. */
-        if (atomic_compare_exchange_weak_explicit(
+        if (SHK_A(atomic_compare_exchange_weak_explicit(
                 head, &old, shk_lf_pack(shk_lf_tag(old) + 1, first),
-                memory_order_release, memory_order_relaxed))
+                memory_order_release, memory_order_relaxed)))
             return;
     }
 }

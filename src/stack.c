@@ -104,7 +104,7 @@ int shk_stack_open(shk_segment *seg, uint64_t off, shk_stack **out)
     if (sh->magic != S_MAGIC || sh->version != S_VERSION ||
         sh->header_size != sizeof(s_shared))
         return SHK_ECORRUPT;
-    uint64_t top = shk_lf_off(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t top = shk_lf_off(SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed)));
     if (top && !shk_segment_contains(seg, top, NODE_HDR))
         return SHK_ECORRUPT;
     shk_stack *s = calloc(1, sizeof *s);
@@ -162,17 +162,17 @@ int shk_stack_push(shk_stack *s, const void *data, uint64_t len, uint32_t tag)
         return rc;
     s_node *n = node_at(s, off);
     /* relaxed: the node is ours until the release CAS in push publishes it. */
-    atomic_store_explicit(&n->len, len, memory_order_relaxed);
-    atomic_store_explicit(&n->tag, tag, memory_order_relaxed);
-    atomic_store_explicit(&n->check, NODE_CHECK, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&n->len, len, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&n->tag, tag, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&n->check, NODE_CHECK, memory_order_relaxed));
     if (len)
         memcpy((char *)n + NODE_HDR, data, len);
     SHK_CRASH_POINT("stack.push.cas");
     shk_lfstack_push(&s->sh->head, s->base, off);
     SHK_CRASH_POINT("stack.push.count");
     /* relaxed: counters are statistics, nothing is published through them. */
-    atomic_fetch_add_explicit(&s->sh->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->sh->total_push, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&s->sh->count, 1, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&s->sh->total_push, 1, memory_order_relaxed));
     return SHK_OK;
 }
 
@@ -184,13 +184,13 @@ static int node_valid(const shk_stack *s, uint64_t off, uint64_t *len,
     if (off == 0 || off % 16 || !shk_segment_contains(s->seg, off, NODE_HDR))
         return 0;
     const s_node *n = node_at(s, off);
-    uint64_t l = atomic_load_explicit(&n->len, memory_order_relaxed);
-    if (atomic_load_explicit(&n->check, memory_order_relaxed) != NODE_CHECK ||
+    uint64_t l = SHK_A(atomic_load_explicit(&n->len, memory_order_relaxed));
+    if (SHK_A(atomic_load_explicit(&n->check, memory_order_relaxed)) != NODE_CHECK ||
         l > SHK_STACK_MAX_ITEM ||
         !shk_segment_contains(s->seg, off + NODE_HDR, l))
         return 0;
     *len = l;
-    *tag = atomic_load_explicit(&n->tag, memory_order_relaxed);
+    *tag = SHK_A(atomic_load_explicit(&n->tag, memory_order_relaxed));
     return 1;
 }
 
@@ -203,7 +203,7 @@ int shk_stack_pop(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
     if (off == 0)
         return SHK_EEMPTY;
     SHK_CRASH_POINT("stack.pop.count");
-    atomic_fetch_sub_explicit(&s->sh->count, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_sub_explicit(&s->sh->count, 1, memory_order_relaxed));
     uint64_t len;
     uint32_t tag;
     if (!node_valid(s, off, &len, &tag) ||
@@ -214,12 +214,12 @@ int shk_stack_pop(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
         /* Give it back (on top: the order is kept unless someone pushed in
          * between). */
         shk_lfstack_push(&s->sh->head, s->base, off);
-        atomic_fetch_add_explicit(&s->sh->count, 1, memory_order_relaxed);
+        SHK_A(atomic_fetch_add_explicit(&s->sh->count, 1, memory_order_relaxed));
         return SHK_ENOMEM;
     }
     if (len)
         memcpy(dst, (char *)node_at(s, off) + NODE_HDR, len);
-    atomic_fetch_add_explicit(&s->sh->total_pop, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&s->sh->total_pop, 1, memory_order_relaxed));
     SHK_CRASH_POINT("stack.pop.free");
     shk_freelist_free(s->heap, off);
     return SHK_OK;
@@ -232,7 +232,7 @@ int shk_stack_peek(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
     for (;;) {
         /* acquire: pairs with the pusher's release CAS, so the top node's
          * fields are visible. */
-        uint64_t w = atomic_load_explicit(&s->sh->head, memory_order_acquire);
+        uint64_t w = SHK_A(atomic_load_explicit(&s->sh->head, memory_order_acquire));
         uint64_t off = shk_lf_off(w);
         if (off == 0)
             return SHK_EEMPTY;
@@ -250,14 +250,14 @@ int shk_stack_peek(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
          * an unchanged word proves nothing changed the node during it
          * (the seqlock read pattern). */
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&s->sh->head, memory_order_relaxed) == w)
+        if (SHK_A(atomic_load_explicit(&s->sh->head, memory_order_relaxed)) == w)
             return ok ? SHK_OK : SHK_ECORRUPT;
     }
 }
 
 uint64_t shk_stack_size(const shk_stack *s)
 {
-    int64_t n = atomic_load_explicit(&s->sh->count, memory_order_relaxed);
+    int64_t n = SHK_A(atomic_load_explicit(&s->sh->count, memory_order_relaxed));
     return n > 0 ? (uint64_t)n : 0;
 }
 
@@ -285,7 +285,7 @@ static int walk_stack(uint64_t head_word, void *ctx)
             ++sw->items > limit)
             return 1;
         sw->bytes += len;
-        off = atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed);
+        off = SHK_A(atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed));
     }
     return 0;
 }
@@ -306,11 +306,11 @@ int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
         r.items = sw.items;
         r.bytes = sw.bytes;
     }
-    r.counter = atomic_load_explicit(&s->sh->count, memory_order_relaxed);
-    r.total_push = atomic_load_explicit(&s->sh->total_push, memory_order_relaxed);
-    r.total_pop = atomic_load_explicit(&s->sh->total_pop, memory_order_relaxed);
+    r.counter = SHK_A(atomic_load_explicit(&s->sh->count, memory_order_relaxed));
+    r.total_push = SHK_A(atomic_load_explicit(&s->sh->total_push, memory_order_relaxed));
+    r.total_pop = SHK_A(atomic_load_explicit(&s->sh->total_pop, memory_order_relaxed));
     if (rc == SHK_OK && !r.unverified && repair && r.counter != (int64_t)r.items) {
-        atomic_store_explicit(&s->sh->count, (int64_t)r.items, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&s->sh->count, (int64_t)r.items, memory_order_relaxed));
     }
     if (st)
         *st = r;
