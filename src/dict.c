@@ -2128,24 +2128,48 @@ static void rebase_pending(shk_dict *d)
     }
 }
 
+/* A shard's entry count: the lanes' counts less base.  Writers move them
+ * one at a time, so the sum may be a little below 0 for a moment; it can
+ * never exceed the table's capacity by more than the writers in flight
+ * (one per lane).  A count past that is corrupt: UINT64_MAX. */
 static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
 {
     if (shard_stale(d, sh))
         return 0;
     int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
                           (uint64_t)SHK_A(atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
-    return n > 0 ? (uint64_t)n : 0;   /* below 0 only for a moment, or if corrupt */
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
+    if (n > 0 && (uint64_t)n > (1ull << tw_log2(tw)) + DICT_LANES)
+        return UINT64_MAX;
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 uint64_t shk_dict_count(const shk_dict *d)
 {
     /* A snapshot only when no writer runs (like len() of any concurrent
-     * map); exact then, after any dead writer's lane is repaired. */
-    rebase_pending((shk_dict *)d);
-    uint64_t n = 0;
-    for (unsigned i = 0; i <= d->shard_mask; i++)
-        n += shard_count(d, &d->sh->shard[i]);
-    return n;
+     * map); exact then, after any dead writer's lane is repaired.  A shard
+     * whose count is corrupt is recounted from its table once. */
+    shk_dict *m = (shk_dict *)d;
+    rebase_pending(m);
+    for (int pass = 0;; pass++) {
+        uint64_t n = 0;
+        int bad = 0;
+        for (unsigned i = 0; i <= d->shard_mask; i++) {
+            dict_shard *sh = &d->sh->shard[i];
+            uint64_t c = shard_count(d, sh);
+            if (c == UINT64_MAX) {
+                bad = 1;
+                /* relaxed: rebase_pending takes the shard lock to act. */
+                SHK_A(atomic_store_explicit(&sh->s.rebase, 1, memory_order_relaxed));
+            }
+            n += c;
+        }
+        if (!bad)
+            return n;
+        if (pass == 1)
+            return SHK_DICT_COUNT_CORRUPT;
+        rebase_pending(m);
+    }
 }
 
 /* -------------------------------------------------------------- iteration */
@@ -2209,7 +2233,8 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
     uint64_t count = shard_count(d, sh);
     uint64_t used = stale ? 0 : SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
-    st->count += count;
+    if (count == UINT64_MAX)
+        count = used;   /* corrupt: shk_dict_stats_get reports it in count */
     st->capacity += 1ull << tw_log2(tw);
     st->used_slots += used;
     st->tombstones += used > count ? used - count : 0;
@@ -2220,10 +2245,11 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
 
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 {
-    rebase_pending((shk_dict *)d);
+    uint64_t count = shk_dict_count(d);   /* recounts a corrupt shard */
     memset(st, 0, sizeof *st);
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_stats(d, &d->sh->shard[i], st);
+    st->count = count;
 }
 
 /* Check shard si (frozen, every lane drained), adding its statistics to

@@ -134,6 +134,10 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
 /* Remove every entry (the table shrinks back to its minimum). */
 int shk_dict_clear(shk_dict *d);
 
+/* The number of entries (exact when no writer runs), or
+ * SHK_DICT_COUNT_CORRUPT if the per-writer counts are corrupt and the
+ * shard could not be recounted from its table. */
+#define SHK_DICT_COUNT_CORRUPT UINT64_MAX
 uint64_t shk_dict_count(const shk_dict *d);
 
 /* ---- iteration ----

@@ -909,7 +909,12 @@ static Py_ssize_t dict_mp_len(PyObject *op)
 {
     ShkPyDict *self = (ShkPyDict *)op;
     CHECK_OPEN(self, -1);
-    return (Py_ssize_t)shk_dict_count(self->h);
+    uint64_t n = shk_dict_count(self->h);
+    if (n == SHK_DICT_COUNT_CORRUPT || n > (uint64_t)PY_SSIZE_T_MAX) {
+        shk_py_raise(SHK_ECORRUPT, "SharedDict len");
+        return -1;
+    }
+    return (Py_ssize_t)n;
 }
 
 /* The start of a METH_FASTCALL method: TypeError "<fn> expected N
@@ -1513,6 +1518,8 @@ static PyObject *dict_stats(PyObject *op, PyObject *noargs)
     CHECK_OPEN(self, NULL);
     shk_dict_stats st;
     shk_dict_stats_get(self->h, &st);
+    if (st.count == SHK_DICT_COUNT_CORRUPT)
+        return shk_py_raise(SHK_ECORRUPT, "SharedDict.stats");
     return stats_dict(&st, self->h, 0);
 }
 
