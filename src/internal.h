@@ -113,7 +113,7 @@ int shk_mutex_lock(shk_mutex *mx);          /* SHK_OK / SHK_MUTEX_RECOVERED */
 void shk_mutex_consistent(shk_mutex *mx);
 void shk_mutex_unlock(shk_mutex *mx);
 /* The same on a bare pthread_mutex_t, for a layout that shares the
- * mutex's cache line with the data it guards (dict.c's shard line). */
+ * mutex's cache line with the data it guards (dict_internal.h's shard line). */
 int shk_pmutex_init(pthread_mutex_t *m);
 int shk_pmutex_lock(pthread_mutex_t *m);
 void shk_pmutex_consistent(pthread_mutex_t *m);

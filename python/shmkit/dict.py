@@ -167,7 +167,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         if entries < 0 or key_size < 0 or value_size < 0:
             raise ValueError("sizes must be >= 0")
         per_entry = _shmkit.dict_entry_footprint(key_size, value_size)
-        # The keys spread over DICT_SHARDS tables, each sized (like dict.c's
+        # The keys spread over DICT_SHARDS tables, each sized (like dict_internal.h's
         # shard_hint) for its share plus slack for uneven hashing.
         shards = _shmkit.DICT_SHARDS
         per_shard = -(-entries // shards)

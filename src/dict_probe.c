@@ -1,0 +1,497 @@
+/*
+ * dict_probe.c -- finding keys in a SharedDict table: entry snapshots,
+ * lookups, the writer's probe and reachability check, iteration; pinning
+ * and retiring entries.
+ * (design and layout: dict_internal.h)
+ */
+#include "dict_internal.h"
+
+uint64_t shk_dict_hash(const shk_dict *d, uint8_t ktype, const void *key, size_t klen)
+{
+    return shk_hash64(key, klen, key_seed(d, ktype));
+}
+
+/* Total bytes of an entry; UINT64_MAX on overflow. */
+
+uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
+{
+    /* Mirrors the free list's size classes (alloc_freelist.c): 16-byte steps
+     * to 256, then four classes per power of two; plus its 16-byte header. */
+    uint64_t n = entry_size(klen, vlen);
+    if (n <= 256)
+        return 16 + shk_align_up(n, 16);
+    uint64_t m = n - 1;
+    unsigned k = shk_log2_u64(m);
+    uint64_t sub = (m >> (k - 2)) & 3u;
+    return 16 + (1ull << k) + (sub + 1) * (1ull << (k - 2));
+}
+
+/* ------------------------------------------------------------------ reads */
+
+/* Read the entry at `e` into ref if it is a consistent, live entry.
+ * Returns 1 (ref filled, life1 even and unchanged), 0 if it changed or its
+ * lengths do not fit the segment (the caller retries). */
+static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *ref)
+{
+    if (SHK_UNLIKELY(!in_seg(d, e, ENTRY_HDR)))
+        return 0;
+    const dict_entry *en = entry_at(d, e);
+    /* acquire: pairs with the builder's release of an even ver, so the
+     * entry's fields read below are at least that complete. */
+    uint64_t life = SHK_A(atomic_load_explicit(&en->life, memory_order_acquire));
+    if (life_ver(life) & 1)
+        return 0;
+    uint64_t klen = en->klen, vlen = en->vlen;
+    uint64_t voff = shk_add_sat(e + ENTRY_HDR, shk_align_up(klen, 16));
+    if (SHK_UNLIKELY(!in_seg(d, voff, vlen)))
+        return 0;
+    ref->entry = e;
+    ref->ver = life_ver(life);
+    ref->key = d->base + e + ENTRY_HDR;
+    ref->val = d->base + voff;
+    ref->klen = klen;
+    ref->vlen = vlen;
+    ref->ktype = en->ktype;
+    ref->vtype = en->vtype;
+    return 1;
+}
+
+/* Does the snapshot in ref hold this key?  (Meaningful only once ref is
+ * validated: its bytes may be torn.) */
+static inline int ref_is_key(const shk_dict *d, const shk_dict_ref *ref, uint8_t ktype,
+                             const void *key, uint64_t klen, uint64_t hash)
+{
+    return ref->ktype == ktype && ref->klen == klen &&
+           entry_at(d, ref->entry)->hash == hash && memcmp(ref->key, key, klen) == 0;
+}
+
+/* Fill the where-found fields of a snapshot taken through slot i of table
+ * tw (whose word was s) in shard si. */
+static inline void ref_found_at(shk_dict_ref *ref, uint64_t tw, uint32_t si, uint64_t i,
+                                uint64_t s)
+{
+    ref->table = tw;
+    ref->shard = si;
+    ref->slot = i;
+    ref->word = s;
+}
+
+/* Is what was read through ref the entry its slot referenced at one
+ * instant?  The life word equal before and after (seqlock) proves the
+ * bytes are one complete version V of the block; but the slot may have
+ * been replaced after we loaded it, and the block retired, freed and
+ * reused for another entry (another key, or an entry still being
+ * published) before we loaded life: a consistent snapshot of the wrong
+ * entry.  So the slot is re-read between the two life loads: life1 (t0) =
+ * V, slot (t1) = the word we followed, life2 (t2) = V, with t0 < t1 < t2,
+ * means the block held V throughout and the slot referenced it at t1 (a
+ * slot references a block only while the block holds the entry published
+ * there: retiring follows the replacing CAS).  The table word, re-read
+ * last, proves slot i was in the shard's current table then. */
+int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
+{
+    /* acquire fence: every read of entry data (and life1) before it
+     * happens before the loads below, so if a writer retired (or a reuser
+     * overwrote) the block while we read, we see its new life value
+     * (seqlock read side). */
+    atomic_thread_fence(memory_order_acquire);
+    const _Atomic uint64_t *slot = slots_of(d, ref->table) + ref->slot;
+    /* acquire: orders the life2 load below after this load (t1 < t2). */
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != ref->word)
+        return 0;
+    uint64_t life = SHK_A(atomic_load_explicit(&entry_at(d, ref->entry)->life,
+                                         memory_order_relaxed));
+    if (life_ver(life) != ref->ver)
+        return 0;
+    return tw_same(SHK_A(atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
+                                        memory_order_relaxed)), ref->table);
+}
+
+/* How many times in a row a slot may name an entry that is not live while
+ * neither the slot nor its table changes before the entry is called
+ * corrupt.  A slot references an entry only while that entry is live (see
+ * shk_dict_ref_valid), so in a healthy dict a failed snapshot through an
+ * unchanged slot needs the block to be retired, reused and published
+ * again in the same slot between two of our loads; a second look then
+ * succeeds.  A few looks tell that from a corrupt entry, which fails every
+ * time. */
+#define SLOT_STUCK_LIMIT 8u
+
+enum { SLOT_AGAIN = 1, SLOT_RESTART = 2 };
+
+/* A snapshot of slot i's entry (word s, table tw of shard sh) failed or did
+ * not validate.  SLOT_AGAIN: the slot changed, or may yet; load it again.
+ * SLOT_RESTART: the table was replaced; probe again from the top.
+ * SHK_ECORRUPT: the slot keeps naming an entry that is not live. */
+static int slot_unstable(const dict_shard *sh, uint64_t tw,
+                         const _Atomic uint64_t *slot, uint64_t s, unsigned *stuck)
+{
+    /* acquire: orders these loads after the failed snapshot's. */
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s) {
+        *stuck = 0;
+        return SLOT_AGAIN;
+    }
+    if (!tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
+        return SLOT_RESTART;
+    if (++*stuck < SLOT_STUCK_LIMIT) {
+        sched_yield();   /* let a writer preempted mid-publish go on */
+        return SLOT_AGAIN;
+    }
+    return SHK_ECORRUPT;
+}
+
+int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                    uint64_t hash, shk_dict_ref *ref)
+{
+    uint64_t tag = hash >> 32;
+    dict_shard *sh = shard_of(d, hash);
+    uint32_t si = shard_index(d, sh);
+    for (;;) {
+        if (shard_stale(d, sh))
+            return SHK_ENOTFOUND;
+        /* acquire: the table's slots (zeroed and copied before the release
+         * store of the table word) are visible. */
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
+        if (SHK_UNLIKELY(!table_valid(d, tw)))
+            return SHK_ECORRUPT;
+        uint64_t mask = (1ull << tw_log2(tw)) - 1;
+        _Atomic uint64_t *slots = slots_of(d, tw);
+        uint64_t i = tag & mask;
+        unsigned stuck = 0;
+        int restart = 0;
+        for (uint64_t n = 0; n <= mask && !restart;) {
+            /* acquire: pairs with the release store that published the
+             * entry, so its contents are visible. */
+            uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
+            /* A BUSY slot ends a probe like EMPTY: it is part of a run a
+             * delete is emptying, and no key lies beyond such a run. */
+            if (slot_empty(s) || slot_busy(s))
+                break;
+            if (s != SLOT_TOMB && (s >> 32) == tag) {
+                if (entry_snapshot(d, slot_entry(s), ref)) {
+                    ref_found_at(ref, tw, si, i, s);
+                    if (ref_is_key(d, ref, ktype, key, klen, hash))
+                        return SHK_OK;   /* the caller validates after reading */
+                    /* A mismatch counts only if the slot referenced that
+                     * entry while we compared: else it may hold our key. */
+                    if (shk_dict_ref_valid(d, ref))
+                        goto next;
+                }
+                int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+                if (st == SHK_ECORRUPT)
+                    return st;
+                restart = st == SLOT_RESTART;
+                continue;   /* SLOT_AGAIN: the same slot, loaded again */
+            }
+        next:
+            stuck = 0;
+            n++;
+            i = (i + 1) & mask;
+        }
+        if (restart)
+            continue;
+        /* A miss is an answer only if the table was not replaced meanwhile
+         * (a freed table's memory may have been reused). */
+        atomic_thread_fence(memory_order_acquire);
+        if (tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
+            return SHK_ENOTFOUND;
+    }
+}
+
+int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                  shk_dict_ref *ref)
+{
+    return shk_dict_find_h(d, ktype, key, klen, shk_dict_hash(d, ktype, key, klen), ref);
+}
+
+int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                 uint8_t *vtype, void *buf, uint64_t cap, uint64_t *vlen)
+{
+    shk_dict_ref ref;
+    for (;;) {
+        int rc = shk_dict_find(d, ktype, key, klen, &ref);
+        if (rc != SHK_OK)
+            return rc;
+        uint64_t n = ref.vlen;
+        if (n <= cap)
+            memcpy(buf, ref.val, n);
+        uint8_t vt = ref.vtype;
+        if (!shk_dict_ref_valid(d, &ref))
+            continue;
+        *vlen = n;
+        if (vtype)
+            *vtype = vt;
+        return n <= cap ? SHK_OK : SHK_EINVAL;
+    }
+}
+
+/* --------------------------------------------------------------- pinning */
+
+int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
+{
+    _Atomic uint64_t *lp = &entry_at(d, ref->entry)->life;
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
+    for (;;) {
+        if (life_ver(life) != ref->ver)
+            return SHK_EAGAIN;
+        if (life_pins(life) >= SHK_DICT_MAX_PINS)
+            return SHK_EFULL;
+        /* The CAS succeeds only while the block is still this entry (same
+         * version), so it can never write into a reused block.  acquire:
+         * what we read through the pin afterwards is that entry. */
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, life + 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed)))
+            return SHK_OK;
+    }
+}
+
+/* Free an entry block whose life we own (pins 0, retired), back to the heap
+ * stripe that carved it, among its neighbours: reused by whoever freed it,
+ * it would share cache lines with another process's live entries (STRIPES
+ * in alloc_freelist.c). */
+void shk_dict_entry_free(shk_dict *d, uint64_t e)
+{
+    shk_freelist_free_home(d->heap, e);
+}
+
+void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
+{
+    /* Works from the segment alone, so a view may outlive its dict handle. */
+    if (!shk_segment_contains(seg, e, ENTRY_HDR))
+        return;
+    _Atomic uint64_t *lp = &((dict_entry *)(shk_segment_base(seg) + e))->life;
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
+    for (;;) {
+        if (life_pins(life) == 0)
+            return;   /* not pinned: a caller bug; never underflow */
+        uint64_t next = life - 1;
+        int last_of_zombie = life_pins(next) == 0 && (life_ver(next) & 1);
+        if (last_of_zombie)
+            next = LIFE_DEAD;
+        /* acq_rel: release orders our reads of the value before a reuse of
+         * the block; acquire orders the free after the retirer's stores. */
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))) {
+            if (last_of_zombie)
+                shk_freelist_free_home(shk_segment_heap(seg), e);
+            return;
+        }
+    }
+}
+
+void shk_dict_unpin(shk_dict *d, uint64_t e)
+{
+    shk_dict_unpin_seg(d->seg, e);
+}
+
+/* Retire a live entry that is no longer referenced by the table: free it,
+ * or leave it to its last pin holder.  Returns 1 if it was still live. */
+int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
+{
+    _Atomic uint64_t *lp = &entry_at(d, e)->life;
+    uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
+    for (;;) {
+        if (life_ver(life) != ver)
+            return 0;
+        uint64_t next = life_pins(life) ? (((ver | 1) << 16) | life_pins(life))
+                                        : LIFE_DEAD;
+        /* release: a reader that sees the odd ver after reading the entry
+         * knows its copy may be torn; the free below publishes nothing. */
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
+                                                  memory_order_release,
+                                                  memory_order_relaxed))) {
+            if (next == LIFE_DEAD)
+                shk_dict_entry_free(d, e);
+            return 1;
+        }
+    }
+}
+
+
+
+/* Does live slot word s of table tw hold the key?  1 yes, 0 no, -1 its
+ * entry changed while we compared (look again).  *ver: its version. */
+static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint8_t ktype,
+                          const void *key, uint64_t klen, uint64_t hash, uint64_t *ver)
+{
+    shk_dict_ref r;
+    if (!entry_snapshot(d, slot_entry(s), &r))
+        return -1;
+    int match = ref_is_key(d, &r, ktype, key, klen, hash);
+    ref_found_at(&r, tw, (uint32_t)(hash & d->shard_mask), i, s);
+    if (!shk_dict_ref_valid(d, &r))
+        return -1;
+    *ver = r.ver;
+    return match;
+}
+
+/* 1: *p filled; 0: the table was replaced under us, probe again;
+ * SHK_ECORRUPT: a slot keeps naming an entry that is not live. */
+int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
+                   uint64_t klen, uint64_t hash, wprobe *p)
+{
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    p->found = p->empty = -1;
+    p->busy = 0;
+    uint64_t i = tag & mask;
+    unsigned stuck = 0;
+    for (uint64_t n = 0; n <= mask;) {
+        /* acquire: a published entry's contents are visible. */
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
+        if (slot_empty(s)) {
+            p->empty = (int64_t)i;
+            p->word = s;
+            return 1;
+        }
+        if (slot_busy(s)) {
+            p->busy = s;
+            p->busy_at = i;
+            return 1;
+        }
+        if (s != SLOT_TOMB && (s >> 32) == tag) {
+            uint64_t ver;
+            int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
+            if (match < 0) {
+                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck);
+                if (st != SLOT_AGAIN)
+                    return st == SLOT_RESTART ? 0 : st;
+                continue;   /* the same slot, loaded again */
+            }
+            if (match) {
+                p->found = (int64_t)i;
+                p->word = s;
+                p->ver = ver;
+                return 1;
+            }
+        }
+        stuck = 0;
+        n++;
+        i = (i + 1) & mask;
+    }
+    return 1;   /* a full table: no EMPTY (the caller grows it) */
+}
+
+/* After claiming slot j for a new key: is it reachable?  Deletes empty
+ * slots (see DELETE) while we scan, so the path from the key's home to j
+ * may have gained an EMPTY or BUSY slot, or another writer's copy of the
+ * key, after we passed it.  Once j is ours, no delete can start emptying
+ * slots between home and j (emptying needs an EMPTY slot after the run,
+ * and they are all taken now), so what we see here stays true.  1: no
+ * EMPTY, no BUSY, no other copy of the key: the insert took effect at the
+ * claim.  0: the entry was never reachable (a lookup stopped before it or
+ * found the other copy first), and the caller withdraws it. */
+int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
+                       uint64_t klen, uint64_t hash, uint64_t j)
+{
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    unsigned stuck = 0;
+    for (uint64_t i = tag & mask; i != j;) {
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
+        if (slot_empty(s) || slot_busy(s))
+            return 0;
+        if (slot_live(s) && (s >> 32) == tag) {
+            uint64_t ver;
+            int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
+            if (match < 0) {
+                /* Being replaced: look again.  A slot that keeps naming a
+                 * dead entry (corrupt) withdraws the claim; the retried
+                 * probe reports the corruption. */
+                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck) == SLOT_AGAIN)
+                    continue;
+                return 0;
+            }
+            if (match)
+                return 0;
+        }
+        stuck = 0;
+        i = (i + 1) & mask;
+    }
+    return 1;
+}
+
+/* Is entry e (whose key we read from its block, which may since have been
+ * freed and reused) referenced by its shard's current table?  Used by
+ * recovery; a reused block answers "no" or names the reuser's own live
+ * entry, and both lead recovery to leave the block alone or to fail a
+ * version-checked CAS. */
+int shk_dict_entry_in_table(shk_dict *d, dict_shard *sh, uint64_t e)
+{
+    if (!shk_segment_contains(d->seg, e, ENTRY_HDR))
+        return 0;
+    const dict_entry *en = entry_at(d, e);
+    if (!shk_segment_contains(d->seg, e + ENTRY_HDR, en->klen))
+        return 0;
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
+    if (!table_valid(d, tw))
+        return 0;
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = en->hash >> 32;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    uint64_t i = tag & mask;
+    for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
+        if (slot_empty(s))
+            return 0;
+        if (slot_live(s) && slot_entry(s) == e)
+            return 1;
+    }
+    return 0;
+}
+
+
+/* -------------------------------------------------------------- iteration */
+
+/* *pos = shard << 32 | slot: a walk visits the shards in order, and *table
+ * is the table word of the shard it is in (0: take the current one). */
+int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref)
+{
+    if (*pos == 0)
+        *table = 0;
+    for (;;) {
+        uint64_t si = *pos >> 32;
+        if (si > d->shard_mask)
+            return SHK_ENOTFOUND;
+        dict_shard *sh = &d->sh->shard[si];
+        if (shard_stale(d, sh)) {
+            *pos = (si + 1) << 32;
+            *table = 0;
+            continue;
+        }
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
+        if (*table == 0)
+            *table = tw;
+        else if (!tw_same(*table, tw))
+            return SHK_EAGAIN;
+        if (!table_valid(d, tw))
+            return SHK_ECORRUPT;
+        uint64_t cap = 1ull << tw_log2(tw);
+        _Atomic uint64_t *slots = slots_of(d, tw);
+        unsigned stuck = 0;
+        for (uint64_t i = *pos & 0xffffffffull; i < cap;) {
+            uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
+            if (!slot_live(s)) {
+                i++;
+                stuck = 0;
+                continue;
+            }
+            if (entry_snapshot(d, slot_entry(s), ref)) {
+                ref_found_at(ref, tw, (uint32_t)si, i, s);
+                *pos = si << 32 | (i + 1);
+                return SHK_OK;
+            }
+            /* Replaced or deleted meanwhile: what the slot holds now is the
+             * answer (a replaced key must not be skipped). */
+            int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+            if (st == SHK_ECORRUPT)
+                return st;
+            if (st == SLOT_RESTART)
+                return SHK_EAGAIN;
+        }
+        *pos = (si + 1) << 32;
+        *table = 0;
+    }
+}
+

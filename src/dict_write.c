@@ -1,0 +1,430 @@
+/*
+ * dict_write.c -- SharedDict writers: prepare, commit (insert,
+ * replace, compare-and-set) and delete, lock-free on the table slots.
+ * (design and layout: dict_internal.h)
+ */
+#include "dict_internal.h"
+
+/* ----------------------------------------------------------------- writes */
+
+/* The lines a commit of this hash will write: its home slot's.  Asked for
+ * as early as the hash is known, before the entry is allocated and built,
+ * so that a transfer from the core that wrote it last overlaps that work.
+ * A hint: nothing relies on it, and a stale table word only prefetches a
+ * useless line. */
+static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
+{
+    dict_shard *sh = shard_of(d, hash);
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
+    if (SHK_LIKELY(table_valid(d, tw)))
+        SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
+}
+
+int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                     uint8_t vtype, uint64_t vlen, shk_dict_txn *txn)
+{
+    if (klen > UINT32_MAX)
+        return SHK_EINVAL;
+    /* The hash first: its lines start moving while we allocate and build. */
+    uint64_t h = shk_dict_hash(d, ktype, key, klen);
+    shard_prefetch(d, h);
+    uint64_t n = entry_size(klen, vlen);
+    if (n > SHK_FREELIST_MAX_ALLOC)
+        return SHK_ENOMEM;
+    uint64_t e;
+    int rc = shk_freelist_alloc(d->heap, n, &e);
+    if (rc != SHK_OK)
+        return rc == SHK_EINVAL ? SHK_ENOMEM : rc;
+    dict_entry *en = entry_at(d, e);
+    /* Odd until complete; relaxed: nobody can reach this block through the
+     * dict before it is published, and a reader that reached it through a
+     * stale pointer sees odd or a different version. */
+    SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed));
+    atomic_thread_fence(memory_order_release);
+    en->hash = h;
+    en->klen = (uint32_t)klen;
+    en->ktype = ktype;
+    en->vtype = vtype;
+    en->reserved = 0;
+    en->vlen = vlen;
+    char *k = d->base + e + ENTRY_HDR;
+    memcpy(k, key, klen);
+    memset(k + klen, 0, shk_align_up(klen, 16) - klen);
+    txn->entry = e;
+    txn->hash = h;
+    txn->val = k + shk_align_up(klen, 16);
+    txn->vlen = vlen;
+    return SHK_OK;
+}
+
+void shk_dict_abort(shk_dict *d, shk_dict_txn *txn)
+{
+    if (txn->entry) {
+        shk_freelist_free(d->heap, txn->entry);
+        txn->entry = 0;
+    }
+}
+
+
+/* Take one slot of the shard's reserve for the holder of lane l: from the
+ * lane's own reservation, else a new one from the shard's `used` (one
+ * shared RMW per many inserts).  0: the table is at its limit (grow). */
+static int budget_take(dict_shard *sh, dict_lane *l, unsigned si, uint64_t tw)
+{
+    uint64_t b = l->budget[si], gen = tw_gen(tw);
+    if ((b >> 32) == gen && (uint32_t)b) {
+        l->budget[si] = b - 1;
+        return 1;
+    }
+    uint64_t lim = table_limit(tw_log2(tw));
+    uint64_t chunk = lim / (4 * DICT_LANES);
+    chunk = chunk < 1 ? 1 : chunk > 4096 ? 4096 : chunk;
+    uint32_t u = SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
+    for (;;) {
+        if (u >= lim)
+            return 0;
+        uint64_t take = chunk < lim - u ? chunk : lim - u;
+        /* relaxed: a counter; the table word orders everything else. */
+        if (SHK_A(atomic_compare_exchange_weak_explicit(&sh->s.used, &u, (uint32_t)(u + take),
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))) {
+            l->budget[si] = gen << 32 | (take - 1);
+            return 1;
+        }
+    }
+}
+
+/* Return n slots to the lane's reserve (n slots became EMPTY, or a slot
+ * taken was not used), if the reserve is of table tw. */
+static inline void budget_give(dict_lane *l, unsigned si, uint64_t tw, uint64_t n)
+{
+    uint64_t b = l->budget[si];
+    if ((b >> 32) == tw_gen(tw) && (uint32_t)b + n < 0xffffffffull)
+        l->budget[si] = b + n;
+}
+
+static inline void count_add(dict_lane *l, unsigned si, int64_t n)
+{
+    /* Only the lane's holder writes it: a plain load and store.  Atomic
+     * (relaxed) because len() reads it without the lane. */
+    uint64_t c = (uint64_t)SHK_A(atomic_load_explicit(&l->count[si], memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed));
+}
+
+/* Pin the entry a writer is about to replace or delete, so its block
+ * cannot be freed and reused (with the same slot word) under the writer's
+ * CAS.  1: pinned; 0: it has SHK_DICT_MAX_PINS pins already, so we go on
+ * unpinned (those pins keep the block unless all of them are dropped within
+ * our CAS window) rather than wait for one to go; -1: it changed since it
+ * was found (probe again). */
+static int entry_pin_for_cas(shk_dict *d, const shk_dict_ref *r)
+{
+    int rc = shk_dict_pin(d, r);
+    return rc == SHK_OK ? 1 : rc == SHK_EFULL ? 0 : -1;
+}
+
+/* Outcomes of one attempt at a change, with the lane held. */
+enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3, TRY_BUSY = 4 };
+
+/* The commit step of a set, shared by replace and insert: record the
+ * intent (a crash may stop us anywhere after it), give the entry its
+ * version, and CAS its slot word into slot idx of table tw if that still
+ * holds `expect`,
+ * in place of entry `old` (version old_ver; 0 when the slot is EMPTY).
+ * 1: published, the intent left for the caller to clear when it is done;
+ * 0: the slot changed and nothing happened (entry unversioned again,
+ * intent cleared). */
+static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn,
+                   uint64_t tw, uint64_t idx, uint64_t expect, uint64_t old,
+                   uint64_t old_ver, unsigned pinned)
+{
+    dict_entry *en = entry_at(d, txn->entry);
+    uint64_t ver = shk_dict_new_ver(d, l);
+    l->new_e = txn->entry;
+    l->new_ver = ver;
+    l->old_e = old;
+    l->old_ver = old_ver;
+    l->table = tw;
+    l->slot = idx;
+    intent_set(l, OP_SET, si, pinned);
+    SHK_CRASH_POINT("dict.set.intent");
+    /* relaxed: the slot CAS (release) publishes it. */
+    SHK_A(atomic_store_explicit(&en->life, ver << 16, memory_order_relaxed));
+    SHK_CRASH_POINT("dict.set.versioned");
+    /* release: the commit point; a reader acquiring the slot sees a
+     * complete entry with an even version. */
+    if (SHK_A(atomic_compare_exchange_strong_explicit(&slots_of(d, tw)[idx], &expect,
+                                                slot_pack(txn->hash, txn->entry),
+                                                memory_order_release,
+                                                memory_order_relaxed)))
+        return 1;
+    SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed));
+    intent_clear(l);
+    return 0;
+}
+
+int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
+                    uint64_t expect_entry, uint64_t expect_ver, int *replaced)
+{
+    if (!txn->entry)
+        return SHK_EINVAL;
+    dict_shard *sh = shard_of(d, txn->hash);
+    unsigned si = shard_index(d, sh);
+    dict_entry *en = entry_at(d, txn->entry);
+    for (;;) {
+        int rc = SHK_OK;
+        dict_lane *l = shk_dict_lane_enter(d, &rc);
+        if (!l)
+            return rc;
+        int out = TRY_AGAIN;
+        uint64_t tw, busy = 0;
+        _Atomic uint64_t *busy_slot = NULL;
+        while (out == TRY_AGAIN) {
+            /* acquire: the table's slots and counters are visible. */
+            tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
+            if (tw & TW_FROZEN) {
+                out = TRY_FROZEN;
+                break;
+            }
+            if (SHK_UNLIKELY(!table_valid(d, tw))) {
+                rc = SHK_ECORRUPT;
+                out = TRY_DONE;
+                break;
+            }
+            wprobe p;
+            int pr = shk_dict_probe_w(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+                             txn->hash, &p);
+            if (pr < 0) {
+                rc = pr;
+                out = TRY_DONE;
+                break;
+            }
+            if (pr == 0)
+                continue;
+            _Atomic uint64_t *slots = slots_of(d, tw);
+            if (p.busy) {
+                busy = p.busy;
+                busy_slot = &slots[p.busy_at];
+                out = TRY_BUSY;
+                break;
+            }
+            if (p.found >= 0) {
+                uint64_t old = slot_entry(p.word);
+                if (mode == SHK_DICT_INSERT) {
+                    rc = SHK_EEXIST;
+                    out = TRY_DONE;
+                    break;
+                }
+                if (mode == SHK_DICT_EXPECT && (old != expect_entry || p.ver != expect_ver)) {
+                    rc = SHK_EAGAIN;
+                    out = TRY_DONE;
+                    break;
+                }
+                /* Pinned, the old entry's block cannot be reused while we
+                 * CAS its slot word (no ABA). */
+                shk_dict_ref r = {.entry = old, .ver = p.ver};
+                int pinned = entry_pin_for_cas(d, &r);
+                if (pinned < 0)
+                    continue;
+                if (!publish(d, l, si, txn, tw, (uint64_t)p.found, p.word, old, p.ver,
+                             (unsigned)pinned)) {
+                    if (pinned)
+                        shk_dict_unpin(d, old);
+                    continue;
+                }
+                SHK_CRASH_POINT("dict.set.published");
+                shk_dict_entry_retire(d, old, p.ver);
+                if (pinned)
+                    shk_dict_unpin(d, old);
+                SHK_CRASH_POINT("dict.set.retired");
+                intent_clear(l);
+                if (replaced)
+                    *replaced = 1;
+                out = TRY_DONE;
+                break;
+            }
+            if (mode == SHK_DICT_EXPECT && expect_entry) {
+                rc = SHK_EAGAIN;
+                out = TRY_DONE;
+                break;
+            }
+            if (p.empty < 0 || !budget_take(sh, l, si, tw)) {
+                out = TRY_GROW;
+                break;
+            }
+            /* The expected EMPTY word carries the nonce of whoever emptied
+             * the slot last, so a slot emptied and re-emptied under us
+             * fails the CAS (DELETE). */
+            if (!publish(d, l, si, txn, tw, (uint64_t)p.empty, p.word, 0, 0, 0)) {
+                budget_give(l, si, tw, 1);
+                continue;
+            }
+            SHK_CRASH_POINT("dict.set.claimed");
+            if (!shk_dict_claim_valid(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
+                             txn->hash, (uint64_t)p.empty)) {
+                /* Never reachable: take it back (the slot stays used, a
+                 * tombstone) and try again. */
+                SHK_A(atomic_store_explicit(&slots[p.empty], SLOT_TOMB, memory_order_release));
+                SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release));
+                intent_clear(l);
+                continue;
+            }
+            SHK_CRASH_POINT("dict.set.published");
+            count_add(l, si, 1);
+            SHK_CRASH_POINT("dict.set.retired");
+            intent_clear(l);
+            if (replaced)
+                *replaced = 0;
+            out = TRY_DONE;
+        }
+        lane_exit(l);
+        if (out == TRY_DONE) {
+            if (rc == SHK_OK)
+                txn->entry = 0;
+            return rc;
+        }
+        rc = out == TRY_FROZEN ? shk_dict_shard_wait(d, sh)
+           : out == TRY_BUSY   ? shk_dict_wait_busy(d, busy_slot, busy)
+                               : shk_dict_grow(d, sh, tw);
+        if (rc != SHK_OK)
+            return rc;
+    }
+}
+
+int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                 uint8_t vtype, const void *val, uint64_t vlen)
+{
+    shk_dict_txn txn;
+    int rc = shk_dict_prepare(d, ktype, key, klen, vtype, vlen, &txn);
+    if (rc != SHK_OK)
+        return rc;
+    if (vlen)
+        memcpy(txn.val, val, vlen);
+    rc = shk_dict_commit(d, &txn, SHK_DICT_SET, 0, 0, NULL);
+    if (rc != SHK_OK)
+        shk_dict_abort(d, &txn);
+    return rc;
+}
+
+/* DELETE.  A deleted slot becomes a tombstone, unless the slot after it is
+ * EMPTY: then no probe path continues past it, so it and the tombstones
+ * just before it can become EMPTY, and insert/delete cycles do not fill
+ * the table with tombstones.  Lock-free, that needs care: an inserter that
+ * scanned past those slots could claim the EMPTY one after them and be cut
+ * off from its home.  So the deleter first marks that EMPTY slot BUSY (a
+ * CAS: an inserter's claim and our mark cannot both succeed), then its own
+ * slot and the tombstones before it, and only then writes EMPTY into all of
+ * them.  Inserters wait while a slot on their path is BUSY; lookups treat
+ * it as EMPTY (the run it ends holds nothing they look for).  Each EMPTY
+ * word written carries a fresh nonce in its high bits (readers test only
+ * the low bits), so an inserter that read a slot as EMPTY before the run
+ * and CASes it after fails and probes again. */
+int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
+                    uint64_t expect_entry, uint64_t expect_ver)
+{
+    if (klen > UINT32_MAX)
+        return SHK_ENOTFOUND;
+    uint64_t hash = shk_dict_hash(d, ktype, key, klen);
+    dict_shard *sh = shard_of(d, hash);
+    unsigned si = shard_index(d, sh);
+    for (;;) {
+        int rc = SHK_OK;
+        dict_lane *l = shk_dict_lane_enter(d, &rc);
+        if (!l)
+            return rc;
+        int out = TRY_AGAIN;
+        while (out == TRY_AGAIN) {
+            uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
+            if (tw & TW_FROZEN) {
+                out = TRY_FROZEN;
+                break;
+            }
+            if (SHK_UNLIKELY(!table_valid(d, tw))) {
+                rc = SHK_ECORRUPT;
+                break;
+            }
+            wprobe p;
+            int pr = shk_dict_probe_w(d, tw, ktype, key, klen, hash, &p);
+            if (pr < 0) {
+                rc = pr;
+                break;
+            }
+            if (pr == 0)
+                continue;
+            if (p.found < 0) {
+                rc = SHK_ENOTFOUND;
+                break;
+            }
+            uint64_t old = slot_entry(p.word);
+            if (expect_entry && (old != expect_entry || p.ver != expect_ver)) {
+                rc = SHK_EAGAIN;
+                break;
+            }
+            shk_dict_ref r = {.entry = old, .ver = p.ver};
+            int pinned = entry_pin_for_cas(d, &r);
+            if (pinned < 0)
+                continue;
+            uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p.found;
+            _Atomic uint64_t *slots = slots_of(d, tw);
+            l->new_e = 0;
+            l->old_e = old;
+            l->old_ver = p.ver;
+            l->table = tw;
+            l->slot = i;
+            intent_set(l, OP_DEL, si, (unsigned)pinned);
+            uint64_t mark = busy_word(lane_index(d, l)), w = p.word;
+            uint64_t nx = SHK_A(atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed));
+            int run = slot_empty(nx) &&
+                SHK_A(atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
+            /* release: orders our reads of the entry before it is unlinked. */
+            if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w,
+                                                         run ? mark : SLOT_TOMB,
+                                                         memory_order_release,
+                                                         memory_order_relaxed))) {
+                if (run)   /* nothing was emptied: the old word is still right */
+                    SHK_A(atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed));
+                intent_clear(l);
+                if (pinned)
+                    shk_dict_unpin(d, old);
+                continue;
+            }
+            SHK_CRASH_POINT("dict.delete.unlinked");
+            if (run) {
+                uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
+                while (n < mask &&
+                       SHK_A(atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed))) {
+                    n++;
+                    j = (j - 1) & mask;
+                    t = SLOT_TOMB;
+                }
+                SHK_CRASH_POINT("dict.delete.marked");
+                /* relaxed: a reader that sees EMPTY answers as for BUSY. */
+                uint64_t empty = fresh_empty(d, l);
+                for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
+                    SHK_A(atomic_store_explicit(&slots[k], empty, memory_order_release));
+                    if (k == ((i + 1) & mask))
+                        break;
+                }
+                budget_give(l, si, tw, n + 1);
+            }
+            shk_dict_entry_retire(d, old, p.ver);
+            if (pinned)
+                shk_dict_unpin(d, old);
+            SHK_CRASH_POINT("dict.delete.retired");
+            count_add(l, si, -1);
+            intent_clear(l);
+            out = TRY_DONE;
+        }
+        lane_exit(l);
+        if (out != TRY_FROZEN)
+            return rc;
+        rc = shk_dict_shard_wait(d, sh);
+        if (rc != SHK_OK)
+            return rc;
+    }
+}
+
