@@ -26,6 +26,25 @@ static inline uint64_t header_bytes(unsigned nshards, unsigned nlanes)
     return lanes_at(nshards) + (uint64_t)nlanes * sizeof(dict_lane);
 }
 
+/* Room the segment overhead takes before any object: its header, the
+ * heap's and the directory (segment.c rounds them to a page; 64 KiB covers
+ * them with the heap's first carve). */
+#define SEGMENT_OVERHEAD (1ull << 16)
+
+uint64_t shk_dict_estimate_size(uint64_t entries, uint64_t klen, uint64_t vlen)
+{
+    unsigned ns = SHK_DICT_SHARDS;
+    /* Each shard's table is sized as shard_hint says, and a growth sizes
+     * the next for twice the live entries; the table it replaced stays
+     * with the heap, so count two. */
+    unsigned l = shk_dict_log2_for(shard_hint(entries, ns));
+    uint64_t tables = (uint64_t)ns * 2 * table_bytes(l);
+    uint64_t per = shk_dict_entry_footprint(klen, vlen);
+    uint64_t data = entries && per > UINT64_MAX / entries ? UINT64_MAX : entries * per;
+    return shk_add_sat(shk_add_sat(data, tables),
+                       header_bytes(ns, DICT_LANES) + SEGMENT_OVERHEAD);
+}
+
 static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *size)
 {
     init_arg *ia = arg;

@@ -180,6 +180,11 @@ int shk_dict_check(shk_dict *d, shk_dict_stats *st);
 /* Bytes one entry with these key and value lengths takes on the heap
  * (including allocator rounding); for sizing segments. */
 uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen);
+/* Bytes of shared memory a dict of `entries` entries with keys of klen and
+ * values of vlen encoded bytes needs: entries, tables (with the one a
+ * growth leaves behind), header and segment overhead.  An upper bound for
+ * sizing a segment (size= or max_size=); saturates at UINT64_MAX. */
+uint64_t shk_dict_estimate_size(uint64_t entries, uint64_t klen, uint64_t vlen);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,6 @@ See docs/dict.md for the design and the guarantees.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import Any, Iterator, Optional
 
@@ -166,21 +165,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         8 bytes."""
         if entries < 0 or key_size < 0 or value_size < 0:
             raise ValueError("sizes must be >= 0")
-        per_entry = _shmkit.dict_entry_footprint(key_size, value_size)
-        # The keys spread over DICT_SHARDS tables, each sized (like dict_internal.h's
-        # shard_hint) for its share plus slack for uneven hashing.
-        shards = _shmkit.DICT_SHARDS
-        per_shard = -(-entries // shards)
-        per_shard += per_shard // 8 + (4 if per_shard else 0)
-        slots = 8
-        while slots * 3 // 4 < per_shard:
-            slots *= 2
-        # growth sizes a table for twice the live entries; the previous
-        # table is freed, but its memory stays with the heap
-        # plus the header: 2 lines, 3 per shard, 6 per writer lane (16)
-        table = shards * (16 + 8 * slots * 2) + 64 * (2 + 3 * shards + 6 * 16)
-        segment_overhead = 1 << 16
-        return int(math.ceil(entries * per_entry + table + segment_overhead))
+        return _shmkit.dict_estimate_size(entries, key_size, value_size)
 
 
 register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))

@@ -757,3 +757,16 @@ def test_forked_child_dropping_a_view_does_not_unpin(d):
     for i in range(500):             # churn: the block must not be reused
         d[f"x{i}"] = np.full(1000, -1, dtype=np.int64)
     assert (holder[0] == np.arange(1000)).all()
+
+
+def test_estimate_size_is_enough(shm_name):
+    """A segment capped at estimate_size(n) holds n such entries."""
+    n = 20_000
+    est = SharedDict.estimate_size(n, 16, 16)
+    with shmkit.Segment(shm_name, size=est, max_size=est, create=True) as seg:
+        d = seg.dict("d")
+        for i in range(n):
+            d[f"k{i:015d}"] = b"v" * 16
+        assert len(d) == n
+        d.check()
+        d.close()

@@ -1541,6 +1541,15 @@ static PyObject *dict_get_allow_pickle(PyObject *op, void *c)
     return PyBool_FromLong(((ShkPyDict *)op)->allow_pickle);
 }
 
+static PyObject *estimate_size(PyObject *m, PyObject *args)
+{
+    (void)m;
+    unsigned long long n, kl, vl;
+    if (!PyArg_ParseTuple(args, "KKK", &n, &kl, &vl))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(shk_dict_estimate_size(n, kl, vl));
+}
+
 static PyObject *entry_footprint(PyObject *m, PyObject *args)
 {
     (void)m;
@@ -1614,6 +1623,9 @@ static PyTypeObject ShkPyDict_Type = {
 static PyMethodDef module_funcs[] = {
     {"dict_entry_footprint", entry_footprint, METH_VARARGS,
      "dict_entry_footprint(key_len, value_len): heap bytes of one entry."},
+    {"dict_estimate_size", estimate_size, METH_VARARGS,
+     "dict_estimate_size(entries, key_len, value_len): bytes a dict of that many "
+     "entries needs (shk_dict_estimate_size)."},
     {NULL, NULL, 0, NULL},
 };
 
