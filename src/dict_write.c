@@ -163,132 +163,186 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     return 0;
 }
 
-int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
-                    uint64_t expect_entry, uint64_t expect_ver, int *replaced)
+/* ---- one write: the loop every change runs ----
+ * A change holds a lane, loads its shard's table word, probes for its key
+ * and takes one step from what the probe found.  A step may ask to probe
+ * again (an entry or slot changed under it), end the change, or leave the
+ * lane to wait: for a freeze to end, for a delete's BUSY run to clear, or
+ * to grow the table.  write_run is that loop; commit_step and delete_step
+ * are the two kinds of step. */
+typedef struct write_op write_op;
+typedef void (*write_step)(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
+                           const wprobe *p, write_op *op);
+
+struct write_op {
+    uint8_t ktype;
+    const void *key;
+    uint64_t klen, hash;
+    int expect;                           /* the entry found must be:       */
+    uint64_t expect_entry, expect_ver;   /* this one (0: none at all)      */
+    write_step step;
+    int out, rc;                          /* what the step decided          */
+    uint64_t busy;                        /* TRY_BUSY: the word to wait out */
+    _Atomic uint64_t *busy_slot;
+    /* commit only */
+    shk_dict_txn *txn;
+    int mode;
+    int *replaced;
+};
+
+static int write_run(shk_dict *d, write_op *op)
 {
-    if (!txn->entry)
-        return SHK_EINVAL;
-    dict_shard *sh = shard_of(d, txn->hash);
+    dict_shard *sh = shard_of(d, op->hash);
     unsigned si = shard_index(d, sh);
-    dict_entry *en = entry_at(d, txn->entry);
     for (;;) {
         int rc = SHK_OK;
         dict_lane *l = shk_dict_lane_enter(d, &rc);
         if (!l)
             return rc;
-        int out = TRY_AGAIN;
-        uint64_t tw, busy = 0;
-        _Atomic uint64_t *busy_slot = NULL;
-        while (out == TRY_AGAIN) {
+        uint64_t tw = 0;
+        op->out = TRY_AGAIN;
+        while (op->out == TRY_AGAIN) {
             /* acquire: the table's slots and counters are visible. */
             tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
             if (tw & TW_FROZEN) {
-                out = TRY_FROZEN;
+                op->out = TRY_FROZEN;
                 break;
             }
             if (SHK_UNLIKELY(!table_valid(d, tw))) {
-                rc = SHK_ECORRUPT;
-                out = TRY_DONE;
+                op->rc = SHK_ECORRUPT;
+                op->out = TRY_DONE;
                 break;
             }
             wprobe p;
-            int pr = shk_dict_probe_w(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
-                             txn->hash, &p);
+            int pr = shk_dict_probe_w(d, tw, op->ktype, op->key, op->klen, op->hash, &p);
             if (pr < 0) {
-                rc = pr;
-                out = TRY_DONE;
-                break;
+                op->rc = pr;
+                op->out = TRY_DONE;
+            } else if (pr > 0) {
+                op->step(d, l, si, tw, &p, op);
             }
-            if (pr == 0)
-                continue;
-            _Atomic uint64_t *slots = slots_of(d, tw);
-            if (p.busy) {
-                busy = p.busy;
-                busy_slot = &slots[p.busy_at];
-                out = TRY_BUSY;
-                break;
-            }
-            if (p.found >= 0) {
-                uint64_t old = slot_entry(p.word);
-                if (mode == SHK_DICT_INSERT) {
-                    rc = SHK_EEXIST;
-                    out = TRY_DONE;
-                    break;
-                }
-                if (mode == SHK_DICT_EXPECT && (old != expect_entry || p.ver != expect_ver)) {
-                    rc = SHK_EAGAIN;
-                    out = TRY_DONE;
-                    break;
-                }
-                /* Pinned, the old entry's block cannot be reused while we
-                 * CAS its slot word (no ABA). */
-                shk_dict_ref r = {.entry = old, .ver = p.ver};
-                int pinned = entry_pin_for_cas(d, &r);
-                if (pinned < 0)
-                    continue;
-                if (!publish(d, l, si, txn, tw, (uint64_t)p.found, p.word, old, p.ver,
-                             (unsigned)pinned)) {
-                    if (pinned)
-                        shk_dict_unpin(d, old);
-                    continue;
-                }
-                SHK_CRASH_POINT("dict.set.published");
-                shk_dict_entry_retire(d, old, p.ver);
-                if (pinned)
-                    shk_dict_unpin(d, old);
-                SHK_CRASH_POINT("dict.set.retired");
-                intent_clear(l);
-                if (replaced)
-                    *replaced = 1;
-                out = TRY_DONE;
-                break;
-            }
-            if (mode == SHK_DICT_EXPECT && expect_entry) {
-                rc = SHK_EAGAIN;
-                out = TRY_DONE;
-                break;
-            }
-            if (p.empty < 0 || !budget_take(sh, l, si, tw)) {
-                out = TRY_GROW;
-                break;
-            }
-            /* The expected EMPTY word carries the nonce of whoever emptied
-             * the slot last, so a slot emptied and re-emptied under us
-             * fails the CAS (DELETE). */
-            if (!publish(d, l, si, txn, tw, (uint64_t)p.empty, p.word, 0, 0, 0)) {
-                budget_give(l, si, tw, 1);
-                continue;
-            }
-            SHK_CRASH_POINT("dict.set.claimed");
-            if (!shk_dict_claim_valid(d, tw, en->ktype, d->base + txn->entry + ENTRY_HDR, en->klen,
-                             txn->hash, (uint64_t)p.empty)) {
-                /* Never reachable: take it back (the slot stays used, a
-                 * tombstone) and try again. */
-                SHK_A(atomic_store_explicit(&slots[p.empty], SLOT_TOMB, memory_order_release));
-                SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release));
-                intent_clear(l);
-                continue;
-            }
-            SHK_CRASH_POINT("dict.set.published");
-            count_add(l, si, 1);
-            SHK_CRASH_POINT("dict.set.retired");
-            intent_clear(l);
-            if (replaced)
-                *replaced = 0;
-            out = TRY_DONE;
         }
         lane_exit(l);
-        if (out == TRY_DONE) {
-            if (rc == SHK_OK)
-                txn->entry = 0;
-            return rc;
-        }
-        rc = out == TRY_FROZEN ? shk_dict_shard_wait(d, sh)
-           : out == TRY_BUSY   ? shk_dict_wait_busy(d, busy_slot, busy)
-                               : shk_dict_grow(d, sh, tw);
+        if (op->out == TRY_DONE)
+            return op->rc;
+        rc = op->out == TRY_FROZEN ? shk_dict_shard_wait(d, sh)
+           : op->out == TRY_BUSY   ? shk_dict_wait_busy(d, op->busy_slot, op->busy)
+                                   : shk_dict_grow(d, sh, tw);
         if (rc != SHK_OK)
             return rc;
     }
+}
+
+/* End the change with rc. */
+static inline void step_done(write_op *op, int rc)
+{
+    op->rc = rc;
+    op->out = TRY_DONE;
+}
+
+/* Pin the entry the probe found (no ABA while we CAS its slot, see PINS):
+ * 1 pinned, 0 every pin taken (go on unpinned), -1 it changed since (probe
+ * again).  -2: not the expected entry; the change ends with SHK_EAGAIN. */
+static int step_pin_found(shk_dict *d, const wprobe *p, write_op *op)
+{
+    uint64_t old = slot_entry(p->word);
+    if (op->expect && (old != op->expect_entry || p->ver != op->expect_ver)) {
+        step_done(op, SHK_EAGAIN);
+        return -2;
+    }
+    shk_dict_ref r = {.entry = old, .ver = p->ver};
+    return entry_pin_for_cas(d, &r);
+}
+
+static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
+                        const wprobe *p, write_op *op)
+{
+    shk_dict_txn *txn = op->txn;
+    dict_shard *sh = &d->sh->shard[si];
+    dict_entry *en = entry_at(d, txn->entry);
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    if (p->busy) {
+        op->busy = p->busy;
+        op->busy_slot = &slots[p->busy_at];
+        op->out = TRY_BUSY;
+        return;
+    }
+    if (p->found >= 0) {
+        if (op->mode == SHK_DICT_INSERT) {
+            step_done(op, SHK_EEXIST);
+            return;
+        }
+        uint64_t old = slot_entry(p->word);
+        int pinned = step_pin_found(d, p, op);
+        if (pinned < 0)
+            return;   /* changed: probe again; or ended */
+        if (!publish(d, l, si, txn, tw, (uint64_t)p->found, p->word, old, p->ver,
+                     (unsigned)pinned)) {
+            if (pinned)
+                shk_dict_unpin(d, old);
+            return;
+        }
+        SHK_CRASH_POINT("dict.set.published");
+        shk_dict_entry_retire(d, old, p->ver);
+        if (pinned)
+            shk_dict_unpin(d, old);
+        SHK_CRASH_POINT("dict.set.retired");
+        intent_clear(l);
+        if (op->replaced)
+            *op->replaced = 1;
+        step_done(op, SHK_OK);
+        return;
+    }
+    if (op->expect && op->expect_entry) {   /* expected an entry: there is none */
+        step_done(op, SHK_EAGAIN);
+        return;
+    }
+    if (p->empty < 0 || !budget_take(sh, l, si, tw)) {
+        op->out = TRY_GROW;
+        return;
+    }
+    /* The expected EMPTY word carries the nonce of whoever emptied the
+     * slot last, so a slot emptied and re-emptied under us fails the CAS
+     * (DELETE). */
+    if (!publish(d, l, si, txn, tw, (uint64_t)p->empty, p->word, 0, 0, 0)) {
+        budget_give(l, si, tw, 1);
+        return;
+    }
+    SHK_CRASH_POINT("dict.set.claimed");
+    if (!shk_dict_claim_valid(d, tw, op->ktype, op->key, op->klen, op->hash,
+                              (uint64_t)p->empty)) {
+        /* Never reachable: take it back (the slot stays used, a tombstone)
+         * and try again. */
+        SHK_A(atomic_store_explicit(&slots[p->empty], SLOT_TOMB, memory_order_release));
+        SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release));
+        intent_clear(l);
+        return;
+    }
+    SHK_CRASH_POINT("dict.set.published");
+    count_add(l, si, 1);
+    SHK_CRASH_POINT("dict.set.retired");
+    intent_clear(l);
+    if (op->replaced)
+        *op->replaced = 0;
+    step_done(op, SHK_OK);
+}
+
+int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
+                    uint64_t expect_entry, uint64_t expect_ver, int *replaced)
+{
+    if (!txn->entry)
+        return SHK_EINVAL;
+    dict_entry *en = entry_at(d, txn->entry);
+    write_op op = {
+        .ktype = en->ktype, .key = d->base + txn->entry + ENTRY_HDR, .klen = en->klen,
+        .hash = txn->hash, .step = commit_step, .txn = txn, .mode = mode,
+        .replaced = replaced, .expect = mode == SHK_DICT_EXPECT,
+        .expect_entry = expect_entry, .expect_ver = expect_ver,
+    };
+    int rc = write_run(d, &op);
+    if (rc == SHK_OK)
+        txn->entry = 0;
+    return rc;
 }
 
 int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
@@ -319,112 +373,81 @@ int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
  * word written carries a fresh nonce in its high bits (readers test only
  * the low bits), so an inserter that read a slot as EMPTY before the run
  * and CASes it after fails and probes again. */
+static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
+                        const wprobe *p, write_op *op)
+{
+    if (p->found < 0) {
+        step_done(op, SHK_ENOTFOUND);
+        return;
+    }
+    uint64_t old = slot_entry(p->word);
+    int pinned = step_pin_found(d, p, op);
+    if (pinned < 0)
+        return;   /* changed: probe again; or ended */
+    uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p->found;
+    _Atomic uint64_t *slots = slots_of(d, tw);
+    l->new_e = 0;
+    l->old_e = old;
+    l->old_ver = p->ver;
+    l->table = tw;
+    l->slot = i;
+    intent_set(l, OP_DEL, si, (unsigned)pinned);
+    uint64_t mark = busy_word(lane_index(d, l)), w = p->word;
+    uint64_t nx = SHK_A(atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed));
+    int run = slot_empty(nx) &&
+        SHK_A(atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed));
+    /* release: orders our reads of the entry before it is unlinked. */
+    if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w, run ? mark : SLOT_TOMB,
+                                                       memory_order_release,
+                                                       memory_order_relaxed))) {
+        if (run)   /* nothing was emptied: the old word is still right */
+            SHK_A(atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed));
+        intent_clear(l);
+        if (pinned)
+            shk_dict_unpin(d, old);
+        return;
+    }
+    SHK_CRASH_POINT("dict.delete.unlinked");
+    if (run) {
+        uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
+        while (n < mask &&
+               SHK_A(atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
+                                                             memory_order_relaxed,
+                                                             memory_order_relaxed))) {
+            n++;
+            j = (j - 1) & mask;
+            t = SLOT_TOMB;
+        }
+        SHK_CRASH_POINT("dict.delete.marked");
+        /* relaxed: a reader that sees EMPTY answers as for BUSY. */
+        uint64_t empty = fresh_empty(d, l);
+        for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
+            SHK_A(atomic_store_explicit(&slots[k], empty, memory_order_release));
+            if (k == ((i + 1) & mask))
+                break;
+        }
+        budget_give(l, si, tw, n + 1);
+    }
+    shk_dict_entry_retire(d, old, p->ver);
+    if (pinned)
+        shk_dict_unpin(d, old);
+    SHK_CRASH_POINT("dict.delete.retired");
+    count_add(l, si, -1);
+    intent_clear(l);
+    step_done(op, SHK_OK);
+}
+
 int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     uint64_t expect_entry, uint64_t expect_ver)
 {
     if (klen > UINT32_MAX)
         return SHK_ENOTFOUND;
-    uint64_t hash = shk_dict_hash(d, ktype, key, klen);
-    dict_shard *sh = shard_of(d, hash);
-    unsigned si = shard_index(d, sh);
-    for (;;) {
-        int rc = SHK_OK;
-        dict_lane *l = shk_dict_lane_enter(d, &rc);
-        if (!l)
-            return rc;
-        int out = TRY_AGAIN;
-        while (out == TRY_AGAIN) {
-            uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
-            if (tw & TW_FROZEN) {
-                out = TRY_FROZEN;
-                break;
-            }
-            if (SHK_UNLIKELY(!table_valid(d, tw))) {
-                rc = SHK_ECORRUPT;
-                break;
-            }
-            wprobe p;
-            int pr = shk_dict_probe_w(d, tw, ktype, key, klen, hash, &p);
-            if (pr < 0) {
-                rc = pr;
-                break;
-            }
-            if (pr == 0)
-                continue;
-            if (p.found < 0) {
-                rc = SHK_ENOTFOUND;
-                break;
-            }
-            uint64_t old = slot_entry(p.word);
-            if (expect_entry && (old != expect_entry || p.ver != expect_ver)) {
-                rc = SHK_EAGAIN;
-                break;
-            }
-            shk_dict_ref r = {.entry = old, .ver = p.ver};
-            int pinned = entry_pin_for_cas(d, &r);
-            if (pinned < 0)
-                continue;
-            uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p.found;
-            _Atomic uint64_t *slots = slots_of(d, tw);
-            l->new_e = 0;
-            l->old_e = old;
-            l->old_ver = p.ver;
-            l->table = tw;
-            l->slot = i;
-            intent_set(l, OP_DEL, si, (unsigned)pinned);
-            uint64_t mark = busy_word(lane_index(d, l)), w = p.word;
-            uint64_t nx = SHK_A(atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed));
-            int run = slot_empty(nx) &&
-                SHK_A(atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed));
-            /* release: orders our reads of the entry before it is unlinked. */
-            if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w,
-                                                         run ? mark : SLOT_TOMB,
-                                                         memory_order_release,
-                                                         memory_order_relaxed))) {
-                if (run)   /* nothing was emptied: the old word is still right */
-                    SHK_A(atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed));
-                intent_clear(l);
-                if (pinned)
-                    shk_dict_unpin(d, old);
-                continue;
-            }
-            SHK_CRASH_POINT("dict.delete.unlinked");
-            if (run) {
-                uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
-                while (n < mask &&
-                       SHK_A(atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))) {
-                    n++;
-                    j = (j - 1) & mask;
-                    t = SLOT_TOMB;
-                }
-                SHK_CRASH_POINT("dict.delete.marked");
-                /* relaxed: a reader that sees EMPTY answers as for BUSY. */
-                uint64_t empty = fresh_empty(d, l);
-                for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
-                    SHK_A(atomic_store_explicit(&slots[k], empty, memory_order_release));
-                    if (k == ((i + 1) & mask))
-                        break;
-                }
-                budget_give(l, si, tw, n + 1);
-            }
-            shk_dict_entry_retire(d, old, p.ver);
-            if (pinned)
-                shk_dict_unpin(d, old);
-            SHK_CRASH_POINT("dict.delete.retired");
-            count_add(l, si, -1);
-            intent_clear(l);
-            out = TRY_DONE;
-        }
-        lane_exit(l);
-        if (out != TRY_FROZEN)
-            return rc;
-        rc = shk_dict_shard_wait(d, sh);
-        if (rc != SHK_OK)
-            return rc;
-    }
+    write_op op = {
+        .ktype = ktype, .key = key, .klen = klen, .hash = shk_dict_hash(d, ktype, key, klen),
+        .expect = expect_entry != 0, .expect_entry = expect_entry, .expect_ver = expect_ver,
+        .step = delete_step,
+    };
+    return write_run(d, &op);
 }
-
