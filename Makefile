@@ -126,7 +126,7 @@ clean:
 	rm -rf $(B) *.egg-info python/*.egg-info
 
 # ---------------------------------------------------------------------------
-# ThreadSanitizer (issue 6): every C test, including the multi-threaded
+# ThreadSanitizer: every C test, including the multi-threaded
 # stress of tests/c/test_stress_threads.c, built with -fsanitize=thread in
 # its own build directory.  Not part of `make test` (TSan slows the tests
 # 5-15x); CI runs it as a separate step.  About 10-20 s on 2 cores.
@@ -151,7 +151,7 @@ ctest-tsan: $(TSAN_BINS)
 	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$(CURDIR)/tests/c/tsan.supp $$t; done
 
 # ---------------------------------------------------------------------------
-# libFuzzer (issue 6): each tests/fuzz/fuzz_<t>.c is built with clang
+# libFuzzer: each tests/fuzz/fuzz_<t>.c is built with clang
 # -fsanitize=fuzzer,address,undefined against the library sources and run
 # for FUZZ_SECONDS from its committed seed corpus tests/fuzz/corpus/<t>/
 # (new inputs go to build/fuzz/corpus-<t>/, crashes to build/fuzz/).

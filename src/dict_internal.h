@@ -36,7 +36,7 @@
  *   shard takes.  With a robust lock per shard two processes inserting into
  *   one dict lost 15-30 ns an insert against a dict each; without it the
  *   only lines they share are table lines, and only where their keys meet.
- *   What a lock used to keep is now kept by:
+ *   What a lock would keep is kept by:
  *   - LANES.  A writer holds one *lane* (of DICT_LANES, each a robust
  *     process-shared mutex with lines of its own) for the length of one set
  *     or delete; a process prefers the same lane every time, so taking it

@@ -1,6 +1,6 @@
 /*
  * shmkit/array.h -- typed fixed-length arrays in shared memory whose
- * elements are read and written atomically (issue 4).
+ * elements are read and written atomically.
  *
  *   shk_array *a;
  *   shk_array_open_named(seg, "hits", SHK_DT_INT64, 1024, &a, NULL);

@@ -1,6 +1,6 @@
 /*
  * shmkit/bitset.h -- a fixed-size bitset in shared memory whose single-bit
- * operations are atomic (issue 4).
+ * operations are atomic.
  *
  *   shk_bitset *b;
  *   shk_bitset_open_named(seg, "flags", 1000000, &b, NULL);

@@ -1,6 +1,6 @@
 /*
  * shmkit/queue.h -- multi-producer multi-consumer queue of variable-size
- * items in shared memory (issue 4).
+ * items in shared memory.
  *
  * A queue is a byte ring of records guarded by a robust process-shared
  * mutex (see src/queue.c for why, and docs/queue.md for the guarantees).

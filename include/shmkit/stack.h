@@ -1,6 +1,6 @@
 /*
  * shmkit/stack.h -- lock-free LIFO stack of variable-size items in shared
- * memory (issue 4).
+ * memory.
  *
  * A Treiber stack of segment-heap blocks, linked by tagged offsets (the same
  * shk_lfstack code as the free-list allocator), so push and pop are each one

@@ -225,8 +225,8 @@ def _churn(name, stop, wid):
 def test_check_while_other_processes_allocate(shm_name):
     # check() walks lists that other processes pop and push meanwhile: a
     # node popped and reused under the walk looks like a LIVE block on a
-    # list.  That used to be reported as corruption (6 checks in 2,000);
-    # it must never be, and once they stop the check is exact.
+    # list.  That must never be reported as corruption, and once they stop
+    # the check is exact.
     a = shmkit.FreeListAllocator(shm_name, capacity=1 << 20, create=True)
     with busy_workers(_churn, shm_name) as procs:
         # until they are at work (or one died: busy_workers then reports it)

@@ -1,4 +1,4 @@
-"""Bad input across every public structure (issue 6): wrong types, negative
+"""Bad input across every public structure: wrong types, negative
 and huge sizes, closed handles, and a segment unlinked by another process
 while attached.  Each must raise a clear exception and change nothing.
 

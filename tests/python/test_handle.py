@@ -97,8 +97,8 @@ def test_failed_init_leaves_handle_closed(seg, kind):
 @pytest.mark.parametrize("kind", sorted(TYPES))
 @pytest.mark.parametrize("bad", ["a\x00b", "", "x" * 64])
 def test_invalid_object_name_is_refused(seg, kind, bad):
-    # A NUL used to cut the name short in C: "a\x00b" silently opened (or
-    # created) "a".  Every type now refuses it, and nothing is created.
+    # A NUL would cut the name short in C ("a\x00b" opening or creating
+    # "a"): every type refuses it, and nothing is created.
     cls, args, op = TYPES[kind]
     h = cls.__new__(cls)
     with pytest.raises(ValueError, match="invalid object name"):

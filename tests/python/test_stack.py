@@ -266,7 +266,7 @@ def _push_pop(name, stop, wid):
 
 def test_check_while_other_processes_push_and_pop(s, name):
     # check() walks a list that other processes change at its head: a node
-    # popped and freed under the walk used to be reported as corruption.
+    # popped and freed under the walk must not be reported as corruption.
     # It must never be; once they stop the check is exact and verified.
     for i in range(300):            # a long list: each walk takes a while
         s.push(i)

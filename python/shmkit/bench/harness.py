@@ -656,7 +656,7 @@ def format_markdown(report: Dict[str, Any], chart_dir: Optional[str] = None,
             path = charts[safe] if chart_dir is None else os.path.join(chart_dir, safe + ".png")
             lines += ["", f"![{chart}]({path})"]
     if report.get("targets"):
-        lines += ["", "## Targets (from the issues)", "", "| target | measured | needed | |",
+        lines += ["", "## Targets", "", "| target | measured | needed | |",
                   "|---|---:|---:|---|"]
         for t in report["targets"]:
             state = {True: "met", False: "missed", None: "not measured"}[t["met"]]
@@ -757,7 +757,7 @@ def collect_targets(suites: Sequence[str]) -> List[Dict[str, Any]]:
 
 
 def evaluate_targets(results: List[Dict], targets: List[Dict]) -> List[Dict]:
-    """The speed targets of the issues, checked against this run: reported,
+    """The speed targets, checked against this run: reported,
     never asserted (a noisy 2-core machine is no place for a pass/fail).
 
     A target names a result by (chart, group, impl) and either a minimum
@@ -787,7 +787,7 @@ def evaluate_targets(results: List[Dict], targets: List[Dict]) -> List[Dict]:
 
 
 def format_targets(rows: List[Dict]) -> str:
-    lines = ["", "== targets (from the issues; informative, not a test)"]
+    lines = ["", "== targets (informative, not a test)"]
     for t in rows:
         if t["met"] is None:
             state, detail = "n/a", "not measured in this run"

@@ -6,7 +6,7 @@ Operations (64-byte blocks, one process):
   * allocate                 n allocations, then an untimed reset/free  (all)
   * write 64 B / read 64 B   ``a.write(off, data)`` / ``a.read(off, 64)``
 
-Targets (issue 2): free-list >= 3M pairs/s, bump >= 5M allocations/s
+Targets: free-list >= 3M pairs/s, bump >= 5M allocations/s
 (shared-allocator publishes 1.2M and 2.9M).
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ DATA = b"x" * BLOCK
 
 
 TARGETS = [
-    {"label": "free-list allocate+free >= 3M pairs/s (issue 2)",
+    {"label": "free-list allocate+free >= 3M pairs/s",
      "of": ("alloc-freelist", "allocate+free pair 64 B", "shmkit freelist"), "min": 3e6},
-    {"label": "bump allocate >= 5M/s (issue 2)",
+    {"label": "bump allocate >= 5M/s",
      "of": ("alloc-bump", "allocate 64 B", "shmkit bump"), "min": 5e6},
 ]
 

@@ -79,17 +79,17 @@ MIXED = "9 gets : 1 update"
 ONE_WORKER = "shmkit, 1 process"
 
 TARGETS = [
-    {"label": "dict get, short str, 1 process >= 5M/s (issue 3)",
+    {"label": "dict get, short str, 1 process >= 5M/s",
      "of": ("dict-str-1proc", "get", "shmkit"), "min": 5e6},
-    {"label": "dict set, short str, 1 process >= 3M/s (issue 3)",
+    {"label": "dict set, short str, 1 process >= 3M/s",
      "of": ("dict-str-1proc", "set", "shmkit"), "min": 3e6},
-    {"label": "dict get within 3x of a plain dict (issue 3)",
+    {"label": "dict get within 3x of a plain dict",
      "of": ("dict-str-1proc", "get", "shmkit"),
      "over": ("dict-str-1proc", "get", "dict (no sharing)"), "factor": 1 / 3},
 ] + [
     # Scaling compares like with like: the same worker, forked the same way,
     # run alone (ONE_WORKER) and two at once.
-    {"label": f"dict {op}, 2 processes >= 1.6x one process (issue 3)",
+    {"label": f"dict {op}, 2 processes >= 1.6x one process",
      "of": ("dict-str-2proc", op, "shmkit"),
      "over": ("dict-str-2proc", op, ONE_WORKER), "factor": 1.6}
     for op in ("get", MIXED, "set")

@@ -14,7 +14,7 @@ the figure: delivered messages per second, end to end.  Every queue is
 bounded (1024 items, or 8 MiB for the byte-bounded ones) so that a fast
 producer cannot run ahead into unbounded memory.
 
-Targets (issue 4): 64 B >= 2M msgs/s batched and >= 1M/s one at a time,
+Targets: 64 B >= 2M msgs/s batched and >= 1M/s one at a time,
 >= 2x faster-fifo, >= 10x multiprocessing.Queue.
 """
 from __future__ import annotations
@@ -33,14 +33,14 @@ END = b"!"
 
 
 TARGETS = [
-    {"label": "queue 64 B batched >= 2M msgs/s (issue 4)",
+    {"label": "queue 64 B batched >= 2M msgs/s",
      "of": ("queue-batched", "64 B items", "shmkit"), "min": 2e6},
-    {"label": "queue 64 B one at a time >= 1M msgs/s (issue 4)",
+    {"label": "queue 64 B one at a time >= 1M msgs/s",
      "of": ("queue-one-at-a-time", "64 B items", "shmkit"), "min": 1e6},
-    {"label": "queue 64 B batched >= 2x faster-fifo (issue 4)",
+    {"label": "queue 64 B batched >= 2x faster-fifo",
      "of": ("queue-batched", "64 B items", "shmkit"),
      "over": ("queue-batched", "64 B items", "faster-fifo"), "factor": 2},
-    {"label": "queue 64 B one at a time >= 10x multiprocessing.Queue (issue 4)",
+    {"label": "queue 64 B one at a time >= 10x multiprocessing.Queue",
      "of": ("queue-one-at-a-time", "64 B items", "shmkit"),
      "over": ("queue-one-at-a-time", "64 B items", "multiprocessing.Queue"), "factor": 10},
 ]
