@@ -145,10 +145,11 @@ class RemoteHandle:
 
     def _script(self, source: str):
         """The registered (EVALSHA) form of a Lua script for this client."""
+        r = self._r      # the closed check
         key = (os.getpid(), self.url, source)
         s = RemoteHandle._scripts.get(key)
         if s is None:
-            s = RemoteHandle._scripts[key] = self._r.register_script(source)
+            s = RemoteHandle._scripts[key] = r.register_script(source)
         return s
 
     def _open(self, create: Optional[bool], params: Dict[str, Any]) -> Dict[str, str]:

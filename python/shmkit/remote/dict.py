@@ -259,16 +259,16 @@ class RedisDict(RemoteHandle, MutableMapping):
     def __iter__(self) -> Iterator:
         """Walks the hash with HSCAN: keys added or removed meanwhile may
         or may not be seen (not a snapshot; ``keys()`` is one)."""
+        from ._base import translate_errors
+
         r = self._r
         cursor = 0
         while True:
             try:
-                cursor, fields = r.hscan(self._key, cursor, count=1000, no_values=True)
-            except TypeError:     # redis-py without no_values
+                # whole pages (NOVALUES needs Redis 7.4 / Valkey 8)
                 cursor, page = r.hscan(self._key, cursor, count=1000)
                 fields = list(page)
             except Exception as e:
-                from ._base import translate_errors
                 raise translate_errors(e, self) from e
             for f in fields:
                 yield decode_key(f)
