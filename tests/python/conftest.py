@@ -55,7 +55,7 @@ def busy_workers(target, *args, n: int = 2):
 
 # ---- backends: shared memory and real Redis/Valkey servers (servers.py) ----
 
-from servers import Server, binaries  # noqa: E402
+from shmkit.remote._server import Server, binaries  # noqa: E402
 
 _servers = {}
 

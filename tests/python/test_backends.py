@@ -14,7 +14,7 @@ import pytest
 import shmkit
 from shmkit import Array, Bitset, Queue, SharedDict, Stack, _codec
 
-from servers import Server, binaries
+from shmkit.remote._server import Server, binaries
 
 VALUES = [None, True, False, 0, -7, 2**63 - 1, -2**63, 2**80, -2**70, 1.5, -0.0,
           math.inf, "", "ascii", "héllo ✓", b"", b"\x00\xff", {"a": [1, 2]}, (1, b"b"),

