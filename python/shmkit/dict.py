@@ -36,6 +36,17 @@ STANDALONE_OBJECT = "dict"
 _MISSING = object()
 
 
+def update_pairs(other: Any, kw: dict) -> list:
+    """The (key, value) pairs of ``dict.update(other, **kw)``, in order."""
+    if isinstance(other, SharedDict):
+        other = other._items()
+    elif hasattr(other, "items"):
+        other = other.items()
+    elif hasattr(other, "keys"):
+        other = [(k, other[k]) for k in other.keys()]
+    return list(other) + list(kw.items())
+
+
 class _ItemsView(ItemsView):
     __slots__ = ()
 
@@ -124,15 +135,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         """Like ``dict.update`` (each key is stored atomically, not the batch)."""
         if self.closed:
             raise ValueError("operation on a closed SharedDict")
-        if isinstance(other, SharedDict):
-            other = other._items()
-        elif hasattr(other, "items"):
-            other = other.items()
-        elif hasattr(other, "keys"):
-            other = [(k, other[k]) for k in other.keys()]
-        for k, v in other:
-            self[k] = v
-        for k, v in kw.items():
+        for k, v in update_pairs(other, kw):
             self[k] = v
 
     def get_many(self, keys, default=None) -> list:

@@ -404,3 +404,19 @@ def test_server_killed_and_restarted(own_server):
     assert d["x"] == 2          # the old handle reconnected by itself
     q.put(1)
     assert q.get(timeout=5) == 1
+
+
+def test_imports_without_redis_py():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['redis'] = None\n"
+            "import shmkit\n"
+            "try:\n"
+            "    shmkit.SharedDict('x', url='redis://127.0.0.1:1')\n"
+            "except ImportError as e:\n"
+            "    print('ImportError:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "SHMKIT_URL": ""})
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'shmkit[redis]'" in out.stdout

@@ -19,8 +19,10 @@ import threading
 from typing import Any, Dict, Optional, Tuple
 
 from .. import _shmkit
+from .._handle import Handle
 
-__all__ = ["ServerConnectionError", "RemoteHandle", "client_for", "translate_errors"]
+__all__ = ["ServerConnectionError", "RemoteHandle", "client_for", "translate_errors",
+           "seq_index"]
 
 KINDS = ("dict", "queue", "stack", "bitset", "array")
 
@@ -116,8 +118,9 @@ return {'created'}
 """
 
 
-class RemoteHandle:
-    """Base of the server-backed classes; ``kind``/``noun`` per class."""
+class RemoteHandle(Handle):
+    """Base of the server-backed classes; ``kind``/``noun`` per class.  The
+    ``with`` statement is the shared-memory handles' (shmkit._handle)."""
 
     kind = ""
     noun = ""
@@ -187,14 +190,6 @@ class RemoteHandle:
             keys += [f"{tag}:{k}", f"{tag}:{k}:meta"]
         client_for(self.url).delete(*keys)
 
-    def __enter__(self):
-        if self.closed:
-            raise ValueError(f"operation on a closed {self.noun}")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def _state(self) -> Dict[str, Any]:
         """What a pickled handle carries besides (url, name)."""
         return {}
@@ -203,6 +198,19 @@ class RemoteHandle:
         if self.closed:
             raise ValueError(f"cannot pickle a closed {self.noun}")
         return (_reopen, (type(self), self.url, self.segment_name, self._state()))
+
+
+def seq_index(i: Any, length: int, what: str, type_msg: str) -> int:
+    """A Python index (negative counts from the end) into ``length`` items:
+    TypeError / IndexError as the shared-memory sequences raise them."""
+    if not hasattr(i, "__index__") or isinstance(i, float):
+        raise TypeError(f"{type_msg}, not {type(i).__name__}")
+    i = i.__index__()
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        raise IndexError(f"{what} index out of range")
+    return i
 
 
 def _reopen(cls, url: str, name: str, state: Dict[str, Any]):

@@ -18,7 +18,7 @@ from typing import Any, Iterable, List, Optional, Union
 
 from .. import _shmkit
 from ..array import _FORMATS, DTYPES, Array
-from ._base import RemoteHandle, translating
+from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisArray"]
 
@@ -92,14 +92,7 @@ class RedisArray(RemoteHandle):
     # ---- conversions (the shared-memory Array's rules) ----
 
     def _index(self, i: Any) -> int:
-        if not hasattr(i, "__index__") or isinstance(i, float):
-            raise TypeError(f"Array indices must be integers or slices, not {type(i).__name__}")
-        i = i.__index__()
-        if i < 0:
-            i += self.length
-        if not 0 <= i < self.length:
-            raise IndexError("Array index out of range")
-        return i
+        return seq_index(i, self.length, "Array", "Array indices must be integers or slices")
 
     def _scalar(self, v: Any) -> Number:
         """v as this array's kind (TypeError), range-checked (OverflowError)."""

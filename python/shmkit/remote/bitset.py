@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any, Iterator, List, Optional
 
 from .. import _shmkit
-from ._base import RemoteHandle, translating
+from ..bitset import Bitset
+from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisBitset", "MAX_BITS"]
 
@@ -82,14 +83,7 @@ class RedisBitset(RemoteHandle):
         self.size = state["size"]
 
     def _index(self, i: Any) -> int:
-        if not hasattr(i, "__index__") or isinstance(i, float):
-            raise TypeError(f"Bitset indices must be integers, not {type(i).__name__}")
-        i = i.__index__()
-        if i < 0:
-            i += self.size
-        if not 0 <= i < self.size:
-            raise IndexError("Bitset index out of range")
-        return i
+        return seq_index(i, self.size, "Bitset", "Bitset indices must be integers")
 
     # ---- one bit ----
 
@@ -179,12 +173,6 @@ class RedisBitset(RemoteHandle):
         """The first clear bit at or after start, or None."""
         return self._find(0, start)
 
-    def iter_set(self, start: int = 0) -> Iterator[int]:
-        i = self.find_first_set(start)
-        while i is not None:
-            yield i
-            i = self.find_first_set(i + 1)
-
     # ---- copies (a server has no memory to share) ----
 
     def _bytes(self) -> bytes:
@@ -208,11 +196,9 @@ class RedisBitset(RemoteHandle):
 
         return np.frombuffer(bytearray(self._bytes()), dtype="<u8")
 
-    def to_numpy(self):
-        import numpy as np
-
-        data = np.frombuffer(self._bytes(), dtype=np.uint8)
-        return np.unpackbits(data, bitorder="little")[: self.size].astype(bool)
+    # the same code as the shared-memory Bitset
+    to_numpy = Bitset.to_numpy
+    iter_set = Bitset.iter_set
 
     def check(self) -> dict:
         data = self._bytes()

@@ -17,7 +17,7 @@ from collections.abc import KeysView, MutableMapping
 from typing import Any, Iterable, Iterator, List, Optional
 
 from .._codec import INT64_MAX, INT64_MIN, decode_key, decode_value, encode_key, encode_value
-from ..dict import SharedDict, _ItemsView, _ValuesView
+from ..dict import SharedDict, update_pairs
 from ._base import RemoteHandle, translating
 
 __all__ = ["RedisDict"]
@@ -217,14 +217,8 @@ class RedisDict(RemoteHandle, MutableMapping):
     def update(self, other=(), /, **kw) -> None:
         """Like ``dict.update``: one ``HSET`` per 1,000 entries (each entry
         is stored atomically, not the batch)."""
-        if isinstance(other, (SharedDict, RedisDict)):
-            other = other._items()
-        elif hasattr(other, "items"):
-            other = other.items()
-        elif hasattr(other, "keys"):
-            other = [(k, other[k]) for k in other.keys()]
         enc = {}
-        for k, v in list(other) + list(kw.items()):
+        for k, v in update_pairs(other, kw):
             enc[encode_key(k)] = self._enc(v)
         items = list(enc.items())
         if not items:
@@ -278,14 +272,9 @@ class RedisDict(RemoteHandle, MutableMapping):
     def keys(self):
         return _KeysView(self)
 
-    def items(self):
-        return _ItemsView(self)
-
-    def values(self):
-        return _ValuesView(self)
-
-    def copy(self) -> dict:
-        return dict(self._items())
+    items = SharedDict.items
+    values = SharedDict.values
+    copy = SharedDict.copy
 
     def get_view(self, key):
         """A read-only copy (on a server there is no memory to view): an
@@ -316,27 +305,11 @@ class RedisDict(RemoteHandle, MutableMapping):
             n += 1
         return {"entries": n}
 
-    def __eq__(self, other):
-        if isinstance(other, (SharedDict, RedisDict)):
-            return self is other or dict(self._items()) == dict(other._items())
-        if isinstance(other, dict):
-            return dict(self._items()) == other
-        return NotImplemented
-
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
+    # the same code as the shared-memory dict (RedisDict is registered as
+    # a SharedDict, so its isinstance checks take either)
+    __eq__ = SharedDict.__eq__
+    __ne__ = SharedDict.__ne__
+    __repr__ = SharedDict.__repr__
     __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        if self.closed:
-            return f"<shmkit.SharedDict {self.segment_name!r} at {self.url!r} closed>"
-        items = self._items()
-        if len(items) > 50:
-            body = ", ".join(f"{k!r}: {v!r}" for k, v in items[:50])
-            return f"SharedDict({{{body}, ...}}, {len(items)} entries)"
-        return f"SharedDict({dict(items)!r})"
-
 
 SharedDict.register(RedisDict)

@@ -85,6 +85,15 @@ class _ListHandle(RemoteHandle):
         self._refuse(raw, put_back)
         return decode_item(raw, self.noun.lower())
 
+    def check(self, repair: bool = False) -> dict:
+        """Verify every item's tag; returns {'items': n} (``repair``, a
+        Stack's option, has nothing to repair on a server)."""
+        raws = self._r.lrange(self._key, 0, -1)
+        for raw in raws:
+            if raw[:1] not in (b"b", b"p"):
+                decode_item(raw, self.noun.lower())
+        return {"items": len(raws)}
+
 
 @translating
 class RedisQueue(_ListHandle):
@@ -259,14 +268,6 @@ class RedisQueue(_ListHandle):
     def full(self) -> bool:
         return bool(self.maxsize) and self.qsize() >= self.maxsize
 
-    def check(self) -> dict:
-        """Verify every item's tag; returns {'items': n}."""
-        raws = self._r.lrange(self._key, 0, -1)
-        for raw in raws:
-            if raw[:1] not in (b"b", b"p"):
-                decode_item(raw, "queue")
-        return {"items": len(raws)}
-
     def join_thread(self) -> None:
         """No-op (multiprocessing.Queue compatibility: no feeder thread)."""
 
@@ -322,15 +323,6 @@ class RedisStack(_ListHandle):
 
     def __len__(self) -> int:
         return self._r.llen(self._key)
-
-    def check(self, repair: bool = False) -> dict:
-        """Verify every item's tag; returns {'items': n} (``repair`` has
-        nothing to repair on a server)."""
-        raws = self._r.lrange(self._key, 0, -1)
-        for raw in raws:
-            if raw[:1] not in (b"b", b"p"):
-                decode_item(raw, "stack")
-        return {"items": len(raws)}
 
     def __repr__(self) -> str:
         if self.closed:
