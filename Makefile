@@ -82,7 +82,7 @@ $(B)/bench/%: benchmarks/c/%.c benchmarks/c/bench_common.h $(B)/libshmkit.a
 cbench: $(patsubst benchmarks/c/%.c,$(B)/bench/%,$(CBENCH))
 	@set -e; for b in $^; do $$b; done
 
-$(VENV)/.stamp-test: pyproject.toml setup.py
+$(VENV)/.stamp-test: pyproject.toml setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements-test.txt

@@ -9,6 +9,10 @@ from any number of processes at once::
         off = heap.allocate(64)
         heap.write(off, b"hello")
 
+``SharedDict``, ``Queue``, ``Stack``, ``Bitset`` and ``Array`` also live on
+a Redis or Valkey server, same API: pass ``url="redis://host:6379"`` (or set
+``SHMKIT_URL``); see docs/redis.md.
+
 Attaching never registers a segment for removal at exit: only ``unlink()``
 (or ``shmkit.unlink(name)``, or ``shmkit rm NAME``) removes one.
 """
@@ -28,6 +32,7 @@ from .array import Array
 from .bitset import Bitset
 from .dict import SharedDict
 from .queue import Empty, Full, Queue
+from .remote import ServerConnectionError
 from .segment import Segment
 from .stack import Stack
 
@@ -49,6 +54,7 @@ __all__ = [
     "CorruptSegmentError",
     "OutOfMemoryError",
     "SegmentFullError",
+    "ServerConnectionError",
     "unlink",
     "name_valid",
     "DEFAULT_MAX_SIZE",

@@ -13,6 +13,7 @@ from typing import Optional
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import refuse_url
 from .segment import Segment, register_kind
 
 __all__ = ["FreeListAllocator", "BumpAllocator", "SlabAllocator"]
@@ -28,7 +29,8 @@ class _AllocatorMixin(Handle):
 
     def __init__(self, name: str, capacity: Optional[int] = None,
                  create: Optional[bool] = None, *, mode: int = 0o600,
-                 max_size: int = 0, **kind_args) -> None:
+                 max_size: int = 0, url: Optional[str] = None, **kind_args) -> None:
+        refuse_url(type(self).__name__, url)
         if create is True and capacity is None:
             raise ValueError("capacity= is required to create an allocator")
         if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
@@ -87,9 +89,9 @@ class SlabAllocator(_AllocatorMixin, _shmkit.SlabAllocator):
 
     def __init__(self, name: str, capacity: Optional[int] = None,
                  create: Optional[bool] = None, *, slab_size: int = 64,
-                 mode: int = 0o600, max_size: int = 0) -> None:
+                 mode: int = 0o600, max_size: int = 0, url: Optional[str] = None) -> None:
         super().__init__(name, capacity, create, mode=mode, max_size=max_size,
-                         slab_size=slab_size)
+                         slab_size=slab_size, url=url)
 
 
 _KINDS = {"freelist": FreeListAllocator, "bump": BumpAllocator, "slab": SlabAllocator}

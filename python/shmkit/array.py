@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union, ov
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import open_remote
 from .segment import Segment, register_kind
 
 __all__ = ["Array", "DTYPES", "dtype_code"]
@@ -130,9 +131,14 @@ class Array(Handle, _shmkit.Array):
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, url: Optional[str] = None, **kwargs: Any):
+        # url= or SHMKIT_URL: the same structure on a Redis/Valkey server
+        other = open_remote("array", url, args, kwargs)
+        return other if other is not None else _shmkit.Array.__new__(cls)
+
     def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
-                 max_size: int = 0) -> None:
+                 max_size: int = 0, url: Optional[str] = None) -> None:
         code, n = self._parse(dtype, length)
         if create is True and not code:
             raise ValueError("dtype and length are required to create an Array")
@@ -168,7 +174,7 @@ class Array(Handle, _shmkit.Array):
     def _open_in(cls, segment: Segment, name: str, dtype: Any = None,
                  length: Optional[int] = None) -> "Array":
         code, n = cls._parse(dtype, length)
-        self = cls.__new__(cls)
+        self = _shmkit.Array.__new__(cls)
         _shmkit.Array.__init__(self, segment, name, code, n)
         return self
 

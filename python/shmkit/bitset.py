@@ -16,10 +16,11 @@ no such bit (not -1, which would silently index the last bit).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Union, overload
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import open_remote
 from .segment import Segment, register_kind
 
 __all__ = ["Bitset"]
@@ -45,9 +46,14 @@ class Bitset(Handle, _shmkit.Bitset):
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, url: Optional[str] = None, **kwargs: Any):
+        # url= or SHMKIT_URL: the same structure on a Redis/Valkey server
+        other = open_remote("bitset", url, args, kwargs)
+        return other if other is not None else _shmkit.Bitset.__new__(cls)
+
     def __init__(self, name: str, size: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
-                 max_size: int = 0) -> None:
+                 max_size: int = 0, url: Optional[str] = None) -> None:
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
         seg_size = 0
@@ -71,7 +77,7 @@ class Bitset(Handle, _shmkit.Bitset):
 
     @classmethod
     def _open_in(cls, segment: Segment, name: str, size: Optional[int] = None) -> "Bitset":
-        self = cls.__new__(cls)
+        self = _shmkit.Bitset.__new__(cls)
         _shmkit.Bitset.__init__(self, segment, name, size)
         return self
 

@@ -26,12 +26,24 @@ from typing import Any, Iterator, Optional
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import open_remote
 from .segment import Segment, register_kind
 
 __all__ = ["SharedDict"]
 
 STANDALONE_OBJECT = "dict"
 _MISSING = object()
+
+
+def update_pairs(other: Any, kw: dict) -> list:
+    """The (key, value) pairs of ``dict.update(other, **kw)``, in order."""
+    if isinstance(other, SharedDict):
+        other = other._items()
+    elif hasattr(other, "items"):
+        other = other.items()
+    elif hasattr(other, "keys"):
+        other = [(k, other[k]) for k in other.keys()]
+    return list(other) + list(kw.items())
 
 
 class _ItemsView(ItemsView):
@@ -67,13 +79,20 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
       numpy view that stays valid even if the key is overwritten.
     * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.
     * Pickles as its name: unpickling (e.g. in a Pool worker) attaches.
+    * ``url="redis://..."`` (or the ``SHMKIT_URL`` environment variable)
+      keeps it in a Redis/Valkey hash instead, same API: docs/redis.md.
     """
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, url: Optional[str] = None, **kwargs: Any):
+        # url= or SHMKIT_URL: the same structure on a Redis/Valkey server
+        other = open_remote("dict", url, args, kwargs)
+        return other if other is not None else _shmkit.Dict.__new__(cls)
+
     def __init__(self, name: str, data: Any = None, *, create: Optional[bool] = None,
                  size: int = 0, max_size: int = 0, allow_pickle: bool = True,
-                 capacity: int = 0, mode: int = 0o600) -> None:
+                 capacity: int = 0, mode: int = 0o600, url: Optional[str] = None) -> None:
         if not isinstance(name, str):
             raise TypeError("SharedDict name must be a str")
         with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
@@ -86,7 +105,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
     def _open_in(cls, segment: Segment, name: str, *, create: bool = True,
                  capacity: int = 0, allow_pickle: bool = True, data: Any = None):
         """Open (or create) the dict ``name`` in ``segment``."""
-        self = cls.__new__(cls)
+        self = _shmkit.Dict.__new__(cls)
         _shmkit.Dict.__init__(self, segment, name, create=create, capacity=capacity,
                               allow_pickle=allow_pickle)
         if data is not None:
@@ -115,16 +134,12 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         """Like ``dict.update`` (each key is stored atomically, not the batch)."""
         if self.closed:
             raise ValueError("operation on a closed SharedDict")
-        if isinstance(other, SharedDict):
-            other = other._items()
-        elif hasattr(other, "items"):
-            other = other.items()
-        elif hasattr(other, "keys"):
-            other = [(k, other[k]) for k in other.keys()]
-        for k, v in other:
+        for k, v in update_pairs(other, kw):
             self[k] = v
-        for k, v in kw.items():
-            self[k] = v
+
+    def get_many(self, keys, default=None) -> list:
+        """The values of ``keys`` (``default`` for absent ones), in order."""
+        return [self.get(k, default) for k in keys]
 
     def __eq__(self, other):
         if isinstance(other, SharedDict):

@@ -16,10 +16,11 @@ shared memory (no CPU used while waiting) and raise ``queue.Full`` /
 from __future__ import annotations
 
 import queue as _stdqueue
-from typing import Optional
+from typing import Any, Optional
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import open_remote
 from .segment import Segment, register_kind
 
 __all__ = ["Queue", "Full", "Empty"]
@@ -53,16 +54,21 @@ class Queue(Handle, _shmkit.Queue):
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, url: Optional[str] = None, **kwargs: Any):
+        # url= or SHMKIT_URL: the same structure on a Redis/Valkey server
+        other = open_remote("queue", url, args, kwargs)
+        return other if other is not None else _shmkit.Queue.__new__(cls)
+
     def __init__(self, name: str, maxsize: int = 0, *, create: Optional[bool] = None,
                  ring_bytes: int = 0, allow_pickle: bool = True, size: int = 0,
-                 max_size: int = 0, mode: int = 0o600) -> None:
+                 max_size: int = 0, mode: int = 0o600, url: Optional[str] = None) -> None:
         with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
             super().__init__(seg, STANDALONE_OBJECT, maxsize, ring_bytes, allow_pickle)
 
     @classmethod
     def _open_in(cls, segment: Segment, name: str, maxsize: int = 0, *,
                  ring_bytes: int = 0, allow_pickle: bool = True) -> "Queue":
-        self = cls.__new__(cls)
+        self = _shmkit.Queue.__new__(cls)
         _shmkit.Queue.__init__(self, segment, name, maxsize, ring_bytes, allow_pickle)
         return self
 

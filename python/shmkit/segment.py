@@ -1,9 +1,10 @@
 """Segments: named shared memory holding many named objects."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from . import _shmkit
+from .remote import refuse_url
 
 __all__ = ["Segment", "register_kind"]
 
@@ -36,6 +37,10 @@ class Segment(_shmkit.Segment):
       also unlinks when ``unlink_on_exit=True`` and this handle created it.
     * A Segment pickles as its name: unpickling attaches.
     """
+
+    def __init__(self, *args, url: Optional[str] = None, **kwargs) -> None:
+        refuse_url("Segment", url)
+        super().__init__(*args, **kwargs)
 
     def __reduce__(self):
         return (_attach, (self.name,))

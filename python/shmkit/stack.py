@@ -9,10 +9,11 @@ passed to other processes.  See docs/queue.md.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from . import _shmkit
 from ._handle import Handle
+from .remote import open_remote
 from .segment import Segment, register_kind
 
 __all__ = ["Stack"]
@@ -30,15 +31,20 @@ class Stack(Handle, _shmkit.Stack):
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, url: Optional[str] = None, **kwargs: Any):
+        # url= or SHMKIT_URL: the same structure on a Redis/Valkey server
+        other = open_remote("stack", url, args, kwargs)
+        return other if other is not None else _shmkit.Stack.__new__(cls)
+
     def __init__(self, name: str, *, create: Optional[bool] = None,
                  allow_pickle: bool = True, size: int = 0, max_size: int = 0,
-                 mode: int = 0o600) -> None:
+                 mode: int = 0o600, url: Optional[str] = None) -> None:
         with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
             super().__init__(seg, STANDALONE_OBJECT, allow_pickle)
 
     @classmethod
     def _open_in(cls, segment: Segment, name: str, *, allow_pickle: bool = True) -> "Stack":
-        self = cls.__new__(cls)
+        self = _shmkit.Stack.__new__(cls)
         _shmkit.Stack.__init__(self, segment, name, allow_pickle)
         return self
 

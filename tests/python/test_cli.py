@@ -351,7 +351,7 @@ def _check_report(report):
     assert "shmkit" in report["versions"]
     assert report["results"], "no case ran"
     suites = {r["suite"] for r in report["results"]}
-    assert suites == {"alloc", "dict", "queue"}
+    assert suites == {"alloc", "dict", "queue", "redis"}
     for r in report["results"]:
         assert r["status"] in ("ok", "skipped", "error"), r
         if r["status"] == "ok":

@@ -51,7 +51,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-SUITES = ("alloc", "dict", "queue")
+SUITES = ("alloc", "dict", "queue", "redis")
 
 # budget: seconds one timed call should last; repeats: calls per case.
 MODES: Dict[str, Dict[str, Any]] = {
