@@ -20,8 +20,10 @@
  *     'a' numpy array: u32 header length H, u32 ndim, dtype.str NUL-padded
  *         to 32 bytes, u64 shape[ndim], zero padding to H (a multiple of
  *         16), then the C-order data, 16-byte aligned in shared memory.
- *     'p' pickle (only when allow_pickle): anyone who can write the segment
- *         can make unpickling run code -- see docs/dict.md.
+ *     'p' pickle: stored and loaded only by a handle with allow_pickle
+ *         (finish_value is the one place a value is unpickled); anyone who
+ *         can write the segment can make unpickling run code -- see
+ *         docs/dict.md.
  *   Values that are decoded by running code (pickle) or into a new buffer
  *   (numpy) are first copied and validated, then decoded, so a torn read is
  *   never fed to pickle.
@@ -673,12 +675,22 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
     return NULL;
 }
 
-/* Second stage for values copied to `raw` (validated). */
-static PyObject *finish_value(uint8_t vtype, PyObject *raw)
+/* Second stage for values copied to `raw` (validated).  The one place a
+ * dict value is unpickled, so the one place allow_pickle=False refuses: a
+ * handle that refuses never runs pickle.loads, whoever wrote the value. */
+static PyObject *finish_value(const ShkPyDict *self, uint8_t vtype, PyObject *raw)
 {
     const char *p = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (vtype == 'p') {
+        if (!self->allow_pickle) {
+            PyErr_SetString(PyExc_TypeError,
+                            "this value is a pickle and this SharedDict has allow_pickle=False: "
+                            "it was not unpickled and the dict is unchanged (open the dict "
+                            "with allow_pickle=True only if every process that can write "
+                            "the segment is trusted)");
+            return NULL;
+        }
         if (shk_py_pickle_init() < 0)
             return NULL;
         return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
@@ -759,7 +771,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
             }
             if (v && raw) {
                 Py_DECREF(v);
-                v = finish_value(r.vtype, raw);
+                v = finish_value(self, r.vtype, raw);
             } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                 PyErr_Clear();
                 PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
@@ -1216,7 +1228,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
         }
         if (raw) {
             Py_DECREF(val);
-            val = finish_value(r.vtype, raw);
+            val = finish_value(self, r.vtype, raw);
             Py_DECREF(raw);
             if (!val) {
                 Py_XDECREF(key);
