@@ -582,7 +582,9 @@ static PyObject *decode_array(const char *p, uint64_t n, PyObject *view_owner)
     if (view_owner) {
         PyObject *flat = PyObject_CallFunction(np_frombuffer, "OOnn", view_owner, dt,
                                                (Py_ssize_t)items, (Py_ssize_t)h);
-        arr = flat ? PyObject_CallMethod(flat, "reshape", "O", shape) : NULL;
+        /* "(O)": a bare "O" of a tuple would pass the tuple's items as the
+         * arguments, and a 0-d array's shape () as none at all */
+        arr = flat ? PyObject_CallMethod(flat, "reshape", "(O)", shape) : NULL;
         Py_XDECREF(flat);
     } else {
         arr = PyObject_CallFunctionObjArgs(np_empty, shape, dt, NULL);
@@ -1031,8 +1033,14 @@ typedef struct {
     const char *context;          /* prefix of a commit's error message */
 } rmw_method;
 
+/* Lost races an rmw() accepts before it gives up.  Between processes a
+ * lost race means another writer committed, so losing this many in a row
+ * does not happen; a step whose own Python code rewrites the key (an
+ * __eq__ that stores to it) loses every time, and would loop for ever. */
+#define RMW_MAX_RACES 10000
+
 /* The whole method: arguments (the key is args[0]), then read, decide and
- * write until the write takes. */
+ * write until the write takes, at most RMW_MAX_RACES times. */
 static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                      const rmw_method *m)
 {
@@ -1044,7 +1052,15 @@ static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (encode_key(args[0], &k, 0) < 0)
         return NULL;
     PyObject *result = NULL;
-    for (;;) {
+    for (int races = 0;; races++) {
+        if (races == RMW_MAX_RACES) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "%s: the value of this key changed during each of %d attempts, so "
+                         "nothing was written; does Python code that the operation runs "
+                         "(an __eq__, __add__ or pickling) write to this key?",
+                         m->name, RMW_MAX_RACES);
+            break;
+        }
         int found;
         uint64_t e, ver;
         PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
