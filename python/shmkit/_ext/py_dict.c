@@ -307,11 +307,22 @@ bad:
     return NULL;
 }
 
+/* A ValueError raised while decoding bytes read from the segment (invalid
+ * UTF-8, a big int's digits) means the bytes are corrupt: say so. */
+static PyObject *decoded(PyObject *o, const char *what)
+{
+    if (!o && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        PyErr_Format(ShkPy_CorruptSegmentError, "SharedDict: malformed %s", what);
+    }
+    return o;
+}
+
 static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
 {
     switch (t) {
     case 's':
-        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
+        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
     case 'b':
         return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     case 'i':
@@ -330,7 +341,12 @@ static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
             return PyErr_NoMemory();
         memcpy(z, p, n);
         z[n] = 0;
-        PyObject *r = PyLong_FromString(z, NULL, 10);
+        char *end = NULL;
+        PyObject *r = decoded(PyLong_FromString(z, &end, 10), "big int");
+        if (r && end != z + n) {   /* an embedded NUL ended the digits early */
+            Py_CLEAR(r);
+            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed big int");
+        }
         PyMem_Free(z);
         return r;
     }
@@ -642,7 +658,7 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
         return u;
     }
     case 's':
-        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
+        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
     case 'i':
         if (n != 8)
             break;
@@ -774,9 +790,6 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
             if (v && raw) {
                 Py_DECREF(v);
                 v = finish_value(self, r.vtype, raw);
-            } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                PyErr_Clear();
-                PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
             }
             Py_XDECREF(raw);
         }
@@ -1551,6 +1564,50 @@ static PyObject *dict_stats(PyObject *op, PyObject *noargs)
     return stats_dict(&st, self->h, 0);
 }
 
+/* The encodings check() adds to the C invariants: every key, and every
+ * value but pickles (never loaded here) and arrays (not copied here; their
+ * header is validated when read), decodes.  0, or -1 with
+ * CorruptSegmentError (or MemoryError). */
+static int check_encodings(ShkPyDict *self)
+{
+    uint64_t pos = 0, tw = 0;
+    shk_dict_ref r;
+    for (;;) {
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
+        if (rc == SHK_ENOTFOUND)
+            return 0;
+        if (rc == SHK_EAGAIN) {      /* table replaced: walk the new one */
+            pos = tw = 0;
+            continue;
+        }
+        if (rc != SHK_OK) {
+            shk_py_raise(rc, "SharedDict.check");
+            return -1;
+        }
+        PyObject *raw = NULL, *val = NULL;
+        PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
+        if (key)
+            val = r.vtype == 'p' || r.vtype == 'a' ? Py_NewRef(Py_None)
+                                                   : decode_value_fast(&r, &raw);
+        if (!shk_dict_ref_valid(self->h, &r)) {   /* changed meanwhile */
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+            Py_XDECREF(raw);
+            PyErr_Clear();
+            continue;
+        }
+        if (val && raw) {            /* 'I': a big int's digits */
+            Py_DECREF(val);
+            val = finish_value(self, r.vtype, raw);
+        }
+        Py_XDECREF(raw);
+        Py_XDECREF(key);
+        if (!val)
+            return -1;
+        Py_DECREF(val);
+    }
+}
+
 static PyObject *dict_check(PyObject *op, PyObject *noargs)
 {
     (void)noargs;
@@ -1560,6 +1617,8 @@ static PyObject *dict_check(PyObject *op, PyObject *noargs)
     int rc = shk_dict_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.check");
+    if (check_encodings(self) < 0)
+        return NULL;
     return stats_dict(&st, self->h, 1);
 }
 

@@ -289,7 +289,19 @@ static PyObject *seg_exit(PyObject *self, PyObject *Py_UNUSED(args))
 
 static PyObject *object_info_dict(const shk_object_info *oi)
 {
-    return Py_BuildValue("{s:s,s:s,s:K,s:K}", "name", oi->name, "type",
+    /* names are stored from Python str, so bytes that are not UTF-8 mean
+     * the directory is corrupt */
+    PyObject *name = PyUnicode_DecodeUTF8(oi->name, (Py_ssize_t)strlen(oi->name), NULL);
+    if (!name) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            PyErr_SetString(ShkPy_CorruptSegmentError,
+                            "segment directory: an object name is not UTF-8 "
+                            "(the segment is corrupt)");
+        }
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:s,s:K,s:K}", "name", name, "type",
                          shk_type_name(oi->type), "offset",
                          (unsigned long long)oi->offset, "size",
                          (unsigned long long)oi->size);
