@@ -108,9 +108,12 @@ test: ctest ctest-san ctest-chaos example pytest
 demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py
 
-# The long mode: 1,000 kills per structure, and the C tests under valgrind.
+# The long mode: 1,000 kills per structure, 12 corruptions of each kind per
+# region of each layout (tests/python/test_hostile.py, ~3 min), and the C
+# tests under valgrind.
 torture: install valgrind
 	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
+	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -p no:cacheprovider python/test_hostile.py
 
 # Memory errors only: leaks are LeakSanitizer's job (ctest-san).  valgrind's
 # leak check would run in every forked test child as it ends and read all of

@@ -620,7 +620,7 @@ int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
         if (rc == SHK_ENOENT) {
             uint32_t n = atomic_load_explicit(&h->dir_count, memory_order_relaxed);
             if (n >= SHK_DIR_CAPACITY) {
-                rc = SHK_ENOMEM;
+                rc = SHK_EFULL;
             } else {
                 uint64_t off = 0, size = 0;
                 rc = init(seg, arg, &off, &size);

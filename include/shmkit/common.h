@@ -28,7 +28,8 @@ enum shk_status {
     SHK_EEXIST = -4,      /* a segment or object of that name exists         */
     SHK_ENOENT = -5,      /* no segment or object of that name               */
     SHK_ECLOSED = -6,     /* handle already closed                           */
-    SHK_EFULL = -7,       /* queue/stack full (non-blocking)                 */
+    SHK_EFULL = -7,       /* queue/stack full (non-blocking); segment object
+                           * directory full (SHK_DIR_CAPACITY objects)      */
     SHK_EEMPTY = -8,      /* queue/stack empty (non-blocking)                */
     SHK_ETIMEDOUT = -9,   /* blocking call timed out                         */
     SHK_ESYS = -10,       /* a system call failed; errno tells which         */

@@ -88,7 +88,8 @@ typedef int (*shk_object_init_fn)(shk_segment *seg, void *arg,
 
 /* Find `name`; if absent and init != NULL, build it with init and record
  * it.  SHK_ETYPE if it exists with another type, SHK_ENOENT if absent and
- * init is NULL.  *created tells which happened (may be NULL). */
+ * init is NULL, SHK_EFULL if absent and the directory already holds
+ * SHK_DIR_CAPACITY objects.  *created tells which happened (may be NULL). */
 int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
                        shk_object_init_fn init, void *arg,
                        uint64_t *offset, int *created);

@@ -109,10 +109,9 @@ def dtype_code(dtype: Any) -> int:
 
 
 def _check_length(length: Any) -> int:
-    if isinstance(length, bool) or not isinstance(length, int):
-        if not hasattr(length, "__index__"):
-            raise TypeError(f"length must be an int, not {type(length).__name__}")
-        length = length.__index__()
+    if isinstance(length, bool) or not hasattr(length, "__index__"):
+        raise TypeError(f"length must be an int, not {type(length).__name__}")
+    length = length.__index__()
     if length <= 0:
         raise ValueError("length must be positive")
     return length

@@ -12,10 +12,12 @@ the name can attach::
 Keys: ``str``, ``bytes``, ``int`` (``bool`` counts as int, as in ``dict``),
 and tuples of those.  Values: ``None``, ``bool``, ``int``, ``float``,
 ``str``, ``bytes`` and numpy arrays are stored natively; anything else is
-pickled -- unless ``allow_pickle=False``, which makes such values a
-``TypeError``.  **Unpickling can run arbitrary code: anyone who can write the
-segment can make a pickled value run code in every process that reads it.**
-Use ``allow_pickle=False`` when the writers are not trusted.
+pickled -- unless ``allow_pickle=False``: such a handle never unpickles
+(storing a value that needs pickle, or reading one another process stored,
+is a ``TypeError`` that changes nothing).  **Unpickling can run arbitrary
+code: anyone who can write the segment can make a pickled value run code in
+every process that reads it.**  Use ``allow_pickle=False`` when the writers
+are not trusted.
 
 See docs/dict.md for the design and the guarantees.
 """
@@ -72,8 +74,11 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
       up to ``max_size`` (64 GiB of address space by default), so the dict
       has no fixed capacity.  ``capacity`` pre-sizes the hash table.
     * Reads never block and never see a half-written value; writes from
-      many processes are serialised by a robust lock (a writer killed at any
+      many processes run at once without locks (a writer killed at any
       instant leaves the dict consistent).
+    * ``allow_pickle=False``: this handle never unpickles; an operation that
+      would store or read a pickled value raises ``TypeError`` and changes
+      nothing.
     * ``incr``, ``compare_and_set``, ``setdefault`` and ``pop`` are atomic
       across processes.  ``get_view(key)`` returns a zero-copy read-only
       numpy view that stays valid even if the key is overwritten.

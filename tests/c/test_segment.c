@@ -119,7 +119,7 @@ TEST(directory)
         snprintf(nm, sizeof nm, "o%d", i);
         CHECK_EQ(shk_segment_object(s, nm, SHK_TYPE_SLAB, init_blob, &sz, &off2, NULL), SHK_OK);
     }
-    CHECK_EQ(shk_segment_object(s, "onemore", SHK_TYPE_SLAB, init_blob, &sz, &off2, NULL), SHK_ENOMEM);
+    CHECK_EQ(shk_segment_object(s, "onemore", SHK_TYPE_SLAB, init_blob, &sz, &off2, NULL), SHK_EFULL);
     CHECK_EQ(shk_segment_object_count(s), SHK_DIR_CAPACITY);
     shk_object_info info;
     CHECK_EQ(shk_segment_object_at(s, 0, &info), SHK_OK);

@@ -178,3 +178,79 @@ def test_wrong_structure_type_in_segment(shm_name):
             seg.array("b", "int8", 4)
         with pytest.raises(TypeError):
             seg.allocator("b", size=100)
+
+
+@pytest.mark.parametrize("size, exc", [(1 << 64, ValueError), (HUGE, ValueError), (-1, ValueError),
+                                       ((64 << 30) + 1, ValueError), (True, TypeError),
+                                       (False, TypeError), (1.0, TypeError), ("1", TypeError)])
+@pytest.mark.parametrize("arg", ["size", "max_size"])
+def test_segment_size_out_of_range_or_not_an_int(shm_name, arg, size, exc):
+    with pytest.raises(exc, match=arg):
+        shmkit.Segment(shm_name, create=True, **{arg: size})
+    # nothing was created, and the standalone structures check the same way
+    assert not os.path.exists(f"/dev/shm/{shm_name}")
+    with pytest.raises(exc, match=arg):
+        shmkit.SharedDict(shm_name, create=True, **{arg: size})
+    assert not os.path.exists(f"/dev/shm/{shm_name}")
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_array_and_bitset_lengths_are_not_bools(shm_name, length):
+    with pytest.raises(TypeError, match="bool"):
+        shmkit.Array(shm_name, "int8", length, create=True)
+    with pytest.raises(TypeError, match="bool"):
+        shmkit.Bitset(shm_name, length, create=True)
+    with shmkit.Segment(shm_name, create=True) as seg:
+        with pytest.raises(TypeError, match="bool"):
+            seg.array("a", "int8", length)
+        with pytest.raises(TypeError, match="bool"):
+            seg.bitset("b", length)
+        assert seg.objects() == []
+
+
+def test_full_object_directory_says_so(shm_name):
+    with shmkit.Segment(shm_name, create=True) as seg:
+        n = 0
+        with pytest.raises(shmkit.OutOfMemoryError, match=r"directory is full \(64 named"):
+            while True:
+                seg.bitset(f"b{n}", 8)
+                n += 1
+        assert n == len(seg.objects()) == 64
+        seg.bitset("b0")             # opening an existing object still works
+        with pytest.raises(shmkit.OutOfMemoryError, match="directory is full"):
+            seg.dict("one-more")
+
+
+def test_get_view_of_a_0d_array(shm_name):
+    np = pytest.importorskip("numpy")
+    with shmkit.SharedDict(shm_name, create=True) as d:
+        d["z"] = np.array(5.5)
+        d["e"] = np.zeros((0, 3), np.int16)
+        v = d.get_view("z")
+        assert v.shape == () and v[()] == 5.5 and not v.flags.writeable
+        assert d.get_view("e").shape == (0, 3)
+        assert d["z"].shape == () and d["z"] == 5.5
+
+
+class _Rewriter:
+    """An `expected` whose comparison writes to the key being compared."""
+
+    def __init__(self, d):
+        self.d, self.calls = d, 0
+
+    def __eq__(self, other):
+        self.calls += 1
+        self.d["k"] = self.calls
+        return True
+
+    __hash__ = None
+
+
+def test_compare_and_set_whose_eq_rewrites_the_key_ends(shm_name):
+    with shmkit.SharedDict(shm_name, create=True) as d:
+        d["k"] = 0
+        exp = _Rewriter(d)
+        with pytest.raises(RuntimeError, match="changed during each of"):
+            d.compare_and_set("k", exp, "new")
+        assert exp.calls <= 100_000
+        assert d["k"] == exp.calls   # the last rewrite stands; "new" was not written

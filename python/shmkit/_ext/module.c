@@ -40,9 +40,10 @@ PyObject *shk_py_raise(int status, const char *context)
     return NULL;
 }
 
-int shk_py_u64(PyObject *o, const char *what, uint64_t *out)
+int shk_py_u64_max(PyObject *o, const char *what, uint64_t max, uint64_t *out)
 {
-    if (!PyLong_Check(o)) {
+    /* bool is an int subclass, but size=True is a mistake, not 1 */
+    if (!PyLong_Check(o) || PyBool_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
                      Py_TYPE(o)->tp_name);
         return -1;
@@ -51,12 +52,18 @@ int shk_py_u64(PyObject *o, const char *what, uint64_t *out)
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (v == -1 && PyErr_Occurred())
         return -1;
-    if (overflow || v < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must be between 0 and 2**63-1", what);
+    if (overflow || v < 0 || (uint64_t)v > max) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 0 and %llu, not %R", what,
+                     (unsigned long long)max, o);
         return -1;
     }
     *out = (uint64_t)v;
     return 0;
+}
+
+int shk_py_u64(PyObject *o, const char *what, uint64_t *out)
+{
+    return shk_py_u64_max(o, what, (uint64_t)INT64_MAX, out);
 }
 
 int shk_py_add_type(PyObject *m, PyTypeObject *t, const char *name)

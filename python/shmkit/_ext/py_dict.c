@@ -20,8 +20,10 @@
  *     'a' numpy array: u32 header length H, u32 ndim, dtype.str NUL-padded
  *         to 32 bytes, u64 shape[ndim], zero padding to H (a multiple of
  *         16), then the C-order data, 16-byte aligned in shared memory.
- *     'p' pickle (only when allow_pickle): anyone who can write the segment
- *         can make unpickling run code -- see docs/dict.md.
+ *     'p' pickle: stored and loaded only by a handle with allow_pickle
+ *         (finish_value is the one place a value is unpickled); anyone who
+ *         can write the segment can make unpickling run code -- see
+ *         docs/dict.md.
  *   Values that are decoded by running code (pickle) or into a new buffer
  *   (numpy) are first copied and validated, then decoded, so a torn read is
  *   never fed to pickle.
@@ -305,11 +307,22 @@ bad:
     return NULL;
 }
 
+/* A ValueError raised while decoding bytes read from the segment (invalid
+ * UTF-8, a big int's digits) means the bytes are corrupt: say so. */
+static PyObject *decoded(PyObject *o, const char *what)
+{
+    if (!o && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        PyErr_Format(ShkPy_CorruptSegmentError, "SharedDict: malformed %s", what);
+    }
+    return o;
+}
+
 static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
 {
     switch (t) {
     case 's':
-        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
+        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
     case 'b':
         return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     case 'i':
@@ -328,7 +341,12 @@ static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
             return PyErr_NoMemory();
         memcpy(z, p, n);
         z[n] = 0;
-        PyObject *r = PyLong_FromString(z, NULL, 10);
+        char *end = NULL;
+        PyObject *r = decoded(PyLong_FromString(z, &end, 10), "big int");
+        if (r && end != z + n) {   /* an embedded NUL ended the digits early */
+            Py_CLEAR(r);
+            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed big int");
+        }
         PyMem_Free(z);
         return r;
     }
@@ -580,7 +598,9 @@ static PyObject *decode_array(const char *p, uint64_t n, PyObject *view_owner)
     if (view_owner) {
         PyObject *flat = PyObject_CallFunction(np_frombuffer, "OOnn", view_owner, dt,
                                                (Py_ssize_t)items, (Py_ssize_t)h);
-        arr = flat ? PyObject_CallMethod(flat, "reshape", "O", shape) : NULL;
+        /* "(O)": a bare "O" of a tuple would pass the tuple's items as the
+         * arguments, and a 0-d array's shape () as none at all */
+        arr = flat ? PyObject_CallMethod(flat, "reshape", "(O)", shape) : NULL;
         Py_XDECREF(flat);
     } else {
         arr = PyObject_CallFunctionObjArgs(np_empty, shape, dt, NULL);
@@ -638,7 +658,7 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
         return u;
     }
     case 's':
-        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL);
+        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
     case 'i':
         if (n != 8)
             break;
@@ -673,12 +693,22 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
     return NULL;
 }
 
-/* Second stage for values copied to `raw` (validated). */
-static PyObject *finish_value(uint8_t vtype, PyObject *raw)
+/* Second stage for values copied to `raw` (validated).  The one place a
+ * dict value is unpickled, so the one place allow_pickle=False refuses: a
+ * handle that refuses never runs pickle.loads, whoever wrote the value. */
+static PyObject *finish_value(const ShkPyDict *self, uint8_t vtype, PyObject *raw)
 {
     const char *p = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (vtype == 'p') {
+        if (!self->allow_pickle) {
+            PyErr_SetString(PyExc_TypeError,
+                            "this value is a pickle and this SharedDict has allow_pickle=False: "
+                            "it was not unpickled and the dict is unchanged (open the dict "
+                            "with allow_pickle=True only if every process that can write "
+                            "the segment is trusted)");
+            return NULL;
+        }
         if (shk_py_pickle_init() < 0)
             return NULL;
         return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
@@ -759,10 +789,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
             }
             if (v && raw) {
                 Py_DECREF(v);
-                v = finish_value(r.vtype, raw);
-            } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                PyErr_Clear();
-                PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
+                v = finish_value(self, r.vtype, raw);
             }
             Py_XDECREF(raw);
         }
@@ -1019,8 +1046,14 @@ typedef struct {
     const char *context;          /* prefix of a commit's error message */
 } rmw_method;
 
+/* Lost races an rmw() accepts before it gives up.  Between processes a
+ * lost race means another writer committed, so losing this many in a row
+ * does not happen; a step whose own Python code rewrites the key (an
+ * __eq__ that stores to it) loses every time, and would loop for ever. */
+#define RMW_MAX_RACES 10000
+
 /* The whole method: arguments (the key is args[0]), then read, decide and
- * write until the write takes. */
+ * write until the write takes, at most RMW_MAX_RACES times. */
 static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                      const rmw_method *m)
 {
@@ -1032,7 +1065,15 @@ static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (encode_key(args[0], &k, 0) < 0)
         return NULL;
     PyObject *result = NULL;
-    for (;;) {
+    for (int races = 0;; races++) {
+        if (races == RMW_MAX_RACES) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "%s: the value of this key changed during each of %d attempts, so "
+                         "nothing was written; does Python code that the operation runs "
+                         "(an __eq__, __add__ or pickling) write to this key?",
+                         m->name, RMW_MAX_RACES);
+            break;
+        }
         int found;
         uint64_t e, ver;
         PyObject *cur = lookup_ref(self, &k, &found, &e, &ver);
@@ -1216,7 +1257,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
         }
         if (raw) {
             Py_DECREF(val);
-            val = finish_value(r.vtype, raw);
+            val = finish_value(self, r.vtype, raw);
             Py_DECREF(raw);
             if (!val) {
                 Py_XDECREF(key);
@@ -1523,6 +1564,50 @@ static PyObject *dict_stats(PyObject *op, PyObject *noargs)
     return stats_dict(&st, self->h, 0);
 }
 
+/* The encodings check() adds to the C invariants: every key, and every
+ * value but pickles (never loaded here) and arrays (not copied here; their
+ * header is validated when read), decodes.  0, or -1 with
+ * CorruptSegmentError (or MemoryError). */
+static int check_encodings(ShkPyDict *self)
+{
+    uint64_t pos = 0, tw = 0;
+    shk_dict_ref r;
+    for (;;) {
+        int rc = shk_dict_next(self->h, &pos, &tw, &r);
+        if (rc == SHK_ENOTFOUND)
+            return 0;
+        if (rc == SHK_EAGAIN) {      /* table replaced: walk the new one */
+            pos = tw = 0;
+            continue;
+        }
+        if (rc != SHK_OK) {
+            shk_py_raise(rc, "SharedDict.check");
+            return -1;
+        }
+        PyObject *raw = NULL, *val = NULL;
+        PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
+        if (key)
+            val = r.vtype == 'p' || r.vtype == 'a' ? Py_NewRef(Py_None)
+                                                   : decode_value_fast(&r, &raw);
+        if (!shk_dict_ref_valid(self->h, &r)) {   /* changed meanwhile */
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+            Py_XDECREF(raw);
+            PyErr_Clear();
+            continue;
+        }
+        if (val && raw) {            /* 'I': a big int's digits */
+            Py_DECREF(val);
+            val = finish_value(self, r.vtype, raw);
+        }
+        Py_XDECREF(raw);
+        Py_XDECREF(key);
+        if (!val)
+            return -1;
+        Py_DECREF(val);
+    }
+}
+
 static PyObject *dict_check(PyObject *op, PyObject *noargs)
 {
     (void)noargs;
@@ -1532,6 +1617,8 @@ static PyObject *dict_check(PyObject *op, PyObject *noargs)
     int rc = shk_dict_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "SharedDict.check");
+    if (check_encodings(self) < 0)
+        return NULL;
     return stats_dict(&st, self->h, 1);
 }
 

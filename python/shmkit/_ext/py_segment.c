@@ -157,6 +157,11 @@ int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hi
         PyErr_Format(PyExc_ValueError,
                      "invalid %s name %R or size (names are 1 to %d bytes)", what, name,
                      SHK_OBJECT_NAME_MAX);
+    else if (rc == SHK_EFULL)
+        PyErr_Format(ShkPy_OutOfMemoryError,
+                     "cannot create %s %R: the segment's object directory is full "
+                     "(%d named objects per segment); use another segment, or keep "
+                     "related values in one SharedDict", what, name, SHK_DIR_CAPACITY);
     else
         shk_py_raise(rc, PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : what);
     return -1;
@@ -196,12 +201,15 @@ static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
     ShkPySegment *s = (ShkPySegment *)self;
     static char *kwlist[] = {"name", "size", "create", "mode", "max_size",
                              "unlink_on_exit", NULL};
-    PyObject *name, *create = Py_None;
-    unsigned long long size = 0, max_size = 0;
+    PyObject *name, *create = Py_None, *size_arg = NULL, *max_arg = NULL;
+    uint64_t size = 0, max_size = 0;
     int mode = 0600, unlink_on_exit = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|K$OiKp:Segment", kwlist, &name,
-                                     &size, &create, &mode, &max_size,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$OiOp:Segment", kwlist, &name,
+                                     &size_arg, &create, &mode, &max_arg,
                                      &unlink_on_exit))
+        return -1;
+    if ((size_arg && shk_py_u64_max(size_arg, "size", SHK_MAX_MAX_SIZE, &size) < 0) ||
+        (max_arg && shk_py_u64_max(max_arg, "max_size", SHK_MAX_MAX_SIZE, &max_size) < 0))
         return -1;
     if (s->seg) {
         PyErr_SetString(PyExc_RuntimeError, "Segment already initialised");
@@ -281,7 +289,19 @@ static PyObject *seg_exit(PyObject *self, PyObject *Py_UNUSED(args))
 
 static PyObject *object_info_dict(const shk_object_info *oi)
 {
-    return Py_BuildValue("{s:s,s:s,s:K,s:K}", "name", oi->name, "type",
+    /* names are stored from Python str, so bytes that are not UTF-8 mean
+     * the directory is corrupt */
+    PyObject *name = PyUnicode_DecodeUTF8(oi->name, (Py_ssize_t)strlen(oi->name), NULL);
+    if (!name) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            PyErr_SetString(ShkPy_CorruptSegmentError,
+                            "segment directory: an object name is not UTF-8 "
+                            "(the segment is corrupt)");
+        }
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:s,s:K,s:K}", "name", name, "type",
                          shk_type_name(oi->type), "offset",
                          (unsigned long long)oi->offset, "size",
                          (unsigned long long)oi->size);

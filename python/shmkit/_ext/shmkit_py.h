@@ -69,9 +69,11 @@ int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hi
 int shk_py_set_names(PyObject *segobj, PyObject *name, PyObject **object_name,
                      PyObject **segment_name);
 
-/* Parse an offset/size argument: a non-negative int fitting uint64.
- * Returns 0 on success, -1 with TypeError/ValueError set. */
+/* Parse an offset/size argument: an int (not a bool) from 0 to 2**63-1,
+ * or to `max` for shk_py_u64_max.  Returns 0 on success, -1 with TypeError
+ * (not an int) or ValueError (out of range, the range in the message). */
 int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
+int shk_py_u64_max(PyObject *o, const char *what, uint64_t max, uint64_t *out);
 
 /* check() of a free list as a dict of its stats (py_alloc.c). */
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
