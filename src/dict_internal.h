@@ -451,11 +451,24 @@ static inline unsigned lane_index(const shk_dict *d, const dict_lane *l)
  * its table still holds what the clear removed, so it reads as empty.
  * acquire on clear_epoch, then on epoch: a shard whose epoch is current has
  * its post-clear table visible to the table load that follows (the clearer
- * stores the table, then the epoch, both release; see CLEAR). */
+ * stores the table, then the epoch, both release; see CLEAR).
+ * -1 if the epochs are corrupt: every shard was at clear_epoch - 1 or later
+ * when we loaded clear_epoch (a clear starts only once the last one has
+ * finished every shard), and a shard behind has a clear intent until the
+ * clearer stores its epoch, which it does before clearing the intent
+ * (release), so an intent seen cleared (acquire) means the epoch is
+ * current on a second look. */
 static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
 {
     uint64_t c = SHK_A(atomic_load_explicit(&d->sh->clear_epoch, memory_order_acquire));
-    return SHK_A(atomic_load_explicit(&sh->epoch, memory_order_acquire)) < c;
+    uint64_t e = SHK_A(atomic_load_explicit(&sh->epoch, memory_order_acquire));
+    if (SHK_LIKELY(e >= c))
+        return 0;
+    if (c - e > 1)
+        return -1;
+    if (SHK_A(atomic_load_explicit(&sh->intent.op, memory_order_acquire)) == OP_CLEAR)
+        return 1;
+    return SHK_A(atomic_load_explicit(&sh->epoch, memory_order_relaxed)) >= c ? 0 : -1;
 }
 
 

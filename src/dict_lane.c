@@ -14,7 +14,9 @@ uint64_t shk_dict_new_ver(shk_dict *d, dict_lane *l)
                                                 memory_order_relaxed));
         l->ver_end = l->ver_next + 2 * VER_BATCH;
     }
-    uint64_t v = l->ver_next & VER_MASK;
+    /* even whatever next_ver holds (a corrupt odd one must not make every
+     * new entry look retired) */
+    uint64_t v = l->ver_next & VER_MASK & ~1ull;
     l->ver_next += 2;
     return v;
 }

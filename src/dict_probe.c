@@ -147,8 +147,9 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     dict_shard *sh = shard_of(d, hash);
     uint32_t si = shard_index(d, sh);
     for (;;) {
-        if (shard_stale(d, sh))
-            return SHK_ENOTFOUND;
+        int stale = shard_stale(d, sh);
+        if (stale)
+            return stale < 0 ? SHK_ECORRUPT : SHK_ENOTFOUND;
         /* acquire: the table's slots (zeroed and copied before the release
          * store of the table word) are visible. */
         uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
@@ -455,7 +456,10 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
         if (si > d->shard_mask)
             return SHK_ENOTFOUND;
         dict_shard *sh = &d->sh->shard[si];
-        if (shard_stale(d, sh)) {
+        int stale = shard_stale(d, sh);
+        if (stale < 0)
+            return SHK_ECORRUPT;
+        if (stale) {
             *pos = (si + 1) << 32;
             *table = 0;
             continue;

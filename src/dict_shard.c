@@ -305,8 +305,9 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh)
     SHK_A(atomic_store_explicit(&sh->epoch, in->slot, memory_order_release));
     /* From here the old entries are unreachable for new readers; we retire
      * them one by one.  A crash in the loop leaks the rest (the intent is
-     * already cleared), never corrupts. */
-    SHK_A(atomic_store_explicit(&in->op, OP_NONE, memory_order_relaxed));
+     * already cleared), never corrupts.  release: a reader that sees the
+     * intent cleared sees the epoch above (shard_stale). */
+    SHK_A(atomic_store_explicit(&in->op, OP_NONE, memory_order_release));
     _Atomic uint64_t *os = slots_of(d, tw);
     uint64_t ocap = 1ull << tw_log2(tw);
     for (uint64_t i = 0; i < ocap; i++) {
@@ -391,8 +392,9 @@ static void rebase_pending(shk_dict *d)
  * (one per lane).  A count past that is corrupt: UINT64_MAX. */
 static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
 {
-    if (shard_stale(d, sh))
-        return 0;
+    int stale = shard_stale(d, sh);
+    if (stale)
+        return stale < 0 ? UINT64_MAX : 0;
     int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
                           (uint64_t)SHK_A(atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
@@ -434,7 +436,7 @@ uint64_t shk_dict_count(const shk_dict *d)
 
 static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats *st)
 {
-    int stale = shard_stale(d, sh);
+    int stale = shard_stale(d, sh) != 0;
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
     uint64_t count = shard_count(d, sh);
     uint64_t used = stale ? 0 : SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));

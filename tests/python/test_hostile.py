@@ -264,16 +264,12 @@ STRUCTURES = {
 LEAD_DICT = "src/dict.c entry/table loops (issue 14, lead): "
 LOCK_WORDS = "lock words (issue 14, C-level helper): "
 KNOWN = {
-    ("dict", "dict_header"): LEAD_DICT + "dict header fields (clear_epoch, next_ver) are not "
-                             "validated: every commit loses, rmw gives up with RuntimeError",
-    ("dict", "dict_entries"): LEAD_DICT + "shk_dict_find_h loops for ever on a corrupt entry",
     ("queue", "queue_lock"): LOCK_WORDS + "a corrupt robust mutex word gives OSError(EINVAL)",
     ("segment", "segment_locks"): LOCK_WORDS + "a corrupt robust mutex word gives OSError(EINVAL)",
     ("dict", "dict_shard_locks"): LOCK_WORDS + "a corrupt shard mutex word hangs a writer or "
                                   "aborts in glibc (__pthread_tpp_change_priority)",
     ("dict", "dict_lanes"): LOCK_WORDS + "a corrupt lane mutex word or intent hangs attach "
                             "(lane repair)",
-    ("dict", "dict_tables"): LEAD_DICT + "a flipped slot word makes incr loop for ever",
     ("stack", "stack_nodes"): "stack check() (src/stack.c) misses a node whose header a bit "
                               "flip damaged: pop raises CorruptSegmentError, check() passes",
 }

@@ -1586,9 +1586,8 @@ static int check_encodings(ShkPyDict *self)
         }
         PyObject *raw = NULL, *val = NULL;
         PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
-        if (key)
-            val = r.vtype == 'p' || r.vtype == 'a' ? Py_NewRef(Py_None)
-                                                   : decode_value_fast(&r, &raw);
+        if (key)   /* arrays are decoded too (a copy): their header is checked */
+            val = r.vtype == 'p' ? Py_NewRef(Py_None) : decode_value_fast(&r, &raw);
         if (!shk_dict_ref_valid(self->h, &r)) {   /* changed meanwhile */
             Py_XDECREF(key);
             Py_XDECREF(val);
@@ -1596,7 +1595,7 @@ static int check_encodings(ShkPyDict *self)
             PyErr_Clear();
             continue;
         }
-        if (val && raw) {            /* 'I': a big int's digits */
+        if (val && raw) {            /* 'I': a big int's digits; 'a': an array */
             Py_DECREF(val);
             val = finish_value(self, r.vtype, raw);
         }
