@@ -673,12 +673,20 @@ static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
     return NULL;
 }
 
-/* Second stage for values copied to `raw` (validated). */
-static PyObject *finish_value(uint8_t vtype, PyObject *raw)
+/* Second stage for values copied to `raw` (validated).  A pickle is
+ * refused, never loaded, unless the handle allows pickle. */
+static PyObject *finish_value(uint8_t vtype, PyObject *raw, int allow_pickle)
 {
     const char *p = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (vtype == 'p') {
+        if (!allow_pickle) {
+            PyErr_SetString(PyExc_TypeError,
+                            "SharedDict(allow_pickle=False) does not unpickle: this value "
+                            "was pickled by a process that allowed pickle (open with "
+                            "allow_pickle=True only if you trust every writer)");
+            return NULL;
+        }
         if (shk_py_pickle_init() < 0)
             return NULL;
         return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
@@ -759,7 +767,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
             }
             if (v && raw) {
                 Py_DECREF(v);
-                v = finish_value(r.vtype, raw);
+                v = finish_value(r.vtype, raw, self->allow_pickle);
             } else if (!v && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                 PyErr_Clear();
                 PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: invalid UTF-8 value");
@@ -1216,7 +1224,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
         }
         if (raw) {
             Py_DECREF(val);
-            val = finish_value(r.vtype, raw);
+            val = finish_value(r.vtype, raw, self->allow_pickle);
             Py_DECREF(raw);
             if (!val) {
                 Py_XDECREF(key);
