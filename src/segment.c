@@ -38,6 +38,14 @@
  *          |   ...                                              |
  *   file_size (backed) ............. max_size (mapped, unbacked)
  *
+ * OWNERSHIP
+ *   Names are predictable and /dev/shm is writable by every user, so a file
+ *   under a segment's name may be someone else's.  Creation is O_CREAT |
+ *   O_EXCL plus fchmod to exactly the mode asked; every attach fstat()s the
+ *   opened descriptor and applies the caller's trust (enum shk_trust in
+ *   segment.h: by default only a file of our euid that no one else may
+ *   write) before reading a byte of it.
+ *
  * INVARIANTS
  *   - file_size only grows, only under grow_lock, and only after the bytes
  *     are allocated in the file (release store; readers acquire).
@@ -774,13 +782,13 @@ int shk_segment_info_get(shk_segment *seg, shk_segment_info *info)
     info->created_unix_ns = h->created_ns;
     info->version = h->version;
     info->object_count = shk_segment_object_count(seg);
-    struct stat st;
-    if (fstat(seg->fd, &st) != 0)
-        return SHK_ESYS;
-    owner_of(&st, &info->owner);
     uint64_t avail = shk_freelist_available(seg->heap);
     uint64_t cap = shk_freelist_capacity(seg->heap);
     info->heap_free = avail;
     info->heap_used = cap > avail ? cap - avail : 0;
+    struct stat st;
+    if (fstat(seg->fd, &st) != 0)
+        return SHK_ESYS;
+    owner_of(&st, &info->owner);
     return SHK_OK;
 }
