@@ -38,6 +38,14 @@
  *          |   ...                                              |
  *   file_size (backed) ............. max_size (mapped, unbacked)
  *
+ * OWNERSHIP
+ *   Names are predictable and /dev/shm is writable by every user, so a file
+ *   under a segment's name may be someone else's.  Creation is O_CREAT |
+ *   O_EXCL plus fchmod to exactly the mode asked; every attach fstat()s the
+ *   opened descriptor and applies the caller's trust (enum shk_trust in
+ *   segment.h: by default only a file of our euid that no one else may
+ *   write) before reading a byte of it.
+ *
  * INVARIANTS
  *   - file_size only grows, only under grow_lock, and only after the bytes
  *     are allocated in the file (release store; readers acquire).
@@ -189,6 +197,68 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
         return SHK_ECORRUPT;
     return shk_freelist_validate_at((const char *)buf, h->heap_off, ds, fs,
                                     h->max_size, NULL);
+}
+
+/* ------------------------------------------------------------------ trust */
+
+/* Is gid this process's effective gid or one of its supplementary groups? */
+static int in_our_groups(gid_t gid)
+{
+    if (gid == getegid())
+        return 1;
+    gid_t small[64], *groups = small;
+    int n = getgroups(64, small);
+    if (n < 0 && errno == EINVAL) {   /* more than 64: ask for the count */
+        int want = getgroups(0, NULL);
+        groups = want > 0 ? malloc((size_t)want * sizeof *groups) : NULL;
+        n = groups ? getgroups(want, groups) : -1;
+    }
+    int found = 0;
+    for (int i = 0; i < n && !found; i++)
+        found = groups[i] == gid;
+    if (groups != small)
+        free(groups);
+    return found;
+}
+
+static int trust_valid(int trust)
+{
+    return trust == SHK_TRUST_OWNER || trust == SHK_TRUST_GROUP || trust == SHK_TRUST_ANY;
+}
+
+int shk_segment_trust_check(const shk_segment_owner *o, int trust)
+{
+    if (!trust_valid(trust))
+        return SHK_EINVAL;
+    if (trust == SHK_TRUST_ANY)
+        return SHK_OK;
+    if (o->uid == (uint32_t)geteuid() && (o->mode & 0022) == 0)
+        return SHK_OK;
+    if (trust == SHK_TRUST_GROUP && (o->mode & 0002) == 0 && in_our_groups((gid_t)o->gid))
+        return SHK_OK;
+    return SHK_EFOREIGN;
+}
+
+static void owner_of(const struct stat *st, shk_segment_owner *o)
+{
+    o->uid = (uint32_t)st->st_uid;
+    o->gid = (uint32_t)st->st_gid;
+    o->mode = (uint32_t)(st->st_mode & 07777);
+}
+
+/* The check of an attach, on the descriptor it will map. */
+static int check_opened(int fd, int trust, shk_segment_owner *owner)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return SHK_ESYS;
+    if (!S_ISREG(st.st_mode))
+        return SHK_ECORRUPT;
+    shk_segment_owner o;
+    owner_of(&st, &o);
+    if (owner)
+        *owner = o;
+    return shk_segment_trust_check(&o, trust);
 }
 
 /* --------------------------------------------------------- create/attach */
@@ -347,14 +417,28 @@ fail_errno:
 
 int shk_segment_attach(const char *name, shk_segment **out)
 {
+    return shk_segment_attach_ex(name, SHK_TRUST_OWNER, NULL, out);
+}
+
+int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
+                          shk_segment **out)
+{
     shk_crash_init();
-    if (!shk_segment_name_valid(name))
+    if (!shk_segment_name_valid(name) || !trust_valid(trust))
         return SHK_EINVAL;
     char path[SHK_SEGMENT_NAME_MAX + 2];
     shm_path(path, name);
+    /* glibc's shm_open adds O_NOFOLLOW: a symlink planted under the name
+     * is not followed. */
     int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
         return errno == ENOENT ? SHK_ENOENT : SHK_ESYS;
+    /* Before reading a byte of it: whose file is this? */
+    int trc = check_opened(fd, trust, owner);
+    if (trc != SHK_OK) {
+        close(fd);
+        return trc;
+    }
 
     uint64_t ds = data_start_offset();
     char *buf = malloc(ds), *prev = malloc(ds);
@@ -438,19 +522,27 @@ int shk_segment_attach(const char *name, shk_segment **out)
 int shk_segment_open(const char *name, uint64_t size, uint64_t max_size,
                      mode_t mode, shk_segment **out, int *created)
 {
+    return shk_segment_open_ex(name, size, max_size, mode, SHK_TRUST_OWNER, NULL, out,
+                               created);
+}
+
+int shk_segment_open_ex(const char *name, uint64_t size, uint64_t max_size,
+                        mode_t mode, int trust, shk_segment_owner *owner,
+                        shk_segment **out, int *created)
+{
     /* Alternate until one wins: another process may create or unlink the
      * name between our two calls. */
     for (int i = 0; i < 100; i++) {
-        int rc = shk_segment_attach(name, out);
+        int rc = shk_segment_attach_ex(name, trust, owner, out);
         if (rc != SHK_ENOENT) {
-            if (created)
+            if (created && rc == SHK_OK)
                 *created = 0;
             return rc;
         }
         rc = shk_segment_create(name, size, max_size, mode, out);
         if (rc != SHK_EEXIST) {
-            if (created)
-                *created = rc == SHK_OK;
+            if (created && rc == SHK_OK)
+                *created = 1;
             return rc;
         }
     }
@@ -694,5 +786,9 @@ int shk_segment_info_get(shk_segment *seg, shk_segment_info *info)
     uint64_t cap = shk_freelist_capacity(seg->heap);
     info->heap_free = avail;
     info->heap_used = cap > avail ? cap - avail : 0;
+    struct stat st;
+    if (fstat(seg->fd, &st) != 0)
+        return SHK_ESYS;
+    owner_of(&st, &info->owner);
     return SHK_OK;
 }

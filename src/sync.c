@@ -165,6 +165,7 @@ const char *shk_strerror(int status)
     case SHK_EAGAIN: return "changed concurrently";
     case SHK_ENOTFOUND: return "key not found";
     case SHK_ECLOSEDQ: return "queue is closed";
+    case SHK_EFOREIGN: return "segment is owned by another user or writable by others (not trusted)";
     default: return "unknown error";
     }
 }

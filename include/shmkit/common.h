@@ -38,7 +38,9 @@ enum shk_status {
     SHK_EINTR = -13,      /* a blocking wait was interrupted by a signal     */
     SHK_EAGAIN = -14,     /* value changed concurrently (CAS lost); retry    */
     SHK_ENOTFOUND = -15,  /* key not present (dict)                          */
-    SHK_ECLOSEDQ = -16    /* queue closed for putting                        */
+    SHK_ECLOSEDQ = -16,   /* queue closed for putting                        */
+    SHK_EFOREIGN = -17    /* segment owned by another user or writable by    */
+                          /* others: refused by the attach's trust level     */
 };
 
 /* A short, static, English description of a status code. */

@@ -32,17 +32,73 @@ struct shk_freelist;                        /* the segment's own heap */
  * the most it may ever grow to (0 = default: 64 GiB of address space, or the
  * SHMKIT_MAX_SIZE environment variable, e.g. "4G"; halved as needed when
  * the process cannot map that much).  Fails with SHK_EEXIST if the
- * name exists.  mode: permission bits (0600 recommended). */
+ * name exists (O_CREAT | O_EXCL: never reuses a file someone else made).
+ * mode: permission bits (0600 recommended); the file gets exactly
+ * `mode & 0777` (set with fchmod after creation, so the umask neither
+ * widens nor narrows it), owned by the effective uid and gid. */
 int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
                        mode_t mode, shk_segment **out);
 
-/* Attach to an existing segment: SHK_ENOENT if missing, SHK_ECORRUPT if the
- * file is not a valid shmkit segment of this layout version. */
+/* Whose segment an attach accepts.  Checked with fstat on the opened
+ * descriptor before anything in the file is read, so the file checked is
+ * the file used.  Let euid/egid be this process's effective ids and
+ * "our groups" egid plus the supplementary groups (getgroups):
+ *
+ *   SHK_TRUST_OWNER  the file is owned by euid and only its owner may
+ *                    write it (mode & 0022 == 0).  The default: a segment
+ *                    another user made, or one others can write, is
+ *                    refused, since whoever can write a segment controls
+ *                    what its readers see (and runs code in any reader
+ *                    that unpickles).  Root gets no exception: euid 0
+ *                    refuses a file owned by uid 65534.
+ *   SHK_TRUST_GROUP  also accepts a file whose group is one of our
+ *                    groups, whatever its owner and group-write bit, as
+ *                    long as it is not world-writable (mode & 0002 == 0).
+ *                    For sharing between users on purpose: create with
+ *                    mode 0660 by a member of the shared group, attach
+ *                    with SHK_TRUST_GROUP everywhere (the creator's own
+ *                    later attaches too: 0660 is group-writable).
+ *   SHK_TRUST_ANY    no ownership or mode check.
+ *
+ * Whatever the trust, a file that is not a regular file is SHK_ECORRUPT. */
+enum shk_trust {
+    SHK_TRUST_OWNER = 0,
+    SHK_TRUST_GROUP = 1,
+    SHK_TRUST_ANY = 2
+};
+
+/* The owner, group and permission bits (mode & 07777) of a segment's file,
+ * as fstat saw them. */
+typedef struct shk_segment_owner {
+    uint32_t uid, gid, mode;
+} shk_segment_owner;
+
+/* Attach to an existing segment, trusting only our own (SHK_TRUST_OWNER):
+ * SHK_ENOENT if missing, SHK_EFOREIGN if refused by the trust check,
+ * SHK_ECORRUPT if the file is not a valid shmkit segment of this layout
+ * version. */
 int shk_segment_attach(const char *name, shk_segment **out);
 
-/* Open-or-create: attach if it exists, create otherwise (race-free). */
+/* Attach with an explicit trust (enum shk_trust).  owner (may be NULL)
+ * receives the file's owner facts whenever the file was opened: on success
+ * and with SHK_EFOREIGN (for the error message), SHK_EINVAL for an unknown
+ * trust. */
+int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
+                          shk_segment **out);
+
+/* Open-or-create: attach if it exists, create otherwise (race-free).  An
+ * existing segment goes through the same trust check as an attach:
+ * shk_segment_open trusts SHK_TRUST_OWNER only, shk_segment_open_ex the
+ * given trust (owner as in shk_segment_attach_ex). */
 int shk_segment_open(const char *name, uint64_t size, uint64_t max_size,
                      mode_t mode, shk_segment **out, int *created);
+int shk_segment_open_ex(const char *name, uint64_t size, uint64_t max_size,
+                        mode_t mode, int trust, shk_segment_owner *owner,
+                        shk_segment **out, int *created);
+
+/* SHK_OK if a file with these facts passes `trust` for this process,
+ * SHK_EFOREIGN if not, SHK_EINVAL for an unknown trust. */
+int shk_segment_trust_check(const shk_segment_owner *owner, int trust);
 
 /* Drop this handle's reference; the mapping goes away with the last one.
  * Never removes the segment from the system. */
@@ -110,6 +166,7 @@ typedef struct shk_segment_info {
     uint64_t creator_start_ticks;   /* /proc/PID/stat field 22 */
     uint64_t created_unix_ns;
     uint32_t version, object_count;
+    shk_segment_owner owner;        /* of the file now (fstat) */
 } shk_segment_info;
 int shk_segment_info_get(shk_segment *seg, shk_segment_info *info);
 

@@ -1,5 +1,6 @@
 """What every structure handle shares: the ``with`` statement, ``unlink()``,
-and pickling by name (a handle passed to a Pool worker re-attaches there).
+and pickling by name (a handle passed to a Pool worker re-attaches there,
+with the ``trust`` its segment was opened with).
 
 A structure class lists ``Handle`` before its C base type and provides
 ``segment_name``, ``object_name``, ``closed``, ``close()`` and a classmethod
@@ -13,10 +14,11 @@ from typing import Any, Dict
 from . import _shmkit
 
 
-def _reattach(cls, segment_name: str, object_name: str, kwargs: Dict[str, Any]):
+def _reattach(cls, segment_name: str, object_name: str, kwargs: Dict[str, Any],
+              trust: str = "owner"):
     from .segment import Segment
 
-    with Segment(segment_name, create=False) as seg:
+    with Segment(segment_name, create=False, trust=trust) as seg:  # type: ignore[arg-type]
         return cls._open_in(seg, object_name, **kwargs)
 
 
@@ -44,4 +46,4 @@ class Handle:
         if self.closed:
             raise ValueError(f"cannot pickle a closed {type(self).__name__}")
         return (_reattach, (type(self), self.segment_name, self.object_name,
-                            self._reopen_kwargs()))
+                            self._reopen_kwargs(), self.trust))

@@ -14,7 +14,7 @@ from typing import Optional
 from . import _shmkit
 from ._handle import Handle
 from .remote import refuse_url
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["FreeListAllocator", "BumpAllocator", "SlabAllocator"]
 
@@ -29,7 +29,8 @@ class _AllocatorMixin(Handle):
 
     def __init__(self, name: str, capacity: Optional[int] = None,
                  create: Optional[bool] = None, *, mode: int = 0o600,
-                 max_size: int = 0, url: Optional[str] = None, **kind_args) -> None:
+                 max_size: int = 0, url: Optional[str] = None, trust: Trust = "owner",
+                 **kind_args) -> None:
         refuse_url(type(self).__name__, url)
         if create is True and capacity is None:
             raise ValueError("capacity= is required to create an allocator")
@@ -38,7 +39,8 @@ class _AllocatorMixin(Handle):
         size = capacity + _SEGMENT_SLACK if capacity else 0
         if max_size and size > max_size:
             size = max_size
-        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size,
+                     trust=trust) as seg:
             self._base_init(seg, STANDALONE_OBJECT, capacity=capacity, **kind_args)
 
     @classmethod
@@ -59,7 +61,7 @@ class _AllocatorMixin(Handle):
 
 
 class FreeListAllocator(_AllocatorMixin, _shmkit.FreeListAllocator):
-    """FreeListAllocator(name, capacity=None, create=None, *, mode=0o600, max_size=0)
+    """FreeListAllocator(name, capacity=None, create=None, *, mode=0o600, max_size=0, trust="owner")
 
     Variable-size blocks, O(1) ``allocate(n)``/``free(offset)`` through size
     classes, lock-free, freed memory reused.  ``check()`` verifies it.
@@ -69,7 +71,7 @@ class FreeListAllocator(_AllocatorMixin, _shmkit.FreeListAllocator):
 
 
 class BumpAllocator(_AllocatorMixin, _shmkit.BumpAllocator):
-    """BumpAllocator(name, capacity=None, create=None, *, mode=0o600, max_size=0)
+    """BumpAllocator(name, capacity=None, create=None, *, mode=0o600, max_size=0, trust="owner")
 
     The fastest allocator: ``allocate(n)`` is one compare-and-swap; there is
     no ``free``, ``reset()`` frees everything at once.
@@ -79,7 +81,8 @@ class BumpAllocator(_AllocatorMixin, _shmkit.BumpAllocator):
 
 
 class SlabAllocator(_AllocatorMixin, _shmkit.SlabAllocator):
-    """SlabAllocator(name, capacity=None, create=None, *, slab_size=64, mode=0o600, max_size=0)
+    """SlabAllocator(name, capacity=None, create=None, *, slab_size=64, mode=0o600, max_size=0,
+    trust="owner")
 
     Fixed-size slots (``slab_size`` bytes each, ``capacity // slab_size``
     of them) tracked by an atomic bitmap: ``allocate()`` / ``free(offset)``.
@@ -89,9 +92,10 @@ class SlabAllocator(_AllocatorMixin, _shmkit.SlabAllocator):
 
     def __init__(self, name: str, capacity: Optional[int] = None,
                  create: Optional[bool] = None, *, slab_size: int = 64,
-                 mode: int = 0o600, max_size: int = 0, url: Optional[str] = None) -> None:
+                 mode: int = 0o600, max_size: int = 0, url: Optional[str] = None,
+                 trust: Trust = "owner") -> None:
         super().__init__(name, capacity, create, mode=mode, max_size=max_size,
-                         slab_size=slab_size, url=url)
+                         slab_size=slab_size, url=url, trust=trust)
 
 
 _KINDS = {"freelist": FreeListAllocator, "bump": BumpAllocator, "slab": SlabAllocator}

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union, ov
 from . import _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["Array", "DTYPES", "dtype_code"]
 
@@ -118,7 +118,7 @@ def _check_length(length: Any) -> int:
 
 
 class Array(Handle, _shmkit.Array):
-    """Array(name, dtype=None, length=None, *, create=None, mode=0o600, max_size=0)
+    """Array(name, dtype=None, length=None, *, create=None, mode=0o600, max_size=0, trust="owner")
 
     A typed array of ``length`` elements of ``dtype`` (all zero when
     created) in the shared-memory segment ``name``.  ``create=None`` opens
@@ -137,7 +137,7 @@ class Array(Handle, _shmkit.Array):
 
     def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
-                 max_size: int = 0, url: Optional[str] = None) -> None:
+                 max_size: int = 0, url: Optional[str] = None, trust: Trust = "owner") -> None:
         code, n = self._parse(dtype, length)
         if create is True and not code:
             raise ValueError("dtype and length are required to create an Array")
@@ -149,7 +149,7 @@ class Array(Handle, _shmkit.Array):
                 if max_size and seg_size > max_size:
                     seg_size = max_size
         with Segment(name, size=seg_size, create=create, mode=mode,
-                     max_size=max_size) as seg:
+                     max_size=max_size, trust=trust) as seg:
             try:
                 super().__init__(seg, STANDALONE_OBJECT, code, n)
             except BaseException:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Union, ov
 from . import _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["Bitset"]
 
@@ -30,7 +30,7 @@ _SEGMENT_SLACK = 1 << 20
 
 
 class Bitset(Handle, _shmkit.Bitset):
-    """Bitset(name, size=None, *, create=None, mode=0o600, max_size=0)
+    """Bitset(name, size=None, *, create=None, mode=0o600, max_size=0, trust="owner")
 
     A bitset of ``size`` bits (all clear when created) in the shared-memory
     segment ``name``.  ``create=None`` opens it or creates it, ``True``
@@ -53,7 +53,7 @@ class Bitset(Handle, _shmkit.Bitset):
 
     def __init__(self, name: str, size: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
-                 max_size: int = 0, url: Optional[str] = None) -> None:
+                 max_size: int = 0, url: Optional[str] = None, trust: Trust = "owner") -> None:
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
         seg_size = 0
@@ -67,7 +67,7 @@ class Bitset(Handle, _shmkit.Bitset):
             if max_size and seg_size > max_size:
                 seg_size = max_size
         with Segment(name, size=seg_size, create=create, mode=mode,
-                     max_size=max_size) as seg:
+                     max_size=max_size, trust=trust) as seg:
             try:
                 super().__init__(seg, STANDALONE_OBJECT, size)
             except BaseException:

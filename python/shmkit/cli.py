@@ -10,11 +10,17 @@ check...), 2 bad command line.  Every error is one line on stderr.
 
 How a segment is recognised: every regular file of the shm directory
 (``/dev/shm``) whose name is a valid segment name and whose first 8 bytes are
-the segment magic is attached with ``shmkit.Segment(name, create=False)``;
-attaching validates the whole header (magic, layout version, sizes), so a
-file that is not ours raises ``CorruptSegmentError`` and is skipped, never
-crashed on.  ``ls`` and ``inspect`` only read: attaching changes nothing in
-a segment (no reference count, no registration for removal at exit).
+the segment magic is attached with ``shmkit.Segment(name, create=False,
+trust="any")``; attaching validates the whole header (magic, layout version,
+sizes), so a file that is not ours raises ``CorruptSegmentError`` and is
+skipped, never crashed on.  ``ls`` and ``inspect`` only read: attaching
+changes nothing in a segment (no reference count, no registration for
+removal at exit), and they read no values, so nothing is unpickled.
+
+Ownership: ``ls`` and ``inspect`` show each segment's owner and mode, and
+mark (``!``) a segment owned by another user ("foreign") or writable by
+others than its owner: a program attaching with the default
+``trust="owner"`` refuses those (``ForeignSegmentError``).
 
 How a segment is judged stale (``rm --stale``): its creator is gone -- no
 process with ``creator_pid`` whose start time (``/proc/PID/stat`` field 22)
@@ -30,7 +36,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 SHM_DIR = os.environ.get("SHMKIT_SHM_DIR", "/dev/shm")
 
@@ -175,6 +181,36 @@ def candidate_names(pattern: Optional[str] = None) -> List[str]:
     return out
 
 
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def ownership(info: Dict[str, Any]) -> Dict[str, Any]:
+    """The owner facts of a segment's info(): owner (user name), mode_octal,
+    foreign (owned by another user than ours) and writable_by_others (group
+    or world may write it).  Either of the last two makes a default
+    (``trust="owner"``) attach refuse the segment."""
+    uid, mode = int(info.get("owner_uid", -1)), int(info.get("mode", 0))
+    return {
+        "owner": _user_name(uid),
+        "mode_octal": f"0o{mode:03o}",
+        "foreign": uid != os.geteuid(),
+        "writable_by_others": bool(mode & 0o022),
+    }
+
+
+def _marked(info: Dict[str, Any]) -> Tuple[str, str]:
+    """The OWNER and MODE cells of ``ls``: a leading ``!`` marks a foreign
+    owner or a mode that lets others write."""
+    return (("!" if info.get("foreign") else "") + str(info.get("owner", "-")),
+            ("!" if info.get("writable_by_others") else "") + str(info.get("mode_octal", "-")))
+
+
 def _object_entries(handle: Any) -> Optional[int]:
     """Number of entries of an object handle (len()), None if it has none."""
     try:
@@ -225,14 +261,16 @@ def _close(handle: Any) -> None:
 
 def read_segment(name: str, with_stats: bool = False, check: bool = False) -> Dict[str, Any]:
     """Attach ``name`` and describe it: Segment.info() plus, per object, the
-    number of entries (and its stats / check result when asked).  Raises
-    CorruptSegmentError for a file that is not ours, FileNotFoundError if
-    missing."""
+    number of entries (and its stats / check result when asked) and the
+    owner facts of ownership().  Any owner's segment is read (it is only
+    looked at, no value is decoded).  Raises CorruptSegmentError for a file
+    that is not ours, FileNotFoundError if missing."""
     import shmkit
 
-    seg = shmkit.Segment(name, create=False)
+    seg = shmkit.Segment(name, create=False, trust="any")
     try:
         info = dict(seg.info())
+        info.update(ownership(info))
         if check:
             info["heap_check"] = _run_check(seg.heap_check)
         else:
@@ -349,18 +387,23 @@ def cmd_ls(args) -> int:
               + (f" matching {args.pattern!r}" if args.pattern else ""))
         return EXIT_OK
     now = time.time()
-    rows = [("NAME", "SIZE", "USED", "OBJECTS", "CREATOR", "AGE", "STATUS")]
+    rows = [("NAME", "SIZE", "USED", "OBJECTS", "OWNER", "MODE", "CREATOR", "AGE", "STATUS")]
+    marked = False
     for s in segments:
         objs = []
         for o in s["objects"]:
             n = o.get("entries")
             objs.append(f"{o['type']}:{o['name']}" + (f"({n})" if n is not None else ""))
         created = s.get("created_unix_ns", 0) / 1e9
+        owner, mode = _marked(s)
+        marked = marked or s.get("foreign") or s.get("writable_by_others")
         rows.append((
             s["name"],
             _human_bytes(s.get("file_size")),
             _human_bytes(s.get("heap_used")),
             ", ".join(objs) or "-",
+            owner,
+            mode,
             str(s.get("creator_pid", "-")),
             _human_age(now - created) if created else "-",
             s.get("status", "-"),
@@ -368,7 +411,15 @@ def cmd_ls(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if marked:
+        print(FOREIGN_NOTE)
     return EXIT_OK
+
+
+TRUST_ADVICE = ("programs refuse it unless they open it with trust=\"any\", or "
+                "trust=\"group\" when its group is one of theirs and it is not "
+                "world-writable (see docs/SECURITY.md)")
+FOREIGN_NOTE = "! owned by another user, or writable by others than its owner: " + TRUST_ADVICE
 
 
 def _print_kv(d: Dict[str, Any], indent: str = "  ") -> None:
@@ -378,6 +429,8 @@ def _print_kv(d: Dict[str, Any], indent: str = "  ") -> None:
             _print_kv(v, indent + "  ")
         elif isinstance(v, float):
             print(f"{indent}{k}: {v:.4g}")
+        elif k == "mode" and isinstance(v, int):
+            print(f"{indent}{k}: 0o{v:03o}")
         elif isinstance(v, int) and k.endswith(("bytes", "size", "_used", "_free")) and v >= 1024:
             print(f"{indent}{k}: {v} ({_human_bytes(v)})")
         else:
@@ -412,7 +465,15 @@ def cmd_inspect(args) -> int:
     else:
         if args.object is None:
             print(f"segment {info['name']}")
-            top = {k: v for k, v in info.items() if k not in ("objects", "name")}
+            why = []
+            if info["foreign"]:
+                why.append(f"owned by {info['owner']} (uid {info['owner_uid']}), not by "
+                           f"this user (uid {os.geteuid()})")
+            if info["writable_by_others"]:
+                why.append(f"mode {info['mode_octal']} lets others than its owner write")
+            if why:
+                print(f"  warning: {'; '.join(why)}: {TRUST_ADVICE}")
+            top = {k: v for k, v in info.items() if k not in ("objects", "name", "mode_octal")}
             _print_kv(top)
             for o in info["objects"]:
                 print(f"  object {o['name']} ({o['type']})")
@@ -467,7 +528,7 @@ def cmd_rm(args) -> int:
         try:
             if not args.force:
                 # refuse to remove files that are not shmkit segments
-                seg = shmkit.Segment(name, create=False)
+                seg = shmkit.Segment(name, create=False, trust="any")
                 seg.close()
             if args.dry_run:
                 print(f"would remove {name}")
@@ -533,8 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="List every shmkit segment in the shm directory: name, "
                         "backed size, heap used, objects (type:name(entries)), creator pid, "
                         "age and status (live: creator runs; orphan: creator gone but still "
-                        "mapped; stale: creator gone and mapped by nobody). Files that are "
-                        "not shmkit segments are skipped.")
+                        "mapped; stale: creator gone and mapped by nobody), owner and mode "
+                        "('!' marks a segment owned by another user or writable by others). "
+                        "Files that are not shmkit segments are skipped.")
     ls.add_argument("pattern", metavar="PATTERN", nargs="?",
                     help="only names matching this shell-style pattern (e.g. 'myapp-*')")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")

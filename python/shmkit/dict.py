@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 from . import _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["SharedDict"]
 
@@ -63,7 +63,7 @@ class _ValuesView(ValuesView):
 
 
 class SharedDict(Handle, _shmkit.Dict, MutableMapping):
-    """SharedDict(name, data=None, *, create=None, size=0, max_size=0, allow_pickle=True, capacity=0, mode=0o600)
+    """SharedDict(name, data=None, *, create=None, size=0, max_size=0, allow_pickle=True, capacity=0, mode=0o600, trust="owner")
 
     A ``dict`` in shared memory that any number of processes use at once.
 
@@ -83,6 +83,8 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
       across processes.  ``get_view(key)`` returns a zero-copy read-only
       numpy view that stays valid even if the key is overwritten.
     * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.
+    * ``trust`` says whose existing segment to accept (``"owner"``: only
+      this user's, writable by nobody else; see ``Segment``).
     * Pickles as its name: unpickling (e.g. in a Pool worker) attaches.
     * ``url="redis://..."`` (or the ``SHMKIT_URL`` environment variable)
       keeps it in a Redis/Valkey hash instead, same API: docs/redis.md.
@@ -97,10 +99,12 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
 
     def __init__(self, name: str, data: Any = None, *, create: Optional[bool] = None,
                  size: int = 0, max_size: int = 0, allow_pickle: bool = True,
-                 capacity: int = 0, mode: int = 0o600, url: Optional[str] = None) -> None:
+                 capacity: int = 0, mode: int = 0o600, url: Optional[str] = None,
+                 trust: Trust = "owner") -> None:
         if not isinstance(name, str):
             raise TypeError("SharedDict name must be a str")
-        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size,
+                     trust=trust) as seg:
             _shmkit.Dict.__init__(self, seg, STANDALONE_OBJECT, create=create is not False,
                                   capacity=capacity, allow_pickle=allow_pickle)
         if data is not None:

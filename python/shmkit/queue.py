@@ -21,7 +21,7 @@ from typing import Any, Optional
 from . import _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["Queue", "Full", "Empty"]
 
@@ -33,7 +33,7 @@ STANDALONE_OBJECT = "queue"
 
 class Queue(Handle, _shmkit.Queue):
     """Queue(name, maxsize=0, *, create=None, ring_bytes=0, allow_pickle=True,
-    size=0, max_size=0, mode=0o600)
+    size=0, max_size=0, mode=0o600, trust="owner")
 
     A process-safe FIFO queue in the shared-memory segment ``name``.
 
@@ -45,6 +45,8 @@ class Queue(Handle, _shmkit.Queue):
     * ``create``: ``None`` opens or creates, ``True`` requires a new segment
       (``FileExistsError``), ``False`` an existing one (``FileNotFoundError``).
       ``maxsize``/``ring_bytes`` apply only when the queue is created.
+    * ``trust`` says whose existing segment to accept (``"owner"``: only
+      this user's, writable by nobody else; see ``Segment``).
 
     Methods: ``put(item, block=True, timeout=None)``, ``get(block=True,
     timeout=None)``, ``put_nowait``, ``get_nowait``, ``put_many(items)``,
@@ -61,8 +63,10 @@ class Queue(Handle, _shmkit.Queue):
 
     def __init__(self, name: str, maxsize: int = 0, *, create: Optional[bool] = None,
                  ring_bytes: int = 0, allow_pickle: bool = True, size: int = 0,
-                 max_size: int = 0, mode: int = 0o600, url: Optional[str] = None) -> None:
-        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+                 max_size: int = 0, mode: int = 0o600, url: Optional[str] = None,
+                 trust: Trust = "owner") -> None:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size,
+                     trust=trust) as seg:
             super().__init__(seg, STANDALONE_OBJECT, maxsize, ring_bytes, allow_pickle)
 
     @classmethod

@@ -1,12 +1,15 @@
 """Segments: named shared memory holding many named objects."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Literal, Optional
 
 from . import _shmkit
 from .remote import refuse_url
 
-__all__ = ["Segment", "register_kind"]
+__all__ = ["Segment", "Trust", "register_kind"]
+
+#: Whose existing segment an open accepts (see ``Segment``).
+Trust = Literal["owner", "group", "any"]
 
 # type name (as in Segment.objects()) -> opener(segment, name) for Segment.open()
 _OPENERS: Dict[str, Callable[["Segment", str], Any]] = {}
@@ -17,12 +20,12 @@ def register_kind(type_name: str, opener: Callable[["Segment", str], Any]) -> No
     _OPENERS[type_name] = opener
 
 
-def _attach(name: str) -> "Segment":
-    return Segment(name, create=False)
+def _attach(name: str, trust: Trust = "owner") -> "Segment":
+    return Segment(name, create=False, trust=trust)
 
 
 class Segment(_shmkit.Segment):
-    """Segment(name, size=0, *, create=None, mode=0o600, max_size=0, unlink_on_exit=False)
+    """Segment(name, size=0, *, create=None, mode=0o600, max_size=0, unlink_on_exit=False, trust="owner")
 
     A named POSIX shared-memory segment that holds many named objects
     (allocators, dicts, queues, stacks, bitsets, arrays).
@@ -35,7 +38,23 @@ class Segment(_shmkit.Segment):
     * ``close()`` unmaps this handle and leaves the segment for others;
       ``unlink()`` removes it.  As a context manager it closes on exit, and
       also unlinks when ``unlink_on_exit=True`` and this handle created it.
-    * A Segment pickles as its name: unpickling attaches.
+    * ``mode`` is the new segment's permission bits, applied exactly (the
+      umask does not change them); the file belongs to this process's
+      effective user and group.
+    * ``trust`` says whose *existing* segment an attach (or an open that
+      finds the name taken) accepts, checked on the opened file before
+      anything in it is read.  ``"owner"`` (the default): only a file owned
+      by this process's effective uid that nobody else may write (mode has
+      no group/other write bit) -- root included, so a file another user
+      planted under a predictable name is refused.  ``"group"``: also a
+      file owned by anyone, or group-writable, whose group is one of this
+      process's groups and that is not world-writable (create it with
+      ``mode=0o660`` and attach with ``trust="group"`` everywhere, the
+      creator included).  ``"any"``: no check.  A refused segment raises
+      ``ForeignSegmentError`` (a ``PermissionError``) naming its owner and
+      mode.  Whoever can write a segment controls what its readers see,
+      and runs code in any reader that unpickles.
+    * A Segment pickles as its name and trust: unpickling attaches.
     """
 
     def __init__(self, *args, url: Optional[str] = None, **kwargs) -> None:
@@ -43,7 +62,7 @@ class Segment(_shmkit.Segment):
         super().__init__(*args, **kwargs)
 
     def __reduce__(self):
-        return (_attach, (self.name,))
+        return (_attach, (self.name, self.trust))
 
     # ---- objects in the segment -------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from . import _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, register_kind
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["Stack"]
 
@@ -22,11 +22,12 @@ STANDALONE_OBJECT = "stack"
 
 
 class Stack(Handle, _shmkit.Stack):
-    """Stack(name, *, create=None, allow_pickle=True, size=0, max_size=0, mode=0o600)
+    """Stack(name, *, create=None, allow_pickle=True, size=0, max_size=0, mode=0o600, trust="owner")
 
     A process-safe, lock-free LIFO stack in the shared-memory segment
     ``name``; each item is one block of the segment heap, so the stack
-    grows with the segment (up to ``max_size``).
+    grows with the segment (up to ``max_size``).  ``trust`` says whose
+    existing segment to accept (see ``Segment``).
     """
 
     __slots__ = ()
@@ -38,8 +39,9 @@ class Stack(Handle, _shmkit.Stack):
 
     def __init__(self, name: str, *, create: Optional[bool] = None,
                  allow_pickle: bool = True, size: int = 0, max_size: int = 0,
-                 mode: int = 0o600, url: Optional[str] = None) -> None:
-        with Segment(name, size=size, create=create, mode=mode, max_size=max_size) as seg:
+                 mode: int = 0o600, url: Optional[str] = None, trust: Trust = "owner") -> None:
+        with Segment(name, size=size, create=create, mode=mode, max_size=max_size,
+                     trust=trust) as seg:
             super().__init__(seg, STANDALONE_OBJECT, allow_pickle)
 
     @classmethod

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 TEST(create_attach_close)
@@ -157,11 +158,102 @@ TEST(header_fuzz_never_crashes)
     shk_segment_unlink(n);
 }
 
+/* Make the segment's file owned by uid:gid with `mode`. */
+static void set_owner(const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/%s", name);
+    int fd = shm_open(path, O_RDWR, 0);
+    CHECK(fd >= 0);
+    CHECK(fchown(fd, uid, gid) == 0);
+    CHECK(fchmod(fd, mode) == 0);
+    close(fd);
+}
+
+TEST(trust)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "trust: skipped (needs root to chown and setuid)\n");
+        return;
+    }
+    const char *n = check_name("trust");
+    const uid_t nobody = 65534;
+    shk_segment *s = NULL;
+    shk_segment_owner who = {0, 0, 0};
+    int created = -1;
+
+    /* A segment another user created, as a squatter would: mode 0644 and
+     * data of their choosing.  Refused by default, even by root. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        shk_segment *mine;
+        _exit(setgid(nobody) != 0 || setuid(nobody) != 0 ||
+              shk_segment_create(n, 0, 64 << 20, 0644, &mine) != SHK_OK);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(shk_segment_attach(n, &s), SHK_EFOREIGN);
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_OWNER, &who, &s), SHK_EFOREIGN);
+    CHECK_EQ(who.uid, nobody);
+    CHECK_EQ(who.mode, 0644);
+    CHECK_EQ(shk_segment_open(n, 0, 0, 0600, &s, &created), SHK_EFOREIGN);
+    CHECK_EQ(created, -1);          /* neither created nor attached */
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_GROUP, NULL, &s), SHK_EFOREIGN);
+    /* the explicit opt-in */
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_ANY, &who, &s), SHK_OK);
+    shk_segment_info info;
+    CHECK_EQ(shk_segment_info_get(s, &info), SHK_OK);
+    CHECK_EQ(info.owner.uid, nobody);
+    shk_segment_close(s);
+    CHECK_EQ(shk_segment_open_ex(n, 0, 0, 0600, SHK_TRUST_ANY, NULL, &s, &created), SHK_OK);
+    CHECK_EQ(created, 0);
+    shk_segment_close(s);
+    CHECK_EQ(shk_segment_attach_ex(n, 3, NULL, &s), SHK_EINVAL);
+
+    /* Our own, but writable by group or world. */
+    set_owner(n, 0, 0, 0620);
+    CHECK_EQ(shk_segment_attach(n, &s), SHK_EFOREIGN);
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_GROUP, NULL, &s), SHK_OK);  /* gid 0 is ours */
+    shk_segment_close(s);
+    set_owner(n, 0, nobody, 0660);  /* group-writable by a group we are not in */
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_GROUP, NULL, &s), SHK_EFOREIGN);
+    set_owner(n, 0, 0, 0602);
+    CHECK_EQ(shk_segment_attach(n, &s), SHK_EFOREIGN);
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_GROUP, NULL, &s), SHK_EFOREIGN);
+    /* Shared on purpose: another user's 0660 segment of one of our groups. */
+    set_owner(n, nobody, 0, 0660);
+    CHECK_EQ(shk_segment_attach(n, &s), SHK_EFOREIGN);
+    CHECK_EQ(shk_segment_attach_ex(n, SHK_TRUST_GROUP, NULL, &s), SHK_OK);
+    shk_segment_close(s);
+    /* Ours, owner-only: accepted at every level. */
+    set_owner(n, 0, 0, 0600);
+    CHECK_EQ(shk_segment_attach(n, &s), SHK_OK);
+    shk_segment_close(s);
+    shk_segment_unlink(n);
+
+    /* create sets exactly the mode asked, whatever the umask. */
+    mode_t old = umask(0077);
+    CHECK_EQ(shk_segment_create(n, 0, 64 << 20, 0640, &s), SHK_OK);
+    CHECK_EQ(shk_segment_info_get(s, &info), SHK_OK);
+    CHECK_EQ(info.owner.mode, 0640);
+    CHECK_EQ(info.owner.uid, geteuid());
+    shk_segment_close(s);
+    shk_segment_unlink(n);
+    umask(0);
+    CHECK_EQ(shk_segment_create(n, 0, 64 << 20, 0600, &s), SHK_OK);
+    CHECK_EQ(shk_segment_info_get(s, &info), SHK_OK);
+    CHECK_EQ(info.owner.mode, 0600);
+    shk_segment_close(s);
+    shk_segment_unlink(n);
+    umask(old);
+}
+
 int main(void)
 {
     RUN(create_attach_close);
     RUN(names);
     RUN(foreign_and_truncated);
+    RUN(trust);
     RUN(growth_keeps_addresses);
     RUN(directory);
     RUN(header_fuzz_never_crashes);

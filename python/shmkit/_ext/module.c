@@ -10,6 +10,7 @@
 PyObject *ShkPy_Error;
 PyObject *ShkPy_CorruptSegmentError;
 PyObject *ShkPy_OutOfMemoryError;
+PyObject *ShkPy_ForeignSegmentError;
 
 PyObject *shk_py_raise(int status, const char *context)
 {
@@ -18,6 +19,7 @@ PyObject *shk_py_raise(int status, const char *context)
     switch (status) {
     case SHK_ENOMEM: type = ShkPy_OutOfMemoryError; break;
     case SHK_ECORRUPT: type = ShkPy_CorruptSegmentError; break;
+    case SHK_EFOREIGN: type = ShkPy_ForeignSegmentError; break;
     case SHK_EINVAL:
     case SHK_EBADOFF:
     case SHK_ECLOSED: type = PyExc_ValueError; break;
@@ -110,12 +112,27 @@ static int add_exceptions(PyObject *m)
     Py_DECREF(bases);
     if (!ShkPy_OutOfMemoryError)
         return -1;
+    bases = PyTuple_Pack(2, ShkPy_Error, PyExc_PermissionError);
+    if (!bases)
+        return -1;
+    ShkPy_ForeignSegmentError = PyErr_NewExceptionWithDoc(
+        "shmkit.ForeignSegmentError",
+        "The segment's file is owned by another user, or others than its owner "
+        "may write it, and the open did not say to trust that (trust=\"group\" "
+        "or trust=\"any\"). Whoever can write a segment controls what its "
+        "readers see, and runs code in any reader that unpickles.",
+        bases, NULL);
+    Py_DECREF(bases);
+    if (!ShkPy_ForeignSegmentError)
+        return -1;
     Py_INCREF(ShkPy_Error);
     Py_INCREF(ShkPy_CorruptSegmentError);
+    Py_INCREF(ShkPy_ForeignSegmentError);
     Py_INCREF(ShkPy_OutOfMemoryError);
     Py_INCREF(ShkPy_OutOfMemoryError);
     if (PyModule_AddObject(m, "Error", ShkPy_Error) < 0 ||
         PyModule_AddObject(m, "CorruptSegmentError", ShkPy_CorruptSegmentError) < 0 ||
+        PyModule_AddObject(m, "ForeignSegmentError", ShkPy_ForeignSegmentError) < 0 ||
         PyModule_AddObject(m, "OutOfMemoryError", ShkPy_OutOfMemoryError) < 0 ||
         PyModule_AddObject(m, "SegmentFullError", ShkPy_OutOfMemoryError) < 0)
         return -1;

@@ -10,7 +10,7 @@
  *   | h        ----------+--> libshmkit handle (shk_array *, shk_queue *..)
  *   | ops      ----------+--> static {"Array", release}: name + how to close h
  *   | closed, waiting    |
- *   | created            |
+ *   | created, trust     |
  *   | segment_name, object_name
  *   +--------------------+
  *   | the type's own fields (length, shape, allow_pickle, ...)
@@ -59,6 +59,7 @@ int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h,
     hd->ops = ops;
     hd->h = h;
     hd->created = created;
+    hd->trust = ((ShkPySegment *)segobj)->trust;   /* a Segment: handle_begin checked */
     return shk_py_set_names(segobj, name, &hd->object_name, &hd->segment_name);
 }
 
@@ -101,6 +102,11 @@ PyObject *shk_py_handle_get_closed(PyObject *self, void *Py_UNUSED(unused))
 {
     ShkPyHandle *hd = (ShkPyHandle *)self;
     return PyBool_FromLong(hd->closed || hd->h == NULL);
+}
+
+PyObject *shk_py_handle_get_trust(PyObject *self, void *Py_UNUSED(unused))
+{
+    return PyUnicode_FromString(shk_py_trust_name(((ShkPyHandle *)self)->trust));
 }
 
 const char *shk_py_object_name(PyObject *name)

@@ -12,6 +12,10 @@
 
 #include "structmember.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 /* the crash-point switch of libshmkit, for the torture tests */
 void shk_crash_arm(const char *spec);
 
@@ -90,9 +94,62 @@ static int name_arg(PyObject *name, const char **out)
     return 0;
 }
 
+/* ------------------------------------------------------------- trust */
+
+static const char *const trust_names[] = {"owner", "group", "any"};
+
+const char *shk_py_trust_name(int trust)
+{
+    return trust >= SHK_TRUST_OWNER && trust <= SHK_TRUST_ANY ? trust_names[trust] : "?";
+}
+
+static int trust_arg(PyObject *o, int *out)
+{
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError,
+                     "trust must be \"owner\", \"group\" or \"any\", not %.100s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    for (int t = SHK_TRUST_OWNER; t <= SHK_TRUST_ANY; t++)
+        if (PyUnicode_CompareWithASCIIString(o, trust_names[t]) == 0) {
+            *out = t;
+            return 0;
+        }
+    PyErr_Format(PyExc_ValueError, "trust must be \"owner\", \"group\" or \"any\", not %R", o);
+    return -1;
+}
+
+/* ForeignSegmentError for segment `name` whose file fstat saw as `o`:
+ * who owns it, its mode, what is wrong with it and how to open it anyway. */
+static void raise_foreign(PyObject *name, const shk_segment_owner *o, int trust)
+{
+    struct passwd *pw = getpwuid((uid_t)o->uid);
+    struct group *gr = getgrgid((gid_t)o->gid);
+    char user[64], grp[64], mode[16];
+    snprintf(user, sizeof user, "%s", pw ? pw->pw_name : "?");
+    snprintf(grp, sizeof grp, "%s", gr ? gr->gr_name : "?");
+    snprintf(mode, sizeof mode, "0o%03o", (unsigned)(o->mode & 07777));
+    unsigned euid = (unsigned)geteuid();
+    const char *why = o->mode & 0002 ? "anyone may write it"
+                      : trust == SHK_TRUST_GROUP ? "its group is not one of this process's groups"
+                      : o->uid != euid ? "it belongs to another user"
+                                       : "its group may write it";
+    PyErr_Format(ShkPy_ForeignSegmentError,
+                 "refusing shared memory segment %R: owned by uid %u (%s), group %u "
+                 "(%s), mode %s: %s (this process: uid %u, trust=\"%s\"). Whoever can "
+                 "write a segment controls what its readers see, and runs code in any "
+                 "reader that unpickles. If you trust its writers, open it with "
+                 "trust=\"group\" (accepted when its group is one of yours and it is "
+                 "not world-writable) or trust=\"any\"; if not, remove it (shmkit rm "
+                 "%U) and create it yourself.",
+                 name, (unsigned)o->uid, user, (unsigned)o->gid, grp, mode, why, euid,
+                 shk_py_trust_name(trust), name);
+}
+
 shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
                                  unsigned long long size,
-                                 unsigned long long max_size, int mode,
+                                 unsigned long long max_size, int mode, int trust,
                                  int *created)
 {
     const char *s;
@@ -113,14 +170,16 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
         return NULL;
     }
     shk_segment *seg = NULL;
+    shk_segment_owner owner = {0, 0, 0};
     int rc, made = 0;
     if (create == Py_True) {
         rc = shk_segment_create(s, size, max_size, (mode_t)mode, &seg);
         made = 1;
     } else if (create == Py_False) {
-        rc = shk_segment_attach(s, &seg);
+        rc = shk_segment_attach_ex(s, trust, &owner, &seg);
     } else {
-        rc = shk_segment_open(s, size, max_size, (mode_t)mode, &seg, &made);
+        rc = shk_segment_open_ex(s, size, max_size, (mode_t)mode, trust, &owner, &seg,
+                                 &made);
     }
     if (rc != SHK_OK) {
         if (rc == SHK_EEXIST)
@@ -134,6 +193,8 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
             PyErr_Format(ShkPy_CorruptSegmentError,
                          "%R is not a valid shmkit segment (foreign, corrupt, "
                          "truncated or of another layout version)", name);
+        else if (rc == SHK_EFOREIGN)
+            raise_foreign(name, &owner, trust);
         else
             shk_py_raise(rc, s);
         return NULL;
@@ -200,13 +261,15 @@ static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
 {
     ShkPySegment *s = (ShkPySegment *)self;
     static char *kwlist[] = {"name", "size", "create", "mode", "max_size",
-                             "unlink_on_exit", NULL};
-    PyObject *name, *create = Py_None, *size_arg = NULL, *max_arg = NULL;
+                             "unlink_on_exit", "trust", NULL};
+    PyObject *name, *create = Py_None, *size_arg = NULL, *max_arg = NULL, *trust_obj = NULL;
     uint64_t size = 0, max_size = 0;
-    int mode = 0600, unlink_on_exit = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$OiOp:Segment", kwlist, &name,
+    int mode = 0600, unlink_on_exit = 0, trust = SHK_TRUST_OWNER;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$OiOpO:Segment", kwlist, &name,
                                      &size_arg, &create, &mode, &max_arg,
-                                     &unlink_on_exit))
+                                     &unlink_on_exit, &trust_obj))
+        return -1;
+    if (trust_obj && trust_arg(trust_obj, &trust) < 0)
         return -1;
     if ((size_arg && shk_py_u64_max(size_arg, "size", SHK_MAX_MAX_SIZE, &size) < 0) ||
         (max_arg && shk_py_u64_max(max_arg, "max_size", SHK_MAX_MAX_SIZE, &max_size) < 0))
@@ -216,11 +279,13 @@ static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     int created = 0;
-    shk_segment *seg = shk_py_open_segment(name, create, size, max_size, mode, &created);
+    shk_segment *seg = shk_py_open_segment(name, create, size, max_size, mode, trust,
+                                           &created);
     if (!seg)
         return -1;
     s->seg = seg;
     s->created = created;
+    s->trust = trust;
     s->unlink_on_exit = unlink_on_exit;
     Py_INCREF(name);
     Py_XSETREF(s->name, name);
@@ -363,12 +428,14 @@ static PyObject *seg_info(PyObject *self, PyObject *Py_UNUSED(a))
     if (!seg)
         return NULL;
     shk_segment_info si;
-    shk_segment_info_get(seg, &si);
+    int rc = shk_segment_info_get(seg, &si);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "info()");
     PyObject *objs = seg_objects(self, NULL);
     if (!objs)
         return NULL;
     PyObject *d = Py_BuildValue(
-        "{s:O,s:K,s:K,s:K,s:K,s:L,s:K,s:K,s:I,s:N}", "name", s->name,
+        "{s:O,s:K,s:K,s:K,s:K,s:L,s:K,s:K,s:I,s:I,s:I,s:I,s:N}", "name", s->name,
         "file_size", (unsigned long long)si.file_size, "max_size",
         (unsigned long long)si.max_size, "heap_used",
         (unsigned long long)si.heap_used, "heap_free",
@@ -376,7 +443,9 @@ static PyObject *seg_info(PyObject *self, PyObject *Py_UNUSED(a))
         (long long)si.creator_pid, "creator_start_ticks",
         (unsigned long long)si.creator_start_ticks, "created_unix_ns",
         (unsigned long long)si.created_unix_ns, "version",
-        (unsigned int)si.version, "objects", objs);
+        (unsigned int)si.version, "owner_uid", (unsigned int)si.owner.uid,
+        "owner_gid", (unsigned int)si.owner.gid, "mode", (unsigned int)si.owner.mode,
+        "objects", objs);
     return d;
 }
 
@@ -405,6 +474,11 @@ static PyObject *seg_get_max_size(PyObject *self, void *Py_UNUSED(c))
     return seg ? PyLong_FromUnsignedLongLong(shk_segment_max_size(seg)) : NULL;
 }
 
+static PyObject *seg_get_trust(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyUnicode_FromString(shk_py_trust_name(((ShkPySegment *)self)->trust));
+}
+
 static PyObject *seg_repr(PyObject *self)
 {
     ShkPySegment *s = (ShkPySegment *)self;
@@ -427,7 +501,8 @@ static PyMethodDef seg_methods[] = {
     {"lookup", seg_lookup, METH_O,
      "lookup(name) -> {name, type, offset, size}; KeyError if absent."},
     {"info", seg_info, METH_NOARGS,
-     "Facts about the segment: sizes, heap use, creator, objects."},
+     "Facts about the segment: sizes, heap use, creator, the file's owner_uid, "
+     "owner_gid and mode, objects."},
     {"heap_check", seg_heap_check, METH_NOARGS,
      "Walk the segment heap and verify its invariants; returns its stats or "
      "raises CorruptSegmentError.  Meaningful when no process is writing."},
@@ -440,6 +515,8 @@ static PyGetSetDef seg_getset[] = {
     {"closed", seg_get_closed, NULL, "True once close() was called.", NULL},
     {"size", seg_get_size, NULL, "Bytes currently backed by memory.", NULL},
     {"max_size", seg_get_max_size, NULL, "The most the segment may grow to.", NULL},
+    {"trust", seg_get_trust, NULL,
+     "Whose segment this handle accepted: \"owner\", \"group\" or \"any\".", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -458,7 +535,7 @@ PyTypeObject ShkPySegment_Type = {
     .tp_repr = seg_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Segment(name, size=0, *, create=None, mode=0o600, max_size=0, "
-              "unlink_on_exit=False)\n\n"
+              "unlink_on_exit=False, trust=\"owner\")\n\n"
               "A named POSIX shared-memory segment holding named objects.",
     .tp_weaklistoffset = offsetof(ShkPySegment, weakrefs),
     .tp_methods = seg_methods,

@@ -19,10 +19,12 @@
 #include "shmkit.h"
 
 /* Exceptions (module.c).  OutOfMemoryError is also a MemoryError;
- * SegmentFullError is another name for it. */
+ * SegmentFullError is another name for it.  ForeignSegmentError (a
+ * refused trust check, SHK_EFOREIGN) is also a PermissionError. */
 extern PyObject *ShkPy_Error;
 extern PyObject *ShkPy_CorruptSegmentError;
 extern PyObject *ShkPy_OutOfMemoryError;
+extern PyObject *ShkPy_ForeignSegmentError;
 
 /* Set the exception that matches an SHK_* status and return NULL.
  * `context` (may be NULL) prefixes the message, e.g. "allocate(100)". */
@@ -34,6 +36,7 @@ typedef struct {
     shk_segment *seg;        /* NULL once closed */
     int created;             /* this handle created the segment */
     int unlink_on_exit;      /* __exit__ also unlinks (creator only) */
+    int trust;               /* enum shk_trust it was opened with */
     PyObject *name;          /* str, without leading '/' */
     PyObject *weakrefs;
 } ShkPySegment;
@@ -46,12 +49,17 @@ shk_segment *shk_py_segment_arg(PyObject *seg_obj);
 
 /* Open a segment for a standalone object.  create: Py_None = open or
  * create, Py_True = must create (FileExistsError), Py_False = must exist
- * (FileNotFoundError).  Returns a new handle (shk_segment_close it), or NULL
- * with an exception set.  *created says whether this call created it. */
+ * (FileNotFoundError).  trust: an enum shk_trust; a segment it refuses is
+ * ForeignSegmentError naming the owner and mode.  Returns a new handle
+ * (shk_segment_close it), or NULL with an exception set.  *created says
+ * whether this call created it. */
 shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
                                  unsigned long long size,
-                                 unsigned long long max_size, int mode,
+                                 unsigned long long max_size, int mode, int trust,
                                  int *created);
+
+/* The name of an enum shk_trust, as trust= takes it. */
+const char *shk_py_trust_name(int trust);
 
 /* A memoryview over [ptr, ptr+len) of `seg` that retains the segment until
  * the buffer is released, so unmapping can never leave it dangling. */
@@ -121,6 +129,8 @@ typedef struct {
                                 /* call that dropped the GIL: they still use */ \
                                 /* h, so close() defers the release to them  */ \
     int created;                /* this handle created the object           */ \
+    int trust;                  /* of the Segment it was opened from, so    */ \
+                                /* that pickling re-attaches with it        */ \
     PyObject *segment_name;                                                    \
     PyObject *object_name;
 
@@ -135,8 +145,9 @@ struct ShkPyHandle {
 shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
                                  PyObject *segobj);
 
-/* Record a successful open: ops, h, created and the names.  0, or -1 with
- * an exception (the handle stays open and is released by dealloc). */
+/* Record a successful open: ops, h, created, the names and the trust of
+ * segobj.  0, or -1 with an exception (the handle stays open and is
+ * released by dealloc). */
 int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h,
                          int created, PyObject *segobj, PyObject *name);
 
@@ -157,11 +168,16 @@ PyObject *shk_py_handle_close(PyObject *self, PyObject *unused);
 /* tp_dealloc: release and drop the names. */
 void shk_py_handle_dealloc(PyObject *self);
 
-/* The `closed` getter. */
+/* The `closed` and `trust` getters. */
 PyObject *shk_py_handle_get_closed(PyObject *self, void *unused);
+PyObject *shk_py_handle_get_trust(PyObject *self, void *unused);
 
+/* Two entries of a getset table. */
 #define SHK_PY_HANDLE_GETSET                                                   \
-    {"closed", shk_py_handle_get_closed, NULL, "True once closed.", NULL}
+    {"closed", shk_py_handle_get_closed, NULL, "True once closed.", NULL},     \
+    {"trust", shk_py_handle_get_trust, NULL,                                   \
+     "Whose segment this handle accepted: \"owner\", \"group\" or \"any\" "    \
+     "(see Segment).", NULL}
 
 /* The member table of a handle type; `noun` names the object in the docs
  * ("array"). */

@@ -49,7 +49,7 @@ class RedisArray(RemoteHandle):
 
     def __init__(self, name: str, dtype: Any = None, length: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600, max_size: int = 0,
-                 url: str) -> None:
+                 url: str, trust: str = "owner") -> None:
         code, n = Array._parse(dtype, length)
         if create is True and not code:
             raise ValueError("dtype and length are required to create an Array")

@@ -57,7 +57,7 @@ class RedisBitset(RemoteHandle):
 
     def __init__(self, name: str, size: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
-                 max_size: int = 0, url: str) -> None:
+                 max_size: int = 0, url: str, trust: str = "owner") -> None:
         if create is True and size is None:
             raise ValueError("size= is required to create a Bitset")
         if size is not None:

@@ -48,15 +48,16 @@ class _KeysView(KeysView):
 @translating
 class RedisDict(RemoteHandle, MutableMapping):
     """A SharedDict kept in a Redis/Valkey hash (see shmkit.SharedDict and
-    docs/redis.md).  ``size``, ``max_size``, ``capacity`` and ``mode`` mean
-    nothing on a server and are ignored."""
+    docs/redis.md).  ``size``, ``max_size``, ``capacity``, ``mode`` and
+    ``trust`` mean nothing on a server and are ignored."""
 
     kind = "dict"
     noun = "SharedDict"
 
     def __init__(self, name: str, data: Any = None, *, create: Optional[bool] = None,
                  size: int = 0, max_size: int = 0, allow_pickle: bool = True,
-                 capacity: int = 0, mode: int = 0o600, url: str) -> None:
+                 capacity: int = 0, mode: int = 0o600, url: str,
+                 trust: str = "owner") -> None:
         self._setup(name, url)
         self.allow_pickle = bool(allow_pickle)
         self._open(create, {})

@@ -98,8 +98,8 @@ class _ListHandle(RemoteHandle):
 @translating
 class RedisQueue(_ListHandle):
     """A shmkit.Queue kept in a Redis/Valkey list (see docs/redis.md).
-    ``ring_bytes``, ``size``, ``max_size`` and ``mode`` mean nothing on a
-    server and are ignored."""
+    ``ring_bytes``, ``size``, ``max_size``, ``mode`` and ``trust`` mean
+    nothing on a server and are ignored."""
 
     kind = "queue"
     noun = "Queue"
@@ -107,7 +107,8 @@ class RedisQueue(_ListHandle):
 
     def __init__(self, name: str, maxsize: int = 0, *, create: Optional[bool] = None,
                  ring_bytes: int = 0, allow_pickle: bool = True, size: int = 0,
-                 max_size: int = 0, mode: int = 0o600, url: str) -> None:
+                 max_size: int = 0, mode: int = 0o600, url: str,
+                 trust: str = "owner") -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError("maxsize must be an int")
         self._setup(name, url)
@@ -291,7 +292,7 @@ class RedisStack(_ListHandle):
 
     def __init__(self, name: str, *, create: Optional[bool] = None,
                  allow_pickle: bool = True, size: int = 0, max_size: int = 0,
-                 mode: int = 0o600, url: str) -> None:
+                 mode: int = 0o600, url: str, trust: str = "owner") -> None:
         self._setup(name, url)
         self.allow_pickle = bool(allow_pickle)
         self._open(create, {})
