@@ -230,18 +230,3 @@ def test_cli_shows_owner_and_mode_and_marks_foreign(shm_name):
         assert "mode: 0o666" in p.stdout
     finally:
         shmkit.unlink(mine)
-
-
-def test_allow_pickle_false_never_unpickles_what_another_handle_stored(shm_name, tmp_path):
-    marker = tmp_path / "ran"
-    attack = type("Attack", (), {"__reduce__": lambda self: (open, (str(marker), "w"))})
-    with shmkit.SharedDict(shm_name, create=True) as writer:
-        writer["x"] = attack()
-        writer["plain"] = 1
-    with shmkit.SharedDict(shm_name, allow_pickle=False) as d:
-        for read in (lambda: d["x"], lambda: d.get("x"), lambda: list(d.values()),
-                     lambda: list(d.items()), lambda: d.copy(), lambda: d.pop("x")):
-            with pytest.raises(TypeError, match="does not unpickle"):
-                read()
-        assert d["plain"] == 1 and "x" in d
-    assert not marker.exists()
