@@ -109,13 +109,19 @@ SHK_STATIC_ASSERT(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t fits 64B");
 
 #define SHK_MUTEX_RECOVERED 1
 int shk_mutex_init(shk_mutex *mx);
-int shk_mutex_lock(shk_mutex *mx);          /* SHK_OK / SHK_MUTEX_RECOVERED */
+/* SHK_OK / SHK_MUTEX_RECOVERED, or SHK_ECORRUPT when the mutex words cannot
+ * be a mutex shk_mutex_init made (a foreign kind, an impossible owner, or
+ * an owner thread that no longer exists): never waits on such a word. */
+int shk_mutex_lock(shk_mutex *mx);
 void shk_mutex_consistent(shk_mutex *mx);
 void shk_mutex_unlock(shk_mutex *mx);
 /* The same on a bare pthread_mutex_t, for a layout that shares the
  * mutex's cache line with the data it guards (dict_internal.h's shard line). */
 int shk_pmutex_init(pthread_mutex_t *m);
 int shk_pmutex_lock(pthread_mutex_t *m);
+/* 1 if the words of m can be those of a robust process-shared mutex that
+ * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
+int shk_pmutex_valid(const pthread_mutex_t *m);
 void shk_pmutex_consistent(pthread_mutex_t *m);
 void shk_pmutex_unlock(pthread_mutex_t *m);
 

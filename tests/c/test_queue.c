@@ -429,6 +429,72 @@ TEST(corruption_detected)
     close_queue(s, q, "qcorrupt");
 }
 
+/* Run op(q) in a child with a 10 s alarm: a hang or a signal fails the
+ * test instead of stopping the run.  Returns op's status. */
+static int in_child(shk_queue *q, int (*op)(shk_queue *))
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        int rc = op(q);
+        _exit(rc == SHK_ECORRUPT ? 0 : rc == SHK_OK ? 1 : 2);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st));
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? SHK_ECORRUPT : SHK_OK;
+}
+
+static int put_one(shk_queue *q)
+{
+    uint64_t v = 1;
+    return shk_queue_put(q, &v, 8, 7, -1);
+}
+static int get_one(shk_queue *q)
+{
+    uint64_t v;
+    return get_u64(q, &v, -1);
+}
+static int check_q(shk_queue *q) { return shk_queue_check(q, NULL); }
+
+/* Lock words that cannot be a robust mutex (garbage fills, a foreign kind,
+ * an owner thread that does not exist) give SHK_ECORRUPT: never a hang on a
+ * futex nobody will wake, never a bare system error. */
+TEST(garbage_lock_words)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qlockjunk", 4096, 0, &q);
+    uint64_t v = 5;
+    CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    char *lock = shk_segment_base(s) + info.offset + shk_queue_lock_offset();
+    char saved[sizeof(shk_mutex)];
+    memcpy(saved, lock, sizeof saved);
+    const int fills[] = {0x01, 0xff, 0x5a, 0x80};
+    for (int i = 0; i < 4; i++) {
+        memset(lock, fills[i], sizeof(pthread_mutex_t));
+        CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
+        CHECK_EQ(in_child(q, get_one), SHK_ECORRUPT);
+        CHECK_EQ(in_child(q, check_q), SHK_ECORRUPT);
+        memcpy(lock, saved, sizeof saved);
+    }
+    /* A well-formed mutex held by a thread that no longer exists (and so
+     * was never on a robust list the kernel would clean up). */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    uint32_t word = (uint32_t)dead;
+    memcpy(lock, &word, 4);
+    CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
+    memcpy(lock, saved, sizeof saved);
+    /* Put back, it works again. */
+    CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    CHECK_EQ(v, 5);
+    close_queue(s, q, "qlockjunk");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -439,5 +505,6 @@ int main(void)
     RUN(mpmc_exactly_once);
     RUN(sigkill_recovery);
     RUN(corruption_detected);
+    RUN(garbage_lock_words);
     return check_summary();
 }
