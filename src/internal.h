@@ -131,7 +131,8 @@ void shk_pmutex_unlock(pthread_mutex_t *m);
  * differed from `expected`, SHK_ETIMEDOUT, or SHK_EINTR on a signal. */
 int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected,
                    int64_t timeout_ns);
-void shk_futex_wake(_Atomic uint32_t *word, int count);
+/* Wakes up to count sleepers on word; returns how many it woke. */
+int shk_futex_wake(_Atomic uint32_t *word, int count);
 
 static inline int64_t shk_now_ns(void)
 {

@@ -214,9 +214,10 @@ int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns
     return SHK_ESYS;
 }
 
-void shk_futex_wake(_Atomic uint32_t *word, int count)
+int shk_futex_wake(_Atomic uint32_t *word, int count)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+    long n = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+    return n > 0 ? (int)n : 0;
 }
 
 /* ---- crash points ---- */

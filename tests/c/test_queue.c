@@ -495,6 +495,114 @@ TEST(garbage_lock_words)
     close_queue(s, q, "qlockjunk");
 }
 
+/* A byte of a record damaged in the ring (header or payload) gives
+ * SHK_ECORRUPT from get and check, never the damaged bytes. */
+TEST(ring_damage_detected)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qdamage", 4096, 0, &q);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    char *base = shk_segment_base(s);
+    uint64_t ring_off;
+    memcpy(&ring_off, base + info.offset + 16, 8);
+    char item[100];
+    for (int i = 0; i < 100; i++)
+        item[i] = (char)i;
+    /* each byte of the first record (8 header + 100 payload) in turn */
+    for (int at = 0; at < 108; at++) {
+        CHECK_EQ(shk_queue_put(q, item, sizeof item, 1, 0), SHK_OK);
+        CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
+        char buf[200];
+        uint64_t len;
+        uint64_t pos;
+        memcpy(&pos, base + info.offset + 128, 8);   /* q_shared.head */
+        char *p = base + ring_off + ((pos + (uint64_t)at) & 4095);
+        *p ^= 0x20;
+        CHECK_EQ(shk_queue_check(q, NULL), SHK_ECORRUPT);
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_ECORRUPT);
+        *p ^= 0x20;
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+        CHECK(len == sizeof item && memcmp(buf, item, len) == 0);
+    }
+    close_queue(s, q, "qdamage");
+}
+
+/* A consumer killed while blocked in get leaves its waiter registration;
+ * the next put finds nobody asleep and drops it. */
+TEST(dead_waiter_repaired)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qwaiter", 4096, 0, &q);
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            uint64_t v;
+            get_u64(q, &v, -1);
+            _exit(0);
+        }
+        shk_queue_stats st;
+        for (int i = 0; i < 10000; i++) {
+            CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+            if (st.get_waiters == 1)
+                break;
+            struct timespec d = {0, 1000000};
+            nanosleep(&d, NULL);
+        }
+        CHECK_EQ(st.get_waiters, 1);
+        kill(pid, round ? SIGTERM : SIGKILL);
+        waitpid(pid, NULL, 0);
+        CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+        CHECK_EQ(st.get_waiters, 1);   /* left behind */
+        uint64_t v = 3;
+        CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+        CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+        CHECK_EQ(st.get_waiters, 0);   /* repaired by the put */
+        CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    }
+    close_queue(s, q, "qwaiter");
+}
+
+/* With maxsize 0, items that no longer fit inline spill out of line: the
+ * ring bounds the number of items (ring/24), not their bytes. */
+TEST(spill_out_of_line)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qspill", 65536, 0, &q);
+    static char item[4096];
+    uint64_t n = 0;
+    while (shk_queue_put(q, item, sizeof item, 1, 0) == SHK_OK) {
+        item[0] = (char)++n;
+        if (n > 10000)
+            break;
+    }
+    /* 15 inline (4104-byte records), then 24-byte records in the rest */
+    CHECK_EQ(n, 15 + (65536 - 15 * 4104) / SHK_QUEUE_MIN_RECORD);
+    CHECK(shk_queue_used_bytes(q) + SHK_QUEUE_MIN_RECORD > 65536);
+    shk_queue_stats st;
+    CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+    CHECK_EQ(st.items, n);
+    CHECK(st.out_of_line > 0 && st.out_of_line < n);
+    /* put_many spills too */
+    char buf[4096];
+    uint64_t len;
+    for (uint64_t i = 0; i < 20; i++)
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+    shk_queue_item items[20];
+    for (int i = 0; i < 20; i++)
+        items[i] = (shk_queue_item){item, sizeof item, 1};
+    uint64_t done = 0;
+    CHECK_EQ(shk_queue_put_many(q, items, 20, &done), SHK_OK);
+    CHECK_EQ(done, 20);
+    for (uint64_t i = 0; i < n; i++) {
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+        CHECK_EQ(len, sizeof item);
+        if (i + 20 < n)
+            CHECK_EQ(buf[0], (char)(i + 20));
+    }
+    close_queue(s, q, "qspill");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -506,5 +614,8 @@ int main(void)
     RUN(sigkill_recovery);
     RUN(corruption_detected);
     RUN(garbage_lock_words);
+    RUN(ring_damage_detected);
+    RUN(dead_waiter_repaired);
+    RUN(spill_out_of_line);
     return check_summary();
 }
