@@ -738,7 +738,7 @@ def test_close_wakes_this_process_waiters(name, how):
         except ValueError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    threads = [threading.Thread(target=waiter, daemon=True) for _ in range(3)]
     for t in threads:
         t.start()
     key = "put_waiters" if how == "put" else "get_waiters"
