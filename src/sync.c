@@ -76,7 +76,7 @@ int shk_pmutex_init(pthread_mutex_t *m)
  * PSHARED bits, set once by pthread_mutex_init and never changed; `__lock`
  * is the robust futex word, 0 when free, else the owner's thread id in the
  * low 30 bits (FUTEX_TID_MASK) plus the FUTEX_WAITERS / FUTEX_OWNER_DIED
- * bits.  The kind expected is taken from a mutex this process initialises
+ * bits (never FUTEX_WAITERS without an owner).  The kind expected is taken from a mutex this process initialises
  * the same way, not hard-coded.  Elsewhere (not glibc) the checks are
  * skipped and only the status mapping applies.
  *
@@ -86,6 +86,7 @@ int shk_pmutex_init(pthread_mutex_t *m)
  * (FUTEX_OWNER_DIED) before its id is freed.  This assumes every process
  * using the segment is in one PID namespace (docs/SECURITY.md). */
 #define SHK_TID_MASK 0x3fffffffu        /* FUTEX_TID_MASK */
+#define SHK_OWNER_DIED 0x40000000u      /* FUTEX_OWNER_DIED */
 #define SHK_PID_MAX_LIMIT (4u << 20)    /* the kernel's PID_MAX_LIMIT */
 #define SHK_LOCK_SLICE_NS 100000000LL   /* 100 ms between owner checks */
 
@@ -118,7 +119,13 @@ int shk_pmutex_valid(const pthread_mutex_t *m)
     if (expected_kind != 0 &&
         __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) != expected_kind)
         return 0;
-    if ((lock_word(m) & SHK_TID_MASK) > SHK_PID_MAX_LIMIT)
+    uint32_t w = lock_word(m);
+    if ((w & SHK_TID_MASK) > SHK_PID_MAX_LIMIT)
+        return 0;
+    /* No owner yet flag bits: glibc clears the whole word on unlock and the
+     * kernel sets OWNER_DIED when it frees one, so only FUTEX_WAITERS
+     * alone is left, which nobody would ever take. */
+    if (w != 0 && (w & SHK_TID_MASK) == 0 && !(w & SHK_OWNER_DIED))
         return 0;
 #else
     (void)m;

@@ -471,9 +471,14 @@ TEST(garbage_lock_words)
     char *lock = shk_segment_base(s) + info.offset + shk_queue_lock_offset();
     char saved[sizeof(shk_mutex)];
     memcpy(saved, lock, sizeof saved);
-    const int fills[] = {0x01, 0xff, 0x5a, 0x80};
-    for (int i = 0; i < 4; i++) {
+    const int fills[] = {0x01, 0xff, 0x5a, 0x80, 0};
+    for (int i = 0; i < 5; i++) {
         memset(lock, fills[i], sizeof(pthread_mutex_t));
+        if (fills[i] == 0) {   /* the kind kept, FUTEX_WAITERS with no owner */
+            memcpy(lock, saved, sizeof saved);
+            uint32_t w = 0x80000000u;
+            memcpy(lock, &w, 4);
+        }
         CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
         CHECK_EQ(in_child(q, get_one), SHK_ECORRUPT);
         CHECK_EQ(in_child(q, check_q), SHK_ECORRUPT);
