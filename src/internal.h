@@ -119,6 +119,10 @@ void shk_mutex_unlock(shk_mutex *mx);
  * mutex's cache line with the data it guards (dict_internal.h's shard line). */
 int shk_pmutex_init(pthread_mutex_t *m);
 int shk_pmutex_lock(pthread_mutex_t *m);
+/* Without waiting: SHK_OK / SHK_MUTEX_RECOVERED as above, SHK_EAGAIN if
+ * held, SHK_ECORRUPT for words that cannot be a mutex shk_pmutex_init
+ * made. */
+int shk_pmutex_trylock(pthread_mutex_t *m);
 /* 1 if the words of m can be those of a robust process-shared mutex that
  * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
 int shk_pmutex_valid(const pthread_mutex_t *m);

@@ -170,13 +170,19 @@ static int owner_impossible(const pthread_mutex_t *m)
 #endif
 }
 
-int shk_pmutex_lock(pthread_mutex_t *m)
+int shk_pmutex_trylock(pthread_mutex_t *m)
 {
     if (SHK_UNLIKELY(!shk_pmutex_valid(m)))
         return SHK_ECORRUPT;
     int rc = pthread_mutex_trylock(m);
-    if (SHK_LIKELY(rc != EBUSY))
-        return lock_status(rc);
+    return rc == EBUSY ? SHK_EAGAIN : lock_status(rc);
+}
+
+int shk_pmutex_lock(pthread_mutex_t *m)
+{
+    int rc = shk_pmutex_trylock(m);
+    if (SHK_LIKELY(rc != SHK_EAGAIN))
+        return rc;
     /* Held: wait in slices, looking at the owner between them.  A live
      * owner is waited for as long as it holds the lock. */
     for (;;) {
