@@ -109,13 +109,23 @@ SHK_STATIC_ASSERT(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t fits 64B");
 
 #define SHK_MUTEX_RECOVERED 1
 int shk_mutex_init(shk_mutex *mx);
-int shk_mutex_lock(shk_mutex *mx);          /* SHK_OK / SHK_MUTEX_RECOVERED */
+/* SHK_OK / SHK_MUTEX_RECOVERED, or SHK_ECORRUPT when the mutex words cannot
+ * be a mutex shk_mutex_init made (a foreign kind, an impossible owner, or
+ * an owner thread that no longer exists): never waits on such a word. */
+int shk_mutex_lock(shk_mutex *mx);
 void shk_mutex_consistent(shk_mutex *mx);
 void shk_mutex_unlock(shk_mutex *mx);
 /* The same on a bare pthread_mutex_t, for a layout that shares the
  * mutex's cache line with the data it guards (dict_internal.h's shard line). */
 int shk_pmutex_init(pthread_mutex_t *m);
 int shk_pmutex_lock(pthread_mutex_t *m);
+/* Without waiting: SHK_OK / SHK_MUTEX_RECOVERED as above, SHK_EAGAIN if
+ * held, SHK_ECORRUPT for words that cannot be a mutex shk_pmutex_init
+ * made. */
+int shk_pmutex_trylock(pthread_mutex_t *m);
+/* 1 if the words of m can be those of a robust process-shared mutex that
+ * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
+int shk_pmutex_valid(const pthread_mutex_t *m);
 void shk_pmutex_consistent(pthread_mutex_t *m);
 void shk_pmutex_unlock(pthread_mutex_t *m);
 
@@ -125,7 +135,8 @@ void shk_pmutex_unlock(pthread_mutex_t *m);
  * differed from `expected`, SHK_ETIMEDOUT, or SHK_EINTR on a signal. */
 int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected,
                    int64_t timeout_ns);
-void shk_futex_wake(_Atomic uint32_t *word, int count);
+/* Wakes up to count sleepers on word; returns how many it woke. */
+int shk_futex_wake(_Atomic uint32_t *word, int count);
 
 static inline int64_t shk_now_ns(void)
 {

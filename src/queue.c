@@ -36,13 +36,21 @@
  *     around the end of the ring: it is copied in two pieces.
  *
  *   record = 8-byte header { u32 len; u8 tag; u8 flags; u16 check }
- *            + payload padded to 8 bytes.
+ *            + payload padded to 8 bytes.  check is a 16-bit digest of
+ *            len, tag, flags and the payload's bytes (rec_digest): a record
+ *            damaged in the ring fails it (a 1 in 65536 chance to pass)
+ *            and gives SHK_ECORRUPT instead of wrong bytes.
  *     inline:       payload = the item's len bytes
  *     OOL (flag 1): payload = { u64 block offset; u64 item length }, the
  *                   item lives in a segment-heap block owned by the record.
  *   Items up to inline_max (ring_size/8) are inline; larger ones go out of
  *   line, so one big item never needs a huge ring and the ring never holds
- *   more than a few of them.
+ *   more than a few of them.  An item of more than 16 bytes that does not
+ *   fit inline in the free part of the ring goes out of line too (it
+ *   "spills") when a 24-byte record still fits: the ring then bounds the
+ *   number of items held (ring_size / 24 at least), not their bytes; the
+ *   heap bounds those.  If the heap has no room for a spill, the put waits
+ *   for ring room as for any inline item.
  *
  * INVARIANTS (whenever the lock is free)
  *   - 0 <= tail - head <= ring_size, both multiples of 8.
@@ -77,9 +85,17 @@
  *   committer, under the lock, bumps the sequence word only if the waiter
  *   count is non-zero and wakes after unlocking.  Both sides look at the
  *   count under the same lock, so no wake-up is lost, and with nobody
- *   waiting a put or get makes no system call at all.  A waiter SIGKILLed
- *   while asleep leaves its count raised: that costs only useless wake
- *   syscalls, never a missed wake-up.
+ *   waiting a put or get makes no system call at all.
+ *
+ *   A waiter killed while asleep cannot take its count back.  So a waiter
+ *   word is { generation (high 12 bits), count (low 20) }: a waiter takes
+ *   back only a registration of the current generation.  A committer whose
+ *   wake found nobody asleep although the count said otherwise (the
+ *   counted are dead, or about to sleep or to leave) starts a new
+ *   generation with count 0, bumps the sequence word and wakes everyone:
+ *   each live waiter of the old generation wakes (or does not fall asleep,
+ *   the word having changed), goes round its loop and registers again.
+ *   A dead waiter's count is thus dropped at the next wake.
  */
 #include "internal.h"
 
@@ -88,10 +104,11 @@
 #include <string.h>
 
 #define Q_MAGIC 0x45554555514b4853ull   /* "SHKQUEUE" */
-#define Q_VERSION 1u
+#define Q_VERSION 2u
 #define REC_HDR 8u
-#define REC_CHECK 0x5143u               /* "QC" */
 #define REC_OOL 1u
+#define WAITER_BITS 20u                 /* waiter word: gen << 20 | count */
+#define WAITER_MASK ((1u << WAITER_BITS) - 1)
 /* Polls of the queue state before a waiter goes to sleep.  A futex sleep +
  * wake costs a few microseconds on each side; when the other side is busy
  * right now (a consumer that keeps up with its producer), a short bounded
@@ -151,6 +168,7 @@ SHK_STATIC_ASSERT(sizeof(rec_hdr) == REC_HDR, "record header");
 typedef struct ool_ref {
     uint64_t off, len;
 } ool_ref;
+SHK_STATIC_ASSERT(REC_HDR + sizeof(ool_ref) == SHK_QUEUE_MIN_RECORD, "spilled record");
 
 struct shk_queue {
     shk_segment *seg;
@@ -164,6 +182,47 @@ struct shk_queue {
 static inline uint64_t rec_size(uint64_t payload)
 {
     return REC_HDR + shk_align_up(payload, 8);
+}
+
+/* ---------------------------------------------------------- record digest
+ * One multiply-and-fold step per 8-byte word (~8 GB/s), fed piece by
+ * piece: a payload that wraps around the ring is split at the ring's end,
+ * a multiple of 8 bytes from its 8-aligned start, so every piece but the
+ * last is whole words and the digest is the same as for one piece. */
+#define DIGEST_K 0x9E3779B97F4A7C15ull
+
+static uint64_t digest_words(uint64_t h, const char *p, uint64_t n)
+{
+    uint64_t w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * DIGEST_K;
+        h ^= h >> 32;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * DIGEST_K;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+static inline uint64_t digest_start(uint32_t len, uint32_t tag, uint32_t flags)
+{
+    return ((uint64_t)len | (uint64_t)tag << 32 | (uint64_t)flags << 40) * DIGEST_K + 0x5143;
+}
+
+static inline uint16_t digest_end(uint64_t h)
+{
+    h ^= h >> 29;
+    return (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
+}
+
+/* The check word of a record holding `payload` (contiguous). */
+static uint16_t rec_digest(uint32_t len, uint32_t tag, uint32_t flags, const void *payload)
+{
+    return digest_end(digest_words(digest_start(len, tag, flags), payload, len));
 }
 
 /* ------------------------------------------------------------- ring copy */
@@ -190,6 +249,17 @@ static void ring_read(const shk_queue *q, uint64_t pos, void *dst, uint64_t n)
     }
 }
 
+/* The check word of the record at `pos` as it lies in the ring. */
+static uint16_t ring_digest(const shk_queue *q, uint64_t pos, const rec_hdr *h)
+{
+    uint64_t o = (pos + REC_HDR) & q->mask, first = q->ring_size - o;
+    uint64_t hs = digest_start(h->len, h->tag, h->flags);
+    if (first >= h->len)
+        return digest_end(digest_words(hs, q->ring + o, h->len));
+    hs = digest_words(hs, q->ring + o, first);
+    return digest_end(digest_words(hs, q->ring, h->len - first));
+}
+
 /* Read and validate the record at `pos`, knowing `avail` bytes of records
  * follow it.  Fills *h (and *ref for OOL).  SHK_ECORRUPT if it cannot be a
  * record written by queue.c. */
@@ -200,8 +270,9 @@ static int read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
         return SHK_ECORRUPT;
     /* 8-aligned position, ring_size a multiple of 8: never wraps. */
     memcpy(h, q->ring + (pos & q->mask), REC_HDR);
-    if (h->check != REC_CHECK || (h->flags & ~REC_OOL) ||
-        rec_size(h->len) > avail)
+    if ((h->flags & ~REC_OOL) || rec_size(h->len) > avail ||
+        (!(h->flags & REC_OOL) && h->len > q->inline_max) ||
+        ring_digest(q, pos, h) != h->check)
         return SHK_ECORRUPT;
     if (h->flags & REC_OOL) {
         if (h->len != sizeof(ool_ref))
@@ -211,8 +282,6 @@ static int read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
             !shk_segment_contains(q->seg, ref->off, ref->len) ||
             shk_freelist_usable(q->heap, ref->off) < ref->len)
             return SHK_ECORRUPT;
-    } else if (h->len > q->inline_max) {
-        return SHK_ECORRUPT;
     }
     return SHK_OK;
 }
@@ -435,7 +504,8 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
 {
     q_shared *sh = q->sh;
     uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
-    rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags, REC_CHECK};
+    rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags,
+                 rec_digest(plen, tag, flags, payload)};
     memcpy(q->ring + (tail & q->mask), &h, REC_HDR);
     ring_write(q, tail + REC_HDR, payload, plen);
     SHK_CRASH_POINT("queue.put.commit");
@@ -452,23 +522,83 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
                               memory_order_relaxed);
 }
 
-/* After committing puts, lock held: must getters be woken? */
+/* ---- waiting (see BLOCKING) ----
+ * A waiter registers under the lock (waiter_enter, which returns the
+ * generation it registered in), sleeps on the sequence word after
+ * unlocking, and takes its registration back with waiter_leave.  A
+ * committer, under the lock, bumps the sequence word if anyone is
+ * registered (signal_waiters) and wakes after unlocking (wake_waiters). */
+static inline uint32_t waiter_enter(_Atomic uint32_t *waiters)
+{
+    /* relaxed: ordered by the lock against every committer's check. */
+    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    if ((w & WAITER_MASK) != WAITER_MASK)
+        atomic_store_explicit(waiters, w + 1, memory_order_relaxed);
+    return w >> WAITER_BITS;
+}
+
+static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
+{
+    /* relaxed: a counter; whoever reads it for a decision holds the lock,
+     * and a stale value costs at most one wake syscall. */
+    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    while ((w >> WAITER_BITS) == gen && (w & WAITER_MASK) != 0 &&
+           !atomic_compare_exchange_weak_explicit(waiters, &w, w - 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+/* Lock held, after committing: must waiters be woken? */
+static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *seq)
+{
+    /* relaxed: waiter counts rise under this lock and fall outside it; a
+     * stale non-zero only costs a syscall. */
+    if (SHK_LIKELY((atomic_load_explicit(waiters, memory_order_relaxed) & WAITER_MASK) == 0))
+        return 0;
+    atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+    return 1;
+}
+
+/* Lock not held.  Wakes up to n sleepers; if none was asleep, the count
+ * lied: start a new generation (BLOCKING). */
+static void wake_waiters(shk_queue *q, _Atomic uint32_t *waiters,
+                         _Atomic uint32_t *seq, int n)
+{
+    if (shk_futex_wake(seq, n) > 0)
+        return;
+    if (q_lock(q) != SHK_OK)
+        return;
+    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    int any = (w & WAITER_MASK) != 0;
+    if (any) {
+        uint32_t gen = ((w >> WAITER_BITS) + 1) & (0xffffffffu >> WAITER_BITS);
+        atomic_store_explicit(waiters, gen << WAITER_BITS, memory_order_relaxed);
+        atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+    }
+    q_unlock(q);
+    if (any)
+        shk_futex_wake(seq, INT_MAX);
+}
+
 static inline int signal_not_empty(shk_queue *q)
 {
-    /* relaxed: waiter counts change under this lock (increments) or only
-     * drop outside it, and a stale non-zero only costs a syscall. */
-    if (SHK_LIKELY(atomic_load_explicit(&q->sh->get_waiters, memory_order_relaxed) == 0))
-        return 0;
-    atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed);
-    return 1;
+    return signal_waiters(&q->sh->get_waiters, &q->sh->not_empty);
 }
 
 static inline int signal_not_full(shk_queue *q)
 {
-    if (SHK_LIKELY(atomic_load_explicit(&q->sh->put_waiters, memory_order_relaxed) == 0))
-        return 0;
+    return signal_waiters(&q->sh->put_waiters, &q->sh->not_full);
+}
+
+void shk_queue_wake_waiters(shk_queue *q)
+{
+    /* relaxed: the bump only has to make a waiter that is about to sleep
+     * on the old value not sleep; FUTEX_WAIT compares atomically. */
+    atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed);
-    return 1;
+    shk_futex_wake(&q->sh->not_empty, INT_MAX);
+    shk_futex_wake(&q->sh->not_full, INT_MAX);
 }
 
 /* Non-blocking put of one item.  An OOL item is copied into a heap block
@@ -476,27 +606,33 @@ static inline int signal_not_full(shk_queue *q)
 static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
                    uint64_t *block)
 {
-    int ool = len > q->inline_max;
+    int ool = len > q->inline_max || *block != 0;
     ool_ref ref;
-    if (ool) {
-        if (*block == 0) {
-            int rc = shk_freelist_alloc(q->heap, len ? len : 1, block);
-            if (rc != SHK_OK)
-                return rc;
-            memcpy(q->base + *block, data, len);
-            SHK_CRASH_POINT("queue.put.ool");
+    for (;;) {
+        if (ool) {
+            if (*block == 0) {
+                int rc = shk_freelist_alloc(q->heap, len ? len : 1, block);
+                if (rc != SHK_OK)
+                    /* A spill the heap cannot take waits for ring room. */
+                    return len > q->inline_max ? rc : SHK_EFULL;
+                memcpy(q->base + *block, data, len);
+                SHK_CRASH_POINT("queue.put.ool");
+            }
+            ref.off = *block;
+            ref.len = len;
         }
-        ref.off = *block;
-        ref.len = len;
-    }
-    int rc = q_lock(q);
-    if (rc != SHK_OK)
-        return rc;
-    uint64_t plen = ool ? sizeof ref : len;
-    if (!has_room(q, plen)) {
+        int rc = q_lock(q);
+        if (rc != SHK_OK)
+            return rc;
+        if (has_room(q, ool ? sizeof ref : len))
+            break;
+        int spill = !ool && len > sizeof ref && has_room(q, sizeof ref);
         q_unlock(q);
-        return SHK_EFULL;
+        if (!spill)
+            return SHK_EFULL;
+        ool = 1;   /* no room inline, room for a reference: spill */
     }
+    uint64_t plen = ool ? sizeof ref : len;
     append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag,
            ool ? REC_OOL : 0);
     atomic_fetch_add_explicit(&q->sh->total_put, 1, memory_order_relaxed);
@@ -504,7 +640,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
     q_unlock(q);
     *block = 0;   /* the record owns it now */
     if (wake)
-        shk_futex_wake(&q->sh->not_empty, 1);
+        wake_waiters(q, &q->sh->get_waiters, &q->sh->not_empty, 1);
     return SHK_OK;
 }
 
@@ -536,12 +672,12 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
         q_unlock(q);
         return SHK_ETIMEDOUT;
     }
-    /* relaxed: ordered by the lock against every committer's check. */
-    atomic_fetch_add_explicit(&q->sh->put_waiters, 1, memory_order_relaxed);
+    uint32_t gen = waiter_enter(&q->sh->put_waiters);
+    /* relaxed: ordered by the lock against every committer's bump. */
     uint32_t seq = atomic_load_explicit(&q->sh->not_full, memory_order_relaxed);
     q_unlock(q);
     rc = shk_futex_wait(&q->sh->not_full, seq, timeout_ns);
-    atomic_fetch_sub_explicit(&q->sh->put_waiters, 1, memory_order_relaxed);
+    waiter_leave(&q->sh->put_waiters, gen);
     return rc;
 }
 
@@ -609,12 +745,15 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
         if (rc != SHK_OK)
             return rc;
         uint64_t start = k;
+        int spill = 0;
         while (k < n) {
             it = &items[k];
             if (it->len > q->inline_max || it->tag > 255 || (it->len && !it->data))
                 break;
             if (!has_room(q, it->len)) {
-                rc = SHK_EFULL;
+                /* try_put below spills it out of line, or says EFULL */
+                spill = it->len > sizeof(ool_ref) && has_room(q, sizeof(ool_ref));
+                rc = spill ? SHK_OK : SHK_EFULL;
                 break;
             }
             append(q, it->data, (uint32_t)it->len, it->tag, 0);
@@ -624,8 +763,17 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
         int wake = k > start && signal_not_empty(q);
         q_unlock(q);
         if (wake)
-            shk_futex_wake(&q->sh->not_empty, (int)((k - start) < INT_MAX ? k - start : INT_MAX));
+            wake_waiters(q, &q->sh->get_waiters, &q->sh->not_empty,
+                         (int)((k - start) < INT_MAX ? k - start : INT_MAX));
         *done = k;
+        if (spill) {
+            uint64_t block = 0;
+            rc = try_put(q, items[k].data, items[k].len, items[k].tag, &block);
+            if (block)
+                shk_freelist_free(q->heap, block);
+            if (rc == SHK_OK)
+                *done = ++k;
+        }
     }
     return rc;
 }
@@ -691,7 +839,7 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
     for (unsigned i = 0; i < nfree; i++)
         shk_freelist_free(q->heap, to_free[i]);
     if (wake)
-        shk_futex_wake(&sh->not_full, INT_MAX);
+        wake_waiters(q, &q->sh->put_waiters, &sh->not_full, INT_MAX);
     *done = k;
     *more = nfree == 16;
     if (k)
@@ -720,11 +868,12 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
         q_unlock(q);
         return SHK_ETIMEDOUT;
     }
-    atomic_fetch_add_explicit(&q->sh->get_waiters, 1, memory_order_relaxed);
+    uint32_t gen = waiter_enter(&q->sh->get_waiters);
+    /* relaxed: ordered by the lock against every committer's bump. */
     uint32_t seq = atomic_load_explicit(&q->sh->not_empty, memory_order_relaxed);
     q_unlock(q);
     rc = shk_futex_wait(&q->sh->not_empty, seq, timeout_ns);
-    atomic_fetch_sub_explicit(&q->sh->get_waiters, 1, memory_order_relaxed);
+    waiter_leave(&q->sh->get_waiters, gen);
     return rc;
 }
 
@@ -836,8 +985,8 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
         st->total_put = atomic_load_explicit(&sh->total_put, memory_order_relaxed);
         st->total_got = atomic_load_explicit(&sh->total_got, memory_order_relaxed);
         st->recoveries = atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
-        st->get_waiters = atomic_load_explicit(&sh->get_waiters, memory_order_relaxed);
-        st->put_waiters = atomic_load_explicit(&sh->put_waiters, memory_order_relaxed);
+        st->get_waiters = atomic_load_explicit(&sh->get_waiters, memory_order_relaxed) & WAITER_MASK;
+        st->put_waiters = atomic_load_explicit(&sh->put_waiters, memory_order_relaxed) & WAITER_MASK;
     }
     q_unlock(q);
     return rc;

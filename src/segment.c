@@ -112,6 +112,11 @@ struct shk_segment {
     char *base;
     int fd;
     uint64_t max_size;
+    /* Bytes of the file this process has seen exist (fstat, capped at
+     * max_size).  The shared file_size is believed only up to this bound;
+     * a larger claim is checked with one fstat, which also moves the bound
+     * when the file really grew.  Relaxed atomic: a per-process cache. */
+    _Atomic uint64_t verified;
     _Atomic int refs;
     shk_freelist *heap;
     char name[SHK_SEGMENT_NAME_MAX + 2];   /* with the leading '/' */
@@ -306,7 +311,8 @@ static uint64_t default_max_size(void)
     return (uint64_t)n << shift;
 }
 
-static shk_segment *handle_new(const char *path, int fd, char *base, uint64_t max_size)
+static shk_segment *handle_new(const char *path, int fd, char *base, uint64_t max_size,
+                              uint64_t file_bytes)
 {
     shk_segment *seg = calloc(1, sizeof *seg);
     if (!seg)
@@ -314,6 +320,7 @@ static shk_segment *handle_new(const char *path, int fd, char *base, uint64_t ma
     seg->base = base;
     seg->fd = fd;
     seg->max_size = max_size;
+    atomic_init(&seg->verified, file_bytes < max_size ? file_bytes : max_size);
     atomic_init(&seg->refs, 1);
     snprintf(seg->name, sizeof seg->name, "%s", path);
     return seg;
@@ -391,7 +398,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
         goto fail_map;
     shk_freelist_init_at(base, h->heap_off, ds, max_size, 1);
 
-    shk_segment *seg = handle_new(path, fd, base, max_size);
+    shk_segment *seg = handle_new(path, fd, base, max_size, size);
     if (!seg)
         goto fail_map;
     if (open_heap(seg) != SHK_OK) {
@@ -508,7 +515,7 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
         close(fd);
         return SHK_ESYS;
     }
-    shk_segment *seg = handle_new(path, fd, base, max_size);
+    shk_segment *seg = handle_new(path, fd, base, max_size, (uint64_t)st.st_size);
     if (!seg || open_heap(seg) != SHK_OK) {
         free(seg);
         munmap(base, max_size);
@@ -589,11 +596,32 @@ uint64_t shk_segment_hash_seed(const shk_segment *seg) { return hdr(seg)->hash_s
 shk_freelist *shk_segment_heap(shk_segment *seg) { return seg->heap; }
 int shk_segment_fd(const shk_segment *seg) { return seg->fd; }
 
+/* The real size of the file, capped at the mapping; remembered as the new
+ * verified bound.  0 if fstat fails (nothing is believed backed then). */
+static uint64_t refresh_verified(const shk_segment *seg)
+{
+    struct stat st;
+    uint64_t v = 0;
+    if (fstat(seg->fd, &st) == 0 && st.st_size > 0)
+        v = (uint64_t)st.st_size < seg->max_size ? (uint64_t)st.st_size : seg->max_size;
+    shk_segment *m = (shk_segment *)seg;
+    atomic_store_explicit(&m->verified, v, memory_order_relaxed);
+    return v;
+}
+
 uint64_t shk_segment_file_size(const shk_segment *seg)
 {
     /* acquire: pairs with the grower's release, so bytes below the value
      * read are backed. */
-    return atomic_load_explicit(&hdr(seg)->file_size, memory_order_acquire);
+    uint64_t fs = atomic_load_explicit(&hdr(seg)->file_size, memory_order_acquire);
+    /* The shared value is believed only as far as this process has seen
+     * the file reach: a forged or torn file_size beyond it must not turn
+     * into reads past end-of-file (SIGBUS) or past the mapping (SIGSEGV).
+     * relaxed: a per-process cache; fstat is the authority. */
+    if (SHK_LIKELY(fs <= atomic_load_explicit(&seg->verified, memory_order_relaxed)))
+        return fs;
+    uint64_t v = refresh_verified(seg);
+    return fs < v ? fs : v;
 }
 
 int shk_segment_contains(const shk_segment *seg, uint64_t off, uint64_t len)
@@ -620,7 +648,9 @@ int shk_segment_reserve(shk_segment *seg, uint64_t min_size)
          * published file_size is always backed, so nothing to repair. */
         shk_mutex_consistent(&h->grow_lock);
     }
-    uint64_t cur = atomic_load_explicit(&h->file_size, memory_order_relaxed);
+    /* The bytes really backed: a shared file_size that claims more than the
+     * file holds is lowered here, by growing from what exists. */
+    uint64_t cur = shk_segment_file_size(seg);
     int rc = SHK_OK;
     if (cur < min_size) {
         uint64_t step = cur < SEG_GROW_STEP_MAX ? cur : SEG_GROW_STEP_MAX;
@@ -637,11 +667,12 @@ int shk_segment_reserve(shk_segment *seg, uint64_t min_size)
             want = shk_align_up(min_size, 4096);
             e = posix_fallocate(seg->fd, (off_t)cur, (off_t)(want - cur));
         }
-        if (e == 0)
+        if (e == 0) {
             /* release: bytes below file_size are backed before anyone can
              * see the new value. */
             atomic_store_explicit(&h->file_size, want, memory_order_release);
-        else
+            refresh_verified(seg);
+        } else
             rc = (e == ENOSPC || e == EFBIG) ? SHK_ENOMEM : (errno = e, SHK_ESYS);
     }
     shk_mutex_unlock(&h->grow_lock);

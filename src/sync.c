@@ -63,17 +63,142 @@ int shk_pmutex_init(pthread_mutex_t *m)
     return SHK_OK;
 }
 
-int shk_pmutex_lock(pthread_mutex_t *m)
+/* ---- validating a mutex that lives in shared memory ----
+ * Any process that can write the segment can leave garbage in a mutex, and
+ * glibc trusts its mutex words: a garbage kind makes pthread_mutex_lock
+ * fail with EINVAL or take a non-robust path, a garbage lock word names an
+ * owner that will never unlock, and the locker sleeps on the futex for
+ * ever.  So before locking we check what can be checked, and a wait for a
+ * held lock is cut into slices after each of which the owner is looked at.
+ *
+ * This reads glibc's pthread_mutex_t (struct __pthread_mutex_s, stable
+ * since glibc 2.3 on Linux): `__kind` holds the type and the ROBUST and
+ * PSHARED bits, set once by pthread_mutex_init and never changed; `__lock`
+ * is the robust futex word, 0 when free, else the owner's thread id in the
+ * low 30 bits (FUTEX_TID_MASK) plus the FUTEX_WAITERS / FUTEX_OWNER_DIED
+ * bits (never FUTEX_WAITERS without an owner).  The kind expected is taken from a mutex this process initialises
+ * the same way, not hard-coded.  Elsewhere (not glibc) the checks are
+ * skipped and only the status mapping applies.
+ *
+ * A held lock whose owner thread id does not exist (kill(tid, 0) gives
+ * ESRCH) and whose word did not change meanwhile cannot be a real holder:
+ * a robust owner that dies is replaced in the word by the kernel
+ * (FUTEX_OWNER_DIED) before its id is freed.  This assumes every process
+ * using the segment is in one PID namespace (docs/SECURITY.md). */
+#define SHK_TID_MASK 0x3fffffffu        /* FUTEX_TID_MASK */
+#define SHK_OWNER_DIED 0x40000000u      /* FUTEX_OWNER_DIED */
+#define SHK_PID_MAX_LIMIT (4u << 20)    /* the kernel's PID_MAX_LIMIT */
+#define SHK_LOCK_SLICE_NS 100000000LL   /* 100 ms between owner checks */
+
+#ifdef __GLIBC__
+static int expected_kind;
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+
+static void learn_kind(void)
 {
-    int rc = pthread_mutex_lock(m);
+    pthread_mutex_t m;
+    memset(&m, 0, sizeof m);
+    if (shk_pmutex_init(&m) == SHK_OK) {
+        expected_kind = m.__data.__kind;
+        pthread_mutex_destroy(&m);
+    }
+}
+
+static uint32_t lock_word(const pthread_mutex_t *m)
+{
+    /* relaxed: a snapshot of a word other lockers CAS; nothing else is
+     * read through it. */
+    return (uint32_t)__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+}
+#endif
+
+int shk_pmutex_valid(const pthread_mutex_t *m)
+{
+#ifdef __GLIBC__
+    pthread_once(&kind_once, learn_kind);
+    if (expected_kind != 0 &&
+        __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) != expected_kind)
+        return 0;
+    uint32_t w = lock_word(m);
+    if ((w & SHK_TID_MASK) > SHK_PID_MAX_LIMIT)
+        return 0;
+    /* No owner yet flag bits: glibc clears the whole word on unlock and the
+     * kernel sets OWNER_DIED when it frees one, so only FUTEX_WAITERS
+     * alone is left, which nobody would ever take. */
+    if (w != 0 && (w & SHK_TID_MASK) == 0 && !(w & SHK_OWNER_DIED))
+        return 0;
+#else
+    (void)m;
+#endif
+    return 1;
+}
+
+static int lock_status(int rc)
+{
     if (rc == 0)
         return SHK_OK;
     if (rc == EOWNERDEAD)
         return SHK_MUTEX_RECOVERED;
-    /* ENOTRECOVERABLE cannot happen: every RECOVERED path marks the mutex
-     * consistent before unlocking.  Anything else is a corrupt mutex. */
+    /* ENOTRECOVERABLE cannot come from our own use: every RECOVERED path
+     * marks the mutex consistent before unlocking.  It, EINVAL (a kind
+     * glibc does not know), EDEADLK and EAGAIN (kinds we never create) all
+     * say the mutex words are not what shk_pmutex_init wrote. */
+    if (rc == ENOTRECOVERABLE || rc == EINVAL || rc == EDEADLK || rc == EAGAIN)
+        return SHK_ECORRUPT;
     errno = rc;
     return SHK_ESYS;
+}
+
+/* Held by something that cannot be a live holder?  (Called after a slice
+ * of waiting timed out.) */
+static int owner_impossible(const pthread_mutex_t *m)
+{
+#ifdef __GLIBC__
+    uint32_t w = lock_word(m);
+    pid_t tid = (pid_t)(w & SHK_TID_MASK);
+    if (tid == 0)
+        return 0;      /* freed meanwhile: lock again */
+    if ((uint32_t)tid > SHK_PID_MAX_LIMIT || tid == (pid_t)syscall(SYS_gettid))
+        return 1;      /* this thread never locks twice */
+    if (kill(tid, 0) == 0 || errno != ESRCH)
+        return 0;      /* alive (EPERM: alive, another user) */
+    /* The word still names the vanished thread: no exit is pending. */
+    return lock_word(m) == w;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
+int shk_pmutex_trylock(pthread_mutex_t *m)
+{
+    if (SHK_UNLIKELY(!shk_pmutex_valid(m)))
+        return SHK_ECORRUPT;
+    int rc = pthread_mutex_trylock(m);
+    return rc == EBUSY ? SHK_EAGAIN : lock_status(rc);
+}
+
+int shk_pmutex_lock(pthread_mutex_t *m)
+{
+    int rc = shk_pmutex_trylock(m);
+    if (SHK_LIKELY(rc != SHK_EAGAIN))
+        return rc;
+    /* Held: wait in slices, looking at the owner between them.  A live
+     * owner is waited for as long as it holds the lock. */
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += SHK_LOCK_SLICE_NS;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        rc = pthread_mutex_timedlock(m, &ts);
+        if (rc != ETIMEDOUT)
+            return lock_status(rc);
+        if (!shk_pmutex_valid(m) || owner_impossible(m))
+            return SHK_ECORRUPT;
+    }
 }
 
 void shk_pmutex_consistent(pthread_mutex_t *m) { pthread_mutex_consistent(m); }
@@ -102,9 +227,10 @@ int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns
     return SHK_ESYS;
 }
 
-void shk_futex_wake(_Atomic uint32_t *word, int count)
+int shk_futex_wake(_Atomic uint32_t *word, int count)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+    long n = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+    return n > 0 ? (int)n : 0;
 }
 
 /* ---- crash points ---- */

@@ -33,6 +33,9 @@ typedef struct shk_queue shk_queue;   /* process-local handle */
 /* Largest item accepted (pickles of huge objects excepted, nothing needs
  * more; it keeps every length in a 32-bit record field or a heap block). */
 #define SHK_QUEUE_MAX_ITEM (1ull << 36)
+/* Ring bytes of the record of any item once its bytes spill out of line:
+ * a ring with fewer free bytes takes no item of more than 8 bytes. */
+#define SHK_QUEUE_MIN_RECORD 24ull
 
 typedef struct shk_queue_config {
     uint64_t ring_bytes;   /* ring capacity, rounded up to a power of two */
@@ -96,6 +99,10 @@ int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len,
  * or SHK_EINTR.  A ready condition returns SHK_OK at once. */
 int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns);
 int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns);
+/* Wake every waiter blocked in shk_queue_wait_put/wait_get on this queue
+ * (in any process: each returns SHK_OK and retries, as after any wake-up).
+ * For a caller that closes a handle other threads wait on. */
+void shk_queue_wake_waiters(shk_queue *q);
 
 /* Snapshot counts (exact when quiescent). */
 uint64_t shk_queue_size(const shk_queue *q);

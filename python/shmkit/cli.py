@@ -437,6 +437,38 @@ def _print_kv(d: Dict[str, Any], indent: str = "  ") -> None:
             print(f"{indent}{k}: {v}")
 
 
+# Offset of the recorded file size in the segment header (seg_header in
+# src/segment.c: magic 8, version 4, header_size 4, state 4, dir_capacity 4,
+# max_size 8, then file_size), a little-endian u64.
+SEGMENT_FILE_SIZE_AT = 32
+
+
+def truncation(name: str) -> Optional[str]:
+    """A sentence if the file of segment ``name`` is shorter than the size its
+    header records (a process truncated it), else None."""
+    import struct
+
+    try:
+        with open(os.path.join("/dev/shm", name.lstrip("/")), "rb") as f:
+            actual = os.fstat(f.fileno()).st_size
+            head = f.read(SEGMENT_FILE_SIZE_AT + 8)
+    except OSError:
+        return None
+    if len(head) < SEGMENT_FILE_SIZE_AT + 8 or not head.startswith(SEGMENT_MAGIC):
+        return None
+    # the rest of a real header's fixed fields: version 1, header size 8192,
+    # state READY, and a recorded size within max_size
+    version, header_size, state, _cap, max_size, recorded = struct.unpack_from(
+        "<IIIIQQ", head, 8)
+    if (version, header_size, state) != (1, 8192, 0x52454459):
+        return None
+    if not actual < recorded <= max_size:
+        return None
+    return (f"truncated: the file holds {actual} bytes but the segment records "
+            f"{recorded}; processes that still map it die with SIGBUS when they touch "
+            f"the missing part. Stop them and recreate the segment")
+
+
 def cmd_inspect(args) -> int:
     import shmkit
 
@@ -445,6 +477,9 @@ def cmd_inspect(args) -> int:
     except FileNotFoundError:
         raise CliError(f"no segment named {args.name!r}") from None
     except shmkit.CorruptSegmentError as e:
+        cut = truncation(args.name)
+        if cut:
+            raise CliError(f"{args.name!r} is {cut}") from None
         raise CliError(f"{args.name!r} is not a valid shmkit segment ({e})") from None
     except PermissionError:
         raise CliError(f"permission denied opening segment {args.name!r}") from None

@@ -429,6 +429,185 @@ TEST(corruption_detected)
     close_queue(s, q, "qcorrupt");
 }
 
+/* Run op(q) in a child with a 10 s alarm: a hang or a signal fails the
+ * test instead of stopping the run.  Returns op's status. */
+static int in_child(shk_queue *q, int (*op)(shk_queue *))
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        int rc = op(q);
+        _exit(rc == SHK_ECORRUPT ? 0 : rc == SHK_OK ? 1 : 2);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st));
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? SHK_ECORRUPT : SHK_OK;
+}
+
+static int put_one(shk_queue *q)
+{
+    uint64_t v = 1;
+    return shk_queue_put(q, &v, 8, 7, -1);
+}
+static int get_one(shk_queue *q)
+{
+    uint64_t v;
+    return get_u64(q, &v, -1);
+}
+static int check_q(shk_queue *q) { return shk_queue_check(q, NULL); }
+
+/* Lock words that cannot be a robust mutex (garbage fills, a foreign kind,
+ * an owner thread that does not exist) give SHK_ECORRUPT: never a hang on a
+ * futex nobody will wake, never a bare system error. */
+TEST(garbage_lock_words)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qlockjunk", 4096, 0, &q);
+    uint64_t v = 5;
+    CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    char *lock = shk_segment_base(s) + info.offset + shk_queue_lock_offset();
+    char saved[sizeof(shk_mutex)];
+    memcpy(saved, lock, sizeof saved);
+    const int fills[] = {0x01, 0xff, 0x5a, 0x80, 0};
+    for (int i = 0; i < 5; i++) {
+        memset(lock, fills[i], sizeof(pthread_mutex_t));
+        if (fills[i] == 0) {   /* the kind kept, FUTEX_WAITERS with no owner */
+            memcpy(lock, saved, sizeof saved);
+            uint32_t w = 0x80000000u;
+            memcpy(lock, &w, 4);
+        }
+        CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
+        CHECK_EQ(in_child(q, get_one), SHK_ECORRUPT);
+        CHECK_EQ(in_child(q, check_q), SHK_ECORRUPT);
+        memcpy(lock, saved, sizeof saved);
+    }
+    /* A well-formed mutex held by a thread that no longer exists (and so
+     * was never on a robust list the kernel would clean up). */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    uint32_t word = (uint32_t)dead;
+    memcpy(lock, &word, 4);
+    CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
+    memcpy(lock, saved, sizeof saved);
+    /* Put back, it works again. */
+    CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    CHECK_EQ(v, 5);
+    close_queue(s, q, "qlockjunk");
+}
+
+/* A byte of a record damaged in the ring (header or payload) gives
+ * SHK_ECORRUPT from get and check, never the damaged bytes. */
+TEST(ring_damage_detected)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qdamage", 4096, 0, &q);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    char *base = shk_segment_base(s);
+    uint64_t ring_off;
+    memcpy(&ring_off, base + info.offset + 16, 8);
+    char item[100];
+    for (int i = 0; i < 100; i++)
+        item[i] = (char)i;
+    /* each byte of the first record (8 header + 100 payload) in turn */
+    for (int at = 0; at < 108; at++) {
+        CHECK_EQ(shk_queue_put(q, item, sizeof item, 1, 0), SHK_OK);
+        CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
+        char buf[200];
+        uint64_t len;
+        uint64_t pos;
+        memcpy(&pos, base + info.offset + 128, 8);   /* q_shared.head */
+        char *p = base + ring_off + ((pos + (uint64_t)at) & 4095);
+        *p ^= 0x20;
+        CHECK_EQ(shk_queue_check(q, NULL), SHK_ECORRUPT);
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_ECORRUPT);
+        *p ^= 0x20;
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+        CHECK(len == sizeof item && memcmp(buf, item, len) == 0);
+    }
+    close_queue(s, q, "qdamage");
+}
+
+/* A consumer killed while blocked in get leaves its waiter registration;
+ * the next put finds nobody asleep and drops it. */
+TEST(dead_waiter_repaired)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qwaiter", 4096, 0, &q);
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            uint64_t v;
+            get_u64(q, &v, -1);
+            _exit(0);
+        }
+        shk_queue_stats st;
+        for (int i = 0; i < 10000; i++) {
+            CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+            if (st.get_waiters == 1)
+                break;
+            struct timespec d = {0, 1000000};
+            nanosleep(&d, NULL);
+        }
+        CHECK_EQ(st.get_waiters, 1);
+        kill(pid, round ? SIGTERM : SIGKILL);
+        waitpid(pid, NULL, 0);
+        CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+        CHECK_EQ(st.get_waiters, 1);   /* left behind */
+        uint64_t v = 3;
+        CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+        CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+        CHECK_EQ(st.get_waiters, 0);   /* repaired by the put */
+        CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    }
+    close_queue(s, q, "qwaiter");
+}
+
+/* With maxsize 0, items that no longer fit inline spill out of line: the
+ * ring bounds the number of items (ring/24), not their bytes. */
+TEST(spill_out_of_line)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qspill", 65536, 0, &q);
+    static char item[4096];
+    uint64_t n = 0;
+    while (shk_queue_put(q, item, sizeof item, 1, 0) == SHK_OK) {
+        item[0] = (char)++n;
+        if (n > 10000)
+            break;
+    }
+    /* 15 inline (4104-byte records), then 24-byte records in the rest */
+    CHECK_EQ(n, 15 + (65536 - 15 * 4104) / SHK_QUEUE_MIN_RECORD);
+    CHECK(shk_queue_used_bytes(q) + SHK_QUEUE_MIN_RECORD > 65536);
+    shk_queue_stats st;
+    CHECK_EQ(shk_queue_check(q, &st), SHK_OK);
+    CHECK_EQ(st.items, n);
+    CHECK(st.out_of_line > 0 && st.out_of_line < n);
+    /* put_many spills too */
+    char buf[4096];
+    uint64_t len;
+    for (uint64_t i = 0; i < 20; i++)
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+    shk_queue_item items[20];
+    for (int i = 0; i < 20; i++)
+        items[i] = (shk_queue_item){item, sizeof item, 1};
+    uint64_t done = 0;
+    CHECK_EQ(shk_queue_put_many(q, items, 20, &done), SHK_OK);
+    CHECK_EQ(done, 20);
+    for (uint64_t i = 0; i < n; i++) {
+        CHECK_EQ(shk_queue_get_into(q, buf, sizeof buf, &len, NULL, 0), SHK_OK);
+        CHECK_EQ(len, sizeof item);
+        if (i + 20 < n)
+            CHECK_EQ(buf[0], (char)(i + 20));
+    }
+    close_queue(s, q, "qspill");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -439,5 +618,9 @@ int main(void)
     RUN(mpmc_exactly_once);
     RUN(sigkill_recovery);
     RUN(corruption_detected);
+    RUN(garbage_lock_words);
+    RUN(ring_damage_detected);
+    RUN(dead_waiter_repaired);
+    RUN(spill_out_of_line);
     return check_summary();
 }

@@ -91,6 +91,44 @@ TEST(growth_keeps_addresses)
     shk_segment_unlink(n);
 }
 
+/* The shared file_size is believed only as far as the file really reaches
+ * (fstat): a forged value must not let a bounds check pass over bytes past
+ * end-of-file (SIGBUS) or past the mapping (SIGSEGV).  A reserve grows the
+ * real file and puts the shared value right. */
+TEST(forged_file_size)
+{
+    const char *n = check_name("fsize");
+    shk_segment *a, *b;
+    CHECK_EQ(shk_segment_create(n, 1 << 20, 64ull << 20, 0600, &a), SHK_OK);
+    CHECK_EQ(shk_segment_attach(n, &b), SHK_OK);
+    _Atomic uint64_t *fs = (_Atomic uint64_t *)(shk_segment_base(a) + 32);
+    CHECK_EQ(atomic_load(fs), 1 << 20);   /* the layout this test assumes */
+    uint64_t forged[] = {1ull << 62, 64ull << 30, 64ull << 20, (1 << 20) + 4096};
+    for (int i = 0; i < 4; i++) {
+        atomic_store(fs, forged[i]);
+        CHECK_EQ(shk_segment_file_size(a), 1 << 20);
+        CHECK_EQ(shk_segment_file_size(b), 1 << 20);
+        CHECK(shk_segment_contains(b, 0, 1 << 20));
+        CHECK(!shk_segment_contains(b, (1 << 20) - 8, 16));
+        CHECK(!shk_segment_contains(b, 1ull << 40, 1));
+        shk_segment_info info;
+        CHECK_EQ(shk_segment_info_get(b, &info), SHK_OK);
+        CHECK_EQ(info.file_size, 1 << 20);
+    }
+    /* Growing starts from what the file holds, and stores the truth. */
+    CHECK_EQ(shk_segment_reserve(b, 2 << 20), SHK_OK);
+    CHECK(atomic_load(fs) >= (2u << 20) && atomic_load(fs) <= (64u << 20));
+    CHECK_EQ(shk_segment_file_size(a), atomic_load(fs));
+    shk_segment_base(a)[(2 << 20) - 1] = 7;   /* backed: no SIGBUS */
+    CHECK_EQ(shk_segment_base(b)[(2 << 20) - 1], 7);
+    /* Legitimate growth by another handle is still seen. */
+    CHECK_EQ(shk_segment_reserve(a, 9 << 20), SHK_OK);
+    CHECK(shk_segment_contains(b, (9 << 20) - 16, 16));
+    shk_segment_close(a);
+    shk_segment_close(b);
+    shk_segment_unlink(n);
+}
+
 static int init_blob(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
 {
     uint64_t n = *(uint64_t *)arg;
@@ -255,6 +293,7 @@ int main(void)
     RUN(foreign_and_truncated);
     RUN(trust);
     RUN(growth_keeps_addresses);
+    RUN(forged_file_size);
     RUN(directory);
     RUN(header_fuzz_never_crashes);
     return check_summary();

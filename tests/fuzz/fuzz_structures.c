@@ -7,10 +7,17 @@
  * The robust mutex inside the dict and queue headers is kept intact: a
  * mutex word forged to name a live owner blocks lockers by design (a process
  * that can write the segment can stall it: docs/SECURITY.md), which is a
- * hang, not a parsing bug, and would only hide the findings we look for. */
+ * hang, not a parsing bug, and would only hide the findings we look for.
+ *
+ * A fourth kind (LIVE) works on a live queue instead: the input scribbles
+ * bytes over its ring (offset, value pairs) and, if its first byte says so,
+ * over its mutex words (an owner id that could name a live thread is moved
+ * out of the possible range, for the reason above), then puts, gets and
+ * checks.  Every status must be one the call documents, a get must never
+ * read outside the ring or the segment, and nothing may hang. */
 #include "fuzz_common.h"
 
-enum { DICT, QUEUE, STACK, NKIND };
+enum { DICT, QUEUE, STACK, NKIND, LIVE = NKIND };
 static const char *const names[NKIND] = {"d", "q", "s"};
 /* The mutexes come from the library (shk_dict_mutex_span: one per shard;
  * shk_queue_lock_offset), so a layout change cannot leave them stale. */
@@ -18,6 +25,9 @@ static const char *const names[NKIND] = {"d", "q", "s"};
 static shk_segment *seg;
 static uint64_t off[NKIND], len[NKIND];
 static char *orig[NKIND];
+static uint64_t ring_off;
+static char *ring_orig;
+#define LIVE_RING 4096u
 
 static void setup(void)
 {
@@ -56,6 +66,62 @@ static void setup(void)
             len[k] = info.size;
         orig[k] = fuzz_copy((const uint8_t *)shk_segment_base(seg) + off[k], len[k]);
     }
+    memcpy(&ring_off, shk_segment_base(seg) + off[QUEUE] + 16, 8);   /* q_shared.ring_off */
+    ring_orig = fuzz_copy((const uint8_t *)shk_segment_base(seg) + ring_off, LIVE_RING);
+}
+
+static int live_status_ok(int rc)
+{
+    return rc == SHK_OK || rc == SHK_ECORRUPT || rc == SHK_EEMPTY || rc == SHK_EFULL ||
+           rc == SHK_ENOMEM;
+}
+
+/* The LIVE kind: scribble over the live queue's ring (and maybe its lock),
+ * then use it. */
+static void live_queue(const uint8_t *data, size_t size)
+{
+    char *base = shk_segment_base(seg);
+    memcpy(base + ring_off, ring_orig, LIVE_RING);
+    size_t i = 1;
+    if ((data[0] & 0x80) && size >= 1 + sizeof(pthread_mutex_t)) {
+        char *lock = base + off[QUEUE] + shk_queue_lock_offset();
+        memcpy(lock, data + 1, sizeof(pthread_mutex_t));
+        uint32_t w;
+        memcpy(&w, lock, 4);
+        if ((w & 0x3fffffffu) != 0 && (w & 0x3fffffffu) <= (4u << 20)) {
+            w |= 1u << 23;   /* no possible thread id: never a live owner */
+            memcpy(lock, &w, 4);
+        }
+        i += sizeof(pthread_mutex_t);
+    }
+    for (; i + 3 <= size; i += 3) {
+        uint16_t at;
+        memcpy(&at, data + i, 2);
+        base[ring_off + at % LIVE_RING] = (char)data[i + 2];
+    }
+    shk_queue *q;
+    shk_queue_config cfg = {4096, 0};
+    int rc = shk_queue_open_named(seg, names[QUEUE], &cfg, &q, NULL);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
+    if (rc != SHK_OK)
+        return;
+    char buf[4096];
+    uint64_t n;
+    uint32_t tag;
+    for (int r = 0; r < 3; r++) {
+        rc = shk_queue_get_into(q, buf, sizeof buf, &n, &tag, 0);
+        FUZZ_ASSERT(live_status_ok(rc) || rc == SHK_EINVAL);
+    }
+    rc = shk_queue_put(q, "after", 5, 0, 0);
+    FUZZ_ASSERT(live_status_ok(rc));
+    rc = shk_queue_put(q, buf, 700, 0, 0);   /* out of line */
+    FUZZ_ASSERT(live_status_ok(rc));
+    rc = shk_queue_check(q, NULL);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
+    while ((rc = shk_queue_get_into(q, buf, sizeof buf, &n, &tag, 0)) == SHK_OK)
+        ;
+    FUZZ_ASSERT(live_status_ok(rc) || rc == SHK_EINVAL);
+    shk_queue_close(q);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,10 +129,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     setup();
     if (size < 1)
         return 0;
-    int k = data[0] % NKIND;
+    int k = data[0] % (NKIND + 1);
     char *base = shk_segment_base(seg);
     for (int i = 0; i < NKIND; i++)
         memcpy(base + off[i], orig[i], len[i]);
+    if (k == LIVE) {
+        live_queue(data, size);
+        return 0;
+    }
     size_t n = size - 1 < len[k] ? size - 1 : len[k];
     memcpy(base + off[k], data + 1, n);
     if (k == DICT) {

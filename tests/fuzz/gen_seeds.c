@@ -131,7 +131,7 @@ int main(int argc, char **argv)
     }
 
     /* 4. the dict, queue and stack headers for fuzz_structures (its first
-     *    byte picks the kind: 0 dict, 1 queue, 2 stack) */
+     *    byte picks the kind: 0 dict, 1 queue, 2 stack, 3 live queue) */
     snprintf(d, sizeof d, "%s/structures", root);
     mkdir(d, 0755);
     s = fresh("st");
@@ -164,6 +164,13 @@ int main(int argc, char **argv)
         put(d, file, buf, n + 1);
         free(buf);
     }
+    /* the LIVE kind (first byte 3): (offset, value) scribbles over the
+     * queue's ring; with bit 7 set, 40 bytes of mutex words first */
+    static const unsigned char live[] = {3, 0, 0, 0x11, 8, 0, 0x41, 9, 0, 0};
+    put(d, "seed-live", live, sizeof live);
+    unsigned char live_lock[1 + 40 + 3] = {3 | 0x80};
+    memset(live_lock + 1, 0x01, 40);
+    put(d, "seed-live-lock", live_lock, sizeof live_lock);
     shk_dict_close(dc);
     shk_queue_close(q);
     shk_stack_close(st);

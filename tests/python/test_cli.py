@@ -452,3 +452,14 @@ def test_scaling_baseline_reports_the_runs_paired_with_the_two_process_runs(monk
     assert [rate_one(fx, 0.1)[0] for _ in range(3)] == [101.0, 103.0, 105.0]
     assert rate_one(fx, 0.1)[0] == 107.0          # none left: measures anew
     assert calls[-1] == 1
+
+
+def test_inspect_reports_a_truncated_segment(names):
+    name = names("truncated")
+    with shmkit.Segment(name, create=True, size=4 << 20) as seg:
+        seg.dict("d")["k"] = b"v" * 1000
+    os.truncate(os.path.join(SHM, name), 1 << 20)
+    rc, out, err = run_cli("inspect", name)
+    assert rc == 1
+    assert "truncated" in err and str(1 << 20) in err and "recreate" in err
+    assert err.count("\n") == 1

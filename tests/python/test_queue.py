@@ -156,18 +156,37 @@ def test_large_items_out_of_line(name):
     assert qu.get() == big
     assert qu.get() == b"after"
     assert qu.check()["out_of_line"] == 0
-    # byte-bounded: a small ring fills with bytes even with maxsize=0
+    # items that no longer fit inline spill out of line: with maxsize=0 the
+    # ring bounds the number of items (24 ring bytes each at most)
     n = 0
     with pytest.raises(queue.Full):
         while True:
             qu.put_nowait(b"y" * 200)
             n += 1
-    assert 0 < n < 4096 // 200 + 1
-    # full() means that not even an empty item fits (or maxsize is reached)
+    assert n == 4096 // 208 + 4096 % 208 // 24   # 19 inline, then 6 spilled
+    # full() means that an item of more than 8 bytes does not fit (or
+    # maxsize is reached), and put says the same
+    assert qu.full()
     with pytest.raises(queue.Full):
-        while not qu.full():
-            qu.put_nowait(b"")
-        qu.put_nowait(b"")
+        qu.put_nowait(b"z" * 9)
+    assert qu.check()["items"] == n
+    qu.close()
+
+
+def test_unbounded_holds_what_the_heap_holds(name):
+    """maxsize=0: 4 KiB items in a 64 KiB ring do not stop at 15 (the ring's
+    bytes); they spill to the heap, and full() agrees with put."""
+    qu = Queue(name, create=True, ring_bytes=65536, size=8 << 20)
+    n = 0
+    while not qu.full():
+        qu.put_nowait(bytes([n % 256]) * 4096)
+        n += 1
+    assert n > 15 * 10
+    with pytest.raises(queue.Full):
+        qu.put_nowait(b"x" * 4096)
+    for i in range(n):
+        assert qu.get_nowait() == bytes([i % 256]) * 4096
+    assert qu.check()["out_of_line"] == 0
     qu.close()
 
 
@@ -698,6 +717,41 @@ def test_close_while_another_thread_waits(name):
     assert not t.is_alive() and len(errors) == 1
     assert other.get_nowait() == b"wake"   # it did not take the item
     other.close()
+
+
+@pytest.mark.parametrize("how", ["get", "get_timeout", "put", "get_many"])
+def test_close_wakes_this_process_waiters(name, how):
+    """close() wakes the threads of this process blocked in the handle at
+    once: no other handle puts, and a long timeout does not have to end."""
+    import threading
+
+    qu = Queue(name, create=True, maxsize=1)
+    if how == "put":
+        qu.put(b"fill")
+    calls = {"get": lambda: qu.get(), "get_timeout": lambda: qu.get(timeout=600),
+             "put": lambda: qu.put(b"x"), "get_many": lambda: qu.get_many(5)}
+    errors = []
+
+    def waiter():
+        try:
+            calls[how]()
+        except ValueError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=waiter, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    key = "put_waiters" if how == "put" else "get_waiters"
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while qu.check()[key] < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    qu.close()
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads) and len(errors) == 3
+    with Queue(name, create=False) as other:
+        assert other.check()[key] == 0
+        assert other.qsize() == (1 if how == "put" else 0)
 
 
 def test_bad_input_changes_nothing(name):

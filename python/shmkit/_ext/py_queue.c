@@ -17,9 +17,10 @@
  * interrupts a blocked get() with KeyboardInterrupt, and otherwise carry on.
  *
  * close() while another thread of this process is blocked in this handle
- * defers the release of the C handle until that wait returns (the waiter
- * then raises ValueError), so no thread ever uses a freed handle: the
- * handle head's `waiting` count (SHK_PY_HANDLE_HEAD, py_handle.c) does it.
+ * wakes it at once (shk_queue_wake_waiters) and defers the release of the C
+ * handle until that wait returns (the waiter then raises ValueError), so no
+ * thread ever uses a freed handle: the handle head's `waiting` count
+ * (SHK_PY_HANDLE_HEAD, py_handle.c) does it.
  */
 #include "shmkit_py.h"
 
@@ -562,9 +563,20 @@ static PyObject *queue_full(PyObject *op, PyObject *Py_UNUSED(x))
     uint64_t max = shk_queue_maxsize(self->h);
     if (max && shk_queue_size(self->h) >= max)
         Py_RETURN_TRUE;
-    /* Byte-bounded too: full when not even an empty item fits. */
-    return PyBool_FromLong(shk_queue_used_bytes(self->h) + 8 >
-                           shk_queue_ring_bytes(self->h));
+    /* Full when the ring has no room for the 24-byte record that any item
+     * of more than 8 bytes needs at least (its bytes going to the heap). */
+    uint64_t used = shk_queue_used_bytes(self->h), ring = shk_queue_ring_bytes(self->h);
+    return PyBool_FromLong(used > ring || ring - used < SHK_QUEUE_MIN_RECORD);
+}
+
+/* close(): as every handle's, and first wakes the threads of this process
+ * blocked in this handle's get/put, which then raise ValueError. */
+static PyObject *queue_close(PyObject *op, PyObject *unused)
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    if (self->h && self->waiting > 0)
+        shk_queue_wake_waiters(self->h);
+    return shk_py_handle_close(op, unused);
 }
 
 static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
@@ -634,12 +646,15 @@ static PyMethodDef queue_methods[] = {
      "at least one item, return up to max_items present, oldest first."},
     {"qsize", queue_qsize, METH_NOARGS, "Number of items (a snapshot)."},
     {"empty", queue_empty, METH_NOARGS, "True if the queue holds no item (a snapshot)."},
-    {"full", queue_full, METH_NOARGS, "True if the queue is at maxsize or its ring is full (a snapshot)."},
+    {"full", queue_full, METH_NOARGS,
+     "True if the queue is at maxsize or its ring has no room for another "
+     "item of more than 8 bytes (a snapshot)."},
     {"check", queue_check, METH_NOARGS,
      "Walk the ring and verify every record; returns stats or raises "
      "CorruptSegmentError."},
-    {"close", shk_py_handle_close, METH_NOARGS,
-     "Close this handle (the queue stays for other processes)."},
+    {"close", queue_close, METH_NOARGS,
+     "Close this handle (the queue stays for other processes); threads of "
+     "this process blocked in its get/put raise ValueError at once."},
     {NULL, NULL, 0, NULL},
 };
 
