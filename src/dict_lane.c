@@ -86,20 +86,19 @@ dict_lane *shk_dict_lane_enter(shk_dict *d, int *err)
     for (unsigned k = 0; k < DICT_LANES; k++) {
         unsigned i = (h + k) & (DICT_LANES - 1);
         dict_lane *l = &d->lanes[i];
-        int rc = pthread_mutex_trylock(&l->lock);
-        if (rc == EBUSY)
+        int rc = shk_pmutex_trylock(&l->lock);
+        if (rc == SHK_EAGAIN)
             continue;
         if (k)
             SHK_A(atomic_store_explicit(&d->lane_hint, i, memory_order_relaxed));
-        if (rc == EOWNERDEAD) {
+        if (rc == SHK_MUTEX_RECOVERED) {
             lane_recover(d, l);
             shk_pmutex_consistent(&l->lock);
-            rc = 0;
+            rc = SHK_OK;
         }
-        if (rc == 0)
+        if (rc == SHK_OK)
             return l;
-        errno = rc;
-        *err = SHK_ESYS;
+        *err = rc;
         return NULL;
     }
     /* Every lane busy (more writers than lanes): wait for ours. */
@@ -195,12 +194,12 @@ void shk_dict_lanes_reap(shk_dict *d)
         dict_lane *l = &d->lanes[i];
         if (SHK_A(atomic_load_explicit(&l->op, memory_order_relaxed)) == 0)
             continue;
-        int rc = pthread_mutex_trylock(&l->lock);
-        if (rc == EOWNERDEAD) {
+        int rc = shk_pmutex_trylock(&l->lock);
+        if (rc == SHK_MUTEX_RECOVERED) {
             lane_recover(d, l);
             shk_pmutex_consistent(&l->lock);
         }
-        if (rc == 0 || rc == EOWNERDEAD)
+        if (rc == SHK_OK || rc == SHK_MUTEX_RECOVERED)
             shk_pmutex_unlock(&l->lock);
     }
 }

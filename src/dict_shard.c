@@ -93,15 +93,6 @@ static int shard_lock(shk_dict *d, dict_shard *sh)
 
 static inline void shard_unlock(dict_shard *sh) { shk_pmutex_unlock(&sh->s.lock); }
 
-/* A writer found the shard frozen: wait for whoever froze it (sleeping on
- * the shard lock, which also repairs it if they died). */
-int shk_dict_shard_wait(shk_dict *d, dict_shard *sh)
-{
-    int rc = shard_lock(d, sh);
-    if (rc == SHK_OK)
-        shard_unlock(sh);
-    return rc;
-}
 
 /* FREEZING.  Under the shard lock: set FROZEN in the table word, then take
  * and release every lane once.  A writer works only while holding a lane
@@ -127,6 +118,22 @@ static void unfreeze(dict_shard *sh)
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     /* release: what we changed in the table is visible to writers after. */
     SHK_A(atomic_store_explicit(&sh->table, tw & ~TW_FROZEN, memory_order_release));
+}
+
+/* A writer found the shard frozen: wait for whoever froze it (sleeping on
+ * the shard lock, which also repairs it if they died). */
+int shk_dict_shard_wait(shk_dict *d, dict_shard *sh)
+{
+    int rc = shard_lock(d, sh);
+    if (rc != SHK_OK)
+        return rc;
+    /* Every freezer unfreezes before it unlocks, and the repair of a dead
+     * one unfreezes too (recover): a table still frozen now has no freezer
+     * (a scribbled word) and would keep writers waiting for ever. */
+    if (SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)) & TW_FROZEN)
+        unfreeze(sh);
+    shard_unlock(sh);
+    return SHK_OK;
 }
 
 /* Sum of the lanes' counts for shard si.  Unsigned, wrapping: the counts
@@ -170,9 +177,11 @@ int shk_dict_lock(shk_dict *d)
      * deadlock, and a single-shard writer never holds two locks. */
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         int rc = shard_lock(d, &d->sh->shard[i]);
-        if (rc != SHK_OK) {
-            while (i--)
+        if (rc != SHK_OK) {   /* a corrupt lock: let go of those we froze */
+            while (i--) {
+                unfreeze(&d->sh->shard[i]);
                 shard_unlock(&d->sh->shard[i]);
+            }
             return rc;
         }
         freeze_mark(&d->sh->shard[i]);
@@ -387,9 +396,9 @@ static void rebase_pending(shk_dict *d)
 }
 
 /* A shard's entry count: the lanes' counts less base.  Writers move them
- * one at a time, so the sum may be a little below 0 for a moment; it can
- * never exceed the table's capacity by more than the writers in flight
- * (one per lane).  A count past that is corrupt: UINT64_MAX. */
+ * one at a time, so the sum may be a little below 0 for a moment, or above
+ * the table's capacity, by at most the writers in flight (one per lane).
+ * A count past that is corrupt: UINT64_MAX. */
 static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
 {
     int stale = shard_stale(d, sh);
@@ -398,7 +407,7 @@ static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
     int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
                           (uint64_t)SHK_A(atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
-    if (n > 0 && (uint64_t)n > (1ull << tw_log2(tw)) + DICT_LANES)
+    if (n < -(int64_t)DICT_LANES || (n > 0 && (uint64_t)n > (1ull << tw_log2(tw)) + DICT_LANES))
         return UINT64_MAX;
     return n > 0 ? (uint64_t)n : 0;
 }

@@ -629,6 +629,25 @@ int shk_segment_contains(const shk_segment *seg, uint64_t off, uint64_t len)
     return shk_add_sat(off, len) <= shk_segment_file_size(seg);
 }
 
+/* Everything of the segment itself that a scribble could damage and a
+ * lock or a walk would trust: its two robust mutexes (each taken once, as
+ * growth and directory insertions take them: a dead holder's lock needs no
+ * repair, a word that cannot be a mutex is SHK_ECORRUPT), then its heap. */
+int shk_segment_check(shk_segment *seg)
+{
+    seg_header *h = hdr(seg);
+    shk_mutex *locks[2] = {&h->grow_lock, &h->dir_lock};
+    for (int i = 0; i < 2; i++) {
+        int lk = shk_mutex_lock(locks[i]);
+        if (lk < 0)
+            return lk;
+        if (lk == SHK_MUTEX_RECOVERED)
+            shk_mutex_consistent(locks[i]);
+        shk_mutex_unlock(locks[i]);
+    }
+    return shk_freelist_check(seg->heap, NULL);
+}
+
 /* ----------------------------------------------------------------- growth */
 
 int shk_segment_reserve(shk_segment *seg, uint64_t min_size)

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -149,8 +150,53 @@ static int lock_status(int rc)
     return SHK_ESYS;
 }
 
+/* The file mapped at addr in process `pid` ("self" for us): its device
+ * and inode as /proc/PID/maps shows them ("fd:01 1234"), into key.  With
+ * addr == 0, whether that process maps the file `key` names at all.
+ * 1 found, 0 not, -1 unknown (the maps could not be read). */
+static int maps_find(const char *pid, uintptr_t addr, char *key, size_t keylen)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%s/maps", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dev[32];
+        unsigned long long ino;
+        if (sscanf(line, "%lx-%lx %*s %*s %31s %llu", &lo, &hi, dev, &ino) != 4 || ino == 0)
+            continue;
+        char k[64];
+        snprintf(k, sizeof k, "%s %llu", dev, ino);
+        if (addr) {
+            if (addr >= lo && addr < hi) {
+                snprintf(key, keylen, "%s", k);
+                found = 1;
+            }
+        } else if (strcmp(k, key) == 0) {
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Could thread `tid` hold mutex m at all: does its process map the file m
+ * lives in?  A word naming a live thread of a process that never mapped
+ * the segment (pid 1, say) is a forged owner.  0 no; 1 yes or unknown. */
+static int owner_maps_mutex(const pthread_mutex_t *m, pid_t tid)
+{
+    char key[64], pid[24];
+    if (maps_find("self", (uintptr_t)m, key, sizeof key) != 1)
+        return 1;
+    snprintf(pid, sizeof pid, "%d", (int)tid);
+    return maps_find(pid, 0, key, sizeof key) != 0;
+}
+
 /* Held by something that cannot be a live holder?  (Called after a slice
- * of waiting timed out.) */
+ * of waiting timed out, so the cost of reading /proc is no concern.) */
 static int owner_impossible(const pthread_mutex_t *m)
 {
 #ifdef __GLIBC__
@@ -160,8 +206,13 @@ static int owner_impossible(const pthread_mutex_t *m)
         return 0;      /* freed meanwhile: lock again */
     if ((uint32_t)tid > SHK_PID_MAX_LIMIT || tid == (pid_t)syscall(SYS_gettid))
         return 1;      /* this thread never locks twice */
-    if (kill(tid, 0) == 0 || errno != ESRCH)
-        return 0;      /* alive (EPERM: alive, another user) */
+    if (kill(tid, 0) == 0 || errno != ESRCH) {
+        /* alive (EPERM: alive, another user): a holder only if it maps
+         * the segment */
+        if (owner_maps_mutex(m, tid))
+            return 0;
+        return lock_word(m) == w;
+    }
     /* The word still names the vanished thread: no exit is pending. */
     return lock_word(m) == w;
 #else

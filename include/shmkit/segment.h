@@ -119,6 +119,8 @@ uint64_t shk_segment_max_size(const shk_segment *seg);
 uint64_t shk_segment_file_size(const shk_segment *seg);  /* backed now  */
 uint64_t shk_segment_hash_seed(const shk_segment *seg);
 struct shk_freelist *shk_segment_heap(shk_segment *seg); /* growable */
+/* Check the segment's own locks and its heap: SHK_OK or SHK_ECORRUPT. */
+int shk_segment_check(shk_segment *seg);
 
 /* Make sure at least `min_size` bytes of the segment are backed by memory,
  * growing the file if needed.  SHK_ENOMEM if max_size or /dev/shm is

@@ -457,6 +457,17 @@ static PyObject *seg_heap_check(PyObject *self, PyObject *Py_UNUSED(a))
     return shk_py_freelist_check(shk_segment_heap(seg), "segment heap check");
 }
 
+static PyObject *seg_check(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    shk_segment *seg = shk_py_segment_arg(self);
+    if (!seg)
+        return NULL;
+    int rc = shk_segment_check(seg);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "Segment.check");
+    return shk_py_freelist_check(shk_segment_heap(seg), "segment heap check");
+}
+
 static PyObject *seg_get_closed(PyObject *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(((ShkPySegment *)self)->seg == NULL);
@@ -503,6 +514,9 @@ static PyMethodDef seg_methods[] = {
     {"info", seg_info, METH_NOARGS,
      "Facts about the segment: sizes, heap use, creator, the file's owner_uid, "
      "owner_gid and mode, objects."},
+    {"check", seg_check, METH_NOARGS,
+     "check(): verify the segment's own locks and walk its heap; the heap's "
+     "statistics, or CorruptSegmentError."},
     {"heap_check", seg_heap_check, METH_NOARGS,
      "Walk the segment heap and verify its invariants; returns its stats or "
      "raises CorruptSegmentError.  Meaningful when no process is writing."},
