@@ -74,10 +74,10 @@ class ZeroCopyDict(SharedDict):
         return self._items()
 
     def stats(self) -> Dict[str, Any]:
-        """``SharedDict.stats()`` plus ``used_slots`` (table slots holding an
-        entry or a tombstone; ``load_factor`` is used_slots / capacity)."""
+        """``SharedDict.stats()`` plus ``used_slots``: the number of entries
+        (``load_factor`` also counts the slots deleted entries left)."""
         st = super().stats()
-        st["used_slots"] = st["entries"] + st["tombstones"]
+        st["used_slots"] = st["entries"]
         return st
 
     def gc_stats(self) -> Dict[str, int]:

@@ -10,7 +10,7 @@ existing_dict = SharedDict("my_dict", create=False)
 initial_data = {"key1": "value1", "key2": [1, 2, 3]}
 shared_dict = SharedDict("initialized_dict", data=initial_data)
 # --- what it made ---
-print(existing_dict.is_closed(), dict(shared_dict.items()))
+print(existing_dict.is_closed(), sorted(shared_dict.items()))
 for d in (existing_dict, shared_dict):
     d.close()
     d.unlink()

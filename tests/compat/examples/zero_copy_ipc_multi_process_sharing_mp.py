@@ -3,19 +3,20 @@
 import multiprocessing
 
 
-def process_2(ready, updated):
+def process_2(ready, read, updated):
     ready.wait()
     # Process 2: Attach and read
     from shmkit.compat.zero_copy_ipc import ZeroCopyDict
 
     d2 = ZeroCopyDict.attach("shared_dict")
     print(d2["counter"])  # Instantly sees 0
+    read.set()
     updated.wait()
     print("process 2 sees", d2["counter"])
 
 
-def process_3(ready, updated):
-    ready.wait()
+def process_3(ready, read, updated):
+    read.wait()
     # Process 3: Update
     from shmkit.compat.zero_copy_ipc import ZeroCopyDict
 
@@ -25,8 +26,8 @@ def process_3(ready, updated):
 
 
 if __name__ == "__main__":
-    ready, updated = multiprocessing.Event(), multiprocessing.Event()
-    procs = [multiprocessing.Process(target=f, args=(ready, updated))
+    ready, read, updated = (multiprocessing.Event() for _ in range(3))
+    procs = [multiprocessing.Process(target=f, args=(ready, read, updated))
              for f in (process_2, process_3)]
     for p in procs:
         p.start()
