@@ -7,6 +7,8 @@ import shmkit
 from shmkit.compat.shared_allocator import BumpAllocator, FreeListAllocator, SlabAllocator
 
 KINDS = [FreeListAllocator, BumpAllocator, SlabAllocator]
+SIZES = {FreeListAllocator: {"capacity": 4096}, BumpAllocator: {"capacity": 4096},
+         SlabAllocator: {"slab_size": 64, "num_slabs": 64}}
 
 # ---- the README's examples, run as scripts ----
 
@@ -26,23 +28,23 @@ def test_example_bump(run_example):
 
 @pytest.mark.parametrize("cls", KINDS)
 def test_create_attach_close_unlink(shm_name, cls):
-    a = cls(shm_name, 1 << 16)                         # create=True by default
+    a = cls(shm_name, **SIZES[cls])                    # create=True by default
     with pytest.raises(FileExistsError):
-        cls(shm_name, 1 << 16, create=True)
+        cls(shm_name, **SIZES[cls], create=True)
     off = a.allocate(64)
     a.write(off, b"x" * 64)
-    b = cls(shm_name, 1 << 16, create=False)
+    b = cls(shm_name, create=False)
     assert b.read(off, 64) == b"x" * 64
     b.close()
     a.close()
     a.unlink()
     with pytest.raises(FileNotFoundError):
-        cls(shm_name, 1 << 16, create=False)
+        cls(shm_name, create=False)
 
 
 @pytest.mark.parametrize("cls", KINDS)
 def test_allocate_until_full(shm_name, cls):
-    a = cls(shm_name, 4096)
+    a = cls(shm_name, **SIZES[cls])
     start = a.available_bytes()
     assert 0 < start <= 4096
     offs = []
@@ -61,7 +63,7 @@ def test_allocate_until_full(shm_name, cls):
 
 
 def test_free_errors(shm_name):
-    a = FreeListAllocator(shm_name, 4096)
+    a = FreeListAllocator(shm_name, capacity=4096)
     off = a.allocate(10)
     a.free(off)
     with pytest.raises(ValueError):
@@ -70,15 +72,35 @@ def test_free_errors(shm_name):
     a.unlink()
 
 
-def test_slab_slot_size(shm_name):
-    a = SlabAllocator(shm_name, 4096, slab_size=128)
-    assert a.slab_size == 128 and a.slot_count == 32
+def test_signatures_of_the_package(shm_name):
+    """The installed package's signatures: positional arguments land where
+    they would there."""
+    a = FreeListAllocator(shm_name, 4096, 64, 64, True)   # slot_size, num_slots: not limits
+    assert a.capacity == 4096 and a.free(a.allocate(1000)) is None
     a.close()
     a.unlink()
+    s = SlabAllocator(shm_name, 128, 32)
+    assert s.slab_size == 128 and s.slot_count == 32
+    assert (s.available_slabs(), s.used_slabs()) == (32, 0)
+    s.allocate(100)
+    assert (s.available_slabs(), s.used_slabs()) == (31, 1)
+    s.close()
+    s.unlink()
+    b = BumpAllocator(shm_name)                              # capacity=1 MiB
+    assert b.capacity == 1 << 20 and b.used_bytes() == 0
+    b.allocate(100)
+    assert b.used_bytes() >= 100
+    b.reset()
+    assert b.used_bytes() == 0
+    b.close()
+    b.unlink()
+    for bad in ({"capacity": 0}, {"slot_size": -1}, {"num_slots": 0}):
+        with pytest.raises(ValueError):
+            FreeListAllocator(shm_name, **bad)
 
 
 def _fill(name, w, n, out):
-    a = FreeListAllocator(name, 1 << 20, create=False)
+    a = FreeListAllocator(name, create=False)
     offs = []
     for i in range(n):
         off = a.allocate(32)
@@ -89,7 +111,7 @@ def _fill(name, w, n, out):
 
 
 def test_processes_allocate_without_overlap(shm_name, mp_context):
-    a = FreeListAllocator(shm_name, 1 << 20)
+    a = FreeListAllocator(shm_name, capacity=1 << 20)
     out = mp_context.Queue()
     procs = [mp_context.Process(target=_fill, args=(shm_name, w, 1000, out)) for w in range(3)]
     for p in procs:

@@ -54,8 +54,9 @@ def test_example_multi_process(run_example, method):
 
 
 def test_constructor(shm_name):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(RuntimeError) as info:          # what sharedbox raises
         SharedDict(shm_name, create=False)
+    assert isinstance(info.value, FileNotFoundError)    # and what shmkit raises
     d = SharedDict(shm_name, {"a": 1}, size=1 << 20, max_keys=2)
     for i in range(50):                                # max_keys and size are not limits
         d[f"k{i}"] = "x" * 100_000
@@ -183,7 +184,11 @@ def test_recommend_sizing(sd):
     assert small["target_entries"] == 1000 and small["current_stats"] == sd.get_stats()
     assert 1000 * 508 < small["sizing_recommendation"]["total_segment_size"] \
         < big["sizing_recommendation"]["total_segment_size"]
-    assert big["lock_recommendation"]["shards"] == shmkit._shmkit.DICT_SHARDS
+    assert big["lock_recommendation"]["recommended_lock_count"] == shmkit._shmkit.DICT_SHARDS
+    rec = big["sizing_recommendation"]    # the README's key and sharedbox 0.2.4's
+    assert rec["total_segment_size"] == rec["recommended_size_bytes"] \
+        <= rec["recommended_size_pow2_bytes"] < 2 * rec["recommended_size_bytes"]
+    assert rec["data_bytes"] == 100_000 * 508
 
 
 # ---- Thread safety: keys_atomic is a consistent snapshot ----

@@ -113,11 +113,15 @@ def test_stats_and_gc_stats(shm_name):
             d[f"k{i}"] = "v" * 300
         st = d.stats()
         assert st["used_slots"] == 64 and 0 < st["load_factor"] <= 1 and st["heap_used"] > 64 * 300
+        assert st["name"] == shm_name and st["is_owner"] is True and st["slot_count"] >= 64
+        assert ZeroCopyDict.attach(shm_name).stats()["is_owner"] is False
         before = d.gc_stats()
         for i in range(0, 64, 2):
             del d[f"k{i}"]
         after = d.gc_stats()
-        assert set(after) >= {"total_free_blocks", "total_free_space"}
+        assert set(after) == {"total_free_blocks", "total_free_space", "free_blocks",
+                              "free_size", "heap_used", "heap_size", "fragmentation"}
+        assert after["free_size"] == after["total_free_space"] and 0 < after["fragmentation"] <= 1
         assert after["total_free_blocks"] > before["total_free_blocks"]
         assert after["total_free_space"] >= before["total_free_space"] + 32 * 300
 

@@ -5,7 +5,8 @@ Replace ``from sharedbox import SharedDict`` by
 
 * ``SharedDict(name, data=None, *, size=128 MiB, create=True, max_keys=128)``:
   ``create=True`` opens ``name`` or creates it, ``create=False`` requires an
-  existing one (``FileNotFoundError``).  ``size`` and ``max_keys`` are
+  existing one (``SegmentNotFoundError``, both the ``RuntimeError`` sharedbox
+  raises and a ``FileNotFoundError``).  ``size`` and ``max_keys`` are
   checked to be positive but are not limits: the segment grows on demand
   (``max_keys`` pre-sizes the table).
 * Keys are ``str`` (``TypeError`` otherwise, as documented); a value that
@@ -28,12 +29,16 @@ from .. import unlink as _unlink
 from ..dict import SharedDict as _SharedDict
 from ._common import positive_int
 
-__all__ = ["SharedDict"]
+__all__ = ["SharedDict", "SegmentNotFoundError"]
 
 MiB = 1024 * 1024
 _MISSING = object()
 _DECODE_ERRORS = (pickle.UnpicklingError, AttributeError, ImportError, EOFError)
 _ENCODE_ERRORS = (pickle.PicklingError, TypeError, AttributeError)
+
+
+class SegmentNotFoundError(FileNotFoundError, RuntimeError):
+    """No segment of that name (``create=False``)."""
 
 
 def _check_key(key: Any) -> None:
@@ -50,7 +55,11 @@ class SharedDict(_SharedDict):
                  create: bool = True, max_keys: int = 128) -> None:
         positive_int("size", size)
         positive_int("max_keys", max_keys)
-        super().__init__(name, data, create=None if create else False, capacity=max_keys)
+        try:
+            super().__init__(name, data, create=None if create else False, capacity=max_keys)
+        except FileNotFoundError as e:
+            raise SegmentNotFoundError(e.errno, f"no shared dict named {name!r} "
+                                       f"(create=True makes it)") from None
 
     # ---- str keys only; (de)serialization errors are ValueError ----
 
@@ -130,24 +139,34 @@ class SharedDict(_SharedDict):
 
     def recommend_sizing(self, target_entries: int) -> Dict[str, Any]:
         """``current_stats`` (``get_stats()``), ``target_entries``,
-        ``sizing_recommendation`` (``total_segment_size`` from
-        ``SharedDict.recommend_size``, ``per_entry_bytes``) and
-        ``lock_recommendation`` (shmkit's fixed sharding: nothing to tune)."""
+        ``sizing_recommendation`` and ``lock_recommendation``, with the keys
+        of sharedbox 0.2.4 and the README's ``total_segment_size``.  The size
+        is ``SharedDict.recommend_size``'s; the locks are shmkit's fixed
+        shards (writers publish with a compare-and-swap, so there is nothing
+        to tune)."""
         advice = self.recommend_size(target_entries)
+        current = self.get_stats()
+        size = advice["size"]
+        data = int(target_entries * (current["avg_key_utf8_bytes"]
+                                     + current["avg_value_pickle_bytes"]))
+        shards = _shmkit.DICT_SHARDS
         return {
-            "current_stats": self.get_stats(),
+            "current_stats": current,
             "target_entries": target_entries,
             "sizing_recommendation": {
-                "total_segment_size": advice["size"],
-                "per_entry_bytes": _shmkit.dict_entry_footprint(advice["key_size"],
-                                                                advice["value_size"]),
-                "avg_key_bytes": advice["key_size"],
-                "avg_value_bytes": advice["value_size"],
+                "total_segment_size": size,
+                "recommended_size_bytes": size,
+                "recommended_size_pow2_bytes": 1 << max(size - 1, 1).bit_length(),
+                "data_bytes": data,
+                "entry_overhead_bytes": max(size - data, 0),
+                "locks_overhead_bytes": 0,
+                "safety_margin": 1.0,
             },
             "lock_recommendation": {
-                "shards": _shmkit.DICT_SHARDS,
-                "configurable": False,
-                "reason": "reads take no lock and writes publish with a compare-and-swap; "
-                          "the shard count is fixed",
+                "recommended_lock_count": shards,
+                "actual_entries_per_lock": target_entries / shards,
+                "lock_memory_kb": 0,
+                "rationale": "shmkit's dict has a fixed number of shards; reads take no "
+                             "lock and writes publish with a compare-and-swap",
             },
         }

@@ -21,7 +21,7 @@ Replace ``from zero_copy_ipc import ZeroCopyDict`` by
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..dict import SharedDict
 from ..segment import Segment
@@ -39,13 +39,16 @@ class ZeroCopyDict(SharedDict):
     __slots__ = ()
 
     @classmethod
-    def create(cls, name: str, max_items: int = 10000,
-               heap_size: int = 100 * MiB) -> "ZeroCopyDict":
-        """A new, empty dict ``name`` (``FileExistsError`` if it exists)."""
+    def create(cls, name: str, max_items: int = 10000, heap_size: int = 100 * MiB,
+               slot_count: Optional[int] = None) -> "ZeroCopyDict":
+        """A new, empty dict ``name`` (``FileExistsError`` if it exists).
+        ``slot_count`` (default ``max_items``) pre-sizes the table."""
         positive_int("max_items", max_items)
         positive_int("heap_size", heap_size)
+        if slot_count is not None:
+            positive_int("slot_count", slot_count)
         self = cls.__new__(cls)
-        SharedDict.__init__(self, name, create=True, capacity=max_items)
+        SharedDict.__init__(self, name, create=True, capacity=slot_count or max_items)
         return self
 
     @classmethod
@@ -74,18 +77,29 @@ class ZeroCopyDict(SharedDict):
         return self._items()
 
     def stats(self) -> Dict[str, Any]:
-        """``SharedDict.stats()`` plus ``used_slots``: the number of entries
-        (``load_factor`` also counts the slots deleted entries left)."""
+        """``SharedDict.stats()`` plus zero-copy-ipc's keys: ``name``,
+        ``used_slots`` (the number of entries), ``slot_count`` (table slots;
+        ``load_factor`` also counts the slots deleted entries left),
+        ``heap_size`` (bytes backed now; it grows), ``is_owner`` (this
+        handle created the dict)."""
         st = super().stats()
-        st["used_slots"] = st["entries"]
+        st.update(name=self.segment_name, used_slots=st["entries"],
+                  slot_count=st["capacity"], heap_size=st["segment_size"],
+                  is_owner=self.created)
         return st
 
-    def gc_stats(self) -> Dict[str, int]:
-        """Free blocks of the segment heap: ``total_free_blocks``,
-        ``total_free_space`` (bytes in them) and ``untouched_bytes`` (heap
-        never handed out yet).  Walks the heap."""
+    def gc_stats(self) -> Dict[str, Any]:
+        """Free blocks of the segment heap (``Segment.heap_check()``, a walk
+        of the heap): ``total_free_blocks`` and ``total_free_space`` (bytes
+        in them), as the README names them, and as zero-copy-ipc 1.0.1 names
+        them ``free_blocks``, ``free_size``, ``heap_used``, ``heap_size``
+        and ``fragmentation`` (free-block bytes / bytes not in use)."""
         with Segment(self.segment_name, create=False) as seg:
             h = seg.heap_check()
-        return {"total_free_blocks": h["free_blocks"],
-                "total_free_space": h["free_list_bytes"],
-                "untouched_bytes": h["untouched_bytes"]}
+            info = seg.info()
+        free = h["free_list_bytes"]
+        idle = free + h["untouched_bytes"]
+        return {"total_free_blocks": h["free_blocks"], "total_free_space": free,
+                "free_blocks": h["free_blocks"], "free_size": free,
+                "heap_used": info["heap_used"], "heap_size": info["file_size"],
+                "fragmentation": free / idle if idle else 0.0}
