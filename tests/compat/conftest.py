@@ -27,6 +27,17 @@ mp_context = _python_conftest.mp_context
 unique_name = _python_conftest.unique_name
 
 
+def run_processes(ctx, target, args_list, timeout=120):
+    """Start one ``ctx`` process per args tuple, join them, and check that
+    each exited cleanly."""
+    procs = [ctx.Process(target=target, args=args) for args in args_list]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
 def _unlink_quietly(name: str) -> None:
     try:
         shmkit.unlink(name)

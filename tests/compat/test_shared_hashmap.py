@@ -7,6 +7,8 @@ import pytest
 
 from shmkit.compat.shared_hashmap import SharedHashMap
 
+from .conftest import run_processes
+
 # ---- the README's examples, run as scripts ----
 
 
@@ -143,12 +145,7 @@ def test_concurrent_writers_lose_no_update(shm_name, mp_context):
     is not copied: 4 processes x 500 distinct keys are all there."""
     n = 500
     with SharedHashMap(shm_name, capacity=64) as m:
-        procs = [mp_context.Process(target=_writer, args=(shm_name, w, n)) for w in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert [p.exitcode for p in procs] == [0] * 4
+        run_processes(mp_context, _writer, [(shm_name, w, n) for w in range(4)])
         assert m.size() == 4 * n + 50
         for w in range(4):
             assert all(m[f"w{w}-{i}"] == i for i in range(n))

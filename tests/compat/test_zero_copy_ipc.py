@@ -6,6 +6,8 @@ import pytest
 import shmkit
 from shmkit.compat.zero_copy_ipc import ZeroCopyDict
 
+from .conftest import run_processes
+
 # ---- the README's examples, run as scripts ----
 
 
@@ -138,10 +140,5 @@ def test_concurrent_writers(shm_name, mp_context):
     """No lock, no TimeoutError, no lost update: 4 processes writing at once."""
     n = 300
     with ZeroCopyDict.create(shm_name) as d:
-        procs = [mp_context.Process(target=_count_up, args=(shm_name, w, n)) for w in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(120)
-        assert [p.exitcode for p in procs] == [0] * 4
+        run_processes(mp_context, _count_up, [(shm_name, w, n) for w in range(4)])
         assert len(d) == 4 * n + 1 and d["total"] == 4 * n
