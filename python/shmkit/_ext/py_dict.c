@@ -1366,7 +1366,7 @@ static PyObject *dict_snapshot(PyObject *op, PyObject *want_values)
         PyObject *v = decode_value_fast(&r, &raw);
         if (v && raw) {
             Py_DECREF(v);
-            v = finish_value(r.vtype, raw);
+            v = finish_value(self, r.vtype, raw);
             Py_DECREF(raw);
         }
         if (!v || PyDict_SetItem(out, PyList_GET_ITEM(keys, i), v) < 0)
