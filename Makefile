@@ -1,7 +1,7 @@
 # shmkit -- build, test and demo entry points.
 #
 #   make demo     virtualenv + shmkit with benchmark extras, then the demo
-#   make test     virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest
+#   make test     virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest (incl. tests/compat)
 #   make lib      build/libshmkit.a and build/libshmkit.so only
 #   make example  the plain-C example linked against libshmkit
 #   make torture  the long crash-torture run
@@ -101,7 +101,7 @@ install: venv
 	SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 
 pytest: install
-	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python torture
+	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture
 
 test: ctest ctest-san ctest-chaos example pytest
 

@@ -139,6 +139,16 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         """A plain ``dict`` snapshot of the contents."""
         return dict(self._items())
 
+    def snapshot(self) -> dict:
+        """A plain ``dict`` of the whole contents at one instant.  Unlike
+        ``copy()`` and iteration, which walk the shards one after another
+        while writers go on, this holds every writer off (readers go on)
+        while it copies the entries, so it never mixes states: a value moved
+        from one key to another by a writer appears under exactly one.
+        Writers wait for as long as the copy takes (about a microsecond per
+        entry)."""
+        return self._snapshot(True)
+
     def update(self, other=(), /, **kw) -> None:
         """Like ``dict.update`` (each key is stored atomically, not the batch)."""
         if self.closed:
@@ -190,6 +200,26 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         if entries < 0 or key_size < 0 or value_size < 0:
             raise ValueError("sizes must be >= 0")
         return _shmkit.dict_estimate_size(entries, key_size, value_size)
+
+    def recommend_size(self, entries: int) -> dict:
+        """Sizing advice for holding ``entries`` entries like the ones held
+        now: ``key_size`` and ``value_size`` (the average encoded sizes of the
+        current entries, measured by walking the dict as ``check()`` does,
+        writers held off meanwhile; 16 when empty) and ``size``, what
+        ``estimate_size(entries, key_size, value_size)`` gives for them; also
+        ``entries``, ``current_entries`` and ``segment_size`` (bytes backed now)."""
+        if isinstance(entries, bool) or not isinstance(entries, int):
+            raise TypeError(f"entries must be an int, not {type(entries).__name__}")
+        if entries < 0:
+            raise ValueError("entries must be >= 0")
+        st = self.check()
+        n = st["entries"]
+        key_size = -(-st["key_bytes"] // n) if n else 16
+        value_size = -(-st["value_bytes"] // n) if n else 16
+        return {"entries": entries, "current_entries": n, "key_size": key_size,
+                "value_size": value_size,
+                "size": self.estimate_size(entries, key_size, value_size),
+                "segment_size": st["segment_size"]}
 
 
 register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))

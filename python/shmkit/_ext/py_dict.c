@@ -1307,6 +1307,78 @@ static PyObject *dict_items_list(PyObject *op, PyObject *noargs)
     return scan((ShkPyDict *)op, SCAN_ITEMS, -1);
 }
 
+/* A consistent snapshot: every key (and value) at one instant.  All shards
+ * are frozen (writers wait; readers go on) while the keys are decoded and
+ * the values copied raw; the values are decoded after the unlock, so no
+ * Python code (unpickling, numpy, a finalizer run by the cyclic GC) runs
+ * while writers wait.  Returns a list of keys, or a dict when `values`. */
+static PyObject *dict_snapshot(PyObject *op, PyObject *want_values)
+{
+    ShkPyDict *self = (ShkPyDict *)op;
+    CHECK_OPEN(self, NULL);
+    int values = PyObject_IsTrue(want_values);
+    if (values < 0)
+        return NULL;
+    PyObject *keys = PyList_New(0), *raws = PyList_New(0), *out = NULL;
+    if (!keys || !raws)
+        goto done;
+#if PY_VERSION_HEX >= 0x030A0000
+    int gc_was_enabled = PyGC_Disable();
+#endif
+    int rc = shk_dict_lock(self->h);
+    if (rc == SHK_OK) {
+        uint64_t pos = 0, tw = 0;
+        shk_dict_ref r;
+        while ((rc = shk_dict_next(self->h, &pos, &tw, &r)) == SHK_OK) {
+            PyObject *k = decode_key(r.ktype, r.key, r.klen, 0);
+            PyObject *v = !values ? NULL
+                          : Py_BuildValue("(iN)", (int)r.vtype,
+                                          PyBytes_FromStringAndSize(r.val, (Py_ssize_t)r.vlen));
+            int bad = !k || (values && !v) || PyList_Append(keys, k) < 0 ||
+                      (values && PyList_Append(raws, v) < 0);
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            if (bad)
+                break;
+        }
+        shk_dict_unlock(self->h);
+    }
+#if PY_VERSION_HEX >= 0x030A0000
+    if (gc_was_enabled)
+        PyGC_Enable();
+#endif
+    if (PyErr_Occurred())
+        goto done;
+    if (rc != SHK_ENOTFOUND) {
+        shk_py_raise(rc == SHK_EAGAIN ? SHK_ECORRUPT : rc, "SharedDict.snapshot");
+        goto done;
+    }
+    if (!values) {
+        out = Py_NewRef(keys);
+        goto done;
+    }
+    out = PyDict_New();
+    for (Py_ssize_t i = 0; out && i < PyList_GET_SIZE(keys); i++) {
+        PyObject *t = PyList_GET_ITEM(raws, i), *b = PyTuple_GET_ITEM(t, 1), *raw;
+        shk_dict_ref r = {.vtype = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(t, 0)),
+                          .val = PyBytes_AS_STRING(b),
+                          .vlen = (uint64_t)PyBytes_GET_SIZE(b)};
+        PyObject *v = decode_value_fast(&r, &raw);
+        if (v && raw) {
+            Py_DECREF(v);
+            v = finish_value(self, r.vtype, raw);
+            Py_DECREF(raw);
+        }
+        if (!v || PyDict_SetItem(out, PyList_GET_ITEM(keys, i), v) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(raws);
+    return out;
+}
+
 /* The key of some live entry, looking first where the last popitem of this
  * handle left off (so draining a dict with popitem is linear, not
  * quadratic).  NULL with no error if the dict is empty. */
@@ -1665,6 +1737,8 @@ static PyMethodDef dict_methods[] = {
     {"_keys", dict_keys_list, METH_NOARGS, "Snapshot list of the keys."},
     {"_values", dict_values_list, METH_NOARGS, "Snapshot list of the values."},
     {"_items", dict_items_list, METH_NOARGS, "Snapshot list of (key, value)."},
+    {"_snapshot", dict_snapshot, METH_O,
+     "_snapshot(values): keys (a list) or items (a dict) at one instant, writers held off."},
     {"popitem", dict_popitem, METH_NOARGS,
      "popitem(): remove and return some (key, value) pair; KeyError if empty."},
     {"stats", dict_stats, METH_NOARGS, "Counters: entries, capacity, load factor, heap..."},
