@@ -139,12 +139,12 @@ static inline uint64_t top_word(uint64_t top, unsigned cls, uint64_t n)
 }
 static inline uint32_t cls_get(const fl_block *b)
 {
-    return atomic_load_explicit(&b->cls, memory_order_relaxed) & 0xffu;
+    return SHK_A(atomic_load_explicit(&b->cls, memory_order_relaxed)) & 0xffu;
 }
 /* The stripe whose carve made the block (see STRIPES: free_home). */
 static inline unsigned home_get(const fl_block *b)
 {
-    return (atomic_load_explicit(&b->cls, memory_order_relaxed) >> 8) & 0xffu;
+    return (SHK_A(atomic_load_explicit(&b->cls, memory_order_relaxed)) >> 8) & 0xffu;
 }
 SHK_STATIC_ASSERT(sizeof(fl_block) == BLOCK_HDR, "block header is 16 B");
 
@@ -172,13 +172,13 @@ static inline fl_class *class_line(fl_shared *sh, unsigned s, unsigned c)
 static unsigned my_stripe(shk_freelist *fl)
 {
     unsigned g = shk_fork_gen();
-    if (SHK_LIKELY(atomic_load_explicit(&fl->stripe_gen, memory_order_relaxed) == g))
-        return atomic_load_explicit(&fl->stripe, memory_order_relaxed);
+    if (SHK_LIKELY(SHK_A(atomic_load_explicit(&fl->stripe_gen, memory_order_relaxed)) == g))
+        return SHK_A(atomic_load_explicit(&fl->stripe, memory_order_relaxed));
     /* relaxed: a stripe is a placement hint, not a synchronisation. */
-    unsigned s = atomic_fetch_add_explicit(&fl->sh->next_stripe, 1,
-                                           memory_order_relaxed) % FL_NSTRIPE;
-    atomic_store_explicit(&fl->stripe, s, memory_order_relaxed);
-    atomic_store_explicit(&fl->stripe_gen, g, memory_order_relaxed);
+    unsigned s = SHK_A(atomic_fetch_add_explicit(&fl->sh->next_stripe, 1,
+                                           memory_order_relaxed)) % FL_NSTRIPE;
+    SHK_A(atomic_store_explicit(&fl->stripe, s, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&fl->stripe_gen, g, memory_order_relaxed));
     return s;
 }
 
@@ -224,7 +224,7 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
     sh->flags = growable ? FL_FLAG_GROWABLE : 0;
     sh->start = shk_align_up(start, SHK_ALIGN);
     sh->limit = limit & ~(uint64_t)(SHK_ALIGN - 1);
-    atomic_store_explicit(&sh->top, sh->start, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->top, sh->start, memory_order_relaxed));
 }
 
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
@@ -249,9 +249,9 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
         for (unsigned st = 0; st < stripes_of(c); st++)
             /* acquire: the carve of the block a head names (and its top)
              * happens before our read of top below. */
-            heads[nh++] = shk_lf_off(atomic_load_explicit(
-                &class_line((fl_shared *)sh, st, c)->head, memory_order_acquire));
-    uint64_t tw = atomic_load_explicit(&sh->top, memory_order_acquire);
+            heads[nh++] = shk_lf_off(SHK_A(atomic_load_explicit(
+                &class_line((fl_shared *)sh, st, c)->head, memory_order_acquire)));
+    uint64_t tw = SHK_A(atomic_load_explicit(&sh->top, memory_order_acquire));
     if (live)
         file_size = shk_segment_file_size(live);
     uint64_t top = top_of(tw);
@@ -296,7 +296,7 @@ int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
     fl->segment_heap = segment_heap;
     shk_fork_watch();
     /* a generation that never matches: the first allocation picks a stripe */
-    atomic_store_explicit(&fl->stripe_gen, shk_fork_gen() - 1, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&fl->stripe_gen, shk_fork_gen() - 1, memory_order_relaxed));
     if (!segment_heap)
         shk_segment_retain(seg);
     *out = fl;
@@ -357,7 +357,7 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
     /* relaxed: the top word is only a position (and a class); the block's
      * contents are published by whatever structure the caller stores its
      * offset in, or by the push below. */
-    uint64_t w = atomic_load_explicit(&fl->sh->top, memory_order_relaxed);
+    uint64_t w = SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
     uint64_t old;
     for (;;) {
         old = top_of(w);
@@ -383,29 +383,29 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
             for (uint64_t j = 1; j <= pn && pn * pb <= old - fl->start; j++) {
                 fl_block *pbk = block_at(fl, old - j * pb);
                 if (cls_get(pbk) != (uint32_t)prev)
-                    atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed);
+                    SHK_A(atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed));
             }
         }
         /* release: the reserve above (file_size >= end) happens before
          * the new top is seen; validate_at reads top, then file_size. */
-        if (atomic_compare_exchange_weak_explicit(&fl->sh->top, &w,
+        if (SHK_A(atomic_compare_exchange_weak_explicit(&fl->sh->top, &w,
                                                   top_word(end, c, n),
                                                   memory_order_release,
-                                                  memory_order_relaxed))
+                                                  memory_order_relaxed)))
             break;
     }
     SHK_CRASH_POINT("freelist.carve");
     uint32_t tag = c | (c < FL_STRIPED ? my_stripe(fl) << 8 : 0u);
     for (uint64_t j = 0; j < n; j++) {
         fl_block *b = block_at(fl, old + j * bsz);
-        atomic_store_explicit(&b->cls, tag, memory_order_relaxed);
-        atomic_store_explicit(&b->link, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->state, j ? STATE_FREE : STATE_LIVE, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&b->cls, tag, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&b->link, 0, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&b->state, j ? STATE_FREE : STATE_LIVE, memory_order_relaxed));
     }
     if (n > 1) {
         /* relaxed: statistics, raised before the pushes (INVARIANTS). */
-        atomic_fetch_add_explicit(&own->free_bytes, (n - 1) * bsz, memory_order_relaxed);
-        atomic_fetch_add_explicit(&own->free_blocks, n - 1, memory_order_relaxed);
+        SHK_A(atomic_fetch_add_explicit(&own->free_bytes, (n - 1) * bsz, memory_order_relaxed));
+        SHK_A(atomic_fetch_add_explicit(&own->free_blocks, n - 1, memory_order_relaxed));
         for (uint64_t j = n - 1; j >= 1; j--)
             shk_lfstack_push(&own->head, fl->base, old + j * bsz);
     }
@@ -414,17 +414,17 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
 
 static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
 {
-    uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
     uint64_t h = shk_lfstack_pop(&k->head, fl->base, top);
     if (h == 0)
         return 0;
     SHK_CRASH_POINT("freelist.pop");
     fl_block *b = block_at(fl, h);
     /* relaxed: the counters are statistics; the block is ours alone now. */
-    atomic_fetch_sub_explicit(&k->free_bytes, BLOCK_HDR + class_size(cls_get(b)),
-                              memory_order_relaxed);
-    atomic_fetch_sub_explicit(&k->free_blocks, 1, memory_order_relaxed);
-    atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed);
+    SHK_A(atomic_fetch_sub_explicit(&k->free_bytes, BLOCK_HDR + class_size(cls_get(b)),
+                              memory_order_relaxed));
+    SHK_A(atomic_fetch_sub_explicit(&k->free_blocks, 1, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed));
     return h;
 }
 
@@ -441,7 +441,7 @@ static uint64_t steal(shk_freelist *fl, unsigned c, fl_class *own)
     for (unsigned st = 0; h == 0 && st < stripes_of(c); st++) {
         fl_class *k = class_line(fl->sh, st, c);
         /* relaxed peek: skip empty lists without a CAS on their line */
-        if (k == own || !atomic_load_explicit(&k->head, memory_order_relaxed))
+        if (k == own || !SHK_A(atomic_load_explicit(&k->head, memory_order_relaxed)))
             continue;
         uint64_t chain = shk_lfstack_take_all(&k->head);
         if (chain == 0)
@@ -449,7 +449,7 @@ static uint64_t steal(shk_freelist *fl, unsigned c, fl_class *own)
         /* A kill here leaks the chain (FREE blocks on no list: check()
          * reports them), never corrupts a list. */
         SHK_CRASH_POINT("freelist.steal");
-        uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
+        uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
         shk_lfstack_push_chain(&own->head, fl->base, chain, top,
                                (top - fl->start) / (2 * BLOCK_HDR) + 1);
         h = pop_list(fl, own);
@@ -492,7 +492,7 @@ int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
 /* The header offset of a live block whose payload is at `off`, or 0. */
 static uint64_t live_header(const shk_freelist *fl, uint64_t off)
 {
-    uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_acquire)));
     if (off % SHK_ALIGN || off < fl->start + BLOCK_HDR || off >= top)
         return 0;
     uint64_t h = off - BLOCK_HDR;
@@ -500,7 +500,7 @@ static uint64_t live_header(const shk_freelist *fl, uint64_t off)
     uint32_t c = cls_get(b);
     if (c >= FL_NCLASS || shk_add_sat(off, class_size(c)) > top)
         return 0;
-    if (atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_LIVE)
+    if (SHK_A(atomic_load_explicit(&b->state, memory_order_relaxed)) != STATE_LIVE)
         return 0;
     return h;
 }
@@ -528,17 +528,17 @@ static int free_to(shk_freelist *fl, uint64_t off, int home)
     uint32_t expect = STATE_LIVE;
     /* The CAS makes a double free (even a concurrent one) fail cleanly:
      * exactly one freer moves LIVE -> FREE.  relaxed: the push publishes. */
-    if (!atomic_compare_exchange_strong_explicit(&b->state, &expect, STATE_FREE,
+    if (!SHK_A(atomic_compare_exchange_strong_explicit(&b->state, &expect, STATE_FREE,
                                                  memory_order_relaxed,
-                                                 memory_order_relaxed))
+                                                 memory_order_relaxed)))
         return SHK_EBADOFF;
     SHK_CRASH_POINT("freelist.free");
     uint32_t c = cls_get(b);
     unsigned hs = home_get(b);
     fl_class *k = home && hs < stripes_of(c) ? class_line(fl->sh, hs, c) : own_list(fl, c);
-    atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
+                              memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed));
     shk_lfstack_push(&k->head, fl->base, h);
     return SHK_OK;
 }
@@ -551,12 +551,12 @@ uint64_t shk_freelist_usable(const shk_freelist *fl, uint64_t off)
 
 uint64_t shk_freelist_available(const shk_freelist *fl)
 {
-    uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_relaxed));
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
     uint64_t n = fl->limit - top;
     for (unsigned c = 0; c < FL_NCLASS; c++)
         for (unsigned st = 0; st < stripes_of(c); st++)
-            n += atomic_load_explicit(&class_line(fl->sh, st, c)->free_bytes,
-                                      memory_order_relaxed);
+            n += SHK_A(atomic_load_explicit(&class_line(fl->sh, st, c)->free_bytes,
+                                      memory_order_relaxed));
     return n;
 }
 
@@ -568,7 +568,7 @@ uint64_t shk_freelist_capacity(const shk_freelist *fl)
 void shk_freelist_region(const shk_freelist *fl, uint64_t *start, uint64_t *end)
 {
     *start = fl->start;
-    *end = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
+    *end = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_acquire)));
 }
 
 shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->seg; }
@@ -590,7 +590,7 @@ static int walk_list(uint64_t head_word, void *ctx)
 {
     list_walk *lw = ctx;
     const shk_freelist *fl = lw->fl;
-    uint64_t top = top_of(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_acquire)));
     uint64_t max_nodes = (top - fl->start) / (BLOCK_HDR + class_size(0));
     lw->n = 0;
     for (uint64_t node = shk_lf_off(head_word); node;) {
@@ -600,10 +600,10 @@ static int walk_list(uint64_t head_word, void *ctx)
             return 1;
         const fl_block *b = block_at(fl, node);
         if (cls_get(b) != lw->c ||
-            atomic_load_explicit(&b->state, memory_order_relaxed) != STATE_FREE ||
+            SHK_A(atomic_load_explicit(&b->state, memory_order_relaxed)) != STATE_FREE ||
             ++lw->n > max_nodes)
             return 1;
-        node = atomic_load_explicit(&b->link, memory_order_relaxed);
+        node = SHK_A(atomic_load_explicit(&b->link, memory_order_relaxed));
     }
     return 0;
 }
@@ -612,7 +612,7 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
 {
     shk_freelist_stats s;
     memset(&s, 0, sizeof s);
-    uint64_t tw = atomic_load_explicit(&fl->sh->top, memory_order_acquire);
+    uint64_t tw = SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_acquire));
     uint64_t top = top_of(tw);
     int last = last_cls_of(tw);
     if (top < fl->start || top > fl->limit || last >= FL_NCLASS)
@@ -629,7 +629,7 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
         if (h + BLOCK_HDR > top)
             return SHK_ECORRUPT;
         const fl_block *b = block_at(fl, h);
-        uint32_t state = atomic_load_explicit(&b->state, memory_order_relaxed);
+        uint32_t state = SHK_A(atomic_load_explicit(&b->state, memory_order_relaxed));
         uint32_t c = h >= last_h ? (uint32_t)last : cls_get(b);
         if (c >= FL_NCLASS)
             return SHK_ECORRUPT;

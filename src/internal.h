@@ -25,10 +25,12 @@
 /* A spin-wait hint to the CPU (one round of a busy wait). */
 static inline void shk_cpu_relax(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ __volatile__("pause");
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);   /* portable: a no-op pause */
 #endif
 }
 

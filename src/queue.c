@@ -115,17 +115,6 @@
  * poll avoids that.  Bounded (~1-4 us): never a spin-and-sleep loop. */
 #define WAIT_SPINS 128
 
-static inline void cpu_relax(void)
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __asm__ __volatile__("pause" ::: "memory");
-#elif defined(__GNUC__) && defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    atomic_signal_fence(memory_order_seq_cst);   /* portable: a no-op pause */
-#endif
-}
-
 typedef struct q_shared {
     uint64_t magic;
     uint32_t version;
@@ -293,8 +282,8 @@ static int read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
 static int walk(shk_queue *q, uint64_t *count, uint64_t *ool)
 {
     q_shared *sh = q->sh;
-    uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     uint64_t n = 0, o = 0;
     int rc = SHK_OK;
     if (tail - head > q->ring_size || (head | tail) % 8)
@@ -319,13 +308,13 @@ static int walk(shk_queue *q, uint64_t *count, uint64_t *ool)
 static void repair(shk_queue *q)
 {
     q_shared *sh = q->sh;
-    uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     if (tail - head > q->ring_size || (head | tail) % 8) {
         /* Positions are only ever stored whole; this is memory corruption.
          * Empty the queue rather than read garbage. */
-        atomic_store_explicit(&sh->tail, head & ~7ull, memory_order_relaxed);
-        atomic_store_explicit(&sh->head, head & ~7ull, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&sh->tail, head & ~7ull, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&sh->head, head & ~7ull, memory_order_relaxed));
         tail = head = head & ~7ull;
     }
     uint64_t n = 0, o = 0, p = head;
@@ -333,16 +322,16 @@ static void repair(shk_queue *q)
         rec_hdr h;
         ool_ref ref;
         if (read_record(q, p, tail - p, &h, &ref) != SHK_OK) {
-            atomic_store_explicit(&sh->tail, p, memory_order_relaxed);
+            SHK_A(atomic_store_explicit(&sh->tail, p, memory_order_relaxed));
             break;
         }
         n++;
         o += (h.flags & REC_OOL) != 0;
         p += rec_size(h.len);
     }
-    atomic_store_explicit(&sh->count, n, memory_order_relaxed);
-    atomic_store_explicit(&sh->out_of_line, o, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->count, n, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->out_of_line, o, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
 }
 
 static inline int q_lock(shk_queue *q)
@@ -429,9 +418,9 @@ int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out)
      * two loads keeps the three in order; nothing is read through them). */
     uint64_t head, tail;
     for (unsigned tries = 0;; tries++) {
-        head = atomic_load_explicit(&sh->head, memory_order_acquire);
-        tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
-        if (atomic_load_explicit(&sh->head, memory_order_relaxed) == head)
+        head = SHK_A(atomic_load_explicit(&sh->head, memory_order_acquire));
+        tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_acquire));
+        if (SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed)) == head)
             break;
         if (tries == 1u << 16)
             return SHK_ECORRUPT;
@@ -490,10 +479,10 @@ shk_segment *shk_queue_segment(const shk_queue *q) { return q->seg; }
 static inline int has_room(const shk_queue *q, uint64_t payload)
 {
     q_shared *sh = q->sh;
-    uint64_t used = atomic_load_explicit(&sh->tail, memory_order_relaxed) -
-                    atomic_load_explicit(&sh->head, memory_order_relaxed);
+    uint64_t used = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed)) -
+                    SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
     if (q->maxsize &&
-        atomic_load_explicit(&sh->count, memory_order_relaxed) >= q->maxsize)
+        SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) >= q->maxsize)
         return 0;
     return rec_size(payload) <= q->ring_size - used;
 }
@@ -503,7 +492,7 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
                           uint32_t tag, uint32_t flags)
 {
     q_shared *sh = q->sh;
-    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags,
                  rec_digest(plen, tag, flags, payload)};
     memcpy(q->ring + (tail & q->mask), &h, REC_HDR);
@@ -511,15 +500,15 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
     SHK_CRASH_POINT("queue.put.commit");
     /* The commit.  relaxed: the unlock (release) publishes it with the
      * record; nobody reads records without taking the lock. */
-    atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_relaxed));
     SHK_CRASH_POINT("queue.put.count");
-    atomic_store_explicit(&sh->count,
+    SHK_A(atomic_store_explicit(&sh->count,
                           atomic_load_explicit(&sh->count, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+                          memory_order_relaxed));
     if (flags & REC_OOL)
-        atomic_store_explicit(&sh->out_of_line,
+        SHK_A(atomic_store_explicit(&sh->out_of_line,
                               atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+                              memory_order_relaxed));
 }
 
 /* ---- waiting (see BLOCKING) ----
@@ -531,9 +520,9 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
 static inline uint32_t waiter_enter(_Atomic uint32_t *waiters)
 {
     /* relaxed: ordered by the lock against every committer's check. */
-    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
     if ((w & WAITER_MASK) != WAITER_MASK)
-        atomic_store_explicit(waiters, w + 1, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(waiters, w + 1, memory_order_relaxed));
     return w >> WAITER_BITS;
 }
 
@@ -541,11 +530,11 @@ static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
 {
     /* relaxed: a counter; whoever reads it for a decision holds the lock,
      * and a stale value costs at most one wake syscall. */
-    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
     while ((w >> WAITER_BITS) == gen && (w & WAITER_MASK) != 0 &&
-           !atomic_compare_exchange_weak_explicit(waiters, &w, w - 1,
+           !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w - 1,
                                                   memory_order_relaxed,
-                                                  memory_order_relaxed))
+                                                  memory_order_relaxed)))
         ;
 }
 
@@ -554,9 +543,9 @@ static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *se
 {
     /* relaxed: waiter counts rise under this lock and fall outside it; a
      * stale non-zero only costs a syscall. */
-    if (SHK_LIKELY((atomic_load_explicit(waiters, memory_order_relaxed) & WAITER_MASK) == 0))
+    if (SHK_LIKELY((SHK_A(atomic_load_explicit(waiters, memory_order_relaxed)) & WAITER_MASK) == 0))
         return 0;
-    atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_relaxed));
     return 1;
 }
 
@@ -569,12 +558,12 @@ static void wake_waiters(shk_queue *q, _Atomic uint32_t *waiters,
         return;
     if (q_lock(q) != SHK_OK)
         return;
-    uint32_t w = atomic_load_explicit(waiters, memory_order_relaxed);
+    uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
     int any = (w & WAITER_MASK) != 0;
     if (any) {
         uint32_t gen = ((w >> WAITER_BITS) + 1) & (0xffffffffu >> WAITER_BITS);
-        atomic_store_explicit(waiters, gen << WAITER_BITS, memory_order_relaxed);
-        atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(waiters, gen << WAITER_BITS, memory_order_relaxed));
+        SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_relaxed));
     }
     q_unlock(q);
     if (any)
@@ -595,8 +584,8 @@ void shk_queue_wake_waiters(shk_queue *q)
 {
     /* relaxed: the bump only has to make a waiter that is about to sleep
      * on the old value not sleep; FUTEX_WAIT compares atomically. */
-    atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed));
     shk_futex_wake(&q->sh->not_empty, INT_MAX);
     shk_futex_wake(&q->sh->not_full, INT_MAX);
 }
@@ -635,7 +624,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
     uint64_t plen = ool ? sizeof ref : len;
     append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag,
            ool ? REC_OOL : 0);
-    atomic_fetch_add_explicit(&q->sh->total_put, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&q->sh->total_put, 1, memory_order_relaxed));
     int wake = signal_not_empty(q);
     q_unlock(q);
     *block = 0;   /* the record owns it now */
@@ -652,13 +641,13 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
     if (timeout_ns != 0) {
         /* relaxed: a hint only; the locked check below decides. */
         for (int i = 0; i < WAIT_SPINS; i++) {
-            uint64_t used = atomic_load_explicit(&q->sh->tail, memory_order_relaxed) -
-                            atomic_load_explicit(&q->sh->head, memory_order_relaxed);
-            uint64_t n = atomic_load_explicit(&q->sh->count, memory_order_relaxed);
+            uint64_t used = SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) -
+                            SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
+            uint64_t n = SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
             if ((!q->maxsize || n < q->maxsize) && used <= q->ring_size &&
                 rec_size(plen) <= q->ring_size - used)
                 return SHK_OK;
-            cpu_relax();
+            shk_cpu_relax();
         }
     }
     int rc = q_lock(q);
@@ -674,7 +663,7 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
     }
     uint32_t gen = waiter_enter(&q->sh->put_waiters);
     /* relaxed: ordered by the lock against every committer's bump. */
-    uint32_t seq = atomic_load_explicit(&q->sh->not_full, memory_order_relaxed);
+    uint32_t seq = SHK_A(atomic_load_explicit(&q->sh->not_full, memory_order_relaxed));
     q_unlock(q);
     rc = shk_futex_wait(&q->sh->not_full, seq, timeout_ns);
     waiter_leave(&q->sh->put_waiters, gen);
@@ -759,7 +748,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
             append(q, it->data, (uint32_t)it->len, it->tag, 0);
             k++;
         }
-        atomic_fetch_add_explicit(&q->sh->total_put, k - start, memory_order_relaxed);
+        SHK_A(atomic_fetch_add_explicit(&q->sh->total_put, k - start, memory_order_relaxed));
         int wake = k > start && signal_not_empty(q);
         q_unlock(q);
         if (wake)
@@ -788,8 +777,8 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
     if (rc != SHK_OK)
         return rc;
     q_shared *sh = q->sh;
-    uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     uint64_t k = 0;
     /* OOL blocks to free after the lock is dropped; a few at a time. */
     uint64_t to_free[16];
@@ -815,22 +804,22 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         head += rec_size(h.len);
         SHK_CRASH_POINT("queue.get.commit");
         /* The commit of this item.  relaxed: published by the unlock. */
-        atomic_store_explicit(&sh->head, head, memory_order_relaxed);
+        SHK_A(atomic_store_explicit(&sh->head, head, memory_order_relaxed));
         SHK_CRASH_POINT("queue.get.count");
-        atomic_store_explicit(&sh->count,
+        SHK_A(atomic_store_explicit(&sh->count,
                               atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
-                              memory_order_relaxed);
+                              memory_order_relaxed));
         if (ool) {
-            atomic_store_explicit(&sh->out_of_line,
+            SHK_A(atomic_store_explicit(&sh->out_of_line,
                                   atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,
-                                  memory_order_relaxed);
+                                  memory_order_relaxed));
             to_free[nfree++] = ref.off;
         }
         k++;
     }
     int wake = 0;
     if (k) {
-        atomic_fetch_add_explicit(&sh->total_got, k, memory_order_relaxed);
+        SHK_A(atomic_fetch_add_explicit(&sh->total_got, k, memory_order_relaxed));
         wake = signal_not_full(q);
     }
     q_unlock(q);
@@ -852,15 +841,15 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
     if (timeout_ns != 0) {
         /* relaxed: a hint only; the locked check below decides. */
         for (int i = 0; i < WAIT_SPINS; i++) {
-            if (atomic_load_explicit(&q->sh->count, memory_order_relaxed) > 0)
+            if (SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0)
                 return SHK_OK;
-            cpu_relax();
+            shk_cpu_relax();
         }
     }
     int rc = q_lock(q);
     if (rc != SHK_OK)
         return rc;
-    if (atomic_load_explicit(&q->sh->count, memory_order_relaxed) > 0) {
+    if (SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0) {
         q_unlock(q);
         return SHK_OK;
     }
@@ -870,7 +859,7 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
     }
     uint32_t gen = waiter_enter(&q->sh->get_waiters);
     /* relaxed: ordered by the lock against every committer's bump. */
-    uint32_t seq = atomic_load_explicit(&q->sh->not_empty, memory_order_relaxed);
+    uint32_t seq = SHK_A(atomic_load_explicit(&q->sh->not_empty, memory_order_relaxed));
     q_unlock(q);
     rc = shk_futex_wait(&q->sh->not_empty, seq, timeout_ns);
     waiter_leave(&q->sh->get_waiters, gen);
@@ -948,15 +937,15 @@ int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len,
 uint64_t shk_queue_size(const shk_queue *q)
 {
     /* relaxed: a snapshot; exact only when nobody is changing the queue. */
-    return atomic_load_explicit(&q->sh->count, memory_order_relaxed);
+    return SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
 }
 uint64_t shk_queue_maxsize(const shk_queue *q) { return q->maxsize; }
 uint64_t shk_queue_ring_bytes(const shk_queue *q) { return q->ring_size; }
 uint64_t shk_queue_inline_max(const shk_queue *q) { return q->inline_max; }
 uint64_t shk_queue_used_bytes(const shk_queue *q)
 {
-    return atomic_load_explicit(&q->sh->tail, memory_order_relaxed) -
-           atomic_load_explicit(&q->sh->head, memory_order_relaxed);
+    return SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) -
+           SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
 }
 
 size_t shk_queue_lock_offset(void) { return offsetof(q_shared, lock); }
@@ -970,23 +959,23 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
     uint64_t n = 0, o = 0;
     rc = walk(q, &n, &o);
     if (rc == SHK_OK &&
-        (n != atomic_load_explicit(&sh->count, memory_order_relaxed) ||
-         o != atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) ||
+        (n != SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) ||
+         o != SHK_A(atomic_load_explicit(&sh->out_of_line, memory_order_relaxed)) ||
          (q->maxsize && n > q->maxsize)))
         rc = SHK_ECORRUPT;
     if (st) {
         memset(st, 0, sizeof *st);
         st->items = n;
         st->out_of_line = o;
-        st->used_bytes = atomic_load_explicit(&sh->tail, memory_order_relaxed) -
-                         atomic_load_explicit(&sh->head, memory_order_relaxed);
+        st->used_bytes = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed)) -
+                         SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
         st->ring_bytes = q->ring_size;
         st->maxsize = q->maxsize;
-        st->total_put = atomic_load_explicit(&sh->total_put, memory_order_relaxed);
-        st->total_got = atomic_load_explicit(&sh->total_got, memory_order_relaxed);
-        st->recoveries = atomic_load_explicit(&sh->recoveries, memory_order_relaxed);
-        st->get_waiters = atomic_load_explicit(&sh->get_waiters, memory_order_relaxed) & WAITER_MASK;
-        st->put_waiters = atomic_load_explicit(&sh->put_waiters, memory_order_relaxed) & WAITER_MASK;
+        st->total_put = SHK_A(atomic_load_explicit(&sh->total_put, memory_order_relaxed));
+        st->total_got = SHK_A(atomic_load_explicit(&sh->total_got, memory_order_relaxed));
+        st->recoveries = SHK_A(atomic_load_explicit(&sh->recoveries, memory_order_relaxed));
+        st->get_waiters = SHK_A(atomic_load_explicit(&sh->get_waiters, memory_order_relaxed)) & WAITER_MASK;
+        st->put_waiters = SHK_A(atomic_load_explicit(&sh->put_waiters, memory_order_relaxed)) & WAITER_MASK;
     }
     q_unlock(q);
     return rc;

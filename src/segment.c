@@ -160,7 +160,7 @@ static void shm_path(char *out, const char *name)
 
 static int entry_valid(const dir_entry *e, uint64_t data_start, uint64_t file_size)
 {
-    uint32_t t = atomic_load_explicit(&e->type, memory_order_relaxed);
+    uint32_t t = SHK_A(atomic_load_explicit(&e->type, memory_order_relaxed));
     if (t == 0)
         return 1;
     if (t >= SHK_TYPE_MAX_)
@@ -182,9 +182,9 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
         h->header_size != SEG_HEADER_SIZE ||
         h->dir_capacity != SHK_DIR_CAPACITY)
         return SHK_ECORRUPT;
-    if (atomic_load_explicit(&h->state, memory_order_acquire) != SEG_STATE_READY)
+    if (SHK_A(atomic_load_explicit(&h->state, memory_order_acquire)) != SEG_STATE_READY)
         return SHK_ECORRUPT;
-    uint64_t fs = atomic_load_explicit(&h->file_size, memory_order_acquire);
+    uint64_t fs = SHK_A(atomic_load_explicit(&h->file_size, memory_order_acquire));
     if (h->max_size < ds || h->max_size > SHK_MAX_MAX_SIZE ||
         h->max_size % 4096 != 0)
         return SHK_ECORRUPT;
@@ -192,7 +192,7 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
         return SHK_ECORRUPT;
     if (h->heap_off != SEG_HEADER_SIZE || h->data_start != ds)
         return SHK_ECORRUPT;
-    uint32_t n = atomic_load_explicit(&h->dir_count, memory_order_acquire);
+    uint32_t n = SHK_A(atomic_load_explicit(&h->dir_count, memory_order_acquire));
     if (n > SHK_DIR_CAPACITY)
         return SHK_ECORRUPT;
     for (uint32_t i = 0; i < SHK_DIR_CAPACITY; i++)
@@ -382,7 +382,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     h->header_size = SEG_HEADER_SIZE;
     h->dir_capacity = SHK_DIR_CAPACITY;
     h->max_size = max_size;
-    atomic_store_explicit(&h->file_size, size, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&h->file_size, size, memory_order_relaxed));
     if (getrandom(&h->hash_seed, sizeof h->hash_seed, 0) != sizeof h->hash_seed)
         h->hash_seed = (uint64_t)shk_now_ns() * 0x9E3779B97F4A7C15ull;
     h->creator_pid = (int64_t)getpid();
@@ -392,7 +392,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     h->heap_off = SEG_HEADER_SIZE;
     h->data_start = ds;
-    atomic_store_explicit(&h->dir_count, 0, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&h->dir_count, 0, memory_order_relaxed));
     if (shk_mutex_init(&h->grow_lock) != SHK_OK ||
         shk_mutex_init(&h->dir_lock) != SHK_OK)
         goto fail_map;
@@ -406,7 +406,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
         goto fail_map;
     }
     /* release: an attacher that acquires READY sees the whole header. */
-    atomic_store_explicit(&h->state, SEG_STATE_READY, memory_order_release);
+    SHK_A(atomic_store_explicit(&h->state, SEG_STATE_READY, memory_order_release));
     *out = seg;
     return SHK_OK;
 
@@ -484,7 +484,7 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
             }
             const seg_header *h = (const seg_header *)buf;
             int initialising = h->magic == SEG_MAGIC &&
-                atomic_load_explicit(&h->state, memory_order_acquire) == SEG_STATE_INIT;
+                SHK_A(atomic_load_explicit(&h->state, memory_order_acquire)) == SEG_STATE_INIT;
             rc = shk_segment_validate_header(buf, ds, (uint64_t)st.st_size);
             if (rc == SHK_OK)
                 break;
@@ -559,7 +559,7 @@ int shk_segment_open_ex(const char *name, uint64_t size, uint64_t max_size,
 void shk_segment_retain(shk_segment *seg)
 {
     /* relaxed: taking a reference needs no ordering, we already hold one. */
-    atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed));
 }
 
 void shk_segment_close(shk_segment *seg)
@@ -568,7 +568,7 @@ void shk_segment_close(shk_segment *seg)
         return;
     /* acq_rel: the last releaser must see every other holder's accesses
      * finished before it unmaps. */
-    if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
+    if (SHK_A(atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel)) != 1)
         return;
     shk_freelist_close(seg->heap);
     munmap(seg->base, seg->max_size);
@@ -605,7 +605,7 @@ static uint64_t refresh_verified(const shk_segment *seg)
     if (fstat(seg->fd, &st) == 0 && st.st_size > 0)
         v = (uint64_t)st.st_size < seg->max_size ? (uint64_t)st.st_size : seg->max_size;
     shk_segment *m = (shk_segment *)seg;
-    atomic_store_explicit(&m->verified, v, memory_order_relaxed);
+    SHK_A(atomic_store_explicit(&m->verified, v, memory_order_relaxed));
     return v;
 }
 
@@ -613,12 +613,12 @@ uint64_t shk_segment_file_size(const shk_segment *seg)
 {
     /* acquire: pairs with the grower's release, so bytes below the value
      * read are backed. */
-    uint64_t fs = atomic_load_explicit(&hdr(seg)->file_size, memory_order_acquire);
+    uint64_t fs = SHK_A(atomic_load_explicit(&hdr(seg)->file_size, memory_order_acquire));
     /* The shared value is believed only as far as this process has seen
      * the file reach: a forged or torn file_size beyond it must not turn
      * into reads past end-of-file (SIGBUS) or past the mapping (SIGSEGV).
      * relaxed: a per-process cache; fstat is the authority. */
-    if (SHK_LIKELY(fs <= atomic_load_explicit(&seg->verified, memory_order_relaxed)))
+    if (SHK_LIKELY(fs <= SHK_A(atomic_load_explicit(&seg->verified, memory_order_relaxed))))
         return fs;
     uint64_t v = refresh_verified(seg);
     return fs < v ? fs : v;
@@ -689,7 +689,7 @@ int shk_segment_reserve(shk_segment *seg, uint64_t min_size)
         if (e == 0) {
             /* release: bytes below file_size are backed before anyone can
              * see the new value. */
-            atomic_store_explicit(&h->file_size, want, memory_order_release);
+            SHK_A(atomic_store_explicit(&h->file_size, want, memory_order_release));
             refresh_verified(seg);
         } else
             rc = (e == ENOSPC || e == EFBIG) ? SHK_ENOMEM : (errno = e, SHK_ESYS);
@@ -711,12 +711,12 @@ static int find_entry(const seg_header *h, const char *name, uint64_t fs,
 {
     /* acquire: pairs with the release store of dir_count/type by the
      * inserter, so a visible entry is complete. */
-    uint32_t n = atomic_load_explicit(&h->dir_count, memory_order_acquire);
+    uint32_t n = SHK_A(atomic_load_explicit(&h->dir_count, memory_order_acquire));
     if (n > SHK_DIR_CAPACITY)
         return SHK_ECORRUPT;
     for (uint32_t i = 0; i < n; i++) {
         const dir_entry *e = &h->dir[i];
-        uint32_t t = atomic_load_explicit(&e->type, memory_order_acquire);
+        uint32_t t = SHK_A(atomic_load_explicit(&e->type, memory_order_acquire));
         if (t == 0 || strncmp(e->name, name, sizeof e->name) != 0)
             continue;
         if (!entry_valid(e, h->data_start, fs))
@@ -760,7 +760,7 @@ int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
             shk_mutex_consistent(&h->dir_lock);
         rc = shk_segment_lookup(seg, name, &info);
         if (rc == SHK_ENOENT) {
-            uint32_t n = atomic_load_explicit(&h->dir_count, memory_order_relaxed);
+            uint32_t n = SHK_A(atomic_load_explicit(&h->dir_count, memory_order_relaxed));
             if (n >= SHK_DIR_CAPACITY) {
                 rc = SHK_EFULL;
             } else {
@@ -774,8 +774,8 @@ int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
                     e->offset = off;
                     e->size = size;
                     /* release: publishes name/offset/size with the type. */
-                    atomic_store_explicit(&e->type, type, memory_order_release);
-                    atomic_store_explicit(&h->dir_count, n + 1, memory_order_release);
+                    SHK_A(atomic_store_explicit(&e->type, type, memory_order_release));
+                    SHK_A(atomic_store_explicit(&h->dir_count, n + 1, memory_order_release));
                     if (created)
                         *created = 1;
                     *offset = off;
@@ -798,7 +798,7 @@ int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
 
 uint32_t shk_segment_object_count(const shk_segment *seg)
 {
-    uint32_t n = atomic_load_explicit(&hdr(seg)->dir_count, memory_order_acquire);
+    uint32_t n = SHK_A(atomic_load_explicit(&hdr(seg)->dir_count, memory_order_acquire));
     return n > SHK_DIR_CAPACITY ? SHK_DIR_CAPACITY : n;
 }
 
@@ -808,7 +808,7 @@ int shk_segment_object_at(const shk_segment *seg, uint32_t i,
     if (i >= shk_segment_object_count(seg))
         return SHK_EINVAL;
     const dir_entry *e = &hdr(seg)->dir[i];
-    uint32_t t = atomic_load_explicit(&e->type, memory_order_acquire);
+    uint32_t t = SHK_A(atomic_load_explicit(&e->type, memory_order_acquire));
     if (t == 0)
         return SHK_ENOENT;
     if (!entry_valid(e, hdr(seg)->data_start, shk_segment_file_size(seg)))

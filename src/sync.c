@@ -29,12 +29,12 @@ int shk_lfstack_check(_Atomic uint64_t *head,
                       int (*walk)(uint64_t head_word, void *ctx), void *ctx)
 {
     for (unsigned tries = 0;; tries++) {
-        uint64_t w = atomic_load_explicit(head, memory_order_acquire);
+        uint64_t w = SHK_A(atomic_load_explicit(head, memory_order_acquire));
         if (walk(w, ctx) == 0)
             return SHK_OK;
         /* acquire: the walk's node reads happen before this re-read. */
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(head, memory_order_relaxed) == w)
+        if (SHK_A(atomic_load_explicit(head, memory_order_relaxed)) == w)
             return SHK_ECORRUPT;
         if (tries == SHK_LFSTACK_CHECK_TRIES)
             return SHK_EAGAIN;
@@ -354,7 +354,7 @@ static void on_fork_child(void)
 {
     /* relaxed: the child is single-threaded here; later loads in it are
      * program-ordered after this store. */
-    atomic_fetch_add_explicit(&shk_fork_gen_, 1, memory_order_relaxed);
+    SHK_A(atomic_fetch_add_explicit(&shk_fork_gen_, 1, memory_order_relaxed));
 }
 
 static void register_fork_handler(void)
