@@ -265,7 +265,7 @@ uint64_t shk_stack_size(const shk_stack *s)
  * big enough for its item, no cycle. */
 typedef struct stack_walk {
     shk_stack *s;
-    uint64_t items, bytes;   /* of the last walk */
+    uint64_t items, bytes, tags;   /* of the last walk */
 } stack_walk;
 
 static int walk_stack(uint64_t head_word, void *ctx)
@@ -276,7 +276,7 @@ static int walk_stack(uint64_t head_word, void *ctx)
     uint64_t fs = shk_segment_file_size(s->seg);
     /* A list longer than the segment could hold nodes has a cycle. */
     uint64_t limit = fs / (NODE_HDR + 16) + 1;
-    sw->items = sw->bytes = 0;
+    sw->items = sw->bytes = sw->tags = 0;
     for (uint64_t off = shk_lf_off(head_word); off;) {
         uint64_t len;
         uint32_t tag;
@@ -285,6 +285,7 @@ static int walk_stack(uint64_t head_word, void *ctx)
             ++sw->items > limit)
             return 1;
         sw->bytes += len;
+        sw->tags |= 1ull << (tag < 63 ? tag : 63);
         off = SHK_A(atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed));
     }
     return 0;
@@ -297,7 +298,7 @@ int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
     /* Other processes may push and pop meanwhile: shk_lfstack_check tells
      * a list they moved (walked again, at worst reported unverified) from a
      * corrupt one. */
-    stack_walk sw = {s, 0, 0};
+    stack_walk sw = {s, 0, 0, 0};
     int rc = shk_lfstack_check(&s->sh->head, walk_stack, &sw);
     if (rc == SHK_EAGAIN) {
         r.unverified = 1;
@@ -305,6 +306,7 @@ int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
     } else if (rc == SHK_OK) {
         r.items = sw.items;
         r.bytes = sw.bytes;
+        r.tags = sw.tags;
     }
     r.counter = SHK_A(atomic_load_explicit(&s->sh->count, memory_order_relaxed));
     r.total_push = SHK_A(atomic_load_explicit(&s->sh->total_push, memory_order_relaxed));

@@ -49,6 +49,9 @@ typedef struct shk_stack_stats {
     uint64_t bytes;          /* item bytes held                            */
     uint64_t total_push, total_pop;
     int unverified;          /* the list changed under every walk tried   */
+    uint64_t tags;           /* the item tags met: bit t for tag t < 63,
+                                bit 63 for any larger one (the caller knows
+                                which tags it writes)                      */
 } shk_stack_stats;
 /* Walk the list: every node a live heap block big enough for its item, no
  * cycle.  SHK_OK or SHK_ECORRUPT.  Safe while other processes push and pop

@@ -261,12 +261,7 @@ STRUCTURES = {
 # Regions whose corruption the hardening still misses, each naming the
 # finding that covers it.  {(structure, region): reason}; a region missing
 # here must pass.
-LEAD_DICT = "src/dict.c entry/table loops (issue 14, lead): "
-LOCK_WORDS = "lock words (issue 14, C-level helper): "
-KNOWN = {
-    ("stack", "stack_nodes"): "stack check() (src/stack.c) misses a node whose header a bit "
-                              "flip damaged: pop raises CorruptSegmentError, check() passes",
-}
+KNOWN: dict = {}
 
 CORRUPTIONS = ("flip", "ones", "huge", "random", "version")
 

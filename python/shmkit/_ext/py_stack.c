@@ -153,6 +153,8 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_stack_check(self->h, &st, repair);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Stack.check");
+    if (st.tags & ~((1ull << SHK_PY_TAG_BYTES) | (1ull << SHK_PY_TAG_PICKLE)))
+        return shk_py_raise(SHK_ECORRUPT, "Stack.check: an item with an unknown tag");
     return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K,s:O}",
                          "items", (unsigned long long)st.items,
                          "counter", (long long)st.counter,
