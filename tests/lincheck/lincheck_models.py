@@ -70,8 +70,9 @@ class DictModel(Model):
         return "absent" if v is None else f"value {v!r}"
 
 
-DICT_STABLE_OPS = ["get", "getitem", "contains", "set", "incr", "compare_and_set", "setdefault"]
-DICT_ALL_OPS = DICT_STABLE_OPS + ["delete", "pop"]
+DICT_READ_OPS = ["get", "getitem", "contains"]
+DICT_STABLE_WRITES = ["set", "incr", "compare_and_set", "setdefault"]
+DICT_ALL_WRITES = DICT_STABLE_WRITES + ["delete", "pop"]
 
 
 def dict_workload(rng: random.Random, pid: int, nops: int, keys: Sequence) -> Workload:
@@ -81,7 +82,10 @@ def dict_workload(rng: random.Random, pid: int, nops: int, keys: Sequence) -> Wo
     seen: Dict[Any, int] = {}
     for _ in range(nops):
         k = rng.choice(keys)
-        name = rng.choice(DICT_STABLE_OPS if str(k).startswith("s") else DICT_ALL_OPS)
+        if rng.random() < 0.6:                  # read-mostly, like the usual use
+            name = rng.choice(DICT_READ_OPS)
+        else:
+            name = rng.choice(DICT_STABLE_WRITES if str(k).startswith("s") else DICT_ALL_WRITES)
         if name == "set":
             args = (k, rng.randrange(4))
         elif name == "incr":
@@ -568,7 +572,7 @@ def keys_for(structure: str, hot: bool) -> List:
     """The keys / indices a run's processes share: a handful every process
     hammers (hot) or many (spread)."""
     if structure == "dict":
-        n = 4 if hot else 48
+        n = 4 if hot else 2048
         return [f"{'s' if j % 2 else 'v'}{j}" for j in range(n)]
     if structure in ("bitset", "array"):
         # hot: bits of one word / elements of one cache line

@@ -126,7 +126,10 @@ def worker(structure: str, names: Sequence[str], hots: Sequence[bool], wid: int,
     rounds: List[list] = []
     for r, name in enumerate(names):
         obj = attach(structure, name)
-        gen = WORKLOADS[structure](random.Random(f"{seed}/{r}/{wid}"), wid, nops,
+        # hot rounds are shorter: on a handful of keys, every process
+        # preempted mid-operation at once makes the search much wider
+        gen = WORKLOADS[structure](random.Random(f"{seed}/{r}/{wid}"), wid,
+                                   max(20, nops // 3) if hots[r] else nops,
                                    keys_for(structure, hots[r]))
         recs: list = []
         barrier.wait(300)
@@ -184,7 +187,8 @@ class RunReport:
 def run(structure: str, method: str, *, nprocs: int, rounds: int, nops: int, seed: int,
         budget: int = DEFAULT_BUDGET) -> RunReport:
     """``rounds`` histories of ``nprocs`` processes x ``nops`` operations
-    each on ``structure``, checked; rounds alternate hot and spread keys."""
+    each (a third of that with hot keys) on ``structure``, checked; rounds
+    alternate hot and spread keys."""
     import multiprocessing
 
     ctx = multiprocessing.get_context(method)

@@ -1,0 +1,47 @@
+"""Every shmkit structure, driven by many processes at once (fork and
+spawn), must produce only linearizable histories.
+
+Short mode (the default, ``make test``): a few histories per structure and
+start method.  ``SHMKIT_LINCHECK=long`` (``make lincheck``): many more and
+longer.  ``SHMKIT_LINCHECK_SEED`` seeds the workloads (default 1; the
+interleavings are timing, so a rerun finds the same class of failure, not
+the same history); ``SHMKIT_LINCHECK_PROCS`` overrides the process count
+(default 8 per CPU, at most 64).
+
+Each run appends one line per structure to ``build/lincheck-summary.txt``
+(histories, operations, partitions, operations that overlapped another in
+their partition, search steps) and prints it (visible under ``-s``).
+"""
+import os
+import pathlib
+
+import pytest
+
+import shmkit
+from lincheck_runner import STRUCTURES, run
+
+LONG = os.environ.get("SHMKIT_LINCHECK", "short") == "long"
+SEED = int(os.environ.get("SHMKIT_LINCHECK_SEED", "1"))
+PROCS = int(os.environ.get("SHMKIT_LINCHECK_PROCS", "0")) or min(64, (os.cpu_count() or 2) * 8)
+# (histories, operations per process per history) for fork / spawn
+SIZES = {
+    False: {"fork": (6, 400), "spawn": (2, 400)},
+    True: {"fork": (60, 1500), "spawn": (20, 1500)},
+}
+SUMMARY = pathlib.Path(__file__).resolve().parents[2] / "build" / "lincheck-summary.txt"
+BUILD = "chaos" if "chaos" in os.path.dirname(shmkit.__file__) else "plain"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_linearizable(structure, method):
+    rounds, nops = SIZES[LONG][method]
+    report = run(structure, method, nprocs=PROCS, rounds=rounds, nops=nops, seed=SEED)
+    line = report.summary(f"{BUILD}/{'long' if LONG else 'short'}")
+    print("\n" + line)
+    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    with open(SUMMARY, "a") as f:
+        f.write(line + "\n")
+    assert report.failed == 0 and report.unknown == 0, (
+        f"{report.failed} of {len(report.rounds)} histories not linearizable, "
+        f"{report.unknown} unknown (search budget exhausted); first: {report.first_failure}")
