@@ -572,7 +572,7 @@ def keys_for(structure: str, hot: bool) -> List:
     """The keys / indices a run's processes share: a handful every process
     hammers (hot) or many (spread)."""
     if structure == "dict":
-        n = 4 if hot else 2048
+        n = 4 if hot else 8192
         return [f"{'s' if j % 2 else 'v'}{j}" for j in range(n)]
     if structure in ("bitset", "array"):
         # hot: bits of one word / elements of one cache line

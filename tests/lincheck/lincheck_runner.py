@@ -7,7 +7,8 @@ spawn).  In each round the workers meet at a barrier, then each runs its
 workload (lincheck_models.WORKLOADS), timing every operation with
 ``time.monotonic_ns()`` (CLOCK_MONOTONIC, one clock for all processes) just
 before the call and just after the return.  Each worker writes its records
-to a file; the parent merges them per round and checks the round's history
+to a file; the parent merges them per round (with what it stored before the
+workers started, recorded the same way) and checks the round's history
 against the model.
 """
 from __future__ import annotations
@@ -118,6 +119,20 @@ EXECUTE["freelist"] = {
 EXECUTE["slab"] = dict(EXECUTE["freelist"], allocate=lambda o, size: o.allocate())
 
 
+def _prefill(structure: str, obj, keys) -> list:
+    """What the parent stores before the workers start, recorded like a
+    worker's operations: the dict's stable keys (present from the start, so
+    most reads are of present keys)."""
+    recs = []
+    if structure == "dict":
+        for k in keys:
+            if k.startswith("s"):
+                t0 = time.monotonic_ns()
+                obj[k] = 0
+                recs.append(("set", (k, 0), None, t0, time.monotonic_ns()))
+    return recs
+
+
 def worker(structure: str, names: Sequence[str], hots: Sequence[bool], wid: int, nops: int,
            seed: int, out_path: str, barrier) -> None:
     """One process: every round's workload, records to ``out_path``."""
@@ -197,10 +212,13 @@ def run(structure: str, method: str, *, nprocs: int, rounds: int, nops: int, see
     names = [f"shmkit-lincheck-{os.getpid()}-{structure}-{tag}-{r}" for r in range(rounds)]
     hots = [r % 2 == 0 for r in range(rounds)]
     made = []
+    prefill: List[list] = []
     try:
-        for name in names:
+        for r, name in enumerate(names):
             made.append(name)
-            create(structure, name).close()
+            obj = create(structure, name)
+            prefill.append(_prefill(structure, obj, keys_for(structure, hots[r])))
+            obj.close()
         with tempfile.TemporaryDirectory(prefix="shmkit-lincheck-") as tmp:
             barrier = ctx.Barrier(nprocs)
             outs = [os.path.join(tmp, f"w{w}.pkl") for w in range(nprocs)]
@@ -234,6 +252,7 @@ def run(structure: str, method: str, *, nprocs: int, rounds: int, nops: int, see
     first_failure = ""
     for r in range(rounds):
         history = [Op(w, *rec) for w, recs in enumerate(per_worker) for rec in recs[r]]
+        history += [Op(nprocs, *rec) for rec in prefill[r]]
         res = check(model, history, budget)
         if res.status != "ok" and not first_failure:
             first_failure = (f"round {r} ({'hot' if hots[r] else 'spread'} keys, "
