@@ -18,6 +18,7 @@ import pathlib
 import pytest
 
 import shmkit
+from lincheck_core import DEFAULT_BUDGET
 from lincheck_runner import STRUCTURES, run
 
 LONG = os.environ.get("SHMKIT_LINCHECK", "short") == "long"
@@ -26,15 +27,17 @@ PROCS = int(os.environ.get("SHMKIT_LINCHECK_PROCS", "0")) or min(64, (os.cpu_cou
 # (histories, operations per process per history) for fork / spawn
 SIZES = {
     False: {"fork": (6, 400), "spawn": (2, 400)},
-    True: {"fork": (60, 1500), "spawn": (20, 1500)},
+    True: {"fork": (120, 1500), "spawn": (40, 1500)},
 }
 # The stack's search is exponential in the number of pushes pending at once.
-# Under the chaos build every push stays pending for up to milliseconds, and
-# with 16 processes a history of 320 operations outgrew a 3,000,000-step
-# budget; with 8 each took under 40 search steps per operation.
-# Its histories there are a quarter as long, too.
+# Under the chaos build every push stays pending for up to milliseconds: with
+# 16 processes a history of 320 operations outgrew a 3,000,000-step budget,
+# and with 8 processes 1 history in 40 of 3,000 operations outgrew 2,000,000.
+# So there it runs 8 processes, an eighth as many operations per history,
+# and a larger budget.
 CHAOS_PROCS = {"stack": 8}
-CHAOS_NOPS_DIVISOR = {"stack": 4}
+CHAOS_NOPS_DIVISOR = {"stack": 8}
+CHAOS_BUDGET = {"stack": 10 * DEFAULT_BUDGET}
 SUMMARY = pathlib.Path(__file__).resolve().parents[2] / "build" / "lincheck-summary.txt"
 BUILD = "chaos" if "chaos" in os.path.dirname(shmkit.__file__) else "plain"
 
@@ -43,11 +46,13 @@ BUILD = "chaos" if "chaos" in os.path.dirname(shmkit.__file__) else "plain"
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_linearizable(structure, method):
     rounds, nops = SIZES[LONG][method]
-    nprocs = PROCS
+    nprocs, budget = PROCS, DEFAULT_BUDGET
     if BUILD == "chaos":
         nprocs = min(PROCS, CHAOS_PROCS.get(structure, PROCS))
         nops //= CHAOS_NOPS_DIVISOR.get(structure, 1)
-    report = run(structure, method, nprocs=nprocs, rounds=rounds, nops=nops, seed=SEED)
+        budget = CHAOS_BUDGET.get(structure, budget)
+    report = run(structure, method, nprocs=nprocs, rounds=rounds, nops=nops, seed=SEED,
+                 budget=budget)
     line = report.summary(f"{BUILD}/{'long' if LONG else 'short'}")
     print("\n" + line)
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
