@@ -5,6 +5,7 @@
 #   make lib      build/libshmkit.a and build/libshmkit.so only
 #   make example  the plain-C example linked against libshmkit
 #   make torture  the long crash-torture run
+#   make lincheck the long linearizability run, plain and chaos builds
 #
 # Warnings are errors everywhere (-Wall -Wextra -Werror).
 
@@ -28,7 +29,7 @@ OBJ      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRC))
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SANOBJ   := $(patsubst src/%.c,$(B)/san/%.o,$(SRC))
 
-.PHONY: all lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install
+.PHONY: all lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
 
 all: lib
 
@@ -101,7 +102,8 @@ install: venv
 	SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 
 pytest: install
-	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture
+	@rm -f $(B)/lincheck-summary.txt
+	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
 test: ctest ctest-san ctest-chaos example pytest
 
@@ -222,3 +224,36 @@ $(B)/chaos-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-chaos.a
 ctest-chaos: $(CHAOS_BINS)
 	@seed=$${SHMKIT_CHAOS_SEED:-$$(date +%s%N)}; echo "chaos seed $$seed"; \
 	set -e; for t in $^; do echo "== $$t (chaos)"; SHMKIT_CHAOS_SEED=$$seed $$t; done
+
+# ---------------------------------------------------------------------------
+# Linearizability (tests/lincheck/): 16+ processes run random operations on
+# every structure; each history is checked against a sequential model.  A
+# short pass is part of `make pytest`; `make lincheck` is the long one
+# (SHMKIT_LINCHECK=long) on the plain build and then on a chaos build (every
+# shared-memory atomic access may yield or spin: SHMKIT_CHAOS=1, seeded by
+# SHMKIT_CHAOS_SEED) installed into $(B)/chaos-site, not .venv.  The chaos
+# copy is built from a copy of the sources in $(B)/chaos-src, so neither
+# build reuses the other's objects.  Summary: $(B)/lincheck-summary.txt.
+CHAOS_SITE := $(B)/chaos-site
+LC_PYTEST  := ../$(VPY) -m pytest -q -s -p no:cacheprovider
+
+$(CHAOS_SITE)/.stamp: $(VENV)/.stamp-test $(SRC) $(HDR) setup.py pyproject.toml \
+		$(wildcard python/shmkit/*.py python/shmkit/_ext/*.c python/shmkit/_ext/*.h)
+	rm -rf $(B)/chaos-src $(CHAOS_SITE)
+	mkdir -p $(B)/chaos-src
+	cp -r src include python setup.py pyproject.toml README.md $(B)/chaos-src/
+	cd $(B)/chaos-src && SHMKIT_CHAOS=1 SHMKIT_WERROR=1 $(CURDIR)/$(VPY) -m pip install -q \
+	  --no-deps --no-build-isolation --target $(CURDIR)/$(CHAOS_SITE) .
+	@touch $@
+
+lincheck: install $(CHAOS_SITE)/.stamp
+	@rm -f $(B)/lincheck-summary.txt
+	cd tests && $(LC_PYTEST) lincheck/test_lincheck_checker.py
+	cd tests && SHMKIT_LINCHECK=long $(LC_PYTEST) lincheck/test_lincheck_structures.py
+	cd tests && PYTHONPATH=$(CURDIR)/$(CHAOS_SITE) SHMKIT_LINCHECK=long \
+	  $(LC_PYTEST) lincheck/test_lincheck_structures.py
+	@cat $(B)/lincheck-summary.txt
+
+# The short pass on the chaos build only (about a minute plus the build).
+lincheck-chaos: $(CHAOS_SITE)/.stamp
+	cd tests && PYTHONPATH=$(CURDIR)/$(CHAOS_SITE) $(LC_PYTEST) lincheck/test_lincheck_structures.py
