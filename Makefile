@@ -1,11 +1,19 @@
 # shmkit -- build, test and demo entry points.
 #
-#   make demo     virtualenv + shmkit with benchmark extras, then the demo
-#   make test     virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest (incl. tests/compat)
-#   make lib      build/libshmkit.a and build/libshmkit.so only
-#   make example  the plain-C example linked against libshmkit
-#   make torture  the long crash-torture run
-#   make lincheck the long linearizability run, plain and chaos builds
+#   make demo         virtualenv + shmkit with benchmark extras, then the demo
+#   make test         virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest
+#                     (python, compat, torture, lincheck; Redis/Valkey included)
+#   make lib          build/libshmkit.a and build/libshmkit.so only
+#   make install      build the extension into .venv (-Werror)
+#   make example      the plain-C example linked against libshmkit
+#   make ctest        the C tests; ctest-san, ctest-chaos, ctest-tsan: under ASan+UBSan,
+#                     the chaos build, ThreadSanitizer
+#   make fuzz         the libFuzzer targets (fuzz-seeds regenerates their seeds)
+#   make torture      the long crash-torture and hostile-segment runs (+ valgrind)
+#   make lincheck     the long linearizability run, plain and chaos builds
+#   make cbench       the C microbenchmarks
+#   make clean        remove build/
+#   make help         this list
 #
 # Warnings are errors everywhere (-Wall -Wextra -Werror).
 
@@ -29,9 +37,12 @@ OBJ      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRC))
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SANOBJ   := $(patsubst src/%.c,$(B)/san/%.o,$(SRC))
 
-.PHONY: all lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
+.PHONY: all help lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
 
 all: lib
+
+help:
+	@sed -n '3,/^# Warnings/{/^# Warnings/d;s/^#   //p;s/^#                     /                  /p}' Makefile
 
 lib: $(B)/libshmkit.a $(B)/libshmkit.so
 

@@ -3,10 +3,18 @@ and the binding sources (python/shmkit/_ext/).  Everything else is in
 pyproject.toml.  See docs/BUILD.md for why setuptools."""
 import glob
 import os
+import re
 
 from setuptools import Extension, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def c_version():
+    """The one version: SHMKIT_VERSION in include/shmkit.h."""
+    with open(os.path.join(HERE, "include", "shmkit.h")) as f:
+        m = re.search(r'^#define SHMKIT_VERSION "([^"]+)"', f.read(), re.M)
+    return m.group(1)
 
 
 def rel(pattern):
@@ -21,6 +29,7 @@ if os.environ.get("SHMKIT_CHAOS") == "1":
     flags.append("-DSHMKIT_CHAOS")
 
 setup(
+    version=c_version(),
     ext_modules=[
         Extension(
             "shmkit._shmkit",
