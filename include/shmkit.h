@@ -13,6 +13,7 @@
  *   shmkit/stack.h    lock-free stack
  *   shmkit/bitset.h   atomic bitset
  *   shmkit/array.h    typed arrays with atomic operations
+ *   shmkit/counter.h  sharded counter (increments that scale with cores)
  */
 #ifndef SHMKIT_H
 #define SHMKIT_H
@@ -30,5 +31,6 @@
 #include "shmkit/stack.h"
 #include "shmkit/bitset.h"
 #include "shmkit/array.h"
+#include "shmkit/counter.h"
 
 #endif

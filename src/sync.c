@@ -371,6 +371,6 @@ const char *shk_type_name(uint32_t type)
 {
     static const char *const names[SHK_TYPE_MAX_] = {
         "none", "bump", "freelist", "slab", "dict",
-        "queue", "stack", "bitset", "array"};
+        "queue", "stack", "bitset", "array", "counter"};
     return type < SHK_TYPE_MAX_ ? names[type] : "unknown";
 }

@@ -57,7 +57,8 @@ enum shk_type {
     SHK_TYPE_STACK = 6,
     SHK_TYPE_BITSET = 7,
     SHK_TYPE_ARRAY = 8,
-    SHK_TYPE_MAX_ = 9
+    SHK_TYPE_COUNTER = 9,
+    SHK_TYPE_MAX_ = 10
 };
 
 const char *shk_type_name(uint32_t type);
