@@ -31,6 +31,7 @@ from ._shmkit import (
 from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
 from .array import Array
 from .bitset import Bitset
+from .counter import Counter
 from .dict import SharedDict
 from .queue import Empty, Full, Queue
 from .remote import ServerConnectionError
@@ -51,6 +52,7 @@ __all__ = [
     "SlabAllocator",
     "Bitset",
     "Array",
+    "Counter",
     "Error",
     "CorruptSegmentError",
     "ForeignSegmentError",

@@ -108,6 +108,12 @@ class Segment(_shmkit.Segment):
 
         return Array._open_in(self, name, *args, **kw)
 
+    def counter(self, name: str, **kw):
+        """Open (or create) the Counter ``name`` in this segment."""
+        from .counter import Counter
+
+        return Counter._open_in(self, name, **kw)
+
     def open(self, name: str):
         """Open the existing object ``name`` whatever its type."""
         info = self.lookup(name)

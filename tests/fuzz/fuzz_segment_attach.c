@@ -44,6 +44,18 @@ static void exercise_object(shk_segment *s, const shk_object_info *info)
         shk_array_close(a);
         break;
     }
+    case SHK_TYPE_COUNTER: {
+        shk_counter *c;
+        if (shk_counter_open(s, info->offset, &c) != SHK_OK)
+            return;
+        shk_counter_check(c, NULL);
+        int64_t v = shk_counter_value(c);
+        shk_counter_add(c, 1);           /* claims a cell: garbage owners too */
+        shk_counter_add(c, -1);
+        FUZZ_ASSERT(shk_counter_value(c) == v);
+        shk_counter_close(c);
+        break;
+    }
     case SHK_TYPE_FREELIST: {
         shk_freelist *fl;
         if (shk_freelist_open(s, info->offset, &fl) != SHK_OK)

@@ -149,7 +149,7 @@ PyMODINIT_FUNC PyInit__shmkit(void)
         shk_py_init_segment(m) < 0 || shk_py_init_alloc(m) < 0 ||
         shk_py_init_dict(m) < 0 || shk_py_init_queue(m) < 0 ||
         shk_py_init_stack(m) < 0 || shk_py_init_bitset(m) < 0 ||
-        shk_py_init_array(m) < 0) {
+        shk_py_init_array(m) < 0 || shk_py_init_counter(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

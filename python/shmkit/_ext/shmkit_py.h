@@ -4,7 +4,8 @@
  * Segment type, and zero-copy memoryviews that keep a mapping alive.
  *
  * One binding file per concept: module.c (module, exceptions), py_segment.c,
- * py_alloc.c, py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c;
+ * py_alloc.c, py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c,
+ * py_counter.c;
  * py_handle.c holds what the structure handles share (the handle head,
  * close/dealloc, buffer exports, queue/stack item encoding).
  * Each py_<thing>.c exports `int shk_py_init_<thing>(PyObject *module)`.
@@ -292,6 +293,7 @@ int shk_py_init_queue(PyObject *m);
 int shk_py_init_stack(PyObject *m);
 int shk_py_init_bitset(PyObject *m);
 int shk_py_init_array(PyObject *m);
+int shk_py_init_counter(PyObject *m);
 
 /* Helper: add a ready type to the module under its tp_name tail. */
 int shk_py_add_type(PyObject *m, PyTypeObject *t, const char *name);
