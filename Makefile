@@ -30,7 +30,8 @@ LDLIBS   := -lpthread -lrt
 SRC      := $(sort $(wildcard src/*.c))
 HDR      := $(wildcard include/*.h include/shmkit/*.h src/*.h)
 CTESTS   := $(sort $(wildcard tests/c/test_*.c))
-CBENCH   := $(sort $(wildcard benchmarks/c/*.c))
+# bench_scale is `make scale`'s (minutes with 32 processes), not cbench's.
+CBENCH   := $(filter-out benchmarks/c/bench_scale.c,$(sort $(wildcard benchmarks/c/*.c)))
 
 B        := build
 OBJ      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRC))
