@@ -12,6 +12,8 @@
 #   make torture      the long crash-torture and hostile-segment runs (+ valgrind)
 #   make lincheck     the long linearizability run, plain and chaos builds
 #   make cbench       the C microbenchmarks
+#   make scale        ops/s against 1..32 processes, C and Python (SCALE_ARGS=...);
+#                     scale-table prints its markdown table
 #   make clean        remove build/
 #   make help         this list
 #
@@ -113,7 +115,7 @@ venv: $(VENV)/.stamp-test
 install: venv
 	SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 
-pytest: install
+pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
 	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
@@ -269,3 +271,25 @@ lincheck: install $(CHAOS_SITE)/.stamp
 # The short pass on the chaos build only (about a minute plus the build).
 lincheck-chaos: $(CHAOS_SITE)/.stamp
 	cd tests && PYTHONPATH=$(CURDIR)/$(CHAOS_SITE) $(LC_PYTEST) lincheck/test_lincheck_structures.py
+
+# ---------------------------------------------------------------------------
+# The scaling benchmark: every workload (C: build/bench/bench_scale; Python:
+# shmkit.bench.scale, with the peers that are installed) for N in
+# 1,2,4,8,16,32 processes, pinned one per core when N <= cores, median of 3.
+# Writes bench-results/scale.json, scale-c.json and scale.png; `make
+# scale-table` prints the markdown table of docs/BENCHMARKS.md.  Limit it
+# with SHMKIT_SCALE_PROCS=1,2,4 (or SCALE_ARGS="--procs 1,2 --seconds 0.3").
+# Python: the venv's when there is one (make install; make demo adds the
+# peers), else $(PYTHON) with shmkit on its path, e.g. from a plain checkout:
+#   python3 -m pip install --no-index --no-deps --no-build-isolation --target /tmp/site .
+#   PYTHONPATH=/tmp/site make scale
+SCALE_PY   ?= $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
+SCALE_ARGS ?=
+
+.PHONY: scale scale-table
+scale: $(B)/bench/bench_scale
+	@$(SCALE_PY) -c "import shmkit" 2>/dev/null || { echo "make scale: $(SCALE_PY) cannot import shmkit: run 'make install', or install it with pip --target DIR and set PYTHONPATH=DIR"; exit 1; }
+	$(SCALE_PY) -m shmkit.bench.scale --c-binary $(B)/bench/bench_scale --out bench-results $(SCALE_ARGS)
+
+scale-table:
+	@$(SCALE_PY) -m shmkit.bench.scale --table bench-results/scale.json

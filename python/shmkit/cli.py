@@ -4,6 +4,7 @@
     shmkit inspect NAME [OBJECT] [--json] [--check]   stats of a segment or one object
     shmkit rm NAME... | --stale [--match PAT]    remove segments
     shmkit bench [--quick] [--out DIR]           the benchmark suite against stdlib and peers
+    shmkit bench --scale [--procs 1,2,4]         ops/s against the number of processes
 
 Exit codes: 0 success, 1 the operation failed (missing segment, failed
 check...), 2 bad command line.  Every error is one line on stderr.
@@ -589,6 +590,16 @@ def cmd_rm(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import harness
 
+    if args.scale:
+        from .bench import scale
+
+        try:
+            return scale.run_from_args(args)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        except OSError as e:
+            raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
+
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     suites = None
     if args.suite:
@@ -683,6 +694,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these suites (alloc, dict, queue; repeatable or comma-separated)")
     b.add_argument("--no-charts", action="store_true", help="do not draw PNG charts")
     b.add_argument("--no-progress", action="store_true", help="no progress indicator")
+    b.add_argument("--scale", action="store_true",
+                   help="instead: the scaling benchmark, ops/s against 1..32 processes, C and "
+                   "Python, with the peers (scale.json, scale.png in DIR)")
+    from .bench.scale import add_arguments as add_scale_arguments
+    add_scale_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 

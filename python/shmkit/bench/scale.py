@@ -65,8 +65,16 @@ def _shmkit_dict():
 def _ultradict():
     from UltraDict import UltraDict
 
-    d = UltraDict(name=shm_name("u"), create=True, buffer_size=1 << 20,
-                  full_dump_size=64 << 20, shared_lock=True, auto_unlink=False)
+    kw = dict(create=True, buffer_size=1 << 20, full_dump_size=64 << 20, auto_unlink=False)
+    try:
+        d = UltraDict(name=shm_name("u"), shared_lock=True, **kw)
+    except Exception as e:
+        if "atomics" not in str(e):
+            raise
+        # without the optional `atomics` package UltraDict's shared lock is
+        # unavailable; its default lock is a multiprocessing RLock, which the
+        # forked workers inherit and which serialises them just the same
+        d = UltraDict(name=shm_name("u"), **kw)
 
     def close():
         try:
@@ -481,7 +489,10 @@ def run(procs: Sequence[int] = DEFAULT_PROCS, seconds: float = 1.0, repeats: int
         title = (f"shmkit scaling: aggregate ops/s against processes "
                  f"({machine['cpus_usable']} usable cores, {machine['cpu']})")
         png = draw_chart(report["results"], os.path.join(out_dir, "scale.png"), title)
-        log(f"wrote {png}" if png else "no chart: matplotlib is not installed")
+        if png:
+            log(f"wrote {png}")
+        elif any(r.get("ops_per_s") for r in report["results"]):
+            log("no chart: matplotlib is not installed")
     return report
 
 
@@ -489,45 +500,55 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shmkit.bench.scale",
                                 description=__doc__.split("\n\n")[0])
     add_arguments(p)
+    p.add_argument("--out", default="bench-results",
+                   help="where to write scale.json and scale.png (default bench-results)")
+    p.add_argument("--no-chart", dest="no_charts", action="store_true",
+                   help="do not draw scale.png")
+    p.add_argument("--no-python", action="store_true", help="only the C workloads")
     p.add_argument("--table", metavar="JSON", help="print the markdown table of a scale.json")
     args = p.parse_args(argv)
     if args.table:
         with open(args.table) as f:
             print(format_table(json.load(f)))
         return 0
-    return run_from_args(args)
+    try:
+        return run_from_args(args)
+    except ValueError as e:
+        p.error(str(e))
+        return 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a scale run (shared by ``shmkit bench --scale``)."""
     p.add_argument("--procs", default=None,
-                   help="process counts, e.g. 1,2,4 (default: SHMKIT_SCALE_PROCS or "
-                   "1,2,4,8,16,32)")
-    p.add_argument("--seconds", type=float,
-                   default=float(os.environ.get("SHMKIT_SCALE_SECONDS", "1.0")),
-                   help="seconds per run (default 1.0, or SHMKIT_SCALE_SECONDS)")
-    p.add_argument("--repeats", type=int,
-                   default=int(os.environ.get("SHMKIT_SCALE_REPEATS", "3")),
-                   help="runs per figure, the median is kept (default 3)")
+                   help="scale: process counts, e.g. 1,2,4 (default: SHMKIT_SCALE_PROCS "
+                   "or 1,2,4,8,16,32)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="scale: seconds per run (default 1.0, or SHMKIT_SCALE_SECONDS)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="scale: runs per figure, the median is kept (default 3, or "
+                   "SHMKIT_SCALE_REPEATS)")
     p.add_argument("--c-binary", default=None,
-                   help="the C benchmark (default: build/bench/bench_scale if built)")
+                   help="scale: the C benchmark (default: build/bench/bench_scale if built)")
     p.add_argument("--only", default=None,
-                   help="comma-separated workload names (C and Python)")
-    p.add_argument("--no-python", action="store_true", help="only the C workloads")
-    p.add_argument("--no-chart", action="store_true", help="do not draw scale.png")
-    p.add_argument("--scale-out", dest="scale_out", default="bench-results",
-                   help="where to write scale.json and scale.png (default bench-results)")
+                   help="scale: comma-separated workload names (C and Python)")
 
 
 def run_from_args(args) -> int:
+    """Run from parsed options (add_arguments plus out, no_charts and
+    optionally no_python).  ValueError for a bad option."""
     procs = parse_procs(args.procs) if args.procs else _env_procs()
-    if args.seconds <= 0 or args.repeats < 1:
+    seconds = args.seconds if args.seconds is not None else \
+        float(os.environ.get("SHMKIT_SCALE_SECONDS", "1.0"))
+    repeats = args.repeats if args.repeats is not None else \
+        int(os.environ.get("SHMKIT_SCALE_REPEATS", "3"))
+    if seconds <= 0 or repeats < 1:
         raise ValueError("--seconds must be > 0 and --repeats >= 1")
     only = [s for s in args.only.split(",") if s] if args.only else None
     harness.QuietPeers(permanent=True).__enter__()
     try:
-        run(procs, args.seconds, args.repeats, getattr(args, "scale_out", None) or
-            getattr(args, "out", "bench-results"), args.c_binary or default_c_binary(), only,
-            python=not args.no_python, chart=not args.no_chart)
+        run(procs, seconds, repeats, args.out, args.c_binary or default_c_binary(), only,
+            python=not getattr(args, "no_python", False), chart=not args.no_charts)
     finally:
         harness.cleanup_leftovers()
     return 0
