@@ -458,6 +458,41 @@ def format_table(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "## Scaling with processes"
+
+
+def format_section(report: Dict[str, Any], chart: Optional[str] = None, note: str = "") -> str:
+    """The docs/BENCHMARKS.md section of a scale report (benchmarks/publish.py)."""
+    m = report.get("machine", {})
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.get("created_unix", 0)))
+    out = [SECTION, "",
+           f"`make scale` ({when}) on {m.get('cpu', '?')}, **{m.get('cpus_usable', '?')} usable "
+           f"cores**, Python {m.get('python', '?')}: aggregate ops/s of N processes doing the "
+           "same operation at once (the sum of each process's rate), each pinned to a core of "
+           "its own when N <= cores, median of the repeats, a fresh structure per run. "
+           "C rows: `build/bench/bench_scale` (no Python in the way); Python rows: "
+           "`shmkit.bench.scale`, with the peers that were installed. Where N exceeds the "
+           "cores, processes time-share them: those figures show how a structure degrades "
+           "under oversubscription, not scaling.", ""]
+    if note:
+        out += [note, ""]
+    out.append(format_table(report))
+    if chart:
+        out += ["", f"![scale]({chart})"]
+    return "\n".join(out) + "\n"
+
+
+def replace_section(markdown: str, section: str) -> str:
+    """`markdown` with its scaling section replaced by (or, if absent,
+    followed by) `section`."""
+    start = markdown.find(SECTION)
+    if start < 0:
+        return markdown.rstrip("\n") + "\n\n" + section
+    end = markdown.find("\n## ", start + len(SECTION))
+    rest = markdown[end + 1:] if end >= 0 else ""
+    return markdown[:start] + section + ("\n" + rest if rest else "")
+
+
 def run(procs: Sequence[int] = DEFAULT_PROCS, seconds: float = 1.0, repeats: int = 3,
         out_dir: str = "bench-results", c_binary: Optional[str] = None,
         only: Optional[Sequence[str]] = None, python: bool = True, chart: bool = True,
