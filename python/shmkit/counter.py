@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 from . import _shmkit
 from ._handle import Handle
-from .segment import Segment, register_kind
+from .remote import refuse_url
+from .segment import Segment, Trust, register_kind
 
 __all__ = ["Counter"]
 
@@ -27,7 +28,7 @@ STANDALONE_OBJECT = "counter"
 
 
 class Counter(Handle, _shmkit.Counter):
-    """Counter(name, *, create=None, cells=None, mode=0o600, max_size=0)
+    """Counter(name, *, create=None, cells=None, mode=0o600, max_size=0, trust="owner")
 
     A sharded int64 counter (0 when created) in the shared-memory segment
     ``name``.  ``create=None`` opens it or creates it, ``True`` requires a
@@ -39,15 +40,18 @@ class Counter(Handle, _shmkit.Counter):
     ``c.add(n=1)``, ``c += n``, ``c -= n``; ``c.value`` or ``int(c)`` reads
     the sum; ``c.reset()`` sets it to 0 and returns what it took out (an add
     running meanwhile is in that total or stays in the counter).  Values
-    wrap modulo 2**64 like C int64.  Pickles as its name.
+    wrap modulo 2**64 like C int64.  Pickles as its name.  ``trust`` is
+    the segment's (see ``Segment``); a Counter is shared-memory only (no
+    ``url=``).
     """
 
     __slots__ = ()
 
     def __init__(self, name: str, *, create: Optional[bool] = None,
                  cells: Optional[int] = None, mode: int = 0o600,
-                 max_size: int = 0) -> None:
-        with Segment(name, create=create, mode=mode, max_size=max_size) as seg:
+                 max_size: int = 0, url: Optional[str] = None, trust: Trust = "owner") -> None:
+        refuse_url("Counter", url)
+        with Segment(name, create=create, mode=mode, max_size=max_size, trust=trust) as seg:
             try:
                 super().__init__(seg, STANDALONE_OBJECT, cells, create is not False)
             except BaseException:
@@ -65,6 +69,7 @@ class Counter(Handle, _shmkit.Counter):
         value: int
         cells: int
         closed: bool
+        trust: str
         created: bool
         segment_name: str
         object_name: str

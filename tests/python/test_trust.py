@@ -83,6 +83,8 @@ def _make(kind, name, **kw):
         return shmkit.Queue(name, **kw)
     if kind == "Stack":
         return shmkit.Stack(name, **kw)
+    if kind == "Counter":
+        return shmkit.Counter(name, **kw)
     create = kw.get("create") is True
     if kind == "Bitset":
         return shmkit.Bitset(name, 64 if create else None, **kw)
@@ -93,7 +95,7 @@ def _make(kind, name, **kw):
     return cls(name, 4096 if create else None, **kw)
 
 
-KINDS = ["Segment", "SharedDict", "Queue", "Stack", "Bitset", "Array",
+KINDS = ["Segment", "SharedDict", "Queue", "Stack", "Bitset", "Array", "Counter",
          "FreeListAllocator", "BumpAllocator", "SlabAllocator"]
 
 
