@@ -66,6 +66,20 @@ TEST(basic)
     fixture_drop(s, "ct1");
 }
 
+/* Fork P children that each add -1, 3, -1, 3, ... (n adds, or n adds of 1
+ * with ones != 0) to c and exit. */
+static void fork_adders(shk_counter *c, pid_t *pids, int P, int n, int ones)
+{
+    for (int p = 0; p < P; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            for (int i = 0; i < n; i++)
+                shk_counter_add(c, ones ? 1 : (i & 1) ? 3 : -1);
+            _exit(0);
+        }
+    }
+}
+
 /* 16 processes add exactly; each has a cell of its own. */
 TEST(processes_exact)
 {
@@ -75,14 +89,7 @@ TEST(processes_exact)
     enum { P = 16 };
     const int N = check_scale(50000);
     pid_t pids[P];
-    for (int p = 0; p < P; p++) {
-        pids[p] = fork();
-        if (pids[p] == 0) {
-            for (int i = 0; i < N; i++)
-                shk_counter_add(c, (i & 1) ? 3 : -1);
-            _exit(0);
-        }
-    }
+    fork_adders(c, pids, P, N, 0);
     CHECK(check_reap(pids, P));
     long long expect = 0;
     for (int i = 0; i < N; i++)
@@ -249,14 +256,7 @@ TEST(reset_concurrent)
     enum { P = 4 };
     const int N = check_scale(100000);
     pid_t pids[P];
-    for (int p = 0; p < P; p++) {
-        pids[p] = fork();
-        if (pids[p] == 0) {
-            for (int i = 0; i < N; i++)
-                shk_counter_add(c, 1);
-            _exit(0);
-        }
-    }
+    fork_adders(c, pids, P, N, 1);
     int64_t taken = 0;
     for (int r = 0; r < 200; r++) {
         taken += shk_counter_reset(c);

@@ -344,12 +344,13 @@ TestBitsetModel = BitsetModel.TestCase
 TestBitsetModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 
 
-@pytest.mark.parametrize("kind", ["bitset", "array"])
+@pytest.mark.parametrize("kind", ["bitset", "array", "counter"])
 def test_corrupt_header_is_a_clean_error(shm_name, kind):
     """Bytes scribbled over the object's shared header (by a buggy or
     hostile process) give CorruptSegmentError, never a wild access."""
     with shmkit.Segment(shm_name, create=True) as seg:
-        obj = seg.bitset("x", 1000) if kind == "bitset" else seg.array("x", "int32", 100)
+        obj = {"bitset": lambda: seg.bitset("x", 1000), "array": lambda: seg.array("x", "int32", 100),
+               "counter": lambda: seg.counter("x", cells=4)}[kind]()
         off = seg.lookup("x")["offset"]
     with open(f"/dev/shm/{shm_name}", "r+b") as f:
         f.seek(off + 16)
