@@ -61,7 +61,9 @@ Q_LOCK, Q_POS, Q_RING_OFF, Q_RING_SIZE = 64, 128, 16, 24
 S_MAGIC = b"SHKSTACK"                     # src/stack.c LAYOUT (s_shared)
 S_HEAD, S_NODE_HDR = 16, 24
 BS_MAGIC, AR_MAGIC = b"SHKBITS\x01", b"SHKARRY\x01"   # src/bitset.c, src/array.c
-OBJ_HDR = 64                              # bitset/array header size
+CT_MAGIC = b"SHKCNTR\x01"                 # src/counter.c
+OBJ_HDR = 64                              # bitset/array/counter header size
+CT_CELL = 128                             # src/counter.c: cells from align_up(off + 64, 128)
 
 
 def u64(buf, off):
@@ -224,6 +226,24 @@ def ops_array(seg):
                ("cas", lambda: a.compare_and_swap(4, 16, 0)), ("fill", lambda: a.fill(1))]
 
 
+def build_counter(seg):
+    c = seg.counter("obj", cells=4)
+    c.add(5)
+
+
+def regions_counter(buf, off):
+    expect_magic(buf, off, CT_MAGIC, "counter header")
+    cells = (off + OBJ_HDR + CT_CELL - 1) // CT_CELL * CT_CELL
+    return {"counter_header": [(off, OBJ_HDR)], "counter_cells": [(cells, 4 * CT_CELL)],
+            "counter_heap_header": [(off - BLOCK_HDR, BLOCK_HDR)]}
+
+
+def ops_counter(seg):
+    c = seg.open("obj")
+    return c, [("value", lambda: c.value), ("add", lambda: c.add(1)),
+               ("stats", lambda: c.stats()), ("reset", lambda: c.reset())]
+
+
 def build_segment(seg):
     seg.bitset("b", 64).set(3)
     seg.dict("d")["k"] = "v"
@@ -255,6 +275,7 @@ STRUCTURES = {
     "stack": (build_stack, regions_stack, ops_stack),
     "bitset": (build_bitset, regions_bitset, ops_bitset),
     "array": (build_array, regions_array, ops_array),
+    "counter": (build_counter, regions_counter, ops_counter),
     "segment": (build_segment, regions_segment, ops_segment),
 }
 
