@@ -33,12 +33,14 @@ uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
  * lengths do not fit the segment (the caller retries). */
 static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *ref)
 {
+    ref->ver = 0;   /* on failure: the life word seen (slot_unstable) */
     if (SHK_UNLIKELY(!in_seg(d, e, ENTRY_HDR)))
         return 0;
     const dict_entry *en = entry_at(d, e);
     /* acquire: pairs with the builder's release of an even ver, so the
      * entry's fields read below are at least that complete. */
     uint64_t life = SHK_A(atomic_load_explicit(&en->life, memory_order_acquire));
+    ref->ver = life;
     if (life_ver(life) & 1)
         return 0;
     uint64_t klen = en->klen, vlen = en->vlen;
@@ -107,37 +109,49 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
                                         memory_order_relaxed)), ref->table);
 }
 
-/* How many times in a row a slot may name an entry that is not live while
- * neither the slot nor its table changes before the entry is called
- * corrupt.  A slot references an entry only while that entry is live (see
- * shk_dict_ref_valid), so in a healthy dict a failed snapshot through an
- * unchanged slot needs the block to be retired, reused and published
- * again in the same slot between two of our loads; a second look then
- * succeeds.  A few looks tell that from a corrupt entry, which fails every
- * time. */
-#define SLOT_STUCK_LIMIT 8u
+/* Telling a corrupt entry from a busy one.  A slot references an entry
+ * only while that entry is live (see shk_dict_ref_valid), so a snapshot
+ * through a slot that failed although the slot and its table are unchanged
+ * means either corruption or ABA: the block was retired, reused and
+ * published again in the same slot between our loads (a hot key whose
+ * entries alternate between two blocks does that all the time).  ABA moves
+ * the block's life word on (DEAD, a builder's odd version, a new even one);
+ * a corrupt entry shows the same life word every time.  So only looks that
+ * see the very same word count, SLOT_STUCK_LIMIT of them in a row, with the
+ * CPU yielded between them, before the entry is called corrupt. */
+#define SLOT_STUCK_LIMIT 64u
+#define LIFE_CHANGED UINT64_MAX   /* a snapshot that read, but did not validate */
+
+typedef struct slot_watch {
+    unsigned n;              /* looks in a row that saw `life`              */
+    uint64_t life;
+} slot_watch;
 
 enum { SLOT_AGAIN = 1, SLOT_RESTART = 2 };
 
-/* A snapshot of slot i's entry (word s, table tw of shard sh) failed or did
- * not validate.  SLOT_AGAIN: the slot changed, or may yet; load it again.
- * SLOT_RESTART: the table was replaced; probe again from the top.
- * SHK_ECORRUPT: the slot keeps naming an entry that is not live. */
-static int slot_unstable(const dict_shard *sh, uint64_t tw,
-                         const _Atomic uint64_t *slot, uint64_t s, unsigned *stuck)
+/* A snapshot of slot i's entry (word s, table tw of shard sh) failed having
+ * read life word `life` (LIFE_CHANGED: it read, but the entry changed
+ * before it validated).  SLOT_AGAIN: load the slot again.  SLOT_RESTART:
+ * the table was replaced; probe again from the top.  SHK_ECORRUPT: the
+ * slot keeps naming an entry that is not live. */
+static int slot_unstable(const dict_shard *sh, uint64_t tw, const _Atomic uint64_t *slot,
+                         uint64_t s, uint64_t life, slot_watch *w)
 {
     /* acquire: orders these loads after the failed snapshot's. */
-    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s) {
-        *stuck = 0;
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s || life == LIFE_CHANGED) {
+        w->n = 0;
         return SLOT_AGAIN;
     }
     if (!tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
         return SLOT_RESTART;
-    if (++*stuck < SLOT_STUCK_LIMIT) {
-        sched_yield();   /* let a writer preempted mid-publish go on */
-        return SLOT_AGAIN;
+    if (w->n == 0 || life != w->life) {
+        w->n = 1;
+        w->life = life;
+    } else if (++w->n >= SLOT_STUCK_LIMIT) {
+        return SHK_ECORRUPT;
     }
-    return SHK_ECORRUPT;
+    sched_yield();   /* let a writer preempted mid-publish go on */
+    return SLOT_AGAIN;
 }
 
 int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
@@ -158,7 +172,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
         uint64_t mask = (1ull << tw_log2(tw)) - 1;
         _Atomic uint64_t *slots = slots_of(d, tw);
         uint64_t i = tag & mask;
-        unsigned stuck = 0;
+        slot_watch watch = {0, 0};
         int restart = 0;
         for (uint64_t n = 0; n <= mask && !restart;) {
             /* acquire: pairs with the release store that published the
@@ -169,6 +183,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             if (slot_empty(s) || slot_busy(s))
                 break;
             if (s != SLOT_TOMB && (s >> 32) == tag) {
+                uint64_t life = LIFE_CHANGED;
                 if (entry_snapshot(d, slot_entry(s), ref)) {
                     ref_found_at(ref, tw, si, i, s);
                     if (ref_is_key(d, ref, ktype, key, klen, hash))
@@ -177,15 +192,17 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                      * entry while we compared: else it may hold our key. */
                     if (shk_dict_ref_valid(d, ref))
                         goto next;
+                } else {
+                    life = ref->ver;
                 }
-                int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+                int st = slot_unstable(sh, tw, &slots[i], s, life, &watch);
                 if (st == SHK_ECORRUPT)
                     return st;
                 restart = st == SLOT_RESTART;
                 continue;   /* SLOT_AGAIN: the same slot, loaded again */
             }
         next:
-            stuck = 0;
+            watch.n = 0;
             n++;
             i = (i + 1) & mask;
         }
@@ -313,17 +330,22 @@ int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 
 
 /* Does live slot word s of table tw hold the key?  1 yes, 0 no, -1 its
- * entry changed while we compared (look again).  *ver: its version. */
+ * entry changed while we compared (look again).  *ver: its version; with
+ * -1, the life word a failed snapshot saw, or LIFE_CHANGED. */
 static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint8_t ktype,
                           const void *key, uint64_t klen, uint64_t hash, uint64_t *ver)
 {
     shk_dict_ref r;
-    if (!entry_snapshot(d, slot_entry(s), &r))
+    if (!entry_snapshot(d, slot_entry(s), &r)) {
+        *ver = r.ver;
         return -1;
+    }
     int match = ref_is_key(d, &r, ktype, key, klen, hash);
     ref_found_at(&r, tw, (uint32_t)(hash & d->shard_mask), i, s);
-    if (!shk_dict_ref_valid(d, &r))
+    if (!shk_dict_ref_valid(d, &r)) {
+        *ver = LIFE_CHANGED;
         return -1;
+    }
     *ver = r.ver;
     return match;
 }
@@ -338,7 +360,7 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
     p->found = p->empty = -1;
     p->busy = 0;
     uint64_t i = tag & mask;
-    unsigned stuck = 0;
+    slot_watch watch = {0, 0};
     for (uint64_t n = 0; n <= mask;) {
         /* acquire: a published entry's contents are visible. */
         uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
@@ -356,7 +378,7 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
             uint64_t ver;
             int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
             if (match < 0) {
-                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck);
+                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, ver, &watch);
                 if (st != SLOT_AGAIN)
                     return st == SLOT_RESTART ? 0 : st;
                 continue;   /* the same slot, loaded again */
@@ -368,7 +390,7 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                 return 1;
             }
         }
-        stuck = 0;
+        watch.n = 0;
         n++;
         i = (i + 1) & mask;
     }
@@ -389,7 +411,7 @@ int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *ke
 {
     uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
     _Atomic uint64_t *slots = slots_of(d, tw);
-    unsigned stuck = 0;
+    slot_watch watch = {0, 0};
     for (uint64_t i = tag & mask; i != j;) {
         uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
         if (slot_empty(s) || slot_busy(s))
@@ -401,14 +423,15 @@ int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *ke
                 /* Being replaced: look again.  A slot that keeps naming a
                  * dead entry (corrupt) withdraws the claim; the retried
                  * probe reports the corruption. */
-                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, &stuck) == SLOT_AGAIN)
+                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, ver, &watch) ==
+                    SLOT_AGAIN)
                     continue;
                 return 0;
             }
             if (match)
                 return 0;
         }
-        stuck = 0;
+        watch.n = 0;
         i = (i + 1) & mask;
     }
     return 1;
@@ -473,12 +496,12 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
             return SHK_ECORRUPT;
         uint64_t cap = 1ull << tw_log2(tw);
         _Atomic uint64_t *slots = slots_of(d, tw);
-        unsigned stuck = 0;
+        slot_watch watch = {0, 0};
         for (uint64_t i = *pos & 0xffffffffull; i < cap;) {
             uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
             if (!slot_live(s)) {
                 i++;
-                stuck = 0;
+                watch.n = 0;
                 continue;
             }
             if (entry_snapshot(d, slot_entry(s), ref)) {
@@ -488,7 +511,7 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
             }
             /* Replaced or deleted meanwhile: what the slot holds now is the
              * answer (a replaced key must not be skipped). */
-            int st = slot_unstable(sh, tw, &slots[i], s, &stuck);
+            int st = slot_unstable(sh, tw, &slots[i], s, ref->ver, &watch);
             if (st == SHK_ECORRUPT)
                 return st;
             if (st == SLOT_RESTART)

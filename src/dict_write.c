@@ -384,7 +384,7 @@ static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
     int pinned = step_pin_found(d, p, op);
     if (pinned < 0)
         return;   /* changed: probe again; or ended */
-    uint64_t mask = (1ull << tw_log2(tw)) - 1, i = (uint64_t)p->found;
+    uint64_t i = (uint64_t)p->found;
     _Atomic uint64_t *slots = slots_of(d, tw);
     l->new_e = 0;
     l->old_e = old;
@@ -392,44 +392,19 @@ static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
     l->table = tw;
     l->slot = i;
     intent_set(l, OP_DEL, si, (unsigned)pinned);
-    uint64_t mark = busy_word(lane_index(d, l)), w = p->word;
-    uint64_t nx = SHK_A(atomic_load_explicit(&slots[(i + 1) & mask], memory_order_relaxed));
-    int run = slot_empty(nx) &&
-        SHK_A(atomic_compare_exchange_strong_explicit(&slots[(i + 1) & mask], &nx, mark,
-                                                      memory_order_relaxed,
-                                                      memory_order_relaxed));
-    /* release: orders our reads of the entry before it is unlinked. */
-    if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w, run ? mark : SLOT_TOMB,
+    /* A delete leaves a tombstone; growth rebuilds a table whose slots are
+     * used up (see DELETE in dict_internal.h for why no run is emptied).
+     * release: orders our reads of the entry before it is unlinked. */
+    uint64_t w = p->word;
+    if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w, SLOT_TOMB,
                                                        memory_order_release,
                                                        memory_order_relaxed))) {
-        if (run)   /* nothing was emptied: the old word is still right */
-            SHK_A(atomic_store_explicit(&slots[(i + 1) & mask], nx, memory_order_relaxed));
         intent_clear(l);
         if (pinned)
             shk_dict_unpin(d, old);
         return;
     }
     SHK_CRASH_POINT("dict.delete.unlinked");
-    if (run) {
-        uint64_t j = (i - 1) & mask, n = 0, t = SLOT_TOMB;
-        while (n < mask &&
-               SHK_A(atomic_compare_exchange_strong_explicit(&slots[j], &t, mark,
-                                                             memory_order_relaxed,
-                                                             memory_order_relaxed))) {
-            n++;
-            j = (j - 1) & mask;
-            t = SLOT_TOMB;
-        }
-        SHK_CRASH_POINT("dict.delete.marked");
-        /* relaxed: a reader that sees EMPTY answers as for BUSY. */
-        uint64_t empty = fresh_empty(d, l);
-        for (uint64_t k = (j + 1) & mask;; k = (k + 1) & mask) {
-            SHK_A(atomic_store_explicit(&slots[k], empty, memory_order_release));
-            if (k == ((i + 1) & mask))
-                break;
-        }
-        budget_give(l, si, tw, n + 1);
-    }
     shk_dict_entry_retire(d, old, p->ver);
     if (pinned)
         shk_dict_unpin(d, old);

@@ -101,7 +101,7 @@ SCENARIO = Scenario(
     "dict", setup, work, model, fold, verify,
     crash_points=("dict.set.intent", "dict.set.versioned", "dict.set.claimed",
                   "dict.set.published", "dict.set.retired", "dict.delete.unlinked",
-                  "dict.delete.marked", "dict.delete.retired",
+                  "dict.delete.retired",
                   "dict.resize.copying", "dict.resize.built", "dict.resize.published",
                   "freelist.pop", "freelist.free", "freelist.carve"),
 )
