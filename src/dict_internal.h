@@ -15,7 +15,8 @@
  *
  * DESIGN
  *   An open-addressing table (linear probing) of 64-bit slots.  A slot holds
- *   either EMPTY (low 32 bits 0), a TOMBSTONE, BUSY (see DELETE), or a
+ *   either EMPTY (low 32 bits 0), a TOMBSTONE, BUSY (never written, see
+ *   DELETE), or a
  *   packed reference to an *entry*: the high 32 bits of the key's hash (the
  *   "tag") beside the entry's segment offset in 16-byte units.  An entry is
  *   one heap block holding the key, the value and their type tags; it is
@@ -63,24 +64,24 @@
  *   invisible, after it it is complete.  The replaced entry is then
  *   *retired*.
  *
- *   DELETE.  A deleted slot becomes a tombstone, unless the slot after it is
- *   EMPTY: then it and the tombstones just before it become EMPTY, so that
- *   insert/delete cycles do not fill the table.  To do that without a lock
- *   the deleter marks that EMPTY slot BUSY (a CAS, so an inserter's claim
- *   and the mark cannot both win), then its own slot and the tombstones
- *   before it, then writes EMPTY into all of them.  Lookups treat BUSY as
- *   EMPTY (no key lies beyond the run it ends); writers wait for it.  Every
- *   EMPTY a delete writes carries a fresh nonce in its high bits, so an
- *   inserter that read the slot as EMPTY before cannot claim it after.
- *   An insert then checks that its slot is reachable: that the path from
- *   the key's home holds no EMPTY, no BUSY and no other copy of the key (a
- *   delete running while we scanned may have emptied a slot behind us).
- *   Once the slot is claimed nothing can empty that path any more, so the
- *   check is final; if it fails the entry was never reachable and the
- *   claim is withdrawn (the slot left a tombstone) and retried.
- *   Tombstones are not reused by inserts (that would need the same check
- *   for copies of the key *after* the slot, racing with their inserters);
- *   a growth counts them (see Growth).
+ *   DELETE.  A deleted slot becomes a tombstone (one CAS), and stays one
+ *   until a growth rebuilds the table (growth counts tombstones as used,
+ *   see Growth).  No delete ever turns a slot back to EMPTY, so an EMPTY
+ *   slot is only ever claimed, and the first EMPTY slot on a key's path
+ *   only moves forward: an insert that claims it is reachable from the
+ *   key's home at the instant of its CAS, and two inserters of one key race
+ *   for the same slot (the loser probes again and finds the winner).
+ *   Emptying runs of tombstones at delete time would save rebuilds, but a
+ *   lock-free delete that empties slots behind an inserter makes the
+ *   inserter's claim unreachable after the fact, and taking such a claim
+ *   back races with writers that already found it (a chaos-build
+ *   linearizability run caught a replacer's entry freed under a live
+ *   slot).  The claim check (shk_dict_claim_valid: no EMPTY, no BUSY, no
+ *   other copy of the key between home and the claimed slot) stays as a
+ *   guard, and lane repair uses it; BUSY is a slot word no writer produces,
+ *   which lookups treat as EMPTY and check() reports.  Tombstones are not
+ *   reused by inserts (that would need the check for copies of the key
+ *   *after* the slot, racing with their inserters).
  *
  *   Readers never lock and never write shared memory (except pins, below).
  *   The free list reuses a retired block at once, for anything, in any
