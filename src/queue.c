@@ -548,16 +548,28 @@ static int signal_joiners(const shk_queue *q, q_tasks *t)
     return 1;
 }
 
-int shk_queue_make_joinable(shk_queue *q)
+/* Lock, and find the ledger: SHK_OK with the lock held and *t set (NULL:
+ * not joinable), else unlocked. */
+static int lock_tasks(shk_queue *q, q_tasks **t)
 {
     int rc = q_lock(q);
     if (rc != SHK_OK)
         return rc;
+    rc = tasks_of(q, t);
+    if (rc != SHK_OK)
+        q_unlock(q);
+    return rc;
+}
+
+int shk_queue_make_joinable(shk_queue *q)
+{
     q_tasks *t;
-    rc = tasks_of(q, &t);
-    q_unlock(q);
-    if (rc != SHK_OK || t)
+    int rc = lock_tasks(q, &t);
+    if (rc != SHK_OK)
         return rc;
+    q_unlock(q);
+    if (t)
+        return SHK_OK;
     uint64_t off;
     rc = shk_freelist_alloc(q->heap, sizeof(q_tasks), &off);
     if (rc != SHK_OK)
@@ -584,14 +596,13 @@ int shk_queue_make_joinable(shk_queue *q)
 
 int shk_queue_task_done(shk_queue *q)
 {
-    int rc = q_lock(q);
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
     if (rc != SHK_OK)
         return rc;
-    q_tasks *t;
-    rc = tasks_of(q, &t);
-    if (rc != SHK_OK || !t) {
+    if (!t) {
         q_unlock(q);
-        return rc != SHK_OK ? rc : SHK_EINVAL;
+        return SHK_EINVAL;
     }
     t_cell *c = find_cell(q, t);
     for (unsigned i = 0; (!c || c->taken == 0) && i < T_CELLS; i++)
@@ -652,14 +663,13 @@ static int reclaim_dead(shk_queue *q, q_tasks *t)
 
 int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns)
 {
-    int rc = q_lock(q);
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
     if (rc != SHK_OK)
         return rc;
-    q_tasks *t;
-    rc = tasks_of(q, &t);
     q_unlock(q);
-    if (rc != SHK_OK || !t)
-        return rc != SHK_OK ? rc : SHK_EINVAL;
+    if (!t)
+        return SHK_EINVAL;
     rc = reclaim_dead(q, t);
     if (rc != SHK_OK || (rc = q_lock(q)) != SHK_OK)
         return rc;
@@ -692,19 +702,16 @@ int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns)
 
 int shk_queue_tasks(shk_queue *q, uint64_t *unfinished_out, uint64_t *reclaimed)
 {
-    int rc = q_lock(q);
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
     if (rc != SHK_OK)
         return rc;
-    q_tasks *t;
-    rc = tasks_of(q, &t);
-    if (rc == SHK_OK && !t)
-        rc = SHK_EINVAL;
-    if (rc == SHK_OK) {
+    if (t) {
         *unfinished_out = unfinished(q, t);
         *reclaimed = t->reclaimed;
     }
     q_unlock(q);
-    return rc;
+    return t ? SHK_OK : SHK_EINVAL;
 }
 
 /* ------------------------------------------------------------ create/open */

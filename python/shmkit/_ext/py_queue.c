@@ -165,6 +165,31 @@ static int parse_block(PyObject *block, PyObject *timeout, int64_t *deadline)
     return 0;
 }
 
+enum { W_GET, W_PUT, W_JOIN };
+#define W_CLOSED INT_MIN
+
+/* One C wait (shk_queue_wait_get/put/join) with the GIL released; its
+ * status, or W_CLOSED with ValueError set if the handle was closed
+ * meanwhile. */
+static int wait_raw(ShkPyQueue *self, int kind, uint64_t len, int64_t left)
+{
+    shk_queue *q = self->h;
+    int rc;
+    self->waiting++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = kind == W_PUT ? shk_queue_wait_put(q, len, left)
+       : kind == W_GET ? shk_queue_wait_get(q, left)
+                       : shk_queue_wait_join(q, left);
+    Py_END_ALLOW_THREADS
+    self->waiting--;
+    if (self->closed) {
+        shk_py_handle_release((ShkPyHandle *)self);
+        PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+        return W_CLOSED;
+    }
+    return rc;
+}
+
 /* Sleep until the queue may allow the operation.  0 to retry, -1 with an
  * exception (busy_exc on timeout, ValueError if closed meanwhile, or the
  * exception of a signal handler). */
@@ -179,18 +204,9 @@ static int wait_once(ShkPyQueue *self, int for_put, uint64_t len, int64_t deadli
             return -1;
         }
     }
-    shk_queue *q = self->h;
-    int rc;
-    self->waiting++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = for_put ? shk_queue_wait_put(q, len, left) : shk_queue_wait_get(q, left);
-    Py_END_ALLOW_THREADS
-    self->waiting--;
-    if (self->closed) {
-        shk_py_handle_release((ShkPyHandle *)self);
-        PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+    int rc = wait_raw(self, for_put ? W_PUT : W_GET, len, left);
+    if (rc == W_CLOSED)
         return -1;
-    }
     if (rc == SHK_EINTR)
         return PyErr_CheckSignals() < 0 ? -1 : 0;
     if (rc == SHK_OK || rc == SHK_ETIMEDOUT)
@@ -652,18 +668,9 @@ static PyObject *queue_join(PyObject *op, PyObject *args, PyObject *kw)
             if (left < 0)
                 left = 0;
         }
-        shk_queue *q = self->h;
-        int rc;
-        self->waiting++;
-        Py_BEGIN_ALLOW_THREADS
-        rc = shk_queue_wait_join(q, left);
-        Py_END_ALLOW_THREADS
-        self->waiting--;
-        if (self->closed) {
-            shk_py_handle_release((ShkPyHandle *)self);
-            PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+        int rc = wait_raw(self, W_JOIN, 0, left);
+        if (rc == W_CLOSED)
             return NULL;
-        }
         if (rc == SHK_OK)
             Py_RETURN_TRUE;
         if (rc == SHK_ETIMEDOUT)
@@ -712,19 +719,9 @@ static PyObject *queue_wait(PyObject *op, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
         return NULL;
     }
-    int64_t left = (int64_t)(timeout * 1e9);
-    shk_queue *q = self->h;
-    int rc;
-    self->waiting++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = for_put ? shk_queue_wait_put(q, nbytes, left) : shk_queue_wait_get(q, left);
-    Py_END_ALLOW_THREADS
-    self->waiting--;
-    if (self->closed) {
-        shk_py_handle_release((ShkPyHandle *)self);
-        PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+    int rc = wait_raw(self, for_put ? W_PUT : W_GET, nbytes, (int64_t)(timeout * 1e9));
+    if (rc == W_CLOSED)
         return NULL;
-    }
     if (rc == SHK_OK)
         Py_RETURN_TRUE;
     if (rc == SHK_ETIMEDOUT)
