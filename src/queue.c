@@ -228,7 +228,8 @@ struct shk_queue {
     uint64_t ring_size, mask, maxsize, inline_max;
     q_tasks *tasks;          /* validated ledger at tasks_off, or NULL */
     uint64_t tasks_off;
-    pid_t me_pid;            /* this process (after a fork: re-read) */
+    pid_t me_pid;            /* this process (0: not read yet)        */
+    unsigned me_gen;         /* shk_fork_gen() when me_pid was read    */
     uint64_t me_start;
     int me_cell;             /* our cell's index, -1 if not known */
 };
@@ -469,12 +470,15 @@ static int tasks_of(shk_queue *q, q_tasks **out)
     return SHK_OK;
 }
 
+/* Who we are: pid and start time, re-read after a fork (shk_fork_gen:
+ * getpid() is a system call, too slow for every get). */
 static void know_me(shk_queue *q)
 {
-    pid_t pid = getpid();
-    if (q->me_pid != pid) {
-        q->me_pid = pid;
-        q->me_start = proc_start(pid);
+    unsigned gen = shk_fork_gen();
+    if (q->me_pid == 0 || q->me_gen != gen) {
+        q->me_pid = getpid();
+        q->me_gen = gen;
+        q->me_start = proc_start(q->me_pid);
         q->me_cell = -1;
     }
 }
@@ -806,6 +810,7 @@ int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out)
     q->maxsize = sh->maxsize;
     q->inline_max = sh->inline_max;
     q->me_cell = -1;
+    shk_fork_watch();
     shk_segment_retain(seg);
     *out = q;
     return SHK_OK;
