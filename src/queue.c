@@ -488,6 +488,8 @@ static t_cell *find_cell(shk_queue *q, q_tasks *t)
 {
     know_me(q);
     uint32_t pid = (uint32_t)q->me_pid;
+    if (q->me_cell == (int)T_SHARED)   /* the table was full: stay there */
+        return &t->cells[T_SHARED];
     if (q->me_cell >= 0 && t->cells[q->me_cell].pid == pid &&
         t->cells[q->me_cell].start == q->me_start)
         return &t->cells[q->me_cell];
@@ -527,6 +529,7 @@ static t_cell *claim_cell(shk_queue *q, q_tasks *t)
             q->me_cell = (int)i;
             return c;
         }
+    q->me_cell = (int)T_SHARED;
     return &t->cells[T_SHARED];
 }
 
@@ -1159,7 +1162,7 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         q_unlock(q);
         return rc;
     }
-    t_cell *cell = t ? claim_cell(q, t) : NULL;
+    t_cell *cell = NULL;   /* claimed when the first item is taken */
     uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
     uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     uint64_t k = 0;
@@ -1192,8 +1195,11 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         SHK_A(atomic_store_explicit(&sh->count,
                               atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
                               memory_order_relaxed));
-        if (cell)
+        if (t) {
+            if (!cell)
+                cell = claim_cell(q, t);
             cell->taken++;   /* still unfinished, now in our hands */
+        }
         if (ool) {
             SHK_A(atomic_store_explicit(&sh->out_of_line,
                                   atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,
