@@ -2,13 +2,10 @@
 with writers in other processes (fork and spawn)."""
 import asyncio
 import multiprocessing as mp
-import os
 import threading
-import uuid
 
 import pytest
 
-import shmkit
 from shmkit import SharedDict
 
 CONTEXTS = ["fork", "spawn"]
@@ -16,13 +13,8 @@ JOIN_TIMEOUT = 120
 
 
 @pytest.fixture
-def name():
-    n = f"shmkit-test-{os.getpid()}-dw-{uuid.uuid4().hex[:10]}"
-    yield n
-    try:
-        shmkit.unlink(n)
-    except FileNotFoundError:
-        pass
+def name(shm_name):
+    return shm_name
 
 
 def _writer(d, ready, keys):

@@ -5,7 +5,6 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
-import uuid
 
 import pytest
 
@@ -17,13 +16,8 @@ JOIN_TIMEOUT = 120
 
 
 @pytest.fixture
-def name():
-    n = f"shmkit-test-{os.getpid()}-jq-{uuid.uuid4().hex[:10]}"
-    yield n
-    try:
-        shmkit.unlink(n)
-    except FileNotFoundError:
-        pass
+def name(shm_name):
+    return shm_name
 
 
 def test_task_done_and_join_in_one_process(name):

@@ -3,9 +3,7 @@ put_async, async for, join_async, with producers and consumers in other
 processes (fork and spawn), cancellation and timeouts."""
 import asyncio
 import multiprocessing as mp
-import os
 import threading
-import uuid
 
 import pytest
 
@@ -17,13 +15,8 @@ JOIN_TIMEOUT = 120
 
 
 @pytest.fixture
-def name():
-    n = f"shmkit-test-{os.getpid()}-aq-{uuid.uuid4().hex[:10]}"
-    yield n
-    try:
-        shmkit.unlink(n)
-    except FileNotFoundError:
-        pass
+def name(shm_name):
+    return shm_name
 
 
 def run(coro):
