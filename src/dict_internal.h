@@ -145,12 +145,24 @@
  *   translation.  That is what lets 10M entries fit in a dict created with
  *   default arguments.
  *
+ * WATCH (waiting for a change)
+ *   `changes` is a futex word that writers bump after every successful set,
+ *   delete or clear, but only while `watchers` > 0.  A watcher increments
+ *   `watchers` first, then reads `changes`, and sleeps while it still holds
+ *   the value it read.  A writer, after its commit, issues a seq_cst fence
+ *   and reads `watchers`: either it sees the watcher (bumps and wakes), or
+ *   the watcher's increment came after the fence, so the watcher's later
+ *   reads see the change itself.  Nobody watching, a write costs the fence
+ *   and one load of line 0, which every lookup reads and only clear and
+ *   watch registration write.  A watcher killed while registered leaves
+ *   `watchers` raised: writers then bump and wake (a syscall) needlessly.
+ *
  * LAYOUT
  *   dict header (2 + 3 * nshards + 6 * nlanes cache lines on x86-64,
  *   starting on a cache line inside its heap block):
  *     +0   magic "SHKDICT1" | version | header size | nshards | nlanes |
- *          clear_epoch (atomic)
- *     +64  next_ver (atomic; taken in batches)
+ *          clear_epoch (atomic) | watchers (u32)
+ *     +64  next_ver (atomic; taken in batches) | changes (u32 futex word)
  *     +128 shard[nshards], 192 bytes each:
  *       +0   table (atomic: frozen:1 | tgen:25 | log2cap:6 | offset/16:32)
  *            | epoch | resizes | recoveries    (read by lookups and writers)
@@ -324,10 +336,14 @@ typedef struct dict_shared {
     uint32_t nshards;        /* a power of two, 1 .. SHK_DICT_SHARDS        */
     uint32_t nlanes;         /* DICT_LANES                                  */
     _Atomic uint64_t clear_epoch;  /* clears committed (see CLEAR)          */
-    char pad0[SHK_CACHELINE - 32];
-    /* line 1: written once per version batch */
+    _Atomic uint32_t watchers;     /* handles watching for changes (WATCH)  */
+    uint32_t pad_w;
+    char pad0[SHK_CACHELINE - 40];
+    /* line 1: written once per version batch, and by every change while
+     * anyone watches */
     _Atomic uint64_t next_ver;
-    char pad1[SHK_CACHELINE - 8];
+    _Atomic uint32_t changes;      /* futex word: bumped per change (WATCH) */
+    char pad1[SHK_CACHELINE - 12];
     dict_shard shard[];      /* nshards of them, then nlanes dict_lanes     */
 } dict_shared;
 SHK_STATIC_ASSERT(offsetof(dict_shared, shard) == 2 * SHK_CACHELINE, "layout");
@@ -540,6 +556,25 @@ int shk_dict_lane_lock(shk_dict *d, dict_lane *l);
 dict_lane *shk_dict_lane_enter(shk_dict *d, int *err);
 void shk_dict_lanes_reap(shk_dict *d);
 int shk_dict_wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy);
+
+/* After a successful change: wake the watchers, if any (see WATCH). */
+void shk_dict_wake_watchers(shk_dict *d);
+static inline void shk_dict_note_change(shk_dict *d)
+{
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer does not model fences (gcc refuses them): a seq_cst
+     * read-modify-write of the word gives the same order, at the price of
+     * writing its line (sanitizer builds only). */
+    if (SHK_A(atomic_fetch_add_explicit(&d->sh->watchers, 0, memory_order_seq_cst)) != 0)
+        shk_dict_wake_watchers(d);
+#else
+    /* seq_cst fence: orders the commit before the load of watchers, against
+     * the watcher's increment (seq_cst) before its load of changes. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (SHK_UNLIKELY(SHK_A(atomic_load_explicit(&d->sh->watchers, memory_order_relaxed)) != 0))
+        shk_dict_wake_watchers(d);
+#endif
+}
 
 /* dict_shard.c */
 unsigned shk_dict_log2_for(uint64_t entries);

@@ -372,6 +372,7 @@ int shk_dict_clear(shk_dict *d)
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_finish_clear(d, &d->sh->shard[i]);
     shk_dict_unlock(d);
+    shk_dict_note_change(d);
     return SHK_OK;
 }
 

@@ -96,12 +96,42 @@
  *   each live waiter of the old generation wakes (or does not fall asleep,
  *   the word having changed), goes round its loop and registers again.
  *   A dead waiter's count is thus dropped at the next wake.
+ *
+ * JOINABLE (task_done / join)
+ *   A queue becomes joinable when a JoinableQueue handle opens it: a task
+ *   ledger (a heap block, its offset in tasks_off, set once under the lock)
+ *   is attached.  From then on every get, through any handle, counts the
+ *   items it takes in the taking process's cell of the ledger:
+ *     cell = { pid, start time of that process (/proc/pid/stat), taken }.
+ *   unfinished = count (items queued) + the sum of every cell's `taken`,
+ *   computed under the lock, never stored: no second counter can disagree
+ *   with the ring, and EOWNERDEAD recovery needs nothing new (the dead
+ *   holder's cell is its own and is reclaimed below).  task_done() takes one
+ *   off the caller's cell (or, for an item another process took, off any
+ *   cell with taken > 0); with every cell at 0 it is SHK_EEMPTY (Python:
+ *   ValueError, "task_done() called too many times").
+ *   join() sleeps on join_seq; a task_done or reclaim that brings unfinished
+ *   to 0 bumps it and wakes every joiner if join_waiters says anyone waits.
+ *   A consumer that exits (killed or not) with items taken and not marked
+ *   done cannot mark them: each join() wait step (at most JOIN_POLL_NS of
+ *   sleep) checks the processes of cells with taken > 0 and counts a dead
+ *   one's items done (the ledger's `reclaimed` total says how many).  A
+ *   process is dead when /proc/<pid>/stat is gone, a zombie, or names a
+ *   process of another start time (the pid was reused).  Cells are found
+ *   by pid, so the processes must share one pid namespace; where /proc is
+ *   unreadable a process counts as alive (join waits for task_done).  The
+ *   last cell is shared by any process that finds the table full of live
+ *   processes; it is never reclaimed.
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define Q_MAGIC 0x45554555514b4853ull   /* "SHKQUEUE" */
 #define Q_VERSION 2u
@@ -123,7 +153,10 @@ typedef struct q_shared {
     uint64_t ring_size;
     uint64_t maxsize;
     uint64_t inline_max;
-    uint64_t reserved[2];
+    /* Offset of the task ledger (JOINABLE), 0 if none.  Set once, under the
+     * lock; read under the lock. */
+    _Atomic uint64_t tasks_off;
+    uint64_t reserved;
     shk_mutex lock;                       /* 64 */
     /* Written under the lock; atomic so that qsize() may read them without
      * it (relaxed everywhere: the mutex orders the lock holders). */
@@ -159,6 +192,33 @@ typedef struct ool_ref {
 } ool_ref;
 SHK_STATIC_ASSERT(REC_HDR + sizeof(ool_ref) == SHK_QUEUE_MIN_RECORD, "spilled record");
 
+#define T_MAGIC 0x534b534154514b53ull   /* "SKQTASKS" */
+#define T_CELLS 128u
+#define T_SHARED (T_CELLS - 1)          /* the cell of last resort */
+#define JOIN_POLL_NS 100000000ll        /* dead-consumer check period */
+#define START_UNKNOWN UINT64_MAX
+
+typedef struct t_cell {
+    uint32_t pid;       /* 0 = free */
+    uint32_t pad;
+    uint64_t start;     /* the process's start time, in clock ticks */
+    uint64_t taken;     /* items it took and has not marked done */
+} t_cell;
+
+/* The task ledger.  Cells and `reclaimed` are read and written only under
+ * the queue lock (plain accesses); the futex words are atomics. */
+typedef struct q_tasks {
+    uint64_t magic;
+    uint32_t ncells;
+    uint32_t pad;
+    _Atomic uint32_t join_seq;
+    _Atomic uint32_t join_waiters;
+    uint64_t reclaimed;
+    uint64_t pad2[4];
+    t_cell cells[T_CELLS];
+} q_tasks;
+SHK_STATIC_ASSERT(offsetof(q_tasks, cells) == 64, "task ledger layout");
+
 struct shk_queue {
     shk_segment *seg;
     shk_freelist *heap;
@@ -166,6 +226,12 @@ struct shk_queue {
     q_shared *sh;
     char *ring;
     uint64_t ring_size, mask, maxsize, inline_max;
+    q_tasks *tasks;          /* validated ledger at tasks_off, or NULL */
+    uint64_t tasks_off;
+    pid_t me_pid;            /* this process (0: not read yet)        */
+    unsigned me_gen;         /* shk_fork_gen() when me_pid was read    */
+    uint64_t me_start;
+    int me_cell;             /* our cell's index, -1 if not known */
 };
 
 static inline uint64_t rec_size(uint64_t payload)
@@ -348,6 +414,313 @@ static inline int q_lock(shk_queue *q)
 
 static inline void q_unlock(shk_queue *q) { shk_mutex_unlock(&q->sh->lock); }
 
+/* ------------------------------------------------------------ task ledger */
+
+/* Start time (clock ticks since boot, field 22 of /proc/<pid>/stat) of a
+ * live process; 0 if it does not exist or is a zombie; START_UNKNOWN if
+ * /proc cannot tell. */
+static uint64_t proc_start(pid_t pid)
+{
+    char path[48], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH ? 0 : START_UNKNOWN;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return n == 0 || errno == ESRCH ? 0 : START_UNKNOWN;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');          /* the name may hold spaces */
+    if (!p || p[1] != ' ')
+        return START_UNKNOWN;
+    p += 2;
+    if (*p == 'Z' || *p == 'X')
+        return 0;
+    for (int field = 3; field < 22; field++) {   /* p is at field 3 */
+        p = strchr(p, ' ');
+        if (!p)
+            return START_UNKNOWN;
+        p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    return end == p ? START_UNKNOWN : (uint64_t)v;
+}
+
+/* Lock held: the validated ledger (NULL if the queue is not joinable). */
+static int tasks_of(shk_queue *q, q_tasks **out)
+{
+    /* relaxed: set once under the lock we hold. */
+    uint64_t off = SHK_A(atomic_load_explicit(&q->sh->tasks_off, memory_order_relaxed));
+    if (off == q->tasks_off) {
+        *out = q->tasks;
+        return SHK_OK;
+    }
+    q_tasks *t = (q_tasks *)(q->base + off);
+    uint64_t hoff = (uint64_t)((char *)q->sh - q->base);
+    if (off % 8 || !shk_segment_contains(q->seg, off, sizeof(q_tasks)) ||
+        (off < shk_add_sat(hoff, sizeof(q_shared)) && hoff < off + sizeof(q_tasks)) ||
+        (off < q->sh->ring_off + q->ring_size && q->sh->ring_off < off + sizeof(q_tasks)) ||
+        t->magic != T_MAGIC || t->ncells != T_CELLS)
+        return SHK_ECORRUPT;
+    q->tasks = t;
+    q->tasks_off = off;
+    *out = t;
+    return SHK_OK;
+}
+
+/* Who we are: pid and start time, re-read after a fork (shk_fork_gen:
+ * getpid() is a system call, too slow for every get). */
+static void know_me(shk_queue *q)
+{
+    unsigned gen = shk_fork_gen();
+    if (q->me_pid == 0 || q->me_gen != gen) {
+        q->me_pid = getpid();
+        q->me_gen = gen;
+        q->me_start = proc_start(q->me_pid);
+        q->me_cell = -1;
+    }
+}
+
+/* Lock held: this process's cell, or NULL if it has none. */
+static t_cell *find_cell(shk_queue *q, q_tasks *t)
+{
+    know_me(q);
+    uint32_t pid = (uint32_t)q->me_pid;
+    if (q->me_cell == (int)T_SHARED)   /* the table was full: stay there */
+        return &t->cells[T_SHARED];
+    if (q->me_cell >= 0 && t->cells[q->me_cell].pid == pid &&
+        t->cells[q->me_cell].start == q->me_start)
+        return &t->cells[q->me_cell];
+    for (unsigned i = 0; i < T_SHARED; i++)
+        if (t->cells[i].pid == pid && t->cells[i].start == q->me_start) {
+            q->me_cell = (int)i;
+            return &t->cells[i];
+        }
+    return NULL;
+}
+
+/* Lock held: is the process of cell c gone? */
+static int cell_dead(const t_cell *c)
+{
+    uint64_t s = proc_start((pid_t)c->pid);
+    return s == 0 || (s != START_UNKNOWN && c->start != START_UNKNOWN && s != c->start);
+}
+
+/* Lock held: this process's cell, claimed if need be (a full table of live
+ * processes gives the shared last cell). */
+static t_cell *claim_cell(shk_queue *q, q_tasks *t)
+{
+    t_cell *c = find_cell(q, t);
+    if (c)
+        return c;
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < T_SHARED; i++) {
+            c = &t->cells[i];
+            if (c->pid != 0 && !(pass == 1 && cell_dead(c)))
+                continue;
+            /* A dead process's cell (second pass, rare: a full table) is
+             * reclaimed here: its items count as done. */
+            t->reclaimed += c->taken;
+            c->start = q->me_start;
+            c->taken = 0;
+            c->pid = (uint32_t)q->me_pid;
+            q->me_cell = (int)i;
+            return c;
+        }
+    q->me_cell = (int)T_SHARED;
+    return &t->cells[T_SHARED];
+}
+
+/* Lock held: items put and not yet marked done. */
+static uint64_t unfinished(const shk_queue *q, const q_tasks *t)
+{
+    uint64_t n = SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
+    for (unsigned i = 0; i < T_CELLS; i++)
+        n += t->cells[i].taken;
+    return n;
+}
+
+/* Lock held: after unfinished may have reached 0.  1 if joiners must be
+ * woken (after unlocking). */
+static int signal_joiners(const shk_queue *q, q_tasks *t)
+{
+    /* relaxed: join_waiters rises under this lock; a stale non-zero costs a
+     * syscall, and every joiner re-checks at least every JOIN_POLL_NS. */
+    if (SHK_A(atomic_load_explicit(&t->join_waiters, memory_order_relaxed)) == 0 ||
+        unfinished(q, t) != 0)
+        return 0;
+    SHK_A(atomic_fetch_add_explicit(&t->join_seq, 1, memory_order_relaxed));
+    return 1;
+}
+
+/* Lock, and find the ledger: SHK_OK with the lock held and *t set (NULL:
+ * not joinable), else unlocked. */
+static int lock_tasks(shk_queue *q, q_tasks **t)
+{
+    int rc = q_lock(q);
+    if (rc != SHK_OK)
+        return rc;
+    rc = tasks_of(q, t);
+    if (rc != SHK_OK)
+        q_unlock(q);
+    return rc;
+}
+
+int shk_queue_make_joinable(shk_queue *q)
+{
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
+    if (rc != SHK_OK)
+        return rc;
+    q_unlock(q);
+    if (t)
+        return SHK_OK;
+    uint64_t off;
+    rc = shk_freelist_alloc(q->heap, sizeof(q_tasks), &off);
+    if (rc != SHK_OK)
+        return rc;
+    t = (q_tasks *)(q->base + off);
+    memset(t, 0, sizeof *t);
+    t->magic = T_MAGIC;
+    t->ncells = T_CELLS;
+    rc = q_lock(q);
+    if (rc != SHK_OK) {
+        shk_freelist_free(q->heap, off);
+        return rc;
+    }
+    int mine = SHK_A(atomic_load_explicit(&q->sh->tasks_off, memory_order_relaxed)) == 0;
+    if (mine)
+        /* relaxed: published to every reader by the unlock (release). */
+        SHK_A(atomic_store_explicit(&q->sh->tasks_off, off, memory_order_relaxed));
+    rc = tasks_of(q, &t);
+    q_unlock(q);
+    if (!mine)
+        shk_freelist_free(q->heap, off);
+    return rc;
+}
+
+int shk_queue_task_done(shk_queue *q)
+{
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
+    if (rc != SHK_OK)
+        return rc;
+    if (!t) {
+        q_unlock(q);
+        return SHK_EINVAL;
+    }
+    t_cell *c = find_cell(q, t);
+    for (unsigned i = 0; (!c || c->taken == 0) && i < T_CELLS; i++)
+        c = &t->cells[i];   /* an item another process took */
+    if (c->taken == 0) {
+        q_unlock(q);
+        return SHK_EEMPTY;
+    }
+    c->taken--;
+    int wake = signal_joiners(q, t);
+    q_unlock(q);
+    if (wake)
+        shk_futex_wake(&t->join_seq, INT_MAX);
+    return SHK_OK;
+}
+
+/* Count the items of dead consumers done (outside the lock but for two
+ * short holds: /proc is read between them). */
+static int reclaim_dead(shk_queue *q, q_tasks *t)
+{
+    struct { uint32_t pid; uint64_t start; } snap[T_SHARED];
+    int rc = q_lock(q);
+    if (rc != SHK_OK)
+        return rc;
+    for (unsigned i = 0; i < T_SHARED; i++) {
+        snap[i].pid = t->cells[i].taken ? t->cells[i].pid : 0;
+        snap[i].start = t->cells[i].start;
+    }
+    q_unlock(q);
+    know_me(q);
+    int any = 0;
+    for (unsigned i = 0; i < T_SHARED; i++) {
+        t_cell probe = {snap[i].pid, 0, snap[i].start, 0};
+        if (snap[i].pid == 0 || snap[i].pid == (uint32_t)q->me_pid || !cell_dead(&probe))
+            snap[i].pid = 0;
+        else
+            any = 1;
+    }
+    if (!any)
+        return SHK_OK;
+    rc = q_lock(q);
+    if (rc != SHK_OK)
+        return rc;
+    for (unsigned i = 0; i < T_SHARED; i++) {
+        t_cell *c = &t->cells[i];
+        if (snap[i].pid && c->pid == snap[i].pid && c->start == snap[i].start) {
+            t->reclaimed += c->taken;
+            c->taken = 0;
+            c->pid = 0;
+        }
+    }
+    int wake = signal_joiners(q, t);
+    q_unlock(q);
+    if (wake)
+        shk_futex_wake(&t->join_seq, INT_MAX);
+    return SHK_OK;
+}
+
+int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns)
+{
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
+    if (rc != SHK_OK)
+        return rc;
+    q_unlock(q);
+    if (!t)
+        return SHK_EINVAL;
+    rc = reclaim_dead(q, t);
+    if (rc != SHK_OK || (rc = q_lock(q)) != SHK_OK)
+        return rc;
+    if (unfinished(q, t) == 0) {
+        q_unlock(q);
+        return SHK_OK;
+    }
+    if (timeout_ns == 0) {
+        q_unlock(q);
+        return SHK_ETIMEDOUT;
+    }
+    /* relaxed: ordered by the lock against signal_joiners. */
+    SHK_A(atomic_fetch_add_explicit(&t->join_waiters, 1, memory_order_relaxed));
+    uint32_t seq = SHK_A(atomic_load_explicit(&t->join_seq, memory_order_relaxed));
+    q_unlock(q);
+    int64_t nap = timeout_ns < 0 || timeout_ns > JOIN_POLL_NS ? JOIN_POLL_NS : timeout_ns;
+    rc = shk_futex_wait(&t->join_seq, seq, nap);
+    /* relaxed: a counter; a joiner killed asleep leaves it high, which
+     * costs task_done one wake syscall when unfinished reaches 0. */
+    uint32_t w = SHK_A(atomic_load_explicit(&t->join_waiters, memory_order_relaxed));
+    while (w != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(
+                                 &t->join_waiters, &w, w - 1,
+                                 memory_order_relaxed, memory_order_relaxed)))
+        ;
+    if (rc == SHK_EINTR)
+        return rc;
+    return timeout_ns > 0 && nap == timeout_ns && rc == SHK_ETIMEDOUT ? SHK_ETIMEDOUT
+                                                                      : SHK_EAGAIN;
+}
+
+int shk_queue_tasks(shk_queue *q, uint64_t *unfinished_out, uint64_t *reclaimed)
+{
+    q_tasks *t;
+    int rc = lock_tasks(q, &t);
+    if (rc != SHK_OK)
+        return rc;
+    if (t) {
+        *unfinished_out = unfinished(q, t);
+        *reclaimed = t->reclaimed;
+    }
+    q_unlock(q);
+    return t ? SHK_OK : SHK_EINVAL;
+}
+
 /* ------------------------------------------------------------ create/open */
 
 int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg,
@@ -439,6 +812,8 @@ int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out)
     q->mask = ring - 1;
     q->maxsize = sh->maxsize;
     q->inline_max = sh->inline_max;
+    q->me_cell = -1;
+    shk_fork_watch();
     shk_segment_retain(seg);
     *out = q;
     return SHK_OK;
@@ -588,6 +963,10 @@ void shk_queue_wake_waiters(shk_queue *q)
     SHK_A(atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed));
     shk_futex_wake(&q->sh->not_empty, INT_MAX);
     shk_futex_wake(&q->sh->not_full, INT_MAX);
+    if (q->tasks) {   /* a ledger this handle validated */
+        SHK_A(atomic_fetch_add_explicit(&q->tasks->join_seq, 1, memory_order_relaxed));
+        shk_futex_wake(&q->tasks->join_seq, INT_MAX);
+    }
 }
 
 /* Non-blocking put of one item.  An OOL item is copied into a heap block
@@ -777,6 +1156,13 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
     if (rc != SHK_OK)
         return rc;
     q_shared *sh = q->sh;
+    q_tasks *t;
+    rc = tasks_of(q, &t);
+    if (rc != SHK_OK) {
+        q_unlock(q);
+        return rc;
+    }
+    t_cell *cell = NULL;   /* claimed when the first item is taken */
     uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
     uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     uint64_t k = 0;
@@ -809,6 +1195,11 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         SHK_A(atomic_store_explicit(&sh->count,
                               atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
                               memory_order_relaxed));
+        if (t) {
+            if (!cell)
+                cell = claim_cell(q, t);
+            cell->taken++;   /* still unfinished, now in our hands */
+        }
         if (ool) {
             SHK_A(atomic_store_explicit(&sh->out_of_line,
                                   atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,

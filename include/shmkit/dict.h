@@ -134,6 +134,22 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
 /* Remove every entry (the table shrinks back to its minimum). */
 int shk_dict_clear(shk_dict *d);
 
+/* Waiting for a change (any successful set, delete or clear, by anyone).
+ * Register with shk_dict_watch(d, 1) first, then read shk_dict_changes()
+ * (and the dict); shk_dict_wait_change(d, seen, timeout_ns) returns SHK_OK
+ * at once if the counter moved from `seen`, else sleeps on its futex:
+ * SHK_OK (changed, or a spurious wake: compare again), SHK_ETIMEDOUT,
+ * SHK_EINTR.  Writers bump the counter only while someone watches; end
+ * with shk_dict_watch(d, 0). */
+void shk_dict_watch(shk_dict *d, int on);
+uint32_t shk_dict_changes(const shk_dict *d);
+int shk_dict_wait_change(shk_dict *d, uint32_t seen, int64_t timeout_ns);
+/* The same for a caller that may close d (from another thread) during the
+ * wait: the counter's address, valid while d's segment is retained
+ * (shk_segment_retain), and the wait on it. */
+const void *shk_dict_change_word(const shk_dict *d);
+int shk_dict_wait_change_at(const void *word, uint32_t seen, int64_t timeout_ns);
+
 /* The number of entries (exact when no writer runs), or
  * SHK_DICT_COUNT_CORRUPT if the per-writer counts are corrupt and the
  * shard could not be recounted from its table. */

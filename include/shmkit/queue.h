@@ -104,6 +104,21 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns);
  * For a caller that closes a handle other threads wait on. */
 void shk_queue_wake_waiters(shk_queue *q);
 
+/* JoinableQueue (see JOINABLE in src/queue.c).  make_joinable attaches
+ * the task ledger if the queue has none (idempotent); from then on every
+ * get counts the items it takes as unfinished until task_done.
+ * task_done: SHK_EEMPTY if no item is unfinished in anyone's hands,
+ * SHK_EINVAL if the queue is not joinable.
+ * wait_join: one wait step of join(): SHK_OK when no put item is
+ * unfinished (items of dead consumers count as done), SHK_EAGAIN after a
+ * wake-up or a nap of at most 100 ms (check again), SHK_ETIMEDOUT (not
+ * done after timeout_ns; 0 = do not wait), SHK_EINTR.
+ * tasks: the unfinished count and the items of dead consumers counted done. */
+int shk_queue_make_joinable(shk_queue *q);
+int shk_queue_task_done(shk_queue *q);
+int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns);
+int shk_queue_tasks(shk_queue *q, uint64_t *unfinished, uint64_t *reclaimed);
+
 /* Snapshot counts (exact when quiescent). */
 uint64_t shk_queue_size(const shk_queue *q);
 uint64_t shk_queue_maxsize(const shk_queue *q);

@@ -33,7 +33,7 @@ from .array import Array
 from .bitset import Bitset
 from .counter import Counter
 from .dict import SharedDict
-from .queue import Empty, Full, Queue
+from .queue import Empty, Full, JoinableQueue, Queue
 from .remote import ServerConnectionError
 from .segment import Segment
 from .stack import Stack
@@ -44,6 +44,7 @@ __all__ = [
     "Segment",
     "SharedDict",
     "Queue",
+    "JoinableQueue",
     "Stack",
     "Full",
     "Empty",

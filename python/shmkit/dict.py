@@ -26,12 +26,16 @@ from __future__ import annotations
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 from typing import Any, Iterator, Optional
 
-from . import _shmkit
+import time
+
+from . import _async, _shmkit
 from ._handle import Handle
 from .remote import open_remote
 from .segment import Segment, Trust, register_kind
 
-__all__ = ["SharedDict"]
+__all__ = ["SharedDict", "Watch"]
+
+_ANY = object()
 
 STANDALONE_OBJECT = "dict"
 _MISSING = object()
@@ -85,6 +89,10 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
     * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.
     * ``trust`` says whose existing segment to accept (``"owner"``: only
       this user's, writable by nobody else; see ``Segment``).
+    * ``wait(key=None, timeout=None)`` (and ``await wait_async(...)``)
+      sleeps until another writer changes the dict (or that key), on a
+      futex; ``watch()`` gives a ``Watch`` that misses no change between
+      waits.  See docs/dict.md.
     * Pickles as its name: unpickling (e.g. in a Pool worker) attaches.
     * ``url="redis://..."`` (or the ``SHMKIT_URL`` environment variable)
       keeps it in a Redis/Valkey hash instead, same API: docs/redis.md.
@@ -120,6 +128,44 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         if data is not None:
             self.update(data)
         return self
+
+    # ---- waiting for changes ----
+
+    def watch(self) -> "Watch":
+        """Start watching for changes: every successful set, delete or clear
+        (by any process) from now on moves ``Watch.version``."""
+        return Watch(self)
+
+    def wait(self, key: Any = _ANY, *, timeout: Optional[float] = None) -> bool:
+        """Sleep until the dict changes (with ``key``: until that key is
+        written or deleted) after this call; False after ``timeout``
+        seconds (None: no limit)."""
+        with Watch(self) as w:
+            if key is _ANY:
+                return w.wait(timeout)
+            before = self._entry_version(key)
+            end = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = None if end is None else end - time.monotonic()
+                if (left is not None and left <= 0) or not w.wait(left):
+                    return False
+                if self._entry_version(key) != before:
+                    return True
+
+    async def wait_async(self, key: Any = _ANY, *, timeout: Optional[float] = None) -> bool:
+        """``wait()`` without blocking the event loop."""
+        with Watch(self) as w:
+            deadline = _async.Deadline(timeout)
+            before = None if key is _ANY else self._entry_version(key)
+            while True:
+                left = deadline.left()
+                if (left is not None and left <= 0) or not await w.wait_async(left):
+                    return False
+                if key is _ANY or self._entry_version(key) != before:
+                    return True
+
+    def _wait_step(self, seen: int, nap: float) -> bool:
+        return self._wait_change(seen, nap)
 
     # ---- Mapping API (the hot slots are inherited from the C type) ----
 
@@ -220,6 +266,75 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
                 "value_size": value_size,
                 "size": self.estimate_size(entries, key_size, value_size),
                 "segment_size": st["segment_size"]}
+
+
+class Watch:
+    """A watch on a SharedDict (``d.watch()``, best in a ``with``): while it
+    is open, writers count every successful set, delete or clear in the
+    dict's change counter; ``version`` is the count this watch has seen.
+    ``wait()`` returns as soon as the counter differs from ``version`` (a
+    change since the watch opened or since the last ``wait``), so a change
+    made while you were reading the dict is never missed.  Writers pay for
+    the counter only while some watch is open."""
+
+    __slots__ = ("_dict", "version", "_open")
+
+    def __init__(self, d: SharedDict) -> None:
+        d._watch(True)          # register first, then read (docs/dict.md)
+        self._dict = d
+        self._open = True
+        self.version: int = d._changes()
+
+    def changed(self) -> bool:
+        """Whether the dict changed since ``version`` (never blocks);
+        advances ``version`` if so."""
+        now = self._dict._changes()
+        if now == self.version:
+            return False
+        self.version = now
+        return True
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Sleep until the dict changed since ``version`` (True, and
+        ``version`` advances) or ``timeout`` seconds pass (False)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.changed():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._dict._wait_change(self.version, -1.0 if left is None else left)
+        return True
+
+    async def wait_async(self, timeout: Optional[float] = None) -> bool:
+        """``wait()`` without blocking the event loop (one waiter thread per
+        dict handle, whatever the number of waiting coroutines)."""
+        deadline = _async.Deadline(timeout)
+        while not self.changed():
+            left = deadline.left()
+            if left is not None and left <= 0:
+                return False
+            await _async.wait(self._dict, "change", self._dict._wait_step, left,
+                              self.version)
+        return True
+
+    def close(self) -> None:
+        """Stop watching (also on leaving a ``with``)."""
+        if self._open:
+            self._open = False
+            if not self._dict.closed:
+                self._dict._watch(False)
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))

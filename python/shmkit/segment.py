@@ -84,11 +84,12 @@ class Segment(_shmkit.Segment):
 
         return SharedDict._open_in(self, name, **kw)
 
-    def queue(self, name: str, **kw):
-        """Open (or create) the Queue ``name`` in this segment."""
-        from .queue import Queue
+    def queue(self, name: str, *, joinable: bool = False, **kw):
+        """Open (or create) the Queue ``name`` in this segment
+        (``joinable=True``: a JoinableQueue)."""
+        from .queue import JoinableQueue, Queue
 
-        return Queue._open_in(self, name, **kw)
+        return (JoinableQueue if joinable else Queue)._open_in(self, name, **kw)
 
     def stack(self, name: str, **kw):
         """Open (or create) the Stack ``name`` in this segment."""

@@ -608,6 +608,75 @@ TEST(spill_out_of_line)
     close_queue(s, q, "qspill");
 }
 
+/* JoinableQueue: task_done/join, too many task_done, a consumer killed
+ * between get and task_done reclaimed by join, a corrupt ledger offset. */
+TEST(joinable)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qjoin", 4096, 0, &q);
+    uint64_t u = 0, r = 0, v = 1;
+    CHECK_EQ(shk_queue_task_done(q), SHK_EINVAL);       /* not joinable */
+    CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+    CHECK_EQ(shk_queue_make_joinable(q), SHK_OK);
+    CHECK_EQ(shk_queue_make_joinable(q), SHK_OK);        /* idempotent */
+    CHECK_EQ(shk_queue_tasks(q, &u, &r), SHK_OK);
+    CHECK_EQ(u, 1);
+    CHECK_EQ(shk_queue_task_done(q), SHK_EEMPTY);       /* nothing taken */
+    CHECK_EQ(shk_queue_wait_join(q, 0), SHK_ETIMEDOUT);
+    CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    CHECK_EQ(shk_queue_wait_join(q, 0), SHK_ETIMEDOUT);
+    CHECK_EQ(shk_queue_task_done(q), SHK_OK);
+    CHECK_EQ(shk_queue_wait_join(q, 0), SHK_OK);
+    CHECK_EQ(shk_queue_task_done(q), SHK_EEMPTY);
+    /* a child takes two items and is killed before task_done */
+    for (v = 0; v < 3; v++)
+        CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint64_t x;
+        int ok = get_u64(q, &x, 0) == SHK_OK && get_u64(q, &x, 0) == SHK_OK;
+        if (write(fds[1], "x", 1) != 1 || !ok)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char c;
+    CHECK_EQ(read(fds[0], &c, 1), 1);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    int rc;
+    while ((rc = shk_queue_wait_join(q, 0)) == SHK_EAGAIN)
+        ;
+    CHECK_EQ(rc, SHK_ETIMEDOUT);                         /* one still queued */
+    CHECK_EQ(shk_queue_tasks(q, &u, &r), SHK_OK);
+    CHECK_EQ(u, 1);
+    CHECK_EQ(r, 2);
+    CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    CHECK_EQ(shk_queue_task_done(q), SHK_OK);
+    CHECK_EQ(shk_queue_wait_join(q, -1), SHK_OK);
+    close_queue(s, q, "qjoin");
+
+    /* a ledger offset pointing into the ring is corruption */
+    s = open_queue("qjoin2", 4096, 0, &q);
+    CHECK_EQ(shk_queue_make_joinable(q), SHK_OK);
+    shk_queue_close(q);
+    uint64_t off;
+    CHECK_EQ(shk_segment_object(s, "q", SHK_TYPE_QUEUE, NULL, NULL, &off, NULL), SHK_OK);
+    _Atomic uint64_t *tasks_off = (_Atomic uint64_t *)(shk_segment_base(s) + off + 48);
+    uint64_t ring_off = *(uint64_t *)(shk_segment_base(s) + off + 16);
+    atomic_store(tasks_off, ring_off);
+    CHECK_EQ(shk_queue_open(s, off, &q), SHK_OK);
+    CHECK_EQ(shk_queue_task_done(q), SHK_ECORRUPT);
+    CHECK_EQ(shk_queue_wait_join(q, 0), SHK_ECORRUPT);
+    CHECK_EQ(get_u64(q, &v, 0), SHK_ECORRUPT);
+    shk_queue_close(q);
+    fixture_drop(s, "qjoin2");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -622,5 +691,6 @@ int main(void)
     RUN(ring_damage_detected);
     RUN(dead_waiter_repaired);
     RUN(spill_out_of_line);
+    RUN(joinable);
     return check_summary();
 }

@@ -1460,6 +1460,72 @@ static PyObject *dict_clear(PyObject *op, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
+/* ---- waiting for a change (WATCH in src/dict_internal.h) ---- */
+
+static PyObject *dict_watch(PyObject *op, PyObject *on)
+{
+    ShkPyDict *self = (ShkPyDict *)op;
+    CHECK_OPEN(self, NULL);
+    int b = PyObject_IsTrue(on);
+    if (b < 0)
+        return NULL;
+    shk_dict_watch(self->h, b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *dict_changes(PyObject *op, PyObject *Py_UNUSED(x))
+{
+    ShkPyDict *self = (ShkPyDict *)op;
+    CHECK_OPEN(self, NULL);
+    return PyLong_FromUnsignedLong(shk_dict_changes(self->h));
+}
+
+/* _wait_change(seen, timeout) -> bool: False after timeout seconds (< 0:
+ * none) with the counter still at seen; True when it moved or after a
+ * wake-up (compare again).  The GIL is dropped with the segment retained,
+ * not the handle, so close() from another thread stays immediate. */
+static PyObject *dict_wait_change(PyObject *op, PyObject *args)
+{
+    ShkPyDict *self = (ShkPyDict *)op;
+    unsigned long seen;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "kd:_wait_change", &seen, &timeout))
+        return NULL;
+    CHECK_OPEN(self, NULL);
+    int64_t ns = timeout < 0 ? -1 : timeout > 1e9 ? (int64_t)1e18 : (int64_t)(timeout * 1e9);
+    shk_segment *seg = shk_dict_segment(self->h);
+    const void *word = shk_dict_change_word(self->h);
+    shk_segment_retain(seg);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = shk_dict_wait_change_at(word, (uint32_t)seen, ns);
+    Py_END_ALLOW_THREADS
+    shk_segment_close(seg);
+    if (rc == SHK_ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (rc == SHK_EINTR && PyErr_CheckSignals() < 0)
+        return NULL;
+    if (rc != SHK_OK && rc != SHK_EINTR)
+        return shk_py_raise(rc, "SharedDict.wait");
+    Py_RETURN_TRUE;
+}
+
+static PyObject *dict_entry_version(PyObject *op, PyObject *key)
+{
+    ShkPyDict *self = (ShkPyDict *)op;
+    kenc k;
+    if (open_key(self, key, &k) < 0)
+        return NULL;
+    shk_dict_ref r;
+    int rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
+    kenc_free(&k);
+    if (rc == SHK_ENOTFOUND)
+        return PyLong_FromLong(0);
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, "SharedDict.wait");
+    return PyLong_FromUnsignedLongLong(r.ver);
+}
+
 /* ---- views ---- */
 
 typedef struct {
@@ -1731,6 +1797,12 @@ static PyMethodDef dict_methods[] = {
     {"pop", (PyCFunction)(void (*)(void))dict_pop, METH_FASTCALL,
      "pop(key[, default]): remove key and return its value."},
     {"clear", dict_clear, METH_NOARGS, "Remove every entry."},
+    {"_watch", dict_watch, METH_O, "_watch(on): (un)register as a watcher."},
+    {"_changes", dict_changes, METH_NOARGS, "The change counter (while watched)."},
+    {"_wait_change", dict_wait_change, METH_VARARGS,
+     "_wait_change(seen, timeout) -> bool: wait for the counter to leave seen."},
+    {"_entry_version", dict_entry_version, METH_O,
+     "The version of key's entry (unique per write), 0 if absent."},
     {"get_view", dict_get_view, METH_O,
      "get_view(key): zero-copy read-only view of a numpy array (or a "
      "memoryview of a bytes/str value), valid as long as it lives."},

@@ -165,6 +165,31 @@ static int parse_block(PyObject *block, PyObject *timeout, int64_t *deadline)
     return 0;
 }
 
+enum { W_GET, W_PUT, W_JOIN };
+#define W_CLOSED INT_MIN
+
+/* One C wait (shk_queue_wait_get/put/join) with the GIL released; its
+ * status, or W_CLOSED with ValueError set if the handle was closed
+ * meanwhile. */
+static int wait_raw(ShkPyQueue *self, int kind, uint64_t len, int64_t left)
+{
+    shk_queue *q = self->h;
+    int rc;
+    self->waiting++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = kind == W_PUT ? shk_queue_wait_put(q, len, left)
+       : kind == W_GET ? shk_queue_wait_get(q, left)
+                       : shk_queue_wait_join(q, left);
+    Py_END_ALLOW_THREADS
+    self->waiting--;
+    if (self->closed) {
+        shk_py_handle_release((ShkPyHandle *)self);
+        PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+        return W_CLOSED;
+    }
+    return rc;
+}
+
 /* Sleep until the queue may allow the operation.  0 to retry, -1 with an
  * exception (busy_exc on timeout, ValueError if closed meanwhile, or the
  * exception of a signal handler). */
@@ -179,18 +204,9 @@ static int wait_once(ShkPyQueue *self, int for_put, uint64_t len, int64_t deadli
             return -1;
         }
     }
-    shk_queue *q = self->h;
-    int rc;
-    self->waiting++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = for_put ? shk_queue_wait_put(q, len, left) : shk_queue_wait_get(q, left);
-    Py_END_ALLOW_THREADS
-    self->waiting--;
-    if (self->closed) {
-        shk_py_handle_release((ShkPyHandle *)self);
-        PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
+    int rc = wait_raw(self, for_put ? W_PUT : W_GET, len, left);
+    if (rc == W_CLOSED)
         return -1;
-    }
     if (rc == SHK_EINTR)
         return PyErr_CheckSignals() < 0 ? -1 : 0;
     if (rc == SHK_OK || rc == SHK_ETIMEDOUT)
@@ -602,6 +618,119 @@ static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
         "put_waiters", (unsigned)st.put_waiters);
 }
 
+/* ------------------------------------------------------ JoinableQueue */
+
+static PyObject *queue_make_joinable(PyObject *op, PyObject *Py_UNUSED(x))
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    if (!q_alive(self))
+        return NULL;
+    int rc = shk_queue_make_joinable(self->h);
+    if (rc != SHK_OK)
+        return raise_status(rc, "JoinableQueue");
+    Py_RETURN_NONE;
+}
+
+static PyObject *queue_task_done(PyObject *op, PyObject *Py_UNUSED(x))
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    if (!q_alive(self))
+        return NULL;
+    int rc = shk_queue_task_done(self->h);
+    if (rc == SHK_OK)
+        Py_RETURN_NONE;
+    if (rc == SHK_EEMPTY)
+        PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+    else if (rc == SHK_EINVAL)
+        PyErr_SetString(PyExc_ValueError,
+                        "task_done() on a queue that is not joinable: open it "
+                        "as a JoinableQueue");
+    else
+        raise_status(rc, "JoinableQueue.task_done");
+    return NULL;
+}
+
+/* join(timeout=None) -> bool: True once every item put is marked done
+ * (or was taken by a consumer that has died), False on timeout. */
+static PyObject *queue_join(PyObject *op, PyObject *args, PyObject *kw)
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    int64_t deadline;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:join", kwlist, &timeout) ||
+        parse_block(Py_True, timeout, &deadline) < 0 || !q_alive(self))
+        return NULL;
+    for (;;) {
+        int64_t left = -1;
+        if (deadline > 0) {
+            left = deadline - mono_ns();
+            if (left < 0)
+                left = 0;
+        }
+        int rc = wait_raw(self, W_JOIN, 0, left);
+        if (rc == W_CLOSED)
+            return NULL;
+        if (rc == SHK_OK)
+            Py_RETURN_TRUE;
+        if (rc == SHK_ETIMEDOUT)
+            Py_RETURN_FALSE;
+        if (rc == SHK_EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+        } else if (rc == SHK_EINVAL) {
+            PyErr_SetString(PyExc_ValueError,
+                            "join() on a queue that is not joinable: open it as "
+                            "a JoinableQueue");
+            return NULL;
+        } else if (rc != SHK_EAGAIN) {
+            return raise_status(rc, "JoinableQueue.join");
+        }
+    }
+}
+
+/* tasks() -> (unfinished, reclaimed) */
+static PyObject *queue_tasks(PyObject *op, PyObject *Py_UNUSED(x))
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    if (!q_alive(self))
+        return NULL;
+    uint64_t u, r;
+    int rc = shk_queue_tasks(self->h, &u, &r);
+    if (rc != SHK_OK)
+        return raise_status(rc, "JoinableQueue.tasks");
+    return Py_BuildValue("(KK)", (unsigned long long)u, (unsigned long long)r);
+}
+
+/* _wait(for_put, nbytes, timeout) -> bool: one wait step of a blocking
+ * put/get, for the asyncio waiter thread: True once the operation may
+ * succeed or after a wake-up (retry: not a promise), False after timeout
+ * seconds; ValueError if the handle is closed meanwhile. */
+static PyObject *queue_wait(PyObject *op, PyObject *args)
+{
+    ShkPyQueue *self = (ShkPyQueue *)op;
+    int for_put;
+    unsigned long long nbytes;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "pKd:_wait", &for_put, &nbytes, &timeout) ||
+        !q_alive(self))
+        return NULL;
+    if (!(timeout >= 0) || timeout > 1e9) {
+        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+        return NULL;
+    }
+    int rc = wait_raw(self, for_put ? W_PUT : W_GET, nbytes, (int64_t)(timeout * 1e9));
+    if (rc == W_CLOSED)
+        return NULL;
+    if (rc == SHK_OK)
+        Py_RETURN_TRUE;
+    if (rc == SHK_ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (rc == SHK_EINTR)
+        Py_RETURN_TRUE;   /* signals are the main thread's to handle */
+    return raise_status(rc, "Queue wait");
+}
+
 static PyObject *queue_get_maxsize(PyObject *op, void *Py_UNUSED(c))
 {
     ShkPyQueue *self = (ShkPyQueue *)op;
@@ -655,6 +784,14 @@ static PyMethodDef queue_methods[] = {
     {"close", queue_close, METH_NOARGS,
      "Close this handle (the queue stays for other processes); threads of "
      "this process blocked in its get/put raise ValueError at once."},
+    {"_make_joinable", queue_make_joinable, METH_NOARGS,
+     "Attach the task ledger (JoinableQueue) if the queue has none."},
+    {"_task_done", queue_task_done, METH_NOARGS, "JoinableQueue.task_done."},
+    {"_join", (PyCFunction)(void (*)(void))queue_join, METH_VARARGS | METH_KEYWORDS,
+     "JoinableQueue.join."},
+    {"_tasks", queue_tasks, METH_NOARGS, "(unfinished, reclaimed) task counts."},
+    {"_wait", queue_wait, METH_VARARGS,
+     "_wait(for_put, nbytes, timeout): one wait step (asyncio waiter thread)."},
     {NULL, NULL, 0, NULL},
 };
 
