@@ -120,7 +120,6 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
  * see the very same word count, SLOT_STUCK_LIMIT of them in a row, with the
  * CPU yielded between them, before the entry is called corrupt. */
 #define SLOT_STUCK_LIMIT 64u
-#define LIFE_CHANGED UINT64_MAX   /* a snapshot that read, but did not validate */
 
 typedef struct slot_watch {
     unsigned n;              /* looks in a row that saw `life`              */
@@ -130,15 +129,15 @@ typedef struct slot_watch {
 enum { SLOT_AGAIN = 1, SLOT_RESTART = 2 };
 
 /* A snapshot of slot i's entry (word s, table tw of shard sh) failed having
- * read life word `life` (LIFE_CHANGED: it read, but the entry changed
- * before it validated).  SLOT_AGAIN: load the slot again.  SLOT_RESTART:
- * the table was replaced; probe again from the top.  SHK_ECORRUPT: the
- * slot keeps naming an entry that is not live. */
+ * read life word `life`, or (changed) read but did not validate because
+ * the entry changed meanwhile.  SLOT_AGAIN: load the slot again.
+ * SLOT_RESTART: the table was replaced; probe again from the top.
+ * SHK_ECORRUPT: the slot keeps naming an entry that is not live. */
 static int slot_unstable(const dict_shard *sh, uint64_t tw, const _Atomic uint64_t *slot,
-                         uint64_t s, uint64_t life, slot_watch *w)
+                         uint64_t s, int changed, uint64_t life, slot_watch *w)
 {
     /* acquire: orders these loads after the failed snapshot's. */
-    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s || life == LIFE_CHANGED) {
+    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s || changed) {
         w->n = 0;
         return SLOT_AGAIN;
     }
@@ -183,7 +182,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             if (slot_empty(s) || slot_busy(s))
                 break;
             if (s != SLOT_TOMB && (s >> 32) == tag) {
-                uint64_t life = LIFE_CHANGED;
+                int changed = 1;
                 if (entry_snapshot(d, slot_entry(s), ref)) {
                     ref_found_at(ref, tw, si, i, s);
                     if (ref_is_key(d, ref, ktype, key, klen, hash))
@@ -193,9 +192,9 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                     if (shk_dict_ref_valid(d, ref))
                         goto next;
                 } else {
-                    life = ref->ver;
+                    changed = 0;
                 }
-                int st = slot_unstable(sh, tw, &slots[i], s, life, &watch);
+                int st = slot_unstable(sh, tw, &slots[i], s, changed, ref->ver, &watch);
                 if (st == SHK_ECORRUPT)
                     return st;
                 restart = st == SLOT_RESTART;
@@ -329,9 +328,9 @@ int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
 
 
 
-/* Does live slot word s of table tw hold the key?  1 yes, 0 no, -1 its
- * entry changed while we compared (look again).  *ver: its version; with
- * -1, the life word a failed snapshot saw, or LIFE_CHANGED. */
+/* Does live slot word s of table tw hold the key?  1 yes, 0 no; -1 its
+ * snapshot failed (*ver: the life word it saw), -2 its entry changed while
+ * we compared (look again).  *ver: its version. */
 static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint8_t ktype,
                           const void *key, uint64_t klen, uint64_t hash, uint64_t *ver)
 {
@@ -342,10 +341,8 @@ static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint
     }
     int match = ref_is_key(d, &r, ktype, key, klen, hash);
     ref_found_at(&r, tw, (uint32_t)(hash & d->shard_mask), i, s);
-    if (!shk_dict_ref_valid(d, &r)) {
-        *ver = LIFE_CHANGED;
-        return -1;
-    }
+    if (!shk_dict_ref_valid(d, &r))
+        return -2;
     *ver = r.ver;
     return match;
 }
@@ -375,10 +372,11 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
             return 1;
         }
         if (s != SLOT_TOMB && (s >> 32) == tag) {
-            uint64_t ver;
+            uint64_t ver = 0;
             int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
             if (match < 0) {
-                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, ver, &watch);
+                int st = slot_unstable(shard_of(d, hash), tw, &slots[i], s, match == -2, ver,
+                                       &watch);
                 if (st != SLOT_AGAIN)
                     return st == SLOT_RESTART ? 0 : st;
                 continue;   /* the same slot, loaded again */
@@ -417,14 +415,14 @@ int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *ke
         if (slot_empty(s) || slot_busy(s))
             return 0;
         if (slot_live(s) && (s >> 32) == tag) {
-            uint64_t ver;
+            uint64_t ver = 0;
             int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
             if (match < 0) {
                 /* Being replaced: look again.  A slot that keeps naming a
                  * dead entry (corrupt) withdraws the claim; the retried
                  * probe reports the corruption. */
-                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, ver, &watch) ==
-                    SLOT_AGAIN)
+                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, match == -2, ver,
+                                  &watch) == SLOT_AGAIN)
                     continue;
                 return 0;
             }
@@ -511,7 +509,7 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
             }
             /* Replaced or deleted meanwhile: what the slot holds now is the
              * answer (a replaced key must not be skipped). */
-            int st = slot_unstable(sh, tw, &slots[i], s, ref->ver, &watch);
+            int st = slot_unstable(sh, tw, &slots[i], s, 0, ref->ver, &watch);
             if (st == SHK_ECORRUPT)
                 return st;
             if (st == SLOT_RESTART)

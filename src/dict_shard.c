@@ -106,11 +106,19 @@ static void freeze_mark(dict_shard *sh)
     SHK_A(atomic_store_explicit(&sh->table, tw | TW_FROZEN, memory_order_relaxed));
 }
 
-static void drain_lanes(shk_dict *d)
+/* SHK_OK, or the first error a lane lock gave (a lane whose lock words are
+ * corrupt: no writer can take it either, so the freeze still holds). */
+static int drain_lanes(shk_dict *d)
 {
-    for (unsigned i = 0; i < DICT_LANES; i++)
-        if (shk_dict_lane_lock(d, &d->lanes[i]) == SHK_OK)
+    int rc = SHK_OK;
+    for (unsigned i = 0; i < DICT_LANES; i++) {
+        int lk = shk_dict_lane_lock(d, &d->lanes[i]);
+        if (lk == SHK_OK)
             lane_exit(&d->lanes[i]);
+        else if (rc == SHK_OK)
+            rc = lk;
+    }
+    return rc;
 }
 
 static void unfreeze(dict_shard *sh)
@@ -186,8 +194,10 @@ int shk_dict_lock(shk_dict *d)
         }
         freeze_mark(&d->sh->shard[i]);
     }
-    drain_lanes(d);
-    return SHK_OK;
+    int rc = drain_lanes(d);
+    if (rc != SHK_OK)
+        shk_dict_unlock(d);
+    return rc;
 }
 
 void shk_dict_unlock(shk_dict *d)
@@ -254,7 +264,7 @@ int shk_dict_grow(shk_dict *d, dict_shard *sh, uint64_t seen)
         return SHK_OK;      /* someone else grew it */
     }
     freeze_mark(sh);
-    drain_lanes(d);
+    (void)drain_lanes(d);   /* a corrupt lane holds no writer */
     uint64_t used, live = recount(d, tw, &used);
     unsigned l0 = tw_log2(tw), l = l0;
     uint64_t lim = table_limit(l0);
@@ -387,7 +397,7 @@ static void rebase_pending(shk_dict *d)
         if (shard_lock(d, sh) != SHK_OK)
             continue;
         freeze_mark(sh);
-        drain_lanes(d);
+        (void)drain_lanes(d);   /* a corrupt lane holds no writer */
         uint64_t used, tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
         if (table_valid(d, tw))
             rebase(d, sh, recount(d, tw, &used));

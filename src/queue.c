@@ -1348,7 +1348,10 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
         return rc;
     q_shared *sh = q->sh;
     uint64_t n = 0, o = 0;
-    rc = walk(q, &n, &o);
+    q_tasks *tasks;
+    rc = tasks_of(q, &tasks);   /* the task ledger too, if the queue has one */
+    if (rc == SHK_OK)
+        rc = walk(q, &n, &o);
     if (rc == SHK_OK &&
         (n != SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) ||
          o != SHK_A(atomic_load_explicit(&sh->out_of_line, memory_order_relaxed)) ||
