@@ -457,12 +457,15 @@ static int tasks_of(shk_queue *q, q_tasks **out)
         *out = q->tasks;
         return SHK_OK;
     }
-    q_tasks *t = (q_tasks *)(q->base + off);
+    /* bounds first: the address is formed only for an offset inside the
+     * segment */
     uint64_t hoff = (uint64_t)((char *)q->sh - q->base);
     if (off % 8 || !shk_segment_contains(q->seg, off, sizeof(q_tasks)) ||
         (off < shk_add_sat(hoff, sizeof(q_shared)) && hoff < off + sizeof(q_tasks)) ||
-        (off < q->sh->ring_off + q->ring_size && q->sh->ring_off < off + sizeof(q_tasks)) ||
-        t->magic != T_MAGIC || t->ncells != T_CELLS)
+        (off < q->sh->ring_off + q->ring_size && q->sh->ring_off < off + sizeof(q_tasks)))
+        return SHK_ECORRUPT;
+    q_tasks *t = (q_tasks *)(q->base + off);
+    if (t->magic != T_MAGIC || t->ncells != T_CELLS)
         return SHK_ECORRUPT;
     q->tasks = t;
     q->tasks_off = off;

@@ -14,10 +14,17 @@
  * over its mutex words (an owner id that could name a live thread is moved
  * out of the possible range, for the reason above), then puts, gets and
  * checks.  Every status must be one the call documents, a get must never
- * read outside the ring or the segment, and nothing may hang. */
+ * read outside the ring or the segment, and nothing may hang.
+ *
+ * A fifth kind (LIVE_DICT) scribbles over the block of a live dict entry
+ * (its version word, lengths, key and value) and then reads it: find, get,
+ * a whole walk and check() must each answer OK, not found or
+ * SHK_ECORRUPT, within bounded work (a slot that keeps naming a dead or
+ * overhanging entry is corrupt, not a reason to spin).  Reads only, so
+ * every run starts from the same state. */
 #include "fuzz_common.h"
 
-enum { DICT, QUEUE, STACK, NKIND, LIVE = NKIND };
+enum { DICT, QUEUE, STACK, NKIND, LIVE = NKIND, LIVE_DICT };
 static const char *const names[NKIND] = {"d", "q", "s"};
 /* The mutexes come from the library (shk_dict_mutex_span: one per shard;
  * shk_queue_lock_offset), so a layout change cannot leave them stale. */
@@ -27,6 +34,8 @@ static uint64_t off[NKIND], len[NKIND];
 static char *orig[NKIND];
 static uint64_t ring_off;
 static char *ring_orig;
+static uint64_t entry_off, entry_len;
+static char *entry_orig;
 #define LIVE_RING 4096u
 
 static void setup(void)
@@ -66,6 +75,14 @@ static void setup(void)
             len[k] = info.size;
         orig[k] = fuzz_copy((const uint8_t *)shk_segment_base(seg) + off[k], len[k]);
     }
+    shk_dict_ref r;
+    if (shk_dict_open(seg, names[DICT], 0, 0, &d, NULL) != SHK_OK ||
+        shk_dict_find(d, 1, "k", 1, &r) != SHK_OK)
+        abort();
+    entry_off = r.entry;
+    entry_len = shk_freelist_usable(shk_segment_heap(seg), entry_off);
+    entry_orig = fuzz_copy((const uint8_t *)shk_segment_base(seg) + entry_off, entry_len);
+    shk_dict_close(d);
     memcpy(&ring_off, shk_segment_base(seg) + off[QUEUE] + 16, 8);   /* q_shared.ring_off */
     ring_orig = fuzz_copy((const uint8_t *)shk_segment_base(seg) + ring_off, LIVE_RING);
 }
@@ -124,17 +141,56 @@ static void live_queue(const uint8_t *data, size_t size)
     shk_queue_close(q);
 }
 
+/* The LIVE_DICT kind: scribble over the live entry, then read the dict. */
+static void live_dict(const uint8_t *data, size_t size)
+{
+    char *base = shk_segment_base(seg);
+    memcpy(base + entry_off, entry_orig, entry_len);
+    for (size_t i = 1; i + 3 <= size; i += 3) {
+        uint16_t at;
+        memcpy(&at, data + i, 2);
+        base[entry_off + at % entry_len] = (char)data[i + 2];
+    }
+    shk_dict *d;
+    int rc = shk_dict_open(seg, names[DICT], 0, 0, &d, NULL);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
+    if (rc != SHK_OK)
+        return;
+    shk_dict_ref r;
+    rc = shk_dict_find(d, 1, "k", 1, &r);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ENOTFOUND || rc == SHK_ECORRUPT);
+    char buf[64];
+    uint64_t n;
+    uint8_t vt;
+    rc = shk_dict_get(d, 1, "k", 1, &vt, buf, sizeof buf, &n);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ENOTFOUND || rc == SHK_ECORRUPT || rc == SHK_EINVAL);
+    uint64_t pos = 0, tw = 0;
+    while ((rc = shk_dict_next(d, &pos, &tw, &r)) == SHK_OK)
+        ;
+    FUZZ_ASSERT(rc == SHK_ENOTFOUND || rc == SHK_ECORRUPT);
+    rc = shk_dict_check(d, NULL);
+    FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
+    shk_dict_close(d);
+    memcpy(base + entry_off, entry_orig, entry_len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
     if (size < 1)
         return 0;
-    int k = data[0] % (NKIND + 1);
+    /* bit 6 of the first byte picks LIVE_DICT; otherwise its value picks
+     * one of the others (as the committed seeds expect) */
+    int k = (data[0] & 0x40) ? LIVE_DICT : data[0] % (NKIND + 1);
     char *base = shk_segment_base(seg);
     for (int i = 0; i < NKIND; i++)
         memcpy(base + off[i], orig[i], len[i]);
     if (k == LIVE) {
         live_queue(data, size);
+        return 0;
+    }
+    if (k == LIVE_DICT) {
+        live_dict(data, size);
         return 0;
     }
     size_t n = size - 1 < len[k] ? size - 1 : len[k];
