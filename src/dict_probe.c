@@ -136,13 +136,17 @@ enum { SLOT_AGAIN = 1, SLOT_RESTART = 2 };
 static int slot_unstable(const dict_shard *sh, uint64_t tw, const _Atomic uint64_t *slot,
                          uint64_t s, int changed, uint64_t life, slot_watch *w)
 {
-    /* acquire: orders these loads after the failed snapshot's. */
-    if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != s || changed) {
+    /* The table first: a reference that failed only because the table was
+     * replaced would fail again on every look at the old one.  These loads
+     * come after the snapshot's acquire load of the life word; relaxed
+     * suffices for the table word (a change is all we look for), acquire
+     * keeps the slot load below after it. */
+    if (!tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire)), tw))
+        return SLOT_RESTART;
+    if (SHK_A(atomic_load_explicit(slot, memory_order_relaxed)) != s || changed) {
         w->n = 0;
         return SLOT_AGAIN;
     }
-    if (!tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)), tw))
-        return SLOT_RESTART;
     if (w->n == 0 || life != w->life) {
         w->n = 1;
         w->life = life;
