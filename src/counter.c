@@ -163,7 +163,7 @@ static int owner_dead(uint64_t owner)
 {
     if (owner == 0 || owner > SHK_COUNTER_PID_MAX)
         return 0;                  /* free, or garbage: never passed to kill */
-    return kill((pid_t)owner, 0) != 0 && errno == ESRCH;
+    return !shk_pid_exists((pid_t)owner);
 }
 
 /* ----------------------------------------------------- create and open */

@@ -29,7 +29,7 @@ uint64_t shk_dict_new_ver(shk_dict *d, dict_lane *l)
 
 static int pid_alive(uint32_t pid)
 {
-    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+    return pid != 0 && shk_pid_exists((pid_t)pid);
 }
 
 /* Choose the lane this handle tries first: one no live process prefers

@@ -125,6 +125,9 @@ int shk_pmutex_lock(pthread_mutex_t *m);
  * held, SHK_ECORRUPT for words that cannot be a mutex shk_pmutex_init
  * made. */
 int shk_pmutex_trylock(pthread_mutex_t *m);
+/* 1 unless kill(pid, 0) says no such process (EPERM: it exists, another
+ * user's).  pid must be > 0: kill(0) and kill(-1) name groups. */
+int shk_pid_exists(pid_t pid);
 /* 1 if the words of m can be those of a robust process-shared mutex that
  * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
 int shk_pmutex_valid(const pthread_mutex_t *m);

@@ -195,6 +195,11 @@ static int owner_maps_mutex(const pthread_mutex_t *m, pid_t tid)
     return maps_find(pid, 0, key, sizeof key) != 0;
 }
 
+int shk_pid_exists(pid_t pid)
+{
+    return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 /* Held by something that cannot be a live holder?  (Called after a slice
  * of waiting timed out, so the cost of reading /proc is no concern.) */
 static int owner_impossible(const pthread_mutex_t *m)
@@ -206,7 +211,7 @@ static int owner_impossible(const pthread_mutex_t *m)
         return 0;      /* freed meanwhile: lock again */
     if ((uint32_t)tid > SHK_PID_MAX_LIMIT || tid == (pid_t)syscall(SYS_gettid))
         return 1;      /* this thread never locks twice */
-    if (kill(tid, 0) == 0 || errno != ESRCH) {
+    if (shk_pid_exists(tid)) {
         /* alive (EPERM: alive, another user): a holder only if it maps
          * the segment */
         if (owner_maps_mutex(m, tid))
