@@ -97,6 +97,19 @@
  *   the word having changed), goes round its loop and registers again.
  *   A dead waiter's count is thus dropped at the next wake.
  *
+ * SPINNING
+ *   A futex sleep and its wake-up cost several microseconds on each side,
+ *   paid on every item when a consumer keeps up with its producer.  So a
+ *   waiter first polls the queue (relaxed loads of count / head / tail, a
+ *   hint; the locked check decides) for up to its handle's spin budget,
+ *   yielding the CPU every SPIN_CLOCK_EVERY polls so that on a machine with
+ *   more processes than cores the partner it waits for can run.  The budget
+ *   adapts: a spin that saw the queue ready doubles it (at most
+ *   SPIN_MAX_NS), one that ran out halves it (at least SPIN_MIN_NS), so a
+ *   waiter whose partner answers within the budget never sleeps, and an
+ *   idle waiter spins ~2 us per wake-up: ~0 CPU.  The budgets are
+ *   process-local (the handle), never in shared memory.
+ *
  * JOINABLE (task_done / join)
  *   A queue becomes joinable when a JoinableQueue handle opens it: a task
  *   ledger (a heap block, its offset in tasks_off, set once under the lock)
@@ -128,6 +141,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,11 +153,11 @@
 #define REC_OOL 1u
 #define WAITER_BITS 20u                 /* waiter word: gen << 20 | count */
 #define WAITER_MASK ((1u << WAITER_BITS) - 1)
-/* Polls of the queue state before a waiter goes to sleep.  A futex sleep +
- * wake costs a few microseconds on each side; when the other side is busy
- * right now (a consumer that keeps up with its producer), a short bounded
- * poll avoids that.  Bounded (~1-4 us): never a spin-and-sleep loop. */
-#define WAIT_SPINS 128
+/* How long a waiter polls the queue before it sleeps (see SPINNING). */
+#define SPIN_MIN_NS 2000ll        /* what an idle waiter decays to      */
+#define SPIN_START_NS 20000ll     /* a new handle's budget              */
+#define SPIN_MAX_NS 100000ll      /* what a busy partner can earn it    */
+#define SPIN_CLOCK_EVERY 32u      /* polls between clock reads / yields */
 
 typedef struct q_shared {
     uint64_t magic;
@@ -232,6 +246,9 @@ struct shk_queue {
     unsigned me_gen;         /* shk_fork_gen() when me_pid was read    */
     uint64_t me_start;
     int me_cell;             /* our cell's index, -1 if not known */
+    /* Spin budgets (ns) of this handle's get and put waits (SPINNING).
+     * Process-local; relaxed atomics because threads share a handle. */
+    _Atomic int64_t spin_get, spin_put;
 };
 
 static inline uint64_t rec_size(uint64_t payload)
@@ -853,7 +870,8 @@ shk_segment *shk_queue_segment(const shk_queue *q) { return q->seg; }
 
 /* ------------------------------------------------------------------- put */
 
-/* Room for one more record of `payload` ring bytes?  Lock held. */
+/* Room for one more record of `payload` ring bytes?  Decides with the lock
+ * held; a hint without it (SPINNING). */
 static inline int has_room(const shk_queue *q, uint64_t payload)
 {
     q_shared *sh = q->sh;
@@ -862,7 +880,8 @@ static inline int has_room(const shk_queue *q, uint64_t payload)
     if (q->maxsize &&
         SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) >= q->maxsize)
         return 0;
-    return rec_size(payload) <= q->ring_size - used;
+    /* used > ring_size only in a torn read outside the lock (SPINNING) */
+    return used <= q->ring_size && rec_size(payload) <= q->ring_size - used;
 }
 
 /* Append one record and commit it.  Lock held, room checked. */
@@ -1015,23 +1034,53 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
     return SHK_OK;
 }
 
+/* Is there an item to take?  A hint (SPINNING): relaxed, re-checked under
+ * the lock. */
+static int item_hint(const shk_queue *q, uint64_t unused)
+{
+    (void)unused;
+    return SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0;
+}
+
+/* Poll ready(q, arg) for up to *budget ns (and at most timeout_ns when
+ * that is positive), adapting the budget (SPINNING).  1 if it said ready.
+ * Bounded by the clock, read every SPIN_CLOCK_EVERY polls. */
+static int spin_wait(shk_queue *q, _Atomic int64_t *budget, int64_t timeout_ns,
+                     int (*ready)(const shk_queue *, uint64_t), uint64_t arg)
+{
+    /* relaxed: a process-local tuning value; a lost update between two
+     * threads of one process only makes the budget less adapted. */
+    int64_t b = atomic_load_explicit(budget, memory_order_relaxed);
+    if (b < SPIN_MIN_NS || b > SPIN_MAX_NS)
+        b = SPIN_START_NS;
+    int64_t limit = timeout_ns > 0 && timeout_ns < b ? timeout_ns : b;
+    int64_t start = shk_now_ns();
+    for (unsigned i = 1;; i++) {
+        if (ready(q, arg)) {
+            atomic_store_explicit(budget, b * 2 < SPIN_MAX_NS ? b * 2 : SPIN_MAX_NS,
+                                  memory_order_relaxed);
+            return 1;
+        }
+        if (i % SPIN_CLOCK_EVERY == 0) {
+            if (shk_now_ns() - start >= limit)
+                break;
+            sched_yield();
+        } else {
+            shk_cpu_relax();
+        }
+    }
+    atomic_store_explicit(budget, b / 2 > SPIN_MIN_NS ? b / 2 : SPIN_MIN_NS,
+                          memory_order_relaxed);
+    return 0;
+}
+
 int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
 {
     if (len > SHK_QUEUE_MAX_ITEM)
         return SHK_EINVAL;
     uint64_t plen = len > q->inline_max ? sizeof(ool_ref) : len;
-    if (timeout_ns != 0) {
-        /* relaxed: a hint only; the locked check below decides. */
-        for (int i = 0; i < WAIT_SPINS; i++) {
-            uint64_t used = SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) -
-                            SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
-            uint64_t n = SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
-            if ((!q->maxsize || n < q->maxsize) && used <= q->ring_size &&
-                rec_size(plen) <= q->ring_size - used)
-                return SHK_OK;
-            shk_cpu_relax();
-        }
-    }
+    if (timeout_ns != 0 && spin_wait(q, &q->spin_put, timeout_ns, has_room, plen))
+        return SHK_OK;
     int rc = q_lock(q);
     if (rc != SHK_OK)
         return rc;
@@ -1232,14 +1281,8 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
 
 int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
 {
-    if (timeout_ns != 0) {
-        /* relaxed: a hint only; the locked check below decides. */
-        for (int i = 0; i < WAIT_SPINS; i++) {
-            if (SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0)
-                return SHK_OK;
-            shk_cpu_relax();
-        }
-    }
+    if (timeout_ns != 0 && spin_wait(q, &q->spin_get, timeout_ns, item_hint, 0))
+        return SHK_OK;
     int rc = q_lock(q);
     if (rc != SHK_OK)
         return rc;
