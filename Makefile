@@ -14,6 +14,7 @@
 #   make cbench       the C microbenchmarks
 #   make scale        ops/s against 1..32 processes, C and Python (SCALE_ARGS=...);
 #                     scale-table prints its markdown table
+#   make latency      queue round-trip percentiles against the peers (LATENCY_ARGS=...)
 #   make clean        remove build/
 #   make help         this list
 #
@@ -293,3 +294,10 @@ scale: $(B)/bench/bench_scale
 
 scale-table:
 	@$(SCALE_PY) -m shmkit.bench.scale --table bench-results/scale.json
+
+# Queue round-trip latency against the peers (LATENCY_ARGS=--trips N ...):
+# bench-results/latency.json, latency.png and the markdown table.
+LATENCY_ARGS ?=
+.PHONY: latency
+latency: $(VENV)/.stamp-bench install
+	$(VPY) -m shmkit.bench.latency --out bench-results $(LATENCY_ARGS)

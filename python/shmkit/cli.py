@@ -5,6 +5,7 @@
     shmkit rm NAME... | --stale [--match PAT]    remove segments
     shmkit bench [--quick] [--out DIR]           the benchmark suite against stdlib and peers
     shmkit bench --scale [--procs 1,2,4]         ops/s against the number of processes
+    shmkit bench --latency [--trips N]           queue round-trip percentiles
 
 Exit codes: 0 success, 1 the operation failed (missing segment, failed
 check...), 2 bad command line.  Every error is one line on stderr.
@@ -590,6 +591,16 @@ def cmd_rm(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import harness
 
+    if args.latency:
+        from .bench import latency
+
+        try:
+            return latency.run_from_args(args)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        except OSError as e:
+            raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
+
     if args.scale:
         from .bench import scale
 
@@ -699,6 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "Python, with the peers (scale.json, scale.png in DIR)")
     from .bench.scale import add_arguments as add_scale_arguments
     add_scale_arguments(b)
+    b.add_argument("--latency", action="store_true",
+                   help="instead: the latency benchmark, round trips of a 64-byte item between "
+                   "two processes, percentiles and idle-waiter CPU, with the peers "
+                   "(latency.json, latency.png in DIR)")
+    from .bench.latency import add_arguments as add_latency_arguments
+    add_latency_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 
