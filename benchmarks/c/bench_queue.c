@@ -5,6 +5,8 @@
  *   2. single process: put_many/get_many batches of 64 items
  *   3. producer process -> consumer process, 64-byte items, one at a time
  *   4. stack push+pop pairs, single process
+ *   5. round trip: put on one queue, a second process echoes it on another,
+ *      get it back; the median of 20,000 round trips, in ns
  * Median of 5 repeats; results printed and written to
  * bench-results/bench_queue_c.json (or $SHMKIT_BENCH_OUT).
  */
@@ -78,6 +80,38 @@ static double bench_two_procs(shk_queue *q, long n)
     return n / el;   /* messages per second */
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define TRIPS 20000
+static double bench_round_trip(shk_queue *a, shk_queue *b)
+{
+    char item[ITEM] = {1}, out[ITEM];
+    static double t[TRIPS];
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (long i = 0; i < TRIPS + 1000; i++)
+            if (shk_queue_get(a, sink_alloc, out, -1) != SHK_OK ||
+                shk_queue_put(b, out, ITEM, 0, -1) != SHK_OK)
+                _exit(1);
+        _exit(0);
+    }
+    for (long i = 0; i < TRIPS + 1000; i++) {
+        double t0 = bench_now();
+        if (shk_queue_put(a, item, ITEM, 0, -1) != SHK_OK ||
+            shk_queue_get(b, sink_alloc, out, -1) != SHK_OK)
+            abort();
+        if (i >= 1000)
+            t[i - 1000] = bench_now() - t0;
+    }
+    waitpid(pid, NULL, 0);
+    qsort(t, TRIPS, sizeof t[0], cmp_double);
+    return t[TRIPS / 2] * 1e9;
+}
+
 static double bench_stack(shk_stack *s, long n)
 {
     char item[ITEM] = {1}, out[ITEM];
@@ -97,31 +131,38 @@ int main(void)
     shk_segment *seg;
     if (shk_segment_create(name, 0, 1ull << 30, 0600, &seg) != SHK_OK)
         return 1;
-    shk_queue *q;
+    shk_queue *q, *back;
     shk_stack *s;
     shk_queue_config cfg = {1 << 20, 0};
     if (shk_queue_open_named(seg, "q", &cfg, &q, NULL) != SHK_OK ||
+        shk_queue_open_named(seg, "back", &cfg, &back, NULL) != SHK_OK ||
         shk_stack_open_named(seg, "s", &s, NULL) != SHK_OK)
         return 1;
-    const char *names[4] = {"queue_put_get_pairs_ops_per_s",
+    const char *names[5] = {"queue_put_get_pairs_ops_per_s",
                             "queue_batch64_ops_per_s",
                             "queue_proc_to_proc_msgs_per_s",
-                            "stack_push_pop_ops_per_s"};
-    double res[4];
+                            "stack_push_pop_ops_per_s",
+                            "queue_round_trip_p50_ns"};
+    double res[5];
     long n = 2000000;
-    for (int b = 0; b < 4; b++) {
+    for (int b = 0; b < 5; b++) {
         double r[REPEATS];
         for (int k = 0; k < REPEATS; k++) {
             switch (b) {
             case 0: r[k] = bench_pairs(q, n); break;
             case 1: r[k] = bench_batches(q, n); break;
             case 2: r[k] = bench_two_procs(q, n); break;
-            default: r[k] = bench_stack(s, n); break;
+            case 3: r[k] = bench_stack(s, n); break;
+            default: r[k] = bench_round_trip(q, back); break;
             }
         }
         res[b] = bench_median(r, REPEATS);
-        printf("%-34s %10.2f M/s  (64 B items, median of %d)\n", names[b],
-               res[b] / 1e6, REPEATS);
+        if (b == 4)
+            printf("%-34s %10.0f ns   (64 B items, median of %d runs' medians)\n",
+                   names[b], res[b], REPEATS);
+        else
+            printf("%-34s %10.2f M/s  (64 B items, median of %d)\n", names[b],
+                   res[b] / 1e6, REPEATS);
     }
     const char *out = getenv("SHMKIT_BENCH_OUT");
     if (!out) {
@@ -131,8 +172,8 @@ int main(void)
     FILE *f = fopen(out, "w");
     if (f) {
         fprintf(f, "{\n  \"item_bytes\": %d,\n  \"repeats\": %d,\n", ITEM, REPEATS);
-        for (int b = 0; b < 4; b++)
-            fprintf(f, "  \"%s\": %.0f%s\n", names[b], res[b], b < 3 ? "," : "");
+        for (int b = 0; b < 5; b++)
+            fprintf(f, "  \"%s\": %.0f%s\n", names[b], res[b], b < 4 ? "," : "");
         fprintf(f, "}\n");
         fclose(f);
     }
