@@ -128,6 +128,12 @@ int shk_pmutex_trylock(pthread_mutex_t *m);
 /* 1 unless kill(pid, 0) says no such process (EPERM: it exists, another
  * user's).  pid must be > 0: kill(0) and kill(-1) name groups. */
 int shk_pid_exists(pid_t pid);
+/* The start time of process pid (clock ticks since boot, field 22 of
+ * /proc/<pid>/stat): with the pid it names one process even after the pid
+ * is reused.  0 if the process does not exist or is a zombie;
+ * SHK_START_UNKNOWN if /proc cannot tell. */
+#define SHK_START_UNKNOWN UINT64_MAX
+uint64_t shk_proc_start(pid_t pid);
 /* 1 if the words of m can be those of a robust process-shared mutex that
  * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
 int shk_pmutex_valid(const pthread_mutex_t *m);

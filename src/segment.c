@@ -268,32 +268,6 @@ static int check_opened(int fd, int trust, shk_segment_owner *owner)
 
 /* --------------------------------------------------------- create/attach */
 
-static uint64_t proc_start_ticks(void)
-{
-    /* Field 22 of /proc/self/stat: start time in clock ticks since boot.
-     * With the pid it identifies a process even after pid reuse. */
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (!f)
-        return 0;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');   /* comm may contain spaces */
-    if (!p)
-        return 0;
-    unsigned long long v = 0;
-    /* after ")": state(3) ppid(4) ... starttime(22): stop just past the
-     * space that ends field 21 */
-    int field = 2;
-    for (p++; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    if (sscanf(p, "%llu", &v) != 1)
-        return 0;
-    return v;
-}
-
 /* The reservation of a segment created without an explicit max_size:
  * SHK_DEFAULT_MAX_SIZE, or the SHMKIT_MAX_SIZE environment variable (bytes,
  * with an optional K/M/G suffix), for hosts that limit address space. */
@@ -386,7 +360,9 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     if (getrandom(&h->hash_seed, sizeof h->hash_seed, 0) != sizeof h->hash_seed)
         h->hash_seed = (uint64_t)shk_now_ns() * 0x9E3779B97F4A7C15ull;
     h->creator_pid = (int64_t)getpid();
-    h->creator_start = proc_start_ticks();
+    /* with the creator's pid, names the creator even after pid reuse */
+    uint64_t start = shk_proc_start(getpid());
+    h->creator_start = start == SHK_START_UNKNOWN ? 0 : start;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;

@@ -17,6 +17,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -198,6 +199,35 @@ static int owner_maps_mutex(const pthread_mutex_t *m, pid_t tid)
 int shk_pid_exists(pid_t pid)
 {
     return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+uint64_t shk_proc_start(pid_t pid)
+{
+    char path[48], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH ? 0 : SHK_START_UNKNOWN;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return n == 0 || errno == ESRCH ? 0 : SHK_START_UNKNOWN;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');          /* the name may hold spaces */
+    if (!p || p[1] != ' ')
+        return SHK_START_UNKNOWN;
+    p += 2;
+    if (*p == 'Z' || *p == 'X')
+        return 0;
+    for (int field = 3; field < 22; field++) {   /* p is at field 3 */
+        p = strchr(p, ' ');
+        if (!p)
+            return SHK_START_UNKNOWN;
+        p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    return end == p ? SHK_START_UNKNOWN : (uint64_t)v;
 }
 
 /* Held by something that cannot be a live holder?  (Called after a slice

@@ -1,0 +1,178 @@
+/*
+ * queue_ring.c -- the queue's records: their check words, copying in and out
+ * of the ring, validating a record, walking the ring, and the lock with its
+ * recovery.  (design and layout: queue_internal.h)
+ */
+#include "queue_internal.h"
+
+#include <string.h>
+
+/* ---------------------------------------------------------- record digest
+ * One multiply-and-fold step per 8-byte word (~8 GB/s), fed piece by
+ * piece: a payload that wraps around the ring is split at the ring's end,
+ * a multiple of 8 bytes from its 8-aligned start, so every piece but the
+ * last is whole words and the digest is the same as for one piece. */
+#define DIGEST_K 0x9E3779B97F4A7C15ull
+
+static uint64_t digest_words(uint64_t h, const char *p, uint64_t n)
+{
+    uint64_t w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * DIGEST_K;
+        h ^= h >> 32;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * DIGEST_K;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+static inline uint64_t digest_start(uint32_t len, uint32_t tag, uint32_t flags)
+{
+    return ((uint64_t)len | (uint64_t)tag << 32 | (uint64_t)flags << 40) * DIGEST_K + 0x5143;
+}
+
+static inline uint16_t digest_end(uint64_t h)
+{
+    h ^= h >> 29;
+    return (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
+}
+
+/* The check word of a record holding `payload` (contiguous). */
+uint16_t shk_q_digest(uint32_t len, uint32_t tag, uint32_t flags, const void *payload)
+{
+    return digest_end(digest_words(digest_start(len, tag, flags), payload, len));
+}
+
+/* ------------------------------------------------------------- ring copy */
+
+void shk_q_ring_write(shk_queue *q, uint64_t pos, const void *src, uint64_t n)
+{
+    uint64_t o = pos & q->mask, first = q->ring_size - o;
+    if (first >= n) {
+        memcpy(q->ring + o, src, n);
+    } else {
+        memcpy(q->ring + o, src, first);
+        memcpy(q->ring, (const char *)src + first, n - first);
+    }
+}
+
+void shk_q_ring_read(const shk_queue *q, uint64_t pos, void *dst, uint64_t n)
+{
+    uint64_t o = pos & q->mask, first = q->ring_size - o;
+    if (first >= n) {
+        memcpy(dst, q->ring + o, n);
+    } else {
+        memcpy(dst, q->ring + o, first);
+        memcpy((char *)dst + first, q->ring, n - first);
+    }
+}
+
+/* The check word of the record at `pos` as it lies in the ring. */
+static uint16_t ring_digest(const shk_queue *q, uint64_t pos, const rec_hdr *h)
+{
+    uint64_t o = (pos + REC_HDR) & q->mask, first = q->ring_size - o;
+    uint64_t hs = digest_start(h->len, h->tag, h->flags);
+    if (first >= h->len)
+        return digest_end(digest_words(hs, q->ring + o, h->len));
+    hs = digest_words(hs, q->ring + o, first);
+    return digest_end(digest_words(hs, q->ring, h->len - first));
+}
+
+/* Read and validate the record at `pos`, knowing `avail` bytes of records
+ * follow it.  Fills *h (and *ref for OOL).  SHK_ECORRUPT if it cannot be a
+ * record the queue wrote. */
+int shk_q_read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
+                       rec_hdr *h, ool_ref *ref)
+{
+    if (avail < REC_HDR)
+        return SHK_ECORRUPT;
+    /* 8-aligned position, ring_size a multiple of 8: never wraps. */
+    memcpy(h, q->ring + (pos & q->mask), REC_HDR);
+    if ((h->flags & ~REC_OOL) || rec_size(h->len) > avail ||
+        (!(h->flags & REC_OOL) && h->len > q->inline_max) ||
+        ring_digest(q, pos, h) != h->check)
+        return SHK_ECORRUPT;
+    if (h->flags & REC_OOL) {
+        if (h->len != sizeof(ool_ref))
+            return SHK_ECORRUPT;
+        shk_q_ring_read(q, pos + REC_HDR, ref, sizeof *ref);
+        if (ref->len > SHK_QUEUE_MAX_ITEM ||
+            !shk_segment_contains(q->seg, ref->off, ref->len) ||
+            shk_freelist_usable(q->heap, ref->off) < ref->len)
+            return SHK_ECORRUPT;
+    }
+    return SHK_OK;
+}
+
+/* ------------------------------------------------------ lock and recovery */
+
+/* Walk [head, tail) (lock held): count the records and the out-of-line
+ * ones, stopping at the first that cannot be a record (*end: its position,
+ * or tail).  SHK_ECORRUPT if the positions or a record are bad.  Used by
+ * recovery (which cuts the ring at *end) and by check(). */
+int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end)
+{
+    q_shared *sh = q->sh;
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
+    uint64_t n = 0, o = 0, p = head;
+    int rc = SHK_OK;
+    if (tail - head > q->ring_size || (head | tail) % 8) {
+        *count = *ool = 0;
+        *end = head;
+        return SHK_ECORRUPT;
+    }
+    while (p != tail) {
+        rec_hdr h;
+        ool_ref ref;
+        if (shk_q_read_record(q, p, tail - p, &h, &ref) != SHK_OK) {
+            rc = SHK_ECORRUPT;
+            break;
+        }
+        n++;
+        o += (h.flags & REC_OOL) != 0;
+        p += rec_size(h.len);
+    }
+    *count = n;
+    *ool = o;
+    *end = p;
+    return rc;
+}
+
+/* After EOWNERDEAD: the dead holder may have stopped between any two
+ * stores; cut the ring at the first bad record and recount (RECOVERY). */
+static void repair(shk_queue *q)
+{
+    q_shared *sh = q->sh;
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
+    if (tail - head > q->ring_size || (head | tail) % 8) {
+        /* Positions are only ever stored whole; this is memory corruption.
+         * Empty the queue rather than read garbage. */
+        SHK_A(atomic_store_explicit(&sh->tail, head & ~7ull, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&sh->head, head & ~7ull, memory_order_relaxed));
+    }
+    uint64_t n, o, end;
+    if (shk_q_walk(q, &n, &o, &end) != SHK_OK)
+        SHK_A(atomic_store_explicit(&sh->tail, end, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->count, n, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->out_of_line, o, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
+}
+
+int shk_q_lock(shk_queue *q)
+{
+    int rc = shk_mutex_lock(&q->sh->lock);
+    if (SHK_UNLIKELY(rc != SHK_OK)) {
+        if (rc != SHK_MUTEX_RECOVERED)
+            return rc;
+        repair(q);
+        shk_mutex_consistent(&q->sh->lock);
+    }
+    return SHK_OK;
+}
