@@ -91,6 +91,7 @@ int shk_pmutex_init(pthread_mutex_t *m)
 #define SHK_OWNER_DIED 0x40000000u      /* FUTEX_OWNER_DIED */
 #define SHK_PID_MAX_LIMIT (4u << 20)    /* the kernel's PID_MAX_LIMIT */
 #define SHK_LOCK_SLICE_NS 100000000LL   /* 100 ms between owner checks */
+#define SHK_LOCK_SPINS 100              /* polls of a held lock's word */
 
 #ifdef __GLIBC__
 static int expected_kind;
@@ -269,8 +270,23 @@ int shk_pmutex_lock(pthread_mutex_t *m)
     int rc = shk_pmutex_trylock(m);
     if (SHK_LIKELY(rc != SHK_EAGAIN))
         return rc;
-    /* Held: wait in slices, looking at the owner between them.  A live
-     * owner is waited for as long as it holds the lock. */
+#ifdef __GLIBC__
+    /* Held.  Our holds are short (a copy, a few stores), and sleeping in
+     * the kernel costs this locker a wake-up and the holder a FUTEX_WAKE,
+     * which under contention turns into a convoy.  So poll the lock word a
+     * bounded number of times first (as glibc's adaptive mutexes do, which
+     * cannot be robust) and try again when it reads free. */
+    for (int i = 0; i < SHK_LOCK_SPINS; i++) {
+        shk_cpu_relax();
+        if ((lock_word(m) & SHK_TID_MASK) == 0) {
+            rc = shk_pmutex_trylock(m);
+            if (rc != SHK_EAGAIN)
+                return rc;
+        }
+    }
+#endif
+    /* Still held: wait in slices, looking at the owner between them.  A
+     * live owner is waited for as long as it holds the lock. */
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
