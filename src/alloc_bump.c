@@ -60,19 +60,33 @@ int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off)
     return SHK_OK;
 }
 
-int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
+/* SHK_OK if the header at `off` of `seg` is a sane bump allocator (every
+ * offset inside the mapping, top 16-aligned between start and limit),
+ * else SHK_ECORRUPT; *top gets the top it checked. */
+static int header_check(const shk_segment *seg, uint64_t off, uint64_t *top)
 {
     /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
      * directory entry) would be a misaligned atomic access. */
     if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(bump_shared)))
         return SHK_ECORRUPT;
     bump_shared *sh = (bump_shared *)(shk_segment_base(seg) + off);
-    uint64_t top = SHK_A(atomic_load_explicit(&sh->top, memory_order_relaxed));
+    /* relaxed: one position, checked against the fixed header fields. */
+    *top = SHK_A(atomic_load_explicit(&sh->top, memory_order_relaxed));
     if (sh->magic != BUMP_MAGIC || sh->version != BUMP_VERSION ||
         sh->start != off + sizeof(bump_shared) || sh->limit < sh->start ||
+        (sh->limit - sh->start) % SHK_ALIGN ||
         !shk_segment_contains(seg, sh->start, sh->limit - sh->start) ||
-        top < sh->start || top > sh->limit)
+        *top < sh->start || *top > sh->limit || (*top - sh->start) % SHK_ALIGN)
         return SHK_ECORRUPT;
+    return SHK_OK;
+}
+
+int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
+{
+    uint64_t top;
+    if (header_check(seg, off, &top) != SHK_OK)
+        return SHK_ECORRUPT;
+    bump_shared *sh = (bump_shared *)(shk_segment_base(seg) + off);
     shk_bump *b = calloc(1, sizeof *b);
     if (!b)
         return SHK_ESYS;
@@ -83,6 +97,23 @@ int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
     shk_segment_retain(seg);
     *out = b;
     return SHK_OK;
+}
+
+static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
+{
+    *size = *(const uint64_t *)arg;
+    return shk_bump_create_in(seg, *(const uint64_t *)arg, off);
+}
+
+int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity,
+                        shk_bump **out, int *created)
+{
+    uint64_t off;
+    int rc = shk_segment_object(seg, name, SHK_TYPE_BUMP, capacity ? init_cb : NULL,
+                                &capacity, &off, created);
+    if (rc != SHK_OK)
+        return rc;
+    return shk_bump_open(seg, off, out);
 }
 
 void shk_bump_close(shk_bump *b)
@@ -131,4 +162,19 @@ void shk_bump_region(const shk_bump *b, uint64_t *start, uint64_t *end)
 {
     *start = b->start;
     *end = SHK_A(atomic_load_explicit(&b->sh->top, memory_order_acquire));
+}
+
+int shk_bump_check(const shk_bump *b, shk_bump_stats *stats)
+{
+    uint64_t off = (uint64_t)((const char *)b->sh - shk_segment_base(b->seg)), top;
+    /* The shared header must still say what this handle opened. */
+    if (header_check(b->seg, off, &top) != SHK_OK || b->sh->start != b->start ||
+        b->sh->limit != b->limit)
+        return SHK_ECORRUPT;
+    if (stats) {
+        stats->capacity = b->limit - b->start;
+        stats->used_bytes = top - b->start;
+        stats->available_bytes = b->limit - top;
+    }
+    return SHK_OK;
 }

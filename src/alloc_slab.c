@@ -87,14 +87,15 @@ int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
     return SHK_OK;
 }
 
-int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out)
+/* SHK_OK if the header at `off` of `seg` is a sane slab (sizes in range,
+ * bitmap and slots inside the mapping), else SHK_ECORRUPT. */
+static int header_check(const shk_segment *seg, uint64_t off)
 {
     /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
      * directory entry) would be a misaligned atomic access. */
     if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(slab_shared)))
         return SHK_ECORRUPT;
-    char *base = shk_segment_base(seg);
-    slab_shared *sh = (slab_shared *)(base + off);
+    const slab_shared *sh = (const slab_shared *)(shk_segment_base(seg) + off);
     uint64_t hsz = shk_align_up(sizeof(slab_shared), SHK_ALIGN);
     if (sh->magic != SLAB_MAGIC || sh->version != SLAB_VERSION ||
         sh->slot_size == 0 || sh->slot_size % SHK_ALIGN ||
@@ -103,6 +104,16 @@ int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out)
         sh->data != off + hsz + bitmap_bytes(sh->nwords) ||
         !shk_segment_contains(seg, sh->data, sh->slot_size * sh->nslots))
         return SHK_ECORRUPT;
+    return SHK_OK;
+}
+
+int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out)
+{
+    if (header_check(seg, off) != SHK_OK)
+        return SHK_ECORRUPT;
+    char *base = shk_segment_base(seg);
+    slab_shared *sh = (slab_shared *)(base + off);
+    uint64_t hsz = shk_align_up(sizeof(slab_shared), SHK_ALIGN);
     shk_slab *s = calloc(1, sizeof *s);
     if (!s)
         return SHK_ESYS;
@@ -117,6 +128,29 @@ int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out)
     shk_segment_retain(seg);
     *out = s;
     return SHK_OK;
+}
+
+typedef struct {
+    uint64_t slot_size, nslots;
+} init_arg;
+
+static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
+{
+    const init_arg *ia = arg;
+    *size = ia->slot_size * ia->nslots;
+    return shk_slab_create_in(seg, ia->slot_size, ia->nslots, off);
+}
+
+int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size,
+                        uint64_t nslots, shk_slab **out, int *created)
+{
+    init_arg ia = {slot_size, nslots};
+    uint64_t off;
+    int rc = shk_segment_object(seg, name, SHK_TYPE_SLAB, nslots ? init_cb : NULL, &ia,
+                                &off, created);
+    if (rc != SHK_OK)
+        return rc;
+    return shk_slab_open(seg, off, out);
 }
 
 void shk_slab_close(shk_slab *s)
@@ -217,4 +251,43 @@ void shk_slab_region(const shk_slab *s, uint64_t *start, uint64_t *end)
 {
     *start = s->data;
     *end = s->data + s->slot_size * s->nslots;
+}
+
+int shk_slab_check(const shk_slab *s, shk_slab_stats *stats)
+{
+    uint64_t off = (uint64_t)((const char *)s->sh - s->base);
+    /* The shared header must still say what this handle opened (its
+     * bitmap and slots are where the handle reads and writes). */
+    if (header_check(s->seg, off) != SHK_OK || s->sh->slot_size != s->slot_size ||
+        s->sh->nslots != s->nslots || s->sh->data != s->data)
+        return SHK_ECORRUPT;
+    /* relaxed: counts only; a concurrent alloc/free moves them by one. */
+    uint64_t hint = SHK_A(atomic_load_explicit(&s->sh->hint, memory_order_relaxed));
+    uint64_t free_slots = SHK_A(atomic_load_explicit(&s->sh->free_slots,
+                                                     memory_order_relaxed));
+    /* hint is only ever stored below nwords; free_slots never above nslots
+     * (a slot's bit is set before the count drops and the count rises only
+     * after its bit was cleared). */
+    if (hint >= s->nwords || free_slots > s->nslots)
+        return SHK_ECORRUPT;
+    uint64_t live = 0;
+    for (uint64_t w = 0; w < s->nwords; w++) {
+        uint64_t v = SHK_A(atomic_load_explicit(&s->bits[w], memory_order_relaxed));
+        if (w == s->nwords - 1 && s->nslots % 64) {
+            uint64_t pad = ~0ull << (s->nslots % 64);
+            if ((v & pad) != pad)   /* bits past the last slot are always set */
+                return SHK_ECORRUPT;
+            v &= ~pad;
+        }
+        live += (uint64_t)__builtin_popcountll(v);
+    }
+    if (stats) {
+        stats->slot_size = s->slot_size;
+        stats->slot_count = s->nslots;
+        stats->live_slots = live;
+        stats->free_slots = s->nslots - live;
+        stats->capacity = s->slot_size * s->nslots;
+        stats->available_bytes = (s->nslots - live) * s->slot_size;
+    }
+    return SHK_OK;
 }

@@ -135,18 +135,31 @@ static int header_valid(shk_dict *d)
     return 1;
 }
 
-int shk_dict_open(shk_segment *seg, const char *name, int create,
-                  uint64_t capacity_hint, shk_dict **out, int *created)
+int shk_dict_create_in(shk_segment *seg, uint64_t capacity_hint, uint64_t *off)
+{
+    if (capacity_hint > table_limit(SHK_DICT_MAX_LOG2_CAP))
+        return SHK_EINVAL;
+    init_arg ia = {capacity_hint};
+    uint64_t size;
+    return dict_init(seg, &ia, off, &size);
+}
+
+int shk_dict_open_named(shk_segment *seg, const char *name, int create,
+                        uint64_t capacity_hint, shk_dict **out, int *created)
 {
     if (capacity_hint > table_limit(SHK_DICT_MAX_LOG2_CAP))
         return SHK_EINVAL;
     init_arg ia = {capacity_hint};
     uint64_t off;
-    int cr = 0;
     int rc = shk_segment_object(seg, name, SHK_TYPE_DICT, create ? dict_init : NULL,
-                                &ia, &off, &cr);
+                                &ia, &off, created);
     if (rc != SHK_OK)
         return rc;
+    return shk_dict_open(seg, off, out);
+}
+
+int shk_dict_open(shk_segment *seg, uint64_t off, shk_dict **out)
+{
     if (!shk_segment_contains(seg, off, sizeof(dict_shared)) || off % SHK_CACHELINE)
         return SHK_ECORRUPT;
     const dict_shared *hdr = (const dict_shared *)(shk_segment_base(seg) + off);
@@ -174,8 +187,6 @@ int shk_dict_open(shk_segment *seg, const char *name, int create,
         return SHK_ECORRUPT;
     }
     shk_segment_retain(seg);
-    if (created)
-        *created = cr;
     *out = d;
     return SHK_OK;
 }

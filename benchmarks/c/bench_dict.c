@@ -178,7 +178,7 @@ int main(int argc, char **argv)
         shk_segment *seg;
         shk_dict *d;
         if (shk_segment_create(name, 0, 0, 0600, &seg) != SHK_OK ||
-            shk_dict_open(seg, "d", 1, 0, &d, NULL) != SHK_OK) {
+            shk_dict_open_named(seg, "d", 1, 0, &d, NULL) != SHK_OK) {
             fprintf(stderr, "cannot create the segment\n");
             return 1;
         }
@@ -200,7 +200,7 @@ int main(int argc, char **argv)
     shk_segment *seg;
     shk_dict *d;
     if (shk_segment_create(name, 0, 0, 0600, &seg) != SHK_OK ||
-        shk_dict_open(seg, "d", 1, 0, &d, NULL) != SHK_OK)
+        shk_dict_open_named(seg, "d", 1, 0, &d, NULL) != SHK_OK)
         return 1;
     run(d, OP_INSERT, 0, n);
     double par[2][2];
@@ -213,8 +213,8 @@ int main(int argc, char **argv)
             par[k][np - 1] = bench_median(s, REPEATS);
         }
     shk_dict *s1, *s2;   /* two fresh dicts: both alike, apart from d */
-    if (shk_dict_open(seg, "s1", 1, 0, &s1, NULL) != SHK_OK ||
-        shk_dict_open(seg, "s2", 1, 0, &s2, NULL) != SHK_OK)
+    if (shk_dict_open_named(seg, "s1", 1, 0, &s1, NULL) != SHK_OK ||
+        shk_dict_open_named(seg, "s2", 1, 0, &s2, NULL) != SHK_OK)
         return 1;
     long split = add_split_keys(s1);
     inserters setups[3] = {

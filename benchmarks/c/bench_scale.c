@@ -91,7 +91,7 @@ static size_t dict_key(char *buf, uint64_t k)
 
 static void setup_dict(fixture *fx, int preload)
 {
-    int rc = shk_dict_open(fx->seg, "d", 1, DICT_KEYS * 2, &fx->d, NULL);
+    int rc = shk_dict_open_named(fx->seg, "d", 1, DICT_KEYS * 2, &fx->d, NULL);
     if (rc != SHK_OK)
         fail("dict", rc);
     char k[32];

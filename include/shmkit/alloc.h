@@ -8,6 +8,12 @@
  *   shk_bump      one atomic compare-and-swap per allocation, reset() frees all.
  *   shk_slab      fixed-size slots tracked by an atomic bitmap.
  *
+ * Each opens like every structure: shk_X_create_in builds one in the segment
+ * heap and gives its offset, shk_X_open opens a handle on the one at an
+ * offset, shk_X_open_named opens the one called `name` in the segment's
+ * directory, creating it when absent if the size it is given is non-zero
+ * (0: open only, SHK_ENOENT if absent; an existing one keeps its own size).
+ *
  * All offsets are segment offsets (from the segment base), so a block can be
  * handed to another process as a plain integer.  Handles (the structs below)
  * are process-local and cheap; the allocator state lives in the segment.
@@ -38,6 +44,9 @@ typedef struct shk_freelist shk_freelist;
 int shk_freelist_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off);
 /* Open a handle on the allocator whose header is at `off` (validated). */
 int shk_freelist_open(shk_segment *seg, uint64_t off, shk_freelist **out);
+/* Open (or, capacity != 0, create) the free list called `name`. */
+int shk_freelist_open_named(shk_segment *seg, const char *name, uint64_t capacity,
+                            shk_freelist **out, int *created);
 void shk_freelist_close(shk_freelist *fl);
 
 /* Allocate n bytes (n >= 1); *off gets the block's offset, 16-aligned.
@@ -83,6 +92,9 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *stats);
 typedef struct shk_bump shk_bump;
 int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off);
 int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out);
+/* Open (or, capacity != 0, create) the bump allocator called `name`. */
+int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity,
+                        shk_bump **out, int *created);
 void shk_bump_close(shk_bump *b);
 int shk_bump_alloc(shk_bump *b, uint64_t n, uint64_t *off);
 void shk_bump_reset(shk_bump *b);
@@ -90,12 +102,23 @@ uint64_t shk_bump_available(const shk_bump *b);
 uint64_t shk_bump_capacity(const shk_bump *b);
 void shk_bump_region(const shk_bump *b, uint64_t *start, uint64_t *end);
 
+typedef struct shk_bump_stats {
+    uint64_t capacity, used_bytes, available_bytes;
+} shk_bump_stats;
+/* Verify the shared header against the mapping and this handle (every
+ * offset and length inside the segment, top 16-aligned in [start, limit]).
+ * SHK_OK with *stats filled (may be NULL), or SHK_ECORRUPT. */
+int shk_bump_check(const shk_bump *b, shk_bump_stats *stats);
+
 /* ---------------- slab allocator ---------------- */
 
 typedef struct shk_slab shk_slab;
 int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
                        uint64_t *off);
 int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out);
+/* Open (or, nslots != 0, create) the slab allocator called `name`. */
+int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size,
+                        uint64_t nslots, shk_slab **out, int *created);
 void shk_slab_close(shk_slab *s);
 int shk_slab_alloc(shk_slab *s, uint64_t *off);
 int shk_slab_free(shk_slab *s, uint64_t off);   /* SHK_EBADOFF if not live */
@@ -104,6 +127,17 @@ uint64_t shk_slab_slot_size(const shk_slab *s);
 uint64_t shk_slab_slot_count(const shk_slab *s);
 void shk_slab_region(const shk_slab *s, uint64_t *start, uint64_t *end);
 int shk_slab_is_live(const shk_slab *s, uint64_t off);
+
+typedef struct shk_slab_stats {
+    uint64_t slot_size, slot_count, live_slots, free_slots;
+    uint64_t capacity, available_bytes;
+} shk_slab_stats;
+/* Verify the shared header against the mapping and this handle, the
+ * shared counters against their ranges and the bitmap's padding bits (set
+ * past the last slot).  SHK_OK with *stats filled (may be NULL; the counts
+ * come from the bitmap, exact when nobody allocates meanwhile), or
+ * SHK_ECORRUPT. */
+int shk_slab_check(const shk_slab *s, shk_slab_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -38,12 +38,19 @@ typedef struct shk_dict shk_dict;
 /* A reference can be pinned (views) by at most this many holders at once. */
 #define SHK_DICT_MAX_PINS 0xffffu
 
+/* Build an empty dict in the heap of `seg` with room for `capacity_hint`
+ * entries before the first resize; *off gets the offset of its header.
+ * SHK_EINVAL if the hint is beyond what a dict can hold. */
+int shk_dict_create_in(shk_segment *seg, uint64_t capacity_hint, uint64_t *off);
+/* Open a handle on the dict whose header is at `off` (validated:
+ * SHK_ECORRUPT).  The handle retains seg. */
+int shk_dict_open(shk_segment *seg, uint64_t off, shk_dict **out);
 /* Open dict `name` in `seg`; create it if absent and `create` is non-zero
- * (with room for `capacity_hint` entries before the first resize).
- * SHK_ENOENT if absent and !create, SHK_ETYPE if `name` is another kind,
- * SHK_ECORRUPT if its header fails validation.  The handle retains seg. */
-int shk_dict_open(shk_segment *seg, const char *name, int create,
-                  uint64_t capacity_hint, shk_dict **out, int *created);
+ * (a hint of 0 is a valid size, so the dict says create in its own
+ * argument).  SHK_ENOENT if absent and !create, SHK_ETYPE if `name` is
+ * another kind, SHK_ECORRUPT if its header fails validation. */
+int shk_dict_open_named(shk_segment *seg, const char *name, int create,
+                        uint64_t capacity_hint, shk_dict **out, int *created);
 void shk_dict_close(shk_dict *d);
 shk_segment *shk_dict_segment(const shk_dict *d);
 uint64_t shk_dict_offset(const shk_dict *d);

@@ -44,8 +44,8 @@ TEST(basic)
     shk_segment *s = new_seg("dbasic");
     shk_dict *d = NULL;
     int created = 0;
-    CHECK_EQ(shk_dict_open(s, "d", 0, 0, &d, &created), SHK_ENOENT);
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, &created), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 0, 0, &d, &created), SHK_ENOENT);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, &created), SHK_OK);
     CHECK(created);
     char buf[64];
     CHECK_EQ(get_str(d, "a", buf, sizeof buf), SHK_ENOTFOUND);
@@ -77,7 +77,7 @@ TEST(basic)
     CHECK_EQ(st.count, 3);
     /* a second handle sees the same dict */
     shk_dict *d2 = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d2, &created), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d2, &created), SHK_OK);
     CHECK(!created);
     CHECK_EQ(get_str(d2, "b", buf, sizeof buf), SHK_OK);
     CHECK(strcmp(buf, "two") == 0);
@@ -97,7 +97,7 @@ TEST(modes)
 {
     shk_segment *s = new_seg("dmodes");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     shk_dict_txn t;
     CHECK_EQ(shk_dict_prepare(d, 's', "k", 1, 'S', 1, &t), SHK_OK);
     t.val[0] = 'A';
@@ -134,7 +134,7 @@ TEST(pins)
 {
     shk_segment *s = new_seg("dpins");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     CHECK_EQ(set_str(d, "k", "first value"), SHK_OK);
     shk_dict_ref r;
     CHECK_EQ(shk_dict_find(d, 's', "k", 1, &r), SHK_OK);
@@ -192,7 +192,7 @@ TEST(delete_leaves_tombstones_growth_clears_them)
 {
     shk_segment *s = new_seg("dtomb");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 4096, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 4096, &d, NULL), SHK_OK);
     char k[32];
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 2000; i++) {
@@ -217,7 +217,7 @@ TEST(growth_and_tombstones)
 {
     shk_segment *s = new_seg("dgrow");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     enum { N = 200000 };
     char k[32], v[32], buf[64];
     for (int i = 0; i < N; i++) {
@@ -279,7 +279,7 @@ TEST(big_value_and_oom)
     shk_segment_unlink(n);
     CHECK_EQ(shk_segment_create(n, 0, 8 << 20, 0600, &s), SHK_OK);
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     CHECK_EQ(set_str(d, "k", "small"), SHK_OK);
     size_t big = 4 << 20;
     char *v = malloc(big);
@@ -301,7 +301,7 @@ TEST(corrupt_header)
 {
     shk_segment *s = new_seg("dcorrupt");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     uint64_t off = shk_dict_offset(d);
     shk_dict_close(d);
     char *base = shk_segment_base(s);
@@ -309,17 +309,17 @@ TEST(corrupt_header)
     memcpy(&saved, base + off + 16, 8);
     uint64_t junk = 0xffffffffffffull;      /* table word far outside */
     memcpy(base + off + 16, &junk, 8);
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
     memcpy(base + off + 16, &saved, 8);
     base[off] ^= 1;                          /* magic */
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
     base[off] ^= 1;
     uint32_t op_saved, bad_op = 99;            /* intent op (offset 128) */
     memcpy(&op_saved, base + off + 128, 4);
     memcpy(base + off + 128, &bad_op, 4);
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_ECORRUPT);
     memcpy(base + off + 128, &op_saved, 4);
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     shk_dict_close(d);
     drop_seg(s, "dcorrupt");
 }
@@ -358,7 +358,7 @@ TEST(readers_see_no_torn_values)
 {
     shk_segment *s = new_seg("dtorn");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     const int K = 64;
     char key[16], val[512];
     for (int i = 0; i < K; i++) {
@@ -415,7 +415,7 @@ TEST(four_writers)
 {
     shk_segment *s = new_seg("dfour");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     enum { P = 4, N = 5000 };
     pid_t pids[P];
     for (int p = 0; p < P; p++) {
@@ -463,7 +463,7 @@ TEST(sigkill_writers)
 {
     shk_segment *s = new_seg("dkill");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     /* shared progress: committed[i] = last value committed for key i */
     enum { K = 2000 };
     int64_t *committed = mmap(NULL, K * sizeof(int64_t), PROT_READ | PROT_WRITE,
@@ -537,7 +537,7 @@ TEST(sigkill_during_growth)
 {
     shk_segment *s = new_seg("dkillgrow");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     enum { ROUNDS = 30 };
     int64_t *done = mmap(NULL, ROUNDS * sizeof(int64_t), PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -666,7 +666,7 @@ TEST(crash_points)
         for (int nth = 1; nth <= 40; nth += 13) {
             shk_segment *s = new_seg("dcrash");
             shk_dict *d = NULL;
-            CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+            CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
             *done = -1;
             pid_t c = fork();
             if (c == 0) {
@@ -718,7 +718,7 @@ TEST(churn_one_shard_two_processes)
 {
     shk_segment *s = new_seg("dchurn");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     enum { P = 2, K = 32, ROUNDS = 60000 };
     static char keys[P][K][16];
     dict_shard0_keys(d, keys[0], P * K);
@@ -750,7 +750,7 @@ TEST(versions_unique_across_fork)
 {
     shk_segment *s = new_seg("dfork");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     CHECK_EQ(set_str(d, "warm", "up"), SHK_OK);     /* parent takes a batch */
     uint64_t *vers = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     for (int c = 0; c < 2; c++) {

@@ -101,7 +101,7 @@ TEST(present_keys_never_missing)
 
     shk_segment *s = fixture_fork_segment("dcont", 64ull << 20);
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     char k[24];
     for (uint64_t i = 0; i < KEYS; i++) {
         int len = key_of(k, i);
@@ -179,7 +179,7 @@ static int ops_on_corrupt_entry(int field)
 {
     shk_segment *s = fixture_fork_segment("dcorr", 1ull << 20);
     shk_dict *d = NULL;
-    if (shk_dict_open(s, "d", 1, 0, &d, NULL) != SHK_OK)
+    if (shk_dict_open_named(s, "d", 1, 0, &d, NULL) != SHK_OK)
         return 100;
     char k[24];
     for (int i = 0; i < 50; i++) {
@@ -258,7 +258,7 @@ TEST(corrupt_count_is_recounted)
 {
     shk_segment *s = fixture_fork_segment("dcount", 1ull << 20);
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     char k[24];
     for (int i = 0; i < 100; i++) {
         int len = key_of(k, (uint64_t)i);

@@ -565,7 +565,7 @@ TEST(dict_threads)
 {
     shk_segment *s = fixture_segment("st-dict", 0, 1ull << 30);
     shk_dict *d;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     dict_shard0_keys(d, burst_key[0], T * BURST);
     dict_arg args[T];
     for (int i = 0; i < T; i++)
@@ -616,7 +616,7 @@ TEST(dict_counter_threads)
 {
     shk_segment *s = fixture_segment("st-ctr", 0, 1ull << 30);
     shk_dict *d;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     dict_arg args[T];
     for (int i = 0; i < T; i++)
         args[i] = (dict_arg){d, i, 0, 0};

@@ -49,7 +49,7 @@ static void setup(void)
     shk_stack *s;
     shk_queue_config cfg = {4096, 0};
     if (shk_segment_create(name, 0, 16 << 20, 0600, &seg) != SHK_OK ||
-        shk_dict_open(seg, names[DICT], 1, 0, &d, NULL) != SHK_OK ||
+        shk_dict_open_named(seg, names[DICT], 1, 0, &d, NULL) != SHK_OK ||
         shk_queue_open_named(seg, names[QUEUE], &cfg, &q, NULL) != SHK_OK ||
         shk_stack_open_named(seg, names[STACK], &s, NULL) != SHK_OK)
         abort();
@@ -76,7 +76,7 @@ static void setup(void)
         orig[k] = fuzz_copy((const uint8_t *)shk_segment_base(seg) + off[k], len[k]);
     }
     shk_dict_ref r;
-    if (shk_dict_open(seg, names[DICT], 0, 0, &d, NULL) != SHK_OK ||
+    if (shk_dict_open_named(seg, names[DICT], 0, 0, &d, NULL) != SHK_OK ||
         shk_dict_find(d, 1, "k", 1, &r) != SHK_OK)
         abort();
     entry_off = r.entry;
@@ -152,7 +152,7 @@ static void live_dict(const uint8_t *data, size_t size)
         base[entry_off + at % entry_len] = (char)data[i + 2];
     }
     shk_dict *d;
-    int rc = shk_dict_open(seg, names[DICT], 0, 0, &d, NULL);
+    int rc = shk_dict_open_named(seg, names[DICT], 0, 0, &d, NULL);
     FUZZ_ASSERT(rc == SHK_OK || rc == SHK_ECORRUPT);
     if (rc != SHK_OK)
         return;
@@ -208,7 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
     if (k == DICT) {
         shk_dict *d;
-        rc = shk_dict_open(seg, names[k], 0, 0, &d, NULL);
+        rc = shk_dict_open_named(seg, names[k], 0, 0, &d, NULL);
         if (rc == SHK_OK) {
             int c = shk_dict_check(d, NULL);
             FUZZ_ASSERT(c == SHK_OK || c == SHK_ECORRUPT);

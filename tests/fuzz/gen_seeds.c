@@ -139,7 +139,7 @@ int main(int argc, char **argv)
     shk_queue *q;
     shk_stack *st;
     shk_queue_config cfg = {4096, 0};
-    if (shk_dict_open(s, "d", 1, 0, &dc, NULL) != SHK_OK ||
+    if (shk_dict_open_named(s, "d", 1, 0, &dc, NULL) != SHK_OK ||
         shk_queue_open_named(s, "q", &cfg, &q, NULL) != SHK_OK ||
         shk_stack_open_named(s, "s", &st, NULL) != SHK_OK)
         return 1;

@@ -26,8 +26,6 @@ typedef struct {
     char *base;
 } ShkPyAlloc;
 
-static const uint32_t kind_type[] = {SHK_TYPE_FREELIST, SHK_TYPE_BUMP, SHK_TYPE_SLAB};
-
 static void alloc_release(ShkPyHandle *self);
 
 static const ShkPyHandleOps alloc_ops[] = {
@@ -84,32 +82,18 @@ static int in_bounds(ShkPyAlloc *a, uint64_t off, uint64_t n)
 
 /* ------------------------------------------------------------ creation */
 
-typedef struct {
-    int kind;
-    uint64_t capacity, slot_size;
-} init_arg;
-
-static int init_object(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
-{
-    init_arg *ia = arg;
-    int rc;
-    switch (ia->kind) {
-    case KIND_FREELIST: rc = shk_freelist_create_in(seg, ia->capacity, off); break;
-    case KIND_BUMP: rc = shk_bump_create_in(seg, ia->capacity, off); break;
-    default:
-        rc = shk_slab_create_in(seg, ia->slot_size, ia->capacity / ia->slot_size, off);
-        break;
-    }
-    *size = ia->capacity;
-    return rc;
-}
-
-static int open_handle(int kind, shk_segment *seg, uint64_t off, void **h)
+/* Open (capacity != 0: or create) allocator `name` of this kind. */
+static int open_named(int kind, shk_segment *seg, const char *name, uint64_t capacity,
+                      uint64_t slot_size, void **h, int *created)
 {
     switch (kind) {
-    case KIND_FREELIST: return shk_freelist_open(seg, off, (shk_freelist **)h);
-    case KIND_BUMP: return shk_bump_open(seg, off, (shk_bump **)h);
-    default: return shk_slab_open(seg, off, (shk_slab **)h);
+    case KIND_FREELIST:
+        return shk_freelist_open_named(seg, name, capacity, (shk_freelist **)h, created);
+    case KIND_BUMP:
+        return shk_bump_open_named(seg, name, capacity, (shk_bump **)h, created);
+    default:
+        return shk_slab_open_named(seg, name, slot_size, capacity / slot_size,
+                                   (shk_slab **)h, created);
     }
 }
 
@@ -142,37 +126,30 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     const char *oname = shk_py_object_name(name);
     if (!oname)
         return -1;
-    init_arg ia = {kind, 0, 16};
+    uint64_t capacity = 0, slot_size = 16;
     int want_create = cap != Py_None;
     if (want_create) {
-        if (shk_py_u64(cap, "capacity", &ia.capacity) < 0)
+        if (shk_py_u64(cap, "capacity", &capacity) < 0)
             return -1;
-        if (ia.capacity == 0) {
+        if (capacity == 0) {
             PyErr_SetString(PyExc_ValueError, "capacity must be positive");
             return -1;
         }
     }
     if (kind == KIND_SLAB && want_create && slot != Py_None) {
-        if (shk_py_u64(slot, "slab_size", &ia.slot_size) < 0)
+        if (shk_py_u64(slot, "slab_size", &slot_size) < 0)
             return -1;
-        if (ia.slot_size == 0 || ia.slot_size > ia.capacity) {
+        if (slot_size == 0 || slot_size > capacity) {
             PyErr_SetString(PyExc_ValueError,
                             "slab_size must be positive and at most capacity");
             return -1;
         }
     }
-    uint64_t off;
+    void *h;
     int created = 0;
-    int rc = shk_segment_object(seg, oname, kind_type[kind],
-                                want_create ? init_object : NULL, &ia, &off, &created);
+    int rc = open_named(kind, seg, oname, capacity, slot_size, &h, &created);
     if (rc != SHK_OK)
         return shk_py_object_error(rc, name, alloc_ops[kind].what, "give capacity= to create it");
-    void *h;
-    rc = open_handle(kind, seg, off, &h);
-    if (rc != SHK_OK) {
-        shk_py_raise(rc, oname);
-        return -1;
-    }
     shk_segment_retain(seg);
     a->seg = seg;
     a->kind = kind;
@@ -327,25 +304,6 @@ static PyObject *alloc_view(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 /* -------------------------------------------------------- other methods */
 
-PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
-{
-    shk_freelist_stats st;
-    int rc = shk_freelist_check(fl, &st);
-    if (rc != SHK_OK)
-        return shk_py_raise(rc, context);
-    return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-        (unsigned long long)st.capacity, "used_bytes",
-        (unsigned long long)st.used_bytes, "free_list_bytes",
-        (unsigned long long)st.free_list_bytes, "untouched_bytes",
-        (unsigned long long)st.untouched_bytes, "live_blocks",
-        (unsigned long long)st.live_blocks, "free_blocks",
-        (unsigned long long)st.free_blocks, "leaked_blocks",
-        (unsigned long long)st.leaked_blocks, "abandoned_blocks",
-        (unsigned long long)st.abandoned_blocks, "unverified_lists",
-        (unsigned long long)st.unverified_lists);
-}
-
 static PyObject *alloc_available(PyObject *self, PyObject *Py_UNUSED(x))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
@@ -395,12 +353,39 @@ static PyObject *alloc_usable(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLongLong(n);
 }
 
+/* check() and stats() of every kind: the same figures (both validate);
+ * check() is the one documented to raise on damage. */
 static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
     if (!alive(a))
         return NULL;
-    return shk_py_freelist_check(a->h, "FreeListAllocator.check");
+    switch (a->kind) {
+    case KIND_FREELIST:
+        return shk_py_freelist_check(a->h, "FreeListAllocator.check");
+    case KIND_BUMP: {
+        shk_bump_stats st;
+        int rc = shk_bump_check(a->h, &st);
+        if (rc != SHK_OK)
+            return shk_py_raise(rc, "BumpAllocator.check");
+        return Py_BuildValue("{s:K,s:K,s:K}", "capacity", (unsigned long long)st.capacity,
+                             "used_bytes", (unsigned long long)st.used_bytes,
+                             "available_bytes", (unsigned long long)st.available_bytes);
+    }
+    default: {
+        shk_slab_stats st;
+        int rc = shk_slab_check(a->h, &st);
+        if (rc != SHK_OK)
+            return shk_py_raise(rc, "SlabAllocator.check");
+        return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+                             (unsigned long long)st.capacity, "slab_size",
+                             (unsigned long long)st.slot_size, "slot_count",
+                             (unsigned long long)st.slot_count, "live_slots",
+                             (unsigned long long)st.live_slots, "free_slots",
+                             (unsigned long long)st.free_slots, "available_bytes",
+                             (unsigned long long)st.available_bytes);
+    }
+    }
 }
 
 static PyObject *alloc_slab_size(PyObject *self, void *Py_UNUSED(c))
@@ -432,7 +417,12 @@ static PyObject *alloc_slot_count(PyObject *self, void *Py_UNUSED(c))
     {"available_bytes", alloc_available, METH_NOARGS,                           \
      "Bytes that can still be allocated (free blocks and untouched space)."},  \
     {"close", shk_py_handle_close, METH_NOARGS,                                 \
-     "Close this handle; the shared memory stays for other processes."},
+     "Close this handle; the shared memory stays for other processes."},       \
+    {"check", alloc_check, METH_NOARGS,                                         \
+     "Verify the allocator against the mapping; returns its stats (a dict) "   \
+     "or raises CorruptSegmentError."},                                         \
+    {"stats", alloc_check, METH_NOARGS,                                         \
+     "The allocator's figures as a dict (validated like check())."},
 
 static PyMethodDef freelist_methods[] = {
     COMMON_METHODS
@@ -441,9 +431,6 @@ static PyMethodDef freelist_methods[] = {
      "offset that is not a live block (nothing changed)."},
     {"usable_size", alloc_usable, METH_O,
      "usable_size(offset) -> int: the real capacity of a live block."},
-    {"check", alloc_check, METH_NOARGS,
-     "Walk the allocator and verify its invariants; returns stats or raises "
-     "CorruptSegmentError (e.g. a block leaked by a killed process)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1642,7 +1642,7 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
         return -1;
     shk_dict *d;
     int created = 0;
-    int rc = shk_dict_open(seg, oname, create, cap, &d, &created);
+    int rc = shk_dict_open_named(seg, oname, create, cap, &d, &created);
     if (rc != SHK_OK)
         return shk_py_object_error(rc, name, "SharedDict", "create=True to create it");
     self->allow_pickle = allow_pickle;

@@ -109,21 +109,6 @@ PyObject *shk_py_handle_get_trust(PyObject *self, void *Py_UNUSED(unused))
     return PyUnicode_FromString(shk_py_trust_name(((ShkPyHandle *)self)->trust));
 }
 
-const char *shk_py_object_name(PyObject *name)
-{
-    Py_ssize_t nlen;
-    const char *oname = PyUnicode_AsUTF8AndSize(name, &nlen);
-    if (!oname)
-        return NULL;
-    if (nlen < 1 || nlen > SHK_OBJECT_NAME_MAX || (Py_ssize_t)strlen(oname) != nlen) {
-        PyErr_Format(PyExc_ValueError,
-                     "invalid object name %R (1 to %d bytes of UTF-8, no NUL)", name,
-                     SHK_OBJECT_NAME_MAX);
-        return NULL;
-    }
-    return oname;
-}
-
 int shk_py_seq_index(PyObject *o, uint64_t len, const ShkPySeqOps *so, uint64_t *out)
 {
     if (!PyIndex_Check(o)) {

@@ -1,6 +1,6 @@
 /*
- * py_segment.c -- shmkit._shmkit.Segment, the module functions on segment
- * names, and the zero-copy memoryview exporter.
+ * py_segment.c -- shmkit._shmkit.Segment and the module functions on
+ * segment names.  Calls only py_common.c.
  *
  * Lifetime: a Segment object holds one reference on its shk_segment; every
  * structure handle and every exported view holds another.  close() drops
@@ -18,57 +18,6 @@
 
 /* the crash-point switch of libshmkit, for the torture tests */
 void shk_crash_arm(const char *spec);
-
-/* ------------------------------------------------------------ the views */
-
-typedef struct {
-    PyObject_HEAD
-    shk_segment *seg;
-    void *ptr;
-    Py_ssize_t len;
-    int readonly;
-} ShkPyView;
-
-static int view_getbuffer(PyObject *self, Py_buffer *view, int flags)
-{
-    ShkPyView *v = (ShkPyView *)self;
-    return PyBuffer_FillInfo(view, self, v->ptr, v->len, v->readonly, flags);
-}
-
-static void view_dealloc(PyObject *self)
-{
-    ShkPyView *v = (ShkPyView *)self;
-    shk_segment_close(v->seg);
-    Py_TYPE(self)->tp_free(self);
-}
-
-static PyBufferProcs view_as_buffer = {view_getbuffer, NULL};
-
-static PyTypeObject ShkPyView_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit._View",
-    .tp_basicsize = sizeof(ShkPyView),
-    .tp_dealloc = view_dealloc,
-    .tp_as_buffer = &view_as_buffer,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Keeps a segment mapped while a memoryview of it lives.",
-};
-
-PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
-                            int readonly)
-{
-    ShkPyView *v = PyObject_New(ShkPyView, &ShkPyView_Type);
-    if (!v)
-        return NULL;
-    shk_segment_retain(seg);
-    v->seg = seg;
-    v->ptr = ptr;
-    v->len = len;
-    v->readonly = readonly;
-    PyObject *mv = PyMemoryView_FromObject((PyObject *)v);
-    Py_DECREF(v);   /* the memoryview's buffer holds it now */
-    return mv;
-}
 
 /* ------------------------------------------------------------- names */
 
@@ -96,12 +45,6 @@ static int name_arg(PyObject *name, const char **out)
 
 /* ------------------------------------------------------------- trust */
 
-static const char *const trust_names[] = {"owner", "group", "any"};
-
-const char *shk_py_trust_name(int trust)
-{
-    return trust >= SHK_TRUST_OWNER && trust <= SHK_TRUST_ANY ? trust_names[trust] : "?";
-}
 
 static int trust_arg(PyObject *o, int *out)
 {
@@ -112,7 +55,7 @@ static int trust_arg(PyObject *o, int *out)
         return -1;
     }
     for (int t = SHK_TRUST_OWNER; t <= SHK_TRUST_ANY; t++)
-        if (PyUnicode_CompareWithASCIIString(o, trust_names[t]) == 0) {
+        if (PyUnicode_CompareWithASCIIString(o, shk_py_trust_name(t)) == 0) {
             *out = t;
             return 0;
         }
@@ -205,40 +148,6 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
 }
 
 /* ------------------------------------------------- objects in segments */
-
-int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hint)
-{
-    if (rc == SHK_ENOENT)
-        PyErr_Format(PyExc_FileNotFoundError, "no %s named %R in the segment%s%s%s",
-                     what, name, hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
-    else if (rc == SHK_ETYPE)
-        PyErr_Format(PyExc_TypeError, "object %R in the segment is not %s %s", name,
-                     strchr("AEIOU", what[0]) ? "an" : "a", what);
-    else if (rc == SHK_EINVAL)
-        PyErr_Format(PyExc_ValueError,
-                     "invalid %s name %R or size (names are 1 to %d bytes)", what, name,
-                     SHK_OBJECT_NAME_MAX);
-    else if (rc == SHK_EFULL)
-        PyErr_Format(ShkPy_OutOfMemoryError,
-                     "cannot create %s %R: the segment's object directory is full "
-                     "(%d named objects per segment); use another segment, or keep "
-                     "related values in one SharedDict", what, name, SHK_DIR_CAPACITY);
-    else
-        shk_py_raise(rc, PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : what);
-    return -1;
-}
-
-int shk_py_set_names(PyObject *segobj, PyObject *name, PyObject **object_name,
-                     PyObject **segment_name)
-{
-    PyObject *sn = PyObject_GetAttrString(segobj, "name");
-    if (!sn)
-        return -1;
-    Py_INCREF(name);
-    Py_XSETREF(*object_name, name);
-    Py_XSETREF(*segment_name, sn);
-    return 0;
-}
 
 /* ------------------------------------------------------------ Segment */
 
@@ -608,8 +517,6 @@ static PyMethodDef module_functions[] = {
 
 int shk_py_init_segment(PyObject *m)
 {
-    if (PyType_Ready(&ShkPyView_Type) < 0)
-        return -1;
     if (shk_py_add_type(m, &ShkPySegment_Type, "Segment") < 0)
         return -1;
     if (PyModule_AddFunctions(m, module_functions) < 0)

@@ -3,12 +3,19 @@
  * shmkit._shmkit shares: exceptions, status-to-exception mapping, the
  * Segment type, and zero-copy memoryviews that keep a mapping alive.
  *
- * One binding file per concept: module.c (module, exceptions), py_segment.c,
- * py_alloc.c, py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c,
- * py_counter.c;
- * py_handle.c holds what the structure handles share (the handle head,
- * close/dealloc, buffer exports, queue/stack item encoding).
- * Each py_<thing>.c exports `int shk_py_init_<thing>(PyObject *module)`.
+ * Files in layers; each calls only files below it (checked by
+ * tests/python/test_ext_layers.py on the built objects):
+ *   module.c      module init: shk_py_init_common, then each file's
+ *                 `int shk_py_init_<thing>(PyObject *module)`
+ *   py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c,
+ *   py_counter.c, py_alloc.c   one type (or family) each
+ *   py_handle.c   what the structure handles share (the handle head,
+ *                 close/dealloc, sequences, buffer exports)
+ *   py_codec.c    Python objects <-> tagged bytes: dict keys and values,
+ *                 queue and stack items (one set of tags)
+ *   py_segment.c  the Segment type, opening segments
+ *   py_common.c   exceptions, status -> exception, argument parsing,
+ *                 object-open errors, memoryviews that keep a mapping alive
  */
 #ifndef SHMKIT_PY_H
 #define SHMKIT_PY_H
@@ -19,7 +26,8 @@
 
 #include "shmkit.h"
 
-/* Exceptions (module.c).  OutOfMemoryError is also a MemoryError;
+/* ---- py_common.c ----
+ * Exceptions.  OutOfMemoryError is also a MemoryError;
  * SegmentFullError is another name for it.  ForeignSegmentError (a
  * refused trust check, SHK_EFOREIGN) is also a PermissionError. */
 extern PyObject *ShkPy_Error;
@@ -30,6 +38,13 @@ extern PyObject *ShkPy_ForeignSegmentError;
 /* Set the exception that matches an SHK_* status and return NULL.
  * `context` (may be NULL) prefixes the message, e.g. "allocate(100)". */
 PyObject *shk_py_raise(int status, const char *context);
+
+/* Create the exceptions and add them to the module (module init calls it
+ * first).  0, or -1 with an exception. */
+int shk_py_init_common(PyObject *m);
+
+/* Helper: add a ready type to the module under its tp_name tail. */
+int shk_py_add_type(PyObject *m, PyTypeObject *t, const char *name);
 
 /* ---- Segment (py_segment.c) ---- */
 typedef struct {
@@ -59,6 +74,8 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
                                  unsigned long long max_size, int mode, int trust,
                                  int *created);
 
+/* ---- py_common.c, continued ---- */
+
 /* The name of an enum shk_trust, as trust= takes it. */
 const char *shk_py_trust_name(int trust);
 
@@ -84,7 +101,11 @@ int shk_py_set_names(PyObject *segobj, PyObject *name, PyObject **object_name,
 int shk_py_u64(PyObject *o, const char *what, uint64_t *out);
 int shk_py_u64_max(PyObject *o, const char *what, uint64_t max, uint64_t *out);
 
-/* check() of a free list as a dict of its stats (py_alloc.c). */
+/* A validated object name: the UTF-8 of `name` (borrowed from it), or NULL
+ * with ValueError unless it is 1..SHK_OBJECT_NAME_MAX bytes without NUL. */
+const char *shk_py_object_name(PyObject *name);
+
+/* check() of a free list as a dict of its stats. */
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
 
 /* ---- Structure handles (py_handle.c) ----
@@ -200,10 +221,6 @@ PyObject *shk_py_handle_get_trust(PyObject *self, void *unused);
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                      \
     .tp_new = PyType_GenericNew
 
-/* A validated object name: the UTF-8 of `name` (borrowed from it), or NULL
- * with ValueError unless it is 1..SHK_OBJECT_NAME_MAX bytes without NUL. */
-const char *shk_py_object_name(PyObject *name);
-
 /* ---- Fixed-length sequence handles (Array, Bitset; py_handle.c) ---- */
 typedef struct {
     const ShkPyHandleOps *handle;   /* what + closed check */
@@ -294,8 +311,5 @@ int shk_py_init_stack(PyObject *m);
 int shk_py_init_bitset(PyObject *m);
 int shk_py_init_array(PyObject *m);
 int shk_py_init_counter(PyObject *m);
-
-/* Helper: add a ready type to the module under its tp_name tail. */
-int shk_py_add_type(PyObject *m, PyTypeObject *t, const char *name);
 
 #endif
