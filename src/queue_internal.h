@@ -150,7 +150,7 @@
 #include "internal.h"
 
 #define Q_MAGIC 0x45554555514b4853ull   /* "SHKQUEUE" */
-#define Q_VERSION 2u
+#define Q_VERSION 3u   /* also covers the item tags Python writes ('b', 'p') */
 #define REC_HDR 8u
 #define REC_OOL 1u
 #define WAITER_BITS 20u                 /* waiter word: gen << 20 | count */

@@ -49,7 +49,7 @@
 #include <string.h>
 
 #define S_MAGIC 0x4b434154534b4853ull   /* "SHKSTACK" */
-#define S_VERSION 1u
+#define S_VERSION 2u   /* also covers the item tags Python writes ('b', 'p') */
 #define NODE_HDR 24u
 #define NODE_CHECK 0x4e4b5453u          /* "STKN" */
 
@@ -265,7 +265,7 @@ uint64_t shk_stack_size(const shk_stack *s)
  * big enough for its item, no cycle. */
 typedef struct stack_walk {
     shk_stack *s;
-    uint64_t items, bytes, tags;   /* of the last walk */
+    uint64_t items, bytes, tags[4];   /* of the last walk */
 } stack_walk;
 
 static int walk_stack(uint64_t head_word, void *ctx)
@@ -276,7 +276,8 @@ static int walk_stack(uint64_t head_word, void *ctx)
     uint64_t fs = shk_segment_file_size(s->seg);
     /* A list longer than the segment could hold nodes has a cycle. */
     uint64_t limit = fs / (NODE_HDR + 16) + 1;
-    sw->items = sw->bytes = sw->tags = 0;
+    sw->items = sw->bytes = 0;
+    memset(sw->tags, 0, sizeof sw->tags);
     for (uint64_t off = shk_lf_off(head_word); off;) {
         uint64_t len;
         uint32_t tag;
@@ -285,7 +286,8 @@ static int walk_stack(uint64_t head_word, void *ctx)
             ++sw->items > limit)
             return 1;
         sw->bytes += len;
-        sw->tags |= 1ull << (tag < 63 ? tag : 63);
+        tag = tag < 256 ? tag : 255;   /* push refuses tags above 255 */
+        sw->tags[tag / 64] |= 1ull << (tag % 64);
         off = SHK_A(atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed));
     }
     return 0;
@@ -298,7 +300,7 @@ int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
     /* Other processes may push and pop meanwhile: shk_lfstack_check tells
      * a list they moved (walked again, at worst reported unverified) from a
      * corrupt one. */
-    stack_walk sw = {s, 0, 0, 0};
+    stack_walk sw = {s, 0, 0, {0, 0, 0, 0}};
     int rc = shk_lfstack_check(&s->sh->head, walk_stack, &sw);
     if (rc == SHK_EAGAIN) {
         r.unverified = 1;
@@ -306,7 +308,7 @@ int shk_stack_check(shk_stack *s, shk_stack_stats *st, int repair)
     } else if (rc == SHK_OK) {
         r.items = sw.items;
         r.bytes = sw.bytes;
-        r.tags = sw.tags;
+        memcpy(r.tags, sw.tags, sizeof r.tags);
     }
     r.counter = SHK_A(atomic_load_explicit(&s->sh->count, memory_order_relaxed));
     r.total_push = SHK_A(atomic_load_explicit(&s->sh->total_push, memory_order_relaxed));

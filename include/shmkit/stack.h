@@ -49,8 +49,8 @@ typedef struct shk_stack_stats {
     uint64_t bytes;          /* item bytes held                            */
     uint64_t total_push, total_pop;
     int unverified;          /* the list changed under every walk tried   */
-    uint64_t tags;           /* the item tags met: bit t for tag t < 63,
-                                bit 63 for any larger one (the caller knows
+    uint64_t tags[4];        /* the item tags met: bit t % 64 of word
+                                t / 64 for tag t (0..255; the caller knows
                                 which tags it writes)                      */
 } shk_stack_stats;
 /* Walk the list: every node a live heap block big enough for its item, no

@@ -9,24 +9,12 @@
  *   shared memory with the cheapest constructor, validate (src/dict.c
  *   seqlock), and retry if a writer changed the entry meanwhile.
  *
- *   Keys: one type tag byte + bytes, never Python's hash():
- *     's' str (UTF-8)   'b' bytes   'i' int as 8 bytes LE (int64 range)
- *     'I' other ints (decimal text)   't' tuple of keys, each element
- *     encoded as tag, u32 LE length, bytes.  bool keys are ints (True == 1
- *     as in dict).  Anything else is a TypeError.
- *   Values: tag byte + bytes:
- *     'n' None  'T' True  'F' False  'i' int64  'I' big int (decimal)
- *     'f' float (8 bytes)  's' str (UTF-8)  'A' str, all ASCII  'b' bytes
- *     'a' numpy array: u32 header length H, u32 ndim, dtype.str NUL-padded
- *         to 32 bytes, u64 shape[ndim], zero padding to H (a multiple of
- *         16), then the C-order data, 16-byte aligned in shared memory.
- *     'p' pickle: stored and loaded only by a handle with allow_pickle
- *         (finish_value is the one place a value is unpickled); anyone who
- *         can write the segment can make unpickling run code -- see
- *         docs/dict.md.
- *   Values that are decoded by running code (pickle) or into a new buffer
- *   (numpy) are first copied and validated, then decoded, so a torn read is
- *   never fed to pickle.
+ *   Keys and values are encoded by py_codec.c (the tags are listed there).
+ *   A pickled value is stored and loaded only by a handle with
+ *   allow_pickle (finish_value -> shk_py_unpickle is the one way a value is
+ *   unpickled).  Values that are decoded by running code (pickle) or into a
+ *   new buffer (numpy) are first copied and validated, then decoded, so a
+ *   torn read is never fed to pickle.
  *
  *   get_view(key) pins the entry (src/dict.c) and hands numpy a read-only
  *   buffer exported by a small _DictPin object that holds the pin and a
@@ -37,8 +25,7 @@
  *   The handle is a structure handle (SHK_PY_HANDLE_HEAD, py_handle.c):
  *   close(), the closed/created/segment_name/object_name attributes, the
  *   "already initialised" and "operation on a closed SharedDict" errors are
- *   the base's; pickled values go through its pickle helpers.  Only the
- *   weak-reference list and the dealloc that clears it are the dict's own.
+ *   the base's.  Only the weak-reference list and the dealloc that clears it are the dict's own.
  *
  *   The GIL is held throughout (operations take ~100 ns; releasing it would
  *   cost more, and holding it means no other thread can close the handle
@@ -66,8 +53,6 @@ static inline PyObject *Py_NewRef(PyObject *o)
 }
 #endif
 
-static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
-
 typedef struct {
     SHK_PY_HANDLE_HEAD            /* h: the shk_dict */
     int allow_pickle;
@@ -79,9 +64,6 @@ SHK_PY_HANDLE_OPS(dict, "SharedDict", shk_dict_close);
 
 static PyTypeObject ShkPyDict_Type;
 static PyTypeObject ShkPyPin_Type;
-
-/* cached lazily */
-static PyObject *np_module, *np_ndarray, *np_empty, *np_dtype, *np_frombuffer;
 
 /* Raise "operation on a closed SharedDict" (the base's message) and
  * return -1; only called with h == NULL. */
@@ -102,620 +84,16 @@ static int closed_error(ShkPyDict *self)
         }                                                                     \
     } while (0)
 
-static int load_numpy(void)
-{
-    if (np_module)
-        return 0;
-    PyObject *m = PyImport_ImportModule("numpy");
-    if (!m)
-        return -1;
-    np_ndarray = PyObject_GetAttrString(m, "ndarray");
-    np_empty = PyObject_GetAttrString(m, "empty");
-    np_dtype = PyObject_GetAttrString(m, "dtype");
-    np_frombuffer = PyObject_GetAttrString(m, "frombuffer");
-    if (!np_ndarray || !np_empty || !np_dtype || !np_frombuffer) {
-        Py_DECREF(m);
-        return -1;
-    }
-    np_module = m;
-    return 0;
-}
-
-/* ndarray type if numpy is already imported (values that are arrays can
- * only exist then), without importing it ourselves. */
-static PyObject *ndarray_type_if_loaded(void)
-{
-    if (np_ndarray)
-        return np_ndarray;
-    PyObject *mods = PyImport_GetModuleDict();
-    if (!PyDict_GetItemString(mods, "numpy"))
-        return NULL;
-    if (load_numpy() < 0) {
-        PyErr_Clear();
-        return NULL;
-    }
-    return np_ndarray;
-}
-
-/* ================================================================== keys */
-
-typedef struct {
-    uint8_t t;
-    const char *p;
-    Py_ssize_t n;
-    char buf[8];
-    char *heap;          /* malloc'd (tuples) */
-} kenc;
-
-static void kenc_free(kenc *k)
-{
-    PyMem_Free(k->heap);
-    k->heap = NULL;
-}
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} growbuf;
-
-static int gb_put(growbuf *g, const void *src, size_t n)
-{
-    if (g->n + n > g->cap) {
-        size_t c = g->cap ? g->cap * 2 : 64;
-        while (c < g->n + n)
-            c *= 2;
-        char *q = PyMem_Realloc(g->p, c);
-        if (!q) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        g->p = q;
-        g->cap = c;
-    }
-    memcpy(g->p + g->n, src, n);
-    g->n += n;
-    return 0;
-}
-
-static int encode_key(PyObject *k, kenc *e, int depth);
-
-static int encode_tuple(PyObject *k, kenc *e, int depth)
-{
-    if (depth > 32) {
-        PyErr_SetString(PyExc_TypeError, "SharedDict key tuple nested too deeply");
-        return -1;
-    }
-    growbuf g = {0};
-    Py_ssize_t n = PyTuple_GET_SIZE(k);
-    if (gb_put(&g, "", 0) < 0)
-        return -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        kenc sub = {0};
-        if (encode_key(PyTuple_GET_ITEM(k, i), &sub, depth + 1) < 0)
-            goto fail;
-        if ((uint64_t)sub.n > UINT32_MAX) {
-            kenc_free(&sub);
-            PyErr_SetString(PyExc_ValueError, "tuple key element too long");
-            goto fail;
-        }
-        unsigned char hdr[5] = {sub.t, (unsigned char)sub.n, (unsigned char)(sub.n >> 8),
-                                (unsigned char)(sub.n >> 16), (unsigned char)(sub.n >> 24)};
-        int rc = gb_put(&g, hdr, 5) < 0 || gb_put(&g, sub.p, (size_t)sub.n) < 0;
-        kenc_free(&sub);
-        if (rc)
-            goto fail;
-    }
-    e->t = 't';
-    e->heap = g.p;
-    e->p = g.p ? g.p : "";
-    e->n = (Py_ssize_t)g.n;
-    return 0;
-fail:
-    PyMem_Free(g.p);
-    return -1;
-}
-
-static int encode_key(PyObject *k, kenc *e, int depth)
-{
-    e->heap = NULL;
-    if (PyUnicode_CheckExact(k)) {
-        e->t = 's';
-        e->p = PyUnicode_AsUTF8AndSize(k, &e->n);
-        return e->p ? 0 : -1;
-    }
-    if (PyBytes_CheckExact(k)) {
-        e->t = 'b';
-        e->p = PyBytes_AS_STRING(k);
-        e->n = PyBytes_GET_SIZE(k);
-        return 0;
-    }
-    if (PyLong_Check(k)) {   /* int and bool (True == 1, as in dict) */
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
-        if (v == -1 && PyErr_Occurred())
-            return -1;
-        if (!overflow) {
-            uint64_t u = (uint64_t)v;
-            for (int i = 0; i < 8; i++)
-                e->buf[i] = (char)(u >> (8 * i));
-            e->t = 'i';
-            e->p = e->buf;
-            e->n = 8;
-            return 0;
-        }
-        PyObject *s = PyObject_Str(k);   /* canonical decimal text */
-        if (!s)
-            return -1;
-        Py_ssize_t n;
-        const char *p = PyUnicode_AsUTF8AndSize(s, &n);
-        if (!p) {
-            Py_DECREF(s);
-            return -1;
-        }
-        e->heap = PyMem_Malloc((size_t)n + 1);
-        if (!e->heap) {
-            Py_DECREF(s);
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(e->heap, p, (size_t)n);
-        Py_DECREF(s);
-        e->t = 'I';
-        e->p = e->heap;
-        e->n = n;
-        return 0;
-    }
-    if (PyTuple_CheckExact(k))
-        return encode_tuple(k, e, depth);
-    PyErr_Format(PyExc_TypeError,
-                 "SharedDict keys must be str, bytes, int or tuples of those, not %.100s",
-                 Py_TYPE(k)->tp_name);
-    return -1;
-}
-
-static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth);
-
-static PyObject *decode_tuple(const char *p, uint64_t n, int depth)
-{
-    PyObject *items = PyList_New(0);
-    if (!items)
-        return NULL;
-    uint64_t i = 0;
-    while (i < n) {
-        if (n - i < 5 || depth > 32)
-            goto bad;
-        const unsigned char *h = (const unsigned char *)p + i;
-        uint64_t len = (uint64_t)h[1] | (uint64_t)h[2] << 8 | (uint64_t)h[3] << 16 |
-                       (uint64_t)h[4] << 24;
-        if (len > n - i - 5)
-            goto bad;
-        PyObject *x = decode_key(h[0], p + i + 5, len, depth + 1);
-        if (!x || PyList_Append(items, x) < 0) {
-            Py_XDECREF(x);
-            Py_DECREF(items);
-            return NULL;
-        }
-        Py_DECREF(x);
-        i += 5 + len;
-    }
-    PyObject *t = PyList_AsTuple(items);
-    Py_DECREF(items);
-    return t;
-bad:
-    Py_DECREF(items);
-    PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed tuple key");
-    return NULL;
-}
-
-/* A ValueError raised while decoding bytes read from the segment (invalid
- * UTF-8, a big int's digits) means the bytes are corrupt: say so. */
-static PyObject *decoded(PyObject *o, const char *what)
-{
-    if (!o && PyErr_ExceptionMatches(PyExc_ValueError)) {
-        PyErr_Clear();
-        PyErr_Format(ShkPy_CorruptSegmentError, "SharedDict: malformed %s", what);
-    }
-    return o;
-}
-
-static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
-{
-    switch (t) {
-    case 's':
-        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
-    case 'b':
-        return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-    case 'i':
-        if (n == 8) {
-            uint64_t u = 0;
-            for (int i = 0; i < 8; i++)
-                u |= (uint64_t)(unsigned char)p[i] << (8 * i);
-            return PyLong_FromLongLong((long long)u);
-        }
-        break;
-    case 'I': {
-        if (n == 0 || n > 100000)
-            break;
-        char *z = PyMem_Malloc(n + 1);
-        if (!z)
-            return PyErr_NoMemory();
-        memcpy(z, p, n);
-        z[n] = 0;
-        char *end = NULL;
-        PyObject *r = decoded(PyLong_FromString(z, &end, 10), "big int");
-        if (r && end != z + n) {   /* an embedded NUL ended the digits early */
-            Py_CLEAR(r);
-            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed big int");
-        }
-        PyMem_Free(z);
-        return r;
-    }
-    case 't':
-        return decode_tuple(p, n, depth);
-    }
-    PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: unknown key type");
-    return NULL;
-}
-
-/* ================================================================ values */
-
-#define ARR_DTYPE_LEN 32
-#define ARR_MAX_NDIM 64
-
-typedef struct {
-    uint8_t t;
-    const char *p;       /* first part */
-    Py_ssize_t n;
-    const char *p2;      /* second part (array data) */
-    Py_ssize_t n2;
-    char small[8];
-    PyObject *owner;     /* keeps p alive (utf-8 cache owner, pickle bytes) */
-    Py_buffer view;
-    int has_view;
-    char hdr[16 + ARR_DTYPE_LEN + 8 * ARR_MAX_NDIM + 16];
-} venc;
-
-static void venc_free(venc *v)
-{
-    if (v->has_view)
-        PyBuffer_Release(&v->view);
-    v->has_view = 0;
-    Py_CLEAR(v->owner);
-}
-
-static void put_u64(char *out, uint64_t u)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (char)(u >> (8 * i));
-}
-
-static uint64_t get_u64(const char *p)
-{
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u |= (uint64_t)(unsigned char)p[i] << (8 * i);
-    return u;
-}
-
-static uint32_t get_u32(const char *p)
-{
-    return (uint32_t)(unsigned char)p[0] | (uint32_t)(unsigned char)p[1] << 8 |
-           (uint32_t)(unsigned char)p[2] << 16 | (uint32_t)(unsigned char)p[3] << 24;
-}
-
-static void put_u32(char *out, uint32_t u)
-{
-    for (int i = 0; i < 4; i++)
-        out[i] = (char)(u >> (8 * i));
-}
-
-/* 1 if encoded as an array, 0 if it must be pickled, -1 error */
-static int encode_array(PyObject *o, venc *v)
-{
-    PyObject *dt = PyObject_GetAttrString(o, "dtype");
-    if (!dt)
-        return -1;
-    PyObject *hasobj = PyObject_GetAttrString(dt, "hasobject");
-    PyObject *fields = PyObject_GetAttrString(dt, "fields");
-    PyObject *sub = PyObject_GetAttrString(dt, "subdtype");
-    PyObject *dstr = PyObject_GetAttrString(dt, "str");
-    Py_DECREF(dt);
-    int rc = -1;
-    if (!hasobj || !fields || !sub || !dstr)
-        goto out;
-    rc = 0;
-    if (PyObject_IsTrue(hasobj) || fields != Py_None || sub != Py_None)
-        goto out;    /* object / structured / subarray dtypes: pickle */
-    Py_ssize_t dl;
-    const char *ds = PyUnicode_AsUTF8AndSize(dstr, &dl);
-    if (!ds) {
-        rc = -1;
-        goto out;
-    }
-    if (dl >= ARR_DTYPE_LEN)
-        goto out;
-    if (PyObject_GetBuffer(o, &v->view, PyBUF_C_CONTIGUOUS) < 0) {
-        /* not C-contiguous: store a contiguous copy */
-        PyErr_Clear();
-        if (load_numpy() < 0)
-            goto out_err;
-        v->owner = PyObject_CallMethod(np_module, "ascontiguousarray", "O", o);
-        if (!v->owner)
-            goto out_err;
-        if (PyObject_GetBuffer(v->owner, &v->view, PyBUF_C_CONTIGUOUS) < 0) {
-            /* no buffer export for this dtype (e.g. datetime64): pickle */
-            PyErr_Clear();
-            Py_CLEAR(v->owner);
-            goto out;
-        }
-    }
-    v->has_view = 1;
-    int ndim = v->view.ndim;
-    if (ndim > ARR_MAX_NDIM) {
-        PyBuffer_Release(&v->view);
-        v->has_view = 0;
-        goto out;
-    }
-    size_t h = align16(8 + ARR_DTYPE_LEN + 8 * (size_t)ndim);
-    memset(v->hdr, 0, h);
-    put_u32(v->hdr, (uint32_t)h);
-    put_u32(v->hdr + 4, (uint32_t)ndim);
-    memcpy(v->hdr + 8, ds, (size_t)dl);
-    for (int i = 0; i < ndim; i++)
-        put_u64(v->hdr + 8 + ARR_DTYPE_LEN + 8 * i, (uint64_t)v->view.shape[i]);
-    v->t = 'a';
-    v->p = v->hdr;
-    v->n = (Py_ssize_t)h;
-    v->p2 = v->view.buf;
-    v->n2 = v->view.len;
-    rc = 1;
-    goto out;
-out_err:
-    rc = -1;
-out:
-    Py_XDECREF(hasobj);
-    Py_XDECREF(fields);
-    Py_XDECREF(sub);
-    Py_XDECREF(dstr);
-    return rc;
-}
-
-static int encode_value(ShkPyDict *self, PyObject *o, venc *v)
-{
-    v->p2 = NULL;
-    v->n2 = 0;
-    v->owner = NULL;
-    v->has_view = 0;
-    v->n = 0;
-    v->p = "";
-    if (PyUnicode_CheckExact(o)) {
-        /* ASCII strings are tagged so readers can skip the UTF-8 decoder */
-        v->t = PyUnicode_IS_ASCII(o) ? 'A' : 's';
-        v->p = PyUnicode_AsUTF8AndSize(o, &v->n);
-        return v->p ? 0 : -1;
-    }
-    if (PyLong_CheckExact(o)) {
-        int overflow = 0;
-        long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
-        if (x == -1 && PyErr_Occurred())
-            return -1;
-        if (!overflow) {
-            v->t = 'i';
-            put_u64(v->small, (uint64_t)x);
-            v->p = v->small;
-            v->n = 8;
-            return 0;
-        }
-        v->owner = PyObject_Str(o);
-        if (!v->owner)
-            return -1;
-        v->t = 'I';
-        v->p = PyUnicode_AsUTF8AndSize(v->owner, &v->n);
-        return v->p ? 0 : -1;
-    }
-    if (o == Py_None || o == Py_True || o == Py_False) {
-        v->t = o == Py_None ? 'n' : o == Py_True ? 'T' : 'F';
-        return 0;
-    }
-    if (PyFloat_CheckExact(o)) {
-        double x = PyFloat_AS_DOUBLE(o);
-        v->t = 'f';
-        memcpy(v->small, &x, 8);
-        v->p = v->small;
-        v->n = 8;
-        return 0;
-    }
-    if (PyBytes_CheckExact(o)) {
-        v->t = 'b';
-        v->p = PyBytes_AS_STRING(o);
-        v->n = PyBytes_GET_SIZE(o);
-        return 0;
-    }
-    PyObject *nd = ndarray_type_if_loaded();
-    if (nd && Py_TYPE(o) == (PyTypeObject *)nd) {
-        int rc = encode_array(o, v);
-        if (rc != 0)
-            return rc;
-    }
-    if (!self->allow_pickle) {
-        PyErr_Format(PyExc_TypeError,
-                     "SharedDict(allow_pickle=False) cannot store a %.100s "
-                     "(it would need pickle)", Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    /* o is not exact bytes (stored above), so this always pickles */
-    uint32_t tag;
-    if (shk_py_pickle_init() < 0 ||
-        shk_py_item_encode(o, 1, "SharedDict", &v->owner, &v->p, &v->n, &tag) < 0)
-        return -1;
-    v->t = 'p';
-    return 0;
-}
-
-/* Decode an array value from a stable (validated or pinned) copy.
- * If `view_owner` is given, return a read-only array over the shared memory
- * itself whose buffer comes from view_owner. */
-static PyObject *decode_array(const char *p, uint64_t n, PyObject *view_owner)
-{
-    if (load_numpy() < 0)
-        return NULL;
-    if (n < 8 + ARR_DTYPE_LEN)
-        goto bad;
-    uint32_t h = get_u32(p), ndim = get_u32(p + 4);
-    if (ndim > ARR_MAX_NDIM || h < 8 + ARR_DTYPE_LEN + 8 * ndim || h > n || h % 16)
-        goto bad;
-    if (memchr(p + 8, 0, ARR_DTYPE_LEN) == NULL)
-        goto bad;
-    PyObject *dt = PyObject_CallFunction(np_dtype, "s", p + 8);
-    if (!dt)
-        return NULL;
-    PyObject *shape = PyTuple_New(ndim);
-    if (!shape) {
-        Py_DECREF(dt);
-        return NULL;
-    }
-    uint64_t items = 1;
-    int overflow = 0;
-    for (uint32_t i = 0; i < ndim; i++) {
-        uint64_t s = get_u64(p + 8 + ARR_DTYPE_LEN + 8 * i);
-        if (s && items > UINT64_MAX / s)
-            overflow = 1;
-        items *= s;
-        PyTuple_SET_ITEM(shape, i, PyLong_FromUnsignedLongLong(s));
-    }
-    PyObject *isz = PyObject_GetAttrString(dt, "itemsize");
-    long long itemsize = isz ? PyLong_AsLongLong(isz) : -1;
-    Py_XDECREF(isz);
-    if (itemsize < 0 || overflow || (itemsize && items > UINT64_MAX / (uint64_t)itemsize) ||
-        items * (uint64_t)itemsize != n - h) {
-        Py_DECREF(dt);
-        Py_DECREF(shape);
-        if (!PyErr_Occurred())
-            goto bad;
-        return NULL;
-    }
-    PyObject *arr;
-    if (view_owner) {
-        PyObject *flat = PyObject_CallFunction(np_frombuffer, "OOnn", view_owner, dt,
-                                               (Py_ssize_t)items, (Py_ssize_t)h);
-        /* "(O)": a bare "O" of a tuple would pass the tuple's items as the
-         * arguments, and a 0-d array's shape () as none at all */
-        arr = flat ? PyObject_CallMethod(flat, "reshape", "(O)", shape) : NULL;
-        Py_XDECREF(flat);
-    } else {
-        arr = PyObject_CallFunctionObjArgs(np_empty, shape, dt, NULL);
-        if (arr) {
-            Py_buffer b;
-            if (PyObject_GetBuffer(arr, &b, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-                Py_CLEAR(arr);
-            } else {
-                if (b.len == (Py_ssize_t)(n - h)) {
-                    memcpy(b.buf, p + h, (size_t)b.len);
-                }
-                PyBuffer_Release(&b);
-            }
-        }
-    }
-    Py_DECREF(dt);
-    Py_DECREF(shape);
-    return arr;
-bad:
-    PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed array value");
-    return NULL;
-}
-
-/* Decode a value read through a reference that is still to be validated.
- * Direct decoding (str, bytes, numbers) reads shared memory once; pickles
- * and arrays are first copied to private memory (returned in *raw, the
- * caller validates, then finishes with finish_value). */
-static PyObject *decode_value_fast(const shk_dict_ref *r, PyObject **raw)
-{
-    const char *p = r->val;
-    uint64_t n = r->vlen;
-    *raw = NULL;
-    switch (r->vtype) {
-    case 'A': {
-        /* Build the str directly; the bytes are checked to be ASCII so that
-         * even a hostile writer cannot make an invalid str object. */
-        PyObject *u = PyUnicode_New((Py_ssize_t)n, 127);
-        if (!u)
-            return NULL;
-        Py_UCS1 *dst = PyUnicode_1BYTE_DATA(u);
-        memcpy(dst, p, n);
-        uint64_t acc = 0, w;
-        uint64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            memcpy(&w, dst + i, 8);
-            acc |= w;
-        }
-        for (; i < n; i++)
-            acc |= dst[i];
-        if (acc & 0x8080808080808080ull) {
-            Py_DECREF(u);
-            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: non-ASCII bytes in an ASCII value");
-            return NULL;
-        }
-        return u;
-    }
-    case 's':
-        return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
-    case 'i':
-        if (n != 8)
-            break;
-        return PyLong_FromLongLong((long long)get_u64(p));
-    case 'b':
-        return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-    case 'f': {
-        if (n != 8)
-            break;
-        double x;
-        memcpy(&x, p, 8);
-        return PyFloat_FromDouble(x);
-    }
-    case 'n':
-        Py_RETURN_NONE;
-    case 'T':
-        Py_RETURN_TRUE;
-    case 'F':
-        Py_RETURN_FALSE;
-    case 'I':
-    case 'p':
-    case 'a': {
-        PyObject *b = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-        if (!b)
-            return NULL;
-        *raw = b;
-        Py_INCREF(Py_Ellipsis);
-        return Py_Ellipsis;   /* placeholder: finish_value decodes raw */
-    }
-    }
-    PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed value");
-    return NULL;
-}
-
-/* Second stage for values copied to `raw` (validated).  The one place a
- * dict value is unpickled, so the one place allow_pickle=False refuses: a
- * handle that refuses never runs pickle.loads, whoever wrote the value. */
+/* Second stage for values copied to `raw` (validated): a pickle is
+ * refused unless this handle allows pickle (shk_py_unpickle, the one
+ * place the extension unpickles), whoever wrote the value. */
 static PyObject *finish_value(const ShkPyDict *self, uint8_t vtype, PyObject *raw)
 {
-    const char *p = PyBytes_AS_STRING(raw);
-    Py_ssize_t n = PyBytes_GET_SIZE(raw);
-    if (vtype == 'p') {
-        if (!self->allow_pickle) {
-            PyErr_SetString(PyExc_TypeError,
-                            "this value is a pickle and this SharedDict has allow_pickle=False: "
-                            "it was not unpickled and the dict is unchanged (open the dict "
-                            "with allow_pickle=True only if every process that can write "
-                            "the segment is trusted)");
-            return NULL;
-        }
-        if (shk_py_pickle_init() < 0)
-            return NULL;
-        return shk_py_item_decode(Py_NewRef(raw), SHK_PY_TAG_PICKLE);
-    }
-    if (vtype == 'I')
-        return decode_key('I', p, (uint64_t)n, 0);
-    return decode_array(p, (uint64_t)n, NULL);
+    return shk_py_value_finish(vtype, raw, self->allow_pickle,
+                               "this value is a pickle and this SharedDict has "
+                               "allow_pickle=False: it was not unpickled and the dict is "
+                               "unchanged (open the dict with allow_pickle=True only if "
+                               "every process that can write the segment is trusted)");
 }
 
 /* Arrays are read through a pin rather than copied twice: while pinned the
@@ -740,7 +118,7 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
     if (!shk_dict_ref_valid(self->h, r))
         *retry = 1;
     else
-        v = decode_array(r->val, r->vlen, NULL);
+        v = shk_py_array_decode(r->val, r->vlen, NULL);
     shk_dict_unpin_seg(seg, r->entry);
     shk_segment_close(seg);
     return v;
@@ -750,7 +128,7 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
  * retry.  Returns a new reference; NULL with no error and *found = 0 if
  * absent; NULL with an error otherwise.  entry/ver (may be NULL) identify
  * the entry the value came from, for compare-and-set style commits. */
-static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
+static PyObject *fetch(ShkPyDict *self, const ShkPyKey *k, int *found,
                        uint64_t *entry, uint64_t *ver)
 {
     shk_dict_ref r;
@@ -778,7 +156,7 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
             if (retry)
                 continue;
         } else {
-            v = decode_value_fast(&r, &raw);
+            v = shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
             if (!shk_dict_ref_valid(self->h, &r)) {
                 /* changed under us: whatever we decoded is meaningless */
                 Py_XDECREF(v);
@@ -802,36 +180,36 @@ static PyObject *fetch(ShkPyDict *self, const kenc *k, int *found,
     }
 }
 
-static inline PyObject *lookup(ShkPyDict *self, const kenc *k, int *found)
+static inline PyObject *lookup(ShkPyDict *self, const ShkPyKey *k, int *found)
 {
     return fetch(self, k, found, NULL, NULL);
 }
 
-static inline PyObject *lookup_ref(ShkPyDict *self, const kenc *k, int *found,
+static inline PyObject *lookup_ref(ShkPyDict *self, const ShkPyKey *k, int *found,
                                    uint64_t *entry, uint64_t *ver)
 {
     return fetch(self, k, found, entry, ver);
 }
 
 /* Prepare + fill an entry for (key, value).  0 ok (txn ready), -1 error. */
-static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
+static int build_entry(ShkPyDict *self, const ShkPyKey *k, PyObject *value,
                        shk_dict_txn *txn)
 {
-    venc v;
-    if (encode_value(self, value, &v) < 0) {
-        venc_free(&v);
+    ShkPyValue v;
+    if (shk_py_value_encode(value, self->allow_pickle, &v) < 0) {
+        shk_py_value_free(&v);
         return -1;
     }
     if (!self->h) {
         /* Python code (an __eq__ before us, pickle.dumps just now) closed
          * the handle, or another thread did */
-        venc_free(&v);
+        shk_py_value_free(&v);
         return closed_error(self);
     }
     uint64_t total = (uint64_t)v.n + (uint64_t)v.n2;
     int rc = shk_dict_prepare(self->h, k->t, k->p, (size_t)k->n, v.t, total, txn);
     if (rc != SHK_OK) {
-        venc_free(&v);
+        shk_py_value_free(&v);
         shk_py_raise(rc, "SharedDict: storing value");
         return -1;
     }
@@ -841,7 +219,7 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
         char *dst = txn->val + v.n;
         memcpy(dst, v.p2, (size_t)v.n2);
     }
-    venc_free(&v);
+    shk_py_value_free(&v);
     return 0;
 }
 
@@ -850,22 +228,22 @@ static int build_entry(ShkPyDict *self, const kenc *k, PyObject *value,
 /* The start of every operation on one key: the closed check, then the key
  * encoded into *k (kenc_free it).  0, or -1 with ValueError (closed) or
  * the key's TypeError/ValueError. */
-static inline int open_key(ShkPyDict *self, PyObject *key, kenc *k)
+static inline int open_key(ShkPyDict *self, PyObject *key, ShkPyKey *k)
 {
     CHECK_OPEN(self, -1);
-    return encode_key(key, k, 0);
+    return shk_py_key_encode(key, k);
 }
 
 static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
+    ShkPyKey k;
     if (open_key(self, key, &k) < 0)
         return -1;
     int rc;
     if (value == NULL) {
         rc = shk_dict_delete(self->h, k.t, k.p, (size_t)k.n, 0, 0);
-        kenc_free(&k);
+        shk_py_key_free(&k);
         if (rc == SHK_OK)
             return 0;
         if (rc == SHK_ENOTFOUND) {
@@ -877,10 +255,10 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
     }
     shk_dict_txn txn;
     if (build_entry(self, &k, value, &txn) < 0) {
-        kenc_free(&k);
+        shk_py_key_free(&k);
         return -1;
     }
-    kenc_free(&k);
+    shk_py_key_free(&k);
     rc = shk_dict_commit(self->h, &txn, SHK_DICT_SET, 0, 0, NULL);
     if (rc != SHK_OK) {
         shk_dict_abort(self->h, &txn);
@@ -893,12 +271,12 @@ static int dict_mp_ass(PyObject *op, PyObject *key, PyObject *value)
 static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
+    ShkPyKey k;
     if (open_key(self, key, &k) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
-    kenc_free(&k);
+    shk_py_key_free(&k);
     if (!v && !found && !PyErr_Occurred())
         PyErr_SetObject(PyExc_KeyError, key);
     return v;
@@ -907,7 +285,7 @@ static PyObject *dict_mp_sub(PyObject *op, PyObject *key)
 static int dict_sq_contains(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
+    ShkPyKey k;
     if (open_key(self, key, &k) < 0) {
         /* like dict: an unhashable-ish key is an error, but a key of a type
          * we never store is simply absent */
@@ -923,7 +301,7 @@ static int dict_sq_contains(PyObject *op, PyObject *key)
         rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
         /* the key matched on a snapshot: confirm it was a stable one */
     } while (rc == SHK_OK && !shk_dict_ref_valid(self->h, &r));
-    kenc_free(&k);
+    shk_py_key_free(&k);
     if (rc == SHK_OK)
         return 1;
     if (rc == SHK_ENOTFOUND)
@@ -965,12 +343,12 @@ static int method_args(ShkPyDict *self, const char *fn, Py_ssize_t nargs, Py_ssi
 static PyObject *dict_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
-    if (method_args(self, "get", nargs, 1, 2) < 0 || encode_key(args[0], &k, 0) < 0)
+    ShkPyKey k;
+    if (method_args(self, "get", nargs, 1, 2) < 0 || shk_py_key_encode(args[0], &k) < 0)
         return NULL;
     int found;
     PyObject *v = lookup(self, &k, &found);
-    kenc_free(&k);
+    shk_py_key_free(&k);
     if (v || found || PyErr_Occurred())
         return v;
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
@@ -991,7 +369,7 @@ static PyObject *dict_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
  * (entry, ver) (0 = absent), SHK_DICT_INSERT only if it is absent.
  * 1 committed, 0 lost the race (read again), -1 error (`context` prefixes
  * the message). */
-static int commit_entry(ShkPyDict *self, const kenc *k, PyObject *value, int mode,
+static int commit_entry(ShkPyDict *self, const ShkPyKey *k, PyObject *value, int mode,
                         uint64_t entry, uint64_t ver, const char *context)
 {
     shk_dict_txn txn;
@@ -1009,7 +387,7 @@ static int commit_entry(ShkPyDict *self, const kenc *k, PyObject *value, int mod
 
 /* Delete key only if it still is (entry, ver).  1 deleted, 0 lost the race
  * (changed or already gone), -1 error. */
-static int delete_expect(ShkPyDict *self, const kenc *k, uint64_t entry, uint64_t ver,
+static int delete_expect(ShkPyDict *self, const ShkPyKey *k, uint64_t entry, uint64_t ver,
                          const char *context)
 {
     if (!self->h)   /* closed by another thread while decoding (pickle) */
@@ -1061,8 +439,8 @@ static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (method_args(self, m->name, nargs, m->min_args, m->max_args) < 0 ||
         (m->check && m->check(args, nargs) < 0))
         return NULL;
-    kenc k;
-    if (encode_key(args[0], &k, 0) < 0)
+    ShkPyKey k;
+    if (shk_py_key_encode(args[0], &k) < 0)
         return NULL;
     PyObject *result = NULL;
     for (int races = 0;; races++) {
@@ -1102,7 +480,7 @@ static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         if (rc < 0)
             break;
     }
-    kenc_free(&k);
+    shk_py_key_free(&k);
     return result;
 }
 
@@ -1235,9 +613,9 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
         }
         PyObject *key = NULL, *val = NULL, *raw = NULL;
         if (what & SCAN_KEYS)
-            key = decode_key(r.ktype, r.key, r.klen, 0);
+            key = shk_py_key_decode(r.ktype, r.key, r.klen);
         if (what & SCAN_VALUES)
-            val = decode_value_fast(&r, &raw);
+            val = shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
         int ok = shk_dict_ref_valid(self->h, &r);
         if (!ok || ((what & SCAN_KEYS) && !key) || ((what & SCAN_VALUES) && !val)) {
             Py_XDECREF(key);
@@ -1330,7 +708,7 @@ static PyObject *dict_snapshot(PyObject *op, PyObject *want_values)
         uint64_t pos = 0, tw = 0;
         shk_dict_ref r;
         while ((rc = shk_dict_next(self->h, &pos, &tw, &r)) == SHK_OK) {
-            PyObject *k = decode_key(r.ktype, r.key, r.klen, 0);
+            PyObject *k = shk_py_key_decode(r.ktype, r.key, r.klen);
             PyObject *v = !values ? NULL
                           : Py_BuildValue("(iN)", (int)r.vtype,
                                           PyBytes_FromStringAndSize(r.val, (Py_ssize_t)r.vlen));
@@ -1363,7 +741,7 @@ static PyObject *dict_snapshot(PyObject *op, PyObject *want_values)
         shk_dict_ref r = {.vtype = (uint8_t)PyLong_AsLong(PyTuple_GET_ITEM(t, 0)),
                           .val = PyBytes_AS_STRING(b),
                           .vlen = (uint64_t)PyBytes_GET_SIZE(b)};
-        PyObject *v = decode_value_fast(&r, &raw);
+        PyObject *v = shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
         if (v && raw) {
             Py_DECREF(v);
             v = finish_value(self, r.vtype, raw);
@@ -1401,7 +779,7 @@ static PyObject *any_key(ShkPyDict *self)
             continue;
         if (rc != SHK_OK)
             return shk_py_raise(rc, "SharedDict.popitem");
-        PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
+        PyObject *key = shk_py_key_decode(r.ktype, r.key, r.klen);
         if (!shk_dict_ref_valid(self->h, &r)) {
             Py_XDECREF(key);
             PyErr_Clear();
@@ -1424,8 +802,8 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
                 PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
             return NULL;
         }
-        kenc k;
-        if (encode_key(key, &k, 0) < 0) {
+        ShkPyKey k;
+        if (shk_py_key_encode(key, &k) < 0) {
             Py_DECREF(key);
             return NULL;
         }
@@ -1433,14 +811,14 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
         uint64_t e, ver;
         PyObject *v = lookup_ref(self, &k, &found, &e, &ver);
         if (!v) {
-            kenc_free(&k);
+            shk_py_key_free(&k);
             Py_DECREF(key);
             if (PyErr_Occurred())
                 return NULL;
             continue;            /* another process took it first */
         }
         int rc = delete_expect(self, &k, e, ver, "SharedDict.popitem");
-        kenc_free(&k);
+        shk_py_key_free(&k);
         PyObject *t = rc == 1 ? PyTuple_Pack(2, key, v) : NULL;
         Py_DECREF(key);
         Py_DECREF(v);
@@ -1513,12 +891,12 @@ static PyObject *dict_wait_change(PyObject *op, PyObject *args)
 static PyObject *dict_entry_version(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
+    ShkPyKey k;
     if (open_key(self, key, &k) < 0)
         return NULL;
     shk_dict_ref r;
     int rc = shk_dict_find(self->h, k.t, k.p, (size_t)k.n, &r);
-    kenc_free(&k);
+    shk_py_key_free(&k);
     if (rc == SHK_ENOTFOUND)
         return PyLong_FromLong(0);
     if (rc != SHK_OK)
@@ -1573,7 +951,7 @@ static PyTypeObject ShkPyPin_Type = {
 static PyObject *dict_get_view(PyObject *op, PyObject *key)
 {
     ShkPyDict *self = (ShkPyDict *)op;
-    kenc k;
+    ShkPyKey k;
     if (open_key(self, key, &k) < 0)
         return NULL;
     shk_dict_ref r;
@@ -1588,7 +966,7 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
         if (rc != SHK_EAGAIN)
             break;
     }
-    kenc_free(&k);
+    shk_py_key_free(&k);
     if (rc == SHK_ENOTFOUND) {
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
@@ -1610,7 +988,7 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     pin->len = (Py_ssize_t)r.vlen;
     PyObject *res;
     if (r.vtype == 'a') {
-        res = decode_array(r.val, r.vlen, (PyObject *)pin);
+        res = shk_py_array_decode(r.val, r.vlen, (PyObject *)pin);
     } else if (r.vtype == 'b' || r.vtype == 's' || r.vtype == 'A') {
         res = PyMemoryView_FromObject((PyObject *)pin);
     } else {
@@ -1723,9 +1101,9 @@ static int check_encodings(ShkPyDict *self)
             return -1;
         }
         PyObject *raw = NULL, *val = NULL;
-        PyObject *key = decode_key(r.ktype, r.key, r.klen, 0);
+        PyObject *key = shk_py_key_decode(r.ktype, r.key, r.klen);
         if (key)   /* arrays are decoded too (a copy): their header is checked */
-            val = r.vtype == 'p' ? Py_NewRef(Py_None) : decode_value_fast(&r, &raw);
+            val = r.vtype == 'p' ? Py_NewRef(Py_None) : shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
         if (!shk_dict_ref_valid(self->h, &r)) {   /* changed meanwhile */
             Py_XDECREF(key);
             Py_XDECREF(val);

@@ -34,8 +34,7 @@
  * for it h == NULL alone means closed.
  *
  * Also here: the sequence protocol (index, item, slice) and the 1-D
- * zero-copy buffer export of Array and Bitset, and the item encoding (bytes
- * as is, anything else pickled) of Queue and Stack.
+ * zero-copy buffer export of Array and Bitset.
  */
 #include "shmkit_py.h"
 
@@ -195,90 +194,4 @@ int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *se
 void shk_py_release_export(PyObject *Py_UNUSED(self), Py_buffer *view)
 {
     shk_segment_close((shk_segment *)view->internal);
-}
-
-/* ------------------------------------------------ queue and stack items */
-
-static PyObject *pickle_dumps, *pickle_loads, *pickle_protocol;
-
-int shk_py_pickle_init(void)
-{
-    if (pickle_dumps)
-        return 0;
-    PyObject *pk = PyImport_ImportModule("pickle");
-    if (!pk)
-        return -1;
-    PyObject *dumps = PyObject_GetAttrString(pk, "dumps");
-    PyObject *loads = PyObject_GetAttrString(pk, "loads");
-    PyObject *protocol = PyObject_GetAttrString(pk, "HIGHEST_PROTOCOL");
-    Py_DECREF(pk);
-    if (!dumps || !loads || !protocol) {
-        Py_XDECREF(dumps);
-        Py_XDECREF(loads);
-        Py_XDECREF(protocol);
-        return -1;
-    }
-    pickle_dumps = dumps;
-    pickle_loads = loads;
-    pickle_protocol = protocol;
-    return 0;
-}
-
-int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
-                       PyObject **holder, const char **data, Py_ssize_t *len,
-                       uint32_t *tag)
-{
-    *holder = NULL;
-    if (PyBytes_CheckExact(item)) {
-        *data = PyBytes_AS_STRING(item);
-        *len = PyBytes_GET_SIZE(item);
-        *tag = SHK_PY_TAG_BYTES;
-        return 0;
-    }
-    if (!allow_pickle) {
-        PyErr_Format(PyExc_TypeError,
-                     "this %s takes bytes only (allow_pickle=False), not %.100s", what,
-                     Py_TYPE(item)->tp_name);
-        return -1;
-    }
-    PyObject *p = PyObject_CallFunctionObjArgs(pickle_dumps, item, pickle_protocol, NULL);
-    if (!p)
-        return -1;
-    if (!PyBytes_Check(p)) {
-        Py_DECREF(p);
-        PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
-        return -1;
-    }
-    *holder = p;
-    *data = PyBytes_AS_STRING(p);
-    *len = PyBytes_GET_SIZE(p);
-    *tag = SHK_PY_TAG_PICKLE;
-    return 0;
-}
-
-PyObject *shk_py_item_new(uint64_t len, uint32_t tag, int allow_pickle, const char *noun,
-                          const char *refuse_msg)
-{
-    if (tag != SHK_PY_TAG_BYTES && tag != SHK_PY_TAG_PICKLE) {
-        PyErr_Format(ShkPy_CorruptSegmentError, "%s item with unknown tag %u", noun, tag);
-        return NULL;
-    }
-    if (tag == SHK_PY_TAG_PICKLE && !allow_pickle) {
-        PyErr_SetString(PyExc_TypeError, refuse_msg);
-        return NULL;
-    }
-    if (len > (uint64_t)PY_SSIZE_T_MAX) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    return PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
-}
-
-PyObject *shk_py_item_decode(PyObject *raw, uint32_t tag)
-{
-    if (tag == SHK_PY_TAG_BYTES)
-        return raw;
-    PyObject *obj = PyObject_CallOneArg(pickle_loads, raw);
-    Py_DECREF(raw);
-    return obj;
 }

@@ -100,12 +100,14 @@ typedef struct {
     int allow_pickle;
 } get_ctx;
 
+#define QUEUE_REFUSE                                                          \
+    "the next queue item is a pickle and this handle has allow_pickle=False "  \
+    "(the item was left in the queue)"
+
 static void *get_alloc(void *vctx, uint64_t len, uint32_t tag)
 {
     get_ctx *c = vctx;
-    PyObject *b = shk_py_item_new(len, tag, c->allow_pickle, "queue",
-                                  "the next queue item is a pickle and this handle has "
-                                  "allow_pickle=False (the item was left in the queue)");
+    PyObject *b = shk_py_item_new(len, tag, c->allow_pickle, "queue", QUEUE_REFUSE);
     if (!b)
         return NULL;
     if (c->list) {
@@ -264,7 +266,7 @@ static PyObject *do_get(ShkPyQueue *self, int64_t deadline)
         get_ctx c = {NULL, 0, NULL, NULL, 0, 0, self->allow_pickle};
         int rc = shk_queue_get(self->h, get_alloc, &c, 0);
         if (rc == SHK_OK)
-            return shk_py_item_decode(c.one, c.tag);
+            return shk_py_item_decode(c.one, c.tag, self->allow_pickle, QUEUE_REFUSE);
         Py_XDECREF(c.one);
         if (rc != SHK_EEMPTY)
             return raise_status(rc, "Queue.get");
@@ -540,7 +542,8 @@ static PyObject *queue_get_many(PyObject *op, PyObject *const *args, Py_ssize_t 
             continue;
         PyObject *raw = PyList_GET_ITEM(c.list, i);
         Py_INCREF(raw);
-        PyObject *obj = shk_py_item_decode(raw, SHK_PY_TAG_PICKLE);
+        PyObject *obj = shk_py_item_decode(raw, SHK_PY_TAG_PICKLE, self->allow_pickle,
+                                           QUEUE_REFUSE);
         if (!obj)
             goto fail;
         PyList_SetItem(c.list, i, obj);

@@ -69,6 +69,10 @@ static PyObject *stack_push(PyObject *op, PyObject *item)
     Py_RETURN_NONE;
 }
 
+#define STACK_REFUSE                                                          \
+    "the top item is a pickle and this handle has allow_pickle=False "         \
+    "(the item was left on the stack)"
+
 typedef struct {
     PyObject *raw;
     uint32_t tag;
@@ -81,9 +85,7 @@ static void *pop_alloc(void *vctx, uint64_t len, uint32_t tag)
 {
     pop_ctx *c = vctx;
     Py_CLEAR(c->raw);
-    c->raw = shk_py_item_new(len, tag, c->allow_pickle, "stack",
-                             "the top item is a pickle and this handle has "
-                             "allow_pickle=False (the item was left on the stack)");
+    c->raw = shk_py_item_new(len, tag, c->allow_pickle, "stack", STACK_REFUSE);
     if (!c->raw)
         return NULL;
     c->tag = tag;
@@ -118,7 +120,7 @@ static PyObject *take(PyObject *op, PyObject *const *args, Py_ssize_t nargs, int
             shk_py_raise(rc, peek ? "Stack.peek" : "Stack.pop");
         return NULL;
     }
-    return shk_py_item_decode(c.raw, c.tag);
+    return shk_py_item_decode(c.raw, c.tag, self->allow_pickle, STACK_REFUSE);
 }
 
 static PyObject *stack_pop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
@@ -153,7 +155,13 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
     int rc = shk_stack_check(self->h, &st, repair);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Stack.check");
-    if (st.tags & ~((1ull << SHK_PY_TAG_BYTES) | (1ull << SHK_PY_TAG_PICKLE)))
+    /* every tag but 'b' and 'p' is foreign: the words of st.tags without
+     * those two bits must be 0 */
+    uint64_t known[4] = {0, 0, 0, 0};
+    known[SHK_PY_TAG_BYTES / 64] |= 1ull << (SHK_PY_TAG_BYTES % 64);
+    known[SHK_PY_TAG_PICKLE / 64] |= 1ull << (SHK_PY_TAG_PICKLE % 64);
+    if ((st.tags[0] & ~known[0]) | (st.tags[1] & ~known[1]) | (st.tags[2] & ~known[2]) |
+        (st.tags[3] & ~known[3]))
         return shk_py_raise(SHK_ECORRUPT, "Stack.check: an item with an unknown tag");
     return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K,s:O}",
                          "items", (unsigned long long)st.items,

@@ -275,19 +275,78 @@ int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *se
                      Py_ssize_t *shape, Py_ssize_t *strides);
 void shk_py_release_export(PyObject *self, Py_buffer *view);
 
-/* ---- Items of the queue and the stack (py_handle.c) ----
- * `bytes` are stored as they are (SHK_PY_TAG_BYTES); anything else is
- * pickled with the highest protocol (SHK_PY_TAG_PICKLE) when the handle
- * allows pickle. */
-#define SHK_PY_TAG_BYTES 0u
-#define SHK_PY_TAG_PICKLE 1u
+/* ---- Python objects <-> tagged bytes (py_codec.c) ----
+ * One encoding (the tags are listed in py_codec.c): dict keys and values,
+ * and queue and stack items, which are values of two tags only: `bytes`
+ * stored as they are (SHK_PY_TAG_BYTES), anything else pickled with the
+ * highest protocol (SHK_PY_TAG_PICKLE) when the handle allows pickle. */
+#define SHK_PY_TAG_BYTES ((uint32_t)'b')
+#define SHK_PY_TAG_PICKLE ((uint32_t)'p')
 
-/* Import pickle once for the item functions.  0, or -1 with an exception. */
+/* Import pickle once.  0, or -1 with an exception. */
 int shk_py_pickle_init(void);
 
-/* The bytes to store for `item`: a borrowed bytes object, or a new pickle
- * in *holder (to DECREF).  -1 with TypeError "this <what> takes bytes
- * only ..." if it is not bytes and pickle is not allowed. */
+/* The one call of pickle.loads in the extension: the object pickled in
+ * the bytes `raw` (borrowed), or NULL with TypeError `refuse_msg` and
+ * nothing run when !allow_pickle. */
+PyObject *shk_py_unpickle(PyObject *raw, int allow_pickle, const char *refuse_msg);
+
+/* An encoded key: tag t, bytes [p, p+n).  shk_py_key_free releases it. */
+typedef struct {
+    uint8_t t;
+    const char *p;
+    Py_ssize_t n;
+    char buf[8];
+    char *heap;          /* PyMem_Malloc'd (tuples, big ints) */
+} ShkPyKey;
+
+/* Encode a key (str, bytes, int, tuples of those).  0, or -1 with
+ * TypeError naming the type. */
+int shk_py_key_encode(PyObject *k, ShkPyKey *e);
+void shk_py_key_free(ShkPyKey *e);
+/* The key for tag t and bytes [p, p+n); CorruptSegmentError if malformed. */
+PyObject *shk_py_key_decode(uint8_t t, const char *p, uint64_t n);
+
+#define SHK_PY_ARR_DTYPE_LEN 32
+#define SHK_PY_ARR_MAX_NDIM 64
+
+/* An encoded value: tag t, bytes [p, p+n) then [p2, p2+n2) (an array's
+ * data).  shk_py_value_free releases it. */
+typedef struct {
+    uint8_t t;
+    const char *p;       /* first part */
+    Py_ssize_t n;
+    const char *p2;      /* second part (array data) */
+    Py_ssize_t n2;
+    char small[8];
+    PyObject *owner;     /* keeps p alive (utf-8 cache owner, pickle bytes) */
+    Py_buffer view;
+    int has_view;
+    char hdr[16 + SHK_PY_ARR_DTYPE_LEN + 8 * SHK_PY_ARR_MAX_NDIM + 16];
+} ShkPyValue;
+
+/* Encode a value; anything without a tag of its own is pickled, or a
+ * TypeError when !allow_pickle.  0, or -1 with an exception. */
+int shk_py_value_encode(PyObject *o, int allow_pickle, ShkPyValue *v);
+void shk_py_value_free(ShkPyValue *v);
+
+/* Decode a value read from shared memory that is still to be validated.
+ * str, bytes and numbers are decoded at once (one read); big ints,
+ * pickles and arrays are copied to a new bytes object in *raw and
+ * Py_Ellipsis returned: validate the read, then shk_py_value_finish(raw).
+ * NULL with CorruptSegmentError for a malformed value. */
+PyObject *shk_py_value_decode(uint8_t t, const char *p, uint64_t n, PyObject **raw);
+/* The value of a stable copy `raw` (borrowed) of tag t: a pickle goes
+ * through shk_py_unpickle (refused unless allow_pickle). */
+PyObject *shk_py_value_finish(uint8_t t, PyObject *raw, int allow_pickle,
+                              const char *refuse_msg);
+/* An array value from stable bytes [p, p+n); with view_owner, a read-only
+ * array over that memory whose buffer comes from view_owner. */
+PyObject *shk_py_array_decode(const char *p, uint64_t n, PyObject *view_owner);
+
+/* The bytes to store for queue or stack `item`: a borrowed bytes object,
+ * or a new pickle in *holder (to DECREF).  -1 with TypeError "this <what>
+ * takes bytes only ..." if it is not bytes and pickle is not allowed. */
 int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
                        PyObject **holder, const char **data, Py_ssize_t *len,
                        uint32_t *tag);
@@ -299,8 +358,10 @@ int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
 PyObject *shk_py_item_new(uint64_t len, uint32_t tag, int allow_pickle, const char *noun,
                           const char *refuse_msg);
 
-/* The object for a raw item: bytes as is, a pickle loaded.  Steals raw. */
-PyObject *shk_py_item_decode(PyObject *raw, uint32_t tag);
+/* The object for a raw item: bytes as is, a pickle loaded through
+ * shk_py_unpickle.  Steals raw. */
+PyObject *shk_py_item_decode(PyObject *raw, uint32_t tag, int allow_pickle,
+                             const char *refuse_msg);
 
 /* Module-level init of each binding file. */
 int shk_py_init_segment(PyObject *m);
