@@ -1,6 +1,6 @@
 """The byte format of keys, values and items, in Python, for the Redis
 backend: the same tagged bytes the C extension stores in shared memory
-(python/shmkit/_ext/py_dict.c and py_handle.c), so one value means the same
+(python/shmkit/_ext/py_codec.c), so one value means the same
 in both homes.  Never Python's ``hash()``.
 
 Keys: one tag byte + bytes::

@@ -2,6 +2,9 @@
 package (``allocate``, ``free``, ``write``, ``read``, ``available_bytes``,
 ``reset``, ``close``, ``unlink``) plus zero-copy ``view``.
 
+Every allocator has ``check()`` (verify it against the mapping: its stats,
+or ``CorruptSegmentError``) and ``stats()`` (the same figures).
+
 Standalone, ``FreeListAllocator("name", capacity=..., create=True)`` makes a
 segment ``name`` holding one allocator called ``"allocator"``; in a segment,
 ``seg.allocator("a", kind="freelist", size=...)``.  Offsets are segment
@@ -9,7 +12,7 @@ offsets: any process that opens the allocator can use them.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from . import _shmkit
 from ._handle import Handle
@@ -52,6 +55,17 @@ class _AllocatorMixin(Handle):
 
     def _base_init(self, segment, name, capacity=None, slab_size=None):
         super().__init__(segment, name, capacity, slab_size)
+
+    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
+        capacity: int
+
+        def allocate(self, size: int) -> int: ...
+        def write(self, offset: int, data: bytes) -> int: ...
+        def read(self, offset: int, size: int) -> bytes: ...
+        def view(self, offset: int, size: int) -> memoryview: ...
+        def available_bytes(self) -> int: ...
+        def check(self) -> Dict[str, int]: ...
+        def stats(self) -> Dict[str, int]: ...
 
     def __repr__(self) -> str:
         if self.closed:

@@ -295,3 +295,69 @@ class FreeListModel(RuleBasedStateMachine):
 
 TestFreeListModel = FreeListModel.TestCase
 TestFreeListModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+# ------------------------------------------------------------ check / stats
+
+def _poke(name, at, data):
+    """Overwrite bytes of segment `name` at file offset `at` (the mapping
+    of every open handle sees it)."""
+    with open(f"/dev/shm/{name}", "r+b") as f:
+        f.seek(at)
+        f.write(data)
+
+
+def test_every_allocator_has_check_and_stats(shm_name):
+    with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
+        fl = seg.allocator("f", kind="freelist", size=1 << 16)
+        fl.allocate(100)
+        assert fl.check() == fl.stats() and fl.check()["live_blocks"] == 1
+        b = seg.allocator("b", kind="bump", size=4096)
+        b.allocate(10)
+        b.allocate(17)
+        assert b.check() == b.stats() == {"capacity": 4096, "used_bytes": 48,
+                                          "available_bytes": 4096 - 48}
+        s = seg.allocator("s", kind="slab", size=64 * 70, slab_size=64)
+        offs = [s.allocate() for _ in range(5)]
+        s.free(offs[2])
+        assert s.check() == s.stats() == {"capacity": 64 * 70, "slab_size": 64,
+                                          "slot_count": 70, "live_slots": 4,
+                                          "free_slots": 66,
+                                          "available_bytes": 66 * 64}
+        for a in (fl, b, s):
+            a.close()
+            with pytest.raises(ValueError, match="closed"):
+                a.check()
+
+
+# (kind, byte offset from the header, bytes written): each one damage that
+# check() must report.  Bump header: magic 0, start 16, limit 24, top 64.
+# Slab header: magic 0, slot_size 16, nslots 24, free_slots 48, hint 56,
+# bitmap from 64 (70 slots: the last word's bits 6..63 are always set).
+DAMAGE = [
+    ("bump", 0, b"X"),
+    ("bump", 24, b"\x01"),
+    ("bump", 64, b"\x03"),
+    ("bump", 71, b"\x7f"),
+    ("slab", 0, b"X"),
+    ("slab", 16, b"\x50"),
+    ("slab", 48, b"\xff\xff"),
+    ("slab", 56, b"\x09"),
+    ("slab", 64 + 8 + 7, b"\x00"),
+]
+
+
+@pytest.mark.parametrize("kind,at,data", DAMAGE)
+def test_check_reports_a_corrupt_byte(shm_name, kind, at, data):
+    with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
+        a = seg.allocator("a", kind=kind, size=64 * 70, slab_size=64) if kind == "slab" \
+            else seg.allocator("a", kind=kind, size=4096)
+        a.allocate(32)
+        a.check()
+        off = seg.lookup("a")["offset"]
+        _poke(shm_name, off + at, data)
+        with pytest.raises(shmkit.CorruptSegmentError):
+            a.check()
+        with pytest.raises(shmkit.CorruptSegmentError):
+            a.stats()
+        a.close()

@@ -130,6 +130,30 @@ def test_queue_refuses_to_unpickle(shm_name, marker):
         assert r.qsize() == 1
 
 
+def test_queue_batch_stops_at_a_pickle_without_unpickling(shm_name, marker):
+    """get_many takes the bytes items before a pickle and leaves the pickle:
+    the batch path refuses like get(), and nothing runs."""
+    with Queue(shm_name, create=True) as w, \
+            Queue(shm_name, create=False, allow_pickle=False) as r:
+        w.put(b"first")
+        w.put(Planted(marker))
+        w.put(b"after")
+        assert r.get_many(5) == [b"first"]
+        with pytest.raises(TypeError, match="allow_pickle=False"):
+            r.get_many(5)
+        assert r.qsize() == 2
+
+
+def test_queue_and_stack_items_use_the_dict_tags():
+    """One encoding: the Redis backend's codec writes queue/stack items with
+    the dict's value tags, as the extension does in shared memory."""
+    from shmkit import _codec
+    assert _codec.encode_item(b"x", False, "Queue")[:1] == b"b"
+    assert _codec.encode_item(("x", 1), True, "Queue")[:1] == b"p"
+    assert _codec.encode_value(b"x")[:1] == b"b"
+    assert _codec.encode_value(("x", 1))[:1] == b"p"
+
+
 def test_stack_refuses_to_unpickle(shm_name, marker):
     with Stack(shm_name, create=True) as w, \
             Stack(shm_name, create=False, allow_pickle=False) as r:
