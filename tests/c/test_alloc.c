@@ -151,8 +151,21 @@ TEST(bump)
     CHECK_EQ(shk_bump_alloc(b, 64, &off), SHK_ENOMEM);
     CHECK_EQ(shk_bump_available(b), avail);
     CHECK_EQ(shk_bump_alloc(b, 0, &off), SHK_EINVAL);
+    shk_bump_stats st;
+    CHECK_EQ(shk_bump_check(b, &st), SHK_OK);
+    CHECK_EQ(st.used_bytes, 62 * 16);
+    CHECK_EQ(st.used_bytes + st.available_bytes, st.capacity);
     shk_bump_reset(b);
     CHECK_EQ(shk_bump_available(b), shk_bump_capacity(b));
+    /* a top that is not a block boundary, then one past the limit */
+    _Atomic uint64_t *top = (_Atomic uint64_t *)(shk_segment_base(s) + boff + 64);
+    uint64_t good = atomic_load(top);
+    atomic_store(top, good + 1);
+    CHECK_EQ(shk_bump_check(b, NULL), SHK_ECORRUPT);
+    atomic_store(top, UINT64_MAX - 15);
+    CHECK_EQ(shk_bump_check(b, NULL), SHK_ECORRUPT);
+    atomic_store(top, good);
+    CHECK_EQ(shk_bump_check(b, NULL), SHK_OK);
     shk_bump_close(b);
     CHECK_EQ(shk_bump_open(s, boff + 16, &b), SHK_ECORRUPT);
     fixture_drop(s, "bump");
@@ -179,17 +192,61 @@ TEST(slab)
     CHECK(!shk_slab_is_live(sl, off[5]));
     CHECK_EQ(shk_slab_alloc(sl, &off[70]), SHK_OK);
     CHECK_EQ(off[70], off[5]);
+    CHECK_EQ(shk_slab_free(sl, off[9]), SHK_OK);
+    shk_slab_stats st;
+    CHECK_EQ(shk_slab_check(sl, &st), SHK_OK);
+    CHECK_EQ(st.live_slots, 69);
+    CHECK_EQ(st.free_slots, 1);
+    CHECK_EQ(st.available_bytes, shk_slab_available(sl));
     /* Corrupt the padding bits of the last bitmap word (slots 70..127 do
      * not exist): alloc must still never hand out a slot past the end. */
     uint64_t start, end;
     shk_slab_region(sl, &start, &end);
     _Atomic uint64_t *last = (_Atomic uint64_t *)(shk_segment_base(s) + start) - 1;
     atomic_store(last, 0);
+    CHECK_EQ(shk_slab_check(sl, NULL), SHK_ECORRUPT);
     uint64_t o;
     while (shk_slab_alloc(sl, &o) == SHK_OK)
         CHECK(o >= start && o + 32 <= end);
     shk_slab_close(sl);
     fixture_drop(s, "slab");
+}
+
+/* Every allocator opens like every structure: create_in / open / open_named
+ * (size 0: open only). */
+TEST(allocators_open_named)
+{
+    shk_segment *s = fixture_segment("named", 0, SEG_MAX);
+    shk_freelist *fl = NULL, *fl2 = NULL;
+    shk_bump *b = NULL, *b2 = NULL;
+    shk_slab *sl = NULL, *sl2 = NULL;
+    int created = -1;
+    CHECK_EQ(shk_freelist_open_named(s, "f", 0, &fl, NULL), SHK_ENOENT);
+    CHECK_EQ(shk_freelist_open_named(s, "f", 4096, &fl, &created), SHK_OK);
+    CHECK_EQ(created, 1);
+    CHECK_EQ(shk_freelist_open_named(s, "f", 0, &fl2, &created), SHK_OK);
+    CHECK_EQ(created, 0);
+    CHECK_EQ(shk_freelist_capacity(fl2), shk_freelist_capacity(fl));
+    CHECK_EQ(shk_bump_open_named(s, "f", 100, &b, NULL), SHK_ETYPE);
+    CHECK_EQ(shk_bump_open_named(s, "b", 0, &b, NULL), SHK_ENOENT);
+    CHECK_EQ(shk_bump_open_named(s, "b", 1000, &b, &created), SHK_OK);
+    CHECK_EQ(created, 1);
+    CHECK_EQ(shk_bump_open_named(s, "b", 5, &b2, &created), SHK_OK);
+    CHECK_EQ(created, 0);
+    CHECK_EQ(shk_bump_capacity(b2), shk_bump_capacity(b));
+    CHECK_EQ(shk_slab_open_named(s, "s", 64, 0, &sl, NULL), SHK_ENOENT);
+    CHECK_EQ(shk_slab_open_named(s, "s", 64, 10, &sl, &created), SHK_OK);
+    CHECK_EQ(created, 1);
+    CHECK_EQ(shk_slab_open_named(s, "s", 0, 0, &sl2, &created), SHK_OK);
+    CHECK_EQ(created, 0);
+    CHECK_EQ(shk_slab_slot_count(sl2), 10);
+    shk_freelist_close(fl);
+    shk_freelist_close(fl2);
+    shk_bump_close(b);
+    shk_bump_close(b2);
+    shk_slab_close(sl);
+    shk_slab_close(sl2);
+    fixture_drop(s, "named");
 }
 
 /* ---- concurrency: threads and processes hammering one free list ---- */
@@ -378,6 +435,7 @@ int main(void)
     RUN(segment_heap_grows);
     RUN(bump);
     RUN(slab);
+    RUN(allocators_open_named);
     RUN(freelist_threads);
     RUN(freelist_processes);
     return check_summary();

@@ -82,6 +82,20 @@ TEST(basic)
     CHECK_EQ(get_str(d2, "b", buf, sizeof buf), SHK_OK);
     CHECK(strcmp(buf, "two") == 0);
     shk_dict_close(d2);
+    /* ... and so does one opened by offset; an unnamed dict built by
+     * create_in is a dict of its own */
+    CHECK_EQ(shk_dict_open(s, shk_dict_offset(d), &d2), SHK_OK);
+    CHECK_EQ(get_str(d2, "b", buf, sizeof buf), SHK_OK);
+    shk_dict_close(d2);
+    CHECK_EQ(shk_dict_open(s, shk_dict_offset(d) + 16, &d2), SHK_ECORRUPT);
+    uint64_t doff;
+    CHECK_EQ(shk_dict_create_in(s, 10, &doff), SHK_OK);
+    CHECK_EQ(shk_dict_open(s, doff, &d2), SHK_OK);
+    CHECK_EQ(shk_dict_count(d2), 0);
+    CHECK_EQ(set_str(d2, "b", "mine"), SHK_OK);
+    CHECK_EQ(get_str(d, "b", buf, sizeof buf), SHK_OK);
+    CHECK(strcmp(buf, "two") == 0);
+    shk_dict_close(d2);
     /* wrong type */
     uint64_t off;
     CHECK_EQ(shk_freelist_create_in(s, 4096, &off), SHK_OK);
