@@ -99,18 +99,12 @@ int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
     return SHK_OK;
 }
 
-static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
-{
-    *size = *(const uint64_t *)arg;
-    return shk_bump_create_in(seg, *(const uint64_t *)arg, off);
-}
-
 int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity,
                         shk_bump **out, int *created)
 {
     uint64_t off;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_BUMP, capacity ? init_cb : NULL,
-                                &capacity, &off, created);
+    int rc = shk_object_sized(seg, name, SHK_TYPE_BUMP, shk_bump_create_in, capacity, &off,
+                              created);
     if (rc != SHK_OK)
         return rc;
     return shk_bump_open(seg, off, out);

@@ -314,6 +314,33 @@ void shk_crash_point_hit(const char *name);
  * mutexes intact: a forged owner stalls lockers by design (SECURITY.md). */
 int shk_dict_mutex_span(unsigned i, uint64_t *start, uint64_t *end);
 
+/* ---- named objects whose create_in takes one size ----
+ * Find object `name` of `type` in seg's directory; if absent and size != 0,
+ * build it with create(seg, size, off).  *off gets its offset.  The
+ * open_named of the free list and the bump allocator. */
+typedef int (*shk_create_sized_fn)(shk_segment *seg, uint64_t size, uint64_t *off);
+typedef struct {
+    shk_create_sized_fn create;
+    uint64_t size;
+} shk_sized_init;
+
+static inline int shk_sized_init_cb(shk_segment *seg, void *arg, uint64_t *off,
+                                    uint64_t *size)
+{
+    const shk_sized_init *si = arg;
+    *size = si->size;
+    return si->create(seg, si->size, off);
+}
+
+static inline int shk_object_sized(shk_segment *seg, const char *name, uint32_t type,
+                                   shk_create_sized_fn create, uint64_t size,
+                                   uint64_t *off, int *created)
+{
+    shk_sized_init si = {create, size};
+    return shk_segment_object(seg, name, type, size ? shk_sized_init_cb : NULL, &si, off,
+                              created);
+}
+
 /* ---- segment internals used by other sources ---- */
 int shk_segment_fd(const shk_segment *seg);
 
