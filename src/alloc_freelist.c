@@ -21,7 +21,11 @@
  *   allocation takes a block from a larger class (it keeps its own class and
  *   returns to it when freed), so memory freed in one class is not lost to
  *   the others.  The segment heap is "growable": carving past the backed part
- *   of the segment grows the file first (shk_segment_reserve).
+ *   of the segment grows the file first (shk_mapping_reserve).
+ *
+ *   The allocator works on a mapping (mapping.h), not on a segment: the
+ *   segment embeds its heap and sits above it.  Handles on free lists made
+ *   inside a segment (create_in, open, close) are alloc_freelist_open.c's.
  *
  * STRIPES
  *   A class's list head is one cache line that every allocate and free of
@@ -149,12 +153,12 @@ static inline unsigned home_get(const fl_block *b)
 SHK_STATIC_ASSERT(sizeof(fl_block) == BLOCK_HDR, "block header is 16 B");
 
 struct shk_freelist {
-    shk_segment *seg;
+    shk_mapping *map;
+    shk_segment *owner;     /* only remembered: shk_freelist_segment */
     char *base;
     fl_shared *sh;
     uint64_t start, limit;
     int growable;
-    int segment_heap;
     /* This process's stripe, and the fork generation it was taken in (a
      * forked child takes its own).  Relaxed atomics: threads sharing the
      * handle may race to re-pick; any stripe is correct. */
@@ -229,7 +233,7 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
 
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
                              uint64_t file_size, uint64_t max_size,
-                             const shk_segment *live)
+                             const shk_mapping *live)
 {
     const fl_shared *sh = (const fl_shared *)(buf + off);
     if (sh->magic != FL_MAGIC || sh->version != FL_VERSION)
@@ -253,7 +257,7 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
                 &class_line((fl_shared *)sh, st, c)->head, memory_order_acquire)));
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->top, memory_order_acquire));
     if (live)
-        file_size = shk_segment_file_size(live);
+        file_size = shk_mapping_file_size(live);
     uint64_t top = top_of(tw);
     if (last_cls_of(tw) >= FL_NCLASS ||
         (last_cls_of(tw) >= 0 &&
@@ -273,74 +277,37 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
     return SHK_OK;
 }
 
-int shk_freelist_open_internal(shk_segment *seg, uint64_t off, int segment_heap,
-                               shk_freelist **out)
+int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner,
+                         shk_freelist **out)
 {
     /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
      * directory entry) would be a misaligned atomic access. */
-    if (off % SHK_ALIGN || !shk_segment_contains(seg, off, sizeof(fl_shared)))
+    if (off % SHK_ALIGN || !shk_mapping_contains(m, off, sizeof(fl_shared)))
         return SHK_ECORRUPT;
-    char *base = shk_segment_base(seg);
+    char *base = m->base;
     if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared), 0,
-                                 shk_segment_max_size(seg), seg) != SHK_OK)
+                                 m->max_size, m) != SHK_OK)
         return SHK_ECORRUPT;
     shk_freelist *fl = calloc(1, sizeof *fl);
     if (!fl)
         return SHK_ESYS;
-    fl->seg = seg;
+    fl->map = m;
+    fl->owner = owner;
     fl->base = base;
     fl->sh = (fl_shared *)(base + off);
     fl->start = fl->sh->start;
     fl->limit = fl->sh->limit;
     fl->growable = (fl->sh->flags & FL_FLAG_GROWABLE) != 0;
-    fl->segment_heap = segment_heap;
     shk_fork_watch();
     /* a generation that never matches: the first allocation picks a stripe */
     SHK_A(atomic_store_explicit(&fl->stripe_gen, shk_fork_gen() - 1, memory_order_relaxed));
-    if (!segment_heap)
-        shk_segment_retain(seg);
     *out = fl;
     return SHK_OK;
 }
 
-int shk_freelist_open(shk_segment *seg, uint64_t off, shk_freelist **out)
+void shk_freelist_drop(shk_freelist *fl)
 {
-    return shk_freelist_open_internal(seg, off, 0, out);
-}
-
-void shk_freelist_close(shk_freelist *fl)
-{
-    if (!fl)
-        return;
-    if (!fl->segment_heap)
-        shk_segment_close(fl->seg);
     free(fl);
-}
-
-int shk_freelist_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off)
-{
-    if (capacity == 0 || capacity > SHK_FREELIST_MAX_ALLOC)
-        return SHK_EINVAL;
-    uint64_t total = sizeof(fl_shared) + shk_align_up(capacity, SHK_ALIGN);
-    uint64_t blk;
-    int rc = shk_freelist_alloc(shk_segment_heap(seg), total, &blk);
-    if (rc != SHK_OK)
-        return rc;
-    shk_freelist_init_at(shk_segment_base(seg), blk, blk + sizeof(fl_shared),
-                         blk + total, 0);
-    *off = blk;
-    return SHK_OK;
-}
-
-int shk_freelist_open_named(shk_segment *seg, const char *name, uint64_t capacity,
-                            shk_freelist **out, int *created)
-{
-    uint64_t off;
-    int rc = shk_object_sized(seg, name, SHK_TYPE_FREELIST, shk_freelist_create_in, capacity,
-                              &off, created);
-    if (rc != SHK_OK)
-        return rc;
-    return shk_freelist_open(seg, off, out);
 }
 
 /* ------------------------------------------------------- allocate and free */
@@ -375,8 +342,8 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
         uint64_t end = shk_add_sat(old, bsz * n);
         int room = end <= fl->limit;
         if (room && fl->growable)
-            room = grow ? shk_segment_reserve(fl->seg, end) == SHK_OK
-                        : end <= shk_segment_file_size(fl->seg);
+            room = grow ? shk_mapping_reserve(fl->map, end) == SHK_OK
+                        : end <= shk_mapping_file_size(fl->map);
         if (!room) {
             if (n == 1)
                 return 0;
@@ -582,7 +549,7 @@ void shk_freelist_region(const shk_freelist *fl, uint64_t *start, uint64_t *end)
     *end = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_acquire)));
 }
 
-shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->seg; }
+shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->owner; }
 
 /* ------------------------------------------------------------------ check */
 

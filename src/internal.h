@@ -341,9 +341,6 @@ static inline int shk_object_sized(shk_segment *seg, const char *name, uint32_t 
                               created);
 }
 
-/* ---- segment internals used by other sources ---- */
-int shk_segment_fd(const shk_segment *seg);
-
 /* ---- shared layouts the tests need ----
  * Byte offset of the robust mutex (sizeof(shk_mutex) bytes) in the queue's
  * shared header, so a test that forges headers can keep it intact without

@@ -2,20 +2,14 @@
  * segment.c -- named shared-memory segments that grow without moving.
  *
  * DESIGN
- *   A segment is one POSIX shm object.  Every process maps `max_size` bytes
- *   of it once (MAP_SHARED | MAP_NORESERVE), even though the file behind it is
- *   smaller: Linux allows a shared mapping longer than its file, pages past
- *   end-of-file fault with SIGBUS only if touched.  Growth is therefore one
- *   posix_fallocate() on the file by whichever process needs room; every other
- *   process already has the new bytes mapped at the same place.  Nothing ever
- *   moves, so offsets and zero-copy views stay valid for a mapping's life.
+ *   A segment is one POSIX shm object, mapped once per process at its
+ *   largest size and grown in place, never moved (mapping.c: the mapping
+ *   and the file's growth).  segment.c puts the header and the object
+ *   directory at its start and embeds the segment heap (alloc_freelist.c)
+ *   after them.  The layers, bottom up: mapping.c, alloc_freelist.c (grows
+ *   the file through the mapping), segment.c; none calls a layer above it.
  *
- *   posix_fallocate (not ftruncate) is what makes this safe: it reserves the
- *   tmpfs pages up front, so a full /dev/shm is an ENOSPC we report as
- *   SHK_ENOMEM instead of a SIGBUS on first touch.  The heap never hands out
- *   an offset beyond `file_size`, so no process touches unbacked pages.
- *
- *   We chose this over chained extents (name, name.1, ...) because it needs
+ *   We chose one growing file over chained extents (name, name.1, ...) because it needs
  *   no per-access extent lookup and keeps one name per segment for
  *   `shmkit ls` and `rm`.  The cost is virtual address space: max_size per
  *   mapping (64 GiB by default, 2^47 available), and a 64 GiB ceiling
@@ -47,8 +41,7 @@
  *   write) before reading a byte of it.
  *
  * INVARIANTS
- *   - file_size only grows, only under grow_lock, and only after the bytes
- *     are allocated in the file (release store; readers acquire).
+ *   - file_size and grow_lock are the mapping's (mapping.c: INVARIANTS).
  *   - A directory entry becomes visible by the release store of its `type`
  *     after every other field is written; dir_count is bumped after that.
  *     Readers need no lock.  Entries are never removed.
@@ -56,6 +49,7 @@
  */
 #include "internal.h"
 #include "heap_internal.h"
+#include "mapping.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,8 +66,6 @@
 #define SEG_HEADER_SIZE 8192u
 #define SEG_STATE_INIT 0u
 #define SEG_STATE_READY 0x52454459u     /* "READY" */
-#define SEG_GROW_STEP_MAX (256ull << 20)
-#define SEG_GROW_ROUND (1ull << 20)
 
 typedef struct dir_entry {
     char name[SHK_OBJECT_NAME_MAX + 1];
@@ -109,14 +101,7 @@ SHK_STATIC_ASSERT(offsetof(seg_header, grow_lock) == 128, "layout");
 SHK_STATIC_ASSERT(sizeof(seg_header) <= SEG_HEADER_SIZE, "header fits");
 
 struct shk_segment {
-    char *base;
-    int fd;
-    uint64_t max_size;
-    /* Bytes of the file this process has seen exist (fstat, capped at
-     * max_size).  The shared file_size is believed only up to this bound;
-     * a larger claim is checked with one fstat, which also moves the bound
-     * when the file really grew.  Relaxed atomic: a per-process cache. */
-    _Atomic uint64_t verified;
+    shk_mapping map;                /* base, fd, max_size, file size */
     _Atomic int refs;
     shk_freelist *heap;
     char name[SHK_SEGMENT_NAME_MAX + 2];   /* with the leading '/' */
@@ -124,7 +109,7 @@ struct shk_segment {
 
 static inline seg_header *hdr(const shk_segment *seg)
 {
-    return (seg_header *)seg->base;
+    return (seg_header *)seg->map.base;
 }
 
 static uint64_t data_start_offset(void)
@@ -285,24 +270,36 @@ static uint64_t default_max_size(void)
     return (uint64_t)n << shift;
 }
 
-static shk_segment *handle_new(const char *path, int fd, char *base, uint64_t max_size,
-                              uint64_t file_bytes)
+/* A handle on the shm file fd, mapped (shk_mapping_open: max_size, floor,
+ * file_bytes) and owning fd; NULL with errno set, fd still the caller's. */
+static shk_segment *handle_new(const char *path, int fd, uint64_t max_size,
+                               uint64_t floor, uint64_t file_bytes)
 {
     shk_segment *seg = calloc(1, sizeof *seg);
     if (!seg)
         return NULL;
-    seg->base = base;
-    seg->fd = fd;
-    seg->max_size = max_size;
-    atomic_init(&seg->verified, file_bytes < max_size ? file_bytes : max_size);
+    if (shk_mapping_open(&seg->map, fd, max_size, floor, file_bytes) != SHK_OK) {
+        int saved = errno;
+        free(seg);
+        errno = saved;
+        return NULL;
+    }
+    seg_header *h = hdr(seg);
+    shk_mapping_bind(&seg->map, &h->file_size, &h->grow_lock);
     atomic_init(&seg->refs, 1);
     snprintf(seg->name, sizeof seg->name, "%s", path);
     return seg;
 }
 
+static void handle_free(shk_segment *seg)
+{
+    shk_mapping_close(&seg->map);
+    free(seg);
+}
+
 static int open_heap(shk_segment *seg)
 {
-    return shk_freelist_open_internal(seg, hdr(seg)->heap_off, 1, &seg->heap);
+    return shk_freelist_open_at(&seg->map, hdr(seg)->heap_off, seg, &seg->heap);
 }
 
 int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
@@ -336,19 +333,13 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
         errno = rc;
         goto fail_errno;
     }
-    char *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_NORESERVE, fd, 0);
     /* With the default reservation, settle for less address space when the
-     * process has a limit (ulimit -v gives ENOMEM, valgrind EINVAL): halve
-     * down to `size`. */
-    while (base == MAP_FAILED && (errno == ENOMEM || errno == EINVAL) && default_max &&
-           max_size / 2 >= size) {
-        max_size = shk_align_up(max_size / 2, 4096);
-        base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_NORESERVE, fd, 0);
-    }
-    if (base == MAP_FAILED)
+     * process has a limit: down to `size`. */
+    shk_segment *seg = handle_new(path, fd, max_size, default_max ? size : 0, size);
+    if (!seg)
         goto fail_errno;
+    char *base = seg->map.base;
+    max_size = seg->map.max_size;
 
     seg_header *h = (seg_header *)base;
     h->magic = SEG_MAGIC;
@@ -373,14 +364,8 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
         shk_mutex_init(&h->dir_lock) != SHK_OK)
         goto fail_map;
     shk_freelist_init_at(base, h->heap_off, ds, max_size, 1);
-
-    shk_segment *seg = handle_new(path, fd, base, max_size, size);
-    if (!seg)
+    if (open_heap(seg) != SHK_OK)
         goto fail_map;
-    if (open_heap(seg) != SHK_OK) {
-        free(seg);
-        goto fail_map;
-    }
     /* release: an attacher that acquires READY sees the whole header. */
     SHK_A(atomic_store_explicit(&h->state, SEG_STATE_READY, memory_order_release));
     *out = seg;
@@ -388,8 +373,10 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
 
 fail_map:
     saved = errno;
-    munmap(base, max_size);
+    handle_free(seg);    /* closes fd */
+    shm_unlink(path);
     errno = saved;
+    return errno == ENOSPC ? SHK_ENOMEM : SHK_ESYS;
 fail_errno:
     saved = errno;
     close(fd);
@@ -485,18 +472,14 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
         close(fd);
         return rc;
     }
-    char *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (base == MAP_FAILED) {
+    shk_segment *seg = handle_new(path, fd, max_size, 0, (uint64_t)st.st_size);
+    if (!seg) {
         close(fd);
         return SHK_ESYS;
     }
-    shk_segment *seg = handle_new(path, fd, base, max_size, (uint64_t)st.st_size);
-    if (!seg || open_heap(seg) != SHK_OK) {
-        free(seg);
-        munmap(base, max_size);
-        close(fd);
-        return seg ? SHK_ECORRUPT : SHK_ESYS;
+    if (open_heap(seg) != SHK_OK) {
+        handle_free(seg);
+        return SHK_ECORRUPT;
     }
     *out = seg;
     return SHK_OK;
@@ -546,10 +529,8 @@ void shk_segment_close(shk_segment *seg)
      * finished before it unmaps. */
     if (SHK_A(atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel)) != 1)
         return;
-    shk_freelist_close(seg->heap);
-    munmap(seg->base, seg->max_size);
-    close(seg->fd);
-    free(seg);
+    shk_freelist_drop(seg->heap);
+    handle_free(seg);
 }
 
 int shk_segment_unlink(const char *name)
@@ -565,44 +546,21 @@ int shk_segment_unlink(const char *name)
 
 /* -------------------------------------------------------------- accessors */
 
-char *shk_segment_base(const shk_segment *seg) { return seg->base; }
+char *shk_segment_base(const shk_segment *seg) { return seg->map.base; }
 const char *shk_segment_name(const shk_segment *seg) { return seg->name + 1; }
-uint64_t shk_segment_max_size(const shk_segment *seg) { return seg->max_size; }
+uint64_t shk_segment_max_size(const shk_segment *seg) { return seg->map.max_size; }
 uint64_t shk_segment_hash_seed(const shk_segment *seg) { return hdr(seg)->hash_seed; }
 shk_freelist *shk_segment_heap(shk_segment *seg) { return seg->heap; }
-int shk_segment_fd(const shk_segment *seg) { return seg->fd; }
-
-/* The real size of the file, capped at the mapping; remembered as the new
- * verified bound.  0 if fstat fails (nothing is believed backed then). */
-static uint64_t refresh_verified(const shk_segment *seg)
-{
-    struct stat st;
-    uint64_t v = 0;
-    if (fstat(seg->fd, &st) == 0 && st.st_size > 0)
-        v = (uint64_t)st.st_size < seg->max_size ? (uint64_t)st.st_size : seg->max_size;
-    shk_segment *m = (shk_segment *)seg;
-    SHK_A(atomic_store_explicit(&m->verified, v, memory_order_relaxed));
-    return v;
-}
+shk_mapping *shk_segment_mapping(shk_segment *seg) { return &seg->map; }
 
 uint64_t shk_segment_file_size(const shk_segment *seg)
 {
-    /* acquire: pairs with the grower's release, so bytes below the value
-     * read are backed. */
-    uint64_t fs = SHK_A(atomic_load_explicit(&hdr(seg)->file_size, memory_order_acquire));
-    /* The shared value is believed only as far as this process has seen
-     * the file reach: a forged or torn file_size beyond it must not turn
-     * into reads past end-of-file (SIGBUS) or past the mapping (SIGSEGV).
-     * relaxed: a per-process cache; fstat is the authority. */
-    if (SHK_LIKELY(fs <= SHK_A(atomic_load_explicit(&seg->verified, memory_order_relaxed))))
-        return fs;
-    uint64_t v = refresh_verified(seg);
-    return fs < v ? fs : v;
+    return shk_mapping_file_size(&seg->map);
 }
 
 int shk_segment_contains(const shk_segment *seg, uint64_t off, uint64_t len)
 {
-    return shk_add_sat(off, len) <= shk_segment_file_size(seg);
+    return shk_mapping_contains(&seg->map, off, len);
 }
 
 /* Everything of the segment itself that a scribble could damage and a
@@ -628,50 +586,7 @@ int shk_segment_check(shk_segment *seg)
 
 int shk_segment_reserve(shk_segment *seg, uint64_t min_size)
 {
-    seg_header *h = hdr(seg);
-    if (SHK_LIKELY(min_size <= shk_segment_file_size(seg)))
-        return SHK_OK;
-    if (min_size > seg->max_size)
-        return SHK_ENOMEM;
-    int lk = shk_mutex_lock(&h->grow_lock);
-    if (lk < 0)
-        return lk;
-    if (lk == SHK_MUTEX_RECOVERED) {
-        /* The holder died inside growth.  Either it allocated the bytes and
-         * did not publish file_size (harmless: we grow again below, and
-         * fallocate of allocated bytes is a no-op) or it did nothing.  The
-         * published file_size is always backed, so nothing to repair. */
-        shk_mutex_consistent(&h->grow_lock);
-    }
-    /* The bytes really backed: a shared file_size that claims more than the
-     * file holds is lowered here, by growing from what exists. */
-    uint64_t cur = shk_segment_file_size(seg);
-    int rc = SHK_OK;
-    if (cur < min_size) {
-        uint64_t step = cur < SEG_GROW_STEP_MAX ? cur : SEG_GROW_STEP_MAX;
-        uint64_t want = cur + step;
-        if (want < min_size)
-            want = min_size;
-        want = shk_align_up(want, SEG_GROW_ROUND);
-        if (want > seg->max_size)
-            want = seg->max_size;
-        int e = posix_fallocate(seg->fd, (off_t)cur, (off_t)(want - cur));
-        SHK_CRASH_POINT("segment.grow");
-        if (e != 0 && want > min_size) {
-            /* Not enough for the geometric step: try the bare minimum. */
-            want = shk_align_up(min_size, 4096);
-            e = posix_fallocate(seg->fd, (off_t)cur, (off_t)(want - cur));
-        }
-        if (e == 0) {
-            /* release: bytes below file_size are backed before anyone can
-             * see the new value. */
-            SHK_A(atomic_store_explicit(&h->file_size, want, memory_order_release));
-            refresh_verified(seg);
-        } else
-            rc = (e == ENOSPC || e == EFBIG) ? SHK_ENOMEM : (errno = e, SHK_ESYS);
-    }
-    shk_mutex_unlock(&h->grow_lock);
-    return rc;
+    return shk_mapping_reserve(&seg->map, min_size);
 }
 
 /* -------------------------------------------------------------- directory */
@@ -802,7 +717,7 @@ int shk_segment_info_get(shk_segment *seg, shk_segment_info *info)
     const seg_header *h = hdr(seg);
     memset(info, 0, sizeof *info);
     info->file_size = shk_segment_file_size(seg);
-    info->max_size = seg->max_size;
+    info->max_size = seg->map.max_size;
     info->creator_pid = h->creator_pid;
     info->creator_start_ticks = h->creator_start;
     info->created_unix_ns = h->created_ns;
@@ -813,7 +728,7 @@ int shk_segment_info_get(shk_segment *seg, shk_segment_info *info)
     info->heap_free = avail;
     info->heap_used = cap > avail ? cap - avail : 0;
     struct stat st;
-    if (fstat(seg->fd, &st) != 0)
+    if (fstat(seg->map.fd, &st) != 0)
         return SHK_ESYS;
     owner_of(&st, &info->owner);
     return SHK_OK;
