@@ -40,6 +40,12 @@ B        := build
 OBJ      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRC))
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 SANOBJ   := $(patsubst src/%.c,$(B)/san/%.o,$(SRC))
+# Test hooks (crash points: src/crash.c) are compiled into the test builds
+# only (C tests in every flavour, fuzz targets, the extension `make install`
+# builds for `make test`), never into libshmkit.a/.so, the example or the
+# benchmarks.  The plain C tests link libshmkit-test.a, built apart.
+HOOKS    := -DSHK_TEST_HOOKS
+TOBJ     := $(patsubst src/%.c,$(B)/tobj/%.o,$(SRC))
 
 .PHONY: all help lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
 
@@ -54,9 +60,13 @@ $(B)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -fPIC $(INCLUDES) -c $< -o $@
 
+$(B)/tobj/%.o: src/%.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(HOOKS) $(INCLUDES) -c $< -o $@
+
 $(B)/san/%.o: src/%.c $(HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INCLUDES) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(HOOKS) $(INCLUDES) -c $< -o $@
 
 $(B)/libshmkit.a: $(OBJ)
 	ar rcs $@ $^
@@ -64,16 +74,19 @@ $(B)/libshmkit.a: $(OBJ)
 $(B)/libshmkit.so: $(OBJ)
 	$(CC) -shared -o $@ $^ $(LDLIBS)
 
+$(B)/libshmkit-test.a: $(TOBJ)
+	ar rcs $@ $^
+
 $(B)/libshmkit-san.a: $(SANOBJ)
 	ar rcs $@ $^
 
-$(B)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit.a
+$(B)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-test.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INCLUDES) $< -o $@ $(B)/libshmkit.a $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(HOOKS) $(INCLUDES) $< -o $@ $(B)/libshmkit-test.a $(LDLIBS)
 
 $(B)/san-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-san.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INCLUDES) $< -o $@ $(B)/libshmkit-san.a $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(HOOKS) $(INCLUDES) $< -o $@ $(B)/libshmkit-san.a $(LDLIBS)
 
 CTEST_BINS := $(patsubst tests/c/%.c,$(B)/tests/%,$(CTESTS))
 SAN_BINS   := $(patsubst tests/c/%.c,$(B)/san-tests/%,$(CTESTS))
@@ -114,7 +127,7 @@ venv: $(VENV)/.stamp-test
 
 # Installs the package (the C extension is compiled with -Werror).
 install: venv
-	SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+	SHMKIT_TEST_HOOKS=1 SHMKIT_WERROR=1 $(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
 
 pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
@@ -156,14 +169,14 @@ TSAN_BINS := $(patsubst tests/c/%.c,$(B)/tsan-tests/%,$(CTESTS))
 
 $(B)/tsan/%.o: src/%.c $(HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(INCLUDES) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(HOOKS) $(INCLUDES) -c $< -o $@
 
 $(B)/libshmkit-tsan.a: $(TSANOBJ)
 	ar rcs $@ $^
 
 $(B)/tsan-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-tsan.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(INCLUDES) $< -o $@ $(B)/libshmkit-tsan.a $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(HOOKS) $(INCLUDES) $< -o $@ $(B)/libshmkit-tsan.a $(LDLIBS)
 
 .PHONY: ctest-tsan
 ctest-tsan: $(TSAN_BINS)
@@ -189,7 +202,7 @@ FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(SRC) $(HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_FLAGS) $(INCLUDES) $< $(SRC) -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_FLAGS) $(HOOKS) $(INCLUDES) $< $(SRC) -o $@ $(LDLIBS)
 
 .PHONY: fuzz fuzz-build fuzz-seeds
 fuzz-build:
@@ -226,14 +239,14 @@ CHAOS_BINS := $(patsubst tests/c/%.c,$(B)/chaos-tests/%,$(CTESTS))
 
 $(B)/chaos/%.o: src/%.c $(HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DSHMKIT_CHAOS $(INCLUDES) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DSHMKIT_CHAOS $(HOOKS) $(INCLUDES) -c $< -o $@
 
 $(B)/libshmkit-chaos.a: $(CHAOSOBJ)
 	ar rcs $@ $^
 
 $(B)/chaos-tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(B)/libshmkit-chaos.a
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INCLUDES) $< -o $@ $(B)/libshmkit-chaos.a $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(HOOKS) $(INCLUDES) $< -o $@ $(B)/libshmkit-chaos.a $(LDLIBS)
 
 .PHONY: ctest-chaos
 ctest-chaos: $(CHAOS_BINS)

@@ -27,9 +27,17 @@ if os.environ.get("SHMKIT_WERROR") == "1":
 # The chaos build (src/internal.h, SHK_A): for the linearizability tests only.
 if os.environ.get("SHMKIT_CHAOS") == "1":
     flags.append("-DSHMKIT_CHAOS")
+# Test hooks (crash points, _arm_crash_point): `make install` sets this for
+# `make test`; a plain pip install or wheel has none.  Their own build
+# directory, so that neither build reuses the other's objects.
+options = {}
+if os.environ.get("SHMKIT_TEST_HOOKS") == "1":
+    flags.append("-DSHK_TEST_HOOKS")
+    options = {"build": {"build_base": os.path.join("build", "py-test-hooks")}}
 
 setup(
     version=c_version(),
+    options=options,
     ext_modules=[
         Extension(
             "shmkit._shmkit",

@@ -5,7 +5,7 @@
  *   Requests are rounded up to one of 128 size classes: 16-byte steps up to
  *   256 bytes, then four classes per power of two up to 64 GiB (at most 25 %
  *   internal waste).  Each class keeps a lock-free Treiber stack of its free
- *   blocks (internal.h: shk_lfstack_*), whose head word carries an ABA tag
+ *   blocks (lfstack.h: shk_lfstack_*), whose head word carries an ABA tag
  *   beside the block offset.  allocate = pop from the class, or carve a new
  *   block from the untouched region with one CAS on `top`; free = push.
  *   Blocks are never split or merged, so a block's class, written in its
@@ -82,6 +82,7 @@
  */
 #include "internal.h"
 #include "heap_internal.h"
+#include "lfstack.h"
 
 #include <stdlib.h>
 #include <string.h>

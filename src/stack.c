@@ -44,6 +44,7 @@
  *     count may read one low or high transiently; len() clamps at 0.
  */
 #include "internal.h"
+#include "lfstack.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,7 @@
 /*
- * sync.c -- the two blocking primitives of libshmkit: robust process-shared
- * mutexes and shared futexes.
+ * sync.c -- synchronization between processes: the two blocking primitives
+ * of libshmkit, robust process-shared mutexes and shared futexes, and the
+ * check of whether a process exists (shk_pid_exists) that owner checks use.
  *
  * Mutexes are used only where a multi-step change cannot be made lock-free
  * cheaply (segment growth, the object directory, ...).  They are robust: a
@@ -10,9 +11,6 @@
  * Futexes are used for blocking waits (queue get/put).  They are *shared*
  * futexes (no FUTEX_PRIVATE_FLAG): private futexes are keyed by the process's
  * address space and would never wake a waiter in another process.
- *
- * Also here: shk_lfstack_check, the check of a lock-free list that other
- * processes may change while it is walked (internal.h).
  */
 #include "internal.h"
 
@@ -25,22 +23,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-int shk_lfstack_check(_Atomic uint64_t *head,
-                      int (*walk)(uint64_t head_word, void *ctx), void *ctx)
-{
-    for (unsigned tries = 0;; tries++) {
-        uint64_t w = SHK_A(atomic_load_explicit(head, memory_order_acquire));
-        if (walk(w, ctx) == 0)
-            return SHK_OK;
-        /* acquire: the walk's node reads happen before this re-read. */
-        atomic_thread_fence(memory_order_acquire);
-        if (SHK_A(atomic_load_explicit(head, memory_order_relaxed)) == w)
-            return SHK_ECORRUPT;
-        if (tries == SHK_LFSTACK_CHECK_TRIES)
-            return SHK_EAGAIN;
-    }
-}
 
 int shk_mutex_init(shk_mutex *mx) { return shk_pmutex_init(&mx->m); }
 int shk_mutex_lock(shk_mutex *mx) { return shk_pmutex_lock(&mx->m); }
@@ -333,95 +315,4 @@ int shk_futex_wake(_Atomic uint32_t *word, int count)
 {
     long n = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
     return n > 0 ? (int)n : 0;
-}
-
-/* ---- crash points ---- */
-
-int shk_crash_armed;
-static char crash_name[64];
-static long crash_countdown;
-static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
-
-void shk_crash_arm(const char *v)
-{
-    shk_crash_armed = 0;
-    if (!v || !*v)
-        return;
-    const char *colon = strchr(v, ':');
-    size_t n = colon ? (size_t)(colon - v) : strlen(v);
-    if (n >= sizeof crash_name)
-        return;
-    memcpy(crash_name, v, n);
-    crash_name[n] = 0;
-    crash_countdown = colon ? strtol(colon + 1, NULL, 10) : 1;
-    if (crash_countdown < 1)
-        crash_countdown = 1;
-    shk_crash_armed = 1;
-}
-
-static void crash_read_env(void) { shk_crash_arm(getenv("SHMKIT_CRASH_AT")); }
-
-void shk_crash_init(void) { pthread_once(&crash_once, crash_read_env); }
-
-void shk_crash_point_hit(const char *name)
-{
-    if (strcmp(name, crash_name) != 0)
-        return;
-    /* Only the process that armed it counts; races between threads do not
-     * matter for a test hook that ends the process. */
-    if (--crash_countdown == 0)
-        raise(SIGKILL);
-}
-
-const char *shk_strerror(int status)
-{
-    switch (status) {
-    case SHK_OK: return "success";
-    case SHK_EINVAL: return "invalid argument";
-    case SHK_ENOMEM: return "out of shared memory";
-    case SHK_ECORRUPT: return "not a valid shmkit segment (corrupt, foreign, truncated or another layout version)";
-    case SHK_EEXIST: return "already exists";
-    case SHK_ENOENT: return "no such segment or object";
-    case SHK_ECLOSED: return "handle is closed";
-    case SHK_EFULL: return "full";
-    case SHK_EEMPTY: return "empty";
-    case SHK_ETIMEDOUT: return "timed out";
-    case SHK_ESYS: return "system call failed";
-    case SHK_EBADOFF: return "offset is not a live block of this allocator";
-    case SHK_ETYPE: return "object exists with another type";
-    case SHK_EINTR: return "interrupted by a signal";
-    case SHK_EAGAIN: return "changed concurrently";
-    case SHK_ENOTFOUND: return "key not found";
-    case SHK_ECLOSEDQ: return "queue is closed";
-    case SHK_EFOREIGN: return "segment is owned by another user or writable by others (not trusted)";
-    default: return "unknown error";
-    }
-}
-
-_Atomic unsigned shk_fork_gen_;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void on_fork_child(void)
-{
-    /* relaxed: the child is single-threaded here; later loads in it are
-     * program-ordered after this store. */
-    SHK_A(atomic_fetch_add_explicit(&shk_fork_gen_, 1, memory_order_relaxed));
-}
-
-static void register_fork_handler(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
-
-void shk_fork_watch(void)
-{
-    pthread_once(&fork_once, register_fork_handler);
-}
-
-const char *shk_type_name(uint32_t type)
-{
-    static const char *const names[SHK_TYPE_MAX_] = {
-        "none", "bump", "freelist", "slab", "dict",
-        "queue", "stack", "bitset", "array", "counter"};
-    return type < SHK_TYPE_MAX_ ? names[type] : "unknown";
 }

@@ -2,6 +2,7 @@
  * SIGKILL, corruption. */
 #include "fixture.h"
 #include "internal.h"
+#include "lfstack.h"
 
 #include <signal.h>
 #include <sys/wait.h>

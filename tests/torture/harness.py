@@ -213,7 +213,8 @@ def _worker_main(scenario: Scenario, name: str, fd: int, worker: int, seed: int,
                  crash_point: str | None) -> None:
     from shmkit import _shmkit
 
-    _shmkit._arm_crash_point(crash_point)
+    if crash_point is not None or hasattr(_shmkit, "_arm_crash_point"):
+        _shmkit._arm_crash_point(crash_point)
     rng = random.Random(seed)
     log = Log(fd, worker)
     try:
@@ -297,6 +298,14 @@ def run(scenario: Scenario, name: str, kills: int = KILLS, seed: int = 1,
         verify_timeout: float = VERIFY_TIMEOUT) -> dict:
     """Run `kills` kill cycles, each folded and verified; returns counters
     for the closing report."""
+    if scenario.crash_points:
+        from shmkit import _shmkit
+
+        if not hasattr(_shmkit, "_arm_crash_point"):
+            import pytest
+
+            pytest.skip("crash points need the extension built with test hooks "
+                        "(SHMKIT_TEST_HOOKS=1, as `make install` does)")
     rng = random.Random(seed)
     scenario.setup(name)
     model = scenario.model()

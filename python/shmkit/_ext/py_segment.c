@@ -16,8 +16,11 @@
 #include <pwd.h>
 #include <unistd.h>
 
-/* the crash-point switch of libshmkit, for the torture tests */
+#ifdef SHK_TEST_HOOKS
+/* the crash-point switch of libshmkit, for the torture tests (built with
+ * SHMKIT_TEST_HOOKS=1 only: src/crash.c) */
 void shk_crash_arm(const char *spec);
+#endif
 
 /* ------------------------------------------------------------- names */
 
@@ -488,6 +491,7 @@ static PyObject *mod_name_valid(PyObject *Py_UNUSED(m), PyObject *name)
     return PyBool_FromLong((Py_ssize_t)strlen(s) == n && shk_segment_name_valid(s));
 }
 
+#ifdef SHK_TEST_HOOKS
 static PyObject *mod_arm_crash_point(PyObject *Py_UNUSED(m), PyObject *arg)
 {
     if (arg == Py_None) {
@@ -503,11 +507,14 @@ static PyObject *mod_arm_crash_point(PyObject *Py_UNUSED(m), PyObject *arg)
     shk_crash_arm(spec);
     Py_RETURN_NONE;
 }
+#endif
 
 static PyMethodDef module_functions[] = {
+#ifdef SHK_TEST_HOOKS
     {"_arm_crash_point", mod_arm_crash_point, METH_O,
      "_arm_crash_point('name[:N]' or None): TEST ONLY. The N-th time this "
      "process passes the named crash point, it kills itself with SIGKILL."},
+#endif
     {"unlink", mod_unlink, METH_O,
      "unlink(name): remove a segment's name (FileNotFoundError if absent)."},
     {"name_valid", mod_name_valid, METH_O,
