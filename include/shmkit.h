@@ -5,7 +5,7 @@
  * One header per concept lives in include/shmkit/; this umbrella includes
  * them all.  Link with -lshmkit (and -lpthread -lrt on older glibc).
  *
- *   shmkit/common.h   status codes, object types
+ *   shmkit/common.h   status codes (each with its meaning), object types
  *   shmkit/segment.h  named segments, the object directory, growth
  *   shmkit/alloc.h    free-list (the segment heap), bump and slab allocators
  *   shmkit/dict.h     hash map with variable-size keys and values

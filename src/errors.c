@@ -15,7 +15,6 @@ const char *shk_strerror(int status)
     case SHK_ECORRUPT: return "not a valid shmkit segment (corrupt, foreign, truncated or another layout version)";
     case SHK_EEXIST: return "already exists";
     case SHK_ENOENT: return "no such segment or object";
-    case SHK_ECLOSED: return "handle is closed";
     case SHK_EFULL: return "full";
     case SHK_EEMPTY: return "empty";
     case SHK_ETIMEDOUT: return "timed out";
@@ -25,7 +24,6 @@ const char *shk_strerror(int status)
     case SHK_EINTR: return "interrupted by a signal";
     case SHK_EAGAIN: return "changed concurrently";
     case SHK_ENOTFOUND: return "key not found";
-    case SHK_ECLOSEDQ: return "queue is closed";
     case SHK_EFOREIGN: return "segment is owned by another user or writable by others (not trusted)";
     default: return "unknown error";
     }

@@ -20,27 +20,57 @@
 extern "C" {
 #endif
 
+/* Status codes.  The numbers are stable; -6 and -16 are unassigned.
+ * The Python extension raises the exception named after a code below
+ * (shmkit.Error where none is named), unless the binding answers that code
+ * otherwise (a dict's get() of an absent key returns its default). */
 enum shk_status {
-    SHK_OK = 0,
-    SHK_EINVAL = -1,      /* bad argument (name, size, index, type...)      */
-    SHK_ENOMEM = -2,      /* the segment / allocator has no room             */
-    SHK_ECORRUPT = -3,    /* not a shmkit segment, wrong version, truncated  */
-    SHK_EEXIST = -4,      /* a segment or object of that name exists         */
-    SHK_ENOENT = -5,      /* no segment or object of that name               */
-    SHK_ECLOSED = -6,     /* handle already closed                           */
-    SHK_EFULL = -7,       /* queue/stack full (non-blocking); segment object
-                           * directory full (SHK_DIR_CAPACITY objects)      */
-    SHK_EEMPTY = -8,      /* queue/stack empty (non-blocking)                */
-    SHK_ETIMEDOUT = -9,   /* blocking call timed out                         */
-    SHK_ESYS = -10,       /* a system call failed; errno tells which         */
-    SHK_EBADOFF = -11,    /* offset is not a live block of this allocator    */
-    SHK_ETYPE = -12,      /* object exists with another type                 */
-    SHK_EINTR = -13,      /* a blocking wait was interrupted by a signal     */
-    SHK_EAGAIN = -14,     /* value changed concurrently (CAS lost); retry    */
-    SHK_ENOTFOUND = -15,  /* key not present (dict)                          */
-    SHK_ECLOSEDQ = -16,   /* queue closed for putting                        */
-    SHK_EFOREIGN = -17    /* segment owned by another user or writable by    */
-                          /* others: refused by the attach's trust level     */
+    SHK_OK = 0,           /* success                                          */
+    /* A bad argument: a name, size, index, flag or type the call does not
+     * accept.  Nothing was changed.                          ValueError */
+    SHK_EINVAL = -1,
+    /* No room: the segment cannot grow (max_size reached, or /dev/shm is
+     * full), or a fixed-capacity allocator or structure is out of space.
+     *                                                   OutOfMemoryError */
+    SHK_ENOMEM = -2,
+    /* What was read cannot be what shmkit wrote: not a shmkit segment, a
+     * truncated file, another layout version, or an offset, length or lock
+     * word in shared memory that fails its check.   CorruptSegmentError */
+    SHK_ECORRUPT = -3,
+    /* A segment of that name exists (exclusive create).  FileExistsError */
+    SHK_EEXIST = -4,
+    /* A *named* thing is absent: no segment of that name in /dev/shm, or no
+     * object of that name in a segment's directory (attach without
+     * create).                                         FileNotFoundError */
+    SHK_ENOENT = -5,
+    /* A non-blocking put found the queue or stack full, or the segment's
+     * object directory holds SHK_DIR_CAPACITY objects already. */
+    SHK_EFULL = -7,
+    /* A non-blocking get found the queue or stack empty. */
+    SHK_EEMPTY = -8,
+    /* A blocking call's timeout passed first.              TimeoutError */
+    SHK_ETIMEDOUT = -9,
+    /* A system call failed; errno tells which and why.           OSError */
+    SHK_ESYS = -10,
+    /* The offset is not a live block of this allocator (never allocated,
+     * already freed, or inside a block).                      ValueError */
+    SHK_EBADOFF = -11,
+    /* The segment holds an object of that name with another type. TypeError */
+    SHK_ETYPE = -12,
+    /* A blocking wait was interrupted by a signal.     InterruptedError */
+    SHK_EINTR = -13,
+    /* Another process changed what the call depends on (a CAS lost, a
+     * version moved, a list moved under every check): nothing was changed;
+     * retry. */
+    SHK_EAGAIN = -14,
+    /* A *key* is absent from a dict, or an iteration has passed its last
+     * entry: an ordinary answer of a lookup, not a missing resource (unlike
+     * SHK_ENOENT).                                              KeyError */
+    SHK_ENOTFOUND = -15,
+    /* The segment file belongs to another user or is writable by others,
+     * and the attach's trust level refuses it (segment.h: enum shk_trust).
+     *                                                ForeignSegmentError */
+    SHK_EFOREIGN = -17
 };
 
 /* A short, static, English description of a status code. */

@@ -33,8 +33,7 @@ PyObject *shk_py_raise(int status, const char *context)
     case SHK_ECORRUPT: type = ShkPy_CorruptSegmentError; break;
     case SHK_EFOREIGN: type = ShkPy_ForeignSegmentError; break;
     case SHK_EINVAL:
-    case SHK_EBADOFF:
-    case SHK_ECLOSED: type = PyExc_ValueError; break;
+    case SHK_EBADOFF: type = PyExc_ValueError; break;
     case SHK_ENOENT: type = PyExc_FileNotFoundError; break;
     case SHK_EEXIST: type = PyExc_FileExistsError; break;
     case SHK_ETYPE: type = PyExc_TypeError; break;
