@@ -131,7 +131,7 @@ install: venv
 
 pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
-	cd tests && ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
+	cd tests && SHMKIT_TEST_HOOKS=1 ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
 test: ctest ctest-san ctest-chaos example pytest
 
@@ -142,7 +142,7 @@ demo: $(VENV)/.stamp-bench install
 # region of each layout (tests/python/test_hostile.py, ~3 min), and the C
 # tests under valgrind.
 torture: install valgrind
-	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
+	cd tests && SHMKIT_TEST_HOOKS=1 SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -s -p no:cacheprovider torture
 	cd tests && SHMKIT_TORTURE=long ../$(VPY) -m pytest -q -p no:cacheprovider python/test_hostile.py
 
 # Memory errors only: leaks are LeakSanitizer's job (ctest-san).  valgrind's
