@@ -8,6 +8,7 @@
 #   make example      the plain-C example linked against libshmkit
 #   make ctest        the C tests; ctest-san, ctest-chaos, ctest-tsan: under ASan+UBSan,
 #                     the chaos build, ThreadSanitizer
+#   make layers       which C file calls which (nm); fails on files that call each other
 #   make fuzz         the libFuzzer targets (fuzz-seeds regenerates their seeds)
 #   make torture      the long crash-torture and hostile-segment runs (+ valgrind)
 #   make lincheck     the long linearizability run, plain and chaos builds
@@ -133,7 +134,13 @@ pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
 	cd tests && SHMKIT_TEST_HOOKS=1 ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
-test: ctest ctest-san ctest-chaos example pytest
+test: layers ctest ctest-san ctest-chaos example pytest
+
+# The call graph between src/ files, from the symbols of their objects: the
+# core is layered, so files that call each other fail (tests/c/layers.py).
+.PHONY: layers
+layers: $(OBJ)
+	@$(PYTHON) tests/c/layers.py $(B)/obj
 
 demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py
