@@ -4,7 +4,7 @@
 #   make test         virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest
 #                     (python, compat, torture, lincheck; Redis/Valkey included)
 #   make lib          build/libshmkit.a and build/libshmkit.so only
-#   make install      build the extension into .venv (-Werror)
+#   make install      build the extension into .venv (-Werror, with the test hooks)
 #   make example      the plain-C example linked against libshmkit
 #   make ctest        the C tests; ctest-san, ctest-chaos, ctest-tsan: under ASan+UBSan,
 #                     the chaos build, ThreadSanitizer

@@ -92,14 +92,10 @@ static uint64_t refresh_verified(const shk_mapping *m)
     return v;
 }
 
-uint64_t shk_mapping_file_size(const shk_mapping *m)
+/* A shared file_size beyond the verified bound: the file may really have
+ * grown (another process grew it), or the record is forged. */
+uint64_t shk_mapping_file_size_slow(const shk_mapping *m, uint64_t fs)
 {
-    /* acquire: pairs with the grower's release, so bytes below the value
-     * read are backed. */
-    uint64_t fs = SHK_A(atomic_load_explicit(m->file_size, memory_order_acquire));
-    /* relaxed: a per-process cache; fstat is the authority. */
-    if (SHK_LIKELY(fs <= SHK_A(atomic_load_explicit(&m->verified, memory_order_relaxed))))
-        return fs;
     uint64_t v = refresh_verified(m);
     return fs < v ? fs : v;
 }

@@ -40,8 +40,19 @@ void shk_mapping_bind(shk_mapping *m, _Atomic uint64_t *file_size,
 void shk_mapping_close(shk_mapping *m);
 
 /* Bytes backed now: the shared file_size, believed only as far as this
- * process has seen the file reach (one fstat when it claims more). */
-uint64_t shk_mapping_file_size(const shk_mapping *m);
+ * process has seen the file reach (one fstat when it claims more).  Inline:
+ * every bounds check of every structure asks it. */
+uint64_t shk_mapping_file_size_slow(const shk_mapping *m, uint64_t fs);
+static inline uint64_t shk_mapping_file_size(const shk_mapping *m)
+{
+    /* acquire: pairs with the grower's release, so bytes below the value
+     * read are backed. */
+    uint64_t fs = SHK_A(atomic_load_explicit(m->file_size, memory_order_acquire));
+    /* relaxed: a per-process cache; fstat is the authority. */
+    if (SHK_LIKELY(fs <= SHK_A(atomic_load_explicit(&m->verified, memory_order_relaxed))))
+        return fs;
+    return shk_mapping_file_size_slow(m, fs);
+}
 /* 1 if [off, off+len) lies inside the backed bytes. */
 int shk_mapping_contains(const shk_mapping *m, uint64_t off, uint64_t len);
 /* Grow the file so that at least min_size bytes are backed (geometric
