@@ -1,7 +1,8 @@
 /*
  * sync.c -- synchronization between processes: the two blocking primitives
  * of libshmkit, robust process-shared mutexes and shared futexes, and the
- * check of whether a process exists (shk_pid_exists) that owner checks use.
+ * facts about a process that owner checks use (shk_pid_exists: does it
+ * exist; shk_proc_start: when did it start).
  *
  * Mutexes are used only where a multi-step change cannot be made lock-free
  * cheaply (segment growth, the object directory, ...).  They are robust: a
