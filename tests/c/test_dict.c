@@ -805,7 +805,7 @@ TEST(stats_one_count_per_shard)
     pid_t c = fork();
     if (c == 0) {
         char k[32];
-        for (int64_t n = 0; n < 400000 && !*stop; n++) {
+        for (int64_t n = 0; n < check_scale(100000) && !*stop; n++) {
             snprintf(k, sizeof k, "s%lld", (long long)n);
             if (shk_dict_set(d, 's', k, strlen(k), 'i', &n, 8) != SHK_OK)
                 _exit(2);
@@ -813,7 +813,7 @@ TEST(stats_one_count_per_shard)
         _exit(0);
     }
     int bad = 0, looks = 0;
-    for (; looks < 200000 && bad == 0; looks++) {
+    for (; looks < check_scale(200000) && bad == 0; looks++) {
         shk_dict_stats st;
         shk_dict_stats_get(d, &st);
         if (st.count + st.tombstones != st.used_slots)
