@@ -175,8 +175,8 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
  * A change holds a lane, loads its shard's table word, probes for its key
  * and takes one step from what the probe found.  A step may ask to probe
  * again (an entry or slot changed under it), end the change, or leave the
- * lane to wait for a freeze to end or to grow the table.  write_run is that loop; commit_step and delete_step
- * are the two kinds of step. */
+ * lane to wait for a freeze to end or to grow the table.  write_run is
+ * that loop; commit_step and delete_step are the two kinds of step. */
 typedef struct write_op write_op;
 typedef void (*write_step)(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
                            const wprobe *p, write_op *op);
