@@ -799,7 +799,7 @@ TEST(stats_one_count_per_shard)
 {
     shk_segment *s = new_seg("dstats");
     shk_dict *d = NULL;
-    CHECK_EQ(shk_dict_open(s, "d", 1, 0, &d, NULL), SHK_OK);
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
     volatile int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                               -1, 0);
     pid_t c = fork();
