@@ -173,28 +173,33 @@ int shk_bitset_validate_header(const void *buf, size_t len, uint64_t off,
     return SHK_OK;
 }
 
+static uint64_t header_object_bytes(const void *hdr, uint64_t off)
+{
+    (void)off;
+    return BS_HEADER + ((const bs_shared *)hdr)->nwords * 8;
+}
+
+/* Validate the header at `off` (copied into *h) and that header and words
+ * lie in one live heap block. */
+static int validate_at(shk_segment *seg, uint64_t off, bs_shared *h)
+{
+    return shk_object_header(seg, off, h, sizeof *h, shk_bitset_validate_header,
+                             header_object_bytes);
+}
+
 int shk_bitset_open(shk_segment *seg, uint64_t off, shk_bitset **out)
 {
-    if (!shk_segment_contains(seg, off, BS_HEADER))
-        return SHK_ECORRUPT;
-    char *base = shk_segment_base(seg);
-    int rc = shk_bitset_validate_header(base + off, BS_HEADER, off,
-                                        shk_segment_file_size(seg));
+    bs_shared h;
+    int rc = validate_at(seg, off, &h);
     if (rc != SHK_OK)
         return rc;
-    const bs_shared *sh = (const bs_shared *)(base + off);
-    /* The object must be one live heap block big enough for all of it: a
-     * corrupt directory entry pointing into another object fails here. */
-    uint64_t need = BS_HEADER + sh->nwords * 8;
-    if (shk_freelist_usable(shk_segment_heap(seg), off) < need)
-        return SHK_ECORRUPT;
     shk_bitset *b = calloc(1, sizeof *b);
     if (!b)
         return SHK_ESYS;
-    b->w = (_Atomic uint64_t *)(base + sh->words);
-    b->nbits = sh->nbits;
-    b->nwords = sh->nwords;
-    b->tail = tail_mask(sh->nbits);
+    b->w = (_Atomic uint64_t *)(shk_segment_base(seg) + h.words);
+    b->nbits = h.nbits;
+    b->nwords = h.nwords;
+    b->tail = tail_mask(h.nbits);
     b->off = off;
     b->seg = seg;
     shk_segment_retain(seg);
@@ -365,20 +370,13 @@ int64_t shk_bitset_find_next_clear(const shk_bitset *b, uint64_t from)
 
 int shk_bitset_check(const shk_bitset *b, uint64_t *count)
 {
-    shk_segment *seg = b->seg;
-    if (!shk_segment_contains(seg, b->off, BS_HEADER))
-        return SHK_ECORRUPT;
-    const char *base = shk_segment_base(seg);
-    int rc = shk_bitset_validate_header(base + b->off, BS_HEADER, b->off,
-                                        shk_segment_file_size(seg));
+    bs_shared h;
+    int rc = validate_at(b->seg, b->off, &h);
     if (rc != SHK_OK)
         return rc;
-    const bs_shared *sh = (const bs_shared *)(base + b->off);
     /* The handle caches the geometry; it must still match the header. */
-    if (sh->nbits != b->nbits || sh->nwords != b->nwords ||
-        (const char *)b->w != base + sh->words)
-        return SHK_ECORRUPT;
-    if (shk_freelist_usable(shk_segment_heap(seg), b->off) < BS_HEADER + b->nwords * 8)
+    if (h.nbits != b->nbits || h.nwords != b->nwords ||
+        (const char *)b->w != shk_segment_base(b->seg) + h.words)
         return SHK_ECORRUPT;
     if (load_word(b, b->nwords - 1) & ~b->tail)
         return SHK_ECORRUPT;

@@ -220,28 +220,21 @@ int shk_counter_validate_header(const void *buf, size_t len, uint64_t off,
     return SHK_OK;
 }
 
+static uint64_t header_object_bytes(const void *hdr, uint64_t off)
+{
+    return object_bytes(off, ((const ct_shared *)hdr)->ncells);
+}
+
 /* Validate the header at `off` and that header and cells lie in one live
  * heap block; *ncells gets the cell count. */
 static int validate_at(shk_segment *seg, uint64_t off, uint64_t *ncells)
 {
-    if (!shk_segment_contains(seg, off, CT_HEADER))
-        return SHK_ECORRUPT;
-    char *base = shk_segment_base(seg);
-    int rc = shk_counter_validate_header(base + off, CT_HEADER, off,
-                                         shk_segment_file_size(seg));
-    if (rc != SHK_OK)
-        return rc;
-    /* Read once: the validated copy is what we use, not a re-read. */
     ct_shared h;
-    memcpy(&h, base + off, sizeof h);
-    if (!ncells_valid(h.ncells))
-        return SHK_ECORRUPT;
-    /* One live heap block big enough for all of it: a corrupt directory
-     * entry pointing into another object fails here. */
-    if (shk_freelist_usable(shk_segment_heap(seg), off) < object_bytes(off, h.ncells))
-        return SHK_ECORRUPT;
-    *ncells = h.ncells;
-    return SHK_OK;
+    int rc = shk_object_header(seg, off, &h, sizeof h, shk_counter_validate_header,
+                               header_object_bytes);
+    if (rc == SHK_OK)
+        *ncells = h.ncells;
+    return rc;
 }
 
 int shk_counter_open(shk_segment *seg, uint64_t off, shk_counter **out)

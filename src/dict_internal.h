@@ -5,8 +5,7 @@
  *
  * THE SOURCES, each using only those above it:
  *   dict_probe.c  finding keys: entry snapshots, lookups, the writer's
- *                 probe and reachability check, iteration; pins and
- *                 retirement of entries
+ *                 probe, iteration; pins and retirement of entries
  *   dict_lane.c   the writers' lanes: taking one, versions, crash repair
  *   dict_shard.c  the shard lock: tables, resize, clear, recovery, counts,
  *                 stats and check
@@ -15,10 +14,8 @@
  *
  * DESIGN
  *   An open-addressing table (linear probing) of 64-bit slots.  A slot holds
- *   either EMPTY (low 32 bits 0), a TOMBSTONE, BUSY (never written, see
- *   DELETE), or a
- *   packed reference to an *entry*: the high 32 bits of the key's hash (the
- *   "tag") beside the entry's segment offset in 16-byte units.  An entry is
+ *   either EMPTY (0), a TOMBSTONE, or a packed reference to an *entry*: the
+ *   high 32 bits of the key's hash (the "tag") beside the entry's segment offset in 16-byte units.  An entry is
  *   one heap block holding the key, the value and their type tags; it is
  *   immutable once published.  The home slot of a key is tag & (capacity -
  *   1), so a resize only moves slot words and never touches an entry.
@@ -48,7 +45,7 @@
  *   - RESERVES.  A table may have at most 3/4 of its slots used (live +
  *     tombstones).  A writer takes slots for inserts from its lane's
  *     reserve, refilled from the shard's `used` in chunks (one shared RMW
- *     per many inserts); slots a delete empties go back to the reserve.
+ *     per many inserts); a slot taken but not claimed goes back to it.
  *     `used` never falls short of the slots really used.  A writer whose
  *     refill fails grows the table.
  *   - FREEZING, for resize, clear and check().  Under the shard lock, set
@@ -66,22 +63,32 @@
  *
  *   DELETE.  A deleted slot becomes a tombstone (one CAS), and stays one
  *   until a growth rebuilds the table (growth counts tombstones as used,
- *   see Growth).  No delete ever turns a slot back to EMPTY, so an EMPTY
- *   slot is only ever claimed, and the first EMPTY slot on a key's path
- *   only moves forward: an insert that claims it is reachable from the
- *   key's home at the instant of its CAS, and two inserters of one key race
- *   for the same slot (the loser probes again and finds the winner).
- *   Emptying runs of tombstones at delete time would save rebuilds, but a
- *   lock-free delete that empties slots behind an inserter makes the
- *   inserter's claim unreachable after the fact, and taking such a claim
- *   back races with writers that already found it (a chaos-build
- *   linearizability run caught a replacer's entry freed under a live
- *   slot).  The claim check (shk_dict_claim_valid: no EMPTY, no BUSY, no
- *   other copy of the key between home and the claimed slot) stays as a
- *   guard, and lane repair uses it; BUSY is a slot word no writer produces,
- *   which lookups treat as EMPTY and check() reports.  Tombstones are not
- *   reused by inserts (that would need the check for copies of the key
- *   *after* the slot, racing with their inserters).
+ *   see Growth).  Nothing turns a slot of a table back to EMPTY: a slot goes
+ *   EMPTY -> entry (a claim) -> entry of the same key (a replace) ->
+ *   TOMBSTONE, and only a new table (resize, clear) starts from EMPTY.  So
+ *   EMPTY is one word, 0, and inserts need no more:
+ *   - A claim is reachable.  A writer holds its lane from its probe to its
+ *     CAS, so the table is not replaced meanwhile (FREEZING); the slots the
+ *     probe passed between the key's home and the first EMPTY slot stay
+ *     non-EMPTY, and none of them comes to hold the key (a slot holds one
+ *     key from its claim until its tombstone; tombstones are not reused).
+ *     The insert's CAS of that EMPTY slot therefore publishes an entry
+ *     reachable from its home, with no other copy of the key before it:
+ *     the insert takes effect at the CAS, and nothing is checked or taken
+ *     back afterwards.
+ *   - No ABA on EMPTY.  The CAS expects the EMPTY word the probe read; a
+ *     slot that leaves EMPTY never comes back to it in that table, so the
+ *     CAS fails exactly when another writer claimed the slot first (two
+ *     inserters of one key race for the same slot; the loser probes again
+ *     and finds the winner).
+ *   Emptying runs of tombstones at delete time would save rebuilds, but it
+ *   breaks both points: a lock-free delete that empties slots behind an
+ *   inserter makes the inserter's claim unreachable after the fact, and
+ *   taking such a claim back races with writers that already found it (a
+ *   chaos-build linearizability run caught a replacer's entry freed under
+ *   a live slot).  Tombstones are not reused by inserts either (that would
+ *   need a check for copies of the key *after* the slot, racing with their
+ *   inserters).
  *
  *   Readers never lock and never write shared memory (except pins, below).
  *   The free list reuses a retired block at once, for anything, in any
@@ -170,7 +177,7 @@
  *       +128 robust process-shared shard lock | used (u32, slots reserved) |
  *            rebase (u32) | base (i64: len = sum of lane counts - base)
  *     then lane[nlanes], 384 bytes each:
- *       +0   robust process-shared lane lock | owner pid hint | nonce |
+ *       +0   robust process-shared lane lock | owner pid hint | reserved |
  *            op (op << 56 | shard << 48 | old entry pinned)
  *       +64  intent: new entry, its version, old entry, its version, table
  *            word and slot, version batch
@@ -178,9 +185,10 @@
  *       +256 reserve[16] (table generation << 32 | slots, per shard)
  *   table (one heap block):
  *     +0   magic "SHKDTABL" | log2cap (u32) | reserved
- *     +16  slot[cap]    nonce << 32 = EMPTY, TOMB (0xffffffff),
- *                       lane+1 << 32 | 0xfffffffe = BUSY,
- *                       or tag32 << 32 | entry/16
+ *     +16  slot[cap]    0 = EMPTY (any word whose low 32 bits are 0 reads
+ *                       as EMPTY), TOMB (0xffffffff), or tag32 << 32 |
+ *                       entry/16 (entries lie below 64 GiB: entry/16 <
+ *                       0xffffffff)
  *   entry (one heap block):
  *     +0   life  (atomic: ver << 16 | pins)
  *     +8   hash  (full 64-bit)
@@ -193,7 +201,7 @@
  *   - Every live slot references an entry with even ver whose hash's high
  *     32 bits equal the slot tag, and that is reachable from its home slot
  *     without crossing an EMPTY slot; no two live slots hold equal keys.
- *   - No slot is BUSY, and no lane has an intent.
+ *   - No lane has an intent.
  *   - sum of the lanes' counts - base = live slots (unless rebase is set);
  *     live + tombstones <= used <= 3/4 capacity.
  *   - An entry is referenced by at most one slot of the current table, and
@@ -206,17 +214,19 @@
  *   A writer killed at any instant holds its lane's robust mutex, which
  *   passes with EOWNERDEAD to the next writer that takes the lane, or to a
  *   freezer draining the lanes, or to len()/stats(), which look for lanes
- *   with an intent.  It repairs the lane from the intent: BUSY marks of the
- *   lane become EMPTY; an insert's claim whose reachability check had not
- *   run is checked now and withdrawn if it fails; a new entry the table
- *   does not reference is freed,
- *   and an old entry it no longer references is retired (both with a
- *   version-checked CAS on the entry's life, so if a live writer replaced
- *   the entry meanwhile and retires it too, exactly one of them frees it);
- *   the writer's pin is dropped.  Whether the change reached the lane's
- *   count is unknown, so the shard is marked for a recount (`rebase`, done
- *   frozen by the next len(), stats() or check()).  A resizer, clearer or
- *   checker killed holding the shard lock is repaired by the next locker
+ *   with an intent.  A writer changes the table with one CAS (a claim, a
+ *   replace or a tombstone), which happened or did not, so the repair only
+ *   settles the entries on either side of it: a new entry the table does
+ *   not reference (the CAS did not happen, or a later writer replaced it)
+ *   is freed, and an old entry it no longer references is retired, both
+ *   with a CAS on the entry's life from the version the intent records (an
+ *   unpublished entry holds that version, odd or even: see publish in
+ *   dict_write.c), so if a live writer replaced the entry meanwhile and
+ *   retires it too, exactly one of them frees it, and a block that was
+ *   freed and reused is left alone; the writer's pin is dropped.  Whether
+ *   the change reached the lane's count is unknown, so the shard is marked
+ *   for a recount (`rebase`, done frozen by the next len(), stats() or
+ *   check()).  A resizer, clearer or checker killed holding the shard lock is repaired by the next locker
  *   (recover): an unpublished resized table is freed, a published one has
  *   its predecessor freed, a clear is finished if clear_epoch shows it
  *   committed, else its new table is freed; the shard is unfrozen.
@@ -252,7 +262,6 @@
 
 /* Slot words (see LAYOUT).  The low 32 bits say what a slot is. */
 #define SLOT_TOMB 0xffffffffull
-#define SLOT_BUSY_LO 0xfffffffeull
 #define LIFE_DEAD (1ull << 16)               /* ver 1: odd, never live     */
 #define VER_MASK ((1ull << 48) - 1)
 #define TW_FROZEN (1ull << 63)               /* table word: writers wait   */
@@ -312,7 +321,7 @@ SHK_STATIC_ASSERT(sizeof(dict_sline) == SHK_CACHELINE, "one line on x86-64");
 typedef struct dict_lane {
     _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
     _Atomic uint32_t owner;  /* pid that prefers this lane (a hint)        */
-    uint32_t nonce;          /* EMPTY words this lane wrote (see DELETE)    */
+    uint32_t reserved;
     _Atomic uint64_t op;     /* intent: op << 56 | shard << 48 | pinned     */
     /* the intent's fields, valid while op != OP_NONE */
     _Alignas(SHK_CACHELINE) uint64_t new_e, new_ver;  /* OP_SET           */
@@ -397,12 +406,10 @@ static inline uint64_t slot_pack(uint64_t hash, uint64_t entry)
 }
 static inline uint64_t slot_entry(uint64_t s) { return (s & 0xffffffffull) << 4; }
 static inline int slot_empty(uint64_t s) { return (uint32_t)s == 0; }
-static inline int slot_busy(uint64_t s) { return (s & 0xffffffffull) == SLOT_BUSY_LO; }
 static inline int slot_live(uint64_t s)
 {
-    return (uint32_t)s != 0 && (s & 0xffffffffull) < SLOT_BUSY_LO;
+    return (uint32_t)s != 0 && (uint32_t)s != (uint32_t)SLOT_TOMB;
 }
-static inline uint64_t busy_word(unsigned lane) { return (uint64_t)(lane + 1) << 32 | SLOT_BUSY_LO; }
 
 static inline uint64_t table_bytes(unsigned log2cap)
 {
@@ -459,10 +466,6 @@ static inline unsigned shard_index(const shk_dict *d, const dict_shard *sh)
 {
     return (unsigned)(sh - d->sh->shard);
 }
-static inline unsigned lane_index(const shk_dict *d, const dict_lane *l)
-{
-    return (unsigned)(l - d->lanes);
-}
 
 /* 1 if a clear has committed (clear_epoch) but not reached this shard yet:
  * its table still holds what the clear removed, so it reads as empty.
@@ -499,8 +502,6 @@ typedef struct wprobe {
     int64_t empty;           /* first EMPTY slot on the path, or -1       */
     uint64_t word;           /* the slot word at found / empty            */
     uint64_t ver;            /* found: the entry's version                 */
-    uint64_t busy;           /* a BUSY word that ended the path, or 0     */
-    uint64_t busy_at;        /* its slot                                   */
 } wprobe;
 
 static inline int table_valid(const shk_dict *d, uint64_t tw)
@@ -515,14 +516,6 @@ static inline int table_valid(const shk_dict *d, uint64_t tw)
 }
 
 static inline void lane_exit(dict_lane *l) { shk_pmutex_unlock(&l->lock); }
-
-/* An EMPTY word no inserter can have read before: a per-lane counter and
- * the lane's index in its high 32 bits (the low 32 say EMPTY). */
-static inline uint64_t fresh_empty(const shk_dict *d, dict_lane *l)
-{
-    uint32_t v = (++l->nonce << 5) | (lane_index(d, l) + 1);
-    return (uint64_t)v << 32;
-}
 
 /* Record the intent of a change (a crash may stop us anywhere after the
  * op store).  release: the fields are in place before op says they are. */
@@ -541,12 +534,9 @@ static inline void intent_clear(dict_lane *l)
 /* ---- what each source gives those below it in THE SOURCES ---- */
 
 /* dict_probe.c */
-void shk_dict_entry_free(shk_dict *d, uint64_t e);
 int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver);
 int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                      uint64_t klen, uint64_t hash, wprobe *p);
-int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
-                         uint64_t klen, uint64_t hash, uint64_t j);
 int shk_dict_entry_in_table(shk_dict *d, dict_shard *sh, uint64_t e);
 
 /* dict_lane.c */
@@ -555,7 +545,6 @@ void shk_dict_lane_release_hint(shk_dict *d);
 int shk_dict_lane_lock(shk_dict *d, dict_lane *l);
 dict_lane *shk_dict_lane_enter(shk_dict *d, int *err);
 void shk_dict_lanes_reap(shk_dict *d);
-int shk_dict_wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy);
 
 /* After a successful change: wake the watchers, if any (see WATCH). */
 void shk_dict_wake_watchers(shk_dict *d);

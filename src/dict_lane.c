@@ -127,46 +127,17 @@ static void lane_recover(shk_dict *d, dict_lane *l)
         return;   /* garbage: nothing we could act on safely */
     }
     dict_shard *sh = &d->sh->shard[si];
-    if (o == OP_DEL && table_valid(d, l->table) &&
-        tw_same(SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire)), l->table)) {
-        /* Our BUSY marks form one run ending at slot+1: make them EMPTY
-         * (if the entry's slot is not among them the delete never
-         * happened, and only slot+1 was marked). */
-        uint64_t mask = (1ull << tw_log2(l->table)) - 1, mark = busy_word(lane_index(d, l));
-        _Atomic uint64_t *slots = slots_of(d, l->table);
-        uint64_t j = (l->slot + 1) & mask;
-        uint64_t empty = fresh_empty(d, l);
-        for (uint64_t n = 0; n <= mask &&
-                 SHK_A(atomic_load_explicit(&slots[j], memory_order_relaxed)) == mark;
-             n++, j = (j - 1) & mask)
-            SHK_A(atomic_store_explicit(&slots[j], empty, memory_order_release));
-    }
-    if (o == OP_SET && !l->old_e && l->new_e &&
-        shk_segment_contains(d->seg, l->new_e, ENTRY_HDR)) {
-        /* An insert killed between claiming its slot and checking that the
-         * slot is reachable: decide now, as it would have (the check is
-         * final once the slot is claimed), and withdraw an unreachable
-         * claim, which no lookup can have found. */
-        const dict_entry *ne = entry_at(d, l->new_e);
-        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
-        if (table_valid(d, l->table) && tw_same(tw, l->table) &&
-            l->slot < (1ull << tw_log2(tw)) &&
-            SHK_A(atomic_load_explicit(&slots_of(d, tw)[l->slot], memory_order_relaxed)) ==
-                slot_pack(ne->hash, l->new_e) &&
-            shk_segment_contains(d->seg, l->new_e + ENTRY_HDR, ne->klen) &&
-            !shk_dict_claim_valid(d, tw, ne->ktype, d->base + l->new_e + ENTRY_HDR, ne->klen,
-                         ne->hash, l->slot))
-            SHK_A(atomic_store_explicit(&slots_of(d, tw)[l->slot], SLOT_TOMB, memory_order_release));
-    }
+    /* The writer's one shared step, its slot CAS, happened or not: what the
+     * table references now says which, for both entries. */
     if (o == OP_SET && l->new_e && shk_segment_contains(d->seg, l->new_e, ENTRY_HDR) &&
         !shk_dict_entry_in_table(d, sh, l->new_e)) {
-        /* Unpublished (ours alone), or published and since replaced by a
-         * writer that retires it too: the version CAS lets one of us free it. */
-        _Atomic uint64_t *lp = &entry_at(d, l->new_e)->life;
-        if (SHK_A(atomic_load_explicit(lp, memory_order_relaxed)) == LIFE_DEAD)
-            shk_dict_entry_free(d, l->new_e);
-        else
-            shk_dict_entry_retire(d, l->new_e, l->new_ver);
+        /* Unpublished: its life holds our version, odd or even (publish in
+         * dict_write.c), and it is ours alone.  Or published and since
+         * replaced by a writer that retires it too: the version CAS lets
+         * one of us free it, and a block already freed (and perhaps reused)
+         * holds another life word, so it is left alone. */
+        if (!shk_dict_entry_retire(d, l->new_e, l->new_ver))
+            shk_dict_entry_retire(d, l->new_e, l->new_ver | 1);
     }
     if (l->old_e && shk_segment_contains(d->seg, l->old_e, ENTRY_HDR)) {
         _Atomic uint64_t *lp = &entry_at(d, l->old_e)->life;
@@ -203,27 +174,3 @@ void shk_dict_lanes_reap(shk_dict *d)
             shk_pmutex_unlock(&l->lock);
     }
 }
-
-/* Wait until the delete that marked a slot BUSY is done: it holds its
- * lane for a few stores, so spin briefly, then sleep on the lane's mutex
- * (which also repairs it if that writer died).  Called with no lane held:
- * a writer that waited for one lane while holding another could, once the
- * lanes change hands, wait in a cycle (ThreadSanitizer reported that lock
- * order in test_dict's churn test). */
-int shk_dict_wait_busy(shk_dict *d, _Atomic uint64_t *slot, uint64_t busy)
-{
-    for (int k = 0; k < 256; k++) {
-        if (SHK_A(atomic_load_explicit(slot, memory_order_relaxed)) != busy)
-            return SHK_OK;
-        shk_cpu_relax();
-    }
-    uint64_t li = (busy >> 32) - 1;
-    if (li >= DICT_LANES)
-        return SHK_ECORRUPT;
-    dict_lane *l = &d->lanes[li];
-    int rc = shk_dict_lane_lock(d, l);
-    if (rc == SHK_OK)
-        lane_exit(l);
-    return rc;
-}
-

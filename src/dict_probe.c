@@ -1,7 +1,6 @@
 /*
  * dict_probe.c -- finding keys in a SharedDict table: entry snapshots,
- * lookups, the writer's probe and reachability check, iteration; pinning
- * and retiring entries.
+ * lookups, the writer's probe, iteration; pinning and retiring entries.
  * (design and layout: dict_internal.h)
  */
 #include "dict_internal.h"
@@ -181,9 +180,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
             /* acquire: pairs with the release store that published the
              * entry, so its contents are visible. */
             uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
-            /* A BUSY slot ends a probe like EMPTY: it is part of a run a
-             * delete is emptying, and no key lies beyond such a run. */
-            if (slot_empty(s) || slot_busy(s))
+            if (slot_empty(s))
                 break;
             if (s != SLOT_TOMB && (s >> 32) == tag) {
                 int changed = 1;
@@ -271,7 +268,7 @@ int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
  * stripe that carved it, among its neighbours: reused by whoever freed it,
  * it would share cache lines with another process's live entries (STRIPES
  * in alloc_freelist.c). */
-void shk_dict_entry_free(shk_dict *d, uint64_t e)
+static void entry_free(shk_dict *d, uint64_t e)
 {
     shk_freelist_free_home(d->heap, e);
 }
@@ -324,7 +321,7 @@ int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
                                                   memory_order_release,
                                                   memory_order_relaxed))) {
             if (next == LIFE_DEAD)
-                shk_dict_entry_free(d, e);
+                entry_free(d, e);
             return 1;
         }
     }
@@ -359,7 +356,6 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
     uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
     _Atomic uint64_t *slots = slots_of(d, tw);
     p->found = p->empty = -1;
-    p->busy = 0;
     uint64_t i = tag & mask;
     slot_watch watch = {0, 0};
     for (uint64_t n = 0; n <= mask;) {
@@ -368,11 +364,6 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         if (slot_empty(s)) {
             p->empty = (int64_t)i;
             p->word = s;
-            return 1;
-        }
-        if (slot_busy(s)) {
-            p->busy = s;
-            p->busy_at = i;
             return 1;
         }
         if (s != SLOT_TOMB && (s >> 32) == tag) {
@@ -397,46 +388,6 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         i = (i + 1) & mask;
     }
     return 1;   /* a full table: no EMPTY (the caller grows it) */
-}
-
-/* After claiming slot j for a new key: is it reachable?  Deletes empty
- * slots (see DELETE) while we scan, so the path from the key's home to j
- * may have gained an EMPTY or BUSY slot, or another writer's copy of the
- * key, after we passed it.  Once j is ours, no delete can start emptying
- * slots between home and j (emptying needs an EMPTY slot after the run,
- * and they are all taken now), so what we see here stays true.  1: no
- * EMPTY, no BUSY, no other copy of the key: the insert took effect at the
- * claim.  0: the entry was never reachable (a lookup stopped before it or
- * found the other copy first), and the caller withdraws it. */
-int shk_dict_claim_valid(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
-                       uint64_t klen, uint64_t hash, uint64_t j)
-{
-    uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    slot_watch watch = {0, 0};
-    for (uint64_t i = tag & mask; i != j;) {
-        uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_acquire));
-        if (slot_empty(s) || slot_busy(s))
-            return 0;
-        if (slot_live(s) && (s >> 32) == tag) {
-            uint64_t ver = 0;
-            int match = slot_holds_key(d, tw, i, s, ktype, key, klen, hash, &ver);
-            if (match < 0) {
-                /* Being replaced: look again.  A slot that keeps naming a
-                 * dead entry (corrupt) withdraws the claim; the retried
-                 * probe reports the corruption. */
-                if (slot_unstable(shard_of(d, hash), tw, &slots[i], s, match == -2, ver,
-                                  &watch) == SLOT_AGAIN)
-                    continue;
-                return 0;
-            }
-            if (match)
-                return 0;
-        }
-        watch.n = 0;
-        i = (i + 1) & mask;
-    }
-    return 1;
 }
 
 /* Is entry e (whose key we read from its block, which may since have been

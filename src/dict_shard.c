@@ -423,19 +423,21 @@ static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
     return n > 0 ? (uint64_t)n : 0;
 }
 
-uint64_t shk_dict_count(const shk_dict *d)
+/* Each shard's entry count into counts[] (UINT64_MAX: corrupt), and their
+ * sum, or SHK_DICT_COUNT_CORRUPT.  A snapshot only when no writer runs
+ * (like len() of any concurrent map); exact then, after any dead writer's
+ * lane is repaired.  A shard whose count is corrupt is recounted from its
+ * table once. */
+static uint64_t shard_counts(shk_dict *d, uint64_t counts[SHK_DICT_SHARDS])
 {
-    /* A snapshot only when no writer runs (like len() of any concurrent
-     * map); exact then, after any dead writer's lane is repaired.  A shard
-     * whose count is corrupt is recounted from its table once. */
-    shk_dict *m = (shk_dict *)d;
-    rebase_pending(m);
+    rebase_pending(d);
     for (int pass = 0;; pass++) {
         uint64_t n = 0;
         int bad = 0;
         for (unsigned i = 0; i <= d->shard_mask; i++) {
             dict_shard *sh = &d->sh->shard[i];
             uint64_t c = shard_count(d, sh);
+            counts[i] = c;
             if (c == UINT64_MAX) {
                 bad = 1;
                 /* relaxed: rebase_pending takes the shard lock to act. */
@@ -447,18 +449,27 @@ uint64_t shk_dict_count(const shk_dict *d)
             return n;
         if (pass == 1)
             return SHK_DICT_COUNT_CORRUPT;
-        rebase_pending(m);
+        rebase_pending(d);
     }
+}
+
+uint64_t shk_dict_count(const shk_dict *d)
+{
+    uint64_t counts[SHK_DICT_SHARDS];
+    return shard_counts((shk_dict *)d, counts);
 }
 
 
 /* ------------------------------------------------------------ stats/check */
 
-static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats *st)
+/* Add shard sh's statistics to *st, with `count` its entry count
+ * (shard_counts): the lanes are summed once, so count and tombstones are
+ * from the same reading. */
+static void shard_stats(const shk_dict *d, const dict_shard *sh, uint64_t count,
+                        shk_dict_stats *st)
 {
     int stale = shard_stale(d, sh) != 0;
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
-    uint64_t count = shard_count(d, sh);
     uint64_t used = stale ? 0 : SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
     if (count == UINT64_MAX)
         count = used;   /* corrupt: shk_dict_stats_get reports it in count */
@@ -472,10 +483,11 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, shk_dict_stats 
 
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 {
-    uint64_t count = shk_dict_count(d);   /* recounts a corrupt shard */
+    uint64_t counts[SHK_DICT_SHARDS];
+    uint64_t count = shard_counts((shk_dict *)d, counts);   /* recounts a corrupt shard */
     memset(st, 0, sizeof *st);
     for (unsigned i = 0; i <= d->shard_mask; i++)
-        shard_stats(d, &d->sh->shard[i], st);
+        shard_stats(d, &d->sh->shard[i], counts[i], st);
     st->count = count;
 }
 
@@ -499,8 +511,6 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
         uint64_t s = SHK_A(atomic_load_explicit(&slots[i], memory_order_relaxed));
         if (slot_empty(s))
             continue;
-        if (slot_busy(s))
-            return SHK_ECORRUPT;   /* no delete runs: every lane is drained */
         used++;
         if (s == SLOT_TOMB)
             continue;

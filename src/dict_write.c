@@ -96,13 +96,13 @@ static int budget_take(dict_shard *sh, dict_lane *l, unsigned si, uint64_t tw)
     }
 }
 
-/* Return n slots to the lane's reserve (n slots became EMPTY, or a slot
- * taken was not used), if the reserve is of table tw. */
-static inline void budget_give(dict_lane *l, unsigned si, uint64_t tw, uint64_t n)
+/* Return a slot taken but not claimed to the lane's reserve, if the
+ * reserve is of table tw. */
+static inline void budget_give(dict_lane *l, unsigned si, uint64_t tw)
 {
     uint64_t b = l->budget[si];
-    if ((b >> 32) == tw_gen(tw) && (uint32_t)b + n < 0xffffffffull)
-        l->budget[si] = b + n;
+    if ((b >> 32) == tw_gen(tw) && (uint32_t)b + 1 < 0xffffffffull)
+        l->budget[si] = b + 1;
 }
 
 static inline void count_add(dict_lane *l, unsigned si, int64_t n)
@@ -126,16 +126,19 @@ static int entry_pin_for_cas(shk_dict *d, const shk_dict_ref *r)
 }
 
 /* Outcomes of one attempt at a change, with the lane held. */
-enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3, TRY_BUSY = 4 };
+enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
 
 /* The commit step of a set, shared by replace and insert: record the
  * intent (a crash may stop us anywhere after it), give the entry its
  * version, and CAS its slot word into slot idx of table tw if that still
- * holds `expect`,
- * in place of entry `old` (version old_ver; 0 when the slot is EMPTY).
- * 1: published, the intent left for the caller to clear when it is done;
- * 0: the slot changed and nothing happened (entry unversioned again,
- * intent cleared). */
+ * holds `expect`, in place of entry `old` (version old_ver; 0 when the
+ * slot is EMPTY).  1: published, the intent left for the caller to clear
+ * when it is done; 0: the slot changed and nothing happened (entry odd
+ * again, intent cleared).
+ * Until the CAS succeeds the entry's life holds our version, odd or even,
+ * never anything else: lane repair frees the entry only with a CAS from
+ * that version, so it cannot free a block that was published, replaced,
+ * freed by its replacer and reused (a reuser's life word differs). */
 static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn,
                    uint64_t tw, uint64_t idx, uint64_t expect, uint64_t old,
                    uint64_t old_ver, unsigned pinned)
@@ -148,6 +151,9 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     l->old_ver = old_ver;
     l->table = tw;
     l->slot = idx;
+    /* relaxed: the entry is ours alone; intent_set (release) orders it
+     * before the intent for the lane's next holder. */
+    SHK_A(atomic_store_explicit(&en->life, (ver | 1) << 16, memory_order_relaxed));
     intent_set(l, OP_SET, si, pinned);
     SHK_CRASH_POINT("dict.set.intent");
     /* relaxed: the slot CAS (release) publishes it. */
@@ -160,7 +166,7 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
                                                 memory_order_release,
                                                 memory_order_relaxed)))
         return 1;
-    SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&en->life, (ver | 1) << 16, memory_order_relaxed));
     intent_clear(l);
     return 0;
 }
@@ -169,9 +175,8 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
  * A change holds a lane, loads its shard's table word, probes for its key
  * and takes one step from what the probe found.  A step may ask to probe
  * again (an entry or slot changed under it), end the change, or leave the
- * lane to wait: for a freeze to end, for a delete's BUSY run to clear, or
- * to grow the table.  write_run is that loop; commit_step and delete_step
- * are the two kinds of step. */
+ * lane to wait for a freeze to end or to grow the table.  write_run is
+ * that loop; commit_step and delete_step are the two kinds of step. */
 typedef struct write_op write_op;
 typedef void (*write_step)(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
                            const wprobe *p, write_op *op);
@@ -184,8 +189,6 @@ struct write_op {
     uint64_t expect_entry, expect_ver;   /* this one (0: none at all)      */
     write_step step;
     int out, rc;                          /* what the step decided          */
-    uint64_t busy;                        /* TRY_BUSY: the word to wait out */
-    _Atomic uint64_t *busy_slot;
     /* commit only */
     shk_dict_txn *txn;
     int mode;
@@ -230,9 +233,7 @@ static int write_run(shk_dict *d, write_op *op)
                 shk_dict_note_change(d);
             return op->rc;
         }
-        rc = op->out == TRY_FROZEN ? shk_dict_shard_wait(d, sh)
-           : op->out == TRY_BUSY   ? shk_dict_wait_busy(d, op->busy_slot, op->busy)
-                                   : shk_dict_grow(d, sh, tw);
+        rc = op->out == TRY_FROZEN ? shk_dict_shard_wait(d, sh) : shk_dict_grow(d, sh, tw);
         if (rc != SHK_OK)
             return rc;
     }
@@ -264,14 +265,6 @@ static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
 {
     shk_dict_txn *txn = op->txn;
     dict_shard *sh = &d->sh->shard[si];
-    dict_entry *en = entry_at(d, txn->entry);
-    _Atomic uint64_t *slots = slots_of(d, tw);
-    if (p->busy) {
-        op->busy = p->busy;
-        op->busy_slot = &slots[p->busy_at];
-        op->out = TRY_BUSY;
-        return;
-    }
     if (p->found >= 0) {
         if (op->mode == SHK_DICT_INSERT) {
             step_done(op, SHK_EEXIST);
@@ -306,24 +299,14 @@ static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
         op->out = TRY_GROW;
         return;
     }
-    /* The expected EMPTY word carries the nonce of whoever emptied the
-     * slot last, so a slot emptied and re-emptied under us fails the CAS
-     * (DELETE). */
+    /* The insert takes effect at this CAS: the slot is reachable from the
+     * key's home with no other copy of the key before it, and fails only if
+     * another writer claimed it first (see DELETE in dict_internal.h). */
     if (!publish(d, l, si, txn, tw, (uint64_t)p->empty, p->word, 0, 0, 0)) {
-        budget_give(l, si, tw, 1);
+        budget_give(l, si, tw);
         return;
     }
     SHK_CRASH_POINT("dict.set.claimed");
-    if (!shk_dict_claim_valid(d, tw, op->ktype, op->key, op->klen, op->hash,
-                              (uint64_t)p->empty)) {
-        /* Never reachable: take it back (the slot stays used, a tombstone)
-         * and try again. */
-        SHK_A(atomic_store_explicit(&slots[p->empty], SLOT_TOMB, memory_order_release));
-        SHK_A(atomic_store_explicit(&en->life, LIFE_DEAD, memory_order_release));
-        intent_clear(l);
-        return;
-    }
-    SHK_CRASH_POINT("dict.set.published");
     count_add(l, si, 1);
     SHK_CRASH_POINT("dict.set.retired");
     intent_clear(l);
@@ -365,19 +348,8 @@ int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     return rc;
 }
 
-/* DELETE.  A deleted slot becomes a tombstone, unless the slot after it is
- * EMPTY: then no probe path continues past it, so it and the tombstones
- * just before it can become EMPTY, and insert/delete cycles do not fill
- * the table with tombstones.  Lock-free, that needs care: an inserter that
- * scanned past those slots could claim the EMPTY one after them and be cut
- * off from its home.  So the deleter first marks that EMPTY slot BUSY (a
- * CAS: an inserter's claim and our mark cannot both succeed), then its own
- * slot and the tombstones before it, and only then writes EMPTY into all of
- * them.  Inserters wait while a slot on their path is BUSY; lookups treat
- * it as EMPTY (the run it ends holds nothing they look for).  Each EMPTY
- * word written carries a fresh nonce in its high bits (readers test only
- * the low bits), so an inserter that read a slot as EMPTY before the run
- * and CASes it after fails and probes again. */
+/* DELETE: swap a tombstone in for the key's slot word (see DELETE in
+ * dict_internal.h for why no slot is emptied). */
 static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
                         const wprobe *p, write_op *op)
 {
@@ -397,9 +369,7 @@ static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
     l->table = tw;
     l->slot = i;
     intent_set(l, OP_DEL, si, (unsigned)pinned);
-    /* A delete leaves a tombstone; growth rebuilds a table whose slots are
-     * used up (see DELETE in dict_internal.h for why no run is emptied).
-     * release: orders our reads of the entry before it is unlinked. */
+    /* release: orders our reads of the entry before it is unlinked. */
     uint64_t w = p->word;
     if (!SHK_A(atomic_compare_exchange_strong_explicit(&slots[i], &w, SLOT_TOMB,
                                                        memory_order_release,

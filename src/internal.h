@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "shmkit.h"
@@ -226,6 +227,30 @@ static inline int shk_object_sized(shk_segment *seg, const char *name, uint32_t 
     shk_sized_init si = {create, size};
     return shk_segment_object(seg, name, type, size ? shk_sized_init_cb : NULL, &si, off,
                               created);
+}
+
+/* ---- an object of fixed layout (counter, bitset): its header ----
+ * Copy the len-byte header at segment offset off into hdr once, validate
+ * the copy with `valid` (the type's shk_*_validate_header), and check that
+ * the object's bytes(hdr, off) bytes from off are one live heap block (a
+ * corrupt directory entry pointing into another object fails here).  The
+ * caller uses the copy, never a second read of shared memory that another
+ * process may have changed since.  SHK_OK or SHK_ECORRUPT. */
+typedef int (*shk_header_valid_fn)(const void *buf, size_t len, uint64_t off,
+                                   uint64_t file_size);
+typedef uint64_t (*shk_object_bytes_fn)(const void *hdr, uint64_t off);
+static inline int shk_object_header(shk_segment *seg, uint64_t off, void *hdr, size_t len,
+                                    shk_header_valid_fn valid, shk_object_bytes_fn bytes)
+{
+    if (!shk_segment_contains(seg, off, len))
+        return SHK_ECORRUPT;
+    memcpy(hdr, shk_segment_base(seg) + off, len);
+    int rc = valid(hdr, len, off, shk_segment_file_size(seg));
+    if (rc != SHK_OK)
+        return rc;
+    if (shk_freelist_usable(shk_segment_heap(seg), off) < bytes(hdr, off))
+        return SHK_ECORRUPT;
+    return SHK_OK;
 }
 
 /* ---- shared layouts the tests need ----

@@ -724,10 +724,10 @@ TEST(crash_points)
 }
 
 /* Two processes insert and delete 32 keys each, all in one shard, over and
- * over: inserts scan probe paths while the other's deletes empty slots
- * behind them (BUSY runs).  Builds without the inserter's reachability
- * check, or that claimed a BUSY slot instead of waiting, lost keys here
- * within 0.1 s (a delete of a key just inserted found nothing). */
+ * over: inserts scan probe paths while the other's deletes leave
+ * tombstones on them, and the table is rebuilt as they fill it.  An insert
+ * unreachable from its key's home shows here as a delete of a key just
+ * inserted that finds nothing. */
 TEST(churn_one_shard_two_processes)
 {
     shk_segment *s = new_seg("dchurn");
@@ -791,6 +791,50 @@ TEST(versions_unique_across_fork)
     drop_seg(s, "dfork");
 }
 
+/* stats() while another process inserts: count, tombstones and used slots
+ * describe one reading of each shard (count + tombstones = used slots).  A
+ * stats() that summed the lanes' counts twice, once for count and again
+ * for tombstones, broke that whenever an insert landed between the sums. */
+TEST(stats_one_count_per_shard)
+{
+    shk_segment *s = new_seg("dstats");
+    shk_dict *d = NULL;
+    CHECK_EQ(shk_dict_open_named(s, "d", 1, 0, &d, NULL), SHK_OK);
+    volatile int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                              -1, 0);
+    pid_t c = fork();
+    if (c == 0) {
+        char k[32];
+        for (int64_t n = 0; n < check_scale(100000) && !*stop; n++) {
+            snprintf(k, sizeof k, "s%lld", (long long)n);
+            if (shk_dict_set(d, 's', k, strlen(k), 'i', &n, 8) != SHK_OK)
+                _exit(2);
+        }
+        _exit(0);
+    }
+    int bad = 0, looks = 0;
+    for (; looks < check_scale(200000) && bad == 0; looks++) {
+        shk_dict_stats st;
+        shk_dict_stats_get(d, &st);
+        if (st.count + st.tombstones != st.used_slots)
+            bad++;
+        int wst;
+        if (waitpid(c, &wst, WNOHANG) == c) {
+            CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+            c = 0;
+            break;
+        }
+    }
+    *stop = 1;
+    if (c)
+        CHECK(check_reap(&c, 1));
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(shk_dict_check(d, NULL), SHK_OK);
+    munmap((void *)stop, 4096);
+    shk_dict_close(d);
+    drop_seg(s, "dstats");
+}
+
 int main(void)
 {
     RUN(basic);
@@ -807,5 +851,6 @@ int main(void)
     RUN(sigkill_during_growth);
     RUN(crash_points);
     RUN(versions_unique_across_fork);
+    RUN(stats_one_count_per_shard);
     return check_summary();
 }

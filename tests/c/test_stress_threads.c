@@ -488,9 +488,8 @@ TEST(directory_and_growth_threads)
 
 /* Every writer path of the lock-free dict at once, on a keyspace small
  * enough that threads meet on the same keys and table lines: sets and
- * deletes of shared keys (slot CAS races, pins, BUSY runs and claim
- * withdrawals), bursts of own keys inserted then deleted (growth, reserves,
- * tombstone runs), and an EXPECT-mode counter (no lost increment).  Values
+ * deletes of shared keys (slot CAS races, pins, tombstones), bursts of
+ * own keys inserted then deleted (growth, reserves, tombstone runs), and an EXPECT-mode counter (no lost increment).  Values
  * are written plainly into the entry before its slot CAS publishes it, so
  * TSan reports a race if publication is too weak; readers check that what
  * they read is a value some thread wrote. */
