@@ -4,6 +4,8 @@
  * shared memory, and what its sources share.
  *
  * THE SOURCES, each using only those above it:
+ *   dict_watch.c  change notification: the change counter, the watcher
+ *                 count, the futex wait (WATCH)
  *   dict_probe.c  finding keys: entry snapshots, lookups, the writer's
  *                 probe, iteration; pins and retirement of entries
  *   dict_lane.c   the writers' lanes: taking one, versions, crash repair
@@ -546,7 +548,8 @@ int shk_dict_lane_lock(shk_dict *d, dict_lane *l);
 dict_lane *shk_dict_lane_enter(shk_dict *d, int *err);
 void shk_dict_lanes_reap(shk_dict *d);
 
-/* After a successful change: wake the watchers, if any (see WATCH). */
+/* dict_watch.c.  After a successful change: wake the watchers, if any
+ * (see WATCH). */
 void shk_dict_wake_watchers(shk_dict *d);
 static inline void shk_dict_note_change(shk_dict *d)
 {

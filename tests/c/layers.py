@@ -6,18 +6,11 @@ For each object file, which other files it calls (an undefined symbol that
 another object defines), then every cycle: files that call each other, in
 one step or around a loop.  The core is layered (mapping.c under
 alloc_freelist.c under segment.c, sync.c and the small helpers under
-everything), so a cycle is an error, except the ones listed in ALLOWED:
-one structure split across files that call each other.
+everything), so a cycle is an error.
 """
 import os
 import subprocess
 import sys
-
-ALLOWED = [
-    # the dict's write path and its shard (resize, replace) call each other
-    {"dict_shard", "dict_write"},
-]
-
 
 def graph(objdir):
     defs, undef = {}, {}
@@ -75,9 +68,8 @@ def main():
         print(f"{n:22} -> {' '.join(calls)}")
     bad = 0
     for c in cycles(edges):
-        allowed = c in ALLOWED
-        print(f"cycle{' (allowed)' if allowed else ''}: {' <-> '.join(sorted(c))}")
-        bad += not allowed
+        print(f"cycle: {' <-> '.join(sorted(c))}")
+        bad += 1
     if bad:
         print("files that call each other: move the shared part into a layer below both")
     return 1 if bad else 0
