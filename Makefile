@@ -16,6 +16,11 @@
 #   make scale        ops/s against 1..32 processes, C and Python (SCALE_ARGS=...);
 #                     scale-table prints its markdown table
 #   make latency      queue round-trip percentiles against the peers (LATENCY_ARGS=...)
+#   make wheel        the sdist and the wheel in build/dist (python -m build)
+#   make wheel-smoke  the wheel installed into a fresh virtualenv, smoke-tested
+#                     from outside the source tree
+#   make cycles       files that depend on each other, C (nm) and Python (imports)
+#   make format-check the C sources against .clang-format (changes nothing)
 #   make clean        remove build/
 #   make help         this list
 #
@@ -321,3 +326,57 @@ LATENCY_ARGS ?=
 .PHONY: latency
 latency: $(VENV)/.stamp-bench install
 	$(VPY) -m shmkit.bench.latency --out bench-results $(LATENCY_ARGS)
+
+# ---------------------------------------------------------------------------
+# Packaging: `python -m build` makes the sdist and then the wheel from that
+# sdist (so a file missing from MANIFEST.in fails the build).  No build
+# isolation: .venv already has the build requirements (setuptools, wheel),
+# which saves fetching them on every run.  wheel-smoke installs only the
+# wheel into a fresh virtualenv and runs tools/wheel_smoke.py from a
+# directory outside the source tree.  About a minute, most of it compiling.
+DIST       := $(B)/dist
+SMOKE_VENV := $(B)/wheel-venv
+
+.PHONY: wheel wheel-smoke
+wheel: venv
+	rm -rf $(DIST)
+	$(VPY) -m build --no-isolation --outdir $(DIST) .
+
+wheel-smoke: wheel
+	rm -rf $(SMOKE_VENV) $(B)/wheel-run
+	$(PYTHON) -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/python -m pip install -q --no-index --no-deps $(DIST)/*.whl
+	mkdir -p $(B)/wheel-run
+	cd $(B)/wheel-run && $(CURDIR)/$(SMOKE_VENV)/bin/python -I $(CURDIR)/tools/wheel_smoke.py
+
+# ---------------------------------------------------------------------------
+# Dependency cycles between files: C from the defined and undefined symbols
+# of each object file (nm), Python from the imports of python/shmkit (ast).
+# Fails, listing each cycle with the symbols or imports of its edges.
+.PHONY: cycles
+EXTOBJ := $(patsubst python/shmkit/_ext/%.c,$(B)/ext-obj/%.o,$(sort $(wildcard python/shmkit/_ext/*.c)))
+
+cycles: $(OBJ) $(EXTOBJ)
+	$(PYTHON) tools/check_cycles.py --c-objects $(OBJ) $(EXTOBJ) --python python/shmkit
+
+# The extension's objects on their own, for `make cycles` (the same flags
+# as setup.py; nothing links them).
+$(B)/ext-obj/%.o: python/shmkit/_ext/%.c $(HDR) $(wildcard python/shmkit/_ext/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -fPIC $(INCLUDES) -Ipython/shmkit/_ext \
+	  $$($(PYTHON) -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])') -c $< -o $@
+
+# ---------------------------------------------------------------------------
+# C formatting: clang-format (pinned in requirements-test.txt, so every
+# machine formats alike) against .clang-format.  format-check changes
+# nothing and fails listing the files that differ; format rewrites them.
+CLANG_FORMAT := $(VENV)/bin/clang-format
+FORMAT_SRCS   = $(sort $(wildcard include/*.h include/shmkit/*.h src/*.c src/*.h \
+                  python/shmkit/_ext/*.c python/shmkit/_ext/*.h))
+
+.PHONY: format-check format
+format-check: venv
+	$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRCS)
+
+format: venv
+	$(CLANG_FORMAT) -i $(FORMAT_SRCS)
