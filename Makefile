@@ -200,7 +200,7 @@ ctest-tsan: $(TSAN_BINS)
 # -fsanitize=fuzzer,address,undefined against the library sources and run
 # for FUZZ_SECONDS from its committed seed corpus tests/fuzz/corpus/<t>/
 # (new inputs go to build/fuzz/corpus-<t>/, crashes to build/fuzz/).
-# `make fuzz` = 4 targets x 20 s plus ~30 s of builds.  `make fuzz-seeds`
+# `make fuzz` = 5 targets x 20 s plus ~30 s of builds.  `make fuzz-seeds`
 # regenerates the seeds after a layout change (commit them).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 20
