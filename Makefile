@@ -376,7 +376,10 @@ FORMAT_SRCS   = $(sort $(wildcard include/*.h include/shmkit/*.h src/*.c src/*.h
 
 .PHONY: format-check format
 format-check: venv
-	$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRCS)
+	@bad=$$(for f in $(FORMAT_SRCS); do $(CLANG_FORMAT) $$f | cmp -s - $$f || echo $$f; done); \
+	if [ -n "$$bad" ]; then \
+	  echo "not clang-formatted (make format rewrites them; $(CLANG_FORMAT) --dry-run FILE shows where):"; \
+	  echo "$$bad" | sed 's/^/  /'; exit 1; fi
 
 format: venv
 	$(CLANG_FORMAT) -i $(FORMAT_SRCS)
