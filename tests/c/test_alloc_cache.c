@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "heap_internal.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,44 @@ TEST(cache_crash_points)
     }
 }
 
+/* Threads of one process share its cache (its lock): no block to two
+ * threads at once, and everything accounted for afterwards. */
+typedef struct thread_arg {
+    shk_segment *seg;
+    board *bd;
+    int i;
+} thread_arg;
+
+static void *thread_main(void *p)
+{
+    thread_arg *a = p;
+    worker(a->seg, a->bd, a->i, check_scale(20000));
+    return NULL;
+}
+
+TEST(cache_threads_share_slot)
+{
+    shk_segment *s = fixture_fork_segment("threads", SEG_BYTES);
+    shk_freelist *fl = shk_segment_heap(s);
+    board *bd = board_new();
+    pthread_t th[4];
+    thread_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thread_arg){s, bd, i};
+        CHECK_EQ(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(atomic_load(&bd->bad), 0);
+    free_recorded(fl, bd);
+    shk_freelist_stats st;
+    CHECK_EQ(shk_freelist_check(fl, &st), SHK_OK);
+    CHECK_EQ(st.live_blocks + st.leaked_blocks + st.abandoned_blocks, 0);
+    CHECK(st.cached_blocks > 0);
+    munmap(bd, sizeof *bd);
+    fixture_drop(s, "threads");
+}
+
 /* A forked child takes a cache of its own: it never gets the block its
  * parent cached, and the parent's cache is whole after the child dies. */
 TEST(cache_fork_takes_own_slot)
@@ -381,6 +420,7 @@ int main(void)
 {
     RUN(cache_fork_takes_own_slot);
     RUN(cache_corrupt_list);
+    RUN(cache_threads_share_slot);
     RUN(cache_killed_idle_nothing_lost);
     RUN(cache_crash_points);
     RUN(cache_many_processes);
