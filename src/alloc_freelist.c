@@ -54,16 +54,25 @@
  *   Plain frees stay local: a queue's consumer frees every item its
  *   producer allocated, and one remote push per item would cost more.
  *
+ * CACHES
+ *   In front of the lists of blocks up to 1 KiB sits a cache per process
+ *   (alloc_cache.c: its own essay): allocate and free go to it first, and
+ *   it visits these lists a batch at a time (shk_fl_refill, shk_fl_flush).
+ *   The segment heap has caches, and so does an allocator of at least
+ *   FL_CACHE_MIN_CAPACITY; a smaller one does not (memory in one process's
+ *   cache is not available to the others).
+ *
  * LAYOUT
  *   header (at the allocator's offset):
  *     magic, version, flags | start | limit | top word (atomic) |
- *     next_stripe | class[128] (stripe 0) | striped[3][24] (stripes 1-3)
+ *     next_stripe | class[128] (stripe 0) | striped[3][24] (stripes 1-3) |
+ *     cache table (SHK_CACHE_TABLE_BYTES: alloc_cache.c)
  *     top word = (class of the last carved block + 1) << 40 | top offset
  *     class[c] = { head (tag:32 | offset/16:32), free_bytes, free_blocks }
  *                one cache line each, so classes do not false-share.
  *   blocks, contiguous from `start` to `top`:
  *     +0  link   (atomic u64: next free block while on a free list)
- *     +8  state  (atomic u32: LIVE or FREE magic)
+ *     +8  state  (atomic u32: LIVE, FREE or CACHED magic)
  *     +12 class | home stripe << 8  (u32, immutable once carved)
  *     +16 payload: class_size(class) bytes; the offset handed out
  *
@@ -74,8 +83,9 @@
  *     block with a garbage header; the next carver rewrites its class (the
  *     same value) before carving, so check() can always walk the tiling and
  *     reports such a block as abandoned instead of failing.
- *   - A block is on one of its class's lists iff its state is FREE (except for the
- *     instant between a free's state change and its push).
+ *   - A block is on one of its class's lists iff its state is FREE, and on
+ *     a cache list iff it is CACHED (except for the instant between a
+ *     state change and the push or pop).
  *   - The sum of free_bytes over class c's stripes >= bytes of blocks on
  *     c's lists: free adds before it pushes, allocate subtracts after it
  *     pops (a stripe's own counter may wrap: lists move between stripes).
