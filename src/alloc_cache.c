@@ -352,14 +352,22 @@ static inline cache_slot *my_slot(shk_freelist *fl, uint64_t *id)
 
 /* ----------------------------------------------------- allocate and free */
 
+/* Enter this process's slot (its lock taken): list c, with the slot in *s;
+ * NULL if there is no slot or another thread of ours is in it. */
+static inline cache_list *enter(shk_freelist *fl, unsigned c, cache_slot **s)
+{
+    uint64_t id;
+    *s = my_slot(fl, &id);
+    return *s && lock_try(*s, id) ? &(*s)->list[c] : NULL;
+}
+
 int shk_cache_alloc(shk_freelist *fl, unsigned c, uint64_t *hdr)
 {
     shk_fl_common *m = common(fl);
-    uint64_t id;
-    cache_slot *s = my_slot(fl, &id);
-    if (!s || !lock_try(s, id))
+    cache_slot *s;
+    cache_list *k = enter(fl, c, &s);
+    if (!k)
         return SHK_EAGAIN;
-    cache_list *k = &s->list[c];
     /* relaxed: only we write the list, and the lock ordered us after the
      * last writer (another thread of ours). */
     uint64_t hw = SHK_A(atomic_load_explicit(&k->head, memory_order_relaxed));
@@ -431,11 +439,10 @@ static int flush_half(shk_freelist *fl, cache_list *k, unsigned c)
 int shk_cache_free(shk_freelist *fl, uint64_t hdr, unsigned c)
 {
     shk_fl_common *m = common(fl);
-    uint64_t id;
-    cache_slot *s = my_slot(fl, &id);
-    if (!s || !lock_try(s, id))
+    cache_slot *s;
+    cache_list *k = enter(fl, c, &s);
+    if (!k)
         return SHK_EAGAIN;
-    cache_list *k = &s->list[c];
     /* relaxed: as in shk_cache_alloc */
     uint32_t cnt = SHK_A(atomic_load_explicit(&k->count, memory_order_relaxed));
     if (cnt >= cap(c)) {

@@ -355,15 +355,24 @@ TEST(cache_threads_share_slot)
     fixture_drop(s, "threads");
 }
 
+/* The segment heap of a new segment `tag`, with one 64-byte block
+ * allocated and freed (so in this process's cache): its offset in *a. */
+static shk_freelist *heap_with_cached_block(const char *tag, shk_segment **s, uint64_t *a)
+{
+    *s = fixture_fork_segment(tag, SEG_BYTES);
+    shk_freelist *fl = shk_segment_heap(*s);
+    CHECK_EQ(shk_freelist_alloc(fl, 64, a), SHK_OK);
+    CHECK_EQ(shk_freelist_free(fl, *a), SHK_OK);
+    return fl;
+}
+
 /* A forked child takes a cache of its own: it never gets the block its
  * parent cached, and the parent's cache is whole after the child dies. */
 TEST(cache_fork_takes_own_slot)
 {
-    shk_segment *s = fixture_fork_segment("fork", SEG_BYTES);
-    shk_freelist *fl = shk_segment_heap(s);
+    shk_segment *s;
     uint64_t a, b;
-    CHECK_EQ(shk_freelist_alloc(fl, 64, &a), SHK_OK);
-    CHECK_EQ(shk_freelist_free(fl, a), SHK_OK);   /* cached by the parent */
+    shk_freelist *fl = heap_with_cached_block("fork", &s, &a);   /* a: ours */
     pid_t pid = fork();
     if (pid == 0) {
         uint64_t o;
@@ -383,11 +392,9 @@ TEST(cache_fork_takes_own_slot)
  * cached, is corruption: check() and the owner's next allocation say so. */
 TEST(cache_corrupt_list)
 {
-    shk_segment *s = fixture_fork_segment("corrupt", SEG_BYTES);
-    shk_freelist *fl = shk_segment_heap(s);
+    shk_segment *s;
     uint64_t a, b;
-    CHECK_EQ(shk_freelist_alloc(fl, 64, &a), SHK_OK);
-    CHECK_EQ(shk_freelist_free(fl, a), SHK_OK);
+    shk_freelist *fl = heap_with_cached_block("corrupt", &s, &a);
     /* find the cache list whose head names a's header */
     shk_fl_common *m = (shk_fl_common *)fl;
     _Atomic uint64_t *head = NULL;
