@@ -5,6 +5,7 @@
 #include "fixture.h"
 #include "internal.h"
 #include "heap_internal.h"
+#include "lfstack.h"
 
 #include <pthread.h>
 #include <signal.h>
