@@ -54,16 +54,25 @@
  *   Plain frees stay local: a queue's consumer frees every item its
  *   producer allocated, and one remote push per item would cost more.
  *
+ * CACHES
+ *   In front of the lists of blocks up to 1 KiB sits a cache per process
+ *   (alloc_cache.c: its own essay): allocate and free go to it first, and
+ *   it visits these lists a batch at a time (shk_fl_refill, shk_fl_flush).
+ *   The segment heap has caches, and so does an allocator of at least
+ *   FL_CACHE_MIN_CAPACITY; a smaller one does not (memory in one process's
+ *   cache is not available to the others).
+ *
  * LAYOUT
  *   header (at the allocator's offset):
  *     magic, version, flags | start | limit | top word (atomic) |
- *     next_stripe | class[128] (stripe 0) | striped[3][24] (stripes 1-3)
+ *     next_stripe | class[128] (stripe 0) | striped[3][24] (stripes 1-3) |
+ *     cache table (SHK_CACHE_TABLE_BYTES: alloc_cache.c)
  *     top word = (class of the last carved block + 1) << 40 | top offset
  *     class[c] = { head (tag:32 | offset/16:32), free_bytes, free_blocks }
  *                one cache line each, so classes do not false-share.
  *   blocks, contiguous from `start` to `top`:
  *     +0  link   (atomic u64: next free block while on a free list)
- *     +8  state  (atomic u32: LIVE or FREE magic)
+ *     +8  state  (atomic u32: LIVE, FREE or CACHED magic)
  *     +12 class | home stripe << 8  (u32, immutable once carved)
  *     +16 payload: class_size(class) bytes; the offset handed out
  *
@@ -74,8 +83,9 @@
  *     block with a garbage header; the next carver rewrites its class (the
  *     same value) before carving, so check() can always walk the tiling and
  *     reports such a block as abandoned instead of failing.
- *   - A block is on one of its class's lists iff its state is FREE (except for the
- *     instant between a free's state change and its push).
+ *   - A block is on one of its class's lists iff its state is FREE, and on
+ *     a cache list iff it is CACHED (except for the instant between a
+ *     state change and the push or pop).
  *   - The sum of free_bytes over class c's stripes >= bytes of blocks on
  *     c's lists: free adds before it pushes, allocate subtracts after it
  *     pops (a stripe's own counter may wrap: lists move between stripes).
@@ -88,7 +98,7 @@
 #include <string.h>
 
 #define FL_MAGIC 0x5453494c45455246ull   /* "FREELIST" */
-#define FL_VERSION 3u
+#define FL_VERSION 4u
 #define FL_FLAG_GROWABLE 1u
 #define FL_NCLASS 128
 #define FL_SMALL_CLASSES 16
@@ -96,9 +106,9 @@
  * each; see STRIPES. */
 #define FL_NSTRIPE 4u
 #define FL_STRIPED 24u
-#define BLOCK_HDR 16u
-#define STATE_LIVE 0x4556494cu            /* "LIVE" */
-#define STATE_FREE 0x45455246u            /* "FREE" */
+#define BLOCK_HDR SHK_FL_BLOCK_HDR
+#define STATE_LIVE SHK_FL_LIVE
+#define STATE_FREE SHK_FL_FREE
 
 typedef struct fl_class {
     _Atomic uint64_t head;
@@ -118,19 +128,16 @@ typedef struct fl_shared {
     char pad[SHK_CACHELINE - 44];
     fl_class cls[FL_NCLASS];                        /* stripe 0 */
     fl_class striped[FL_NSTRIPE - 1][FL_STRIPED];   /* stripes 1.. */
+    char cache[SHK_CACHE_TABLE_BYTES];              /* alloc_cache.c */
 } fl_shared;
 SHK_STATIC_ASSERT(sizeof(fl_class) == SHK_CACHELINE, "class is a line");
 SHK_STATIC_ASSERT(sizeof(fl_shared) % SHK_CACHELINE == 0, "header lines");
 
-typedef struct fl_block {
-    _Atomic uint64_t link;
-    _Atomic uint32_t state;
-    /* class | home stripe << 8.  Atomic: a carver may rewrite it (the same
-     * class; a block repaired that way gets home stripe 0). */
-    _Atomic uint32_t cls;
-} fl_block;
+typedef shk_fl_block fl_block;
 
 #define TOP_BITS 40
+/* A fixed-capacity allocator smaller than this has no per-process caches */
+#define FL_CACHE_MIN_CAPACITY (16ull << 20)
 #define CARVE_BYTES 4096u      /* a small class carves this much at once */
 #define CARVE_MAX 64u          /* ... but at most this many blocks */
 static inline uint64_t top_of(uint64_t w) { return w & ((1ull << TOP_BITS) - 1); }
@@ -152,8 +159,12 @@ static inline unsigned home_get(const fl_block *b)
     return (SHK_A(atomic_load_explicit(&b->cls, memory_order_relaxed)) >> 8) & 0xffu;
 }
 SHK_STATIC_ASSERT(sizeof(fl_block) == BLOCK_HDR, "block header is 16 B");
+SHK_STATIC_ASSERT(SHK_CACHE_CLASSES <= FL_STRIPED, "cached classes are striped");
+SHK_STATIC_ASSERT(sizeof(fl_class) % SHK_CACHELINE == 0 &&
+                  offsetof(fl_shared, cache) % SHK_CACHELINE == 0, "table lines");
 
 struct shk_freelist {
+    shk_fl_common m;   /* first: alloc_cache.c reads it */
     shk_mapping *map;
     shk_segment *owner;     /* only remembered: shk_freelist_segment */
     char *base;
@@ -195,14 +206,7 @@ static inline fl_class *own_list(shk_freelist *fl, unsigned c)
 
 /* ------------------------------------------------------------ size classes */
 
-static inline uint64_t class_size(unsigned c)
-{
-    if (c < FL_SMALL_CLASSES)
-        return (uint64_t)(c + 1) * 16;
-    unsigned k = 8 + (c - FL_SMALL_CLASSES) / 4;
-    unsigned sub = (c - FL_SMALL_CLASSES) % 4;
-    return (1ull << k) + (uint64_t)(sub + 1) * (1ull << (k - 2));
-}
+static inline uint64_t class_size(unsigned c) { return shk_fl_class_size(c); }
 
 static inline int class_of(uint64_t n)
 {
@@ -299,16 +303,19 @@ int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner,
     fl->start = fl->sh->start;
     fl->limit = fl->sh->limit;
     fl->growable = (fl->sh->flags & FL_FLAG_GROWABLE) != 0;
+    fl->m.base = base;
+    fl->m.start = fl->start;
+    fl->m.top = &fl->sh->top;
+    fl->m.table = fl->sh->cache;
+    /* Caches hold memory other processes cannot have (up to ~8 KiB per
+     * class used, per process): only for the segment heap, which grows
+     * instead, and for allocators big enough not to notice. */
+    fl->m.cache.disabled = !fl->growable && fl->limit - fl->start < FL_CACHE_MIN_CAPACITY;
     shk_fork_watch();
     /* a generation that never matches: the first allocation picks a stripe */
     SHK_A(atomic_store_explicit(&fl->stripe_gen, shk_fork_gen() - 1, memory_order_relaxed));
     *out = fl;
     return SHK_OK;
-}
-
-void shk_freelist_drop(shk_freelist *fl)
-{
-    free(fl);
 }
 
 /* ------------------------------------------------------- allocate and free */
@@ -324,8 +331,11 @@ static inline fl_block *block_at(const shk_freelist *fl, uint64_t hdr_off)
  * carving them one by one interleaves processes block by block, and two
  * processes writing the two halves of a cache line slow each other down on
  * every write for as long as the blocks live.  Without `grow`, only memory
- * the segment file already backs is used.  0 if no room. */
-static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
+ * the segment file already backs is used.  With `chain` (for a cache
+ * refill), the whole run is returned instead, linked, state CACHED, and
+ * *chain gets its length.  0 if no room. */
+static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow,
+                      uint64_t *chain)
 {
     uint64_t bsz = BLOCK_HDR + class_size(c);
     uint64_t n = 1;
@@ -378,8 +388,15 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow)
     for (uint64_t j = 0; j < n; j++) {
         fl_block *b = block_at(fl, old + j * bsz);
         SHK_A(atomic_store_explicit(&b->cls, tag, memory_order_relaxed));
-        SHK_A(atomic_store_explicit(&b->link, 0, memory_order_relaxed));
-        SHK_A(atomic_store_explicit(&b->state, j ? STATE_FREE : STATE_LIVE, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&b->link, chain && j + 1 < n ? old + (j + 1) * bsz : 0,
+                                    memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&b->state, chain ? SHK_FL_CACHED
+                                               : j ? STATE_FREE : STATE_LIVE,
+                                    memory_order_relaxed));
+    }
+    if (chain) {
+        *chain = n;
+        return old;
     }
     if (n > 1) {
         /* relaxed: statistics, raised before the pushes (INVARIANTS). */
@@ -436,36 +453,124 @@ static uint64_t steal(shk_freelist *fl, unsigned c, fl_class *own)
     return h;
 }
 
-int shk_freelist_alloc(shk_freelist *fl, uint64_t n, uint64_t *off)
+/* Take up to `want` blocks from list k as a chain for a cache (see
+ * shk_fl_refill): the whole list is detached (one CAS), its first blocks
+ * are cut off and the rest goes back onto `back` (one CAS).  A link that
+ * leaves the region, or a node that is not a FREE block of class c, ends
+ * the chain taken there and what follows it is dropped (check() reports
+ * the list's damage before, the blocks as leaked after).  A kill between
+ * the two CAS leaks the list (FREE blocks on no list), as in steal. */
+static uint64_t take_some(shk_freelist *fl, unsigned c, fl_class *k, fl_class *back,
+                          uint64_t want, uint64_t *n)
 {
-    if (n == 0 || n > SHK_FREELIST_MAX_ALLOC)
-        return SHK_EINVAL;
-    int c = class_of(n);
-    if (c < 0)
-        return SHK_EINVAL;
+    /* relaxed peek: skip an empty list without a CAS on its line */
+    if (!SHK_A(atomic_load_explicit(&k->head, memory_order_relaxed)))
+        return 0;
+    uint64_t first = shk_lfstack_take_all(&k->head);
+    if (first == 0)
+        return 0;
+    SHK_CRASH_POINT("freelist.refill");
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
+    uint64_t bsz = BLOCK_HDR + class_size(c);
+    uint64_t cnt = 0, node = first, last = 0, rest = 0;
+    while (cnt < want) {
+        if (node < fl->start || node % SHK_ALIGN || shk_add_sat(node, bsz) > top)
+            break;
+        fl_block *b = block_at(fl, node);
+        if (cls_get(b) != c ||
+            SHK_A(atomic_load_explicit(&b->state, memory_order_relaxed)) != STATE_FREE)
+            break;
+        SHK_A(atomic_store_explicit(&b->state, SHK_FL_CACHED, memory_order_relaxed));
+        cnt++;
+        last = node;
+        node = SHK_A(atomic_load_explicit(&b->link, memory_order_relaxed));
+        if (node == 0)
+            break;
+    }
+    if (cnt == 0)
+        return 0;
+    if (cnt == want)
+        rest = node;
+    SHK_A(atomic_store_explicit(&block_at(fl, last)->link, 0, memory_order_relaxed));
+    /* relaxed: statistics, lowered after the take (INVARIANTS) */
+    SHK_A(atomic_fetch_sub_explicit(&k->free_bytes, cnt * bsz, memory_order_relaxed));
+    SHK_A(atomic_fetch_sub_explicit(&k->free_blocks, cnt, memory_order_relaxed));
+    if (rest)
+        shk_lfstack_push_chain(&back->head, fl->base, rest, top,
+                               (top - fl->start) / (2 * BLOCK_HDR) + 1);
+    *n = cnt;
+    return first;
+}
+
+uint64_t shk_fl_refill(shk_freelist *fl, unsigned c, uint64_t want, uint64_t *n)
+{
+    /* The order of shk_fl_alloc: our stripe, memory the file backs, the
+     * other stripes (their remainder comes to ours, as steal moves whole
+     * lists), then growth. */
+    fl_class *own = own_list(fl, c);
+    uint64_t h = take_some(fl, c, own, own, want, n);
+    if (h == 0)
+        h = carve(fl, c, own, 0, n);
+    for (unsigned st = 0; h == 0 && st < stripes_of(c); st++) {
+        fl_class *k = class_line(fl->sh, st, c);
+        if (k != own)
+            h = take_some(fl, c, k, own, want, n);
+    }
+    if (h == 0)
+        h = carve(fl, c, own, 1, n);
+    return h;
+}
+
+void shk_fl_flush(shk_freelist *fl, unsigned c, uint64_t first, uint64_t n)
+{
+    uint64_t bsz = BLOCK_HDR + class_size(c);
+    fl_class *own = own_list(fl, c);
+    /* The caller walked and checked the chain (alloc_cache.c).  release:
+     * a check() that walked a cache list and then sees a block FREE sees
+     * the cache list's new head word too (it re-reads it to tell a change
+     * from damage). */
+    uint64_t node = first;
+    for (uint64_t j = 0; j < n && node; j++) {
+        fl_block *b = block_at(fl, node);
+        SHK_A(atomic_store_explicit(&b->state, STATE_FREE, memory_order_release));
+        node = SHK_A(atomic_load_explicit(&b->link, memory_order_relaxed));
+    }
+    /* relaxed: statistics, raised before the push (INVARIANTS). */
+    SHK_A(atomic_fetch_add_explicit(&own->free_bytes, n * bsz, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&own->free_blocks, n, memory_order_relaxed));
+    uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
+    shk_lfstack_push_chain(&own->head, fl->base, first, top, n + 1);
+}
+
+int shk_fl_class_of(uint64_t n)
+{
+    return n == 0 || n > SHK_FREELIST_MAX_ALLOC ? -1 : class_of(n);
+}
+
+/* Allocate from the shared lists (and new memory): a header offset, 0 if
+ * there is no room. */
+uint64_t shk_fl_alloc(shk_freelist *fl, unsigned c)
+{
     /* Our stripe first; then new blocks from memory the file already backs
      * (taking another stripe's list now would only make its owner take it
      * back when it next runs dry); then the other stripes' lists, before
      * the file grows, so free blocks are never stranded. */
-    fl_class *own = own_list(fl, (unsigned)c);
+    fl_class *own = own_list(fl, c);
     uint64_t h = pop_list(fl, own);
     if (h == 0)
-        h = carve(fl, (unsigned)c, own, 0);
+        h = carve(fl, c, own, 0, NULL);
     if (h == 0)
-        h = steal(fl, (unsigned)c, own);
+        h = steal(fl, c, own);
     if (h == 0)
-        h = carve(fl, (unsigned)c, own, 1);
+        h = carve(fl, c, own, 1, NULL);
     /* No room for a new block: any free block of a larger class will do. */
-    for (unsigned d = (unsigned)c + 1; h == 0 && d < FL_NCLASS; d++) {
+    for (unsigned d = c + 1; h == 0 && d < FL_NCLASS; d++) {
         fl_class *od = own_list(fl, d);
         h = pop_list(fl, od);
         if (h == 0)
             h = steal(fl, d, od);
     }
-    if (h == 0)
-        return SHK_ENOMEM;
-    *off = h + BLOCK_HDR;
-    return SHK_OK;
+    return h;
 }
 
 /* The header offset of a live block whose payload is at `off`, or 0. */
@@ -484,26 +589,21 @@ static uint64_t live_header(const shk_freelist *fl, uint64_t off)
     return h;
 }
 
-static int free_to(shk_freelist *fl, uint64_t off, int home);
-
-int shk_freelist_free(shk_freelist *fl, uint64_t off)
-{
-    return free_to(fl, off, 0);
-}
-
-int shk_freelist_free_home(shk_freelist *fl, uint64_t off)
-{
-    return free_to(fl, off, 1);
-}
-
-/* Free to our own stripe's list, or (home) to the list of the stripe whose
- * carve made the block. */
-static int free_to(shk_freelist *fl, uint64_t off, int home)
+uint64_t shk_fl_live(shk_freelist *fl, uint64_t off, unsigned *c, int *mine)
 {
     uint64_t h = live_header(fl, off);
-    if (h == 0)
-        return SHK_EBADOFF;
+    if (h) {
+        const fl_block *b = block_at(fl, h);
+        *c = cls_get(b);
+        *mine = *c >= FL_STRIPED || home_get(b) == my_stripe(fl);
+    }
+    return h;
+}
+
+int shk_fl_free(shk_freelist *fl, uint64_t h, int home)
+{
     fl_block *b = block_at(fl, h);
+    uint32_t c = cls_get(b);
     uint32_t expect = STATE_LIVE;
     /* The CAS makes a double free (even a concurrent one) fail cleanly:
      * exactly one freer moves LIVE -> FREE.  relaxed: the push publishes. */
@@ -512,7 +612,6 @@ static int free_to(shk_freelist *fl, uint64_t off, int home)
                                                  memory_order_relaxed)))
         return SHK_EBADOFF;
     SHK_CRASH_POINT("freelist.free");
-    uint32_t c = cls_get(b);
     unsigned hs = home_get(b);
     fl_class *k = home && hs < stripes_of(c) ? class_line(fl->sh, hs, c) : own_list(fl, c);
     SHK_A(atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
@@ -528,7 +627,7 @@ uint64_t shk_freelist_usable(const shk_freelist *fl, uint64_t off)
     return h ? class_size(cls_get(block_at(fl, h))) : 0;
 }
 
-uint64_t shk_freelist_available(const shk_freelist *fl)
+uint64_t shk_fl_available(const shk_freelist *fl)
 {
     uint64_t top = top_of(SHK_A(atomic_load_explicit(&fl->sh->top, memory_order_relaxed)));
     uint64_t n = fl->limit - top;
@@ -587,7 +686,7 @@ static int walk_list(uint64_t head_word, void *ctx)
     return 0;
 }
 
-int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
+int shk_fl_check(const shk_freelist *fl, shk_freelist_stats *st, uint64_t *cached_walk_out)
 {
     shk_freelist_stats s;
     memset(&s, 0, sizeof s);
@@ -603,7 +702,7 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
         return SHK_ECORRUPT;
     uint64_t last_h = top - last_run;
     /* 1. Walk the blocks tiling [start, top). */
-    uint64_t free_walk = 0;
+    uint64_t free_walk = 0, cached_walk = 0;
     for (uint64_t h = fl->start; h < top;) {
         if (h + BLOCK_HDR > top)
             return SHK_ECORRUPT;
@@ -618,6 +717,8 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
             s.used_bytes += bsz;
         } else if (state == STATE_FREE && cls_get(b) == c) {
             free_walk++;
+        } else if (state == SHK_FL_CACHED && cls_get(b) == c) {
+            cached_walk++;
         } else {
             s.abandoned_blocks++;   /* its carver died before the header */
         }
@@ -650,6 +751,7 @@ int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *st)
      * that was killed (or is still running: check() is exact only when the
      * allocator is quiescent).  They are leaked, not corrupt. */
     s.leaked_blocks = free_walk > s.free_blocks ? free_walk - s.free_blocks : 0;
+    *cached_walk_out = cached_walk;
     if (st)
         *st = s;
     return SHK_OK;

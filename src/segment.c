@@ -579,7 +579,9 @@ int shk_segment_check(shk_segment *seg)
             shk_mutex_consistent(locks[i]);
         shk_mutex_unlock(locks[i]);
     }
-    return shk_freelist_check(seg->heap, NULL);
+    /* the heap blocks dead processes' caches held go back to its lists */
+    int rc = shk_freelist_reclaim(seg->heap, NULL);
+    return rc != SHK_OK ? rc : shk_freelist_check(seg->heap, NULL);
 }
 
 /* ----------------------------------------------------------------- growth */

@@ -77,6 +77,9 @@ typedef struct shk_freelist_stats {
     /* Free lists that other processes changed under every walk check()
      * tried, so it could not verify them (0 when nobody else is active). */
     uint64_t unverified_lists;
+    /* Blocks (and their bytes, headers included) held in the per-process
+     * caches: freed, but neither live nor on a free list. */
+    uint64_t cached_blocks, cached_bytes;
 } shk_freelist_stats;
 /* Walk the blocks tiling the region and every free list, and verify their
  * invariants (exact tiling, no cycle, every list node a FREE block of that
@@ -86,6 +89,13 @@ typedef struct shk_freelist_stats {
  * upset by a concurrent change is repeated, and after 64 tries counted in
  * unverified_lists); the statistics are exact only when nobody does. */
 int shk_freelist_check(const shk_freelist *fl, shk_freelist_stats *stats);
+/* Return the blocks cached by processes that have died (owner pid and
+ * start time no longer a live process) to the free lists; *blocks (may be
+ * NULL) gets how many.  Allocation does this by itself before it reports
+ * SHK_ENOMEM, and a process taking a cache slot does it for that slot;
+ * shk_segment_check() does it for the segment heap.  SHK_OK or
+ * SHK_ECORRUPT. */
+int shk_freelist_reclaim(shk_freelist *fl, uint64_t *blocks);
 
 /* ---------------- bump allocator ---------------- */
 

@@ -285,6 +285,8 @@ def read_segment(name: str, with_stats: bool = False, check: bool = False) -> Di
         if "heap" in info or "heap_check" in info:
             h = info.get("heap") or info["heap_check"].get("stats") or {}
             free_list = h.get("free_list_bytes")
+            if free_list is not None:
+                free_list += h.get("cached_bytes", 0)   # freed, in a process's cache
             untouched = h.get("untouched_bytes")
             if free_list is not None and untouched is not None and free_list + untouched:
                 info["heap_fragmentation"] = round(free_list / (free_list + untouched), 4)

@@ -15,9 +15,11 @@ from harness import KILLS, Batch, Log, Rotation, Scenario
 
 # Blocks a killed worker held stay allocated (nobody else can know they are
 # unused), so the capacity grows with the number of kills: at most
-# MAX_LIVE blocks of MAX_SIZE bytes per worker, two workers per kill.
+# MAX_LIVE blocks of MAX_SIZE bytes per worker, two workers per kill.  At
+# least 32 MiB, so that the workers have per-process caches (16 MiB and up):
+# killed workers' caches are reclaimed in verify.
 MAX_LIVE, MAX_SIZE = 40, 1000
-CAPACITY = 2 * (KILLS + 1) * MAX_LIVE * (MAX_SIZE + 300) + (4 << 20)
+CAPACITY = max(2 * (KILLS + 1) * MAX_LIVE * (MAX_SIZE + 300) + (4 << 20), 32 << 20)
 
 
 def setup(name: str) -> None:
@@ -81,6 +83,9 @@ def verify(name: str, m: dict) -> dict:
         n, fill = live[off]
         assert a.usable_size(off) >= n, f"committed block {off} is no longer live"
         assert a.read(off, n) == bytes([fill]) * n, f"block {off} was overwritten"
+    # the caches of killed workers come back; blocks of this cycle's
+    # (killed) workers' caches are counted as cached, never as leaked
+    a.reclaim()
     stats = a.check()
     # the allocator still works for a fresh process, and never hands out a
     # block somebody holds
@@ -90,9 +95,12 @@ def verify(name: str, m: dict) -> dict:
         a.free(o)
     a.close()
     return {"blocks_held": len(live), "blocks_checked": len(m["rotation"].due),
-            "leaked": stats["leaked_blocks"], "abandoned": stats["abandoned_blocks"]}
+            "leaked": stats["leaked_blocks"], "abandoned": stats["abandoned_blocks"],
+            "cached": stats["cached_blocks"]}
 
 
 SCENARIO = Scenario("freelist", setup, work, model, fold, verify,
                     crash_points=("freelist.carve", "freelist.pop", "freelist.free",
+                                  "freelist.cache_alloc", "freelist.cache_free",
+                                  "freelist.cache_flush", "freelist.refill",
                                   "segment.grow"))

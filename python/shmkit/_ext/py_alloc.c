@@ -304,6 +304,18 @@ static PyObject *alloc_view(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 /* -------------------------------------------------------- other methods */
 
+static PyObject *freelist_reclaim(shk_freelist *fl, const char *context)
+{
+    uint64_t n = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = shk_freelist_reclaim(fl, &n);
+    Py_END_ALLOW_THREADS
+    if (rc != SHK_OK)
+        return shk_py_raise(rc, context);
+    return PyLong_FromUnsignedLongLong(n);
+}
+
 static PyObject *alloc_available(PyObject *self, PyObject *Py_UNUSED(x))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
@@ -388,6 +400,14 @@ static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
     }
 }
 
+static PyObject *alloc_reclaim(PyObject *self, PyObject *Py_UNUSED(x))
+{
+    ShkPyAlloc *a = (ShkPyAlloc *)self;
+    if (!alive(a))
+        return NULL;
+    return freelist_reclaim(a->h, "FreeListAllocator.reclaim");
+}
+
 static PyObject *alloc_slab_size(PyObject *self, void *Py_UNUSED(c))
 {
     ShkPyAlloc *a = (ShkPyAlloc *)self;
@@ -431,6 +451,9 @@ static PyMethodDef freelist_methods[] = {
      "offset that is not a live block (nothing changed)."},
     {"usable_size", alloc_usable, METH_O,
      "usable_size(offset) -> int: the real capacity of a live block."},
+    {"reclaim", alloc_reclaim, METH_NOARGS,
+     "reclaim() -> int: return the blocks that processes which have died "
+     "held in their caches to the free lists; how many."},
     {NULL, NULL, 0, NULL},
 };
 

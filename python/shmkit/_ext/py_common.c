@@ -264,7 +264,7 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
     if (rc != SHK_OK)
         return shk_py_raise(rc, context);
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
         (unsigned long long)st.capacity, "used_bytes",
         (unsigned long long)st.used_bytes, "free_list_bytes",
         (unsigned long long)st.free_list_bytes, "untouched_bytes",
@@ -273,6 +273,8 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
         (unsigned long long)st.free_blocks, "leaked_blocks",
         (unsigned long long)st.leaked_blocks, "abandoned_blocks",
         (unsigned long long)st.abandoned_blocks, "unverified_lists",
-        (unsigned long long)st.unverified_lists);
+        (unsigned long long)st.unverified_lists, "cached_blocks",
+        (unsigned long long)st.cached_blocks, "cached_bytes",
+        (unsigned long long)st.cached_bytes);
 }
 

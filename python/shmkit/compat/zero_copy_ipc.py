@@ -90,16 +90,19 @@ class ZeroCopyDict(SharedDict):
 
     def gc_stats(self) -> Dict[str, Any]:
         """Free blocks of the segment heap (``Segment.heap_check()``, a walk
-        of the heap): ``total_free_blocks`` and ``total_free_space`` (bytes
+        of the heap; on its free lists or in a process's cache):
+        ``total_free_blocks`` and ``total_free_space`` (bytes
         in them), as the README names them, and as zero-copy-ipc 1.0.1 names
         them ``free_blocks``, ``free_size``, ``heap_used``, ``heap_size``
         and ``fragmentation`` (free-block bytes / bytes not in use)."""
         with Segment(self.segment_name, create=False) as seg:
             h = seg.heap_check()
             info = seg.info()
-        free = h["free_list_bytes"]
+        # blocks waiting in the processes' caches are free blocks too
+        free = h["free_list_bytes"] + h["cached_bytes"]
+        nfree = h["free_blocks"] + h["cached_blocks"]
         idle = free + h["untouched_bytes"]
-        return {"total_free_blocks": h["free_blocks"], "total_free_space": free,
-                "free_blocks": h["free_blocks"], "free_size": free,
+        return {"total_free_blocks": nfree, "total_free_space": free,
+                "free_blocks": nfree, "free_size": free,
                 "heap_used": info["heap_used"], "heap_size": info["file_size"],
                 "fragmentation": free / idle if idle else 0.0}
