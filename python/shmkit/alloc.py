@@ -112,7 +112,6 @@ class SlabAllocator(_AllocatorMixin, _shmkit.SlabAllocator):
                          slab_size=slab_size, url=url, trust=trust)
 
 
-_KINDS = {"freelist": FreeListAllocator, "bump": BumpAllocator, "slab": SlabAllocator}
-
-for _kind, _cls in _KINDS.items():
-    register_kind(_kind, _cls._open_in)
+register_kind("freelist", FreeListAllocator)
+register_kind("bump", BumpAllocator)
+register_kind("slab", SlabAllocator)

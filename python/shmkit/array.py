@@ -224,4 +224,4 @@ class Array(Handle, _shmkit.Array):
 _FORMATS = {code: fmt for code, fmt in zip(
     DTYPES.values(), ["b", "h", "i", "q", "B", "H", "I", "Q", "f", "d"])}
 
-register_kind("array", Array._open_in)
+register_kind("array", Array)

@@ -141,4 +141,4 @@ class Bitset(Handle, _shmkit.Bitset):
         return f"<shmkit.Bitset {where} size={self.size} count={self.count()}>"
 
 
-register_kind("bitset", Bitset._open_in)
+register_kind("bitset", Bitset)

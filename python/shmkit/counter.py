@@ -90,4 +90,4 @@ class Counter(Handle, _shmkit.Counter):
         return f"<shmkit.Counter {where} value={self.value}>"
 
 
-register_kind("counter", Counter._open_in)
+register_kind("counter", Counter)

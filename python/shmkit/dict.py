@@ -129,6 +129,10 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
             self.update(data)
         return self
 
+    @classmethod
+    def _attach_in(cls, segment: Segment, name: str) -> "SharedDict":
+        return cls._open_in(segment, name, create=False)
+
     # ---- waiting for changes ----
 
     def watch(self) -> "Watch":
@@ -337,4 +341,4 @@ class Watch:
             pass
 
 
-register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))
+register_kind("dict", SharedDict)
