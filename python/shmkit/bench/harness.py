@@ -36,6 +36,7 @@ raises is recorded as an error with the message, and the run goes on.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import gc
@@ -112,6 +113,18 @@ class Fixture:
 
 
 _name_counter = [0]
+
+
+def unlink_then_close(obj: Any) -> Callable[[], None]:
+    """The teardown of a peer (UltraDict) whose ``unlink`` must come first
+    and whose ``close`` may raise once unlinked."""
+    def close() -> None:
+        try:
+            obj.unlink()
+        finally:
+            with contextlib.suppress(Exception):
+                obj.close()
+    return close
 
 
 def shm_name(tag: str) -> str:
@@ -856,3 +869,55 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
             print(f"\nresults: {os.path.join(out_dir, 'results.json')}"
                   + (f", {len(report.get('charts', []))} chart(s) in {out_dir}/" if charts else ""))
     return report
+
+
+# ------------------------------------------------------------------ options
+
+
+def add_arguments(p: argparse.ArgumentParser, suite_option: bool = True) -> None:
+    """The options of a suite run (``shmkit bench`` and ``main``)."""
+    p.add_argument("--quick", action="store_true",
+                   help="fewer cases and shorter runs (under 2 minutes on 2 cores)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smoke-test mode: every case runs a few operations (for tests)")
+    p.add_argument("--out", metavar="DIR", default="bench-results",
+                   help="where to write results.json and the charts (default: bench-results)")
+    if suite_option:
+        p.add_argument("--suite", action="append", metavar="NAME",
+                       help="run only these suites (alloc, dict, queue; repeatable or "
+                       "comma-separated)")
+    p.add_argument("--no-charts", action="store_true", help="do not draw PNG charts")
+    p.add_argument("--no-progress", action="store_true", help="no progress indicator")
+
+
+def run_from_args(args: argparse.Namespace, suites: Optional[Sequence[str]] = None) -> int:
+    """Run from parsed options (``add_arguments``); ``suites`` when the
+    options have no ``--suite``.  0 when the run finished, 1 if not;
+    ValueError for an unknown suite, OSError when ``--out`` is not writable."""
+    mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
+    if getattr(args, "suite", None):
+        suites = [s.strip() for part in args.suite for s in part.split(",") if s.strip()]
+    unknown = [s for s in suites or () if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite {unknown[0]!r} (choose from {', '.join(SUITES)})")
+    # this process ends after the run: keep peers' destructor noise quiet
+    # through interpreter shutdown too
+    QuietPeers(permanent=True).__enter__()
+    report = run(mode=mode, out_dir=args.out, suites=suites,
+                 charts=not args.no_charts, progress=not args.no_progress)
+    return 0 if report is not None else 1
+
+
+def main(argv: Optional[Sequence[str]] = None, suites: Optional[Sequence[str]] = None) -> int:
+    """The ``benchmarks/bench_*.py`` scripts: the ``suites`` of ``shmkit
+    bench`` with its options (``--quick``, ``--tiny``, ``--out DIR``, ...)."""
+    p = argparse.ArgumentParser(description=f"shmkit benchmark suites: {', '.join(suites or SUITES)}")
+    add_arguments(p, suite_option=suites is None)
+    args = p.parse_args(argv)
+    try:
+        return run_from_args(args, suites)
+    except ValueError as e:
+        p.error(str(e))
+    except OSError as e:
+        print(f"cannot write results to {args.out!r}: {e.strerror or e}", file=sys.stderr)
+    return 1

@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import harness
-from .harness import Skip, check_import, fork_workers, shm_name
+from .harness import Skip, check_import, fork_workers, shm_name, unlink_then_close
 
 DEFAULT_PROCS = (1, 2, 4, 8, 16, 32)
 OWN_KEYS = 1000
@@ -76,15 +76,7 @@ def _ultradict():
         # forked workers inherit and which serialises them just the same
         d = UltraDict(name=shm_name("u"), **kw)
 
-    def close():
-        try:
-            d.unlink()
-        finally:
-            try:
-                d.close()
-            except Exception:
-                pass
-    return d, close
+    return d, unlink_then_close(d)
 
 
 def _manager_dict():

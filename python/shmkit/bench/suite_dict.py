@@ -24,7 +24,7 @@ import multiprocessing as mp
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
-from .harness import Case, Fixture, Skip, fork_workers, shm_name
+from .harness import Case, Fixture, Skip, fork_workers, shm_name, unlink_then_close
 
 # working-set keys for get/contains/update, and new keys per timed chunk of
 # set/delete, per value kind (1 MB values need small sets).
@@ -197,17 +197,8 @@ def _ultradict(kind):
     d = UltraDict(name=name, create=True, buffer_size=max(1 << 20, 8 * VALUE_BYTES[kind]),
                   full_dump_size=full, shared_lock=True, auto_unlink=False)
 
-    def close():
-        try:
-            d.unlink()
-        finally:
-            try:
-                d.close()
-            except Exception:
-                pass
-
-    return d, close, lambda: UltraDict(name=name, create=False, shared_lock=True,
-                                       auto_unlink=False)
+    return d, unlink_then_close(d), lambda: UltraDict(name=name, create=False,
+                                                      shared_lock=True, auto_unlink=False)
 
 
 def _shared_memory_dict(kind):
