@@ -25,8 +25,9 @@ def _reattach(cls: Any, segment_name: str, object_name: str, kwargs: Dict[str, A
 class Handle:
     __slots__ = ()
 
-    if TYPE_CHECKING:   # provided by the C base type
+    if TYPE_CHECKING:   # what the C base type (or RemoteHandle) provides
         closed: bool
+        created: bool
         trust: Trust
         segment_name: str
         object_name: str

@@ -93,7 +93,8 @@ def creator_alive(pid: int, start_ticks: int) -> bool:
     return start_ticks == 0 or ticks == start_ticks
 
 
-def mapping_pids(names: Iterable[str], exclude: Iterable[int] = ()) -> Dict[str, List[int]]:
+def mapping_pids(names: Iterable[str],
+                 exclude: Iterable[int] = ()) -> Dict[Optional[str], List[int]]:
     """For each segment name, the pids whose /proc/PID/maps map
     ``/dev/shm/NAME``.  The key ``None`` lists pids whose maps we may not
     read (other users' processes when we are not root)."""
@@ -136,9 +137,10 @@ def mapping_pids(names: Iterable[str], exclude: Iterable[int] = ()) -> Dict[str,
 # ---------------------------------------------------------------- segments
 
 
-def _human_bytes(n: Optional[int]) -> str:
-    if n is None:
+def _human_bytes(size: Optional[int]) -> str:
+    if size is None:
         return "-"
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -400,7 +402,7 @@ def cmd_ls(args) -> int:
             objs.append(f"{o['type']}:{o['name']}" + (f"({n})" if n is not None else ""))
         created = s.get("created_unix_ns", 0) / 1e9
         owner, mode = _marked(s)
-        marked = marked or s.get("foreign") or s.get("writable_by_others")
+        marked = marked or bool(s.get("foreign") or s.get("writable_by_others"))
         rows.append((
             s["name"],
             _human_bytes(s.get("file_size")),

@@ -54,6 +54,7 @@ def update_pairs(other: Any, kw: dict) -> list:
 
 class _ItemsView(ItemsView):
     __slots__ = ()
+    _mapping: "SharedDict"
 
     def __iter__(self):
         return iter(self._mapping._items())
@@ -61,6 +62,7 @@ class _ItemsView(ItemsView):
 
 class _ValuesView(ValuesView):
     __slots__ = ()
+    _mapping: "SharedDict"
 
     def __iter__(self):
         return iter(self._mapping._values())

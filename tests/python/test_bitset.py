@@ -237,7 +237,7 @@ def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
 def _disjoint(name, k, q):
     try:
         b = Bitset(name)
-        for r in range(3):
+        for _ in range(3):
             for i in range(k, NBITS, 4):       # neighbours share words
                 b.set(i)
                 b.clear(i)

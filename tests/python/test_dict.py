@@ -420,7 +420,7 @@ def test_four_processes_mixed_ops(d, name, ctx):
     rngs = [random.Random(p) for p in range(P)]
     want_incrs = 0
     for rng in rngs:
-        for i in range(N):
+        for _ in range(N):
             r = rng.random()
             if r < 0.35:
                 rng.randrange(200)

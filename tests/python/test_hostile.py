@@ -31,7 +31,6 @@ import random
 import select
 import signal
 import struct
-import sys
 import time
 
 import pytest

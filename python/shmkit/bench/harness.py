@@ -52,6 +52,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import _shmkit
+
 SUITES = ("alloc", "dict", "queue", "redis")
 
 # budget: seconds one timed call should last; repeats: calls per case.
@@ -113,6 +115,17 @@ class Fixture:
 
 
 _name_counter = [0]
+
+
+def close_then_unlink(obj: Any, name: str) -> Callable[[], None]:
+    """The teardown of a shmkit fixture: close the handle, then remove the
+    segment ``name``."""
+    def close() -> None:
+        try:
+            obj.close()
+        finally:
+            _shmkit.unlink(name)
+    return close
 
 
 def unlink_then_close(obj: Any) -> Callable[[], None]:
@@ -285,7 +298,7 @@ def machine_info() -> Dict[str, Any]:
     try:
         ncpu = len(os.sched_getaffinity(0))
     except AttributeError:
-        ncpu = os.cpu_count()
+        ncpu = os.cpu_count() or 1
     return {
         "cpu": cpu,
         "cpus_usable": ncpu,
@@ -304,7 +317,7 @@ def versions() -> Dict[str, Optional[str]]:
         out["shmkit_c"] = getattr(shmkit, "__version__", None)
     except Exception:
         pass
-    for mod, dist in list(PEERS.items()) + [("numpy", "numpy"), ("matplotlib", "matplotlib")]:
+    for _mod, dist in list(PEERS.items()) + [("numpy", "numpy"), ("matplotlib", "matplotlib")]:
         out[dist] = package_version(dist)
     return out
 
@@ -359,9 +372,11 @@ class Progress:
 def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -> List[float]:
     cap = min(max_n, case.max_n or max_n)
     n = 1
+    run = case.run
+    assert run is not None, "a loop case has run="
     # calibrate: double n until one timed call lasts the budget
     while True:
-        t = case.run(fx, n)
+        t = run(fx, n)
         if t >= budget or n >= cap:
             break
         # jump straight to the likely n once we have a usable reading
@@ -374,7 +389,7 @@ def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -
         # a capped n may run shorter than the budget: sum several calls
         ops, elapsed = 0, 0.0
         while True:
-            elapsed += case.run(fx, n)
+            elapsed += run(fx, n)
             ops += n
             if elapsed >= budget or n < cap or ops >= cap * 64:
                 break
@@ -383,9 +398,11 @@ def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -
 
 
 def measure_rate(case: Case, fx: Any, budget: float, repeats: int) -> List[float]:
+    rate = case.rate
+    assert rate is not None, "a rate case has rate="
     rates = []
     for _ in range(repeats):
-        ops, elapsed = case.rate(fx, budget)
+        ops, elapsed = rate(fx, budget)
         rates.append(ops / elapsed if elapsed > 0 else float("inf"))
     return rates
 
@@ -464,14 +481,16 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                 for mod in c.requires:
                     if mod not in import_errors:
                         import_errors[mod] = check_import(mod)
-                    if import_errors[mod]:
-                        skipped.setdefault(PEERS.get(mod, mod), import_errors[mod])
-                        raise Skip(import_errors[mod])
+                    reason = import_errors[mod]
+                    if reason:
+                        skipped.setdefault(PEERS.get(mod, mod), reason)
+                        raise Skip(reason)
                 fx = None
                 if c.fixture is not None:
                     if c.fixture in fixture_errors:
                         raise Skip(fixture_errors[c.fixture])
                     if c.fixture not in fixtures:
+                        assert c.make_fixture is not None, "a case with fixture= has make_fixture="
                         try:
                             with _time_limit(params["case_timeout"]):
                                 fixtures[c.fixture] = c.make_fixture()

@@ -25,6 +25,7 @@ def open_remote(kind: str, url: Optional[str], args: tuple, kwargs: dict) -> Any
     target = resolve_url(url)
     if target is None:
         return None
+    cls: Any
     if kind == "dict":
         from .dict import RedisDict as cls
     elif kind == "queue":

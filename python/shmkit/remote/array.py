@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 from .. import _shmkit
 from ..array import _FORMATS, DTYPES, Array
@@ -238,7 +238,7 @@ class RedisArray(RemoteHandle):
         v = self._scalar(value)
         if self._is_float:
             return self._update(j, lambda old: v)
-        old = self._bitfield("SET", self._bf, f"#{j}", self._to_field(v))[0]
+        old = self._bitfield("SET", self._bf, f"#{j}", self._to_field(int(v)))[0]
         return self._from_i64(old) if self.itemsize == 8 else old
 
     def compare_and_swap(self, i, expected, new) -> bool:

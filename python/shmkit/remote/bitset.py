@@ -12,7 +12,7 @@ Lua script around ``BITPOS``.  At most 2**32 bits (a server string holds
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional
+from typing import Any, Optional
 
 from .. import _shmkit
 from ..bitset import Bitset

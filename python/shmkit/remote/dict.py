@@ -40,6 +40,7 @@ return {}
 
 class _KeysView(KeysView):
     __slots__ = ()
+    _mapping: "RedisDict"
 
     def __iter__(self):
         return iter(self._mapping._keys())

@@ -154,7 +154,7 @@ class RedisQueue(_ListHandle):
                 return done
             if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
                 e = _stdqueue.Full()
-                e.count = done
+                e.count = done  # type: ignore[attr-defined]  # put_many's own field
                 raise e
             time.sleep(pause if deadline is None else
                        max(0.0, min(pause, deadline - time.monotonic())))
