@@ -5,7 +5,7 @@ from any number of processes at once::
 
     import shmkit
     with shmkit.Segment("demo", create=True) as seg:
-        heap = seg.allocator("heap", size=1 << 20)
+        heap = seg.allocator("heap", capacity=1 << 20)
         off = heap.allocate(64)
         heap.write(off, b"hello")
 

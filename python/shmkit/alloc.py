@@ -7,7 +7,7 @@ or ``CorruptSegmentError``) and ``stats()`` (the same figures).
 
 Standalone, ``FreeListAllocator("name", capacity=..., create=True)`` makes a
 segment ``name`` holding one allocator called ``"allocator"``; in a segment,
-``seg.allocator("a", kind="freelist", size=...)``.  Offsets are segment
+``seg.allocator("a", kind="freelist", capacity=...)``.  Offsets are segment
 offsets: any process that opens the allocator can use them.
 """
 from __future__ import annotations

@@ -85,7 +85,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
     * ``allow_pickle=False``: this handle never unpickles; an operation that
       would store or read a pickled value raises ``TypeError`` and changes
       nothing.
-    * ``incr``, ``compare_and_set``, ``setdefault`` and ``pop`` are atomic
+    * ``incr``, ``compare_and_swap``, ``setdefault`` and ``pop`` are atomic
       across processes.  ``get_view(key)`` returns a zero-copy read-only
       numpy view that stays valid even if the key is overwritten.
     * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.

@@ -86,13 +86,13 @@ class Segment(_shmkit.Segment):
 
     # ---- objects in the segment -------------------------------------------------
 
-    def allocator(self, name: str, kind: str = "freelist", size: Optional[int] = None,
+    def allocator(self, name: str, kind: str = "freelist", capacity: Optional[int] = None,
                   *, slab_size: Optional[int] = None) -> "Allocator":
-        """Open allocator ``name`` in this segment, creating it with ``size``
-        bytes if absent.  ``kind`` is "freelist", "bump" or "slab"."""
+        """Open allocator ``name`` in this segment, creating it with
+        ``capacity`` bytes if absent.  ``kind`` is "freelist", "bump" or "slab"."""
         if kind not in ALLOCATOR_KINDS:
             raise ValueError(f"kind must be one of {sorted(ALLOCATOR_KINDS)}, not {kind!r}")
-        return _KINDS[kind]._open_in(self, name, capacity=size, slab_size=slab_size)
+        return _KINDS[kind]._open_in(self, name, capacity=capacity, slab_size=slab_size)
 
     def dict(self, name: str, **kw: Any) -> "SharedDict":
         """Open (or create) the SharedDict ``name`` in this segment."""

@@ -137,8 +137,8 @@ def test_pickle_reattaches(shm_name):
 
 def test_in_segment_offsets_are_segment_offsets(shm_name):
     with shmkit.Segment(shm_name, create=True) as seg:
-        fl = seg.allocator("fl", size=1 << 16)
-        bump = seg.allocator("bump", kind="bump", size=1 << 16)
+        fl = seg.allocator("fl", capacity=1 << 16)
+        bump = seg.allocator("bump", kind="bump", capacity=1 << 16)
         o1, o2 = fl.allocate(32), bump.allocate(32)
         fl.write(o1, b"a" * 32)
         bump.write(o2, b"b" * 32)

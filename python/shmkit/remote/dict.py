@@ -3,7 +3,7 @@ shared-memory byte format (shmkit._codec).
 
 ``incr`` is ``HINCRBY`` (ints are stored as decimal text for it), falling
 back to read + compare-and-set for floats and ints beyond int64;
-``compare_and_set`` is one Lua script on the stored bytes (a mismatch
+``compare_and_swap`` is one Lua script on the stored bytes (a mismatch
 returns the current bytes, compared in Python with ``==`` as the
 shared-memory dict does, and retried if equal); ``setdefault`` is
 ``HSETNX`` + ``HGET`` in one MULTI; ``pop`` is ``HGETDEL`` where the server
@@ -146,7 +146,7 @@ class RedisDict(RemoteHandle, MutableMapping):
             if self._cas_raw(f, raw, self._enc(nv)) is True:
                 return nv
 
-    def compare_and_set(self, key, expected, new) -> bool:
+    def compare_and_swap(self, key, expected, new) -> bool:
         """Store ``new`` at ``key`` if its value equals ``expected``
         (``==``); True if it did."""
         f, nraw = encode_key(key), self._enc(new)
