@@ -11,12 +11,24 @@ shmkit imports without it.  See docs/redis.md.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from .._url import refuse_url, resolve_url
 from ._base import ServerConnectionError
 
-__all__ = ["ServerConnectionError", "resolve_url", "open_remote", "refuse_url"]
+__all__ = ["ServerConnectionError", "resolve_url", "open_remote", "refuse_url",
+           "register_remote"]
+
+# kind ("dict", "queue", ...) -> its server-backed class.  The modules of
+# this package that define them import the shared-memory structures and
+# register here; the package shmkit imports them all, so this module never
+# imports them.
+_REMOTE: Dict[str, Any] = {}
+
+
+def register_remote(kind: str, cls: Any) -> None:
+    """Let ``open_remote(kind, ...)`` make ``cls``."""
+    _REMOTE[kind] = cls
 
 
 def open_remote(kind: str, url: Optional[str], args: tuple, kwargs: dict) -> Any:
@@ -25,15 +37,4 @@ def open_remote(kind: str, url: Optional[str], args: tuple, kwargs: dict) -> Any
     target = resolve_url(url)
     if target is None:
         return None
-    cls: Any
-    if kind == "dict":
-        from .dict import RedisDict as cls
-    elif kind == "queue":
-        from .lists import RedisQueue as cls
-    elif kind == "stack":
-        from .lists import RedisStack as cls
-    elif kind == "bitset":
-        from .bitset import RedisBitset as cls
-    else:
-        from .array import RedisArray as cls
-    return cls(*args, url=target, **kwargs)
+    return _REMOTE[kind](*args, url=target, **kwargs)

@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Union
 
 from .. import _shmkit
 from ..array import _FORMATS, DTYPES, Array
+from . import register_remote
 from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisArray"]
@@ -284,3 +285,6 @@ class RedisArray(RemoteHandle):
             return f"<shmkit.Array {self.segment_name!r} at {self.url!r} closed>"
         return f"<shmkit.Array {self.segment_name!r} at {self.url!r} dtype={self.dtype} " \
                f"length={self.length}>"
+
+
+register_remote("array", RedisArray)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from .. import _shmkit
 from ..bitset import Bitset
+from . import register_remote
 from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisBitset", "MAX_BITS"]
@@ -216,3 +217,6 @@ class RedisBitset(RemoteHandle):
             return f"<shmkit.Bitset {self.segment_name!r} at {self.url!r} closed>"
         return f"<shmkit.Bitset {self.segment_name!r} at {self.url!r} length={self.length} " \
                f"count={self.count()}>"
+
+
+register_remote("bitset", RedisBitset)

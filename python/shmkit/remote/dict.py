@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 
 from .._codec import INT64_MAX, INT64_MIN, decode_key, decode_value, encode_key, encode_value
 from ..dict import SharedDict, update_pairs
+from . import register_remote
 from ._base import RemoteHandle, translating
 
 __all__ = ["RedisDict"]
@@ -315,3 +316,6 @@ class RedisDict(RemoteHandle, MutableMapping):
     __hash__ = None  # type: ignore[assignment]
 
 SharedDict.register(RedisDict)
+
+
+register_remote("dict", RedisDict)

@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterable, List, Optional
 
 from .._codec import decode_item, encode_item, item_is_pickle
+from . import register_remote
 from ._base import RemoteHandle, translating
 
 __all__ = ["RedisQueue", "RedisStack"]
@@ -329,3 +330,7 @@ class RedisStack(_ListHandle):
         if self.closed:
             return f"<shmkit.Stack {self.segment_name!r} at {self.url!r} closed>"
         return f"<shmkit.Stack {self.segment_name!r} at {self.url!r} len={len(self)}>"
+
+
+register_remote("queue", RedisQueue)
+register_remote("stack", RedisStack)
