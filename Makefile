@@ -1,8 +1,9 @@
 # shmkit -- build, test and demo entry points.
 #
 #   make demo         virtualenv + shmkit with benchmark extras, then the demo
-#   make test         virtualenv + test deps, C tests (plain, ASan+UBSan, chaos), pytest
+#   make test         virtualenv + test deps, lint, C tests (plain, ASan+UBSan, chaos), pytest
 #                     (python, compat, torture, lincheck; Redis/Valkey included)
+#   make lint         ruff check, mypy on the package, stubtest of python/shmkit/_shmkit.pyi
 #   make lib          build/libshmkit.a and build/libshmkit.so only
 #   make install      build the extension into .venv (-Werror, with the test hooks)
 #   make example      the plain-C example linked against libshmkit
@@ -53,7 +54,7 @@ SANOBJ   := $(patsubst src/%.c,$(B)/san/%.o,$(SRC))
 HOOKS    := -DSHK_TEST_HOOKS
 TOBJ     := $(patsubst src/%.c,$(B)/tobj/%.o,$(SRC))
 
-.PHONY: all help lib demo test ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
+.PHONY: all help lib demo test lint ctest ctest-san pytest venv venv-bench example torture valgrind clean cbench install lincheck lincheck-chaos
 
 all: lib
 
@@ -139,13 +140,22 @@ pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
 	cd tests && SHMKIT_TEST_HOOKS=1 ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
-test: layers ctest ctest-san ctest-chaos example pytest
+test: lint layers ctest ctest-san ctest-chaos example pytest
 
 # The call graph between src/ files, from the symbols of their objects: the
 # core is layered, so files that call each other fail (tests/c/layers.py).
 .PHONY: layers
 layers: $(OBJ)
 	@$(PYTHON) tests/c/layers.py $(B)/obj
+
+# Seconds: ruff on the Python sources, mypy on the package (settings in
+# pyproject.toml), and the C extension's stubs checked against the built
+# extension (so after `install`).
+lint: install
+	$(VENV)/bin/ruff check python benchmarks tests examples
+	$(VPY) -m mypy
+	MYPYPATH=python $(VPY) -m mypy.stubtest shmkit._shmkit \
+	  --allowlist tests/stubtest-allowlist.txt --ignore-unused-allowlist
 
 demo: $(VENV)/.stamp-bench install
 	$(VPY) examples/demo.py

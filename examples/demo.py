@@ -45,9 +45,9 @@ def _show_cli(name: str) -> None:
 def main() -> int:
     print(f"shmkit {shmkit.__version__}: two processes, one segment")
     with shmkit.Segment(NAME, create=True, unlink_on_exit=True) as seg:
-        heap = seg.allocator("heap", kind="freelist", size=1 << 20)
-        slots = seg.allocator("slots", kind="slab", size=64 * 1024, slab_size=64)
-        bump = seg.allocator("scratch", kind="bump", size=8 << 20)
+        heap = seg.allocator("heap", kind="freelist", capacity=1 << 20)
+        slots = seg.allocator("slots", kind="slab", capacity=64 * 1024, slab_size=64)
+        bump = seg.allocator("scratch", kind="bump", capacity=8 << 20)
         msg = f"hello from pid {os.getpid()}".encode()
         off = heap.allocate(64)
         heap.write(off, msg.ljust(64, b"\0"))

@@ -5,7 +5,7 @@ from any number of processes at once::
 
     import shmkit
     with shmkit.Segment("demo", create=True) as seg:
-        heap = seg.allocator("heap", size=1 << 20)
+        heap = seg.allocator("heap", capacity=1 << 20)
         off = heap.allocate(64)
         heap.write(off, b"hello")
 
@@ -35,6 +35,10 @@ from .counter import Counter
 from .dict import SharedDict
 from .queue import Empty, Full, JoinableQueue, Queue
 from .remote import ServerConnectionError
+from .remote import array as _remote_array  # noqa: F401 - each registers its class
+from .remote import bitset as _remote_bitset  # noqa: F401
+from .remote import dict as _remote_dict  # noqa: F401
+from .remote import lists as _remote_lists  # noqa: F401
 from .segment import Segment
 from .stack import Stack
 

@@ -127,7 +127,7 @@ def _encode_array(a: Any):
     if len(ds) >= _ARR_DTYPE_LEN:
         return None
     try:
-        data = memoryview(np.ascontiguousarray(a)).cast("B")
+        data = np.ascontiguousarray(a).data.cast("B")
     except (TypeError, ValueError):   # no buffer export (e.g. datetime64)
         return None
     if a.ndim > _ARR_MAX_NDIM:

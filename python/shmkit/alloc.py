@@ -7,12 +7,12 @@ or ``CorruptSegmentError``) and ``stats()`` (the same figures).
 
 Standalone, ``FreeListAllocator("name", capacity=..., create=True)`` makes a
 segment ``name`` holding one allocator called ``"allocator"``; in a segment,
-``seg.allocator("a", kind="freelist", size=...)``.  Offsets are segment
+``seg.allocator("a", kind="freelist", capacity=...)``.  Offsets are segment
 offsets: any process that opens the allocator can use them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import _shmkit
 from ._handle import Handle
@@ -25,7 +25,13 @@ STANDALONE_OBJECT = "allocator"
 _SEGMENT_SLACK = 64 * 1024
 
 
-class _AllocatorMixin(Handle):
+if TYPE_CHECKING:   # what the C base types provide (see _shmkit.pyi)
+    _Base = _shmkit._Allocator
+else:
+    _Base = object
+
+
+class _AllocatorMixin(Handle, _Base):
     """Behaviour shared by the three allocator classes."""
 
     __slots__ = ()
@@ -55,17 +61,6 @@ class _AllocatorMixin(Handle):
 
     def _base_init(self, segment, name, capacity=None, slab_size=None):
         super().__init__(segment, name, capacity, slab_size)
-
-    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
-        capacity: int
-
-        def allocate(self, size: int) -> int: ...
-        def write(self, offset: int, data: bytes) -> int: ...
-        def read(self, offset: int, size: int) -> bytes: ...
-        def view(self, offset: int, size: int) -> memoryview: ...
-        def available_bytes(self) -> int: ...
-        def check(self) -> Dict[str, int]: ...
-        def stats(self) -> Dict[str, int]: ...
 
     def __repr__(self) -> str:
         if self.closed:
@@ -112,7 +107,6 @@ class SlabAllocator(_AllocatorMixin, _shmkit.SlabAllocator):
                          slab_size=slab_size, url=url, trust=trust)
 
 
-_KINDS = {"freelist": FreeListAllocator, "bump": BumpAllocator, "slab": SlabAllocator}
-
-for _kind, _cls in _KINDS.items():
-    register_kind(_kind, _cls._open_in)
+register_kind("freelist", FreeListAllocator)
+register_kind("bump", BumpAllocator)
+register_kind("slab", SlabAllocator)

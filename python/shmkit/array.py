@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Union, overload
+from typing import Any, Optional, Union
 
 from . import _shmkit
 from ._handle import Handle
@@ -177,33 +177,6 @@ class Array(Handle, _shmkit.Array):
         _shmkit.Array.__init__(self, segment, name, code, n)
         return self
 
-    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
-        dtype: str
-        dtype_code: int
-        itemsize: int
-        format: str
-        length: int
-        nbytes: int
-        closed: bool
-        created: bool
-        segment_name: str
-        object_name: str
-
-        def add(self, i: int, delta: Number, wrap: bool = False) -> Number: ...
-        def exchange(self, i: int, value: Number) -> Number: ...
-        def compare_and_swap(self, i: int, expected: Number, new: Number) -> bool: ...
-        def fill(self, value: Number) -> None: ...
-        def tolist(self) -> List[Number]: ...
-        def check(self) -> Dict[str, Any]: ...
-        def close(self) -> None: ...
-        def __len__(self) -> int: ...
-        @overload
-        def __getitem__(self, i: int) -> Number: ...
-        @overload
-        def __getitem__(self, i: slice) -> List[Number]: ...
-        def __getitem__(self, i: Union[int, slice]) -> Union[Number, List[Number]]: ...
-        def __setitem__(self, i: Union[int, slice], v: Union[Number, Iterable[Number]]) -> None: ...
-
     # ---- conveniences -----------------------------------------------------------
 
     def as_numpy(self):
@@ -224,4 +197,4 @@ class Array(Handle, _shmkit.Array):
 _FORMATS = {code: fmt for code, fmt in zip(
     DTYPES.values(), ["b", "h", "i", "q", "B", "H", "I", "Q", "f", "d"])}
 
-register_kind("array", Array._open_in)
+register_kind("array", Array)

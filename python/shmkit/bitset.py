@@ -1,4 +1,4 @@
-"""Bitset: a fixed-size bitset in shared memory with atomic bit operations.
+"""Bitset: a fixed-length bitset in shared memory with atomic bit operations.
 
 Standalone, ``Bitset("flags", 1_000_000)`` makes (or opens) a segment named
 ``flags`` holding one bitset called ``"bitset"``; inside a segment,
@@ -16,7 +16,7 @@ no such bit (not -1, which would silently index the last bit).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Union, overload
+from typing import Any, Iterator, Optional
 
 from . import _shmkit
 from ._handle import Handle
@@ -30,17 +30,17 @@ _SEGMENT_SLACK = 1 << 20
 
 
 class Bitset(Handle, _shmkit.Bitset):
-    """Bitset(name, size=None, *, create=None, mode=0o600, max_size=0, trust="owner")
+    """Bitset(name, length=None, *, create=None, mode=0o600, max_size=0, trust="owner")
 
-    A bitset of ``size`` bits (all clear when created) in the shared-memory
+    A bitset of ``length`` bits (all clear when created) in the shared-memory
     segment ``name``.  ``create=None`` opens it or creates it, ``True``
     requires a new segment (``FileExistsError``), ``False`` an existing one
-    (``FileNotFoundError``).  ``size`` is needed only to create; when given
+    (``FileNotFoundError``).  ``length`` is needed only to create; when given
     on attach it must match (``ValueError``).
 
     Indexing follows lists (``b[i]``, ``b[-1]``, ``b[i] = True``; slices read
     as lists of bools); out of range is ``IndexError``.  ``len(b)`` is the
-    number of bits.  ``as_numpy()`` is a zero-copy ``uint64`` view of the
+    number of bits, ``b.length``.  ``as_numpy()`` is a zero-copy ``uint64`` view of the
     words (bit ``i`` is bit ``i % 64`` of word ``i // 64``).
     """
 
@@ -51,64 +51,35 @@ class Bitset(Handle, _shmkit.Bitset):
         other = open_remote("bitset", url, args, kwargs)
         return other if other is not None else _shmkit.Bitset.__new__(cls)
 
-    def __init__(self, name: str, size: Optional[int] = None, *,
+    def __init__(self, name: str, length: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0, url: Optional[str] = None, trust: Trust = "owner") -> None:
-        if create is True and size is None:
-            raise ValueError("size= is required to create a Bitset")
+        if create is True and length is None:
+            raise ValueError("length= is required to create a Bitset")
         seg_size = 0
-        if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError(f"size must be an int, not {type(size).__name__}")
-            if not 0 < size <= _shmkit.BITSET_MAX_BITS:
-                raise ValueError(f"size must be between 1 and {_shmkit.BITSET_MAX_BITS} bits")
-        if size is not None and size > 8 << 20:
-            seg_size = size // 8 + _SEGMENT_SLACK
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, int):
+                raise TypeError(f"length must be an int, not {type(length).__name__}")
+            if not 0 < length <= _shmkit.BITSET_MAX_BITS:
+                raise ValueError(f"length must be between 1 and {_shmkit.BITSET_MAX_BITS} bits")
+        if length is not None and length > 8 << 20:
+            seg_size = length // 8 + _SEGMENT_SLACK
             if max_size and seg_size > max_size:
                 seg_size = max_size
         with Segment(name, size=seg_size, create=create, mode=mode,
                      max_size=max_size, trust=trust) as seg:
             try:
-                super().__init__(seg, STANDALONE_OBJECT, size)
+                super().__init__(seg, STANDALONE_OBJECT, length)
             except BaseException:
                 if seg.created:      # do not leave a half-made segment behind
                     seg.unlink()
                 raise
 
     @classmethod
-    def _open_in(cls, segment: Segment, name: str, size: Optional[int] = None) -> "Bitset":
+    def _open_in(cls, segment: Segment, name: str, length: Optional[int] = None) -> "Bitset":
         self = _shmkit.Bitset.__new__(cls)
-        _shmkit.Bitset.__init__(self, segment, name, size)
+        _shmkit.Bitset.__init__(self, segment, name, length)
         return self
-
-    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
-        size: int
-        closed: bool
-        created: bool
-        segment_name: str
-        object_name: str
-
-        def set(self, i: int) -> bool: ...
-        def clear(self, i: int) -> bool: ...
-        def flip(self, i: int) -> bool: ...
-        def test(self, i: int) -> bool: ...
-        def count(self) -> int: ...
-        def any(self) -> bool: ...
-        def all(self) -> bool: ...
-        def set_all(self) -> None: ...
-        def clear_all(self) -> None: ...
-        def find_first_set(self, start: int = 0) -> Optional[int]: ...
-        def find_first_clear(self, start: int = 0) -> Optional[int]: ...
-        def check(self) -> Dict[str, int]: ...
-        def words(self) -> memoryview: ...
-        def close(self) -> None: ...
-        def __len__(self) -> int: ...
-        @overload
-        def __getitem__(self, i: int) -> bool: ...
-        @overload
-        def __getitem__(self, i: slice) -> List[bool]: ...
-        def __getitem__(self, i: Union[int, slice]) -> Union[bool, List[bool]]: ...
-        def __setitem__(self, i: int, v: Union[bool, int]) -> None: ...
 
     # ---- conveniences (not on the hot path) -----------------------------------
 
@@ -125,7 +96,7 @@ class Bitset(Handle, _shmkit.Bitset):
         import numpy as np
 
         words = self.as_numpy()
-        return np.unpackbits(words.view(np.uint8), bitorder="little")[: self.size].astype(bool)
+        return np.unpackbits(words.view(np.uint8), bitorder="little")[: self.length].astype(bool)
 
     def iter_set(self, start: int = 0) -> Iterator[int]:
         """Yield the index of every set bit at or after ``start``, in order."""
@@ -138,7 +109,7 @@ class Bitset(Handle, _shmkit.Bitset):
         where = f"{self.segment_name!r}/{self.object_name!r}"
         if self.closed:
             return f"<shmkit.Bitset {where} closed>"
-        return f"<shmkit.Bitset {where} size={self.size} count={self.count()}>"
+        return f"<shmkit.Bitset {where} length={self.length} count={self.count()}>"
 
 
-register_kind("bitset", Bitset._open_in)
+register_kind("bitset", Bitset)

@@ -40,6 +40,8 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from .bench import harness, latency, scale
+
 SHM_DIR = os.environ.get("SHMKIT_SHM_DIR", "/dev/shm")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -91,7 +93,8 @@ def creator_alive(pid: int, start_ticks: int) -> bool:
     return start_ticks == 0 or ticks == start_ticks
 
 
-def mapping_pids(names: Iterable[str], exclude: Iterable[int] = ()) -> Dict[str, List[int]]:
+def mapping_pids(names: Iterable[str],
+                 exclude: Iterable[int] = ()) -> Dict[Optional[str], List[int]]:
     """For each segment name, the pids whose /proc/PID/maps map
     ``/dev/shm/NAME``.  The key ``None`` lists pids whose maps we may not
     read (other users' processes when we are not root)."""
@@ -134,9 +137,10 @@ def mapping_pids(names: Iterable[str], exclude: Iterable[int] = ()) -> Dict[str,
 # ---------------------------------------------------------------- segments
 
 
-def _human_bytes(n: Optional[int]) -> str:
-    if n is None:
+def _human_bytes(size: Optional[int]) -> str:
+    if size is None:
         return "-"
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -400,7 +404,7 @@ def cmd_ls(args) -> int:
             objs.append(f"{o['type']}:{o['name']}" + (f"({n})" if n is not None else ""))
         created = s.get("created_unix_ns", 0) / 1e9
         owner, mode = _marked(s)
-        marked = marked or s.get("foreign") or s.get("writable_by_others")
+        marked = marked or bool(s.get("foreign") or s.get("writable_by_others"))
         rows.append((
             s["name"],
             _human_bytes(s.get("file_size")),
@@ -591,44 +595,16 @@ def cmd_rm(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import harness
-
-    if args.latency:
-        from .bench import latency
-
-        try:
-            return latency.run_from_args(args)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        except OSError as e:
-            raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
-
-    if args.scale:
-        from .bench import scale
-
-        try:
-            return scale.run_from_args(args)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        except OSError as e:
-            raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
-
-    mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
-    suites = None
-    if args.suite:
-        suites = [s.strip() for part in args.suite for s in part.split(",") if s.strip()]
-        unknown = [s for s in suites if s not in harness.SUITES]
-        if unknown:
-            raise CliError(f"unknown suite {unknown[0]!r} (choose from {', '.join(harness.SUITES)})")
-    # this process ends after the run: keep peers' destructor noise quiet
-    # through interpreter shutdown too
-    harness.QuietPeers(permanent=True).__enter__()
     try:
-        report = harness.run(mode=mode, out_dir=args.out, suites=suites,
-                             charts=not args.no_charts, progress=not args.no_progress)
+        if args.latency:
+            return latency.run_from_args(args)
+        if args.scale:
+            return scale.run_from_args(args)
+        return EXIT_OK if harness.run_from_args(args) == 0 else EXIT_FAIL
+    except ValueError as e:
+        raise CliError(str(e)) from None
     except OSError as e:
         raise CliError(f"cannot write results to {args.out!r}: {e.strerror or e}") from None
-    return EXIT_OK if report is not None else EXIT_FAIL
 
 
 # ---------------------------------------------------------------- parser
@@ -697,27 +673,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "UltraDict, shared-memory-dict, faster-fifo). Prints a table of ops/s "
                        "and ratios; writes results.json and PNG charts to DIR. Peers that "
                        "are missing are skipped and reported with the reason.")
-    b.add_argument("--quick", action="store_true",
-                   help="fewer cases and shorter runs (under 2 minutes on 2 cores)")
-    b.add_argument("--tiny", action="store_true",
-                   help="smoke-test mode: every case runs a few operations (for tests)")
-    b.add_argument("--out", metavar="DIR", default="bench-results",
-                   help="where to write results.json and the charts (default: bench-results)")
-    b.add_argument("--suite", action="append", metavar="NAME",
-                   help="run only these suites (alloc, dict, queue; repeatable or comma-separated)")
-    b.add_argument("--no-charts", action="store_true", help="do not draw PNG charts")
-    b.add_argument("--no-progress", action="store_true", help="no progress indicator")
+    harness.add_arguments(b)
     b.add_argument("--scale", action="store_true",
                    help="instead: the scaling benchmark, ops/s against 1..32 processes, C and "
                    "Python, with the peers (scale.json, scale.png in DIR)")
-    from .bench.scale import add_arguments as add_scale_arguments
-    add_scale_arguments(b)
+    scale.add_arguments(b)
     b.add_argument("--latency", action="store_true",
                    help="instead: the latency benchmark, round trips of a 64-byte item between "
                    "two processes, percentiles and idle-waiter CPU, with the peers "
                    "(latency.json, latency.png in DIR)")
-    from .bench.latency import add_arguments as add_latency_arguments
-    add_latency_arguments(b)
+    latency.add_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -15,7 +15,7 @@ the read).  Reading costs one cache line per cell: read rarely, add often.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import Optional
 
 from . import _shmkit
 from ._handle import Handle
@@ -65,24 +65,6 @@ class Counter(Handle, _shmkit.Counter):
         _shmkit.Counter.__init__(self, segment, name, cells)
         return self
 
-    if TYPE_CHECKING:   # the C methods, spelled out for type checkers
-        value: int
-        cells: int
-        closed: bool
-        trust: str
-        created: bool
-        segment_name: str
-        object_name: str
-
-        def add(self, n: int = 1) -> None: ...
-        def reset(self) -> int: ...
-        def check(self) -> Dict[str, int]: ...
-        def stats(self) -> Dict[str, int]: ...
-        def close(self) -> None: ...
-        def __int__(self) -> int: ...
-        def __iadd__(self, n: int) -> "Counter": ...
-        def __isub__(self, n: int) -> "Counter": ...
-
     def __repr__(self) -> str:
         where = f"{self.segment_name!r}/{self.object_name!r}"
         if self.closed:
@@ -90,4 +72,4 @@ class Counter(Handle, _shmkit.Counter):
         return f"<shmkit.Counter {where} value={self.value}>"
 
 
-register_kind("counter", Counter._open_in)
+register_kind("counter", Counter)

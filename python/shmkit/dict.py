@@ -54,6 +54,7 @@ def update_pairs(other: Any, kw: dict) -> list:
 
 class _ItemsView(ItemsView):
     __slots__ = ()
+    _mapping: "SharedDict"
 
     def __iter__(self):
         return iter(self._mapping._items())
@@ -61,6 +62,7 @@ class _ItemsView(ItemsView):
 
 class _ValuesView(ValuesView):
     __slots__ = ()
+    _mapping: "SharedDict"
 
     def __iter__(self):
         return iter(self._mapping._values())
@@ -83,7 +85,7 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
     * ``allow_pickle=False``: this handle never unpickles; an operation that
       would store or read a pickled value raises ``TypeError`` and changes
       nothing.
-    * ``incr``, ``compare_and_set``, ``setdefault`` and ``pop`` are atomic
+    * ``incr``, ``compare_and_swap``, ``setdefault`` and ``pop`` are atomic
       across processes.  ``get_view(key)`` returns a zero-copy read-only
       numpy view that stays valid even if the key is overwritten.
     * Iteration (``keys()``, ``values()``, ``items()``) walks a snapshot.
@@ -128,6 +130,10 @@ class SharedDict(Handle, _shmkit.Dict, MutableMapping):
         if data is not None:
             self.update(data)
         return self
+
+    @classmethod
+    def _attach_in(cls, segment: Segment, name: str) -> "SharedDict":
+        return cls._open_in(segment, name, create=False)
 
     # ---- waiting for changes ----
 
@@ -337,4 +343,4 @@ class Watch:
             pass
 
 
-register_kind("dict", lambda seg, name: SharedDict._open_in(seg, name, create=False))
+register_kind("dict", SharedDict)

@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Optional
 from . import _async, _shmkit
 from ._handle import Handle
 from .remote import open_remote
-from .segment import Segment, Trust, register_kind
+from .segment import JOINABLE_QUEUE, Segment, Trust, register_kind
 
 __all__ = ["Queue", "JoinableQueue", "Full", "Empty"]
 
@@ -214,4 +214,5 @@ class JoinableQueue(Queue):
         return super().__repr__().replace("<shmkit.Queue", "<shmkit.JoinableQueue", 1)
 
 
-register_kind("queue", Queue._open_in)
+register_kind("queue", Queue)
+register_kind(JOINABLE_QUEUE, JoinableQueue)

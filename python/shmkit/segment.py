@@ -1,23 +1,43 @@
 """Segments: named shared memory holding many named objects."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Literal, Optional
+from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Tuple, Union
 
 from . import _shmkit
-from .remote import refuse_url
+from ._url import refuse_url
 
-__all__ = ["Segment", "Trust", "register_kind"]
+if TYPE_CHECKING:   # annotations only: these modules import this one
+    from .alloc import BumpAllocator, FreeListAllocator, SlabAllocator
+    from .array import Array
+    from .bitset import Bitset
+    from .counter import Counter
+    from .dict import SharedDict
+    from .queue import Queue
+    from .stack import Stack
+
+    Allocator = Union[FreeListAllocator, BumpAllocator, SlabAllocator]
+
+__all__ = ["Segment", "Trust", "register_kind", "ALLOCATOR_KINDS", "JOINABLE_QUEUE"]
 
 #: Whose existing segment an open accepts (see ``Segment``).
 Trust = Literal["owner", "group", "any"]
 
-# type name (as in Segment.objects()) -> opener(segment, name) for Segment.open()
-_OPENERS: Dict[str, Callable[["Segment", str], Any]] = {}
+#: The type names of the allocators (``Segment.allocator(kind=...)``).
+ALLOCATOR_KINDS: Tuple[str, ...] = ("freelist", "bump", "slab")
+#: The registry key of the class ``Segment.queue(joinable=True)`` opens (a
+#: joinable queue's type name in ``Segment.objects()`` is "queue").
+JOINABLE_QUEUE = "queue/joinable"
+
+# The one way from a type name to its class.  Each structure module imports
+# this one and registers its class (the package imports them all), so this
+# module never imports them.  type name (as in Segment.objects()) -> class
+# with ``_open_in(segment, name, ...)`` and ``_attach_in(segment, name)``.
+_KINDS: Dict[str, Any] = {}
 
 
-def register_kind(type_name: str, opener: Callable[["Segment", str], Any]) -> None:
-    """Let ``Segment.open(name)`` open objects of ``type_name``."""
-    _OPENERS[type_name] = opener
+def register_kind(type_name: str, cls: Any) -> None:
+    """Let ``Segment`` open objects of ``type_name`` as ``cls``."""
+    _KINDS[type_name] = cls
 
 
 def _attach(name: str, trust: Trust = "owner") -> "Segment":
@@ -66,71 +86,45 @@ class Segment(_shmkit.Segment):
 
     # ---- objects in the segment -------------------------------------------------
 
-    def allocator(self, name: str, kind: str = "freelist", size: int | None = None,
-                  *, slab_size: int | None = None):
-        """Open allocator ``name`` in this segment, creating it with ``size``
-        bytes if absent.  ``kind`` is "freelist", "bump" or "slab"."""
-        from .alloc import _KINDS
+    def allocator(self, name: str, kind: str = "freelist", capacity: Optional[int] = None,
+                  *, slab_size: Optional[int] = None) -> "Allocator":
+        """Open allocator ``name`` in this segment, creating it with
+        ``capacity`` bytes if absent.  ``kind`` is "freelist", "bump" or "slab"."""
+        if kind not in ALLOCATOR_KINDS:
+            raise ValueError(f"kind must be one of {sorted(ALLOCATOR_KINDS)}, not {kind!r}")
+        return _KINDS[kind]._open_in(self, name, capacity=capacity, slab_size=slab_size)
 
+    def dict(self, name: str, **kw: Any) -> "SharedDict":
+        """Open (or create) the SharedDict ``name`` in this segment."""
+        return _KINDS["dict"]._open_in(self, name, **kw)
+
+    def queue(self, name: str, *, joinable: bool = False, **kw: Any) -> "Queue":
+        """Open (or create) the Queue ``name`` in this segment
+        (``joinable=True``: a JoinableQueue)."""
+        return _KINDS[JOINABLE_QUEUE if joinable else "queue"]._open_in(self, name, **kw)
+
+    def stack(self, name: str, **kw: Any) -> "Stack":
+        """Open (or create) the Stack ``name`` in this segment."""
+        return _KINDS["stack"]._open_in(self, name, **kw)
+
+    def bitset(self, name: str, *args: Any, **kw: Any) -> "Bitset":
+        """Open (or create) the Bitset ``name`` in this segment."""
+        return _KINDS["bitset"]._open_in(self, name, *args, **kw)
+
+    def array(self, name: str, *args: Any, **kw: Any) -> "Array":
+        """Open (or create) the Array ``name`` in this segment."""
+        return _KINDS["array"]._open_in(self, name, *args, **kw)
+
+    def counter(self, name: str, **kw: Any) -> "Counter":
+        """Open (or create) the Counter ``name`` in this segment."""
+        return _KINDS["counter"]._open_in(self, name, **kw)
+
+    def open(self, name: str) -> Any:
+        """Open the existing object ``name`` whatever its type."""
+        kind = self.lookup(name)["type"]
         try:
             cls = _KINDS[kind]
         except KeyError:
-            raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}") from None
-        return cls._open_in(self, name, capacity=size, slab_size=slab_size)
-
-    def dict(self, name: str, **kw):
-        """Open (or create) the SharedDict ``name`` in this segment."""
-        from .dict import SharedDict
-
-        return SharedDict._open_in(self, name, **kw)
-
-    def queue(self, name: str, *, joinable: bool = False, **kw):
-        """Open (or create) the Queue ``name`` in this segment
-        (``joinable=True``: a JoinableQueue)."""
-        from .queue import JoinableQueue, Queue
-
-        return (JoinableQueue if joinable else Queue)._open_in(self, name, **kw)
-
-    def stack(self, name: str, **kw):
-        """Open (or create) the Stack ``name`` in this segment."""
-        from .stack import Stack
-
-        return Stack._open_in(self, name, **kw)
-
-    def bitset(self, name: str, *args, **kw):
-        """Open (or create) the Bitset ``name`` in this segment."""
-        from .bitset import Bitset
-
-        return Bitset._open_in(self, name, *args, **kw)
-
-    def array(self, name: str, *args, **kw):
-        """Open (or create) the Array ``name`` in this segment."""
-        from .array import Array
-
-        return Array._open_in(self, name, *args, **kw)
-
-    def counter(self, name: str, **kw):
-        """Open (or create) the Counter ``name`` in this segment."""
-        from .counter import Counter
-
-        return Counter._open_in(self, name, **kw)
-
-    def open(self, name: str):
-        """Open the existing object ``name`` whatever its type."""
-        info = self.lookup(name)
-        kind = info["type"]
-        if kind not in _OPENERS:
-            # importing the package module registers its opener
-            import importlib
-
-            module = {"freelist": "alloc", "bump": "alloc", "slab": "alloc"}.get(kind, kind)
-            try:
-                importlib.import_module(f"{__package__}.{module}")
-            except ImportError:
-                pass
-        try:
-            opener = _OPENERS[kind]
-        except KeyError:
             raise TypeError(f"object {name!r} has type {kind!r}, which this "
                             f"version of shmkit cannot open") from None
-        return opener(self, name)
+        return cls._attach_in(self, name)

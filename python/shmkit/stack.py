@@ -59,4 +59,4 @@ class Stack(Handle, _shmkit.Stack):
         return f"<shmkit.Stack {self.segment_name!r}/{self.object_name!r} len={len(self)}>"
 
 
-register_kind("stack", Stack._open_in)
+register_kind("stack", Stack)

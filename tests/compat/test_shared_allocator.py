@@ -3,7 +3,6 @@
 starts, the three allocators' methods, process safety)."""
 import pytest
 
-import shmkit
 from shmkit.compat.shared_allocator import BumpAllocator, FreeListAllocator, SlabAllocator
 
 KINDS = [FreeListAllocator, BumpAllocator, SlabAllocator]
@@ -102,7 +101,7 @@ def test_signatures_of_the_package(shm_name):
 def _fill(name, w, n, out):
     a = FreeListAllocator(name, create=False)
     offs = []
-    for i in range(n):
+    for _ in range(n):
         off = a.allocate(32)
         a.write(off, bytes([w]) * 32)
         offs.append(off)

@@ -247,7 +247,7 @@ def _witness(model: Model, ops: Sequence[Op], best: List[int], state: Hashable,
     frontier = sorted((i for i in rest if ops[i].call <= first_ret), key=lambda i: ops[i].call)
     lines = [f"NOT LINEARIZABLE ({model.name}, partition {label!r}): "
              f"{len(best)} of {len(ops)} operations linearize, then none can.",
-             f"  last operations of the longest linearization (times from the partition's first call):"]
+             "  last operations of the longest linearization (times from the partition's first call):"]
     for i in best[-context:]:
         lines.append("    " + ops[i].describe(t0))
     lines.append(f"  model state after them: {model.describe(state)}")

@@ -4,7 +4,7 @@ runners (and the checker's self-tests) drive them with.
 Each model states what the real Python API returns (python/shmkit/*.py and
 python/shmkit/_ext/py_*.c): an exception is recorded as ``Raised(<class
 name>)``.  Each workload is a generator per process: it yields ``(name,
-args)`` and is sent the result, so it can react (compare_and_set on the value
+args)`` and is sent the result, so it can react (compare_and_swap on the value
 it last saw, free the blocks it allocated).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ class DictModel(Model):
         if name == "incr":                      # incr(k, delta) -> new value
             nv = (0 if v is None else v) + args[1]
             return nv, nv
-        if name == "compare_and_set":           # -> whether it stored
+        if name == "compare_and_swap":           # -> whether it stored
             if v is not None and v == args[1]:
                 return True, args[2]
             return False, v
@@ -71,7 +71,7 @@ class DictModel(Model):
 
 
 DICT_READ_OPS = ["get", "getitem", "contains"]
-DICT_STABLE_WRITES = ["set", "incr", "compare_and_set", "setdefault"]
+DICT_STABLE_WRITES = ["set", "incr", "compare_and_swap", "setdefault"]
 DICT_ALL_WRITES = DICT_STABLE_WRITES + ["delete", "pop"]
 
 
@@ -90,7 +90,7 @@ def dict_workload(rng: random.Random, pid: int, nops: int, keys: Sequence) -> Wo
             args = (k, rng.randrange(4))
         elif name == "incr":
             args = (k, rng.randrange(1, 3))
-        elif name == "compare_and_set":
+        elif name == "compare_and_swap":
             args = (k, seen.get(k, 0), rng.randrange(4))
         elif name == "setdefault":
             args = (k, rng.randrange(4))

@@ -82,7 +82,7 @@ EXECUTE: Dict[str, Dict[str, Callable[..., Any]]] = {
         "set": _setitem,
         "delete": _delitem,
         "incr": lambda o, k, d: o.incr(k, d),
-        "compare_and_set": lambda o, k, e, n: o.compare_and_set(k, e, n),
+        "compare_and_swap": lambda o, k, e, n: o.compare_and_swap(k, e, n),
         "setdefault": lambda o, k, v: o.setdefault(k, v),
         "pop": lambda o, *a: o.pop(*a),
     },

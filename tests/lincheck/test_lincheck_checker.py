@@ -37,10 +37,10 @@ BAD = {
     "lost increment": (DictModel(), h(
         (0, "incr", ("k", 1), 1, 0, 10),
         (1, "incr", ("k", 1), 1, 5, 15))),
-    "two compare_and_set both succeed": (DictModel(), h(
+    "two compare_and_swap both succeed": (DictModel(), h(
         (0, "set", ("k", 0), None, 0, 1),
-        (1, "compare_and_set", ("k", 0, 1), True, 2, 10),
-        (2, "compare_and_set", ("k", 0, 2), True, 3, 11))),
+        (1, "compare_and_swap", ("k", 0, 1), True, 2, 10),
+        (2, "compare_and_swap", ("k", 0, 2), True, 3, 11))),
     "delete of a deleted key succeeds": (DictModel(), h(
         (0, "set", ("k", 0), None, 0, 1),
         (1, "delete", ("k",), None, 2, 10),
@@ -114,8 +114,8 @@ GOOD = {
         (2, "getitem", ("k",), 2, 20, 30))),
     "one CAS wins, one loses": (DictModel(), h(
         (0, "set", ("k", 0), None, 0, 1),
-        (1, "compare_and_set", ("k", 0, 1), False, 2, 10),
-        (2, "compare_and_set", ("k", 0, 2), True, 3, 11),
+        (1, "compare_and_swap", ("k", 0, 1), False, 2, 10),
+        (2, "compare_and_swap", ("k", 0, 2), True, 3, 11),
         (1, "pop", ("k", -1), 2, 12, 13),
         (1, "pop", ("k", -1), -1, 14, 15))),
     "equal timestamps overlap": (DictModel(), h(

@@ -137,8 +137,8 @@ def test_pickle_reattaches(shm_name):
 
 def test_in_segment_offsets_are_segment_offsets(shm_name):
     with shmkit.Segment(shm_name, create=True) as seg:
-        fl = seg.allocator("fl", size=1 << 16)
-        bump = seg.allocator("bump", kind="bump", size=1 << 16)
+        fl = seg.allocator("fl", capacity=1 << 16)
+        bump = seg.allocator("bump", kind="bump", capacity=1 << 16)
         o1, o2 = fl.allocate(32), bump.allocate(32)
         fl.write(o1, b"a" * 32)
         bump.write(o2, b"b" * 32)
@@ -309,15 +309,15 @@ def _poke(name, at, data):
 
 def test_every_allocator_has_check_and_stats(shm_name):
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
-        fl = seg.allocator("f", kind="freelist", size=1 << 16)
+        fl = seg.allocator("f", kind="freelist", capacity=1 << 16)
         fl.allocate(100)
         assert fl.check() == fl.stats() and fl.check()["live_blocks"] == 1
-        b = seg.allocator("b", kind="bump", size=4096)
+        b = seg.allocator("b", kind="bump", capacity=4096)
         b.allocate(10)
         b.allocate(17)
         assert b.check() == b.stats() == {"capacity": 4096, "used_bytes": 48,
                                           "available_bytes": 4096 - 48}
-        s = seg.allocator("s", kind="slab", size=64 * 70, slab_size=64)
+        s = seg.allocator("s", kind="slab", capacity=64 * 70, slab_size=64)
         offs = [s.allocate() for _ in range(5)]
         s.free(offs[2])
         assert s.check() == s.stats() == {"capacity": 64 * 70, "slab_size": 64,
@@ -350,8 +350,8 @@ DAMAGE = [
 @pytest.mark.parametrize("kind,at,data", DAMAGE)
 def test_check_reports_a_corrupt_byte(shm_name, kind, at, data):
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
-        a = seg.allocator("a", kind=kind, size=64 * 70, slab_size=64) if kind == "slab" \
-            else seg.allocator("a", kind=kind, size=4096)
+        a = seg.allocator("a", kind=kind, capacity=64 * 70, slab_size=64) if kind == "slab" \
+            else seg.allocator("a", kind=kind, capacity=4096)
         a.allocate(32)
         a.check()
         off = seg.lookup("a")["offset"]

@@ -76,7 +76,7 @@ REFUSED = {
     "ne": lambda d: d != {"ok": 1},
     "pop": lambda d: d.pop("evil"),
     "pop_default": lambda d: d.pop("evil", None),
-    "compare_and_set": lambda d: d.compare_and_set("evil", None, 1),
+    "compare_and_swap": lambda d: d.compare_and_swap("evil", None, 1),
     "setdefault": lambda d: d.setdefault("evil", 1),
     "incr": lambda d: d.incr("evil"),
     "update_from": lambda d: SharedDict.update(d, d),

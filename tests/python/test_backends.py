@@ -79,14 +79,14 @@ def test_dict_atomic_methods(backend):
     with pytest.raises(TypeError):
         d.incr("n", "1")
     assert d["s"] == "text"
-    assert d.compare_and_set("k", None, 1) is False and "k" not in d
+    assert d.compare_and_swap("k", None, 1) is False and "k" not in d
     d["k"] = 1
-    assert d.compare_and_set("k", 2, 3) is False and d["k"] == 1
-    assert d.compare_and_set("k", 1.0, 3) is True and d["k"] == 3     # ==, not bytes
-    assert d.compare_and_set("k", 3, [1, 2]) is True
-    assert d.compare_and_set("k", [1, 2], "x") is True and d["k"] == "x"
+    assert d.compare_and_swap("k", 2, 3) is False and d["k"] == 1
+    assert d.compare_and_swap("k", 1.0, 3) is True and d["k"] == 3     # ==, not bytes
+    assert d.compare_and_swap("k", 3, [1, 2]) is True
+    assert d.compare_and_swap("k", [1, 2], "x") is True and d["k"] == "x"
     d["nan"] = math.nan
-    assert d.compare_and_set("nan", math.nan, 0) is False
+    assert d.compare_and_swap("nan", math.nan, 0) is False
     assert d.setdefault("sd", 4) == 4 and d.setdefault("sd", 5) == 4
     assert d.setdefault("none") is None and d["none"] is None
     assert d.pop("sd") == 4 and "sd" not in d
@@ -196,7 +196,7 @@ def test_stack(backend):
 def test_bitset(backend):
     name = backend.name()
     b = Bitset(name, 130, url=backend.url)
-    assert b.size == len(b) == 130 and not b.any()
+    assert b.length == len(b) == 130 and not b.any()
     assert b.set(3) is False and b.set(3) is True and b.test(3)
     assert b.flip(64) is False and b.flip(65) is False and b.flip(65) is True
     b[-1] = True
@@ -224,7 +224,7 @@ def test_bitset(backend):
     assert not b.any() and b.find_first_set() is None
     with pytest.raises(ValueError):
         Bitset(name, 131, url=backend.url)
-    assert Bitset(name, url=backend.url).size == 130
+    assert Bitset(name, url=backend.url).length == 130
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint16", "int32", "uint32", "int64",

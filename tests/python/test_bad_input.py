@@ -71,7 +71,7 @@ ROWS = {
         [("__getitem__", ([1],), TypeError), ("__getitem__", ("nokey",), KeyError),
          ("__setitem__", (1.5, 1), TypeError), ("__setitem__", ("k", object()), TypeError),
          ("__delitem__", ("nokey",), KeyError), ("incr", ("k", "x"), TypeError),
-         ("compare_and_set", ({}, 1, 2), TypeError), ("update", (5,), TypeError),
+         ("compare_and_swap", ({}, 1, 2), TypeError), ("update", (5,), TypeError),
          ("pop", ("nokey",), KeyError)],
         lambda d: dict(d.items()),
     ),
@@ -177,7 +177,7 @@ def test_wrong_structure_type_in_segment(shm_name):
         with pytest.raises(TypeError):
             seg.array("b", "int8", 4)
         with pytest.raises(TypeError):
-            seg.allocator("b", size=100)
+            seg.allocator("b", capacity=100)
 
 
 @pytest.mark.parametrize("size, exc", [(1 << 64, ValueError), (HUGE, ValueError), (-1, ValueError),
@@ -246,11 +246,11 @@ class _Rewriter:
     __hash__ = None
 
 
-def test_compare_and_set_whose_eq_rewrites_the_key_ends(shm_name):
+def test_compare_and_swap_whose_eq_rewrites_the_key_ends(shm_name):
     with shmkit.SharedDict(shm_name, create=True) as d:
         d["k"] = 0
         exp = _Rewriter(d)
         with pytest.raises(RuntimeError, match="changed during each of"):
-            d.compare_and_set("k", exp, "new")
+            d.compare_and_swap("k", exp, "new")
         assert exp.calls <= 100_000
         assert d["k"] == exp.calls   # the last rewrite stands; "new" was not written

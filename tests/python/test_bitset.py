@@ -22,7 +22,7 @@ def bits(shm_name):
 
 
 def test_single_bit_ops_return_previous(bits):
-    assert len(bits) == 130 and bits.size == 130
+    assert len(bits) == 130 and bits.length == 130
     assert bits.set(5) is False
     assert bits.set(5) is True
     assert bits.test(5) is True and bits[5] is True
@@ -38,7 +38,7 @@ def test_single_bit_ops_return_previous(bits):
     assert bits[::64] == [True, True, False]
     assert list(bits)[:2] == [True, False] and len(list(bits)) == 130
     assert list(bits.iter_set()) == [0, 64]
-    assert bits.check() == {"size": 130, "words": 3, "count": 2}
+    assert bits.check() == {"length": 130, "words": 3, "count": 2}
 
 
 def test_whole_set_ops_and_tail(shm_name):
@@ -99,13 +99,13 @@ def test_bad_input_changes_nothing(bits, shm_name):
     for bad in ("10", 1.5, True):
         with pytest.raises(TypeError):
             Bitset(shm_name + "x", bad, create=True)
-    with pytest.raises(ValueError, match="size= is required"):
+    with pytest.raises(ValueError, match="length= is required"):
         Bitset(shm_name + "x", create=True)
     with pytest.raises(FileNotFoundError):
         Bitset(shm_name + "x", create=False)
     with pytest.raises(FileExistsError):
         Bitset(shm_name, 130, create=True)
-    with pytest.raises(ValueError, match="exists with size 130, not 131"):
+    with pytest.raises(ValueError, match="exists with length 130, not 131"):
         Bitset(shm_name, 131)
     import os
     assert not os.path.exists(f"/dev/shm/{shm_name}x")   # failures leave nothing
@@ -114,8 +114,8 @@ def test_bad_input_changes_nothing(bits, shm_name):
 def test_attach_pickle_and_segment(shm_name):
     b = Bitset(shm_name, 1000, create=True)
     b.set(999)
-    b2 = Bitset(shm_name)                      # attach: no size needed
-    assert b2.size == 1000 and b2[999] and not b2.created and b.created
+    b2 = Bitset(shm_name)                      # attach: no length needed
+    assert b2.length == 1000 and b2[999] and not b2.created and b.created
     b3 = pickle.loads(pickle.dumps(b))
     assert b3.test(999) and b3.object_name == "bitset" and b3.segment_name == shm_name
     for x in (b, b2, b3):
@@ -146,7 +146,7 @@ def test_closed_handle(bits):
     for call in (lambda: bits.set(0), lambda: bits.count(), lambda: bits[0],
                  lambda: len(bits), lambda: bits.as_numpy(), lambda: bits.check(),
                  lambda: bits.find_first_set(), lambda: bits.words(),
-                 lambda: bits.__setitem__(0, 1), lambda: bits.size):
+                 lambda: bits.__setitem__(0, 1), lambda: bits.length):
         with pytest.raises(ValueError, match="closed"):
             call()
     with pytest.raises(ValueError):
@@ -237,7 +237,7 @@ def test_processes_claim_each_bit_exactly_once(shm_name, mp_context):
 def _disjoint(name, k, q):
     try:
         b = Bitset(name)
-        for r in range(3):
+        for _ in range(3):
             for i in range(k, NBITS, 4):       # neighbours share words
                 b.set(i)
                 b.clear(i)

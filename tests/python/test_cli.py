@@ -62,7 +62,7 @@ def names():
 
 def _create_and_wait(name, ready):
     seg = shmkit.Segment(name, create=True)
-    heap = seg.allocator("heap", size=1 << 16)
+    heap = seg.allocator("heap", capacity=1 << 16)
     heap.write(heap.allocate(64), b"left behind")
     ready.set()
     signal.pause()  # until SIGKILL
@@ -220,7 +220,7 @@ def test_zombie_creator_counts_as_gone():
 def test_inspect_segment_and_object(names):
     name = names()
     with shmkit.Segment(name, create=True) as seg:
-        heap = seg.allocator("heap", size=1 << 16)
+        heap = seg.allocator("heap", capacity=1 << 16)
         heap.allocate(100)
         rc, out, err = run_cli("inspect", name)
         assert rc == 0, err
@@ -252,7 +252,7 @@ def test_inspect_segment_and_object(names):
 def test_inspect_check_fails_on_a_damaged_object(names):
     name = names("damaged")
     with shmkit.Segment(name, create=True) as seg:
-        heap = seg.allocator("heap", size=1 << 16)
+        heap = seg.allocator("heap", capacity=1 << 16)
         heap.allocate(64)
         heap.close()
         off = seg.lookup("heap")["offset"]

@@ -289,7 +289,7 @@ def test_corrupt_dict_header(name):
 
 def test_wrong_object_type(name):
     with shmkit.Segment(name, create=True) as seg:
-        seg.allocator("heap", size=4096)
+        seg.allocator("heap", capacity=4096)
         with pytest.raises(TypeError):
             seg.dict("heap")
 
@@ -312,9 +312,9 @@ def test_incr_and_cas(d):
         d.incr("s")
     with pytest.raises(TypeError):
         d.incr("c", "1")
-    assert d.compare_and_set("s", "x", "y") and d["s"] == "y"
-    assert not d.compare_and_set("s", "x", "z") and d["s"] == "y"
-    assert not d.compare_and_set("missing", None, 1) and "missing" not in d
+    assert d.compare_and_swap("s", "x", "y") and d["s"] == "y"
+    assert not d.compare_and_swap("s", "x", "z") and d["s"] == "y"
+    assert not d.compare_and_swap("missing", None, 1) and "missing" not in d
 
 
 def test_stats_check_and_sizing(d):
@@ -420,7 +420,7 @@ def test_four_processes_mixed_ops(d, name, ctx):
     rngs = [random.Random(p) for p in range(P)]
     want_incrs = 0
     for rng in rngs:
-        for i in range(N):
+        for _ in range(N):
             r = rng.random()
             if r < 0.35:
                 rng.randrange(200)
@@ -700,7 +700,7 @@ def test_close_from_python_code_inside_an_operation(name):
     sd = SharedDict(name, create=True)
     sd["k"] = 1
     with pytest.raises(ValueError):
-        sd.compare_and_set("k", _ClosesOnEq(sd), 2)
+        sd.compare_and_swap("k", _ClosesOnEq(sd), 2)
     assert sd.closed
     sd = SharedDict(name, create=False)
     with pytest.raises(ValueError):

@@ -22,13 +22,13 @@ def _worker(name, seed, ops, out):
     misses = wrong = incrs = 0
     for n in range(ops):
         if n % 32 == 0:
-            while True:       # the retry loop users write around compare_and_set
+            while True:       # the retry loop users write around compare_and_swap
                 try:
                     v = d["cas"]
                 except KeyError:
                     misses += 1
                     break
-                if d.compare_and_set("cas", v, v + 1):
+                if d.compare_and_swap("cas", v, v + 1):
                     incrs += 1
                     break
             continue

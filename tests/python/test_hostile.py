@@ -31,7 +31,6 @@ import random
 import select
 import signal
 import struct
-import sys
 import time
 
 import pytest
@@ -129,7 +128,7 @@ def ops_dict(seg):
         ("set_existing", lambda: d.__setitem__("key2", "x")),
         ("delete", lambda: d.__delitem__("key4")), ("incr", lambda: d.incr("key3")),
         ("pop", lambda: d.pop("key5", None)), ("setdefault", lambda: d.setdefault("key6", 0)),
-        ("compare_and_set", lambda: d.compare_and_set("key8", "value 8", "y")),
+        ("compare_and_swap", lambda: d.compare_and_swap("key8", "value 8", "y")),
         ("popitem", lambda: d.popitem()), ("clear", lambda: d.clear()),
     ]
 

@@ -8,7 +8,6 @@ import signal
 
 import pytest
 
-import shmkit
 from shmkit import JoinableQueue, Queue, Segment
 
 CONTEXTS = ["fork", "spawn"]

@@ -22,7 +22,6 @@ import shmkit
 from shmkit import _shmkit
 from shmkit.queue import Queue
 from shmkit.segment import Segment
-from shmkit.stack import Stack
 
 CONTEXTS = ["fork", "spawn"]
 JOIN_TIMEOUT = 120

@@ -124,7 +124,7 @@ def test_random_header_corruption_never_crashes(shm_name):
     import random
 
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
-        seg.allocator("a", size=4096)
+        seg.allocator("a", capacity=4096)
     path = f"/dev/shm/{shm_name}"
     good = open(path, "rb").read()
     rng = random.Random(7)
@@ -146,8 +146,8 @@ def test_random_header_corruption_never_crashes(shm_name):
 def test_directory_and_info(shm_name):
     with shmkit.Segment(shm_name, create=True) as seg:
         assert seg.objects() == []
-        seg.allocator("heap", size=4096)
-        seg.allocator("slots", kind="slab", size=4096, slab_size=64)
+        seg.allocator("heap", capacity=4096)
+        seg.allocator("slots", kind="slab", capacity=4096, slab_size=64)
         names = [(o["name"], o["type"]) for o in seg.objects()]
         assert names == [("heap", "freelist"), ("slots", "slab")]
         info = seg.info()
@@ -160,11 +160,11 @@ def test_directory_and_info(shm_name):
         with pytest.raises(TypeError):
             seg.allocator("heap", kind="bump")       # exists with another type
         with pytest.raises(FileNotFoundError):
-            seg.allocator("nope")                     # absent and no size
+            seg.allocator("nope")                     # absent and no capacity
         with pytest.raises(ValueError):
-            seg.allocator("x" * 64, size=10)
+            seg.allocator("x" * 64, capacity=10)
         with pytest.raises(ValueError):
-            seg.allocator("y", kind="buddy", size=10)
+            seg.allocator("y", kind="buddy", capacity=10)
         assert type(seg.open("slots")).__name__ == "SlabAllocator"
         assert seg.heap_check()["live_blocks"] == 2
         assert "objects=2" in repr(seg)
@@ -174,7 +174,7 @@ def test_closed_segment_raises(shm_name):
     seg = shmkit.Segment(shm_name, create=True)
     seg.close()
     seg.close()  # idempotent
-    for call in (seg.objects, seg.info, lambda: seg.size, lambda: seg.allocator("a", size=1)):
+    for call in (seg.objects, seg.info, lambda: seg.size, lambda: seg.allocator("a", capacity=1)):
         with pytest.raises(ValueError, match="closed"):
             call()
     assert "closed" in repr(seg)
@@ -182,7 +182,7 @@ def test_closed_segment_raises(shm_name):
 
 def test_pickle_attaches(shm_name):
     with shmkit.Segment(shm_name, create=True) as seg:
-        seg.allocator("a", size=4096)
+        seg.allocator("a", capacity=4096)
         clone = pickle.loads(pickle.dumps(seg))
         assert clone.name == shm_name and not clone.created
         assert [o["name"] for o in clone.objects()] == ["a"]
@@ -196,7 +196,7 @@ def _child_sees(name, q):
 
 def test_other_process_sees_objects(shm_name, mp_context):
     with shmkit.Segment(shm_name, create=True) as seg:
-        seg.allocator("shared", size=4096)
+        seg.allocator("shared", capacity=4096)
         q = mp_context.Queue()
         p = mp_context.Process(target=_child_sees, args=(shm_name, q))
         p.start()
@@ -210,7 +210,7 @@ def test_other_process_sees_objects(shm_name, mp_context):
 def test_growth_is_seen_everywhere(shm_name):
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as a:
         b = shmkit.Segment(shm_name, create=False)
-        heap = a.allocator("h", size=64 << 20)       # forces growth
+        heap = a.allocator("h", capacity=64 << 20)       # forces growth
         assert a.size >= 64 << 20 and b.size == a.size
         off = heap.allocate(1 << 20)
         heap.write(off, b"z" * (1 << 20))
@@ -276,7 +276,7 @@ def test_attach_and_open_everything_while_others_use_it(shm_name):
     # dict open vs a clear).
     with shmkit.Segment(shm_name, create=True, size=1 << 20) as seg:
         seg.dict("d"), seg.queue("q"), seg.stack("s")
-        seg.allocator("fl", size=1 << 16), seg.bitset("b", 1024), seg.array("a", "int64", 64)
+        seg.allocator("fl", capacity=1 << 16), seg.bitset("b", 1024), seg.array("a", "int64", 64)
         with busy_workers(_use_everything, shm_name):
             for _ in range(1000):
                 with shmkit.Segment(shm_name, create=False) as other:
@@ -287,8 +287,8 @@ def test_attach_and_open_everything_while_others_use_it(shm_name):
 def test_out_of_memory_at_max_size(shm_name):
     with shmkit.Segment(shm_name, create=True, size=1 << 20, max_size=4 << 20) as seg:
         with pytest.raises(shmkit.OutOfMemoryError):
-            seg.allocator("big", size=8 << 20)
+            seg.allocator("big", capacity=8 << 20)
         with pytest.raises(MemoryError):               # also a MemoryError
-            seg.allocator("big", size=8 << 20)
+            seg.allocator("big", capacity=8 << 20)
         assert seg.objects() == []
-        seg.allocator("ok", size=1 << 20)
+        seg.allocator("ok", capacity=1 << 20)

@@ -171,7 +171,7 @@ class Transfers:
                 self.maybe.add((d[1], d[2]))
             elif d[0] == self.take:
                 self.in_flight_takes += 1
-        for _w, _s, kind, d in batch.entries:
+        for _w, _s, _kind, d in batch.entries:
             if d[0] != self.taken:
                 continue
             for it in taken_ids(d):

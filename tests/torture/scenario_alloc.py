@@ -59,7 +59,7 @@ def fold_blocks(m: dict, batch: Batch, block_of) -> dict:
         elif kind == "intent" and d[0] == "free":
             mine.pop(d[1], None)    # in flight or done: may be free now
     new = []
-    for worker, mine in held.items():
+    for mine in held.values():
         for off, block in mine.items():
             assert off not in m["live"], f"block {off} held by two workers at once"
             m["live"][off] = block

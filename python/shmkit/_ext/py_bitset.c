@@ -74,12 +74,12 @@ static int bit_value(PyObject *v)
 
 /* ------------------------------------------------------------ creation */
 
-/* __init__(segment, name, size=None): open Bitset `name` in `segment`,
- * creating it with `size` bits if it does not exist. */
+/* __init__(segment, name, length=None): open Bitset `name` in `segment`,
+ * creating it with `length` bits if it does not exist. */
 static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
 {
     ShkPyBitset *s = (ShkPyBitset *)self;
-    static char *kwlist[] = {"segment", "name", "size", NULL};
+    static char *kwlist[] = {"segment", "name", "length", NULL};
     PyObject *segobj, *name, *size = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|O:Bitset", kwlist, &segobj, &name, &size))
         return -1;
@@ -92,7 +92,7 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
     uint64_t nbits = 0;
     if (size != Py_None) {
         if (!PyIndex_Check(size) || PyBool_Check(size)) {
-            PyErr_Format(PyExc_TypeError, "size must be an int, not %.100s",
+            PyErr_Format(PyExc_TypeError, "length must be an int, not %.100s",
                          Py_TYPE(size)->tp_name);
             return -1;
         }
@@ -101,7 +101,7 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
         if (v == -1 && PyErr_Occurred())
             return -1;
         if (overflow || v <= 0 || (unsigned long long)v > SHK_BITSET_MAX_BITS) {
-            PyErr_Format(PyExc_ValueError, "size must be between 1 and %llu bits",
+            PyErr_Format(PyExc_ValueError, "length must be between 1 and %llu bits",
                          (unsigned long long)SHK_BITSET_MAX_BITS);
             return -1;
         }
@@ -113,12 +113,12 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
     if (rc != SHK_OK) {
         shk_bitset *other;
         if (rc == SHK_EINVAL && shk_bitset_open_named(seg, oname, 0, &other, NULL) == SHK_OK) {
-            PyErr_Format(PyExc_ValueError, "Bitset %R exists with size %llu, not %llu", name,
+            PyErr_Format(PyExc_ValueError, "Bitset %R exists with length %llu, not %llu", name,
                          (unsigned long long)shk_bitset_size(other), (unsigned long long)nbits);
             shk_bitset_close(other);
             return -1;
         }
-        return shk_py_object_error(rc, name, "Bitset", "give size= to create it");
+        return shk_py_object_error(rc, name, "Bitset", "give length= to create it");
     }
     s->nbits = shk_bitset_size(b);
     s->shape[0] = (Py_ssize_t)shk_bitset_nwords(b);
@@ -241,7 +241,7 @@ static PyObject *bitset_check(PyObject *self, PyObject *Py_UNUSED(x))
     int rc = shk_bitset_check(s->h, &count);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Bitset.check");
-    return Py_BuildValue("{s:K,s:K,s:K}", "size", (unsigned long long)s->nbits, "words",
+    return Py_BuildValue("{s:K,s:K,s:K}", "length", (unsigned long long)s->nbits, "words",
                          (unsigned long long)shk_bitset_nwords(s->h), "count",
                          (unsigned long long)count);
 }
@@ -320,7 +320,7 @@ static int bitset_getbuffer(PyObject *self, Py_buffer *view, int flags)
 
 /* ---------------------------------------------------------------- type */
 
-static PyObject *bitset_get_size(PyObject *self, void *Py_UNUSED(c))
+static PyObject *bitset_get_length(PyObject *self, void *Py_UNUSED(c))
 {
     ShkPyBitset *s = (ShkPyBitset *)self;
     if (!alive(s))
@@ -348,7 +348,7 @@ static PyMethodDef bitset_methods[] = {
      "find_first_clear(start=0) -> int | None: the first clear bit at or "
      "after start, or None if there is none."},
     {"check", bitset_check, METH_NOARGS,
-     "Validate the shared layout; returns {'size', 'words', 'count'} or raises "
+     "Validate the shared layout; returns {'length', 'words', 'count'} or raises "
      "CorruptSegmentError."},
     {"words", bitset_words, METH_NOARGS,
      "A writable memoryview (format 'Q') of the 64-bit words, zero copy; "
@@ -360,14 +360,14 @@ static PyMethodDef bitset_methods[] = {
 
 static PyGetSetDef bitset_getset[] = {
     SHK_PY_HANDLE_GETSET,
-    {"size", bitset_get_size, NULL, "Number of bits.", NULL},
+    {"length", bitset_get_length, NULL, "Number of bits.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyMemberDef bitset_members[] = SHK_PY_HANDLE_MEMBERS("bitset");
 
 SHK_PY_SEQUENCE_TYPE(Bitset_Type, bitset, "Bitset", ShkPyBitset,
-                     "Bitset(segment, name, size=None): an atomic bitset in shared memory.");
+                     "Bitset(segment, name, length=None): an atomic bitset in shared memory.");
 
 int shk_py_init_bitset(PyObject *m)
 {

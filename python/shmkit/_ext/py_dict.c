@@ -354,7 +354,7 @@ static PyObject *dict_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
-/* ---- atomic read-modify-write: incr, compare_and_set, setdefault, pop ----
+/* ---- atomic read-modify-write: incr, compare_and_swap, setdefault, pop ----
  *
  * Each reads the value of the key and the entry it came from, decides, and
  * then writes only if nothing changed meanwhile: a store expecting that
@@ -532,8 +532,8 @@ static int cas_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_
     return 0;
 }
 
-/* compare_and_set(key, expected, new) -> bool */
-static const rmw_method cas_method = {"compare_and_set", 3, 3, NULL, cas_step,
+/* compare_and_swap(key, expected, new) -> bool */
+static const rmw_method cas_method = {"compare_and_swap", 3, 3, NULL, cas_step,
                                       "SharedDict: commit"};
 
 static int setdefault_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs,
@@ -1167,8 +1167,8 @@ static PyMethodDef dict_methods[] = {
     {"incr", (PyCFunction)(void (*)(void))dict_incr, METH_FASTCALL,
      "incr(key, delta=1): atomically add delta to a numeric value (absent = 0); "
      "returns the new value."},
-    {"compare_and_set", (PyCFunction)(void (*)(void))dict_cas, METH_FASTCALL,
-     "compare_and_set(key, expected, new): atomically set key to new if its "
+    {"compare_and_swap", (PyCFunction)(void (*)(void))dict_cas, METH_FASTCALL,
+     "compare_and_swap(key, expected, new): atomically set key to new if its "
      "value == expected; returns True if it did."},
     {"setdefault", (PyCFunction)(void (*)(void))dict_setdefault, METH_FASTCALL,
      "setdefault(key, default=None): atomic across processes."},

@@ -36,6 +36,7 @@ raises is recorded as an error with the message, and the run goes on.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import gc
@@ -50,6 +51,8 @@ import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .. import _shmkit
 
 SUITES = ("alloc", "dict", "queue", "redis")
 
@@ -112,6 +115,29 @@ class Fixture:
 
 
 _name_counter = [0]
+
+
+def close_then_unlink(obj: Any, name: str) -> Callable[[], None]:
+    """The teardown of a shmkit fixture: close the handle, then remove the
+    segment ``name``."""
+    def close() -> None:
+        try:
+            obj.close()
+        finally:
+            _shmkit.unlink(name)
+    return close
+
+
+def unlink_then_close(obj: Any) -> Callable[[], None]:
+    """The teardown of a peer (UltraDict) whose ``unlink`` must come first
+    and whose ``close`` may raise once unlinked."""
+    def close() -> None:
+        try:
+            obj.unlink()
+        finally:
+            with contextlib.suppress(Exception):
+                obj.close()
+    return close
 
 
 def shm_name(tag: str) -> str:
@@ -272,7 +298,7 @@ def machine_info() -> Dict[str, Any]:
     try:
         ncpu = len(os.sched_getaffinity(0))
     except AttributeError:
-        ncpu = os.cpu_count()
+        ncpu = os.cpu_count() or 1
     return {
         "cpu": cpu,
         "cpus_usable": ncpu,
@@ -291,7 +317,7 @@ def versions() -> Dict[str, Optional[str]]:
         out["shmkit_c"] = getattr(shmkit, "__version__", None)
     except Exception:
         pass
-    for mod, dist in list(PEERS.items()) + [("numpy", "numpy"), ("matplotlib", "matplotlib")]:
+    for _mod, dist in list(PEERS.items()) + [("numpy", "numpy"), ("matplotlib", "matplotlib")]:
         out[dist] = package_version(dist)
     return out
 
@@ -346,9 +372,11 @@ class Progress:
 def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -> List[float]:
     cap = min(max_n, case.max_n or max_n)
     n = 1
+    run = case.run
+    assert run is not None, "a loop case has run="
     # calibrate: double n until one timed call lasts the budget
     while True:
-        t = case.run(fx, n)
+        t = run(fx, n)
         if t >= budget or n >= cap:
             break
         # jump straight to the likely n once we have a usable reading
@@ -361,7 +389,7 @@ def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -
         # a capped n may run shorter than the budget: sum several calls
         ops, elapsed = 0, 0.0
         while True:
-            elapsed += case.run(fx, n)
+            elapsed += run(fx, n)
             ops += n
             if elapsed >= budget or n < cap or ops >= cap * 64:
                 break
@@ -370,9 +398,11 @@ def measure_loop(case: Case, fx: Any, budget: float, repeats: int, max_n: int) -
 
 
 def measure_rate(case: Case, fx: Any, budget: float, repeats: int) -> List[float]:
+    rate = case.rate
+    assert rate is not None, "a rate case has rate="
     rates = []
     for _ in range(repeats):
-        ops, elapsed = case.rate(fx, budget)
+        ops, elapsed = rate(fx, budget)
         rates.append(ops / elapsed if elapsed > 0 else float("inf"))
     return rates
 
@@ -451,14 +481,16 @@ def run_cases(cases: List[Case], mode: str, progress: bool = True) -> Tuple[List
                 for mod in c.requires:
                     if mod not in import_errors:
                         import_errors[mod] = check_import(mod)
-                    if import_errors[mod]:
-                        skipped.setdefault(PEERS.get(mod, mod), import_errors[mod])
-                        raise Skip(import_errors[mod])
+                    reason = import_errors[mod]
+                    if reason:
+                        skipped.setdefault(PEERS.get(mod, mod), reason)
+                        raise Skip(reason)
                 fx = None
                 if c.fixture is not None:
                     if c.fixture in fixture_errors:
                         raise Skip(fixture_errors[c.fixture])
                     if c.fixture not in fixtures:
+                        assert c.make_fixture is not None, "a case with fixture= has make_fixture="
                         try:
                             with _time_limit(params["case_timeout"]):
                                 fixtures[c.fixture] = c.make_fixture()
@@ -856,3 +888,55 @@ def run(mode: str = "quick", out_dir: Optional[str] = "bench-results",
             print(f"\nresults: {os.path.join(out_dir, 'results.json')}"
                   + (f", {len(report.get('charts', []))} chart(s) in {out_dir}/" if charts else ""))
     return report
+
+
+# ------------------------------------------------------------------ options
+
+
+def add_arguments(p: argparse.ArgumentParser, suite_option: bool = True) -> None:
+    """The options of a suite run (``shmkit bench`` and ``main``)."""
+    p.add_argument("--quick", action="store_true",
+                   help="fewer cases and shorter runs (under 2 minutes on 2 cores)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smoke-test mode: every case runs a few operations (for tests)")
+    p.add_argument("--out", metavar="DIR", default="bench-results",
+                   help="where to write results.json and the charts (default: bench-results)")
+    if suite_option:
+        p.add_argument("--suite", action="append", metavar="NAME",
+                       help="run only these suites (alloc, dict, queue; repeatable or "
+                       "comma-separated)")
+    p.add_argument("--no-charts", action="store_true", help="do not draw PNG charts")
+    p.add_argument("--no-progress", action="store_true", help="no progress indicator")
+
+
+def run_from_args(args: argparse.Namespace, suites: Optional[Sequence[str]] = None) -> int:
+    """Run from parsed options (``add_arguments``); ``suites`` when the
+    options have no ``--suite``.  0 when the run finished, 1 if not;
+    ValueError for an unknown suite, OSError when ``--out`` is not writable."""
+    mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
+    if getattr(args, "suite", None):
+        suites = [s.strip() for part in args.suite for s in part.split(",") if s.strip()]
+    unknown = [s for s in suites or () if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite {unknown[0]!r} (choose from {', '.join(SUITES)})")
+    # this process ends after the run: keep peers' destructor noise quiet
+    # through interpreter shutdown too
+    QuietPeers(permanent=True).__enter__()
+    report = run(mode=mode, out_dir=args.out, suites=suites,
+                 charts=not args.no_charts, progress=not args.no_progress)
+    return 0 if report is not None else 1
+
+
+def main(argv: Optional[Sequence[str]] = None, suites: Optional[Sequence[str]] = None) -> int:
+    """The ``benchmarks/bench_*.py`` scripts: the ``suites`` of ``shmkit
+    bench`` with its options (``--quick``, ``--tiny``, ``--out DIR``, ...)."""
+    p = argparse.ArgumentParser(description=f"shmkit benchmark suites: {', '.join(suites or SUITES)}")
+    add_arguments(p, suite_option=suites is None)
+    args = p.parse_args(argv)
+    try:
+        return run_from_args(args, suites)
+    except ValueError as e:
+        p.error(str(e))
+    except OSError as e:
+        print(f"cannot write results to {args.out!r}: {e.strerror or e}", file=sys.stderr)
+    return 1

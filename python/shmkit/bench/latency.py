@@ -78,7 +78,12 @@ def _mp_queue() -> Tuple[Any, Any, Callable[[], None]]:
 def _mp_simple() -> Tuple[Any, Any, Callable[[], None]]:
     ctx = multiprocessing.get_context("fork")
     a, b = ctx.SimpleQueue(), ctx.SimpleQueue()
-    return a, b, lambda: (a.close(), b.close())
+
+    def close() -> None:
+        a.close()
+        b.close()
+
+    return a, b, close
 
 
 QUEUES: List[Tuple[str, Optional[str], Factory]] = [
@@ -113,7 +118,7 @@ def round_trips(factory: Factory, trips: int) -> Tuple[List[int], float]:
         child.start()
         put, get, clock = a.put, b.get, time.perf_counter_ns
         times = []
-        for i in range(WARMUP + trips):
+        for _ in range(WARMUP + trips):
             t = clock()
             put(ITEM)
             get()

@@ -31,7 +31,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import harness
-from .harness import Skip, check_import, fork_workers, shm_name
+from .harness import (Skip, check_import, close_then_unlink, fork_workers, shm_name,
+                      unlink_then_close)
 
 DEFAULT_PROCS = (1, 2, 4, 8, 16, 32)
 OWN_KEYS = 1000
@@ -59,7 +60,7 @@ def _shmkit_dict():
 
     name = shm_name("sd")
     d = shmkit.SharedDict(name, create=True)
-    return d, lambda: (d.close(), shmkit.unlink(name))
+    return d, close_then_unlink(d, name)
 
 
 def _ultradict():
@@ -76,15 +77,7 @@ def _ultradict():
         # forked workers inherit and which serialises them just the same
         d = UltraDict(name=shm_name("u"), **kw)
 
-    def close():
-        try:
-            d.unlink()
-        finally:
-            try:
-                d.close()
-            except Exception:
-                pass
-    return d, close
+    return d, unlink_then_close(d)
 
 
 def _manager_dict():
@@ -99,7 +92,7 @@ def _counter():
 
     name = shm_name("c")
     c = shmkit.Counter(name, create=True)
-    return c, lambda: (c.close(), shmkit.unlink(name))
+    return c, close_then_unlink(c, name)
 
 
 def _array():
@@ -107,7 +100,7 @@ def _array():
 
     name = shm_name("a")
     a = shmkit.Array(name, "int64", 1, create=True)
-    return a, lambda: (a.close(), shmkit.unlink(name))
+    return a, close_then_unlink(a, name)
 
 
 def _mp_value():
@@ -122,7 +115,7 @@ def _shmkit_queue():
 
     name = shm_name("q")
     q = shmkit.Queue(name, create=True, maxsize=100_000)
-    return q, lambda: (q.close(), shmkit.unlink(name))
+    return q, close_then_unlink(q, name)
 
 
 def _faster_fifo():
@@ -210,13 +203,7 @@ def _queue_half(q, w, nproc):
     alternates.  A put on a full / get on an empty queue counts nothing."""
     import queue as stdq
 
-    full = (stdq.Full,)
-    empty = (stdq.Empty,)
-    try:
-        import shmkit
-        full, empty = full + (shmkit.Full,), empty + (shmkit.Empty,)
-    except ImportError:
-        pass
+    full, empty = stdq.Full, stdq.Empty      # shmkit.Full and Empty are these
     put, get = q.put_nowait, q.get_nowait
     alternate = nproc == 1 or (nproc % 2 and w == nproc - 1)
     if hasattr(q, "cancel_join_thread"):
@@ -317,7 +304,7 @@ def run_python(procs: Sequence[int], seconds: float, repeats: int,
                only: Optional[Sequence[str]] = None,
                log: Callable[[str], None] = lambda s: None) -> List[Dict[str, Any]]:
     cpus = harness.machine_info()["cpus_usable"] or 1
-    results = []
+    results: List[Dict[str, Any]] = []
     for wl in WORKLOADS:
         if only and wl.name not in only:
             continue
@@ -505,7 +492,7 @@ def run(procs: Sequence[int] = DEFAULT_PROCS, seconds: float = 1.0, repeats: int
     if c_skipped:
         log(f"  C workloads skipped: {c_skipped}")
     py_results = run_python(procs, seconds, repeats, only, log) if python else []
-    report = {
+    report: Dict[str, Any] = {
         "kind": "scale",
         "created_unix": time.time(),
         "machine": machine,

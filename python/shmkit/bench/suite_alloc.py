@@ -12,7 +12,7 @@ Targets: free-list >= 3M pairs/s, bump >= 5M allocations/s
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, List, Tuple
 
 from .harness import Case, Fixture, Skip, shm_name
 
@@ -140,8 +140,8 @@ def _read(fx, n):
     return time.perf_counter() - t
 
 
-def cases(mode: str) -> Iterator[Case]:
-    impls = []
+def cases(mode: str) -> List[Case]:
+    impls: List[Tuple[str, str, Any, Tuple[str, ...], bool]] = []
     for kind in ("freelist", "bump", "slab"):
         impls.append((f"shmkit {kind}", kind, _shmkit(kind), (), True))
         impls.append((f"shared-allocator {kind}", kind, _peer(kind), ("shared_allocator",), False))

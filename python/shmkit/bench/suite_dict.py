@@ -20,11 +20,13 @@ no peer is measured while full.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
-from .harness import Case, Fixture, Skip, fork_workers, shm_name
+from .harness import (Case, Fixture, Skip, close_then_unlink, fork_workers, shm_name,
+                      unlink_then_close)
 
 # working-set keys for get/contains/update, and new keys per timed chunk of
 # set/delete, per value kind (1 MB values need small sets).
@@ -108,22 +110,9 @@ def _plain(kind):
 def _shmkit(kind):
     import shmkit
 
-    cls = getattr(shmkit, "SharedDict", None)
-    if cls is None:
-        try:
-            from shmkit.dict import SharedDict as cls
-        except ImportError:
-            raise Skip("shmkit.SharedDict is not in this build of shmkit yet") from None
     name = shm_name("d")
-    d = cls(name, create=True)
-
-    def close():
-        try:
-            d.close()
-        finally:
-            shmkit.unlink(name)
-
-    return d, close, lambda: cls(name, create=False)
+    d = shmkit.SharedDict(name, create=True)
+    return d, close_then_unlink(d, name), lambda: shmkit.SharedDict(name, create=False)
 
 
 def _manager(kind):
@@ -197,17 +186,8 @@ def _ultradict(kind):
     d = UltraDict(name=name, create=True, buffer_size=max(1 << 20, 8 * VALUE_BYTES[kind]),
                   full_dump_size=full, shared_lock=True, auto_unlink=False)
 
-    def close():
-        try:
-            d.unlink()
-        finally:
-            try:
-                d.close()
-            except Exception:
-                pass
-
-    return d, close, lambda: UltraDict(name=name, create=False, shared_lock=True,
-                                       auto_unlink=False)
+    return d, unlink_then_close(d), lambda: UltraDict(name=name, create=False,
+                                                      shared_lock=True, auto_unlink=False)
 
 
 def _shared_memory_dict(kind):
@@ -272,7 +252,7 @@ def _op_get(d, ks, v):
 def _op_contains(d, ks, v):
     t = time.perf_counter()
     for k in ks:
-        k in d
+        k in d  # noqa: B015 - the operation timed
     return time.perf_counter() - t
 
 
@@ -455,7 +435,7 @@ def cases(mode: str) -> List[Case]:
                         group=f"{op}",
                         impl=label,
                         fixture=fkey,
-                        make_fixture=(lambda a=adapter, k=kind: DictFixture(a, k)),
+                        make_fixture=functools.partial(DictFixture, adapter, kind),
                         run=_one_process(op) if procs == 1 else None,
                         rate=rate_two if procs == 2 else None,
                         requires=req + req_np, baseline=base,
@@ -466,7 +446,7 @@ def cases(mode: str) -> List[Case]:
                         out.append(Case(
                             suite="dict", chart=chart, group=f"{op}", impl=ONE_WORKER,
                             fixture=fkey,
-                            make_fixture=(lambda a=adapter, k=kind: DictFixture(a, k)),
+                            make_fixture=functools.partial(DictFixture, adapter, kind),
                             rate=rate_one, requires=req + req_np,
                             budget_scale=SCALING_BUDGET, min_repeats=SCALING_REPEATS,
                         ))
@@ -475,7 +455,7 @@ def cases(mode: str) -> List[Case]:
                     out.append(Case(
                         suite="dict", chart=chart, group="get", impl="shmkit get_view (zero-copy)",
                         fixture=("dict", "shmkit", kind),
-                        make_fixture=(lambda k=kind: DictFixture(_shmkit, k)),
+                        make_fixture=functools.partial(DictFixture, _shmkit, kind),
                         run=_one_process("get_view"), requires=req_np,
                     ))
     # keep each fixture's cases together so it is set up once

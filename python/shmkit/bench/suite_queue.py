@@ -19,11 +19,12 @@ Targets: 64 B >= 2M msgs/s batched and >= 1M/s one at a time,
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import time
 from typing import Any, Callable, List, Optional
 
-from .harness import Case, Fixture, Skip, fork_workers, shm_name
+from .harness import Case, Fixture, close_then_unlink, fork_workers, shm_name
 
 SIZES = {"64 B": 64, "1 KB": 1024, "64 KB": 65536}
 BATCH = 64
@@ -62,25 +63,10 @@ class QueueFixture(Fixture):
 def _shmkit(size: int) -> QueueFixture:
     import shmkit
 
-    cls = getattr(shmkit, "Queue", None)
-    if cls is None:
-        try:
-            from shmkit.queue import Queue as cls
-        except ImportError:
-            raise Skip("shmkit.Queue is not in this build of shmkit yet") from None
     name = shm_name("q")
-    try:
-        q = cls(name, maxsize=MAXSIZE, create=True, ring_bytes=RING_BYTES)
-    except TypeError:  # an API without ring_bytes
-        q = cls(name, maxsize=MAXSIZE, create=True)
-
-    def close():
-        try:
-            q.close()
-        finally:
-            shmkit.unlink(name)
-
-    return QueueFixture(q, close, lambda: cls(name, create=False), batched=True)
+    q = shmkit.Queue(name, maxsize=MAXSIZE, create=True, ring_bytes=RING_BYTES)
+    return QueueFixture(q, close_then_unlink(q, name), lambda: shmkit.Queue(name, create=False),
+                        batched=True)
 
 
 def _mp_queue(size: int) -> QueueFixture:
@@ -164,6 +150,7 @@ def _batched_consumer(fx: QueueFixture):
         q = fx.attach()
         import inspect
 
+        params: Any
         try:
             params = inspect.signature(q.get_many).parameters
         except (TypeError, ValueError):
@@ -210,7 +197,7 @@ def cases(mode: str) -> List[Case]:
                     chart="queue-batched" if batched else "queue-one-at-a-time",
                     group=f"{size_label} items",
                     impl=label, unit="msgs/s",
-                    fixture=fkey, make_fixture=(lambda m=make, s=size: m(s)),
+                    fixture=fkey, make_fixture=functools.partial(make, size),
                     rate=_rate(size, batched), requires=req, baseline=base,
                     budget_scale=4.0,
                 ))

@@ -48,7 +48,8 @@ def _fixture(where):
             try:
                 import redis  # noqa: F401
             except ImportError:
-                raise Skip("the redis package is not installed (pip install 'shmkit[redis]')")
+                raise Skip("the redis package is not installed "
+                           "(pip install 'shmkit[redis]')") from None
             from ..remote._server import Server, binaries
 
             server = Server(binaries()[where]).start()

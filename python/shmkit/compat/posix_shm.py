@@ -127,7 +127,7 @@ class Bitset(_Bitset):
     __slots__ = ()
 
     def __init__(self, shm: SharedMemory, name: str, size: Optional[int] = None) -> None:
-        _shmkit.Bitset.__init__(self, _segment(shm), name, size)
+        _shmkit.Bitset.__init__(self, _segment(shm), name, size)   # posix-shm's size: length
 
 
 class Array(_Array):

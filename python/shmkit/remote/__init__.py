@@ -11,30 +11,24 @@ shmkit imports without it.  See docs/redis.md.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
+from .._url import refuse_url, resolve_url
 from ._base import ServerConnectionError
 
-__all__ = ["ServerConnectionError", "resolve_url", "open_remote", "refuse_url"]
+__all__ = ["ServerConnectionError", "resolve_url", "open_remote", "refuse_url",
+           "register_remote"]
 
-_SCHEMES = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
+# kind ("dict", "queue", ...) -> its server-backed class.  The modules of
+# this package that define them import the shared-memory structures and
+# register here; the package shmkit imports them all, so this module never
+# imports them.
+_REMOTE: Dict[str, Any] = {}
 
 
-def resolve_url(url: Optional[str]) -> Optional[str]:
-    """The server URL a structure should use, or None for shared memory."""
-    if url is None:
-        url = os.environ.get("SHMKIT_URL") or None
-        if url is None:
-            return None
-    if not isinstance(url, str):
-        raise TypeError(f"url must be a str, not {type(url).__name__}")
-    if url == "":
-        return None
-    if not url.startswith(_SCHEMES):
-        raise ValueError(f"url {url!r}: use redis://, rediss://, unix:// or valkey:// "
-                         "(or url='' for shared memory)")
-    return url
+def register_remote(kind: str, cls: Any) -> None:
+    """Let ``open_remote(kind, ...)`` make ``cls``."""
+    _REMOTE[kind] = cls
 
 
 def open_remote(kind: str, url: Optional[str], args: tuple, kwargs: dict) -> Any:
@@ -43,22 +37,4 @@ def open_remote(kind: str, url: Optional[str], args: tuple, kwargs: dict) -> Any
     target = resolve_url(url)
     if target is None:
         return None
-    if kind == "dict":
-        from .dict import RedisDict as cls
-    elif kind == "queue":
-        from .lists import RedisQueue as cls
-    elif kind == "stack":
-        from .lists import RedisStack as cls
-    elif kind == "bitset":
-        from .bitset import RedisBitset as cls
-    else:
-        from .array import RedisArray as cls
-    return cls(*args, url=target, **kwargs)
-
-
-def refuse_url(what: str, url: Optional[str]) -> None:
-    """ValueError for ``url=`` on a shared-memory-only class."""
-    if url:
-        raise ValueError(f"{what} is shared-memory only and takes no url=: on a Redis or "
-                         "Valkey server use SharedDict, Queue, Stack, Bitset or Array "
-                         "(each takes url=)")
+    return _REMOTE[kind](*args, url=target, **kwargs)

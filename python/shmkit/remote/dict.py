@@ -3,7 +3,7 @@ shared-memory byte format (shmkit._codec).
 
 ``incr`` is ``HINCRBY`` (ints are stored as decimal text for it), falling
 back to read + compare-and-set for floats and ints beyond int64;
-``compare_and_set`` is one Lua script on the stored bytes (a mismatch
+``compare_and_swap`` is one Lua script on the stored bytes (a mismatch
 returns the current bytes, compared in Python with ``==`` as the
 shared-memory dict does, and retried if equal); ``setdefault`` is
 ``HSETNX`` + ``HGET`` in one MULTI; ``pop`` is ``HGETDEL`` where the server
@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 
 from .._codec import INT64_MAX, INT64_MIN, decode_key, decode_value, encode_key, encode_value
 from ..dict import SharedDict, update_pairs
+from . import register_remote
 from ._base import RemoteHandle, translating
 
 __all__ = ["RedisDict"]
@@ -40,6 +41,7 @@ return {}
 
 class _KeysView(KeysView):
     __slots__ = ()
+    _mapping: "RedisDict"
 
     def __iter__(self):
         return iter(self._mapping._keys())
@@ -145,7 +147,7 @@ class RedisDict(RemoteHandle, MutableMapping):
             if self._cas_raw(f, raw, self._enc(nv)) is True:
                 return nv
 
-    def compare_and_set(self, key, expected, new) -> bool:
+    def compare_and_swap(self, key, expected, new) -> bool:
         """Store ``new`` at ``key`` if its value equals ``expected``
         (``==``); True if it did."""
         f, nraw = encode_key(key), self._enc(new)
@@ -314,3 +316,6 @@ class RedisDict(RemoteHandle, MutableMapping):
     __hash__ = None  # type: ignore[assignment]
 
 SharedDict.register(RedisDict)
+
+
+register_remote("dict", RedisDict)

@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterable, List, Optional
 
 from .._codec import decode_item, encode_item, item_is_pickle
+from . import register_remote
 from ._base import RemoteHandle, translating
 
 __all__ = ["RedisQueue", "RedisStack"]
@@ -154,7 +155,7 @@ class RedisQueue(_ListHandle):
                 return done
             if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
                 e = _stdqueue.Full()
-                e.count = done
+                e.count = done  # type: ignore[attr-defined]  # put_many's own field
                 raise e
             time.sleep(pause if deadline is None else
                        max(0.0, min(pause, deadline - time.monotonic())))
@@ -329,3 +330,7 @@ class RedisStack(_ListHandle):
         if self.closed:
             return f"<shmkit.Stack {self.segment_name!r} at {self.url!r} closed>"
         return f"<shmkit.Stack {self.segment_name!r} at {self.url!r} len={len(self)}>"
+
+
+register_remote("queue", RedisQueue)
+register_remote("stack", RedisStack)
