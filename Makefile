@@ -9,7 +9,6 @@
 #   make example      the plain-C example linked against libshmkit
 #   make ctest        the C tests; ctest-san, ctest-chaos, ctest-tsan: under ASan+UBSan,
 #                     the chaos build, ThreadSanitizer
-#   make layers       which C file calls which (nm); fails on files that call each other
 #   make fuzz         the libFuzzer targets (fuzz-seeds regenerates their seeds)
 #   make torture      the long crash-torture and hostile-segment runs (+ valgrind)
 #   make lincheck     the long linearizability run, plain and chaos builds
@@ -140,13 +139,7 @@ pytest: install $(B)/bench/bench_scale
 	@rm -f $(B)/lincheck-summary.txt
 	cd tests && SHMKIT_TEST_HOOKS=1 ../$(VPY) -m pytest -q -p no:cacheprovider python compat torture lincheck
 
-test: lint layers ctest ctest-san ctest-chaos example pytest
-
-# The call graph between src/ files, from the symbols of their objects: the
-# core is layered, so files that call each other fail (tests/c/layers.py).
-.PHONY: layers
-layers: $(OBJ)
-	@$(PYTHON) tests/c/layers.py $(B)/obj
+test: lint cycles ctest ctest-san ctest-chaos example pytest
 
 # Seconds: ruff on the Python sources, mypy on the package (settings in
 # pyproject.toml), and the C extension's stubs checked against the built

@@ -13,7 +13,8 @@ Two graphs, one node per file:
   (``from . import y``), only on X.y, or on X's ``__init__`` when that binds
   y (else y is outside the graph: the C extension).  A module is not
   counted as depending on the ``__init__`` of the packages above it unless
-  it names them.
+  it names them.  Imports under ``if TYPE_CHECKING:`` are for annotations
+  only and do not count.
 
 Every cycle is printed with the reasons of its edges (the symbols, or the
 import lines), and the exit status is 1 when there is any, 0 otherwise:
@@ -226,12 +227,22 @@ def _top_level_names(tree: ast.Module) -> Set[str]:
     return names
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _scopes(tree: ast.Module) -> Dict[ast.AST, str]:
     """Each import node -> 'module level' or 'in F' (the enclosing def)."""
     where: Dict[ast.AST, str] = {}
 
     def visit(node: ast.AST, scope: str) -> None:
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test):
+                # imports for annotations only: not run, not a dependency
+                for other in child.orelse:
+                    visit(other, scope)
+                continue
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 inner = child.name if scope == "module level" else f"{scope}.{child.name}"
                 visit(child, inner)
