@@ -141,10 +141,11 @@ pytest: install $(B)/bench/bench_scale
 
 test: lint cycles ctest ctest-san ctest-chaos example pytest
 
-# Seconds: ruff on the Python sources, mypy on the package (settings in
+# Seconds: clang-format on the C sources (format-check), ruff on the Python
+# sources, mypy on the package (settings in
 # pyproject.toml), and the C extension's stubs checked against the built
 # extension (so after `install`).
-lint: install
+lint: install format-check
 	$(VENV)/bin/ruff check python benchmarks tests examples
 	$(VPY) -m mypy
 	MYPYPATH=python $(VPY) -m mypy.stubtest shmkit._shmkit \

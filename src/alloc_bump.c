@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUMP_MAGIC 0x504d5542544b4853ull   /* "SHKTBUMP" */
+#define BUMP_MAGIC 0x504d5542544b4853ull /* "SHKTBUMP" */
 #define BUMP_VERSION 1u
 
 typedef struct bump_shared {
@@ -75,8 +75,8 @@ static int header_check(const shk_segment *seg, uint64_t off, uint64_t *top)
     if (sh->magic != BUMP_MAGIC || sh->version != BUMP_VERSION ||
         sh->start != off + sizeof(bump_shared) || sh->limit < sh->start ||
         (sh->limit - sh->start) % SHK_ALIGN ||
-        !shk_segment_contains(seg, sh->start, sh->limit - sh->start) ||
-        *top < sh->start || *top > sh->limit || (*top - sh->start) % SHK_ALIGN)
+        !shk_segment_contains(seg, sh->start, sh->limit - sh->start) || *top < sh->start ||
+        *top > sh->limit || (*top - sh->start) % SHK_ALIGN)
         return SHK_ECORRUPT;
     return SHK_OK;
 }
@@ -99,8 +99,8 @@ int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out)
     return SHK_OK;
 }
 
-int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity,
-                        shk_bump **out, int *created)
+int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity, shk_bump **out,
+                        int *created)
 {
     uint64_t off;
     int rc = shk_object_sized(seg, name, SHK_TYPE_BUMP, shk_bump_create_in, capacity, &off,
@@ -130,8 +130,8 @@ int shk_bump_alloc(shk_bump *b, uint64_t n, uint64_t *off)
         if (sz > b->limit - old)
             return SHK_ENOMEM;
     } while (!SHK_A(atomic_compare_exchange_weak_explicit(&b->sh->top, &old, old + sz,
-                                                    memory_order_relaxed,
-                                                    memory_order_relaxed)));
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed)));
     *off = old;
     return SHK_OK;
 }

@@ -94,14 +94,14 @@
 #include <unistd.h>
 
 typedef struct cache_list {
-    _Atomic uint64_t head;     /* shk_lf_pack(tag, first block) */
-    _Atomic uint32_t count;    /* blocks on the list (the owner's count) */
+    _Atomic uint64_t head;  /* shk_lf_pack(tag, first block) */
+    _Atomic uint32_t count; /* blocks on the list (the owner's count) */
     uint32_t pad;
 } cache_list;
 
 typedef struct cache_slot {
-    _Atomic uint64_t owner;    /* owner id (see ID), 0: free */
-    _Atomic uint64_t lock;     /* id of the process in the slot, 0: none */
+    _Atomic uint64_t owner; /* owner id (see ID), 0: free */
+    _Atomic uint64_t lock;  /* id of the process in the slot, 0: none */
     char pad[SHK_CACHELINE - 16];
     cache_list list[SHK_CACHE_CLASSES];
 } cache_slot;
@@ -119,7 +119,7 @@ static inline pid_t id_pid(uint64_t id) { return (pid_t)((id >> ID_START_BITS) &
 #define CACHE_BYTES 8192u
 #define CACHE_MIN 8u
 #define CACHE_MAX 128u
-#define LOCK_TRIES 1000     /* a reclaim waits this many yields for a thread */
+#define LOCK_TRIES 1000 /* a reclaim waits this many yields for a thread */
 
 static inline uint64_t bsize(unsigned c) { return SHK_FL_BLOCK_HDR + shk_fl_class_size(c); }
 static inline uint32_t cap(unsigned c)
@@ -139,8 +139,7 @@ static inline shk_fl_block *blk(const shk_fl_common *m, uint64_t h)
 }
 
 /* A block of class c at header offset h, inside the region, in `state`? */
-static int node_ok(const shk_fl_common *m, uint64_t h, unsigned c, uint64_t top,
-                   uint32_t state)
+static int node_ok(const shk_fl_common *m, uint64_t h, unsigned c, uint64_t top, uint32_t state)
 {
     if (h < m->start || h % SHK_ALIGN || shk_add_sat(h, bsize(c)) > top)
         return 0;
@@ -192,7 +191,7 @@ static int lock_take(cache_slot *s, uint64_t mine, uint64_t self)
     for (int i = 0; i < LOCK_TRIES; i++) {
         /* acquire: the previous holder's list changes happen before ours */
         uint64_t v = SHK_A(atomic_load_explicit(&s->lock, memory_order_acquire));
-        if (v == self) {        /* another thread of this process */
+        if (v == self) { /* another thread of this process */
             sched_yield();
             continue;
         }
@@ -210,8 +209,7 @@ static inline int lock_try(cache_slot *s, uint64_t id)
     uint64_t v = 0;
     /* acquire: the list as the last holder (another thread of ours) left
      * it.  relaxed on failure: we do not enter. */
-    return SHK_A(atomic_compare_exchange_strong_explicit(&s->lock, &v, id,
-                                                         memory_order_acquire,
+    return SHK_A(atomic_compare_exchange_strong_explicit(&s->lock, &v, id, memory_order_acquire,
                                                          memory_order_relaxed));
 }
 
@@ -275,8 +273,8 @@ static inline uint32_t id_hash(uint64_t id)
  * to the shared lists.  keep: the slot stays ours (a claim), else it is
  * freed (a reclaim).  SHK_OK, SHK_EAGAIN (another process took it first,
  * or its lock stayed busy), SHK_ECORRUPT. */
-static int take_dead(shk_freelist *fl, cache_slot *s, uint64_t dead, uint64_t self,
-                     int keep, uint64_t *moved)
+static int take_dead(shk_freelist *fl, cache_slot *s, uint64_t dead, uint64_t self, int keep,
+                     uint64_t *moved)
 {
     uint64_t mine = keep ? self : self | ID_RECLAIMING;
     /* acq_rel: acquire, to see what the dead owner (or a dead reclaimer)
@@ -287,7 +285,7 @@ static int take_dead(shk_freelist *fl, cache_slot *s, uint64_t dead, uint64_t se
                                                        memory_order_relaxed)))
         return SHK_EAGAIN;
     if (!lock_take(s, mine, self))
-        return SHK_EAGAIN;   /* a thread of ours is in it: it is ours anyway */
+        return SHK_EAGAIN; /* a thread of ours is in it: it is ours anyway */
     int rc = drain_slot(fl, s, moved);
     if (!keep && rc == SHK_OK)
         /* release: the slot's empty lists before its next owner's claim */
@@ -312,8 +310,9 @@ static unsigned claim(shk_freelist *fl, uint64_t self)
             if (pass == 1 && o == 0) {
                 /* acq_rel: acquire what a reclaimer left (empty lists);
                  * release our id. */
-                if (SHK_A(atomic_compare_exchange_strong_explicit(
-                        &s->owner, &o, self, memory_order_acq_rel, memory_order_relaxed)))
+                if (SHK_A(atomic_compare_exchange_strong_explicit(&s->owner, &o, self,
+                                                                  memory_order_acq_rel,
+                                                                  memory_order_relaxed)))
                     return i;
             } else if (pass == 2 && o != 0 && !owner_alive(o)) {
                 int rc = take_dead(fl, s, o, self, 1, NULL);
@@ -377,7 +376,7 @@ int shk_cache_alloc(shk_freelist *fl, unsigned c, uint64_t *hdr)
         uint64_t first = shk_fl_refill(fl, c, cap(c) / 2, &n);
         if (first == 0) {
             lock_drop(s);
-            return SHK_EAGAIN;   /* the shared path looks at larger classes */
+            return SHK_EAGAIN; /* the shared path looks at larger classes */
         }
         hw = shk_lf_pack(shk_lf_tag(hw) + 1, first);
         cnt = (uint32_t)n;
@@ -489,7 +488,7 @@ void shk_cache_drain(shk_freelist *fl)
     uint64_t id = atomic_load_explicit(&m->cache.id, memory_order_relaxed);
     if (!lock_try(s, id))
         return;
-    (void)drain_slot(fl, s, NULL);   /* damage: check() reports it */
+    (void)drain_slot(fl, s, NULL); /* damage: check() reports it */
     lock_drop(s);
 }
 

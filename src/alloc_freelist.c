@@ -97,7 +97,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FL_MAGIC 0x5453494c45455246ull   /* "FREELIST" */
+#define FL_MAGIC 0x5453494c45455246ull /* "FREELIST" */
 #define FL_VERSION 4u
 #define FL_FLAG_GROWABLE 1u
 #define FL_NCLASS 128
@@ -123,12 +123,12 @@ typedef struct fl_shared {
     uint32_t flags;
     uint64_t start;
     uint64_t limit;
-    _Atomic uint64_t top;   /* top word: see LAYOUT */
-    _Atomic uint32_t next_stripe;   /* hands out stripes round-robin */
+    _Atomic uint64_t top;         /* top word: see LAYOUT */
+    _Atomic uint32_t next_stripe; /* hands out stripes round-robin */
     char pad[SHK_CACHELINE - 44];
-    fl_class cls[FL_NCLASS];                        /* stripe 0 */
-    fl_class striped[FL_NSTRIPE - 1][FL_STRIPED];   /* stripes 1.. */
-    char cache[SHK_CACHE_TABLE_BYTES];              /* alloc_cache.c */
+    fl_class cls[FL_NCLASS];                      /* stripe 0 */
+    fl_class striped[FL_NSTRIPE - 1][FL_STRIPED]; /* stripes 1.. */
+    char cache[SHK_CACHE_TABLE_BYTES];            /* alloc_cache.c */
 } fl_shared;
 SHK_STATIC_ASSERT(sizeof(fl_class) == SHK_CACHELINE, "class is a line");
 SHK_STATIC_ASSERT(sizeof(fl_shared) % SHK_CACHELINE == 0, "header lines");
@@ -138,8 +138,8 @@ typedef shk_fl_block fl_block;
 #define TOP_BITS 40
 /* A fixed-capacity allocator smaller than this has no per-process caches */
 #define FL_CACHE_MIN_CAPACITY (16ull << 20)
-#define CARVE_BYTES 4096u      /* a small class carves this much at once */
-#define CARVE_MAX 64u          /* ... but at most this many blocks */
+#define CARVE_BYTES 4096u /* a small class carves this much at once */
+#define CARVE_MAX 64u     /* ... but at most this many blocks */
 static inline uint64_t top_of(uint64_t w) { return w & ((1ull << TOP_BITS) - 1); }
 /* class of the last carve's blocks, or -1 if none */
 static inline int last_cls_of(uint64_t w) { return (int)((w >> TOP_BITS) & 0xffu) - 1; }
@@ -161,12 +161,13 @@ static inline unsigned home_get(const fl_block *b)
 SHK_STATIC_ASSERT(sizeof(fl_block) == BLOCK_HDR, "block header is 16 B");
 SHK_STATIC_ASSERT(SHK_CACHE_CLASSES <= FL_STRIPED, "cached classes are striped");
 SHK_STATIC_ASSERT(sizeof(fl_class) % SHK_CACHELINE == 0 &&
-                  offsetof(fl_shared, cache) % SHK_CACHELINE == 0, "table lines");
+                      offsetof(fl_shared, cache) % SHK_CACHELINE == 0,
+                  "table lines");
 
 struct shk_freelist {
-    shk_fl_common m;   /* first: alloc_cache.c reads it */
+    shk_fl_common m; /* first: alloc_cache.c reads it */
     shk_mapping *map;
-    shk_segment *owner;     /* only remembered: shk_freelist_segment */
+    shk_segment *owner; /* only remembered: shk_freelist_segment */
     char *base;
     fl_shared *sh;
     uint64_t start, limit;
@@ -191,8 +192,9 @@ static unsigned my_stripe(shk_freelist *fl)
     if (SHK_LIKELY(SHK_A(atomic_load_explicit(&fl->stripe_gen, memory_order_relaxed)) == g))
         return SHK_A(atomic_load_explicit(&fl->stripe, memory_order_relaxed));
     /* relaxed: a stripe is a placement hint, not a synchronisation. */
-    unsigned s = SHK_A(atomic_fetch_add_explicit(&fl->sh->next_stripe, 1,
-                                           memory_order_relaxed)) % FL_NSTRIPE;
+    unsigned s = SHK_A(
+                     atomic_fetch_add_explicit(&fl->sh->next_stripe, 1, memory_order_relaxed)) %
+                 FL_NSTRIPE;
     SHK_A(atomic_store_explicit(&fl->stripe, s, memory_order_relaxed));
     SHK_A(atomic_store_explicit(&fl->stripe_gen, g, memory_order_relaxed));
     return s;
@@ -223,8 +225,8 @@ static inline int class_of(uint64_t n)
 
 uint64_t shk_freelist_header_size(void) { return sizeof(fl_shared); }
 
-void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
-                          uint64_t limit, int growable)
+void shk_freelist_init_at(char *base, uint64_t off, uint64_t start, uint64_t limit,
+                          int growable)
 {
     fl_shared *sh = (fl_shared *)(base + off);
     memset(sh, 0, sizeof *sh);
@@ -237,8 +239,7 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
 }
 
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
-                             uint64_t file_size, uint64_t max_size,
-                             const shk_mapping *live)
+                             uint64_t file_size, uint64_t max_size, const shk_mapping *live)
 {
     const fl_shared *sh = (const fl_shared *)(buf + off);
     if (sh->magic != FL_MAGIC || sh->version != FL_VERSION)
@@ -258,8 +259,9 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
         for (unsigned st = 0; st < stripes_of(c); st++)
             /* acquire: the carve of the block a head names (and its top)
              * happens before our read of top below. */
-            heads[nh++] = shk_lf_off(SHK_A(atomic_load_explicit(
-                &class_line((fl_shared *)sh, st, c)->head, memory_order_acquire)));
+            heads[nh++] = shk_lf_off(
+                SHK_A(atomic_load_explicit(&class_line((fl_shared *)sh, st, c)->head,
+                                           memory_order_acquire)));
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->top, memory_order_acquire));
     if (live)
         file_size = shk_mapping_file_size(live);
@@ -271,8 +273,7 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
               top_of(tw) - sh->start)))
         return SHK_ECORRUPT;
     if (sh->start < min_start || sh->start % SHK_ALIGN || sh->limit < sh->start ||
-        sh->limit > max_size || top < sh->start || top > sh->limit ||
-        top > file_size)
+        sh->limit > max_size || top < sh->start || top > sh->limit || top > file_size)
         return SHK_ECORRUPT;
     if (!(sh->flags & FL_FLAG_GROWABLE) && sh->limit > file_size)
         return SHK_ECORRUPT;
@@ -282,16 +283,15 @@ int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
     return SHK_OK;
 }
 
-int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner,
-                         shk_freelist **out)
+int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner, shk_freelist **out)
 {
     /* Headers are heap blocks, 16-aligned: a misaligned offset (corrupt
      * directory entry) would be a misaligned atomic access. */
     if (off % SHK_ALIGN || !shk_mapping_contains(m, off, sizeof(fl_shared)))
         return SHK_ECORRUPT;
     char *base = m->base;
-    if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared), 0,
-                                 m->max_size, m) != SHK_OK)
+    if (shk_freelist_validate_at(base, off, off + sizeof(fl_shared), 0, m->max_size, m) !=
+        SHK_OK)
         return SHK_ECORRUPT;
     shk_freelist *fl = calloc(1, sizeof *fl);
     if (!fl)
@@ -334,8 +334,7 @@ static inline fl_block *block_at(const shk_freelist *fl, uint64_t hdr_off)
  * the segment file already backs is used.  With `chain` (for a cache
  * refill), the whole run is returned instead, linked, state CACHED, and
  * *chain gets its length.  0 if no room. */
-static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow,
-                      uint64_t *chain)
+static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow, uint64_t *chain)
 {
     uint64_t bsz = BLOCK_HDR + class_size(c);
     uint64_t n = 1;
@@ -358,7 +357,7 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow,
         if (!room) {
             if (n == 1)
                 return 0;
-            n = 1;   /* a full run does not fit: one block may */
+            n = 1; /* a full run does not fit: one block may */
             continue;
         }
         int prev = last_cls_of(w);
@@ -372,15 +371,15 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow,
             for (uint64_t j = 1; j <= pn && pn * pb <= old - fl->start; j++) {
                 fl_block *pbk = block_at(fl, old - j * pb);
                 if (cls_get(pbk) != (uint32_t)prev)
-                    SHK_A(atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed));
+                    SHK_A(
+                        atomic_store_explicit(&pbk->cls, (uint32_t)prev, memory_order_relaxed));
             }
         }
         /* release: the reserve above (file_size >= end) happens before
          * the new top is seen; validate_at reads top, then file_size. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(&fl->sh->top, &w,
-                                                  top_word(end, c, n),
-                                                  memory_order_release,
-                                                  memory_order_relaxed)))
+        if (SHK_A(atomic_compare_exchange_weak_explicit(&fl->sh->top, &w, top_word(end, c, n),
+                                                        memory_order_release,
+                                                        memory_order_relaxed)))
             break;
     }
     SHK_CRASH_POINT("freelist.carve");
@@ -390,8 +389,10 @@ static uint64_t carve(shk_freelist *fl, unsigned c, fl_class *own, int grow,
         SHK_A(atomic_store_explicit(&b->cls, tag, memory_order_relaxed));
         SHK_A(atomic_store_explicit(&b->link, chain && j + 1 < n ? old + (j + 1) * bsz : 0,
                                     memory_order_relaxed));
-        SHK_A(atomic_store_explicit(&b->state, chain ? SHK_FL_CACHED
-                                               : j ? STATE_FREE : STATE_LIVE,
+        SHK_A(atomic_store_explicit(&b->state,
+                                    chain ? SHK_FL_CACHED
+                                    : j   ? STATE_FREE
+                                          : STATE_LIVE,
                                     memory_order_relaxed));
     }
     if (chain) {
@@ -418,7 +419,7 @@ static inline uint64_t pop_list(shk_freelist *fl, fl_class *k)
     fl_block *b = block_at(fl, h);
     /* relaxed: the counters are statistics; the block is ours alone now. */
     SHK_A(atomic_fetch_sub_explicit(&k->free_bytes, BLOCK_HDR + class_size(cls_get(b)),
-                              memory_order_relaxed));
+                                    memory_order_relaxed));
     SHK_A(atomic_fetch_sub_explicit(&k->free_blocks, 1, memory_order_relaxed));
     SHK_A(atomic_store_explicit(&b->state, STATE_LIVE, memory_order_relaxed));
     return h;
@@ -608,14 +609,14 @@ int shk_fl_free(shk_freelist *fl, uint64_t h, int home)
     /* The CAS makes a double free (even a concurrent one) fail cleanly:
      * exactly one freer moves LIVE -> FREE.  relaxed: the push publishes. */
     if (!SHK_A(atomic_compare_exchange_strong_explicit(&b->state, &expect, STATE_FREE,
-                                                 memory_order_relaxed,
-                                                 memory_order_relaxed)))
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed)))
         return SHK_EBADOFF;
     SHK_CRASH_POINT("freelist.free");
     unsigned hs = home_get(b);
     fl_class *k = home && hs < stripes_of(c) ? class_line(fl->sh, hs, c) : own_list(fl, c);
     SHK_A(atomic_fetch_add_explicit(&k->free_bytes, BLOCK_HDR + class_size(c),
-                              memory_order_relaxed));
+                                    memory_order_relaxed));
     SHK_A(atomic_fetch_add_explicit(&k->free_blocks, 1, memory_order_relaxed));
     shk_lfstack_push(&k->head, fl->base, h);
     return SHK_OK;
@@ -634,14 +635,11 @@ uint64_t shk_fl_available(const shk_freelist *fl)
     for (unsigned c = 0; c < FL_NCLASS; c++)
         for (unsigned st = 0; st < stripes_of(c); st++)
             n += SHK_A(atomic_load_explicit(&class_line(fl->sh, st, c)->free_bytes,
-                                      memory_order_relaxed));
+                                            memory_order_relaxed));
     return n;
 }
 
-uint64_t shk_freelist_capacity(const shk_freelist *fl)
-{
-    return fl->limit - fl->start;
-}
+uint64_t shk_freelist_capacity(const shk_freelist *fl) { return fl->limit - fl->start; }
 
 void shk_freelist_region(const shk_freelist *fl, uint64_t *start, uint64_t *end)
 {
@@ -661,7 +659,7 @@ shk_segment *shk_freelist_segment(const shk_freelist *fl) { return fl->owner; }
 typedef struct list_walk {
     const shk_freelist *fl;
     unsigned c;
-    uint64_t n;              /* nodes of the last walk */
+    uint64_t n; /* nodes of the last walk */
 } list_walk;
 
 static int walk_list(uint64_t head_word, void *ctx)
@@ -697,7 +695,8 @@ int shk_fl_check(const shk_freelist *fl, shk_freelist_stats *st, uint64_t *cache
         return SHK_ECORRUPT;
     /* The last carve's run [last_h, top) may have no headers yet (its
      * carver died): its class comes from the top word. */
-    uint64_t last_run = last >= 0 ? last_n_of(tw) * (BLOCK_HDR + class_size((unsigned)last)) : 0;
+    uint64_t last_run = last >= 0 ? last_n_of(tw) * (BLOCK_HDR + class_size((unsigned)last))
+                                  : 0;
     if (last_run > top - fl->start)
         return SHK_ECORRUPT;
     uint64_t last_h = top - last_run;
@@ -720,7 +719,7 @@ int shk_fl_check(const shk_freelist *fl, shk_freelist_stats *st, uint64_t *cache
         } else if (state == SHK_FL_CACHED && cls_get(b) == c) {
             cached_walk++;
         } else {
-            s.abandoned_blocks++;   /* its carver died before the header */
+            s.abandoned_blocks++; /* its carver died before the header */
         }
         h = shk_add_sat(h, bsz);
         if (h > top)
@@ -756,4 +755,3 @@ int shk_fl_check(const shk_freelist *fl, shk_freelist_stats *st, uint64_t *cache
         *st = s;
     return SHK_OK;
 }
-

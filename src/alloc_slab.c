@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLAB_MAGIC 0x42414c53544b4853ull   /* "SHKTSLAB" */
+#define SLAB_MAGIC 0x42414c53544b4853ull /* "SHKTSLAB" */
 #define SLAB_VERSION 1u
 
 typedef struct slab_shared {
@@ -35,9 +35,9 @@ typedef struct slab_shared {
     uint64_t slot_size;
     uint64_t nslots;
     uint64_t nwords;
-    uint64_t data;          /* segment offset of slot 0 */
+    uint64_t data; /* segment offset of slot 0 */
     _Atomic uint64_t free_slots;
-    _Atomic uint64_t hint;  /* word to start the next scan at */
+    _Atomic uint64_t hint; /* word to start the next scan at */
 } slab_shared;
 
 struct shk_slab {
@@ -48,16 +48,11 @@ struct shk_slab {
     uint64_t slot_size, nslots, nwords, data;
 };
 
-static uint64_t bitmap_bytes(uint64_t nwords)
-{
-    return shk_align_up(nwords * 8, SHK_ALIGN);
-}
+static uint64_t bitmap_bytes(uint64_t nwords) { return shk_align_up(nwords * 8, SHK_ALIGN); }
 
-int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
-                       uint64_t *off)
+int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots, uint64_t *off)
 {
-    if (slot_size == 0 || nslots == 0 || slot_size > (1ull << 32) ||
-        nslots > (1ull << 32))
+    if (slot_size == 0 || nslots == 0 || slot_size > (1ull << 32) || nslots > (1ull << 32))
         return SHK_EINVAL;
     slot_size = shk_align_up(slot_size, SHK_ALIGN);
     uint64_t nwords = (nslots + 63) / 64;
@@ -81,7 +76,7 @@ int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
         SHK_A(atomic_store_explicit(&bits[w], 0, memory_order_relaxed));
     if (nslots % 64)
         SHK_A(atomic_store_explicit(&bits[nwords - 1], ~0ull << (nslots % 64),
-                              memory_order_relaxed));
+                                    memory_order_relaxed));
     SHK_A(atomic_store_explicit(&sh->free_slots, nslots, memory_order_relaxed));
     *off = blk;
     return SHK_OK;
@@ -97,9 +92,8 @@ static int header_check(const shk_segment *seg, uint64_t off)
         return SHK_ECORRUPT;
     const slab_shared *sh = (const slab_shared *)(shk_segment_base(seg) + off);
     uint64_t hsz = shk_align_up(sizeof(slab_shared), SHK_ALIGN);
-    if (sh->magic != SLAB_MAGIC || sh->version != SLAB_VERSION ||
-        sh->slot_size == 0 || sh->slot_size % SHK_ALIGN ||
-        sh->slot_size > (1ull << 32) || sh->nslots == 0 ||
+    if (sh->magic != SLAB_MAGIC || sh->version != SLAB_VERSION || sh->slot_size == 0 ||
+        sh->slot_size % SHK_ALIGN || sh->slot_size > (1ull << 32) || sh->nslots == 0 ||
         sh->nslots > (1ull << 32) || sh->nwords != (sh->nslots + 63) / 64 ||
         sh->data != off + hsz + bitmap_bytes(sh->nwords) ||
         !shk_segment_contains(seg, sh->data, sh->slot_size * sh->nslots))
@@ -141,13 +135,13 @@ static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
     return shk_slab_create_in(seg, ia->slot_size, ia->nslots, off);
 }
 
-int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size,
-                        uint64_t nslots, shk_slab **out, int *created)
+int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size, uint64_t nslots,
+                        shk_slab **out, int *created)
 {
     init_arg ia = {slot_size, nslots};
     uint64_t off;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_SLAB, nslots ? init_cb : NULL, &ia,
-                                &off, created);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_SLAB, nslots ? init_cb : NULL, &ia, &off,
+                                created);
     if (rc != SHK_OK)
         return rc;
     return shk_slab_open(seg, off, out);
@@ -164,7 +158,7 @@ void shk_slab_close(shk_slab *s)
 /* Lowest clear bit of w (w != ~0). */
 static inline unsigned lowest_clear(uint64_t w)
 {
-    uint64_t x = ~w & (w + 1);  /* isolates the lowest clear bit */
+    uint64_t x = ~w & (w + 1); /* isolates the lowest clear bit */
     return shk_log2_u64(x);
 }
 
@@ -187,11 +181,10 @@ int shk_slab_alloc(shk_slab *s, uint64_t *off)
             uint64_t bit = 1ull << lowest_clear(cur);
             /* acquire: the slot's previous owner freed it with release, so
              * its last writes happen-before ours. */
-            uint64_t prev = SHK_A(atomic_fetch_or_explicit(&s->bits[w], bit,
-                                                     memory_order_acquire));
+            uint64_t prev = SHK_A(
+                atomic_fetch_or_explicit(&s->bits[w], bit, memory_order_acquire));
             if (!(prev & bit)) {
-                SHK_A(atomic_fetch_sub_explicit(&s->sh->free_slots, 1,
-                                          memory_order_relaxed));
+                SHK_A(atomic_fetch_sub_explicit(&s->sh->free_slots, 1, memory_order_relaxed));
                 if (w != start)
                     SHK_A(atomic_store_explicit(&s->sh->hint, w, memory_order_relaxed));
                 *off = s->data + (w * 64 + shk_log2_u64(bit)) * s->slot_size;
@@ -221,10 +214,10 @@ int shk_slab_free(shk_slab *s, uint64_t off)
         return SHK_EBADOFF;
     uint64_t bit = 1ull << (i % 64);
     /* release: our writes to the slot happen-before its next owner's. */
-    uint64_t prev = SHK_A(atomic_fetch_and_explicit(&s->bits[i / 64], ~bit,
-                                              memory_order_release));
+    uint64_t prev = SHK_A(
+        atomic_fetch_and_explicit(&s->bits[i / 64], ~bit, memory_order_release));
     if (!(prev & bit))
-        return SHK_EBADOFF;   /* was already free: nothing changed */
+        return SHK_EBADOFF; /* was already free: nothing changed */
     SHK_A(atomic_fetch_add_explicit(&s->sh->free_slots, 1, memory_order_relaxed));
     return SHK_OK;
 }
@@ -240,8 +233,7 @@ int shk_slab_is_live(const shk_slab *s, uint64_t off)
 
 uint64_t shk_slab_available(const shk_slab *s)
 {
-    return SHK_A(atomic_load_explicit(&s->sh->free_slots, memory_order_relaxed)) *
-           s->slot_size;
+    return SHK_A(atomic_load_explicit(&s->sh->free_slots, memory_order_relaxed)) * s->slot_size;
 }
 
 uint64_t shk_slab_slot_size(const shk_slab *s) { return s->slot_size; }
@@ -263,8 +255,7 @@ int shk_slab_check(const shk_slab *s, shk_slab_stats *stats)
         return SHK_ECORRUPT;
     /* relaxed: counts only; a concurrent alloc/free moves them by one. */
     uint64_t hint = SHK_A(atomic_load_explicit(&s->sh->hint, memory_order_relaxed));
-    uint64_t free_slots = SHK_A(atomic_load_explicit(&s->sh->free_slots,
-                                                     memory_order_relaxed));
+    uint64_t free_slots = SHK_A(atomic_load_explicit(&s->sh->free_slots, memory_order_relaxed));
     /* hint is only ever stored below nwords; free_slots never above nslots
      * (a slot's bit is set before the count drops and the count rises only
      * after its bit was cleared). */
@@ -275,7 +266,7 @@ int shk_slab_check(const shk_slab *s, shk_slab_stats *stats)
         uint64_t v = SHK_A(atomic_load_explicit(&s->bits[w], memory_order_relaxed));
         if (w == s->nwords - 1 && s->nslots % 64) {
             uint64_t pad = ~0ull << (s->nslots % 64);
-            if ((v & pad) != pad)   /* bits past the last slot are always set */
+            if ((v & pad) != pad) /* bits past the last slot are always set */
                 return SHK_ECORRUPT;
             v &= ~pad;
         }

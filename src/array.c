@@ -58,11 +58,11 @@
 #include "internal.h"
 
 #include <float.h>
-#include <math.h>   /* INFINITY only: a constant, no libm */
+#include <math.h> /* INFINITY only: a constant, no libm */
 #include <stdlib.h>
 #include <string.h>
 
-#define AR_MAGIC 0x01595252414b4853ull   /* "SHKARRY\x01" little-endian */
+#define AR_MAGIC 0x01595252414b4853ull /* "SHKARRY\x01" little-endian */
 #define AR_VERSION 1u
 #define AR_HEADER 64u
 #define BIAS63 (1ull << 63)
@@ -75,7 +75,7 @@ typedef struct ar_shared {
     uint32_t itemsize;
     uint64_t length;
     uint64_t nbytes;
-    uint64_t data;        /* segment offset of element 0 */
+    uint64_t data; /* segment offset of element 0 */
     uint64_t reserved[2];
 } ar_shared;
 SHK_STATIC_ASSERT(sizeof(ar_shared) == AR_HEADER, "array header is 64 B");
@@ -86,7 +86,7 @@ struct shk_array {
     uint32_t dtype;
     unsigned itemsize;
     uint64_t off;
-    shk_segment *seg;     /* retained */
+    shk_segment *seg; /* retained */
 };
 
 /* ---------------------------------------------------------------- dtypes */
@@ -97,16 +97,11 @@ static const struct dtype_info {
     int is_signed, is_float;
     char format;
 } DT[SHK_DT_MAX_] = {
-    [SHK_DT_INT8] = {"int8", 1, 1, 0, 'b'},
-    [SHK_DT_INT16] = {"int16", 2, 1, 0, 'h'},
-    [SHK_DT_INT32] = {"int32", 4, 1, 0, 'i'},
-    [SHK_DT_INT64] = {"int64", 8, 1, 0, 'q'},
-    [SHK_DT_UINT8] = {"uint8", 1, 0, 0, 'B'},
-    [SHK_DT_UINT16] = {"uint16", 2, 0, 0, 'H'},
-    [SHK_DT_UINT32] = {"uint32", 4, 0, 0, 'I'},
-    [SHK_DT_UINT64] = {"uint64", 8, 0, 0, 'Q'},
-    [SHK_DT_FLOAT32] = {"float32", 4, 1, 1, 'f'},
-    [SHK_DT_FLOAT64] = {"float64", 8, 1, 1, 'd'},
+    [SHK_DT_INT8] = {"int8", 1, 1, 0, 'b'},       [SHK_DT_INT16] = {"int16", 2, 1, 0, 'h'},
+    [SHK_DT_INT32] = {"int32", 4, 1, 0, 'i'},     [SHK_DT_INT64] = {"int64", 8, 1, 0, 'q'},
+    [SHK_DT_UINT8] = {"uint8", 1, 0, 0, 'B'},     [SHK_DT_UINT16] = {"uint16", 2, 0, 0, 'H'},
+    [SHK_DT_UINT32] = {"uint32", 4, 0, 0, 'I'},   [SHK_DT_UINT64] = {"uint64", 8, 0, 0, 'Q'},
+    [SHK_DT_FLOAT32] = {"float32", 4, 1, 1, 'f'}, [SHK_DT_FLOAT64] = {"float64", 8, 1, 1, 'd'},
 };
 
 static inline int dt_valid(uint32_t dt) { return dt >= 1 && dt < SHK_DT_MAX_; }
@@ -149,10 +144,18 @@ static inline void raw_store(char *p, unsigned size, uint64_t v)
 {
     /* release: pairs with raw_load's acquire. */
     switch (size) {
-    case 1: SHK_A(atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_release)); break;
-    case 2: SHK_A(atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_release)); break;
-    case 4: SHK_A(atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_release)); break;
-    default: SHK_A(atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release)); break;
+    case 1:
+        SHK_A(atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_release));
+        break;
+    case 2:
+        SHK_A(atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_release));
+        break;
+    case 4:
+        SHK_A(atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_release));
+        break;
+    default:
+        SHK_A(atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release));
+        break;
     }
 }
 
@@ -160,10 +163,17 @@ static inline uint64_t raw_exchange(char *p, unsigned size, uint64_t v)
 {
     /* acq_rel: both a store that publishes and a load that consumes. */
     switch (size) {
-    case 1: return SHK_A(atomic_exchange_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
-    case 2: return SHK_A(atomic_exchange_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel));
-    case 4: return SHK_A(atomic_exchange_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel));
-    default: return SHK_A(atomic_exchange_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
+    case 1:
+        return SHK_A(
+            atomic_exchange_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
+    case 2:
+        return SHK_A(
+            atomic_exchange_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel));
+    case 4:
+        return SHK_A(
+            atomic_exchange_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel));
+    default:
+        return SHK_A(atomic_exchange_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
     }
 }
 
@@ -171,10 +181,17 @@ static inline uint64_t raw_fetch_add(char *p, unsigned size, uint64_t v)
 {
     /* acq_rel: a counter bump may publish (release) and observe (acquire). */
     switch (size) {
-    case 1: return SHK_A(atomic_fetch_add_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
-    case 2: return SHK_A(atomic_fetch_add_explicit((_Atomic uint16_t *)p, (uint16_t)v, memory_order_acq_rel));
-    case 4: return SHK_A(atomic_fetch_add_explicit((_Atomic uint32_t *)p, (uint32_t)v, memory_order_acq_rel));
-    default: return SHK_A(atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
+    case 1:
+        return SHK_A(
+            atomic_fetch_add_explicit((_Atomic uint8_t *)p, (uint8_t)v, memory_order_acq_rel));
+    case 2:
+        return SHK_A(atomic_fetch_add_explicit((_Atomic uint16_t *)p, (uint16_t)v,
+                                               memory_order_acq_rel));
+    case 4:
+        return SHK_A(atomic_fetch_add_explicit((_Atomic uint32_t *)p, (uint32_t)v,
+                                               memory_order_acq_rel));
+    default:
+        return SHK_A(atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel));
     }
 }
 
@@ -187,28 +204,35 @@ static inline int raw_cas(char *p, unsigned size, uint64_t *expected, uint64_t d
     switch (size) {
     case 1: {
         uint8_t e = (uint8_t)*expected;
-        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint8_t *)p, &e, (uint8_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire));
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint8_t *)p, &e,
+                                                           (uint8_t)desired,
+                                                           memory_order_acq_rel,
+                                                           memory_order_acquire));
         *expected = e;
         break;
     }
     case 2: {
         uint16_t e = (uint16_t)*expected;
-        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint16_t *)p, &e, (uint16_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire));
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint16_t *)p, &e,
+                                                           (uint16_t)desired,
+                                                           memory_order_acq_rel,
+                                                           memory_order_acquire));
         *expected = e;
         break;
     }
     case 4: {
         uint32_t e = (uint32_t)*expected;
-        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint32_t *)p, &e, (uint32_t)desired,
-                                                     memory_order_acq_rel, memory_order_acquire));
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint32_t *)p, &e,
+                                                           (uint32_t)desired,
+                                                           memory_order_acq_rel,
+                                                           memory_order_acquire));
         *expected = e;
         break;
     }
     default:
-        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
-                                                     memory_order_acq_rel, memory_order_acquire));
+        ok = SHK_A(atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected,
+                                                           desired, memory_order_acq_rel,
+                                                           memory_order_acquire));
         break;
     }
     return ok;
@@ -248,7 +272,7 @@ static inline shk_scalar decode(uint64_t raw, uint32_t dt)
          * implementation-defined right shifts of negative numbers */
         uint64_t sign = 1ull << (size * 8 - 1);
         uint64_t x = raw & width_mask(size);
-        v.u = (x ^ sign) - sign;   /* two's complement sign extension */
+        v.u = (x ^ sign) - sign; /* two's complement sign extension */
     } else {
         v.u = raw & width_mask(size);
     }
@@ -256,8 +280,14 @@ static inline shk_scalar decode(uint64_t raw, uint32_t dt)
 }
 
 /* Signed range of an integer dtype as int64 bounds. */
-static inline int64_t smin(unsigned size) { return size == 8 ? INT64_MIN : -(int64_t)(1ull << (size * 8 - 1)); }
-static inline int64_t smax(unsigned size) { return size == 8 ? INT64_MAX : (int64_t)((1ull << (size * 8 - 1)) - 1); }
+static inline int64_t smin(unsigned size)
+{
+    return size == 8 ? INT64_MIN : -(int64_t)(1ull << (size * 8 - 1));
+}
+static inline int64_t smax(unsigned size)
+{
+    return size == 8 ? INT64_MAX : (int64_t)((1ull << (size * 8 - 1)) - 1);
+}
 
 /* Encode v as dt's bit pattern; 0 if v is out of range of an integer
  * type. */
@@ -291,8 +321,7 @@ static inline int encode(shk_scalar v, uint32_t dt, uint64_t *raw)
 
 size_t shk_array_header_size(void) { return AR_HEADER; }
 
-int shk_array_create_in(shk_segment *seg, uint32_t dtype, uint64_t length,
-                        uint64_t *off)
+int shk_array_create_in(shk_segment *seg, uint32_t dtype, uint64_t length, uint64_t *off)
 {
     if (!dt_valid(dtype) || length == 0 || length > SHK_ARRAY_MAX_BYTES / DT[dtype].size)
         return SHK_EINVAL;
@@ -319,13 +348,12 @@ int shk_array_create_in(shk_segment *seg, uint32_t dtype, uint64_t length,
     return SHK_OK;
 }
 
-int shk_array_validate_header(const void *buf, size_t len, uint64_t off,
-                              uint64_t file_size)
+int shk_array_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size)
 {
     if (len < sizeof(ar_shared))
         return SHK_ECORRUPT;
     ar_shared h;
-    memcpy(&h, buf, sizeof h);   /* buf may be unaligned (fuzzers) */
+    memcpy(&h, buf, sizeof h); /* buf may be unaligned (fuzzers) */
     if (h.magic != AR_MAGIC || h.version != AR_VERSION || h.header_size != AR_HEADER)
         return SHK_ECORRUPT;
     if (!dt_valid(h.dtype) || h.itemsize != DT[h.dtype].size)
@@ -345,8 +373,7 @@ int shk_array_open(shk_segment *seg, uint64_t off, shk_array **out)
     if (!shk_segment_contains(seg, off, AR_HEADER))
         return SHK_ECORRUPT;
     char *base = shk_segment_base(seg);
-    int rc = shk_array_validate_header(base + off, AR_HEADER, off,
-                                       shk_segment_file_size(seg));
+    int rc = shk_array_validate_header(base + off, AR_HEADER, off, shk_segment_file_size(seg));
     if (rc != SHK_OK)
         return rc;
     const ar_shared *sh = (const ar_shared *)(base + off);
@@ -367,7 +394,10 @@ int shk_array_open(shk_segment *seg, uint64_t off, shk_array **out)
     return SHK_OK;
 }
 
-typedef struct { uint32_t dtype; uint64_t length; } ar_init_arg;
+typedef struct {
+    uint32_t dtype;
+    uint64_t length;
+} ar_init_arg;
 
 static int init_array(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
 {
@@ -378,16 +408,16 @@ static int init_array(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size
     return rc;
 }
 
-int shk_array_open_named(shk_segment *seg, const char *name, uint32_t dtype,
-                         uint64_t length, shk_array **out, int *created)
+int shk_array_open_named(shk_segment *seg, const char *name, uint32_t dtype, uint64_t length,
+                         shk_array **out, int *created)
 {
     if (dtype && !dt_valid(dtype))
         return SHK_EINVAL;
     ar_init_arg ia = {dtype, length};
     uint64_t off;
     int made = 0;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_ARRAY,
-                                dtype && length ? init_array : NULL, &ia, &off, &made);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_ARRAY, dtype && length ? init_array : NULL,
+                                &ia, &off, &made);
     if (rc != SHK_OK)
         return rc;
     shk_array *a;
@@ -466,8 +496,7 @@ int shk_array_compare_and_swap(shk_array *a, uint64_t i, shk_scalar expected,
         exp = raw_load(p, a->itemsize);
         ok = 0;
     } else if (DT[a->dtype].is_float && a->itemsize == 4 &&
-               (double)f64_to_f32(expected.f) != expected.f &&
-               expected.f == expected.f) {
+               (double)f64_to_f32(expected.f) != expected.f && expected.f == expected.f) {
         /* A double that float32 cannot hold exactly never matches. */
         exp = raw_load(p, a->itemsize);
         ok = 0;
@@ -486,8 +515,8 @@ static inline uint64_t to_biased(uint64_t raw, uint32_t dt)
     return DT[dt].is_signed ? v.u + BIAS63 : v.u;
 }
 
-int shk_array_add_wide(shk_array *a, uint64_t i, int negative,
-                       uint64_t magnitude, shk_scalar *prev)
+int shk_array_add_wide(shk_array *a, uint64_t i, int negative, uint64_t magnitude,
+                       shk_scalar *prev)
 {
     if (SHK_UNLIKELY(i >= a->length) || DT[a->dtype].is_float)
         return SHK_EINVAL;
@@ -502,7 +531,7 @@ int shk_array_add_wide(shk_array *a, uint64_t i, int negative,
         uint64_t b = to_biased(old, a->dtype), nb;
         if (!negative) {
             if (magnitude > bmax - b)
-                return SHK_EINVAL;   /* overflow: nothing changed */
+                return SHK_EINVAL; /* overflow: nothing changed */
             nb = b + magnitude;
         } else {
             if (magnitude > b - bmin)
@@ -515,7 +544,7 @@ int shk_array_add_wide(shk_array *a, uint64_t i, int negative,
         SHK_CRASH_POINT("array.add");
         if (raw_cas(p, size, &seen, (nb - bias) & width_mask(size)))
             break;
-        old = seen;   /* lost a race: recompute from the value now there */
+        old = seen; /* lost a race: recompute from the value now there */
     }
     if (prev)
         *prev = decode(old, a->dtype);
@@ -551,7 +580,7 @@ int shk_array_add_float(shk_array *a, uint64_t i, double delta, shk_scalar *prev
         shk_scalar v = decode(old, a->dtype), nv;
         nv.f = v.f + delta;
         uint64_t raw = 0, seen = old;
-        encode(nv, a->dtype, &raw);   /* floats always encode */
+        encode(nv, a->dtype, &raw); /* floats always encode */
         SHK_CRASH_POINT("array.add");
         if (raw_cas(p, a->itemsize, &seen, raw))
             break;
@@ -575,8 +604,7 @@ int shk_array_check(const shk_array *a)
     if (rc != SHK_OK)
         return rc;
     const ar_shared *sh = (const ar_shared *)(base + a->off);
-    if (sh->dtype != a->dtype || sh->length != a->length ||
-        a->data != base + sh->data)
+    if (sh->dtype != a->dtype || sh->length != a->length || a->data != base + sh->data)
         return SHK_ECORRUPT;
     if (shk_freelist_usable(shk_segment_heap(seg), a->off) < AR_HEADER + sh->nbytes)
         return SHK_ECORRUPT;

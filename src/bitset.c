@@ -56,7 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BS_MAGIC 0x01535449424b4853ull   /* "SHKBITS\x01" little-endian */
+#define BS_MAGIC 0x01535449424b4853ull /* "SHKBITS\x01" little-endian */
 #define BS_VERSION 1u
 #define BS_HEADER 64u
 
@@ -66,18 +66,18 @@ typedef struct bs_shared {
     uint32_t header_size;
     uint64_t nbits;
     uint64_t nwords;
-    uint64_t words;       /* segment offset of word 0 */
+    uint64_t words; /* segment offset of word 0 */
     uint64_t reserved[3];
 } bs_shared;
 SHK_STATIC_ASSERT(sizeof(bs_shared) == BS_HEADER, "bitset header is 64 B");
 
 struct shk_bitset {
-    _Atomic uint64_t *w;  /* first word (process-local pointer) */
+    _Atomic uint64_t *w; /* first word (process-local pointer) */
     uint64_t nbits;
     uint64_t nwords;
-    uint64_t tail;        /* mask of the valid bits of the last word */
+    uint64_t tail; /* mask of the valid bits of the last word */
     uint64_t off;
-    shk_segment *seg;     /* retained */
+    shk_segment *seg; /* retained */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -152,18 +152,15 @@ int shk_bitset_create_in(shk_segment *seg, uint64_t nbits, uint64_t *off)
     return SHK_OK;
 }
 
-int shk_bitset_validate_header(const void *buf, size_t len, uint64_t off,
-                               uint64_t file_size)
+int shk_bitset_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size)
 {
     if (len < sizeof(bs_shared))
         return SHK_ECORRUPT;
     bs_shared h;
-    memcpy(&h, buf, sizeof h);   /* buf may be unaligned (fuzzers) */
-    if (h.magic != BS_MAGIC || h.version != BS_VERSION ||
-        h.header_size != BS_HEADER)
+    memcpy(&h, buf, sizeof h); /* buf may be unaligned (fuzzers) */
+    if (h.magic != BS_MAGIC || h.version != BS_VERSION || h.header_size != BS_HEADER)
         return SHK_ECORRUPT;
-    if (h.nbits == 0 || h.nbits > SHK_BITSET_MAX_BITS ||
-        h.nwords != (h.nbits + 63) / 64)
+    if (h.nbits == 0 || h.nbits > SHK_BITSET_MAX_BITS || h.nwords != (h.nbits + 63) / 64)
         return SHK_ECORRUPT;
     if (off % SHK_ALIGN || h.words != shk_add_sat(off, BS_HEADER))
         return SHK_ECORRUPT;
@@ -216,15 +213,15 @@ static int init_bitset(shk_segment *seg, void *arg, uint64_t *off, uint64_t *siz
     return rc;
 }
 
-int shk_bitset_open_named(shk_segment *seg, const char *name, uint64_t nbits,
-                          shk_bitset **out, int *created)
+int shk_bitset_open_named(shk_segment *seg, const char *name, uint64_t nbits, shk_bitset **out,
+                          int *created)
 {
     if (nbits > SHK_BITSET_MAX_BITS)
         return SHK_EINVAL;
     uint64_t off;
     int made = 0;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_BITSET,
-                                nbits ? init_bitset : NULL, &nbits, &off, &made);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_BITSET, nbits ? init_bitset : NULL, &nbits,
+                                &off, &made);
     if (rc != SHK_OK)
         return rc;
     shk_bitset *b;
@@ -294,7 +291,9 @@ int shk_bitset_test(const shk_bitset *b, uint64_t i)
     if (SHK_UNLIKELY(i >= b->nbits))
         return SHK_EINVAL;
     /* acquire: pairs with the release half of set()'s acq_rel. */
-    return (int)((SHK_A(atomic_load_explicit(&b->w[i / 64], memory_order_acquire)) >> (i % 64)) & 1u);
+    return (
+        int)((SHK_A(atomic_load_explicit(&b->w[i / 64], memory_order_acquire)) >> (i % 64)) &
+             1u);
 }
 
 /* ------------------------------------------------------- whole-set ops */

@@ -18,14 +18,14 @@
 #include <unistd.h>
 
 static _Thread_local uint64_t chaos_state;
-static _Atomic unsigned chaos_threads;   /* threads seeded in this process */
+static _Atomic unsigned chaos_threads; /* threads seeded in this process */
 static unsigned chaos_rate;
 static uint64_t chaos_seed;
 static pthread_once_t chaos_once = PTHREAD_ONCE_INIT;
 
 static void chaos_child(void)
 {
-    chaos_state = 0;   /* the forking thread reseeds with the child's pid */
+    chaos_state = 0; /* the forking thread reseeds with the child's pid */
     /* relaxed: a plain counter, read only to vary seeds. */
     atomic_store_explicit(&chaos_threads, 0, memory_order_relaxed);
 }

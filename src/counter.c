@@ -93,7 +93,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CT_MAGIC 0x0152544e434b4853ull   /* "SHKCNTR\x01" little-endian */
+#define CT_MAGIC 0x0152544e434b4853ull /* "SHKCNTR\x01" little-endian */
 #define CT_VERSION 1u
 #define CT_HEADER 64u
 #define CT_CELL 128u
@@ -106,7 +106,7 @@ typedef struct ct_shared {
     uint32_t header_size;
     uint64_t ncells;
     uint64_t cell_size;
-    uint64_t cells;       /* segment offset of cell 0 */
+    uint64_t cells; /* segment offset of cell 0 */
     uint64_t reserved[3];
 } ct_shared;
 SHK_STATIC_ASSERT(sizeof(ct_shared) == CT_HEADER, "counter header is 64 B");
@@ -123,11 +123,11 @@ SHK_STATIC_ASSERT(sizeof(ct_cell) == CT_CELL, "a cell is 128 B");
 #define CT_SHARED (1ull << 31)
 
 struct shk_counter {
-    ct_cell *cells;       /* cell 0 (process-local pointer) */
+    ct_cell *cells; /* cell 0 (process-local pointer) */
     uint32_t ncells;
     uint32_t mask;
     uint64_t off;
-    shk_segment *seg;     /* retained */
+    shk_segment *seg; /* retained */
     /* Handle-local, but threads may share the handle: atomic so that a
      * racing first add of two threads is defined (each claims; the later
      * store wins; both cells are ours and counted). */
@@ -136,10 +136,7 @@ struct shk_counter {
 
 /* ------------------------------------------------------------- helpers */
 
-static uint64_t cells_offset(uint64_t off)
-{
-    return shk_align_up(off + CT_HEADER, CT_CELL);
-}
+static uint64_t cells_offset(uint64_t off) { return shk_align_up(off + CT_HEADER, CT_CELL); }
 
 /* Bytes of the block from the header to the end of the last cell. */
 static uint64_t object_bytes(uint64_t off, uint64_t ncells)
@@ -154,7 +151,7 @@ static int ncells_valid(uint64_t n)
 
 static uint32_t pid_hash(uint64_t pid)
 {
-    pid *= 0x9e3779b97f4a7c15ull;   /* Fibonacci hashing: spreads neighbours */
+    pid *= 0x9e3779b97f4a7c15ull; /* Fibonacci hashing: spreads neighbours */
     return (uint32_t)(pid >> 32);
 }
 
@@ -162,7 +159,7 @@ static uint32_t pid_hash(uint64_t pid)
 static int owner_dead(uint64_t owner)
 {
     if (owner == 0 || owner > SHK_COUNTER_PID_MAX)
-        return 0;                  /* free, or garbage: never passed to kill */
+        return 0; /* free, or garbage: never passed to kill */
     return !shk_pid_exists((pid_t)owner);
 }
 
@@ -200,15 +197,14 @@ int shk_counter_create_in(shk_segment *seg, uint32_t ncells, uint64_t *off)
     return SHK_OK;
 }
 
-int shk_counter_validate_header(const void *buf, size_t len, uint64_t off,
-                                uint64_t file_size)
+int shk_counter_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size)
 {
     if (len < sizeof(ct_shared))
         return SHK_ECORRUPT;
     ct_shared h;
-    memcpy(&h, buf, sizeof h);   /* buf may be unaligned (fuzzers) */
-    if (h.magic != CT_MAGIC || h.version != CT_VERSION ||
-        h.header_size != CT_HEADER || h.cell_size != CT_CELL)
+    memcpy(&h, buf, sizeof h); /* buf may be unaligned (fuzzers) */
+    if (h.magic != CT_MAGIC || h.version != CT_VERSION || h.header_size != CT_HEADER ||
+        h.cell_size != CT_CELL)
         return SHK_ECORRUPT;
     if (!ncells_valid(h.ncells))
         return SHK_ECORRUPT;
@@ -252,7 +248,7 @@ int shk_counter_open(shk_segment *seg, uint64_t off, shk_counter **out)
     c->mask = (uint32_t)n - 1;
     c->off = off;
     c->seg = seg;
-    atomic_init(&c->slot, 0);   /* no cell yet: claimed at the first add */
+    atomic_init(&c->slot, 0); /* no cell yet: claimed at the first add */
     shk_segment_retain(seg);
     *out = c;
     return SHK_OK;
@@ -274,8 +270,8 @@ static int open_named(shk_segment *seg, const char *name, uint32_t ncells, int c
         return SHK_EINVAL;
     uint64_t off;
     int made = 0;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_COUNTER,
-                                create ? init_counter : NULL, &ncells, &off, &made);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_COUNTER, create ? init_counter : NULL,
+                                &ncells, &off, &made);
     if (rc != SHK_OK)
         return rc;
     rc = shk_counter_open(seg, off, out);
@@ -325,8 +321,9 @@ static uint64_t claim(shk_counter *c, unsigned gen)
         if (!take && (o == 0 || owner_dead(o))) {
             /* acq_rel: as above.  A lost CAS means another process just
              * took it: go on probing. */
-            take = SHK_A(atomic_compare_exchange_strong_explicit(
-                ow, &o, pid, memory_order_acq_rel, memory_order_acquire));
+            take = SHK_A(atomic_compare_exchange_strong_explicit(ow, &o, pid,
+                                                                 memory_order_acq_rel,
+                                                                 memory_order_acquire));
             if (take)
                 SHK_CRASH_POINT("counter.claimed");
         }
@@ -376,8 +373,8 @@ int64_t shk_counter_reset(shk_counter *c)
     uint64_t sum = 0;
     for (uint32_t i = 0; i < c->ncells; i++)
         /* relaxed: the exchange is atomic with every add (DESIGN). */
-        sum += (uint64_t)SHK_A(atomic_exchange_explicit(&c->cells[i].value, 0,
-                                                        memory_order_relaxed));
+        sum += (uint64_t)SHK_A(
+            atomic_exchange_explicit(&c->cells[i].value, 0, memory_order_relaxed));
     return (int64_t)sum;
 }
 

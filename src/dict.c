@@ -48,8 +48,7 @@ uint64_t shk_dict_estimate_size(uint64_t entries, uint64_t klen, uint64_t vlen)
 static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *size)
 {
     init_arg *ia = arg;
-    shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg),
-                    .base = shk_segment_base(seg)};
+    shk_dict tmp = {.seg = seg, .heap = shk_segment_heap(seg), .base = shk_segment_base(seg)};
     const unsigned ns = SHK_DICT_SHARDS, nl = DICT_LANES;
     /* The header's lines must be real cache lines (the layout keeps what
      * readers read apart from what writers write), and heap blocks are only
@@ -77,7 +76,7 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
         if (rc != SHK_OK)
             break;
         SHK_A(atomic_store_explicit(&sh->shard[made].table, tw_pack(1, l, t),
-                              memory_order_relaxed));
+                                    memory_order_relaxed));
     }
     if (rc != SHK_OK) {
         while (made--)
@@ -93,7 +92,8 @@ static int dict_init(shk_segment *seg, void *arg, uint64_t *offset, uint64_t *si
     sh->header_size = (uint32_t)header_bytes(ns, nl);
     sh->nshards = ns;
     sh->nlanes = nl;
-    SHK_A(atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->next_ver, (v0 & VER_MASK & ~3ull) + 2,
+                                memory_order_relaxed));
     /* The directory's release store of the entry publishes all of this. */
     *offset = h;
     *size = header_bytes(ns, nl);
@@ -144,15 +144,15 @@ int shk_dict_create_in(shk_segment *seg, uint64_t capacity_hint, uint64_t *off)
     return dict_init(seg, &ia, off, &size);
 }
 
-int shk_dict_open_named(shk_segment *seg, const char *name, int create,
-                        uint64_t capacity_hint, shk_dict **out, int *created)
+int shk_dict_open_named(shk_segment *seg, const char *name, int create, uint64_t capacity_hint,
+                        shk_dict **out, int *created)
 {
     if (capacity_hint > table_limit(SHK_DICT_MAX_LOG2_CAP))
         return SHK_EINVAL;
     init_arg ia = {capacity_hint};
     uint64_t off;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_DICT, create ? dict_init : NULL,
-                                &ia, &off, created);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_DICT, create ? dict_init : NULL, &ia, &off,
+                                created);
     if (rc != SHK_OK)
         return rc;
     return shk_dict_open(seg, off, out);
@@ -164,8 +164,8 @@ int shk_dict_open(shk_segment *seg, uint64_t off, shk_dict **out)
         return SHK_ECORRUPT;
     const dict_shared *hdr = (const dict_shared *)(shk_segment_base(seg) + off);
     unsigned ns = hdr->nshards, nl = hdr->nlanes;
-    if (hdr->magic != DICT_MAGIC || hdr->version != DICT_VERSION ||
-        ns == 0 || ns > SHK_DICT_SHARDS || (ns & (ns - 1)) || nl != DICT_LANES ||
+    if (hdr->magic != DICT_MAGIC || hdr->version != DICT_VERSION || ns == 0 ||
+        ns > SHK_DICT_SHARDS || (ns & (ns - 1)) || nl != DICT_LANES ||
         hdr->header_size != header_bytes(ns, nl) ||
         !shk_segment_contains(seg, off, header_bytes(ns, nl)))
         return SHK_ECORRUPT;
@@ -219,4 +219,3 @@ void shk_dict_close(shk_dict *d)
 
 shk_segment *shk_dict_segment(const shk_dict *d) { return d->seg; }
 uint64_t shk_dict_offset(const shk_dict *d) { return d->off; }
-

@@ -254,19 +254,19 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#define DICT_MAGIC 0x31544349444b4853ull    /* "SHKDICT1" */
-#define TABLE_MAGIC 0x4c424154444b4853ull   /* "SHKDTABL" */
+#define DICT_MAGIC 0x31544349444b4853ull  /* "SHKDICT1" */
+#define TABLE_MAGIC 0x4c424154444b4853ull /* "SHKDTABL" */
 #define DICT_VERSION 3u
 #define DICT_MAX_SHARDS 256u
-#define DICT_LANES 16u                       /* a power of two, <= 255     */
+#define DICT_LANES 16u /* a power of two, <= 255     */
 #define TABLE_HDR 16u
 #define ENTRY_HDR 32u
 
 /* Slot words (see LAYOUT).  The low 32 bits say what a slot is. */
 #define SLOT_TOMB 0xffffffffull
-#define LIFE_DEAD (1ull << 16)               /* ver 1: odd, never live     */
+#define LIFE_DEAD (1ull << 16) /* ver 1: odd, never live     */
 #define VER_MASK ((1ull << 48) - 1)
-#define TW_FROZEN (1ull << 63)               /* table word: writers wait   */
+#define TW_FROZEN (1ull << 63) /* table word: writers wait   */
 
 /* A shard's table holds at most LOAD_NUM/LOAD_DEN of its slots used (live
  * + tombstones). */
@@ -278,17 +278,17 @@ enum { OP_NONE = 0, OP_SET = 1, OP_DEL = 2, OP_RESIZE = 3, OP_CLEAR = 4 };
 /* The intent of a table replacement (resize, clear): rare, so it has a
  * line of its own. */
 typedef struct dict_intent {
-    _Atomic uint32_t op;     /* OP_NONE, OP_RESIZE or OP_CLEAR              */
+    _Atomic uint32_t op; /* OP_NONE, OP_RESIZE or OP_CLEAR              */
     uint32_t reserved;
-    uint64_t slot;           /* OP_CLEAR: the clear's epoch                 */
-    uint64_t table;          /* the new table word                          */
-    uint64_t old_table;      /* the table it replaces                       */
+    uint64_t slot;      /* OP_CLEAR: the clear's epoch                 */
+    uint64_t table;     /* the new table word                          */
+    uint64_t old_table; /* the table it replaces                       */
 } dict_intent;
 
 /* The shard lock's line: taken by resizes, clears, checks and writers
  * waiting for those, never by a plain set or delete. */
 typedef struct dict_sline {
-    _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
+    _Alignas(SHK_CACHELINE) pthread_mutex_t lock; /* robust, shared   */
     _Atomic uint32_t used;   /* slots reserved for use: >= live + tombs    */
     _Atomic uint32_t rebase; /* 1: base must be recomputed (a lane died)   */
     _Atomic int64_t base;    /* live entries = sum of lane counts - base   */
@@ -300,7 +300,7 @@ typedef struct dict_sline {
 typedef struct dict_shard {
     /* line 0: read by every lookup and write, written by resize/clear */
     _Atomic uint64_t table;
-    _Atomic uint64_t epoch;  /* the clear its table is from (see CLEAR)     */
+    _Atomic uint64_t epoch; /* the clear its table is from (see CLEAR)     */
     _Atomic uint64_t resizes;
     _Atomic uint64_t recoveries;
     char pad0[SHK_CACHELINE - 32];
@@ -321,18 +321,18 @@ SHK_STATIC_ASSERT(sizeof(dict_sline) == SHK_CACHELINE, "one line on x86-64");
  * works: the intent of its change, its version batch, its share of each
  * shard's entry count and its reserve of each shard's slots. */
 typedef struct dict_lane {
-    _Alignas(SHK_CACHELINE) pthread_mutex_t lock;   /* robust, shared   */
-    _Atomic uint32_t owner;  /* pid that prefers this lane (a hint)        */
+    _Alignas(SHK_CACHELINE) pthread_mutex_t lock; /* robust, shared   */
+    _Atomic uint32_t owner; /* pid that prefers this lane (a hint)        */
     uint32_t reserved;
-    _Atomic uint64_t op;     /* intent: op << 56 | shard << 48 | pinned     */
+    _Atomic uint64_t op; /* intent: op << 56 | shard << 48 | pinned     */
     /* the intent's fields, valid while op != OP_NONE */
-    _Alignas(SHK_CACHELINE) uint64_t new_e, new_ver;  /* OP_SET           */
-    uint64_t old_e, old_ver; /* the entry replaced or deleted, or 0        */
-    uint64_t table;          /* the table it ran in                         */
-    uint64_t slot;           /* the slot it changes                         */
-    uint64_t ver_next, ver_end;        /* the version batch                */
-    _Atomic int64_t count[SHK_DICT_SHARDS];   /* entries added - removed   */
-    uint64_t budget[SHK_DICT_SHARDS];  /* table gen << 32 | slots reserved */
+    _Alignas(SHK_CACHELINE) uint64_t new_e, new_ver; /* OP_SET           */
+    uint64_t old_e, old_ver;                /* the entry replaced or deleted, or 0        */
+    uint64_t table;                         /* the table it ran in                         */
+    uint64_t slot;                          /* the slot it changes                         */
+    uint64_t ver_next, ver_end;             /* the version batch                */
+    _Atomic int64_t count[SHK_DICT_SHARDS]; /* entries added - removed   */
+    uint64_t budget[SHK_DICT_SHARDS];       /* table gen << 32 | slots reserved */
 } dict_lane;
 SHK_STATIC_ASSERT(SHK_DICT_SHARDS <= DICT_MAX_SHARDS, "shards");
 
@@ -344,18 +344,18 @@ typedef struct dict_shared {
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
-    uint32_t nshards;        /* a power of two, 1 .. SHK_DICT_SHARDS        */
-    uint32_t nlanes;         /* DICT_LANES                                  */
-    _Atomic uint64_t clear_epoch;  /* clears committed (see CLEAR)          */
-    _Atomic uint32_t watchers;     /* handles watching for changes (WATCH)  */
+    uint32_t nshards;             /* a power of two, 1 .. SHK_DICT_SHARDS        */
+    uint32_t nlanes;              /* DICT_LANES                                  */
+    _Atomic uint64_t clear_epoch; /* clears committed (see CLEAR)          */
+    _Atomic uint32_t watchers;    /* handles watching for changes (WATCH)  */
     uint32_t pad_w;
     char pad0[SHK_CACHELINE - 40];
     /* line 1: written once per version batch, and by every change while
      * anyone watches */
     _Atomic uint64_t next_ver;
-    _Atomic uint32_t changes;      /* futex word: bumped per change (WATCH) */
+    _Atomic uint32_t changes; /* futex word: bumped per change (WATCH) */
     char pad1[SHK_CACHELINE - 12];
-    dict_shard shard[];      /* nshards of them, then nlanes dict_lanes     */
+    dict_shard shard[]; /* nshards of them, then nlanes dict_lanes     */
 } dict_shared;
 SHK_STATIC_ASSERT(offsetof(dict_shared, shard) == 2 * SHK_CACHELINE, "layout");
 
@@ -378,7 +378,7 @@ struct shk_dict {
     dict_lane *lanes;
     uint64_t off;
     uint64_t seed;
-    uint64_t shard_mask;        /* nshards - 1 */
+    uint64_t shard_mask; /* nshards - 1 */
     /* Backed segment size last seen.  The file only grows, so an offset
      * below it is always safe; only beyond it do we ask the segment again.
      * Relaxed atomic: a per-process cache that threads may share. */
@@ -418,10 +418,7 @@ static inline uint64_t table_bytes(unsigned log2cap)
     return TABLE_HDR + ((uint64_t)8 << log2cap);
 }
 /* Most slots a table of 2^l slots may have used. */
-static inline uint64_t table_limit(unsigned l)
-{
-    return ((1ull << l) * LOAD_NUM) / LOAD_DEN;
-}
+static inline uint64_t table_limit(unsigned l) { return ((1ull << l) * LOAD_NUM) / LOAD_DEN; }
 static inline _Atomic uint64_t *slots_of(const shk_dict *d, uint64_t tw)
 {
     return (_Atomic uint64_t *)(d->base + tw_off(tw) + TABLE_HDR);
@@ -500,10 +497,10 @@ static inline int shard_stale(const shk_dict *d, const dict_shard *sh)
  * match or mismatch counts only if the entry's life was unchanged across
  * the comparison (as for readers); else the probe is retried. */
 typedef struct wprobe {
-    int64_t found;           /* slot of the key, or -1                    */
-    int64_t empty;           /* first EMPTY slot on the path, or -1       */
-    uint64_t word;           /* the slot word at found / empty            */
-    uint64_t ver;            /* found: the entry's version                 */
+    int64_t found; /* slot of the key, or -1                    */
+    int64_t empty; /* first EMPTY slot on the path, or -1       */
+    uint64_t word; /* the slot word at found / empty            */
+    uint64_t ver;  /* found: the entry's version                 */
 } wprobe;
 
 static inline int table_valid(const shk_dict *d, uint64_t tw)
@@ -524,7 +521,7 @@ static inline void lane_exit(dict_lane *l) { shk_pmutex_unlock(&l->lock); }
 static inline void intent_set(dict_lane *l, uint32_t op, unsigned si, unsigned pinned)
 {
     SHK_A(atomic_store_explicit(&l->op, (uint64_t)op << 56 | (uint64_t)si << 48 | pinned,
-                          memory_order_release));
+                                memory_order_release));
 }
 
 static inline void intent_clear(dict_lane *l)
@@ -537,8 +534,8 @@ static inline void intent_clear(dict_lane *l)
 
 /* dict_probe.c */
 int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver);
-int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
-                     uint64_t klen, uint64_t hash, wprobe *p);
+int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key, uint64_t klen,
+                     uint64_t hash, wprobe *p);
 int shk_dict_entry_in_table(shk_dict *d, dict_shard *sh, uint64_t e);
 
 /* dict_lane.c */

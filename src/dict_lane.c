@@ -10,8 +10,8 @@ uint64_t shk_dict_new_ver(shk_dict *d, dict_lane *l)
 {
     if (l->ver_next >= l->ver_end || l->ver_end - l->ver_next > 2 * VER_BATCH) {
         /* relaxed: versions only need to be unique, not ordered. */
-        l->ver_next = SHK_A(atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH,
-                                                memory_order_relaxed));
+        l->ver_next = SHK_A(
+            atomic_fetch_add_explicit(&d->sh->next_ver, 2 * VER_BATCH, memory_order_relaxed));
         l->ver_end = l->ver_next + 2 * VER_BATCH;
     }
     /* even whatever next_ver holds (a corrupt odd one must not make every
@@ -27,10 +27,7 @@ uint64_t shk_dict_new_ver(shk_dict *d, dict_lane *l)
  * delete.  The lane's lines are written by that writer alone, so its
  * intent record and counters cost no cache-line transfers (see WRITES). */
 
-static int pid_alive(uint32_t pid)
-{
-    return pid != 0 && shk_pid_exists((pid_t)pid);
-}
+static int pid_alive(uint32_t pid) { return pid != 0 && shk_pid_exists((pid_t)pid); }
 
 /* Choose the lane this handle tries first: one no live process prefers
  * (claimed with a CAS on its owner hint), else one by pid. */
@@ -44,8 +41,7 @@ static unsigned lane_pick(shk_dict *d)
         /* relaxed: the owner word is a hint; exclusion is the lane mutex. */
         if (o == me || ((o == 0 || !pid_alive(o)) &&
                         SHK_A(atomic_compare_exchange_strong_explicit(
-                            &l->owner, &o, me, memory_order_relaxed,
-                            memory_order_relaxed))))
+                            &l->owner, &o, me, memory_order_relaxed, memory_order_relaxed))))
             return (start + k) & (n - 1);
     }
     return start;
@@ -58,7 +54,7 @@ void shk_dict_lane_release_hint(shk_dict *d)
     dict_lane *l = &d->lanes[SHK_A(atomic_load_explicit(&d->lane_hint, memory_order_relaxed))];
     uint32_t me = (uint32_t)getpid();
     SHK_A(atomic_compare_exchange_strong_explicit(&l->owner, &me, 0, memory_order_relaxed,
-                                            memory_order_relaxed));
+                                                  memory_order_relaxed));
 }
 
 static void lane_recover(shk_dict *d, dict_lane *l);
@@ -112,8 +108,6 @@ dict_lane *shk_dict_lane_enter(shk_dict *d, int *err)
 }
 
 
-
-
 /* Repair lane l after its holder died (we hold it now, see CRASH SAFETY). */
 static void lane_recover(shk_dict *d, dict_lane *l)
 {
@@ -124,7 +118,7 @@ static void lane_recover(shk_dict *d, dict_lane *l)
     unsigned si = lshard(op);
     if ((o != OP_SET && o != OP_DEL) || si > d->shard_mask) {
         intent_clear(l);
-        return;   /* garbage: nothing we could act on safely */
+        return; /* garbage: nothing we could act on safely */
     }
     dict_shard *sh = &d->sh->shard[si];
     /* The writer's one shared step, its slot CAS, happened or not: what the

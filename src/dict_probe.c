@@ -32,7 +32,7 @@ uint64_t shk_dict_entry_footprint(uint64_t klen, uint64_t vlen)
  * lengths do not fit the segment (the caller retries). */
 static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *ref)
 {
-    ref->ver = 0;   /* on failure: the life word seen (slot_unstable) */
+    ref->ver = 0; /* on failure: the life word seen (slot_unstable) */
     if (SHK_UNLIKELY(!in_seg(d, e, ENTRY_HDR)))
         return 0;
     const dict_entry *en = entry_at(d, e);
@@ -62,8 +62,8 @@ static inline int entry_snapshot(const shk_dict *d, uint64_t e, shk_dict_ref *re
 static inline int ref_is_key(const shk_dict *d, const shk_dict_ref *ref, uint8_t ktype,
                              const void *key, uint64_t klen, uint64_t hash)
 {
-    return ref->ktype == ktype && ref->klen == klen &&
-           entry_at(d, ref->entry)->hash == hash && memcmp(ref->key, key, klen) == 0;
+    return ref->ktype == ktype && ref->klen == klen && entry_at(d, ref->entry)->hash == hash &&
+           memcmp(ref->key, key, klen) == 0;
 }
 
 /* Fill the where-found fields of a snapshot taken through slot i of table
@@ -100,12 +100,13 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
     /* acquire: orders the life2 load below after this load (t1 < t2). */
     if (SHK_A(atomic_load_explicit(slot, memory_order_acquire)) != ref->word)
         return 0;
-    uint64_t life = SHK_A(atomic_load_explicit(&entry_at(d, ref->entry)->life,
-                                         memory_order_relaxed));
+    uint64_t life = SHK_A(
+        atomic_load_explicit(&entry_at(d, ref->entry)->life, memory_order_relaxed));
     if (life_ver(life) != ref->ver)
         return 0;
     return tw_same(SHK_A(atomic_load_explicit(&d->sh->shard[ref->shard & d->shard_mask].table,
-                                        memory_order_relaxed)), ref->table);
+                                              memory_order_relaxed)),
+                   ref->table);
 }
 
 /* Telling a corrupt entry from a busy one.  A slot references an entry
@@ -121,7 +122,7 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref)
 #define SLOT_STUCK_LIMIT 64u
 
 typedef struct slot_watch {
-    unsigned n;              /* looks in a row that saw `life`              */
+    unsigned n; /* looks in a row that saw `life`              */
     uint64_t life;
 } slot_watch;
 
@@ -152,12 +153,12 @@ static int slot_unstable(const dict_shard *sh, uint64_t tw, const _Atomic uint64
     } else if (++w->n >= SLOT_STUCK_LIMIT) {
         return SHK_ECORRUPT;
     }
-    sched_yield();   /* let a writer preempted mid-publish go on */
+    sched_yield(); /* let a writer preempted mid-publish go on */
     return SLOT_AGAIN;
 }
 
-int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                    uint64_t hash, shk_dict_ref *ref)
+int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint64_t hash,
+                    shk_dict_ref *ref)
 {
     uint64_t tag = hash >> 32;
     dict_shard *sh = shard_of(d, hash);
@@ -187,7 +188,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 if (entry_snapshot(d, slot_entry(s), ref)) {
                     ref_found_at(ref, tw, si, i, s);
                     if (ref_is_key(d, ref, ktype, key, klen, hash))
-                        return SHK_OK;   /* the caller validates after reading */
+                        return SHK_OK; /* the caller validates after reading */
                     /* A mismatch counts only if the slot referenced that
                      * entry while we compared: else it may hold our key. */
                     if (shk_dict_ref_valid(d, ref))
@@ -199,7 +200,7 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
                 if (st == SHK_ECORRUPT)
                     return st;
                 restart = st == SLOT_RESTART;
-                continue;   /* SLOT_AGAIN: the same slot, loaded again */
+                continue; /* SLOT_AGAIN: the same slot, loaded again */
             }
         next:
             watch.n = 0;
@@ -216,14 +217,13 @@ int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     }
 }
 
-int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                  shk_dict_ref *ref)
+int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen, shk_dict_ref *ref)
 {
     return shk_dict_find_h(d, ktype, key, klen, shk_dict_hash(d, ktype, key, klen), ref);
 }
 
-int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                 uint8_t *vtype, void *buf, uint64_t cap, uint64_t *vlen)
+int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t *vtype,
+                 void *buf, uint64_t cap, uint64_t *vlen)
 {
     shk_dict_ref ref;
     for (;;) {
@@ -258,8 +258,8 @@ int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
          * version), so it can never write into a reused block.  acquire:
          * what we read through the pin afterwards is that entry. */
         if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, life + 1,
-                                                  memory_order_acquire,
-                                                  memory_order_relaxed)))
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed)))
             return SHK_OK;
     }
 }
@@ -268,10 +268,7 @@ int shk_dict_pin(shk_dict *d, const shk_dict_ref *ref)
  * stripe that carved it, among its neighbours: reused by whoever freed it,
  * it would share cache lines with another process's live entries (STRIPES
  * in alloc_freelist.c). */
-static void entry_free(shk_dict *d, uint64_t e)
-{
-    shk_freelist_free_home(d->heap, e);
-}
+static void entry_free(shk_dict *d, uint64_t e) { shk_freelist_free_home(d->heap, e); }
 
 void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
 {
@@ -282,16 +279,15 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
     uint64_t life = SHK_A(atomic_load_explicit(lp, memory_order_relaxed));
     for (;;) {
         if (life_pins(life) == 0)
-            return;   /* not pinned: a caller bug; never underflow */
+            return; /* not pinned: a caller bug; never underflow */
         uint64_t next = life - 1;
         int last_of_zombie = life_pins(next) == 0 && (life_ver(next) & 1);
         if (last_of_zombie)
             next = LIFE_DEAD;
         /* acq_rel: release orders our reads of the value before a reuse of
          * the block; acquire orders the free after the retirer's stores. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
-                                                  memory_order_acq_rel,
-                                                  memory_order_relaxed))) {
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next, memory_order_acq_rel,
+                                                        memory_order_relaxed))) {
             if (last_of_zombie)
                 shk_freelist_free_home(shk_segment_heap(seg), e);
             return;
@@ -299,10 +295,7 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t e)
     }
 }
 
-void shk_dict_unpin(shk_dict *d, uint64_t e)
-{
-    shk_dict_unpin_seg(d->seg, e);
-}
+void shk_dict_unpin(shk_dict *d, uint64_t e) { shk_dict_unpin_seg(d->seg, e); }
 
 /* Retire a live entry that is no longer referenced by the table: free it,
  * or leave it to its last pin holder.  Returns 1 if it was still live. */
@@ -313,20 +306,17 @@ int shk_dict_entry_retire(shk_dict *d, uint64_t e, uint64_t ver)
     for (;;) {
         if (life_ver(life) != ver)
             return 0;
-        uint64_t next = life_pins(life) ? (((ver | 1) << 16) | life_pins(life))
-                                        : LIFE_DEAD;
+        uint64_t next = life_pins(life) ? (((ver | 1) << 16) | life_pins(life)) : LIFE_DEAD;
         /* release: a reader that sees the odd ver after reading the entry
          * knows its copy may be torn; the free below publishes nothing. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next,
-                                                  memory_order_release,
-                                                  memory_order_relaxed))) {
+        if (SHK_A(atomic_compare_exchange_weak_explicit(lp, &life, next, memory_order_release,
+                                                        memory_order_relaxed))) {
             if (next == LIFE_DEAD)
                 entry_free(d, e);
             return 1;
         }
     }
 }
-
 
 
 /* Does live slot word s of table tw hold the key?  1 yes, 0 no; -1 its
@@ -350,8 +340,8 @@ static int slot_holds_key(shk_dict *d, uint64_t tw, uint64_t i, uint64_t s, uint
 
 /* 1: *p filled; 0: the table was replaced under us, probe again;
  * SHK_ECORRUPT: a slot keeps naming an entry that is not live. */
-int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
-                   uint64_t klen, uint64_t hash, wprobe *p)
+int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key, uint64_t klen,
+                     uint64_t hash, wprobe *p)
 {
     uint64_t mask = (1ull << tw_log2(tw)) - 1, tag = hash >> 32;
     _Atomic uint64_t *slots = slots_of(d, tw);
@@ -374,7 +364,7 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
                                        &watch);
                 if (st != SLOT_AGAIN)
                     return st == SLOT_RESTART ? 0 : st;
-                continue;   /* the same slot, loaded again */
+                continue; /* the same slot, loaded again */
             }
             if (match) {
                 p->found = (int64_t)i;
@@ -387,7 +377,7 @@ int shk_dict_probe_w(shk_dict *d, uint64_t tw, uint8_t ktype, const void *key,
         n++;
         i = (i + 1) & mask;
     }
-    return 1;   /* a full table: no EMPTY (the caller grows it) */
+    return 1; /* a full table: no EMPTY (the caller grows it) */
 }
 
 /* Is entry e (whose key we read from its block, which may since have been
@@ -474,4 +464,3 @@ int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref
         *table = 0;
     }
 }
-

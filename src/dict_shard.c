@@ -151,7 +151,8 @@ static uint64_t lanes_count(const shk_dict *d, unsigned si)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < DICT_LANES; i++)
-        n += (uint64_t)SHK_A(atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed));
+        n += (uint64_t)SHK_A(
+            atomic_load_explicit(&d->lanes[i].count[si], memory_order_relaxed));
     return n;
 }
 
@@ -175,7 +176,7 @@ static void rebase(shk_dict *d, dict_shard *sh, uint64_t live)
 {
     unsigned si = shard_index(d, sh);
     SHK_A(atomic_store_explicit(&sh->s.base, (int64_t)(lanes_count(d, si) - live),
-                          memory_order_relaxed));
+                                memory_order_relaxed));
     SHK_A(atomic_store_explicit(&sh->s.rebase, 0, memory_order_relaxed));
 }
 
@@ -185,7 +186,7 @@ int shk_dict_lock(shk_dict *d)
      * deadlock, and a single-shard writer never holds two locks. */
     for (unsigned i = 0; i <= d->shard_mask; i++) {
         int rc = shard_lock(d, &d->sh->shard[i]);
-        if (rc != SHK_OK) {   /* a corrupt lock: let go of those we froze */
+        if (rc != SHK_OK) { /* a corrupt lock: let go of those we froze */
             while (i--) {
                 unfreeze(&d->sh->shard[i]);
                 shard_unlock(&d->sh->shard[i]);
@@ -261,10 +262,10 @@ int shk_dict_grow(shk_dict *d, dict_shard *sh, uint64_t seen)
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (!tw_same(tw, seen)) {
         shard_unlock(sh);
-        return SHK_OK;      /* someone else grew it */
+        return SHK_OK; /* someone else grew it */
     }
     freeze_mark(sh);
-    (void)drain_lanes(d);   /* a corrupt lane holds no writer */
+    (void)drain_lanes(d); /* a corrupt lane holds no writer */
     uint64_t used, live = recount(d, tw, &used);
     unsigned l0 = tw_log2(tw), l = l0;
     uint64_t lim = table_limit(l0);
@@ -273,7 +274,7 @@ int shk_dict_grow(shk_dict *d, dict_shard *sh, uint64_t seen)
         SHK_A(atomic_store_explicit(&sh->s.used, (uint32_t)used, memory_order_relaxed));
         rebase(d, sh, live);
         SHK_A(atomic_store_explicit(&sh->table, tw_pack(tw_gen(tw) + 1, l0, tw_off(tw)),
-                              memory_order_release));
+                                    memory_order_release));
         shard_unlock(sh);
         return SHK_OK;
     }
@@ -334,8 +335,8 @@ static void shard_finish_clear(shk_dict *d, dict_shard *sh)
         if (!slot_live(s) || !in_seg(d, slot_entry(s), ENTRY_HDR))
             continue;
         uint64_t e = slot_entry(s);
-        uint64_t life = SHK_A(atomic_load_explicit(&entry_at(d, e)->life,
-                                             memory_order_relaxed));
+        uint64_t life = SHK_A(
+            atomic_load_explicit(&entry_at(d, e)->life, memory_order_relaxed));
         if (!(life_ver(life) & 1))
             shk_dict_entry_retire(d, e, life_ver(life));
     }
@@ -353,7 +354,8 @@ int shk_dict_clear(shk_dict *d)
     unsigned made = 0;
     for (; made <= d->shard_mask; made++) {
         dict_shard *sh = &d->sh->shard[made];
-        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)) & ~TW_FROZEN;
+        uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed)) &
+                      ~TW_FROZEN;
         uint64_t nt;
         rc = shk_dict_table_new(d, 3, &nt);
         if (rc != SHK_OK)
@@ -397,7 +399,7 @@ static void rebase_pending(shk_dict *d)
         if (shard_lock(d, sh) != SHK_OK)
             continue;
         freeze_mark(sh);
-        (void)drain_lanes(d);   /* a corrupt lane holds no writer */
+        (void)drain_lanes(d); /* a corrupt lane holds no writer */
         uint64_t used, tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
         if (table_valid(d, tw))
             rebase(d, sh, recount(d, tw, &used));
@@ -416,7 +418,8 @@ static uint64_t shard_count(const shk_dict *d, const dict_shard *sh)
     if (stale)
         return stale < 0 ? UINT64_MAX : 0;
     int64_t n = (int64_t)(lanes_count(d, shard_index(d, sh)) -
-                          (uint64_t)SHK_A(atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
+                          (uint64_t)SHK_A(
+                              atomic_load_explicit(&sh->s.base, memory_order_relaxed)));
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_relaxed));
     if (n < -(int64_t)DICT_LANES || (n > 0 && (uint64_t)n > (1ull << tw_log2(tw)) + DICT_LANES))
         return UINT64_MAX;
@@ -472,7 +475,7 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, uint64_t count,
     uint64_t tw = SHK_A(atomic_load_explicit(&sh->table, memory_order_acquire));
     uint64_t used = stale ? 0 : SHK_A(atomic_load_explicit(&sh->s.used, memory_order_relaxed));
     if (count == UINT64_MAX)
-        count = used;   /* corrupt: shk_dict_stats_get reports it in count */
+        count = used; /* corrupt: shk_dict_stats_get reports it in count */
     st->capacity += 1ull << tw_log2(tw);
     st->used_slots += used;
     st->tombstones += used > count ? used - count : 0;
@@ -484,7 +487,7 @@ static void shard_stats(const shk_dict *d, const dict_shard *sh, uint64_t count,
 void shk_dict_stats_get(const shk_dict *d, shk_dict_stats *st)
 {
     uint64_t counts[SHK_DICT_SHARDS];
-    uint64_t count = shard_counts((shk_dict *)d, counts);   /* recounts a corrupt shard */
+    uint64_t count = shard_counts((shk_dict *)d, counts); /* recounts a corrupt shard */
     memset(st, 0, sizeof *st);
     for (unsigned i = 0; i <= d->shard_mask; i++)
         shard_stats(d, &d->sh->shard[i], counts[i], st);
@@ -516,8 +519,7 @@ static int check_shard(shk_dict *d, unsigned si, shk_dict_stats *total)
             continue;
         live++;
         uint64_t e = slot_entry(s);
-        if (!shk_segment_contains(d->seg, e, ENTRY_HDR) ||
-            shk_freelist_usable(d->heap, e) == 0)
+        if (!shk_segment_contains(d->seg, e, ENTRY_HDR) || shk_freelist_usable(d->heap, e) == 0)
             return SHK_ECORRUPT;
         const dict_entry *en = entry_at(d, e);
         uint64_t life = SHK_A(atomic_load_explicit(&en->life, memory_order_relaxed));
@@ -583,4 +585,3 @@ int shk_dict_check(shk_dict *d, shk_dict_stats *out)
         *out = st;
     return rc;
 }
-

@@ -25,9 +25,9 @@ void shk_dict_watch(shk_dict *d, int on)
     }
     /* relaxed: a count; never below 0 (a corrupt value only costs wakes). */
     uint32_t w = SHK_A(atomic_load_explicit(&d->sh->watchers, memory_order_relaxed));
-    while (w != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(
-                                 &d->sh->watchers, &w, w - 1,
-                                 memory_order_relaxed, memory_order_relaxed)))
+    while (w != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(&d->sh->watchers, &w, w - 1,
+                                                                  memory_order_relaxed,
+                                                                  memory_order_relaxed)))
         ;
 }
 
@@ -37,10 +37,7 @@ uint32_t shk_dict_changes(const shk_dict *d)
     return SHK_A(atomic_load_explicit(&d->sh->changes, memory_order_seq_cst));
 }
 
-const void *shk_dict_change_word(const shk_dict *d)
-{
-    return (const void *)&d->sh->changes;
-}
+const void *shk_dict_change_word(const shk_dict *d) { return (const void *)&d->sh->changes; }
 
 int shk_dict_wait_change_at(const void *word, uint32_t seen, int64_t timeout_ns)
 {

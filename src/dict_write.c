@@ -20,8 +20,8 @@ static inline void shard_prefetch(const shk_dict *d, uint64_t hash)
         SHK_PREFETCH_W(&slots_of(d, tw)[(hash >> 32) & ((1ull << tw_log2(tw)) - 1)]);
 }
 
-int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                     uint8_t vtype, uint64_t vlen, shk_dict_txn *txn)
+int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t vtype,
+                     uint64_t vlen, shk_dict_txn *txn)
 {
     if (klen > UINT32_MAX)
         return SHK_EINVAL;
@@ -86,8 +86,8 @@ static int budget_take(dict_shard *sh, dict_lane *l, unsigned si, uint64_t tw)
         uint64_t take = chunk < lim - u ? chunk : lim - u;
         /* relaxed: a counter; the table word orders everything else. */
         if (SHK_A(atomic_compare_exchange_weak_explicit(&sh->s.used, &u, (uint32_t)(u + take),
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed))) {
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed))) {
             l->budget[si] = gen << 32 | (take - 1);
             return 1;
         }
@@ -108,7 +108,8 @@ static inline void count_add(dict_lane *l, unsigned si, int64_t n)
     /* Only the lane's holder writes it: a plain load and store.  Atomic
      * (relaxed) because len() reads it without the lane. */
     uint64_t c = (uint64_t)SHK_A(atomic_load_explicit(&l->count[si], memory_order_relaxed));
-    SHK_A(atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed));
+    SHK_A(
+        atomic_store_explicit(&l->count[si], (int64_t)(c + (uint64_t)n), memory_order_relaxed));
 }
 
 /* Pin the entry a writer is about to replace or delete, so its block
@@ -137,9 +138,9 @@ enum { TRY_DONE = 0, TRY_AGAIN = 1, TRY_FROZEN = 2, TRY_GROW = 3 };
  * never anything else: lane repair frees the entry only with a CAS from
  * that version, so it cannot free a block that was published, replaced,
  * freed by its replacer and reused (a reuser's life word differs). */
-static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn,
-                   uint64_t tw, uint64_t idx, uint64_t expect, uint64_t old,
-                   uint64_t old_ver, unsigned pinned)
+static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *txn, uint64_t tw,
+                   uint64_t idx, uint64_t expect, uint64_t old, uint64_t old_ver,
+                   unsigned pinned)
 {
     dict_entry *en = entry_at(d, txn->entry);
     uint64_t ver = shk_dict_new_ver(d, l);
@@ -160,9 +161,9 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
     /* release: the commit point; a reader acquiring the slot sees a
      * complete entry with an even version. */
     if (SHK_A(atomic_compare_exchange_strong_explicit(&slots_of(d, tw)[idx], &expect,
-                                                slot_pack(txn->hash, txn->entry),
-                                                memory_order_release,
-                                                memory_order_relaxed)))
+                                                      slot_pack(txn->hash, txn->entry),
+                                                      memory_order_release,
+                                                      memory_order_relaxed)))
         return 1;
     SHK_A(atomic_store_explicit(&en->life, (ver | 1) << 16, memory_order_relaxed));
     intent_clear(l);
@@ -176,17 +177,17 @@ static int publish(shk_dict *d, dict_lane *l, unsigned si, const shk_dict_txn *t
  * lane to wait for a freeze to end or to grow the table.  write_run is
  * that loop; commit_step and delete_step are the two kinds of step. */
 typedef struct write_op write_op;
-typedef void (*write_step)(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
-                           const wprobe *p, write_op *op);
+typedef void (*write_step)(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw, const wprobe *p,
+                           write_op *op);
 
 struct write_op {
     uint8_t ktype;
     const void *key;
     uint64_t klen, hash;
-    int expect;                           /* the entry found must be:       */
-    uint64_t expect_entry, expect_ver;   /* this one (0: none at all)      */
+    int expect;                        /* the entry found must be:       */
+    uint64_t expect_entry, expect_ver; /* this one (0: none at all)      */
     write_step step;
-    int out, rc;                          /* what the step decided          */
+    int out, rc; /* what the step decided          */
     /* commit only */
     shk_dict_txn *txn;
     int mode;
@@ -258,8 +259,8 @@ static int step_pin_found(shk_dict *d, const wprobe *p, write_op *op)
     return entry_pin_for_cas(d, &r);
 }
 
-static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
-                        const wprobe *p, write_op *op)
+static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw, const wprobe *p,
+                        write_op *op)
 {
     shk_dict_txn *txn = op->txn;
     dict_shard *sh = &d->sh->shard[si];
@@ -271,7 +272,7 @@ static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
         uint64_t old = slot_entry(p->word);
         int pinned = step_pin_found(d, p, op);
         if (pinned < 0)
-            return;   /* changed: probe again; or ended */
+            return; /* changed: probe again; or ended */
         if (!publish(d, l, si, txn, tw, (uint64_t)p->found, p->word, old, p->ver,
                      (unsigned)pinned)) {
             if (pinned)
@@ -289,7 +290,7 @@ static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
         step_done(op, SHK_OK);
         return;
     }
-    if (op->expect && op->expect_entry) {   /* expected an entry: there is none */
+    if (op->expect && op->expect_entry) { /* expected an entry: there is none */
         step_done(op, SHK_EAGAIN);
         return;
     }
@@ -313,17 +314,24 @@ static void commit_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
     step_done(op, SHK_OK);
 }
 
-int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
-                    uint64_t expect_entry, uint64_t expect_ver, int *replaced)
+int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode, uint64_t expect_entry,
+                    uint64_t expect_ver, int *replaced)
 {
     if (!txn->entry)
         return SHK_EINVAL;
     dict_entry *en = entry_at(d, txn->entry);
     write_op op = {
-        .ktype = en->ktype, .key = d->base + txn->entry + ENTRY_HDR, .klen = en->klen,
-        .hash = txn->hash, .step = commit_step, .txn = txn, .mode = mode,
-        .replaced = replaced, .expect = mode == SHK_DICT_EXPECT,
-        .expect_entry = expect_entry, .expect_ver = expect_ver,
+        .ktype = en->ktype,
+        .key = d->base + txn->entry + ENTRY_HDR,
+        .klen = en->klen,
+        .hash = txn->hash,
+        .step = commit_step,
+        .txn = txn,
+        .mode = mode,
+        .replaced = replaced,
+        .expect = mode == SHK_DICT_EXPECT,
+        .expect_entry = expect_entry,
+        .expect_ver = expect_ver,
     };
     int rc = write_run(d, &op);
     if (rc == SHK_OK)
@@ -331,8 +339,8 @@ int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
     return rc;
 }
 
-int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                 uint8_t vtype, const void *val, uint64_t vlen)
+int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t vtype,
+                 const void *val, uint64_t vlen)
 {
     shk_dict_txn txn;
     int rc = shk_dict_prepare(d, ktype, key, klen, vtype, vlen, &txn);
@@ -348,8 +356,8 @@ int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
 
 /* DELETE: swap a tombstone in for the key's slot word (see DELETE in
  * dict_internal.h for why no slot is emptied). */
-static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
-                        const wprobe *p, write_op *op)
+static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw, const wprobe *p,
+                        write_op *op)
 {
     if (p->found < 0) {
         step_done(op, SHK_ENOTFOUND);
@@ -358,7 +366,7 @@ static void delete_step(shk_dict *d, dict_lane *l, unsigned si, uint64_t tw,
     uint64_t old = slot_entry(p->word);
     int pinned = step_pin_found(d, p, op);
     if (pinned < 0)
-        return;   /* changed: probe again; or ended */
+        return; /* changed: probe again; or ended */
     uint64_t i = (uint64_t)p->found;
     _Atomic uint64_t *slots = slots_of(d, tw);
     l->new_e = 0;
@@ -393,8 +401,13 @@ int shk_dict_delete(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
     if (klen > UINT32_MAX)
         return SHK_ENOTFOUND;
     write_op op = {
-        .ktype = ktype, .key = key, .klen = klen, .hash = shk_dict_hash(d, ktype, key, klen),
-        .expect = expect_entry != 0, .expect_entry = expect_entry, .expect_ver = expect_ver,
+        .ktype = ktype,
+        .key = key,
+        .klen = klen,
+        .hash = shk_dict_hash(d, ktype, key, klen),
+        .expect = expect_entry != 0,
+        .expect_entry = expect_entry,
+        .expect_ver = expect_ver,
         .step = delete_step,
     };
     return write_run(d, &op);

@@ -12,7 +12,9 @@ const char *shk_strerror(int status)
     case SHK_OK: return "success";
     case SHK_EINVAL: return "invalid argument";
     case SHK_ENOMEM: return "out of shared memory";
-    case SHK_ECORRUPT: return "not a valid shmkit segment (corrupt, foreign, truncated or another layout version)";
+    case SHK_ECORRUPT:
+        return "not a valid shmkit segment (corrupt, foreign, truncated or another layout "
+               "version)";
     case SHK_EEXIST: return "already exists";
     case SHK_ENOENT: return "no such segment or object";
     case SHK_EFULL: return "full";
@@ -24,7 +26,8 @@ const char *shk_strerror(int status)
     case SHK_EINTR: return "interrupted by a signal";
     case SHK_EAGAIN: return "changed concurrently";
     case SHK_ENOTFOUND: return "key not found";
-    case SHK_EFOREIGN: return "segment is owned by another user or writable by others (not trusted)";
+    case SHK_EFOREIGN:
+        return "segment is owned by another user or writable by others (not trusted)";
     default: return "unknown error";
     }
 }
@@ -32,8 +35,8 @@ const char *shk_strerror(int status)
 
 const char *shk_type_name(uint32_t type)
 {
-    static const char *const names[SHK_TYPE_MAX_] = {
-        "none", "bump", "freelist", "slab", "dict",
-        "queue", "stack", "bitset", "array", "counter"};
+    static const char *const names[SHK_TYPE_MAX_] = {"none",  "bump",   "freelist", "slab",
+                                                     "dict",  "queue",  "stack",    "bitset",
+                                                     "array", "counter"};
     return type < SHK_TYPE_MAX_ ? names[type] : "unknown";
 }

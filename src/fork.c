@@ -21,12 +21,6 @@ static void on_fork_child(void)
     SHK_A(atomic_fetch_add_explicit(&shk_fork_gen_, 1, memory_order_relaxed));
 }
 
-static void register_fork_handler(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, on_fork_child); }
 
-void shk_fork_watch(void)
-{
-    pthread_once(&fork_once, register_fork_handler);
-}
+void shk_fork_watch(void) { pthread_once(&fork_once, register_fork_handler); }

@@ -67,8 +67,7 @@ static inline uint64_t rd8(const unsigned char *p)
 
 static inline uint64_t rd4(const unsigned char *p)
 {
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-           (uint64_t)p[3] << 24;
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
 }
 
 /* 1..3 bytes: first, middle and last byte (they overlap for short keys). */
@@ -84,7 +83,7 @@ uint64_t shk_hash64(const void *key, size_t len, uint64_t seed)
     seed ^= mix(seed ^ S0, S1);
     if (len <= 16) {
         if (len >= 4) {
-            size_t q = (len >> 3) << 2;   /* 0 for 4..7 bytes, 4 for 8..16 */
+            size_t q = (len >> 3) << 2; /* 0 for 4..7 bytes, 4 for 8..16 */
             a = (rd4(p) << 32) | rd4(p + q);
             b = (rd4(p + len - 4) << 32) | rd4(p + len - 4 - q);
         } else if (len > 0) {

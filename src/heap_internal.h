@@ -17,8 +17,8 @@ uint64_t shk_freelist_header_size(void);
 
 /* Write a fresh free-list header at base+off managing [start, limit).
  * growable: the data region is backed on demand by shk_mapping_reserve. */
-void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
-                          uint64_t limit, int growable);
+void shk_freelist_init_at(char *base, uint64_t off, uint64_t start, uint64_t limit,
+                          int growable);
 
 /* Check a free-list header held in a buffer (at buf+off) against the sizes
  * of its segment; never reads outside [buf+off, buf+off+header size).
@@ -26,15 +26,13 @@ void shk_freelist_init_at(char *base, uint64_t off, uint64_t start,
  * we look; the file size is then read from that mapping, after the header
  * (file_size is ignored).  NULL: buf is a copy and file_size its size. */
 int shk_freelist_validate_at(const char *buf, uint64_t off, uint64_t min_start,
-                             uint64_t file_size, uint64_t max_size,
-                             const shk_mapping *live);
+                             uint64_t file_size, uint64_t max_size, const shk_mapping *live);
 
 /* Open a handle on the free list whose header is at `off` of mapping m
  * (validated).  The handle holds no reference: the caller keeps m mapped
  * until shk_freelist_drop.  `owner` is only remembered, for
  * shk_freelist_segment. */
-int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner,
-                         shk_freelist **out);
+int shk_freelist_open_at(shk_mapping *m, uint64_t off, shk_segment *owner, shk_freelist **out);
 /* Free a handle that shk_freelist_open_at made. */
 void shk_freelist_drop(shk_freelist *fl);
 
@@ -48,17 +46,17 @@ int shk_freelist_free_home(shk_freelist *fl, uint64_t off);
 /* A block's header (16 bytes before the payload); see LAYOUT in
  * alloc_freelist.c. */
 typedef struct shk_fl_block {
-    _Atomic uint64_t link;     /* next block while on a free list or a cache */
-    _Atomic uint32_t state;    /* SHK_FL_LIVE / _FREE / _CACHED */
+    _Atomic uint64_t link;  /* next block while on a free list or a cache */
+    _Atomic uint32_t state; /* SHK_FL_LIVE / _FREE / _CACHED */
     /* class | home stripe << 8.  Atomic: a carver may rewrite it (the same
      * class; a block repaired that way gets home stripe 0). */
     _Atomic uint32_t cls;
 } shk_fl_block;
 #define SHK_FL_BLOCK_HDR 16u
-#define SHK_FL_LIVE 0x4556494cu     /* "LIVE": handed out */
-#define SHK_FL_FREE 0x45455246u     /* "FREE": on a free list */
-#define SHK_FL_CACHED 0x48434143u   /* "CACH": in a process's cache */
-#define SHK_FL_TOP_MASK ((1ull << 40) - 1)   /* top word -> top offset */
+#define SHK_FL_LIVE 0x4556494cu            /* "LIVE": handed out */
+#define SHK_FL_FREE 0x45455246u            /* "FREE": on a free list */
+#define SHK_FL_CACHED 0x48434143u          /* "CACH": in a process's cache */
+#define SHK_FL_TOP_MASK ((1ull << 40) - 1) /* top word -> top offset */
 
 /* Payload bytes of size class c (see alloc_freelist.c: 16-byte steps up to
  * 256, then four classes per power of two). */
@@ -85,17 +83,17 @@ typedef struct shk_cache_local {
     /* slot + 1 (SHK_CACHE_NONE: none to be had) << 32 | fork generation
      * it was claimed in; 0: not looked for yet */
     _Atomic uint64_t w;
-    _Atomic uint64_t id;    /* this process's owner id (pid, start time) */
-    int disabled;           /* tests of the shared lists turn caching off */
+    _Atomic uint64_t id; /* this process's owner id (pid, start time) */
+    int disabled;        /* tests of the shared lists turn caching off */
 } shk_cache_local;
 #define SHK_CACHE_NONE 0xffffffffu
 
 /* The start of every shk_freelist handle: what alloc_cache.c reads. */
 typedef struct shk_fl_common {
     char *base;
-    uint64_t start;           /* first block */
-    _Atomic uint64_t *top;    /* the shared top word */
-    char *table;              /* the shared cache table */
+    uint64_t start;        /* first block */
+    _Atomic uint64_t *top; /* the shared top word */
+    char *table;           /* the shared cache table */
     shk_cache_local cache;
 } shk_fl_common;
 

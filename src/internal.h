@@ -34,7 +34,7 @@ static inline void shk_cpu_relax(void)
 #elif defined(__GNUC__) && defined(__aarch64__)
     __asm__ __volatile__("yield" ::: "memory");
 #else
-    atomic_signal_fence(memory_order_seq_cst);   /* portable: a no-op pause */
+    atomic_signal_fence(memory_order_seq_cst); /* portable: a no-op pause */
 #endif
 }
 
@@ -91,10 +91,7 @@ static inline uint64_t shk_off(const char *base, const void *p)
 {
     return (uint64_t)((const char *)p - base);
 }
-static inline uint64_t shk_align_up(uint64_t n, uint64_t a)
-{
-    return (n + (a - 1)) & ~(a - 1);
-}
+static inline uint64_t shk_align_up(uint64_t n, uint64_t a) { return (n + (a - 1)) & ~(a - 1); }
 /* a + b without wrap-around: UINT64_MAX on overflow, which every bounds
  * check then rejects.  Lengths read from shared memory go through this. */
 static inline uint64_t shk_add_sat(uint64_t a, uint64_t b)
@@ -148,8 +145,7 @@ void shk_pmutex_unlock(pthread_mutex_t *m);
  * Shared (not FUTEX_PRIVATE) futex on a 32-bit word in shared memory.
  * timeout_ns < 0 waits forever.  Returns SHK_OK when woken or the word
  * differed from `expected`, SHK_ETIMEDOUT, or SHK_EINTR on a signal. */
-int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected,
-                   int64_t timeout_ns);
+int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 /* Wakes up to count sleepers on word; returns how many it woke. */
 int shk_futex_wake(_Atomic uint32_t *word, int count);
 
@@ -184,12 +180,12 @@ static inline unsigned shk_fork_gen(void)
 #ifdef SHK_TEST_HOOKS
 extern int shk_crash_armed;
 void shk_crash_init(void);
-void shk_crash_arm(const char *spec);   /* "name[:N]", NULL disarms */
+void shk_crash_arm(const char *spec); /* "name[:N]", NULL disarms */
 void shk_crash_point_hit(const char *name);
-#define SHK_CRASH_POINT(name)                                                \
-    do {                                                                     \
-        if (SHK_UNLIKELY(shk_crash_armed))                                   \
-            shk_crash_point_hit(name);                                       \
+#define SHK_CRASH_POINT(name)                                                                  \
+    do {                                                                                       \
+        if (SHK_UNLIKELY(shk_crash_armed))                                                     \
+            shk_crash_point_hit(name);                                                         \
     } while (0)
 #else
 static inline void shk_crash_init(void) {}
@@ -212,8 +208,7 @@ typedef struct {
     uint64_t size;
 } shk_sized_init;
 
-static inline int shk_sized_init_cb(shk_segment *seg, void *arg, uint64_t *off,
-                                    uint64_t *size)
+static inline int shk_sized_init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
 {
     const shk_sized_init *si = arg;
     *size = si->size;
@@ -221,8 +216,8 @@ static inline int shk_sized_init_cb(shk_segment *seg, void *arg, uint64_t *off,
 }
 
 static inline int shk_object_sized(shk_segment *seg, const char *name, uint32_t type,
-                                   shk_create_sized_fn create, uint64_t size,
-                                   uint64_t *off, int *created)
+                                   shk_create_sized_fn create, uint64_t size, uint64_t *off,
+                                   int *created)
 {
     shk_sized_init si = {create, size};
     return shk_segment_object(seg, name, type, size ? shk_sized_init_cb : NULL, &si, off,

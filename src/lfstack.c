@@ -6,8 +6,8 @@
  */
 #include "lfstack.h"
 
-int shk_lfstack_check(_Atomic uint64_t *head,
-                      int (*walk)(uint64_t head_word, void *ctx), void *ctx)
+int shk_lfstack_check(_Atomic uint64_t *head, int (*walk)(uint64_t head_word, void *ctx),
+                      void *ctx)
 {
     for (unsigned tries = 0;; tries++) {
         uint64_t w = SHK_A(atomic_load_explicit(head, memory_order_acquire));

@@ -28,8 +28,7 @@ static inline uint64_t shk_lf_pack(uint64_t tag, uint64_t off)
 static inline uint64_t shk_lf_off(uint64_t word) { return (word & 0xffffffffu) << 4; }
 static inline uint64_t shk_lf_tag(uint64_t word) { return word >> 32; }
 
-static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base,
-                                    uint64_t node)
+static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base, uint64_t node)
 {
     _Atomic uint64_t *link = (_Atomic uint64_t *)(base + node);
     /* relaxed: our link store and the node's contents are published by the
@@ -39,9 +38,10 @@ static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base,
         SHK_A(atomic_store_explicit(link, shk_lf_off(old), memory_order_relaxed));
         /* release on success: a popper that acquires this head value sees the
          * node's contents and link.  relaxed on failure: we only retry. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(
-                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, node),
-                memory_order_release, memory_order_relaxed)))
+        if (SHK_A(atomic_compare_exchange_weak_explicit(head, &old,
+                                                        shk_lf_pack(shk_lf_tag(old) + 1, node),
+                                                        memory_order_release,
+                                                        memory_order_relaxed)))
             return;
     }
 }
@@ -49,8 +49,7 @@ static inline void shk_lfstack_push(_Atomic uint64_t *head, char *base,
 /* Pops a node; returns its offset or 0 when empty.  `limit` bounds a link
  * read from shared memory: a corrupt link beyond it ends the pop with 0
  * rather than a wild read. */
-static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
-                                       uint64_t limit)
+static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base, uint64_t limit)
 {
     /* acquire: pairs with the pusher's release so the link and contents of
      * the node we may take are visible. */
@@ -59,12 +58,13 @@ static inline uint64_t shk_lfstack_pop(_Atomic uint64_t *head, char *base,
         uint64_t node = shk_lf_off(old);
         if (node == 0 || node + 16 > limit)
             return 0;
-        uint64_t next = SHK_A(atomic_load_explicit(
-            (_Atomic uint64_t *)(base + node), memory_order_relaxed));
+        uint64_t next = SHK_A(
+            atomic_load_explicit((_Atomic uint64_t *)(base + node), memory_order_relaxed));
         /* acquire on both paths: on failure we re-read a new node's link. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(
-                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, next),
-                memory_order_acquire, memory_order_acquire)))
+        if (SHK_A(atomic_compare_exchange_weak_explicit(head, &old,
+                                                        shk_lf_pack(shk_lf_tag(old) + 1, next),
+                                                        memory_order_acquire,
+                                                        memory_order_acquire)))
             return node;
     }
 }
@@ -77,10 +77,9 @@ static inline uint64_t shk_lfstack_take_all(_Atomic uint64_t *head)
     /* acquire: pairs with the pushers' release, so every node's link and
      * contents along the chain are visible. */
     uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_acquire));
-    while (shk_lf_off(old) != 0 &&
-           !SHK_A(atomic_compare_exchange_weak_explicit(
-               head, &old, shk_lf_pack(shk_lf_tag(old) + 1, 0),
-               memory_order_acquire, memory_order_acquire)))
+    while (shk_lf_off(old) != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(
+                                       head, &old, shk_lf_pack(shk_lf_tag(old) + 1, 0),
+                                       memory_order_acquire, memory_order_acquire)))
         ;
     return shk_lf_off(old);
 }
@@ -88,9 +87,8 @@ static inline uint64_t shk_lfstack_take_all(_Atomic uint64_t *head)
 /* Pushes a chain (first .. a node whose link is 0) that we own.  If the
  * stack is empty, one CAS installs the whole chain; otherwise it is walked
  * to its tail (at most max_nodes, each below `limit`) and pushed as one. */
-static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
-                                          uint64_t first, uint64_t limit,
-                                          uint64_t max_nodes)
+static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base, uint64_t first,
+                                          uint64_t limit, uint64_t max_nodes)
 {
     uint64_t old = SHK_A(atomic_load_explicit(head, memory_order_relaxed));
     uint64_t tail = 0;
@@ -98,20 +96,21 @@ static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
         if (shk_lf_off(old) != 0 && tail == 0) {
             tail = first;
             for (uint64_t n = 1; n < max_nodes; n++) {
-                uint64_t next = SHK_A(atomic_load_explicit(
-                    (_Atomic uint64_t *)(base + tail), memory_order_relaxed));
+                uint64_t next = SHK_A(atomic_load_explicit((_Atomic uint64_t *)(base + tail),
+                                                           memory_order_relaxed));
                 if (next == 0 || next + 16 > limit)
                     break;
                 tail = next;
             }
         }
         if (tail)
-            SHK_A(atomic_store_explicit((_Atomic uint64_t *)(base + tail),
-                                  shk_lf_off(old), memory_order_relaxed));
+            SHK_A(atomic_store_explicit((_Atomic uint64_t *)(base + tail), shk_lf_off(old),
+                                        memory_order_relaxed));
         /* release on success: as in push, for every node of the chain. */
-        if (SHK_A(atomic_compare_exchange_weak_explicit(
-                head, &old, shk_lf_pack(shk_lf_tag(old) + 1, first),
-                memory_order_release, memory_order_relaxed)))
+        if (SHK_A(atomic_compare_exchange_weak_explicit(head, &old,
+                                                        shk_lf_pack(shk_lf_tag(old) + 1, first),
+                                                        memory_order_release,
+                                                        memory_order_relaxed)))
             return;
     }
 }
@@ -126,7 +125,7 @@ static inline void shk_lfstack_push_chain(_Atomic uint64_t *head, char *base,
  * of SHK_LFSTACK_CHECK_TRIES further walks gives SHK_EAGAIN (unverified,
  * not corrupt).  SHK_OK: the last walk passed.  (lfstack.c) */
 #define SHK_LFSTACK_CHECK_TRIES 64
-int shk_lfstack_check(_Atomic uint64_t *head,
-                      int (*walk)(uint64_t head_word, void *ctx), void *ctx);
+int shk_lfstack_check(_Atomic uint64_t *head, int (*walk)(uint64_t head_word, void *ctx),
+                      void *ctx);
 
 #endif

@@ -45,15 +45,14 @@
 int shk_mapping_open(shk_mapping *m, int fd, uint64_t max_size, uint64_t floor,
                      uint64_t file_bytes)
 {
-    char *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_NORESERVE, fd, 0);
+    char *base = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+                      0);
     /* Settle for less address space when the process has a limit (ulimit
      * -v gives ENOMEM, valgrind EINVAL): halve down to `floor`. */
     while (base == MAP_FAILED && (errno == ENOMEM || errno == EINVAL) && floor &&
            max_size / 2 >= floor) {
         max_size = shk_align_up(max_size / 2, 4096);
-        base = mmap(NULL, max_size, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_NORESERVE, fd, 0);
+        base = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     }
     if (base == MAP_FAILED)
         return SHK_ESYS;
@@ -66,8 +65,7 @@ int shk_mapping_open(shk_mapping *m, int fd, uint64_t max_size, uint64_t floor,
     return SHK_OK;
 }
 
-void shk_mapping_bind(shk_mapping *m, _Atomic uint64_t *file_size,
-                      shk_mutex *grow_lock)
+void shk_mapping_bind(shk_mapping *m, _Atomic uint64_t *file_size, shk_mutex *grow_lock)
 {
     m->file_size = file_size;
     m->grow_lock = grow_lock;

@@ -15,15 +15,15 @@
  * `verified` is this process's own bound on what the file holds. */
 typedef struct shk_mapping {
     char *base;
-    int fd;                        /* owned: closed by shk_mapping_close */
-    uint64_t max_size;             /* bytes mapped */
+    int fd;            /* owned: closed by shk_mapping_close */
+    uint64_t max_size; /* bytes mapped */
     /* Bytes of the file this process has seen exist (fstat, capped at
      * max_size).  The shared file_size is believed only up to this bound;
      * a larger claim is checked with one fstat, which also moves the bound
      * when the file really grew.  Relaxed atomic: a per-process cache. */
     _Atomic uint64_t verified;
-    _Atomic uint64_t *file_size;   /* shared: bytes backed (release-stored) */
-    shk_mutex *grow_lock;          /* shared: serialises growth */
+    _Atomic uint64_t *file_size; /* shared: bytes backed (release-stored) */
+    shk_mutex *grow_lock;        /* shared: serialises growth */
 } shk_mapping;
 
 /* Map max_size bytes of the shm file fd (file_bytes long now) into m.
@@ -34,8 +34,7 @@ typedef struct shk_mapping {
 int shk_mapping_open(shk_mapping *m, int fd, uint64_t max_size, uint64_t floor,
                      uint64_t file_bytes);
 /* Where the shared file_size record and grow lock are (inside the mapping). */
-void shk_mapping_bind(shk_mapping *m, _Atomic uint64_t *file_size,
-                      shk_mutex *grow_lock);
+void shk_mapping_bind(shk_mapping *m, _Atomic uint64_t *file_size, shk_mutex *grow_lock);
 /* Unmap and close the file. */
 void shk_mapping_close(shk_mapping *m);
 

@@ -15,8 +15,7 @@
 
 /* ------------------------------------------------------------ create/open */
 
-int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg,
-                        uint64_t *off)
+int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg, uint64_t *off)
 {
     uint64_t ring = cfg && cfg->ring_bytes ? cfg->ring_bytes : SHK_QUEUE_DEFAULT_RING;
     uint64_t maxsize = cfg ? cfg->maxsize : 0;
@@ -63,18 +62,15 @@ int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out)
         return SHK_ECORRUPT;
     char *base = shk_segment_base(seg);
     q_shared *sh = (q_shared *)(base + off);
-    if (sh->magic != Q_MAGIC || sh->version != Q_VERSION ||
-        sh->header_size != sizeof(q_shared))
+    if (sh->magic != Q_MAGIC || sh->version != Q_VERSION || sh->header_size != sizeof(q_shared))
         return SHK_ECORRUPT;
     uint64_t ring = sh->ring_size;
-    if (ring < SHK_QUEUE_MIN_RING || ring > SHK_QUEUE_MAX_RING ||
-        (ring & (ring - 1)) || sh->ring_off % 16 ||
-        !shk_segment_contains(seg, sh->ring_off, ring) ||
+    if (ring < SHK_QUEUE_MIN_RING || ring > SHK_QUEUE_MAX_RING || (ring & (ring - 1)) ||
+        sh->ring_off % 16 || !shk_segment_contains(seg, sh->ring_off, ring) ||
         sh->inline_max > ring / 8)
         return SHK_ECORRUPT;
     /* Overlap of header and ring would let writes to one corrupt the other. */
-    if (sh->ring_off < shk_add_sat(off, sizeof(q_shared)) &&
-        off < sh->ring_off + ring)
+    if (sh->ring_off < shk_add_sat(off, sizeof(q_shared)) && off < sh->ring_off + ring)
         return SHK_ECORRUPT;
     /* Producers and consumers go on meanwhile: a head read before a tail
      * can be a whole ring behind it if we are preempted between the two
@@ -117,14 +113,13 @@ static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
     return shk_queue_create_in(seg, arg, off);
 }
 
-int shk_queue_open_named(shk_segment *seg, const char *name,
-                         const shk_queue_config *cfg, shk_queue **out,
-                         int *created)
+int shk_queue_open_named(shk_segment *seg, const char *name, const shk_queue_config *cfg,
+                         shk_queue **out, int *created)
 {
     uint64_t off;
     shk_queue_config dflt = {0, 0};
-    int rc = shk_segment_object(seg, name, SHK_TYPE_QUEUE, init_cb,
-                                (void *)(cfg ? cfg : &dflt), &off, created);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_QUEUE, init_cb, (void *)(cfg ? cfg : &dflt),
+                                &off, created);
     if (rc != SHK_OK)
         return rc;
     return shk_queue_open(seg, off, out);
@@ -157,13 +152,12 @@ static inline int has_room(const shk_queue *q, uint64_t payload)
 }
 
 /* Append one record and commit it.  Lock held, room checked. */
-static inline void append(shk_queue *q, const void *payload, uint32_t plen,
-                          uint32_t tag, uint32_t flags)
+static inline void append(shk_queue *q, const void *payload, uint32_t plen, uint32_t tag,
+                          uint32_t flags)
 {
     q_shared *sh = q->sh;
     uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
-    rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags,
-                 shk_q_digest(plen, tag, flags, payload)};
+    rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags, shk_q_digest(plen, tag, flags, payload)};
     memcpy(q->ring + (tail & q->mask), &h, REC_HDR);
     shk_q_ring_write(q, tail + REC_HDR, payload, plen);
     SHK_CRASH_POINT("queue.put.commit");
@@ -172,12 +166,12 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen,
     SHK_A(atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_relaxed));
     SHK_CRASH_POINT("queue.put.count");
     SHK_A(atomic_store_explicit(&sh->count,
-                          atomic_load_explicit(&sh->count, memory_order_relaxed) + 1,
-                          memory_order_relaxed));
+                                atomic_load_explicit(&sh->count, memory_order_relaxed) + 1,
+                                memory_order_relaxed));
     if (flags & REC_OOL)
-        SHK_A(atomic_store_explicit(&sh->out_of_line,
-                              atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) + 1,
-                              memory_order_relaxed));
+        SHK_A(atomic_store_explicit(
+            &sh->out_of_line, atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) + 1,
+            memory_order_relaxed));
 }
 
 /* ---- waiting (see BLOCKING) ----
@@ -200,10 +194,10 @@ static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
     /* relaxed: a counter; whoever reads it for a decision holds the lock,
      * and a stale value costs at most one wake syscall. */
     uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
-    while ((w >> WAITER_BITS) == gen && (w & WAITER_MASK) != 0 &&
-           !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w - 1,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)))
+    while (
+        (w >> WAITER_BITS) == gen && (w & WAITER_MASK) != 0 &&
+        !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w - 1, memory_order_relaxed,
+                                                     memory_order_relaxed)))
         ;
 }
 
@@ -212,7 +206,8 @@ static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *se
 {
     /* relaxed: waiter counts rise under this lock and fall outside it; a
      * stale non-zero only costs a syscall. */
-    if (SHK_LIKELY((SHK_A(atomic_load_explicit(waiters, memory_order_relaxed)) & WAITER_MASK) == 0))
+    if (SHK_LIKELY((SHK_A(atomic_load_explicit(waiters, memory_order_relaxed)) & WAITER_MASK) ==
+                   0))
         return 0;
     SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_relaxed));
     return 1;
@@ -220,8 +215,7 @@ static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *se
 
 /* Lock not held.  Wakes up to n sleepers; if none was asleep, the count
  * lied: start a new generation (BLOCKING). */
-static void wake_waiters(shk_queue *q, _Atomic uint32_t *waiters,
-                         _Atomic uint32_t *seq, int n)
+static void wake_waiters(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *seq, int n)
 {
     if (shk_futex_wake(seq, n) > 0)
         return;
@@ -257,7 +251,7 @@ void shk_queue_wake_waiters(shk_queue *q)
     SHK_A(atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed));
     shk_futex_wake(&q->sh->not_empty, INT_MAX);
     shk_futex_wake(&q->sh->not_full, INT_MAX);
-    if (q->tasks) {   /* a ledger this handle validated */
+    if (q->tasks) { /* a ledger this handle validated */
         SHK_A(atomic_fetch_add_explicit(&q->tasks->join_seq, 1, memory_order_relaxed));
         shk_futex_wake(&q->tasks->join_seq, INT_MAX);
     }
@@ -265,8 +259,7 @@ void shk_queue_wake_waiters(shk_queue *q)
 
 /* Non-blocking put of one item.  An OOL item is copied into a heap block
  * before locking; *block carries it across attempts of a blocking put. */
-static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
-                   uint64_t *block)
+static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag, uint64_t *block)
 {
     int ool = len > q->inline_max || *block != 0;
     ool_ref ref;
@@ -292,15 +285,14 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
         shk_q_unlock(q);
         if (!spill)
             return SHK_EFULL;
-        ool = 1;   /* no room inline, room for a reference: spill */
+        ool = 1; /* no room inline, room for a reference: spill */
     }
     uint64_t plen = ool ? sizeof ref : len;
-    append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag,
-           ool ? REC_OOL : 0);
+    append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag, ool ? REC_OOL : 0);
     SHK_A(atomic_fetch_add_explicit(&q->sh->total_put, 1, memory_order_relaxed));
     int wake = signal_not_empty(q);
     shk_q_unlock(q);
-    *block = 0;   /* the record owns it now */
+    *block = 0; /* the record owns it now */
     if (wake)
         wake_waiters(q, &q->sh->get_waiters, &q->sh->not_empty, 1);
     return SHK_OK;
@@ -374,27 +366,27 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
 }
 
 /* Run a blocking operation: try, then wait and retry until the deadline. */
-#define BLOCKING_LOOP(try_expr, busy_rc, wait_expr)                           \
-    do {                                                                      \
-        int64_t deadline_ = timeout_ns > 0 ? shk_now_ns() + timeout_ns : 0;   \
-        for (;;) {                                                            \
-            int rc_ = (try_expr);                                             \
-            if (rc_ != (busy_rc) || timeout_ns == 0)                          \
-                return rc_;                                                   \
-            int64_t left_ = -1;                                               \
-            if (timeout_ns > 0) {                                             \
-                left_ = deadline_ - shk_now_ns();                             \
-                if (left_ <= 0)                                               \
-                    return SHK_ETIMEDOUT;                                     \
-            }                                                                 \
-            int wrc_ = (wait_expr);                                           \
-            if (wrc_ != SHK_OK && wrc_ != SHK_ETIMEDOUT)                      \
-                return wrc_;                                                  \
-        }                                                                     \
+#define BLOCKING_LOOP(try_expr, busy_rc, wait_expr)                                            \
+    do {                                                                                       \
+        int64_t deadline_ = timeout_ns > 0 ? shk_now_ns() + timeout_ns : 0;                    \
+        for (;;) {                                                                             \
+            int rc_ = (try_expr);                                                              \
+            if (rc_ != (busy_rc) || timeout_ns == 0)                                           \
+                return rc_;                                                                    \
+            int64_t left_ = -1;                                                                \
+            if (timeout_ns > 0) {                                                              \
+                left_ = deadline_ - shk_now_ns();                                              \
+                if (left_ <= 0)                                                                \
+                    return SHK_ETIMEDOUT;                                                      \
+            }                                                                                  \
+            int wrc_ = (wait_expr);                                                            \
+            if (wrc_ != SHK_OK && wrc_ != SHK_ETIMEDOUT)                                       \
+                return wrc_;                                                                   \
+        }                                                                                      \
     } while (0)
 
-static int put_blocking(shk_queue *q, const void *data, uint64_t len,
-                        uint32_t tag, int64_t timeout_ns, uint64_t *block)
+static int put_blocking(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
+                        int64_t timeout_ns, uint64_t *block)
 {
     BLOCKING_LOOP(try_put(q, data, len, tag, block), SHK_EFULL,
                   shk_queue_wait_put(q, len, left_));
@@ -412,8 +404,7 @@ int shk_queue_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
     return rc;
 }
 
-int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
-                       uint64_t *done)
+int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, uint64_t *done)
 {
     uint64_t k = 0;
     int rc = SHK_OK;
@@ -423,7 +414,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
          * try_put (its block is filled outside the lock). */
         const shk_queue_item *it = &items[k];
         if (it->len > SHK_QUEUE_MAX_ITEM || it->tag > 255 || (it->len && !it->data))
-            return SHK_EINVAL;   /* *done items before it were put */
+            return SHK_EINVAL; /* *done items before it were put */
         if (it->len > q->inline_max) {
             uint64_t block = 0;
             rc = try_put(q, it->data, it->len, it->tag, &block);
@@ -473,8 +464,8 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
 /* ------------------------------------------------------------------- get */
 
 /* Take up to max items under one lock hold.  SHK_EEMPTY if none. */
-static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
-                   void *ctx, uint64_t *done, int *more)
+static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *ctx,
+                   uint64_t *done, int *more)
 {
     int rc = shk_q_lock(q);
     if (rc != SHK_OK)
@@ -486,7 +477,7 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         shk_q_unlock(q);
         return rc;
     }
-    t_cell *cell = NULL;   /* claimed when the first item is taken */
+    t_cell *cell = NULL; /* claimed when the first item is taken */
     uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
     uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
     uint64_t k = 0;
@@ -517,17 +508,18 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc,
         SHK_A(atomic_store_explicit(&sh->head, head, memory_order_relaxed));
         SHK_CRASH_POINT("queue.get.count");
         SHK_A(atomic_store_explicit(&sh->count,
-                              atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
-                              memory_order_relaxed));
+                                    atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
+                                    memory_order_relaxed));
         if (t) {
             if (!cell)
                 cell = shk_q_claim_cell(q, t);
-            cell->taken++;   /* still unfinished, now in our hands */
+            cell->taken++; /* still unfinished, now in our hands */
         }
         if (ool) {
-            SHK_A(atomic_store_explicit(&sh->out_of_line,
-                                  atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,
-                                  memory_order_relaxed));
+            SHK_A(atomic_store_explicit(
+                &sh->out_of_line,
+                atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,
+                memory_order_relaxed));
             to_free[nfree++] = ref.off;
         }
         k++;
@@ -575,8 +567,7 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
     return rc;
 }
 
-int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx,
-                  int64_t timeout_ns)
+int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx, int64_t timeout_ns)
 {
     uint64_t done;
     int more;
@@ -586,8 +577,8 @@ int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx,
                   shk_queue_wait_get(q, left_));
 }
 
-int shk_queue_get_many(shk_queue *q, uint64_t max_items,
-                       shk_queue_alloc_fn alloc, void *ctx, uint64_t *done)
+int shk_queue_get_many(shk_queue *q, uint64_t max_items, shk_queue_alloc_fn alloc, void *ctx,
+                       uint64_t *done)
 {
     *done = 0;
     if (!alloc)
@@ -622,11 +613,11 @@ static void *into_alloc(void *ctx, uint64_t len, uint32_t tag)
     c->tag = tag;
     if (len > c->cap)
         return NULL;
-    return c->buf ? c->buf : (void *)c;   /* len 0: any non-NULL pointer */
+    return c->buf ? c->buf : (void *)c; /* len 0: any non-NULL pointer */
 }
 
-int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len,
-                       uint32_t *tag, int64_t timeout_ns)
+int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len, uint32_t *tag,
+                       int64_t timeout_ns)
 {
     into_ctx c = {buf, cap, 0, 0};
     int rc = shk_queue_get(q, into_alloc, &c, timeout_ns);
@@ -667,7 +658,7 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
     q_shared *sh = q->sh;
     uint64_t n = 0, o = 0, walk_end;
     q_tasks *tasks;
-    rc = shk_q_tasks_of(q, &tasks);   /* the task ledger too, if the queue has one */
+    rc = shk_q_tasks_of(q, &tasks); /* the task ledger too, if the queue has one */
     if (rc == SHK_OK)
         rc = shk_q_walk(q, &n, &o, &walk_end);
     if (rc == SHK_OK &&
@@ -686,8 +677,10 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
         st->total_put = SHK_A(atomic_load_explicit(&sh->total_put, memory_order_relaxed));
         st->total_got = SHK_A(atomic_load_explicit(&sh->total_got, memory_order_relaxed));
         st->recoveries = SHK_A(atomic_load_explicit(&sh->recoveries, memory_order_relaxed));
-        st->get_waiters = SHK_A(atomic_load_explicit(&sh->get_waiters, memory_order_relaxed)) & WAITER_MASK;
-        st->put_waiters = SHK_A(atomic_load_explicit(&sh->put_waiters, memory_order_relaxed)) & WAITER_MASK;
+        st->get_waiters = SHK_A(atomic_load_explicit(&sh->get_waiters, memory_order_relaxed)) &
+                          WAITER_MASK;
+        st->put_waiters = SHK_A(atomic_load_explicit(&sh->put_waiters, memory_order_relaxed)) &
+                          WAITER_MASK;
     }
     shk_q_unlock(q);
     return rc;

@@ -149,17 +149,17 @@
 
 #include "internal.h"
 
-#define Q_MAGIC 0x45554555514b4853ull   /* "SHKQUEUE" */
-#define Q_VERSION 3u   /* also covers the item tags Python writes ('b', 'p') */
+#define Q_MAGIC 0x45554555514b4853ull /* "SHKQUEUE" */
+#define Q_VERSION 3u                  /* also covers the item tags Python writes ('b', 'p') */
 #define REC_HDR 8u
 #define REC_OOL 1u
-#define WAITER_BITS 20u                 /* waiter word: gen << 20 | count */
+#define WAITER_BITS 20u /* waiter word: gen << 20 | count */
 #define WAITER_MASK ((1u << WAITER_BITS) - 1)
 /* How long a waiter polls the queue before it sleeps (see SPINNING). */
-#define SPIN_MIN_NS 2000ll        /* what an idle waiter decays to      */
-#define SPIN_START_NS 20000ll     /* a new handle's budget              */
-#define SPIN_MAX_NS 100000ll      /* what a busy partner can earn it    */
-#define SPIN_CLOCK_EVERY 32u      /* polls between clock reads / yields */
+#define SPIN_MIN_NS 2000ll    /* what an idle waiter decays to      */
+#define SPIN_START_NS 20000ll /* a new handle's budget              */
+#define SPIN_MAX_NS 100000ll  /* what a busy partner can earn it    */
+#define SPIN_CLOCK_EVERY 32u  /* polls between clock reads / yields */
 
 typedef struct q_shared {
     uint64_t magic;
@@ -173,10 +173,10 @@ typedef struct q_shared {
      * lock; read under the lock. */
     _Atomic uint64_t tasks_off;
     uint64_t reserved;
-    shk_mutex lock;                       /* 64 */
+    shk_mutex lock; /* 64 */
     /* Written under the lock; atomic so that qsize() may read them without
      * it (relaxed everywhere: the mutex orders the lock holders). */
-    _Atomic uint64_t head;                /* 128 */
+    _Atomic uint64_t head; /* 128 */
     _Atomic uint64_t tail;
     _Atomic uint64_t count;
     _Atomic uint64_t out_of_line;
@@ -184,7 +184,7 @@ typedef struct q_shared {
     _Atomic uint64_t total_got;
     _Atomic uint64_t recoveries;
     uint64_t pad1;
-    _Atomic uint32_t not_empty;           /* 192: futex words */
+    _Atomic uint32_t not_empty; /* 192: futex words */
     _Atomic uint32_t not_full;
     _Atomic uint32_t get_waiters;
     _Atomic uint32_t put_waiters;
@@ -196,7 +196,7 @@ SHK_STATIC_ASSERT(offsetof(q_shared, not_empty) == 192, "queue layout");
 SHK_STATIC_ASSERT(sizeof(q_shared) == 256, "queue header size");
 
 typedef struct rec_hdr {
-    uint32_t len;      /* payload bytes in the ring (16 for OOL) */
+    uint32_t len; /* payload bytes in the ring (16 for OOL) */
     uint8_t tag;
     uint8_t flags;
     uint16_t check;
@@ -208,16 +208,16 @@ typedef struct ool_ref {
 } ool_ref;
 SHK_STATIC_ASSERT(REC_HDR + sizeof(ool_ref) == SHK_QUEUE_MIN_RECORD, "spilled record");
 
-#define T_MAGIC 0x534b534154514b53ull   /* "SKQTASKS" */
+#define T_MAGIC 0x534b534154514b53ull /* "SKQTASKS" */
 #define T_CELLS 128u
-#define T_SHARED (T_CELLS - 1)          /* the cell of last resort */
-#define JOIN_POLL_NS 100000000ll        /* dead-consumer check period */
+#define T_SHARED (T_CELLS - 1)   /* the cell of last resort */
+#define JOIN_POLL_NS 100000000ll /* dead-consumer check period */
 
 typedef struct t_cell {
-    uint32_t pid;       /* 0 = free */
+    uint32_t pid; /* 0 = free */
     uint32_t pad;
-    uint64_t start;     /* the process's start time, in clock ticks */
-    uint64_t taken;     /* items it took and has not marked done */
+    uint64_t start; /* the process's start time, in clock ticks */
+    uint64_t taken; /* items it took and has not marked done */
 } t_cell;
 
 /* The task ledger.  Cells and `reclaimed` are read and written only under
@@ -241,28 +241,25 @@ struct shk_queue {
     q_shared *sh;
     char *ring;
     uint64_t ring_size, mask, maxsize, inline_max;
-    q_tasks *tasks;          /* validated ledger at tasks_off, or NULL */
+    q_tasks *tasks; /* validated ledger at tasks_off, or NULL */
     uint64_t tasks_off;
-    pid_t me_pid;            /* this process (0: not read yet)        */
-    unsigned me_gen;         /* shk_fork_gen() when me_pid was read    */
+    pid_t me_pid;    /* this process (0: not read yet)        */
+    unsigned me_gen; /* shk_fork_gen() when me_pid was read    */
     uint64_t me_start;
-    int me_cell;             /* our cell's index, -1 if not known */
+    int me_cell; /* our cell's index, -1 if not known */
     /* Spin budgets (ns) of this handle's get and put waits (SPINNING).
      * Process-local; relaxed atomics because threads share a handle. */
     _Atomic int64_t spin_get, spin_put;
 };
 
-static inline uint64_t rec_size(uint64_t payload)
-{
-    return REC_HDR + shk_align_up(payload, 8);
-}
+static inline uint64_t rec_size(uint64_t payload) { return REC_HDR + shk_align_up(payload, 8); }
 
 /* ---- queue_ring.c ---- */
 uint16_t shk_q_digest(uint32_t len, uint32_t tag, uint32_t flags, const void *payload);
 void shk_q_ring_write(shk_queue *q, uint64_t pos, const void *src, uint64_t n);
 void shk_q_ring_read(const shk_queue *q, uint64_t pos, void *dst, uint64_t n);
-int shk_q_read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
-                      rec_hdr *h, ool_ref *ref);
+int shk_q_read_record(const shk_queue *q, uint64_t pos, uint64_t avail, rec_hdr *h,
+                      ool_ref *ref);
 int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end);
 int shk_q_lock(shk_queue *q);
 static inline void shk_q_unlock(shk_queue *q) { shk_mutex_unlock(&q->sh->lock); }

@@ -86,16 +86,15 @@ static uint16_t ring_digest(const shk_queue *q, uint64_t pos, const rec_hdr *h)
 /* Read and validate the record at `pos`, knowing `avail` bytes of records
  * follow it.  Fills *h (and *ref for OOL).  SHK_ECORRUPT if it cannot be a
  * record the queue wrote. */
-int shk_q_read_record(const shk_queue *q, uint64_t pos, uint64_t avail,
-                       rec_hdr *h, ool_ref *ref)
+int shk_q_read_record(const shk_queue *q, uint64_t pos, uint64_t avail, rec_hdr *h,
+                      ool_ref *ref)
 {
     if (avail < REC_HDR)
         return SHK_ECORRUPT;
     /* 8-aligned position, ring_size a multiple of 8: never wraps. */
     memcpy(h, q->ring + (pos & q->mask), REC_HDR);
     if ((h->flags & ~REC_OOL) || rec_size(h->len) > avail ||
-        (!(h->flags & REC_OOL) && h->len > q->inline_max) ||
-        ring_digest(q, pos, h) != h->check)
+        (!(h->flags & REC_OOL) && h->len > q->inline_max) || ring_digest(q, pos, h) != h->check)
         return SHK_ECORRUPT;
     if (h->flags & REC_OOL) {
         if (h->len != sizeof(ool_ref))

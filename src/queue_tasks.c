@@ -53,7 +53,7 @@ static t_cell *find_cell(shk_queue *q, q_tasks *t)
 {
     know_me(q);
     uint32_t pid = (uint32_t)q->me_pid;
-    if (q->me_cell == (int)T_SHARED)   /* the table was full: stay there */
+    if (q->me_cell == (int)T_SHARED) /* the table was full: stay there */
         return &t->cells[T_SHARED];
     if (q->me_cell >= 0 && t->cells[q->me_cell].pid == pid &&
         t->cells[q->me_cell].start == q->me_start)
@@ -178,7 +178,7 @@ int shk_queue_task_done(shk_queue *q)
     }
     t_cell *c = find_cell(q, t);
     for (unsigned i = 0; (!c || c->taken == 0) && i < T_CELLS; i++)
-        c = &t->cells[i];   /* an item another process took */
+        c = &t->cells[i]; /* an item another process took */
     if (c->taken == 0) {
         shk_q_unlock(q);
         return SHK_EEMPTY;
@@ -195,7 +195,10 @@ int shk_queue_task_done(shk_queue *q)
  * short holds: /proc is read between them). */
 static int reclaim_dead(shk_queue *q, q_tasks *t)
 {
-    struct { uint32_t pid; uint64_t start; } snap[T_SHARED];
+    struct {
+        uint32_t pid;
+        uint64_t start;
+    } snap[T_SHARED];
     int rc = shk_q_lock(q);
     if (rc != SHK_OK)
         return rc;
@@ -262,9 +265,9 @@ int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns)
     /* relaxed: a counter; a joiner killed asleep leaves it high, which
      * costs task_done one wake syscall when unfinished reaches 0. */
     uint32_t w = SHK_A(atomic_load_explicit(&t->join_waiters, memory_order_relaxed));
-    while (w != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(
-                                 &t->join_waiters, &w, w - 1,
-                                 memory_order_relaxed, memory_order_relaxed)))
+    while (w != 0 && !SHK_A(atomic_compare_exchange_weak_explicit(&t->join_waiters, &w, w - 1,
+                                                                  memory_order_relaxed,
+                                                                  memory_order_relaxed)))
         ;
     if (rc == SHK_EINTR)
         return rc;

@@ -65,11 +65,11 @@
 #define SEG_LAYOUT_VERSION 1u
 #define SEG_HEADER_SIZE 8192u
 #define SEG_STATE_INIT 0u
-#define SEG_STATE_READY 0x52454459u     /* "READY" */
+#define SEG_STATE_READY 0x52454459u /* "READY" */
 
 typedef struct dir_entry {
     char name[SHK_OBJECT_NAME_MAX + 1];
-    _Atomic uint32_t type;          /* 0 = unused; stored last (release) */
+    _Atomic uint32_t type; /* 0 = unused; stored last (release) */
     uint32_t reserved;
     uint64_t offset;
     uint64_t size;
@@ -93,24 +93,21 @@ typedef struct seg_header {
     uint64_t data_start;
     _Atomic uint32_t dir_count;
     uint32_t reserved[9];
-    shk_mutex grow_lock;            /* offset 128 */
-    shk_mutex dir_lock;             /* offset 192 */
+    shk_mutex grow_lock;             /* offset 128 */
+    shk_mutex dir_lock;              /* offset 192 */
     dir_entry dir[SHK_DIR_CAPACITY]; /* offset 256 */
 } seg_header;
 SHK_STATIC_ASSERT(offsetof(seg_header, grow_lock) == 128, "layout");
 SHK_STATIC_ASSERT(sizeof(seg_header) <= SEG_HEADER_SIZE, "header fits");
 
 struct shk_segment {
-    shk_mapping map;                /* base, fd, max_size, file size */
+    shk_mapping map; /* base, fd, max_size, file size */
     _Atomic int refs;
     shk_freelist *heap;
-    char name[SHK_SEGMENT_NAME_MAX + 2];   /* with the leading '/' */
+    char name[SHK_SEGMENT_NAME_MAX + 2]; /* with the leading '/' */
 };
 
-static inline seg_header *hdr(const shk_segment *seg)
-{
-    return (seg_header *)seg->map.base;
-}
+static inline seg_header *hdr(const shk_segment *seg) { return (seg_header *)seg->map.base; }
 
 static uint64_t data_start_offset(void)
 {
@@ -164,14 +161,12 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
     if (len < sizeof(seg_header))
         return SHK_ECORRUPT;
     if (h->magic != SEG_MAGIC || h->version != SEG_LAYOUT_VERSION ||
-        h->header_size != SEG_HEADER_SIZE ||
-        h->dir_capacity != SHK_DIR_CAPACITY)
+        h->header_size != SEG_HEADER_SIZE || h->dir_capacity != SHK_DIR_CAPACITY)
         return SHK_ECORRUPT;
     if (SHK_A(atomic_load_explicit(&h->state, memory_order_acquire)) != SEG_STATE_READY)
         return SHK_ECORRUPT;
     uint64_t fs = SHK_A(atomic_load_explicit(&h->file_size, memory_order_acquire));
-    if (h->max_size < ds || h->max_size > SHK_MAX_MAX_SIZE ||
-        h->max_size % 4096 != 0)
+    if (h->max_size < ds || h->max_size > SHK_MAX_MAX_SIZE || h->max_size % 4096 != 0)
         return SHK_ECORRUPT;
     if (fs < ds || fs > h->max_size || fs > file_bytes)
         return SHK_ECORRUPT;
@@ -185,8 +180,7 @@ int shk_segment_validate_header(const void *buf, size_t len, uint64_t file_bytes
             return SHK_ECORRUPT;
     if (len < ds)
         return SHK_ECORRUPT;
-    return shk_freelist_validate_at((const char *)buf, h->heap_off, ds, fs,
-                                    h->max_size, NULL);
+    return shk_freelist_validate_at((const char *)buf, h->heap_off, ds, fs, h->max_size, NULL);
 }
 
 /* ------------------------------------------------------------------ trust */
@@ -198,7 +192,7 @@ static int in_our_groups(gid_t gid)
         return 1;
     gid_t small[64], *groups = small;
     int n = getgroups(64, small);
-    if (n < 0 && errno == EINVAL) {   /* more than 64: ask for the count */
+    if (n < 0 && errno == EINVAL) { /* more than 64: ask for the count */
         int want = getgroups(0, NULL);
         groups = want > 0 ? malloc((size_t)want * sizeof *groups) : NULL;
         n = groups ? getgroups(want, groups) : -1;
@@ -263,8 +257,10 @@ static uint64_t default_max_size(void)
         return SHK_DEFAULT_MAX_SIZE;
     char *end;
     unsigned long long n = strtoull(v, &end, 10);
-    int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
-              : *end == 'G' || *end == 'g' ? 30 : 0;
+    int shift = *end == 'K' || *end == 'k'   ? 10
+                : *end == 'M' || *end == 'm' ? 20
+                : *end == 'G' || *end == 'g' ? 30
+                                             : 0;
     if (n == 0 || n > (SHK_MAX_MAX_SIZE >> shift))
         return SHK_DEFAULT_MAX_SIZE;
     return (uint64_t)n << shift;
@@ -272,8 +268,8 @@ static uint64_t default_max_size(void)
 
 /* A handle on the shm file fd, mapped (shk_mapping_open: max_size, floor,
  * file_bytes) and owning fd; NULL with errno set, fd still the caller's. */
-static shk_segment *handle_new(const char *path, int fd, uint64_t max_size,
-                               uint64_t floor, uint64_t file_bytes)
+static shk_segment *handle_new(const char *path, int fd, uint64_t max_size, uint64_t floor,
+                               uint64_t file_bytes)
 {
     shk_segment *seg = calloc(1, sizeof *seg);
     if (!seg)
@@ -302,8 +298,8 @@ static int open_heap(shk_segment *seg)
     return shk_freelist_open_at(&seg->map, hdr(seg)->heap_off, seg, &seg->heap);
 }
 
-int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
-                       mode_t mode, shk_segment **out)
+int shk_segment_create(const char *name, uint64_t size, uint64_t max_size, mode_t mode,
+                       shk_segment **out)
 {
     shk_crash_init();
     if (!shk_segment_name_valid(name))
@@ -360,8 +356,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
     h->heap_off = SEG_HEADER_SIZE;
     h->data_start = ds;
     SHK_A(atomic_store_explicit(&h->dir_count, 0, memory_order_relaxed));
-    if (shk_mutex_init(&h->grow_lock) != SHK_OK ||
-        shk_mutex_init(&h->dir_lock) != SHK_OK)
+    if (shk_mutex_init(&h->grow_lock) != SHK_OK || shk_mutex_init(&h->dir_lock) != SHK_OK)
         goto fail_map;
     shk_freelist_init_at(base, h->heap_off, ds, max_size, 1);
     if (open_heap(seg) != SHK_OK)
@@ -373,7 +368,7 @@ int shk_segment_create(const char *name, uint64_t size, uint64_t max_size,
 
 fail_map:
     saved = errno;
-    handle_free(seg);    /* closes fd */
+    handle_free(seg); /* closes fd */
     shm_unlink(path);
     errno = saved;
     return errno == ENOSPC ? SHK_ENOMEM : SHK_ESYS;
@@ -420,7 +415,7 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
     }
     int rc = SHK_ECORRUPT;
     struct stat st;
-    off_t prev_size = -1;    /* -1: no failed copy in prev yet */
+    off_t prev_size = -1; /* -1: no failed copy in prev yet */
     /* A creator may still be initialising: its file can be empty or its
      * state INIT for a moment.  Give it up to 2 s, checking every 1 ms; a
      * futex cannot be used here because there may be no page to wait on
@@ -447,19 +442,20 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
             }
             const seg_header *h = (const seg_header *)buf;
             int initialising = h->magic == SEG_MAGIC &&
-                SHK_A(atomic_load_explicit(&h->state, memory_order_acquire)) == SEG_STATE_INIT;
+                               SHK_A(atomic_load_explicit(&h->state, memory_order_acquire)) ==
+                                   SEG_STATE_INIT;
             rc = shk_segment_validate_header(buf, ds, (uint64_t)st.st_size);
             if (rc == SHK_OK)
                 break;
             if (!initialising) {
                 if (st.st_size == prev_size && memcmp(buf, prev, ds) == 0)
-                    break;   /* the same on two reads: really corrupt */
+                    break; /* the same on two reads: really corrupt */
                 memcpy(prev, buf, ds);
                 prev_size = st.st_size;
-                continue;    /* read again at once */
+                continue; /* read again at once */
             }
         } else if (st.st_size != 0) {
-            rc = SHK_ECORRUPT;   /* truncated: too short to hold a header */
+            rc = SHK_ECORRUPT; /* truncated: too short to hold a header */
             break;
         }
         struct timespec d = {0, 1000000};
@@ -485,16 +481,14 @@ int shk_segment_attach_ex(const char *name, int trust, shk_segment_owner *owner,
     return SHK_OK;
 }
 
-int shk_segment_open(const char *name, uint64_t size, uint64_t max_size,
-                     mode_t mode, shk_segment **out, int *created)
+int shk_segment_open(const char *name, uint64_t size, uint64_t max_size, mode_t mode,
+                     shk_segment **out, int *created)
 {
-    return shk_segment_open_ex(name, size, max_size, mode, SHK_TRUST_OWNER, NULL, out,
-                               created);
+    return shk_segment_open_ex(name, size, max_size, mode, SHK_TRUST_OWNER, NULL, out, created);
 }
 
-int shk_segment_open_ex(const char *name, uint64_t size, uint64_t max_size,
-                        mode_t mode, int trust, shk_segment_owner *owner,
-                        shk_segment **out, int *created)
+int shk_segment_open_ex(const char *name, uint64_t size, uint64_t max_size, mode_t mode,
+                        int trust, shk_segment_owner *owner, shk_segment **out, int *created)
 {
     /* Alternate until one wins: another process may create or unlink the
      * name between our two calls. */
@@ -599,8 +593,7 @@ static int object_name_valid(const char *name)
     return n >= 1 && n <= SHK_OBJECT_NAME_MAX;
 }
 
-static int find_entry(const seg_header *h, const char *name, uint64_t fs,
-                      shk_object_info *info)
+static int find_entry(const seg_header *h, const char *name, uint64_t fs, shk_object_info *info)
 {
     /* acquire: pairs with the release store of dir_count/type by the
      * inserter, so a visible entry is complete. */
@@ -626,8 +619,7 @@ static int find_entry(const seg_header *h, const char *name, uint64_t fs,
     return SHK_ENOENT;
 }
 
-int shk_segment_lookup(const shk_segment *seg, const char *name,
-                       shk_object_info *info)
+int shk_segment_lookup(const shk_segment *seg, const char *name, shk_object_info *info)
 {
     if (!object_name_valid(name))
         return SHK_EINVAL;
@@ -635,8 +627,7 @@ int shk_segment_lookup(const shk_segment *seg, const char *name,
 }
 
 int shk_segment_object(shk_segment *seg, const char *name, uint32_t type,
-                       shk_object_init_fn init, void *arg,
-                       uint64_t *offset, int *created)
+                       shk_object_init_fn init, void *arg, uint64_t *offset, int *created)
 {
     if (!object_name_valid(name) || type == 0 || type >= SHK_TYPE_MAX_)
         return SHK_EINVAL;
@@ -695,8 +686,7 @@ uint32_t shk_segment_object_count(const shk_segment *seg)
     return n > SHK_DIR_CAPACITY ? SHK_DIR_CAPACITY : n;
 }
 
-int shk_segment_object_at(const shk_segment *seg, uint32_t i,
-                          shk_object_info *info)
+int shk_segment_object_at(const shk_segment *seg, uint32_t i, shk_object_info *info)
 {
     if (i >= shk_segment_object_count(seg))
         return SHK_EINVAL;

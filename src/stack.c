@@ -49,10 +49,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MAGIC 0x4b434154534b4853ull   /* "SHKSTACK" */
-#define S_VERSION 2u   /* also covers the item tags Python writes ('b', 'p') */
+#define S_MAGIC 0x4b434154534b4853ull /* "SHKSTACK" */
+#define S_VERSION 2u                  /* also covers the item tags Python writes ('b', 'p') */
 #define NODE_HDR 24u
-#define NODE_CHECK 0x4e4b5453u          /* "STKN" */
+#define NODE_CHECK 0x4e4b5453u /* "STKN" */
 
 typedef struct s_shared {
     uint64_t magic;
@@ -102,8 +102,7 @@ int shk_stack_open(shk_segment *seg, uint64_t off, shk_stack **out)
     if (off % 16 || !shk_segment_contains(seg, off, sizeof(s_shared)))
         return SHK_ECORRUPT;
     s_shared *sh = (s_shared *)(shk_segment_base(seg) + off);
-    if (sh->magic != S_MAGIC || sh->version != S_VERSION ||
-        sh->header_size != sizeof(s_shared))
+    if (sh->magic != S_MAGIC || sh->version != S_VERSION || sh->header_size != sizeof(s_shared))
         return SHK_ECORRUPT;
     uint64_t top = shk_lf_off(SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed)));
     if (top && !shk_segment_contains(seg, top, NODE_HDR))
@@ -127,12 +126,10 @@ static int init_cb(shk_segment *seg, void *arg, uint64_t *off, uint64_t *size)
     return shk_stack_create_in(seg, off);
 }
 
-int shk_stack_open_named(shk_segment *seg, const char *name, shk_stack **out,
-                         int *created)
+int shk_stack_open_named(shk_segment *seg, const char *name, shk_stack **out, int *created)
 {
     uint64_t off;
-    int rc = shk_segment_object(seg, name, SHK_TYPE_STACK, init_cb, NULL, &off,
-                                created);
+    int rc = shk_segment_object(seg, name, SHK_TYPE_STACK, init_cb, NULL, &off, created);
     if (rc != SHK_OK)
         return rc;
     return shk_stack_open(seg, off, out);
@@ -179,16 +176,14 @@ int shk_stack_push(shk_stack *s, const void *data, uint64_t len, uint32_t tag)
 
 /* Length and tag of node `off` if it looks like a node whose bytes lie in
  * the backed segment; 0 otherwise. */
-static int node_valid(const shk_stack *s, uint64_t off, uint64_t *len,
-                      uint32_t *tag)
+static int node_valid(const shk_stack *s, uint64_t off, uint64_t *len, uint32_t *tag)
 {
     if (off == 0 || off % 16 || !shk_segment_contains(s->seg, off, NODE_HDR))
         return 0;
     const s_node *n = node_at(s, off);
     uint64_t l = SHK_A(atomic_load_explicit(&n->len, memory_order_relaxed));
     if (SHK_A(atomic_load_explicit(&n->check, memory_order_relaxed)) != NODE_CHECK ||
-        l > SHK_STACK_MAX_ITEM ||
-        !shk_segment_contains(s->seg, off + NODE_HDR, l))
+        l > SHK_STACK_MAX_ITEM || !shk_segment_contains(s->seg, off + NODE_HDR, l))
         return 0;
     *len = l;
     *tag = SHK_A(atomic_load_explicit(&n->tag, memory_order_relaxed));
@@ -199,17 +194,15 @@ int shk_stack_pop(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx)
 {
     if (!alloc)
         return SHK_EINVAL;
-    uint64_t off = shk_lfstack_pop(&s->sh->head, s->base,
-                                   shk_segment_file_size(s->seg));
+    uint64_t off = shk_lfstack_pop(&s->sh->head, s->base, shk_segment_file_size(s->seg));
     if (off == 0)
         return SHK_EEMPTY;
     SHK_CRASH_POINT("stack.pop.count");
     SHK_A(atomic_fetch_sub_explicit(&s->sh->count, 1, memory_order_relaxed));
     uint64_t len;
     uint32_t tag;
-    if (!node_valid(s, off, &len, &tag) ||
-        shk_freelist_usable(s->heap, off) < NODE_HDR + len)
-        return SHK_ECORRUPT;   /* not ours to free: leave it alone */
+    if (!node_valid(s, off, &len, &tag) || shk_freelist_usable(s->heap, off) < NODE_HDR + len)
+        return SHK_ECORRUPT; /* not ours to free: leave it alone */
     void *dst = alloc(ctx, len, tag);
     if (!dst) {
         /* Give it back (on top: the order is kept unless someone pushed in
@@ -266,7 +259,7 @@ uint64_t shk_stack_size(const shk_stack *s)
  * big enough for its item, no cycle. */
 typedef struct stack_walk {
     shk_stack *s;
-    uint64_t items, bytes, tags[4];   /* of the last walk */
+    uint64_t items, bytes, tags[4]; /* of the last walk */
 } stack_walk;
 
 static int walk_stack(uint64_t head_word, void *ctx)
@@ -283,11 +276,10 @@ static int walk_stack(uint64_t head_word, void *ctx)
         uint64_t len;
         uint32_t tag;
         if (!node_valid(s, off, &len, &tag) ||
-            shk_freelist_usable(s->heap, off) < NODE_HDR + len ||
-            ++sw->items > limit)
+            shk_freelist_usable(s->heap, off) < NODE_HDR + len || ++sw->items > limit)
             return 1;
         sw->bytes += len;
-        tag = tag < 256 ? tag : 255;   /* push refuses tags above 255 */
+        tag = tag < 256 ? tag : 255; /* push refuses tags above 255 */
         sw->tags[tag / 64] |= 1ull << (tag % 64);
         off = SHK_A(atomic_load_explicit(&node_at(s, off)->link, memory_order_relaxed));
     }

@@ -70,11 +70,11 @@ int shk_pmutex_init(pthread_mutex_t *m)
  * a robust owner that dies is replaced in the word by the kernel
  * (FUTEX_OWNER_DIED) before its id is freed.  This assumes every process
  * using the segment is in one PID namespace (docs/SECURITY.md). */
-#define SHK_TID_MASK 0x3fffffffu        /* FUTEX_TID_MASK */
-#define SHK_OWNER_DIED 0x40000000u      /* FUTEX_OWNER_DIED */
-#define SHK_PID_MAX_LIMIT (4u << 20)    /* the kernel's PID_MAX_LIMIT */
-#define SHK_LOCK_SLICE_NS 100000000LL   /* 100 ms between owner checks */
-#define SHK_LOCK_SPINS 100              /* polls of a held lock's word */
+#define SHK_TID_MASK 0x3fffffffu      /* FUTEX_TID_MASK */
+#define SHK_OWNER_DIED 0x40000000u    /* FUTEX_OWNER_DIED */
+#define SHK_PID_MAX_LIMIT (4u << 20)  /* the kernel's PID_MAX_LIMIT */
+#define SHK_LOCK_SLICE_NS 100000000LL /* 100 ms between owner checks */
+#define SHK_LOCK_SPINS 100            /* polls of a held lock's word */
 
 #ifdef __GLIBC__
 static int expected_kind;
@@ -180,10 +180,7 @@ static int owner_maps_mutex(const pthread_mutex_t *m, pid_t tid)
     return maps_find(pid, 0, key, sizeof key) != 0;
 }
 
-int shk_pid_exists(pid_t pid)
-{
-    return kill(pid, 0) == 0 || errno != ESRCH;
-}
+int shk_pid_exists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
 
 uint64_t shk_proc_start(pid_t pid)
 {
@@ -197,13 +194,13 @@ uint64_t shk_proc_start(pid_t pid)
     if (n <= 0)
         return n == 0 || errno == ESRCH ? 0 : SHK_START_UNKNOWN;
     buf[n] = 0;
-    char *p = strrchr(buf, ')');          /* the name may hold spaces */
+    char *p = strrchr(buf, ')'); /* the name may hold spaces */
     if (!p || p[1] != ' ')
         return SHK_START_UNKNOWN;
     p += 2;
     if (*p == 'Z' || *p == 'X')
         return 0;
-    for (int field = 3; field < 22; field++) {   /* p is at field 3 */
+    for (int field = 3; field < 22; field++) { /* p is at field 3 */
         p = strchr(p, ' ');
         if (!p)
             return SHK_START_UNKNOWN;
@@ -222,9 +219,9 @@ static int owner_impossible(const pthread_mutex_t *m)
     uint32_t w = lock_word(m);
     pid_t tid = (pid_t)(w & SHK_TID_MASK);
     if (tid == 0)
-        return 0;      /* freed meanwhile: lock again */
+        return 0; /* freed meanwhile: lock again */
     if ((uint32_t)tid > SHK_PID_MAX_LIMIT || tid == (pid_t)syscall(SYS_gettid))
-        return 1;      /* this thread never locks twice */
+        return 1; /* this thread never locks twice */
     if (shk_pid_exists(tid)) {
         /* alive (EPERM: alive, another user): a holder only if it maps
          * the segment */
@@ -299,12 +296,11 @@ int shk_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns
         ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
         tsp = &ts;
     }
-    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tsp,
-                      NULL, 0);
+    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tsp, NULL, 0);
     if (rc == 0)
         return SHK_OK;
     if (errno == EAGAIN)
-        return SHK_OK;     /* the word already changed: no need to sleep */
+        return SHK_OK; /* the word already changed: no need to sleep */
     if (errno == ETIMEDOUT)
         return SHK_ETIMEDOUT;
     if (errno == EINTR)

@@ -103,8 +103,8 @@ typedef struct shk_bump shk_bump;
 int shk_bump_create_in(shk_segment *seg, uint64_t capacity, uint64_t *off);
 int shk_bump_open(shk_segment *seg, uint64_t off, shk_bump **out);
 /* Open (or, capacity != 0, create) the bump allocator called `name`. */
-int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity,
-                        shk_bump **out, int *created);
+int shk_bump_open_named(shk_segment *seg, const char *name, uint64_t capacity, shk_bump **out,
+                        int *created);
 void shk_bump_close(shk_bump *b);
 int shk_bump_alloc(shk_bump *b, uint64_t n, uint64_t *off);
 void shk_bump_reset(shk_bump *b);
@@ -123,12 +123,11 @@ int shk_bump_check(const shk_bump *b, shk_bump_stats *stats);
 /* ---------------- slab allocator ---------------- */
 
 typedef struct shk_slab shk_slab;
-int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots,
-                       uint64_t *off);
+int shk_slab_create_in(shk_segment *seg, uint64_t slot_size, uint64_t nslots, uint64_t *off);
 int shk_slab_open(shk_segment *seg, uint64_t off, shk_slab **out);
 /* Open (or, nslots != 0, create) the slab allocator called `name`. */
-int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size,
-                        uint64_t nslots, shk_slab **out, int *created);
+int shk_slab_open_named(shk_segment *seg, const char *name, uint64_t slot_size, uint64_t nslots,
+                        shk_slab **out, int *created);
 void shk_slab_close(shk_slab *s);
 int shk_slab_alloc(shk_slab *s, uint64_t *off);
 int shk_slab_free(shk_slab *s, uint64_t off);   /* SHK_EBADOFF if not live */

@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-typedef struct shk_array shk_array;   /* process-local handle */
+typedef struct shk_array shk_array; /* process-local handle */
 
 /* Element types.  The values are part of the shared layout: never reuse. */
 enum shk_dtype {
@@ -71,22 +71,21 @@ uint32_t shk_dtype_from_name(const char *name);
 /* Build an array of `length` elements of `dtype`, all zero, in the heap of
  * `seg`.  SHK_EINVAL for a bad dtype, length 0 or too many bytes;
  * SHK_ENOMEM if the segment has no room. */
-int shk_array_create_in(shk_segment *seg, uint32_t dtype, uint64_t length,
-                        uint64_t *off);
+int shk_array_create_in(shk_segment *seg, uint32_t dtype, uint64_t length, uint64_t *off);
 /* Open a handle on the array whose header is at `off` (validated). */
 int shk_array_open(shk_segment *seg, uint64_t off, shk_array **out);
 /* Open the array `name` in `seg`, creating it (all zero) if absent and
  * dtype != 0.  dtype == 0 only attaches (SHK_ENOENT if absent).
  * SHK_EINVAL if it exists with another dtype or length than given (a
  * length of 0 accepts any). */
-int shk_array_open_named(shk_segment *seg, const char *name, uint32_t dtype,
-                         uint64_t length, shk_array **out, int *created);
+int shk_array_open_named(shk_segment *seg, const char *name, uint32_t dtype, uint64_t length,
+                         shk_array **out, int *created);
 void shk_array_close(shk_array *a);
 
 uint32_t shk_array_dtype(const shk_array *a);
 uint64_t shk_array_length(const shk_array *a);
 unsigned shk_array_itemsize(const shk_array *a);
-void *shk_array_data(shk_array *a);     /* 16-byte aligned, in the segment */
+void *shk_array_data(shk_array *a); /* 16-byte aligned, in the segment */
 shk_segment *shk_array_segment(const shk_array *a);
 uint64_t shk_array_offset(const shk_array *a);
 
@@ -110,8 +109,8 @@ int shk_array_compare_and_swap(shk_array *a, uint64_t i, shk_scalar expected,
  * old + delta (delta = -magnitude if negative) if that fits the type;
  * otherwise SHK_EINVAL and nothing changes.  *prev gets old.  Covers every
  * delta that can give a valid result, e.g. -(2^64 - 1) on a uint64. */
-int shk_array_add_wide(shk_array *a, uint64_t i, int negative,
-                       uint64_t magnitude, shk_scalar *prev);
+int shk_array_add_wide(shk_array *a, uint64_t i, int negative, uint64_t magnitude,
+                       shk_scalar *prev);
 /* Same with an int64 delta; on float arrays it is a float add. */
 int shk_array_add(shk_array *a, uint64_t i, int64_t delta, shk_scalar *prev);
 /* Wrapping (modular) atomic add on an integer element: one fetch_add,
@@ -127,8 +126,7 @@ int shk_array_check(const shk_array *a);
 /* Validate an array header held in buf[0, len) that claims to sit at
  * segment offset `off` of a segment backed up to `file_size`; never reads
  * outside buf.  Used by open and by the fuzzers. */
-int shk_array_validate_header(const void *buf, size_t len, uint64_t off,
-                              uint64_t file_size);
+int shk_array_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size);
 size_t shk_array_header_size(void);
 
 #ifdef __cplusplus

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-typedef struct shk_bitset shk_bitset;   /* process-local handle */
+typedef struct shk_bitset shk_bitset; /* process-local handle */
 
 /* Most bits one bitset may hold (32 GiB of words: half the largest
  * segment). */
@@ -48,8 +48,8 @@ int shk_bitset_open(shk_segment *seg, uint64_t off, shk_bitset **out);
  * does not exist and nbits > 0.  nbits == 0 only attaches (SHK_ENOENT if
  * absent).  SHK_EINVAL if it exists with another size than a non-zero
  * nbits, SHK_ETYPE if `name` is another kind of object. */
-int shk_bitset_open_named(shk_segment *seg, const char *name, uint64_t nbits,
-                          shk_bitset **out, int *created);
+int shk_bitset_open_named(shk_segment *seg, const char *name, uint64_t nbits, shk_bitset **out,
+                          int *created);
 
 void shk_bitset_close(shk_bitset *b);
 
@@ -76,8 +76,8 @@ int shk_bitset_test(const shk_bitset *b, uint64_t i);
 
 /* Whole-set operations (word by word, see above). */
 uint64_t shk_bitset_count(const shk_bitset *b);
-int shk_bitset_any(const shk_bitset *b);      /* 1 if some bit is set   */
-int shk_bitset_all(const shk_bitset *b);      /* 1 if every bit is set  */
+int shk_bitset_any(const shk_bitset *b); /* 1 if some bit is set   */
+int shk_bitset_all(const shk_bitset *b); /* 1 if every bit is set  */
 void shk_bitset_clear_all(shk_bitset *b);
 void shk_bitset_set_all(shk_bitset *b);
 /* Index of the first set (clear) bit at or after `from`, or -1 if none. */
@@ -93,8 +93,7 @@ int shk_bitset_check(const shk_bitset *b, uint64_t *count);
 /* Validate a bitset header held in buf[0, len) that claims to sit at
  * segment offset `off` of a segment whose backed size is `file_size`.
  * Never reads outside buf.  Used by open and by the fuzzers. */
-int shk_bitset_validate_header(const void *buf, size_t len, uint64_t off,
-                               uint64_t file_size);
+int shk_bitset_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size);
 
 /* Bytes of the shared header (what validate_header needs to see). */
 size_t shk_bitset_header_size(void);

@@ -25,7 +25,7 @@ extern "C" {
  * (shmkit.Error where none is named), unless the binding answers that code
  * otherwise (a dict's get() of an absent key returns its default). */
 enum shk_status {
-    SHK_OK = 0,           /* success                                          */
+    SHK_OK = 0, /* success                                          */
     /* A bad argument: a name, size, index, flag or type the call does not
      * accept.  Nothing was changed.                          ValueError */
     SHK_EINVAL = -1,

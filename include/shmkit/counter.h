@@ -31,7 +31,7 @@
 extern "C" {
 #endif
 
-typedef struct shk_counter shk_counter;   /* process-local handle */
+typedef struct shk_counter shk_counter; /* process-local handle */
 
 /* Cells of a counter: a power of two in [1, SHK_COUNTER_MAX_CELLS];
  * 0 at creation means SHK_COUNTER_DEFAULT_CELLS.  Each cell is 128 bytes;
@@ -75,11 +75,11 @@ shk_segment *shk_counter_segment(const shk_counter *c);
 uint64_t shk_counter_offset(const shk_counter *c);
 
 typedef struct shk_counter_stats {
-    int64_t value;       /* sum of the cells                               */
-    uint32_t ncells;     /* cells of the counter                           */
-    uint32_t claimed;    /* cells with an owner (live or dead)             */
-    uint32_t live;       /* cells whose owner is a live process            */
-    int32_t mine;        /* this process's cell, -1 if none yet or shared  */
+    int64_t value;    /* sum of the cells                               */
+    uint32_t ncells;  /* cells of the counter                           */
+    uint32_t claimed; /* cells with an owner (live or dead)             */
+    uint32_t live;    /* cells whose owner is a live process            */
+    int32_t mine;     /* this process's cell, -1 if none yet or shared  */
 } shk_counter_stats;
 
 /* Validate the shared header and every cell's owner word: SHK_OK or
@@ -89,8 +89,7 @@ int shk_counter_check(const shk_counter *c, shk_counter_stats *stats);
 /* Validate a counter header held in buf[0, len) that claims to sit at
  * segment offset `off` of a segment whose backed size is `file_size`.
  * Never reads outside buf.  Used by open and by the fuzzers. */
-int shk_counter_validate_header(const void *buf, size_t len, uint64_t off,
-                                uint64_t file_size);
+int shk_counter_validate_header(const void *buf, size_t len, uint64_t off, uint64_t file_size);
 
 /* Bytes of the shared header (what validate_header needs to see). */
 size_t shk_counter_header_size(void);

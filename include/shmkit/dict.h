@@ -49,37 +49,35 @@ int shk_dict_open(shk_segment *seg, uint64_t off, shk_dict **out);
  * (a hint of 0 is a valid size, so the dict says create in its own
  * argument).  SHK_ENOENT if absent and !create, SHK_ETYPE if `name` is
  * another kind, SHK_ECORRUPT if its header fails validation. */
-int shk_dict_open_named(shk_segment *seg, const char *name, int create,
-                        uint64_t capacity_hint, shk_dict **out, int *created);
+int shk_dict_open_named(shk_segment *seg, const char *name, int create, uint64_t capacity_hint,
+                        shk_dict **out, int *created);
 void shk_dict_close(shk_dict *d);
 shk_segment *shk_dict_segment(const shk_dict *d);
 uint64_t shk_dict_offset(const shk_dict *d);
 
 /* The hash the dict uses for a key (exposed for tests and sizing). */
-uint64_t shk_dict_hash(const shk_dict *d, uint8_t ktype, const void *key,
-                       size_t klen);
+uint64_t shk_dict_hash(const shk_dict *d, uint8_t ktype, const void *key, size_t klen);
 
 /* ---- lock-free reads ---- */
 
 typedef struct shk_dict_ref {
-    uint64_t entry;         /* segment offset of the entry               */
-    uint64_t ver;           /* its version when found                     */
-    uint64_t table;         /* its shard's table word when found          */
-    uint64_t slot;          /* the table slot that referenced it           */
-    uint64_t word;          /* that slot's word when found                */
-    const char *key;        /* into shared memory                         */
-    const char *val;        /* into shared memory, 16-byte aligned         */
+    uint64_t entry;  /* segment offset of the entry               */
+    uint64_t ver;    /* its version when found                     */
+    uint64_t table;  /* its shard's table word when found          */
+    uint64_t slot;   /* the table slot that referenced it           */
+    uint64_t word;   /* that slot's word when found                */
+    const char *key; /* into shared memory                         */
+    const char *val; /* into shared memory, 16-byte aligned         */
     uint64_t klen, vlen;
     uint8_t ktype, vtype;
-    uint32_t shard;         /* which shard                                */
+    uint32_t shard; /* which shard                                */
 } shk_dict_ref;
 
 /* Find a key.  SHK_OK with *ref filled, or SHK_ENOTFOUND.  Never blocks. */
-int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                  shk_dict_ref *ref);
+int shk_dict_find(shk_dict *d, uint8_t ktype, const void *key, size_t klen, shk_dict_ref *ref);
 /* Same with a precomputed hash (shk_dict_hash). */
-int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                    uint64_t hash, shk_dict_ref *ref);
+int shk_dict_find_h(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint64_t hash,
+                    shk_dict_ref *ref);
 /* 1 if what was read through ref since find is a consistent snapshot of
  * the entry that its slot referenced at one instant (so the answer is
  * linearizable there); 0: discard it and find again. */
@@ -87,8 +85,8 @@ int shk_dict_ref_valid(const shk_dict *d, const shk_dict_ref *ref);
 
 /* Copy a value out.  *vlen gets its length; SHK_EINVAL (with *vlen set) if
  * cap is too small.  SHK_ENOTFOUND if absent. */
-int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                 uint8_t *vtype, void *buf, uint64_t cap, uint64_t *vlen);
+int shk_dict_get(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t *vtype,
+                 void *buf, uint64_t cap, uint64_t *vlen);
 
 /* Pin the entry of ref so its memory stays valid (not reused) after it is
  * overwritten or deleted, until shk_dict_unpin.  SHK_EAGAIN if it changed
@@ -101,23 +99,23 @@ void shk_dict_unpin_seg(shk_segment *seg, uint64_t entry);
 /* ---- writes ---- */
 
 typedef struct shk_dict_txn {
-    uint64_t entry;         /* the new, unpublished entry                */
+    uint64_t entry; /* the new, unpublished entry                */
     uint64_t hash;
-    char *val;              /* where to write the value (vlen bytes)     */
+    char *val; /* where to write the value (vlen bytes)     */
     uint64_t vlen;
 } shk_dict_txn;
 
 /* Allocate and fill an entry for (key, vtype, vlen bytes of value) from the
  * segment heap.  The caller then writes the value into txn->val and calls
  * shk_dict_commit or shk_dict_abort.  SHK_ENOMEM if the heap has no room. */
-int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                     uint8_t vtype, uint64_t vlen, shk_dict_txn *txn);
+int shk_dict_prepare(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t vtype,
+                     uint64_t vlen, shk_dict_txn *txn);
 void shk_dict_abort(shk_dict *d, shk_dict_txn *txn);
 
 enum shk_dict_mode {
-    SHK_DICT_SET = 0,        /* insert or replace                          */
-    SHK_DICT_INSERT = 1,     /* insert only: SHK_EEXIST if the key exists  */
-    SHK_DICT_EXPECT = 2      /* replace only the entry (expect_entry,
+    SHK_DICT_SET = 0,    /* insert or replace                          */
+    SHK_DICT_INSERT = 1, /* insert only: SHK_EEXIST if the key exists  */
+    SHK_DICT_EXPECT = 2  /* replace only the entry (expect_entry,
                                 expect_ver); expect_entry 0 = key must be
                                 absent.  SHK_EAGAIN otherwise.             */
 };
@@ -126,12 +124,12 @@ enum shk_dict_mode {
  * nothing changed and the txn is still the caller's (commit again or
  * abort).  *replaced (may be NULL) tells whether a key was overwritten.
  * SHK_ENOMEM if the table had to grow and the heap has no room. */
-int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode,
-                    uint64_t expect_entry, uint64_t expect_ver, int *replaced);
+int shk_dict_commit(shk_dict *d, shk_dict_txn *txn, int mode, uint64_t expect_entry,
+                    uint64_t expect_ver, int *replaced);
 
 /* Convenience: prepare + copy + commit(SET). */
-int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen,
-                 uint8_t vtype, const void *val, uint64_t vlen);
+int shk_dict_set(shk_dict *d, uint8_t ktype, const void *key, size_t klen, uint8_t vtype,
+                 const void *val, uint64_t vlen);
 
 /* Delete a key (if expect_entry != 0, only if it still is that entry with
  * version expect_ver: SHK_EAGAIN otherwise).  SHK_ENOTFOUND if absent. */
@@ -170,25 +168,24 @@ uint64_t shk_dict_count(const shk_dict *d);
  * returns SHK_OK, or SHK_ENOTFOUND at the end.  SHK_EAGAIN if the table was
  * replaced (resize/clear) since *pos was 0: restart, or use
  * shk_dict_lock() to hold writers off during a walk. */
-int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table,
-                  shk_dict_ref *ref);
-int shk_dict_lock(shk_dict *d);      /* freeze every shard: writers wait   */
-void shk_dict_unlock(shk_dict *d);   /* until unlock (repairs dead ones)   */
+int shk_dict_next(shk_dict *d, uint64_t *pos, uint64_t *table, shk_dict_ref *ref);
+int shk_dict_lock(shk_dict *d);    /* freeze every shard: writers wait   */
+void shk_dict_unlock(shk_dict *d); /* until unlock (repairs dead ones)   */
 
 /* ---- statistics and checking ---- */
 
 typedef struct shk_dict_stats {
-    uint64_t count;          /* live entries                              */
-    uint64_t capacity;       /* table slots                               */
-    uint64_t used_slots;     /* slots writers reserved, >= live + tombs
+    uint64_t count;      /* live entries                              */
+    uint64_t capacity;   /* table slots                               */
+    uint64_t used_slots; /* slots writers reserved, >= live + tombs
                                 (exactly live + tombstones from check)    */
-    uint64_t tombstones;     /* used_slots - count (exact from check)     */
+    uint64_t tombstones; /* used_slots - count (exact from check)     */
     uint64_t table_bytes;
-    uint64_t resizes;        /* since creation                            */
-    uint64_t recoveries;     /* times a dead writer's state was repaired  */
-    uint64_t entry_bytes;    /* heap bytes held by live entries (check)   */
-    uint64_t key_bytes, value_bytes;   /* (check only)                    */
-    uint64_t max_probe;      /* longest probe sequence (check only)       */
+    uint64_t resizes;                /* since creation                            */
+    uint64_t recoveries;             /* times a dead writer's state was repaired  */
+    uint64_t entry_bytes;            /* heap bytes held by live entries (check)   */
+    uint64_t key_bytes, value_bytes; /* (check only)                    */
+    uint64_t max_probe;              /* longest probe sequence (check only)       */
 } shk_dict_stats;
 
 /* Cheap counters (no walk). */

@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-typedef struct shk_queue shk_queue;   /* process-local handle */
+typedef struct shk_queue shk_queue; /* process-local handle */
 
 /* Default ring size when 0 is passed to shk_queue_create_in. */
 #define SHK_QUEUE_DEFAULT_RING (1ull << 20)
@@ -38,23 +38,21 @@ typedef struct shk_queue shk_queue;   /* process-local handle */
 #define SHK_QUEUE_MIN_RECORD 24ull
 
 typedef struct shk_queue_config {
-    uint64_t ring_bytes;   /* ring capacity, rounded up to a power of two */
-    uint64_t maxsize;      /* most items held at once; 0 = unbounded       */
+    uint64_t ring_bytes; /* ring capacity, rounded up to a power of two */
+    uint64_t maxsize;    /* most items held at once; 0 = unbounded       */
 } shk_queue_config;
 
 /* Build a queue in `seg` (memory from the segment heap). *off receives the
  * offset of its shared header.  Used as a directory init function through
  * shk_queue_open_named. */
-int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg,
-                        uint64_t *off);
+int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg, uint64_t *off);
 /* Open a handle on the queue whose header is at off (validated:
  * SHK_ECORRUPT).  The handle holds a reference on the segment. */
 int shk_queue_open(shk_segment *seg, uint64_t off, shk_queue **out);
 /* Create-or-open the queue named `name` in seg's directory.  cfg is used
  * only when it is created (NULL = defaults); *created may be NULL. */
-int shk_queue_open_named(shk_segment *seg, const char *name,
-                         const shk_queue_config *cfg, shk_queue **out,
-                         int *created);
+int shk_queue_open_named(shk_segment *seg, const char *name, const shk_queue_config *cfg,
+                         shk_queue **out, int *created);
 void shk_queue_close(shk_queue *q);
 shk_segment *shk_queue_segment(const shk_queue *q);
 
@@ -77,20 +75,18 @@ int shk_queue_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
  * hold; *done = how many were put.  SHK_OK if all were; SHK_EFULL if it
  * stopped at an item that does not fit; SHK_EINVAL if it stopped at an
  * invalid item (the *done items before it were put). */
-int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n,
-                       uint64_t *done);
+int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, uint64_t *done);
 
 /* Take the head item: alloc(ctx, len, tag) gives the buffer. */
-int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx,
-                  int64_t timeout_ns);
+int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx, int64_t timeout_ns);
 /* Take up to max_items without blocking, under one lock hold; *done =
  * how many.  SHK_EEMPTY if none. */
-int shk_queue_get_many(shk_queue *q, uint64_t max_items,
-                       shk_queue_alloc_fn alloc, void *ctx, uint64_t *done);
+int shk_queue_get_many(shk_queue *q, uint64_t max_items, shk_queue_alloc_fn alloc, void *ctx,
+                       uint64_t *done);
 /* Convenience: copy the head item into buf (cap bytes).  SHK_EINVAL (item
  * left in place, *len = its size) if it does not fit. */
-int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len,
-                       uint32_t *tag, int64_t timeout_ns);
+int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len, uint32_t *tag,
+                       int64_t timeout_ns);
 
 /* The two halves of a blocking call, for callers (Python) that must do
  * something between attempts (release a lock, check signals): wait until a

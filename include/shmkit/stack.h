@@ -17,15 +17,14 @@
 extern "C" {
 #endif
 
-typedef struct shk_stack shk_stack;   /* process-local handle */
+typedef struct shk_stack shk_stack; /* process-local handle */
 
 #define SHK_STACK_MAX_ITEM (1ull << 36)
 
 int shk_stack_create_in(shk_segment *seg, uint64_t *off);
 int shk_stack_open(shk_segment *seg, uint64_t off, shk_stack **out);
 /* Create-or-open the stack named `name` in seg's directory. */
-int shk_stack_open_named(shk_segment *seg, const char *name, shk_stack **out,
-                         int *created);
+int shk_stack_open_named(shk_segment *seg, const char *name, shk_stack **out, int *created);
 void shk_stack_close(shk_stack *s);
 shk_segment *shk_stack_segment(const shk_stack *s);
 
@@ -44,12 +43,12 @@ int shk_stack_peek(shk_stack *s, shk_stack_alloc_fn alloc, void *ctx);
 uint64_t shk_stack_size(const shk_stack *s);
 
 typedef struct shk_stack_stats {
-    uint64_t items;          /* nodes found by walking the list            */
-    int64_t counter;         /* the shared item counter (len())            */
-    uint64_t bytes;          /* item bytes held                            */
+    uint64_t items;  /* nodes found by walking the list            */
+    int64_t counter; /* the shared item counter (len())            */
+    uint64_t bytes;  /* item bytes held                            */
     uint64_t total_push, total_pop;
-    int unverified;          /* the list changed under every walk tried   */
-    uint64_t tags[4];        /* the item tags met: bit t % 64 of word
+    int unverified;   /* the list changed under every walk tried   */
+    uint64_t tags[4]; /* the item tags met: bit t % 64 of word
                                 t / 64 for tag t (0..255; the caller knows
                                 which tags it writes)                      */
 } shk_stack_stats;

@@ -66,15 +66,64 @@ TEST(basic)
     fixture_drop(s, "ct1");
 }
 
+/* Children that must all be alive at once (so that none is reaped, and its
+ * cell rightly reclaimed, before the last has claimed one) add, say so on
+ * `ready` (one byte) and live until the hold pipe's write end closes. */
+typedef struct {
+    int hold_r, hold_w, ready_w;
+} hold_pipes;
+
+static int hold_open(hold_pipes *h, int ready[2])
+{
+    int p[2];
+    if (pipe(p) != 0 || pipe(ready) != 0)
+        return -1;
+    *h = (hold_pipes){p[0], p[1], ready[1]};
+    return 0;
+}
+
+/* Wait until n children of h said they hold their cells. */
+static int hold_ready(int ready_r, int n)
+{
+    char x;
+    for (int i = 0; i < n; i++)
+        if (read(ready_r, &x, 1) != 1)
+            return -1;
+    return 0;
+}
+
+static void hold_release(hold_pipes *h, int ready[2])
+{
+    close(h->hold_r);
+    close(h->hold_w);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+/* In a child that added: with hold pipes, say so and hold until released. */
+static void child_hold(const hold_pipes *h)
+{
+    if (!h)
+        return;
+    close(h->hold_w);
+    if (write(h->ready_w, "r", 1) != 1)
+        _exit(1);
+    char x;
+    while (read(h->hold_r, &x, 1) > 0)
+        ;
+}
+
 /* Fork P children that each add -1, 3, -1, 3, ... (n adds, or n adds of 1
- * with ones != 0) to c and exit. */
-static void fork_adders(shk_counter *c, pid_t *pids, int P, int n, int ones)
+ * with ones != 0) to c, hold if h is given, and exit. */
+static void fork_adders(shk_counter *c, pid_t *pids, int P, int n, int ones,
+                        const hold_pipes *h)
 {
     for (int p = 0; p < P; p++) {
         pids[p] = fork();
         if (pids[p] == 0) {
             for (int i = 0; i < n; i++)
                 shk_counter_add(c, ones ? 1 : (i & 1) ? 3 : -1);
+            child_hold(h);
             _exit(0);
         }
     }
@@ -89,7 +138,12 @@ TEST(processes_exact)
     enum { P = 16 };
     const int N = check_scale(50000);
     pid_t pids[P];
-    fork_adders(c, pids, P, N, 0);
+    hold_pipes h;
+    int ready[2];
+    CHECK_EQ(hold_open(&h, ready), 0);
+    fork_adders(c, pids, P, N, 0, &h);
+    CHECK_EQ(hold_ready(ready[0], P), 0);
+    hold_release(&h, ready);
     CHECK(check_reap(pids, P));
     long long expect = 0;
     for (int i = 0; i < N; i++)
@@ -183,17 +237,12 @@ TEST(sigkill_loses_nothing)
 
 /* A child that adds n, then (hold_fd >= 0) stays alive until every write
  * end of that pipe is closed (it closes its own copy, close_fd). */
-static pid_t child_add(shk_counter *c, int64_t n, int hold_fd, int close_fd)
+static pid_t child_add(shk_counter *c, int64_t n, const hold_pipes *h)
 {
     pid_t pid = fork();
     if (pid == 0) {
         shk_counter_add(c, n);
-        if (hold_fd >= 0) {
-            close(close_fd);
-            char x;
-            while (read(hold_fd, &x, 1) > 0)
-                ;
-        }
+        child_hold(h);
         _exit(0);
     }
     return pid;
@@ -206,9 +255,16 @@ TEST(reclaim_and_share)
     shk_segment *s = fixture_fork_segment("ct5", FIXTURE_FORK_MAX);
     shk_counter *c;
     CHECK_EQ(shk_counter_open_named(s, "c", 2, &c, NULL), SHK_OK);
+    /* both live until both have claimed (a child reaped before the other
+     * claims would rightly have its cell reclaimed by it) */
+    hold_pipes h;
+    int ready[2];
+    CHECK_EQ(hold_open(&h, ready), 0);
     pid_t pids[2];
-    pids[0] = child_add(c, 100, -1, -1);
-    pids[1] = child_add(c, 200, -1, -1);
+    pids[0] = child_add(c, 100, &h);
+    pids[1] = child_add(c, 200, &h);
+    CHECK_EQ(hold_ready(ready[0], 2), 0);
+    hold_release(&h, ready);
     CHECK(check_reap(pids, 2));
     shk_counter_stats st;
     CHECK_EQ(shk_counter_check(c, &st), SHK_OK);
@@ -221,25 +277,19 @@ TEST(reclaim_and_share)
     CHECK_EQ(st.live, 1);
     CHECK_EQ(st.value, 301);
     /* a live holder of the other cell, then one more: it shares */
-    int fds[2];
-    CHECK_EQ(pipe(fds), 0);
-    pid_t holder = child_add(c, 10, fds[0], fds[1]);
-    for (int i = 0; i < 5000; i++) {
-        if (shk_counter_check(c, &st) == SHK_OK && st.live == 2)
-            break;
-        usleep(1000);
-    }
+    CHECK_EQ(hold_open(&h, ready), 0);
+    pid_t holder = child_add(c, 10, &h);
+    CHECK_EQ(hold_ready(ready[0], 1), 0);
+    CHECK_EQ(shk_counter_check(c, &st), SHK_OK);
     CHECK_EQ(st.live, 2);
     pid_t pid = fork();
     if (pid == 0) {
         shk_counter_stats cs;
-        close(fds[1]);
         shk_counter_add(c, 1000);
         _exit(shk_counter_check(c, &cs) == SHK_OK && cs.mine == -1 ? 0 : 1);
     }
     CHECK(check_reap(&pid, 1));
-    close(fds[0]);
-    close(fds[1]);
+    hold_release(&h, ready);
     CHECK(check_reap(&holder, 1));
     CHECK_EQ(shk_counter_value(c), 1311);
     shk_counter_close(c);
@@ -256,7 +306,7 @@ TEST(reset_concurrent)
     enum { P = 4 };
     const int N = check_scale(100000);
     pid_t pids[P];
-    fork_adders(c, pids, P, N, 1);
+    fork_adders(c, pids, P, N, 1, NULL);
     int64_t taken = 0;
     for (int r = 0; r < 200; r++) {
         taken += shk_counter_reset(c);

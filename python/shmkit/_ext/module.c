@@ -11,7 +11,11 @@ static struct PyModuleDef shmkit_module = {
     "shmkit._shmkit",
     "C core of shmkit: shared-memory segments and data structures.",
     -1,
-    NULL, NULL, NULL, NULL, NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__shmkit(void)
@@ -21,9 +25,8 @@ PyMODINIT_FUNC PyInit__shmkit(void)
         return NULL;
     if (shk_py_init_common(m) < 0 ||
         PyModule_AddStringConstant(m, "C_VERSION", SHMKIT_VERSION) < 0 ||
-        shk_py_init_segment(m) < 0 || shk_py_init_alloc(m) < 0 ||
-        shk_py_init_dict(m) < 0 || shk_py_init_queue(m) < 0 ||
-        shk_py_init_stack(m) < 0 || shk_py_init_bitset(m) < 0 ||
+        shk_py_init_segment(m) < 0 || shk_py_init_alloc(m) < 0 || shk_py_init_dict(m) < 0 ||
+        shk_py_init_queue(m) < 0 || shk_py_init_stack(m) < 0 || shk_py_init_bitset(m) < 0 ||
         shk_py_init_array(m) < 0 || shk_py_init_counter(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -21,7 +21,7 @@ enum { KIND_FREELIST, KIND_BUMP, KIND_SLAB };
 
 typedef struct {
     SHK_PY_HANDLE_HEAD    /* h: shk_freelist* / shk_bump* / shk_slab* */
-    shk_segment *seg;     /* retained while h is open */
+        shk_segment *seg; /* retained while h is open */
     int kind;
     char *base;
 } ShkPyAlloc;
@@ -49,10 +49,7 @@ static const ShkPyHandleOps *ops_of(ShkPyAlloc *a)
     return &alloc_ops[KIND_FREELIST];
 }
 
-static int alive(ShkPyAlloc *a)
-{
-    return shk_py_handle_alive((PyObject *)a, ops_of(a));
-}
+static int alive(ShkPyAlloc *a) { return shk_py_handle_alive((PyObject *)a, ops_of(a)); }
 
 static void region(ShkPyAlloc *a, uint64_t *start, uint64_t *end)
 {
@@ -72,9 +69,9 @@ static int in_bounds(ShkPyAlloc *a, uint64_t off, uint64_t n)
     if (off < start || stop < off || stop > end) {
         PyErr_Format(PyExc_ValueError,
                      "range [%llu, %llu) is outside the allocator's data "
-                     "region [%llu, %llu)", (unsigned long long)off,
-                     (unsigned long long)stop, (unsigned long long)start,
-                     (unsigned long long)end);
+                     "region [%llu, %llu)",
+                     (unsigned long long)off, (unsigned long long)stop,
+                     (unsigned long long)start, (unsigned long long)end);
         return 0;
     }
     return 1;
@@ -89,11 +86,10 @@ static int open_named(int kind, shk_segment *seg, const char *name, uint64_t cap
     switch (kind) {
     case KIND_FREELIST:
         return shk_freelist_open_named(seg, name, capacity, (shk_freelist **)h, created);
-    case KIND_BUMP:
-        return shk_bump_open_named(seg, name, capacity, (shk_bump **)h, created);
+    case KIND_BUMP: return shk_bump_open_named(seg, name, capacity, (shk_bump **)h, created);
     default:
-        return shk_slab_open_named(seg, name, slot_size, capacity / slot_size,
-                                   (shk_slab **)h, created);
+        return shk_slab_open_named(seg, name, slot_size, capacity / slot_size, (shk_slab **)h,
+                                   created);
     }
 }
 
@@ -117,8 +113,7 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     ShkPyAlloc *a = (ShkPyAlloc *)self;
     static char *kwlist[] = {"segment", "name", "capacity", "slab_size", NULL};
     PyObject *segobj, *name, *cap = Py_None, *slot = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|OO", kwlist, &segobj, &name,
-                                     &cap, &slot))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|OO", kwlist, &segobj, &name, &cap, &slot))
         return -1;
     shk_segment *seg = shk_py_handle_begin(self, &alloc_ops[kind], segobj);
     if (!seg)
@@ -149,7 +144,8 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     int created = 0;
     int rc = open_named(kind, seg, oname, capacity, slot_size, &h, &created);
     if (rc != SHK_OK)
-        return shk_py_object_error(rc, name, alloc_ops[kind].what, "give capacity= to create it");
+        return shk_py_object_error(rc, name, alloc_ops[kind].what,
+                                   "give capacity= to create it");
     shk_segment_retain(seg);
     a->seg = seg;
     a->kind = kind;
@@ -157,9 +153,18 @@ static int alloc_init_kind(PyObject *self, PyObject *args, PyObject *kw, int kin
     return shk_py_handle_opened(self, &alloc_ops[kind], h, created, segobj, name);
 }
 
-static int freelist_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_FREELIST); }
-static int bump_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_BUMP); }
-static int slab_init(PyObject *s, PyObject *a, PyObject *k) { return alloc_init_kind(s, a, k, KIND_SLAB); }
+static int freelist_init(PyObject *s, PyObject *a, PyObject *k)
+{
+    return alloc_init_kind(s, a, k, KIND_FREELIST);
+}
+static int bump_init(PyObject *s, PyObject *a, PyObject *k)
+{
+    return alloc_init_kind(s, a, k, KIND_BUMP);
+}
+static int slab_init(PyObject *s, PyObject *a, PyObject *k)
+{
+    return alloc_init_kind(s, a, k, KIND_SLAB);
+}
 
 
 /* ---------------------------------------------------------- hot methods */
@@ -205,17 +210,14 @@ static PyObject *alloc_allocate(PyObject *self, PyObject *const *args, Py_ssize_
     }
     if (rc != SHK_OK) {
         if (rc == SHK_ENOMEM)
-            PyErr_Format(ShkPy_OutOfMemoryError,
-                         "%s has no room for %llu bytes (available: %llu)",
-                         alloc_ops[a->kind].what, (unsigned long long)n,
-                         (unsigned long long)(a->kind == KIND_FREELIST
-                                                  ? shk_freelist_available(a->h)
-                                                  : a->kind == KIND_BUMP
-                                                        ? shk_bump_available(a->h)
-                                                        : shk_slab_available(a->h)));
+            PyErr_Format(
+                ShkPy_OutOfMemoryError, "%s has no room for %llu bytes (available: %llu)",
+                alloc_ops[a->kind].what, (unsigned long long)n,
+                (unsigned long long)(a->kind == KIND_FREELIST ? shk_freelist_available(a->h)
+                                     : a->kind == KIND_BUMP   ? shk_bump_available(a->h)
+                                                              : shk_slab_available(a->h)));
         else if (rc == SHK_EINVAL)
-            PyErr_Format(PyExc_ValueError, "cannot allocate %llu bytes",
-                         (unsigned long long)n);
+            PyErr_Format(PyExc_ValueError, "cannot allocate %llu bytes", (unsigned long long)n);
         else
             shk_py_raise(rc, "allocate");
         return NULL;
@@ -231,12 +233,12 @@ static PyObject *alloc_free(PyObject *self, PyObject *arg)
     uint64_t off;
     if (shk_py_u64(arg, "offset", &off) < 0)
         return NULL;
-    int rc = a->kind == KIND_FREELIST ? shk_freelist_free(a->h, off)
-                                      : shk_slab_free(a->h, off);
+    int rc = a->kind == KIND_FREELIST ? shk_freelist_free(a->h, off) : shk_slab_free(a->h, off);
     if (rc != SHK_OK) {
         PyErr_Format(PyExc_ValueError,
                      "free(%llu): not a live block of this allocator "
-                     "(double free or foreign offset)", (unsigned long long)off);
+                     "(double free or foreign offset)",
+                     (unsigned long long)off);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -266,8 +268,8 @@ static PyObject *alloc_write(PyObject *self, PyObject *const *args, Py_ssize_t n
     return res;
 }
 
-static int off_len_args(ShkPyAlloc *a, PyObject *const *args, Py_ssize_t nargs,
-                        const char *fn, uint64_t *off, uint64_t *n)
+static int off_len_args(ShkPyAlloc *a, PyObject *const *args, Py_ssize_t nargs, const char *fn,
+                        uint64_t *off, uint64_t *n)
 {
     if (!alive(a))
         return -1;
@@ -308,11 +310,8 @@ static PyObject *freelist_reclaim(shk_freelist *fl, const char *context)
 {
     uint64_t n = 0;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = shk_freelist_reclaim(fl, &n);
-    Py_END_ALLOW_THREADS
-    if (rc != SHK_OK)
-        return shk_py_raise(rc, context);
+    Py_BEGIN_ALLOW_THREADS rc = shk_freelist_reclaim(fl, &n);
+    Py_END_ALLOW_THREADS if (rc != SHK_OK) return shk_py_raise(rc, context);
     return PyLong_FromUnsignedLongLong(n);
 }
 
@@ -333,9 +332,8 @@ static PyObject *alloc_capacity(PyObject *self, void *Py_UNUSED(c))
     if (!alive(a))
         return NULL;
     uint64_t v = a->kind == KIND_FREELIST ? shk_freelist_capacity(a->h)
-                 : a->kind == KIND_BUMP
-                     ? shk_bump_capacity(a->h)
-                     : shk_slab_slot_size(a->h) * shk_slab_slot_count(a->h);
+                 : a->kind == KIND_BUMP ? shk_bump_capacity(a->h)
+                                        : shk_slab_slot_size(a->h) * shk_slab_slot_count(a->h);
     return PyLong_FromUnsignedLongLong(v);
 }
 
@@ -358,8 +356,7 @@ static PyObject *alloc_usable(PyObject *self, PyObject *arg)
         return NULL;
     uint64_t n = shk_freelist_usable(a->h, off);
     if (n == 0) {
-        PyErr_Format(PyExc_ValueError, "%llu is not a live block",
-                     (unsigned long long)off);
+        PyErr_Format(PyExc_ValueError, "%llu is not a live block", (unsigned long long)off);
         return NULL;
     }
     return PyLong_FromUnsignedLongLong(n);
@@ -373,16 +370,15 @@ static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
     if (!alive(a))
         return NULL;
     switch (a->kind) {
-    case KIND_FREELIST:
-        return shk_py_freelist_check(a->h, "FreeListAllocator.check");
+    case KIND_FREELIST: return shk_py_freelist_check(a->h, "FreeListAllocator.check");
     case KIND_BUMP: {
         shk_bump_stats st;
         int rc = shk_bump_check(a->h, &st);
         if (rc != SHK_OK)
             return shk_py_raise(rc, "BumpAllocator.check");
         return Py_BuildValue("{s:K,s:K,s:K}", "capacity", (unsigned long long)st.capacity,
-                             "used_bytes", (unsigned long long)st.used_bytes,
-                             "available_bytes", (unsigned long long)st.available_bytes);
+                             "used_bytes", (unsigned long long)st.used_bytes, "available_bytes",
+                             (unsigned long long)st.available_bytes);
     }
     default: {
         shk_slab_stats st;
@@ -424,31 +420,30 @@ static PyObject *alloc_slot_count(PyObject *self, void *Py_UNUSED(c))
     return PyLong_FromUnsignedLongLong(shk_slab_slot_count(a->h));
 }
 
-#define COMMON_METHODS                                                          \
-    {"write", (PyCFunction)(void (*)(void))alloc_write, METH_FASTCALL,          \
-     "write(offset, data) -> int: copy a bytes-like object to shared memory."}, \
-    {"read", (PyCFunction)(void (*)(void))alloc_read, METH_FASTCALL,            \
-     "read(offset, size) -> bytes: copy bytes out of shared memory."},          \
-    {"view", (PyCFunction)(void (*)(void))alloc_view, METH_FASTCALL,            \
-     "view(offset, size) -> memoryview: writable, zero-copy, on the shared "   \
-     "memory itself; keeps the mapping alive while it lives."},                \
-    {"allocate", (PyCFunction)(void (*)(void))alloc_allocate, METH_FASTCALL,    \
-     "allocate(size) -> offset.  OutOfMemoryError (nothing changed) if full."}, \
-    {"available_bytes", alloc_available, METH_NOARGS,                           \
-     "Bytes that can still be allocated (free blocks and untouched space)."},  \
-    {"close", shk_py_handle_close, METH_NOARGS,                                 \
-     "Close this handle; the shared memory stays for other processes."},       \
-    {"check", alloc_check, METH_NOARGS,                                         \
-     "Verify the allocator against the mapping; returns its stats (a dict) "   \
-     "or raises CorruptSegmentError."},                                         \
-    {"stats", alloc_check, METH_NOARGS,                                         \
-     "The allocator's figures as a dict (validated like check())."},
+#define COMMON_METHODS                                                                         \
+    {"write", (PyCFunction)(void (*)(void))alloc_write, METH_FASTCALL,                         \
+     "write(offset, data) -> int: copy a bytes-like object to shared memory."},                \
+        {"read", (PyCFunction)(void (*)(void))alloc_read, METH_FASTCALL,                       \
+         "read(offset, size) -> bytes: copy bytes out of shared memory."},                     \
+        {"view", (PyCFunction)(void (*)(void))alloc_view, METH_FASTCALL,                       \
+         "view(offset, size) -> memoryview: writable, zero-copy, on the shared "               \
+         "memory itself; keeps the mapping alive while it lives."},                            \
+        {"allocate", (PyCFunction)(void (*)(void))alloc_allocate, METH_FASTCALL,               \
+         "allocate(size) -> offset.  OutOfMemoryError (nothing changed) if full."},            \
+        {"available_bytes", alloc_available, METH_NOARGS,                                      \
+         "Bytes that can still be allocated (free blocks and untouched space)."},              \
+        {"close", shk_py_handle_close, METH_NOARGS,                                            \
+         "Close this handle; the shared memory stays for other processes."},                   \
+        {"check", alloc_check, METH_NOARGS,                                                    \
+         "Verify the allocator against the mapping; returns its stats (a dict) "               \
+         "or raises CorruptSegmentError."},                                                    \
+        {"stats", alloc_check, METH_NOARGS,                                                    \
+         "The allocator's figures as a dict (validated like check())."},
 
 static PyMethodDef freelist_methods[] = {
-    COMMON_METHODS
-    {"free", alloc_free, METH_O,
-     "free(offset): return a block.  ValueError for a double free or an "
-     "offset that is not a live block (nothing changed)."},
+    COMMON_METHODS{"free", alloc_free, METH_O,
+                   "free(offset): return a block.  ValueError for a double free or an "
+                   "offset that is not a live block (nothing changed)."},
     {"usable_size", alloc_usable, METH_O,
      "usable_size(offset) -> int: the real capacity of a live block."},
     {"reclaim", alloc_reclaim, METH_NOARGS,
@@ -458,46 +453,42 @@ static PyMethodDef freelist_methods[] = {
 };
 
 static PyMethodDef bump_methods[] = {
-    COMMON_METHODS
-    {"reset", alloc_reset, METH_NOARGS,
-     "Free every block at once (only when no block is in use)."},
+    COMMON_METHODS{"reset", alloc_reset, METH_NOARGS,
+                   "Free every block at once (only when no block is in use)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMethodDef slab_methods[] = {
-    COMMON_METHODS
-    {"free", alloc_free, METH_O,
-     "free(offset): return a slot.  ValueError for a double free or an "
-     "offset that is not a live slot (nothing changed)."},
+    COMMON_METHODS{"free", alloc_free, METH_O,
+                   "free(offset): return a slot.  ValueError for a double free or an "
+                   "offset that is not a live slot (nothing changed)."},
     {NULL, NULL, 0, NULL},
 };
 
-#define COMMON_GETSET                                                           \
-    SHK_PY_HANDLE_GETSET,                                                       \
-    {"capacity", alloc_capacity, NULL, "Bytes in the data region.", NULL},
+#define COMMON_GETSET                                                                          \
+    SHK_PY_HANDLE_GETSET, {"capacity", alloc_capacity, NULL, "Bytes in the data region.", NULL},
 
-static PyGetSetDef freelist_getset[] = {COMMON_GETSET {NULL, NULL, NULL, NULL, NULL}};
-static PyGetSetDef slab_getset[] = {
-    COMMON_GETSET
-    {"slab_size", alloc_slab_size, NULL, "Bytes per slot.", NULL},
-    {"slot_count", alloc_slot_count, NULL, "Number of slots.", NULL},
-    {NULL, NULL, NULL, NULL, NULL}};
+static PyGetSetDef freelist_getset[] = {COMMON_GETSET{NULL, NULL, NULL, NULL, NULL}};
+static PyGetSetDef slab_getset[] = {COMMON_GETSET{"slab_size", alloc_slab_size, NULL,
+                                                  "Bytes per slot.", NULL},
+                                    {"slot_count", alloc_slot_count, NULL, "Number of slots.",
+                                     NULL},
+                                    {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMemberDef alloc_members[] = SHK_PY_HANDLE_MEMBERS("allocator");
 
-#define ALLOC_TYPE(var, pyname, methods, getset, init, doc)                     \
-    static PyTypeObject var = {                                                 \
-        PyVarObject_HEAD_INIT(NULL, 0)                                          \
-        SHK_PY_HANDLE_TYPE(pyname, ShkPyAlloc),                                 \
-        .tp_doc = doc,                                                          \
-        .tp_methods = methods,                                                  \
-        .tp_members = alloc_members,                                            \
-        .tp_getset = getset,                                                    \
-        .tp_init = init,                                                        \
+#define ALLOC_TYPE(var, pyname, methods, getset, init, doc)                                    \
+    static PyTypeObject var = {                                                                \
+        PyVarObject_HEAD_INIT(NULL, 0) SHK_PY_HANDLE_TYPE(pyname, ShkPyAlloc),                 \
+        .tp_doc = doc,                                                                         \
+        .tp_methods = methods,                                                                 \
+        .tp_members = alloc_members,                                                           \
+        .tp_getset = getset,                                                                   \
+        .tp_init = init,                                                                       \
     };
 
-ALLOC_TYPE(FreeList_Type, "FreeListAllocator", freelist_methods, freelist_getset,
-           freelist_init, "Variable-size, lock-free, size-class allocator.")
+ALLOC_TYPE(FreeList_Type, "FreeListAllocator", freelist_methods, freelist_getset, freelist_init,
+           "Variable-size, lock-free, size-class allocator.")
 ALLOC_TYPE(Bump_Type, "BumpAllocator", bump_methods, freelist_getset, bump_init,
            "Bump allocator: one CAS per allocation, reset() frees all.")
 ALLOC_TYPE(Slab_Type, "SlabAllocator", slab_methods, slab_getset, slab_init,

@@ -31,8 +31,8 @@
 #include "shmkit_py.h"
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD        /* h: the shk_array */
-    uint64_t length;
+    SHK_PY_HANDLE_HEAD /* h: the shk_array */
+        uint64_t length;
     uint32_t dtype;
     int is_float, is_signed;
     unsigned itemsize;
@@ -43,10 +43,7 @@ typedef struct {
 
 SHK_PY_HANDLE_OPS(array, "Array", shk_array_close);
 
-static int alive(ShkPyArray *s)
-{
-    return shk_py_handle_alive((PyObject *)s, &array_ops);
-}
+static int alive(ShkPyArray *s) { return shk_py_handle_alive((PyObject *)s, &array_ops); }
 
 static PyObject *elem_get(PyObject *self, uint64_t i);
 
@@ -120,7 +117,8 @@ static int fits(ShkPyArray *s, shk_scalar v)
         return 1;
     unsigned bits = s->itemsize * 8;
     if (s->is_signed)
-        return v.i >= -(int64_t)(1ull << (bits - 1)) && v.i <= (int64_t)((1ull << (bits - 1)) - 1);
+        return v.i >= -(int64_t)(1ull << (bits - 1)) &&
+               v.i <= (int64_t)((1ull << (bits - 1)) - 1);
     return v.u <= (1ull << bits) - 1;
 }
 
@@ -140,10 +138,7 @@ static PyObject *load(ShkPyArray *s, uint64_t i)
     return from_scalar(s, v);
 }
 
-static PyObject *elem_get(PyObject *self, uint64_t i)
-{
-    return load((ShkPyArray *)self, i);
-}
+static PyObject *elem_get(PyObject *self, uint64_t i) { return load((ShkPyArray *)self, i); }
 
 /* Store an already converted value; OverflowError if it does not fit. */
 static int store(ShkPyArray *s, uint64_t i, shk_scalar v, PyObject *orig)
@@ -167,8 +162,8 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *segobj, *name;
     unsigned int dtype = 0;
     unsigned long long length = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|IK:Array", kwlist, &segobj, &name,
-                                     &dtype, &length))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|IK:Array", kwlist, &segobj, &name, &dtype,
+                                     &length))
         return -1;
     shk_segment *seg = shk_py_handle_begin(self, &array_ops, segobj);
     if (!seg)
@@ -191,7 +186,8 @@ static int array_init(PyObject *self, PyObject *args, PyObject *kw)
     int rc = shk_array_open_named(seg, oname, dtype, length, &a, &created);
     if (rc != SHK_OK) {
         shk_array *other;
-        if (rc == SHK_EINVAL && shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
+        if (rc == SHK_EINVAL &&
+            shk_array_open_named(seg, oname, 0, 0, &other, NULL) == SHK_OK) {
             PyErr_Format(PyExc_ValueError, "Array %R exists as %s[%llu], not %s[%llu]", name,
                          shk_dtype_name(shk_array_dtype(other)),
                          (unsigned long long)shk_array_length(other),
@@ -220,7 +216,8 @@ static int nargs_ok(Py_ssize_t nargs, Py_ssize_t want, const char *sig)
 {
     if (nargs == want)
         return 1;
-    PyErr_Format(PyExc_TypeError, "%s takes exactly %zd arguments (%zd given)", sig, want, nargs);
+    PyErr_Format(PyExc_TypeError, "%s takes exactly %zd arguments (%zd given)", sig, want,
+                 nargs);
     return 0;
 }
 
@@ -437,7 +434,8 @@ static int assign_slice(ShkPyArray *s, PyObject *key, PyObject *value)
         Py_DECREF(seq);
         PyErr_Format(PyExc_ValueError,
                      "cannot assign %zd values to a slice of %zd elements (an Array's "
-                     "length is fixed)", m, n);
+                     "length is fixed)",
+                     m, n);
         return -1;
     }
     shk_scalar *tmp = PyMem_Malloc(sizeof(shk_scalar) * (size_t)(n ? n : 1));
@@ -499,13 +497,13 @@ static int array_getbuffer(PyObject *self, Py_buffer *view, int flags)
 
 /* ---------------------------------------------------------------- type */
 
-#define ARRAY_GETTER(fn, expr)                                                 \
-    static PyObject *fn(PyObject *self, void *Py_UNUSED(c))                    \
-    {                                                                          \
-        ShkPyArray *s = (ShkPyArray *)self;                                    \
-        if (!alive(s))                                                         \
-            return NULL;                                                       \
-        return expr;                                                           \
+#define ARRAY_GETTER(fn, expr)                                                                 \
+    static PyObject *fn(PyObject *self, void *Py_UNUSED(c))                                    \
+    {                                                                                          \
+        ShkPyArray *s = (ShkPyArray *)self;                                                    \
+        if (!alive(s))                                                                         \
+            return NULL;                                                                       \
+        return expr;                                                                           \
     }
 
 ARRAY_GETTER(get_dtype, PyUnicode_FromString(shk_dtype_name(s->dtype)))

@@ -22,26 +22,22 @@
 #include "shmkit_py.h"
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD        /* h: the shk_bitset */
-    uint64_t nbits;
-    Py_ssize_t shape[1];      /* for buffer exports */
+    SHK_PY_HANDLE_HEAD /* h: the shk_bitset */
+        uint64_t nbits;
+    Py_ssize_t shape[1]; /* for buffer exports */
     Py_ssize_t strides[1];
 } ShkPyBitset;
 
 SHK_PY_HANDLE_OPS(bitset, "Bitset", shk_bitset_close);
 
-static int alive(ShkPyBitset *s)
-{
-    return shk_py_handle_alive((PyObject *)s, &bitset_ops);
-}
+static int alive(ShkPyBitset *s) { return shk_py_handle_alive((PyObject *)s, &bitset_ops); }
 
 static PyObject *bit_get(PyObject *self, uint64_t i)
 {
     return PyBool_FromLong(shk_bitset_test(((ShkPyBitset *)self)->h, i));
 }
 
-static const ShkPySeqOps bitset_seq = {&bitset_ops, "Bitset indices must be integers",
-                                       bit_get};
+static const ShkPySeqOps bitset_seq = {&bitset_ops, "Bitset indices must be integers", bit_get};
 
 /* A Python index (negative counts from the end) -> bit number. */
 static int bit_index(ShkPyBitset *s, PyObject *o, uint64_t *out)
@@ -128,14 +124,14 @@ static int bitset_init(PyObject *self, PyObject *args, PyObject *kw)
 
 /* ---------------------------------------------------------- bit methods */
 
-#define BIT_METHOD(fn, op)                                                     \
-    static PyObject *fn(PyObject *self, PyObject *arg)                         \
-    {                                                                          \
-        ShkPyBitset *s = (ShkPyBitset *)self;                                  \
-        uint64_t i;                                                            \
-        if (!alive(s) || bit_index(s, arg, &i) < 0)                            \
-            return NULL;                                                       \
-        return PyBool_FromLong(op(s->h, i));                                   \
+#define BIT_METHOD(fn, op)                                                                     \
+    static PyObject *fn(PyObject *self, PyObject *arg)                                         \
+    {                                                                                          \
+        ShkPyBitset *s = (ShkPyBitset *)self;                                                  \
+        uint64_t i;                                                                            \
+        if (!alive(s) || bit_index(s, arg, &i) < 0)                                            \
+            return NULL;                                                                       \
+        return PyBool_FromLong(op(s->h, i));                                                   \
     }
 
 BIT_METHOD(bitset_set, shk_bitset_set)
@@ -205,7 +201,7 @@ static PyObject *find_common(PyObject *self, PyObject *const *args, Py_ssize_t n
                          Py_TYPE(args[0])->tp_name);
             return NULL;
         }
-        Py_ssize_t v = PyNumber_AsSsize_t(args[0], NULL);   /* clamps */
+        Py_ssize_t v = PyNumber_AsSsize_t(args[0], NULL); /* clamps */
         if (v == -1 && PyErr_Occurred())
             return NULL;
         if (v < 0) {
@@ -290,8 +286,9 @@ static int bitset_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
         return -1;
     }
     if (PySlice_Check(key)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Bitset slices are read-only (use set/clear per bit, set_all or clear_all)");
+        PyErr_SetString(
+            PyExc_TypeError,
+            "Bitset slices are read-only (use set/clear per bit, set_all or clear_all)");
         return -1;
     }
     uint64_t i;

@@ -209,7 +209,7 @@ static int encode_key(PyObject *k, ShkPyKey *e, int depth)
         e->n = PyBytes_GET_SIZE(k);
         return 0;
     }
-    if (PyLong_Check(k)) {   /* int and bool (True == 1, as in dict) */
+    if (PyLong_Check(k)) { /* int and bool (True == 1, as in dict) */
         int overflow = 0;
         long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
         if (v == -1 && PyErr_Occurred())
@@ -223,7 +223,7 @@ static int encode_key(PyObject *k, ShkPyKey *e, int depth)
             e->n = 8;
             return 0;
         }
-        PyObject *s = PyObject_Str(k);   /* canonical decimal text */
+        PyObject *s = PyObject_Str(k); /* canonical decimal text */
         if (!s)
             return -1;
         Py_ssize_t n;
@@ -303,8 +303,7 @@ static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
     switch (t) {
     case 's':
         return decoded(PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL), "str (invalid UTF-8)");
-    case 'b':
-        return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+    case 'b': return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     case 'i':
         if (n == 8) {
             uint64_t u = 0;
@@ -323,24 +322,20 @@ static PyObject *decode_key(uint8_t t, const char *p, uint64_t n, int depth)
         z[n] = 0;
         char *end = NULL;
         PyObject *r = decoded(PyLong_FromString(z, &end, 10), "big int");
-        if (r && end != z + n) {   /* an embedded NUL ended the digits early */
+        if (r && end != z + n) { /* an embedded NUL ended the digits early */
             Py_CLEAR(r);
             PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed big int");
         }
         PyMem_Free(z);
         return r;
     }
-    case 't':
-        return decode_tuple(p, n, depth);
+    case 't': return decode_tuple(p, n, depth);
     }
     PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: unknown key type");
     return NULL;
 }
 
-int shk_py_key_encode(PyObject *k, ShkPyKey *e)
-{
-    return encode_key(k, e, 0);
-}
+int shk_py_key_encode(PyObject *k, ShkPyKey *e) { return encode_key(k, e, 0); }
 
 PyObject *shk_py_key_decode(uint8_t t, const char *p, uint64_t n)
 {
@@ -399,7 +394,7 @@ static int encode_array(PyObject *o, ShkPyValue *v)
         goto out;
     rc = 0;
     if (PyObject_IsTrue(hasobj) || fields != Py_None || sub != Py_None)
-        goto out;    /* object / structured / subarray dtypes: pickle */
+        goto out; /* object / structured / subarray dtypes: pickle */
     Py_ssize_t dl;
     const char *ds = PyUnicode_AsUTF8AndSize(dstr, &dl);
     if (!ds) {
@@ -514,7 +509,8 @@ int shk_py_value_encode(PyObject *o, int allow_pickle, ShkPyValue *v)
     if (!allow_pickle) {
         PyErr_Format(PyExc_TypeError,
                      "SharedDict(allow_pickle=False) cannot store a %.100s "
-                     "(it would need pickle)", Py_TYPE(o)->tp_name);
+                     "(it would need pickle)",
+                     Py_TYPE(o)->tp_name);
         return -1;
     }
     v->owner = pickle_dump(o);
@@ -536,7 +532,8 @@ PyObject *shk_py_array_decode(const char *p, uint64_t n, PyObject *view_owner)
     if (n < 8 + SHK_PY_ARR_DTYPE_LEN)
         goto bad;
     uint32_t h = get_u32(p), ndim = get_u32(p + 4);
-    if (ndim > SHK_PY_ARR_MAX_NDIM || h < 8 + SHK_PY_ARR_DTYPE_LEN + 8 * ndim || h > n || h % 16)
+    if (ndim > SHK_PY_ARR_MAX_NDIM || h < 8 + SHK_PY_ARR_DTYPE_LEN + 8 * ndim || h > n ||
+        h % 16)
         goto bad;
     if (memchr(p + 8, 0, SHK_PY_ARR_DTYPE_LEN) == NULL)
         goto bad;
@@ -624,7 +621,8 @@ PyObject *shk_py_value_decode(uint8_t t, const char *p, uint64_t n, PyObject **r
             acc |= dst[i];
         if (acc & 0x8080808080808080ull) {
             Py_DECREF(u);
-            PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: non-ASCII bytes in an ASCII value");
+            PyErr_SetString(ShkPy_CorruptSegmentError,
+                            "SharedDict: non-ASCII bytes in an ASCII value");
             return NULL;
         }
         return u;
@@ -635,8 +633,7 @@ PyObject *shk_py_value_decode(uint8_t t, const char *p, uint64_t n, PyObject **r
         if (n != 8)
             break;
         return PyLong_FromLongLong((long long)get_u64(p));
-    case 'b':
-        return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+    case 'b': return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     case 'f': {
         if (n != 8)
             break;
@@ -644,12 +641,9 @@ PyObject *shk_py_value_decode(uint8_t t, const char *p, uint64_t n, PyObject **r
         memcpy(&x, p, 8);
         return PyFloat_FromDouble(x);
     }
-    case 'n':
-        Py_RETURN_NONE;
-    case 'T':
-        Py_RETURN_TRUE;
-    case 'F':
-        Py_RETURN_FALSE;
+    case 'n': Py_RETURN_NONE;
+    case 'T': Py_RETURN_TRUE;
+    case 'F': Py_RETURN_FALSE;
     case 'I':
     case 'p':
     case 'a': {
@@ -658,7 +652,7 @@ PyObject *shk_py_value_decode(uint8_t t, const char *p, uint64_t n, PyObject **r
             return NULL;
         *raw = b;
         Py_INCREF(Py_Ellipsis);
-        return Py_Ellipsis;   /* placeholder: shk_py_value_finish decodes raw */
+        return Py_Ellipsis; /* placeholder: shk_py_value_finish decodes raw */
     }
     }
     PyErr_SetString(ShkPy_CorruptSegmentError, "SharedDict: malformed value");
@@ -681,9 +675,8 @@ PyObject *shk_py_value_finish(uint8_t t, PyObject *raw, int allow_pickle,
 
 /* ================================================ queue and stack items */
 
-int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
-                       PyObject **holder, const char **data, Py_ssize_t *len,
-                       uint32_t *tag)
+int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what, PyObject **holder,
+                       const char **data, Py_ssize_t *len, uint32_t *tag)
 {
     *holder = NULL;
     if (PyBytes_CheckExact(item)) {

@@ -59,8 +59,8 @@ int shk_py_init_common(PyObject *m)
 {
     if (PyType_Ready(&ShkPyView_Type) < 0)
         return -1;
-    ShkPy_Error = PyErr_NewExceptionWithDoc(
-        "shmkit.Error", "Base class of shmkit's own errors.", NULL, NULL);
+    ShkPy_Error = PyErr_NewExceptionWithDoc("shmkit.Error",
+                                            "Base class of shmkit's own errors.", NULL, NULL);
     if (!ShkPy_Error)
         return -1;
     ShkPy_CorruptSegmentError = PyErr_NewExceptionWithDoc(
@@ -166,20 +166,20 @@ const char *shk_py_object_name(PyObject *name)
 int shk_py_object_error(int rc, PyObject *name, const char *what, const char *hint)
 {
     if (rc == SHK_ENOENT)
-        PyErr_Format(PyExc_FileNotFoundError, "no %s named %R in the segment%s%s%s",
-                     what, name, hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
+        PyErr_Format(PyExc_FileNotFoundError, "no %s named %R in the segment%s%s%s", what, name,
+                     hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
     else if (rc == SHK_ETYPE)
         PyErr_Format(PyExc_TypeError, "object %R in the segment is not %s %s", name,
                      strchr("AEIOU", what[0]) ? "an" : "a", what);
     else if (rc == SHK_EINVAL)
-        PyErr_Format(PyExc_ValueError,
-                     "invalid %s name %R or size (names are 1 to %d bytes)", what, name,
-                     SHK_OBJECT_NAME_MAX);
+        PyErr_Format(PyExc_ValueError, "invalid %s name %R or size (names are 1 to %d bytes)",
+                     what, name, SHK_OBJECT_NAME_MAX);
     else if (rc == SHK_EFULL)
         PyErr_Format(ShkPy_OutOfMemoryError,
                      "cannot create %s %R: the segment's object directory is full "
                      "(%d named objects per segment); use another segment, or keep "
-                     "related values in one SharedDict", what, name, SHK_DIR_CAPACITY);
+                     "related values in one SharedDict",
+                     what, name, SHK_DIR_CAPACITY);
     else
         shk_py_raise(rc, PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : what);
     return -1;
@@ -209,8 +209,7 @@ const char *shk_py_trust_name(int trust)
 /* ------------------------------------------------------------ the views */
 
 typedef struct {
-    PyObject_HEAD
-    shk_segment *seg;
+    PyObject_HEAD shk_segment *seg;
     void *ptr;
     Py_ssize_t len;
     int readonly;
@@ -232,8 +231,7 @@ static void view_dealloc(PyObject *self)
 static PyBufferProcs view_as_buffer = {view_getbuffer, NULL};
 
 static PyTypeObject ShkPyView_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit._View",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmkit._shmkit._View",
     .tp_basicsize = sizeof(ShkPyView),
     .tp_dealloc = view_dealloc,
     .tp_as_buffer = &view_as_buffer,
@@ -241,8 +239,7 @@ static PyTypeObject ShkPyView_Type = {
     .tp_doc = "Keeps a segment mapped while a memoryview of it lives.",
 };
 
-PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
-                            int readonly)
+PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len, int readonly)
 {
     ShkPyView *v = PyObject_New(ShkPyView, &ShkPyView_Type);
     if (!v)
@@ -253,7 +250,7 @@ PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
     v->len = len;
     v->readonly = readonly;
     PyObject *mv = PyMemoryView_FromObject((PyObject *)v);
-    Py_DECREF(v);   /* the memoryview's buffer holds it now */
+    Py_DECREF(v); /* the memoryview's buffer holds it now */
     return mv;
 }
 
@@ -263,18 +260,16 @@ PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
     int rc = shk_freelist_check(fl, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, context);
-    return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-        (unsigned long long)st.capacity, "used_bytes",
-        (unsigned long long)st.used_bytes, "free_list_bytes",
-        (unsigned long long)st.free_list_bytes, "untouched_bytes",
-        (unsigned long long)st.untouched_bytes, "live_blocks",
-        (unsigned long long)st.live_blocks, "free_blocks",
-        (unsigned long long)st.free_blocks, "leaked_blocks",
-        (unsigned long long)st.leaked_blocks, "abandoned_blocks",
-        (unsigned long long)st.abandoned_blocks, "unverified_lists",
-        (unsigned long long)st.unverified_lists, "cached_blocks",
-        (unsigned long long)st.cached_blocks, "cached_bytes",
-        (unsigned long long)st.cached_bytes);
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
+                         (unsigned long long)st.capacity, "used_bytes",
+                         (unsigned long long)st.used_bytes, "free_list_bytes",
+                         (unsigned long long)st.free_list_bytes, "untouched_bytes",
+                         (unsigned long long)st.untouched_bytes, "live_blocks",
+                         (unsigned long long)st.live_blocks, "free_blocks",
+                         (unsigned long long)st.free_blocks, "leaked_blocks",
+                         (unsigned long long)st.leaked_blocks, "abandoned_blocks",
+                         (unsigned long long)st.abandoned_blocks, "unverified_lists",
+                         (unsigned long long)st.unverified_lists, "cached_blocks",
+                         (unsigned long long)st.cached_blocks, "cached_bytes",
+                         (unsigned long long)st.cached_bytes);
 }
-

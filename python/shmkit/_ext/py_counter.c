@@ -11,15 +11,12 @@
 #include "shmkit_py.h"
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD        /* h: the shk_counter */
+    SHK_PY_HANDLE_HEAD /* h: the shk_counter */
 } ShkPyCounter;
 
 SHK_PY_HANDLE_OPS(counter, "Counter", shk_counter_close);
 
-static int alive(PyObject *self)
-{
-    return shk_py_handle_alive(self, &counter_ops);
-}
+static int alive(PyObject *self) { return shk_py_handle_alive(self, &counter_ops); }
 
 /* An int64 amount: an int (or __index__) that fits; bools are refused
  * (c.add(True) is almost certainly a mistake). */
@@ -53,8 +50,8 @@ static int counter_init(PyObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"segment", "name", "cells", "create", NULL};
     PyObject *segobj, *name, *cells = Py_None;
     int create = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|Op:Counter", kwlist, &segobj, &name,
-                                     &cells, &create))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|Op:Counter", kwlist, &segobj, &name, &cells,
+                                     &create))
         return -1;
     shk_segment *seg = shk_py_handle_begin(self, &counter_ops, segobj);
     if (!seg)
@@ -128,14 +125,11 @@ static PyObject *counter_stats(PyObject *self, PyObject *Py_UNUSED(x))
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Counter.check");
     return Py_BuildValue("{s:L,s:I,s:I,s:I,s:i}", "value", (long long)st.value, "cells",
-                         st.ncells, "cells_claimed", st.claimed, "cells_live", st.live,
-                         "cell", (int)st.mine);
+                         st.ncells, "cells_claimed", st.claimed, "cells_live", st.live, "cell",
+                         (int)st.mine);
 }
 
-static PyObject *counter_int(PyObject *self)
-{
-    return counter_value(self, NULL);
-}
+static PyObject *counter_int(PyObject *self) { return counter_value(self, NULL); }
 
 static PyObject *counter_iadd(PyObject *self, PyObject *other)
 {
@@ -195,7 +189,8 @@ static PyGetSetDef counter_getset[] = {
     SHK_PY_HANDLE_GETSET,
     {"value", counter_value, NULL,
      "The sum of the cells: exact when no add is in flight; while adds run, "
-     "the committed adds plus some of those in flight.", NULL},
+     "the committed adds plus some of those in flight.",
+     NULL},
     {"cells", counter_get_cells, NULL, "Number of cells.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -209,8 +204,7 @@ static PyNumberMethods counter_as_number = {
 };
 
 static PyTypeObject Counter_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    SHK_PY_HANDLE_TYPE("Counter", ShkPyCounter),
+    PyVarObject_HEAD_INIT(NULL, 0) SHK_PY_HANDLE_TYPE("Counter", ShkPyCounter),
     .tp_as_number = &counter_as_number,
     .tp_doc = "Counter(segment, name, cells=None, create=True): a sharded counter in "
               "shared memory.",

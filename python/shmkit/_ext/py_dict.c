@@ -54,9 +54,9 @@ static inline PyObject *Py_NewRef(PyObject *o)
 #endif
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD            /* h: the shk_dict */
-    int allow_pickle;
-    uint64_t pop_hint;            /* where popitem looks first */
+    SHK_PY_HANDLE_HEAD /* h: the shk_dict */
+        int allow_pickle;
+    uint64_t pop_hint; /* where popitem looks first */
     PyObject *weakrefs;
 } ShkPyDict;
 
@@ -76,12 +76,12 @@ static int closed_error(ShkPyDict *self)
 /* No call of this type drops the GIL, so `waiting` stays 0 and close()
  * releases h at once: h == NULL alone means closed (or never opened), one
  * load on the hot path. */
-#define CHECK_OPEN(self, ret)                                                 \
-    do {                                                                      \
-        if (SHK_UNLIKELY((self)->h == NULL)) {                                \
-            closed_error(self);                                               \
-            return ret;                                                       \
-        }                                                                     \
+#define CHECK_OPEN(self, ret)                                                                  \
+    do {                                                                                       \
+        if (SHK_UNLIKELY((self)->h == NULL)) {                                                 \
+            closed_error(self);                                                                \
+            return ret;                                                                        \
+        }                                                                                      \
     } while (0)
 
 /* Second stage for values copied to `raw` (validated): a pickle is
@@ -113,7 +113,7 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
     /* the pin proves the entry is unchanged since find; the table word
      * proves we did not find it through a stale table */
     shk_segment *seg = shk_dict_segment(self->h);
-    shk_segment_retain(seg);   /* decoding runs numpy; keep the mapping */
+    shk_segment_retain(seg); /* decoding runs numpy; keep the mapping */
     PyObject *v = NULL;
     if (!shk_dict_ref_valid(self->h, r))
         *retry = 1;
@@ -128,8 +128,8 @@ static PyObject *decode_array_pinned(ShkPyDict *self, const shk_dict_ref *r, int
  * retry.  Returns a new reference; NULL with no error and *found = 0 if
  * absent; NULL with an error otherwise.  entry/ver (may be NULL) identify
  * the entry the value came from, for compare-and-set style commits. */
-static PyObject *fetch(ShkPyDict *self, const ShkPyKey *k, int *found,
-                       uint64_t *entry, uint64_t *ver)
+static PyObject *fetch(ShkPyDict *self, const ShkPyKey *k, int *found, uint64_t *entry,
+                       uint64_t *ver)
 {
     shk_dict_ref r;
     for (;;) {
@@ -192,8 +192,7 @@ static inline PyObject *lookup_ref(ShkPyDict *self, const ShkPyKey *k, int *foun
 }
 
 /* Prepare + fill an entry for (key, value).  0 ok (txn ready), -1 error. */
-static int build_entry(ShkPyDict *self, const ShkPyKey *k, PyObject *value,
-                       shk_dict_txn *txn)
+static int build_entry(ShkPyDict *self, const ShkPyKey *k, PyObject *value, shk_dict_txn *txn)
 {
     ShkPyValue v;
     if (shk_py_value_encode(value, self->allow_pickle, &v) < 0) {
@@ -390,7 +389,7 @@ static int commit_entry(ShkPyDict *self, const ShkPyKey *k, PyObject *value, int
 static int delete_expect(ShkPyDict *self, const ShkPyKey *k, uint64_t entry, uint64_t ver,
                          const char *context)
 {
-    if (!self->h)   /* closed by another thread while decoding (pickle) */
+    if (!self->h) /* closed by another thread while decoding (pickle) */
         return closed_error(self);
     int rc = shk_dict_delete(self->h, k->t, k->p, (size_t)k->n, entry, ver);
     if (rc == SHK_OK)
@@ -404,16 +403,16 @@ static int delete_expect(ShkPyDict *self, const ShkPyKey *k, uint64_t entry, uin
 enum { RMW_DONE, RMW_STORE, RMW_INSERT, RMW_DELETE };
 
 typedef struct {
-    int what;            /* RMW_*: return at once, or write then return */
-    PyObject *store;     /* RMW_STORE/RMW_INSERT: the value (borrowed from
+    int what;         /* RMW_*: return at once, or write then return */
+    PyObject *store;  /* RMW_STORE/RMW_INSERT: the value (borrowed from
                           * result or the arguments) */
-    PyObject *result;    /* new reference: what the method returns once the
+    PyObject *result; /* new reference: what the method returns once the
                           * write took (at once for RMW_DONE) */
 } rmw_plan;
 
 /* One read-modify-write method: its arguments and its decision. */
 typedef struct {
-    const char *name;             /* for "<name> expected N arguments" */
+    const char *name; /* for "<name> expected N arguments" */
     Py_ssize_t min_args, max_args;
     /* Arguments past the key that are wrong whatever the value: -1 with
      * an exception, checked before the key is encoded (may be NULL). */
@@ -421,7 +420,7 @@ typedef struct {
     /* The decision on the current value `cur` (borrowed; NULL if the key is
      * absent): fill *plan, or return -1 with an exception. */
     int (*step)(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan);
-    const char *context;          /* prefix of a commit's error message */
+    const char *context; /* prefix of a commit's error message */
 } rmw_method;
 
 /* Lost races an rmw() accepts before it gives up.  Between processes a
@@ -432,8 +431,7 @@ typedef struct {
 
 /* The whole method: arguments (the key is args[0]), then read, decide and
  * write until the write takes, at most RMW_MAX_RACES times. */
-static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
-                     const rmw_method *m)
+static PyObject *rmw(PyObject *op, PyObject *const *args, Py_ssize_t nargs, const rmw_method *m)
 {
     ShkPyDict *self = (ShkPyDict *)op;
     if (method_args(self, m->name, nargs, m->min_args, m->max_args) < 0 ||
@@ -515,8 +513,8 @@ static int incr_check(PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* incr(key, delta=1) -> new value.  Atomic across processes. */
-static const rmw_method incr_method = {"incr", 1, 2, incr_check, incr_step,
-                                       "SharedDict: commit"};
+static const rmw_method incr_method = {"incr",     1,         2,
+                                       incr_check, incr_step, "SharedDict: commit"};
 
 static int cas_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
 {
@@ -533,7 +531,7 @@ static int cas_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_
 }
 
 /* compare_and_swap(key, expected, new) -> bool */
-static const rmw_method cas_method = {"compare_and_swap", 3, 3, NULL, cas_step,
+static const rmw_method cas_method = {"compare_and_swap",  3, 3, NULL, cas_step,
                                       "SharedDict: commit"};
 
 static int setdefault_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs,
@@ -548,8 +546,8 @@ static int setdefault_step(PyObject *cur, PyObject *const *args, Py_ssize_t narg
 }
 
 /* setdefault(key, default=None): atomic across processes */
-static const rmw_method setdefault_method = {"setdefault", 1, 2, NULL, setdefault_step,
-                                             "SharedDict.setdefault"};
+static const rmw_method setdefault_method = {
+    "setdefault", 1, 2, NULL, setdefault_step, "SharedDict.setdefault"};
 
 static int pop_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_plan *plan)
 {
@@ -569,10 +567,10 @@ static int pop_step(PyObject *cur, PyObject *const *args, Py_ssize_t nargs, rmw_
 static const rmw_method pop_method = {"pop", 1, 2, NULL, pop_step, "SharedDict.pop"};
 
 /* The METH_FASTCALL functions of the methods above. */
-#define RMW_FUNCTION(fn, method)                                               \
-    static PyObject *fn(PyObject *op, PyObject *const *args, Py_ssize_t nargs) \
-    {                                                                          \
-        return rmw(op, args, nargs, &method);                                  \
+#define RMW_FUNCTION(fn, method)                                                               \
+    static PyObject *fn(PyObject *op, PyObject *const *args, Py_ssize_t nargs)                 \
+    {                                                                                          \
+        return rmw(op, args, nargs, &method);                                                  \
     }
 RMW_FUNCTION(dict_incr, incr_method)
 RMW_FUNCTION(dict_cas, cas_method)
@@ -595,7 +593,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
     for (;;) {
         if (limit >= 0 && PyList_GET_SIZE(out) >= limit)
             return out;
-        if (!self->h) {   /* closed by another thread while unpickling */
+        if (!self->h) { /* closed by another thread while unpickling */
             Py_DECREF(out);
             closed_error(self);
             return NULL;
@@ -621,7 +619,7 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
             Py_XDECREF(key);
             Py_XDECREF(val);
             Py_XDECREF(raw);
-            if (ok) {          /* a real decoding error */
+            if (ok) { /* a real decoding error */
                 Py_DECREF(out);
                 return NULL;
             }
@@ -643,8 +641,9 @@ static PyObject *scan_once(ShkPyDict *self, int what, Py_ssize_t limit)
                 return NULL;
             }
         }
-        PyObject *item = what == SCAN_ITEMS ? PyTuple_Pack(2, key, val)
-                         : what == SCAN_KEYS ? Py_NewRef(key) : Py_NewRef(val);
+        PyObject *item = what == SCAN_ITEMS  ? PyTuple_Pack(2, key, val)
+                         : what == SCAN_KEYS ? Py_NewRef(key)
+                                             : Py_NewRef(val);
         Py_XDECREF(key);
         Py_XDECREF(val);
         if (!item || PyList_Append(out, item) < 0) {
@@ -709,9 +708,11 @@ static PyObject *dict_snapshot(PyObject *op, PyObject *want_values)
         shk_dict_ref r;
         while ((rc = shk_dict_next(self->h, &pos, &tw, &r)) == SHK_OK) {
             PyObject *k = shk_py_key_decode(r.ktype, r.key, r.klen);
-            PyObject *v = !values ? NULL
-                          : Py_BuildValue("(iN)", (int)r.vtype,
-                                          PyBytes_FromStringAndSize(r.val, (Py_ssize_t)r.vlen));
+            PyObject *v = !values
+                              ? NULL
+                              : Py_BuildValue("(iN)", (int)r.vtype,
+                                              PyBytes_FromStringAndSize(r.val,
+                                                                        (Py_ssize_t)r.vlen));
             int bad = !k || (values && !v) || PyList_Append(keys, k) < 0 ||
                       (values && PyList_Append(raws, v) < 0);
             Py_XDECREF(k);
@@ -815,14 +816,14 @@ static PyObject *dict_popitem(PyObject *op, PyObject *noargs)
             Py_DECREF(key);
             if (PyErr_Occurred())
                 return NULL;
-            continue;            /* another process took it first */
+            continue; /* another process took it first */
         }
         int rc = delete_expect(self, &k, e, ver, "SharedDict.popitem");
         shk_py_key_free(&k);
         PyObject *t = rc == 1 ? PyTuple_Pack(2, key, v) : NULL;
         Py_DECREF(key);
         Py_DECREF(v);
-        if (rc != 0)             /* taken, or an error */
+        if (rc != 0) /* taken, or an error */
             return t;
     }
 }
@@ -875,10 +876,8 @@ static PyObject *dict_wait_change(PyObject *op, PyObject *args)
     const void *word = shk_dict_change_word(self->h);
     shk_segment_retain(seg);
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = shk_dict_wait_change_at(word, (uint32_t)seen, ns);
-    Py_END_ALLOW_THREADS
-    shk_segment_close(seg);
+    Py_BEGIN_ALLOW_THREADS rc = shk_dict_wait_change_at(word, (uint32_t)seen, ns);
+    Py_END_ALLOW_THREADS shk_segment_close(seg);
     if (rc == SHK_ETIMEDOUT)
         Py_RETURN_FALSE;
     if (rc == SHK_EINTR && PyErr_CheckSignals() < 0)
@@ -907,12 +906,11 @@ static PyObject *dict_entry_version(PyObject *op, PyObject *key)
 /* ---- views ---- */
 
 typedef struct {
-    PyObject_HEAD
-    shk_segment *seg;     /* retained */
-    uint64_t entry;       /* pinned */
+    PyObject_HEAD shk_segment *seg; /* retained */
+    uint64_t entry;                 /* pinned */
     char *ptr;
     Py_ssize_t len;
-    pid_t pid;            /* the process whose pin this is */
+    pid_t pid; /* the process whose pin this is */
 } ShkPyPin;
 
 static int pin_getbuffer(PyObject *op, Py_buffer *view, int flags)
@@ -937,8 +935,7 @@ static void pin_dealloc(PyObject *op)
 static PyBufferProcs pin_as_buffer = {pin_getbuffer, NULL};
 
 static PyTypeObject ShkPyPin_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit._DictPin",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmkit._shmkit._DictPin",
     .tp_basicsize = sizeof(ShkPyPin),
     .tp_dealloc = pin_dealloc,
     .tp_as_buffer = &pin_as_buffer,
@@ -992,8 +989,7 @@ static PyObject *dict_get_view(PyObject *op, PyObject *key)
     } else if (r.vtype == 'b' || r.vtype == 's' || r.vtype == 'A') {
         res = PyMemoryView_FromObject((PyObject *)pin);
     } else {
-        PyErr_SetString(PyExc_TypeError,
-                        "get_view needs a numpy array, bytes or str value");
+        PyErr_SetString(PyExc_TypeError, "get_view needs a numpy array, bytes or str value");
         res = NULL;
     }
     Py_DECREF(pin);
@@ -1009,8 +1005,8 @@ static int dict_init(PyObject *op, PyObject *args, PyObject *kw)
     PyObject *segobj, *name;
     int create = 1, allow_pickle = 1;
     unsigned long long cap = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|pKp", kwlist, &segobj, &name,
-                                     &create, &cap, &allow_pickle))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|pKp", kwlist, &segobj, &name, &create, &cap,
+                                     &allow_pickle))
         return -1;
     shk_segment *seg = shk_py_handle_begin(op, &dict_ops, segobj);
     if (!seg)
@@ -1040,24 +1036,21 @@ static PyObject *stats_dict(const shk_dict_stats *st, shk_dict *d, int full)
     shk_segment_info si;
     shk_segment_info_get(shk_dict_segment(d), &si);
     PyObject *r = Py_BuildValue(
-        "{s:K,s:K,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
-        "entries", (unsigned long long)st->count,
-        "capacity", (unsigned long long)st->capacity,
+        "{s:K,s:K,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "entries",
+        (unsigned long long)st->count, "capacity", (unsigned long long)st->capacity,
         "load_factor", st->capacity ? (double)st->used_slots / (double)st->capacity : 0.0,
-        "tombstones", (unsigned long long)st->tombstones,
-        "table_bytes", (unsigned long long)st->table_bytes,
-        "resizes", (unsigned long long)st->resizes,
-        "recoveries", (unsigned long long)st->recoveries,
-        "heap_used", (unsigned long long)si.heap_used,
-        "heap_free", (unsigned long long)si.heap_free,
-        "segment_size", (unsigned long long)si.file_size,
-        "max_size", (unsigned long long)si.max_size);
+        "tombstones", (unsigned long long)st->tombstones, "table_bytes",
+        (unsigned long long)st->table_bytes, "resizes", (unsigned long long)st->resizes,
+        "recoveries", (unsigned long long)st->recoveries, "heap_used",
+        (unsigned long long)si.heap_used, "heap_free", (unsigned long long)si.heap_free,
+        "segment_size", (unsigned long long)si.file_size, "max_size",
+        (unsigned long long)si.max_size);
     if (r && full) {
-        PyObject *x = Py_BuildValue("{s:K,s:K,s:K,s:K}",
-                                    "entry_bytes", (unsigned long long)st->entry_bytes,
-                                    "key_bytes", (unsigned long long)st->key_bytes,
-                                    "value_bytes", (unsigned long long)st->value_bytes,
-                                    "max_probe", (unsigned long long)st->max_probe);
+        PyObject *x = Py_BuildValue("{s:K,s:K,s:K,s:K}", "entry_bytes",
+                                    (unsigned long long)st->entry_bytes, "key_bytes",
+                                    (unsigned long long)st->key_bytes, "value_bytes",
+                                    (unsigned long long)st->value_bytes, "max_probe",
+                                    (unsigned long long)st->max_probe);
         if (!x || PyDict_Update(r, x) < 0) {
             Py_XDECREF(x);
             Py_DECREF(r);
@@ -1092,7 +1085,7 @@ static int check_encodings(ShkPyDict *self)
         int rc = shk_dict_next(self->h, &pos, &tw, &r);
         if (rc == SHK_ENOTFOUND)
             return 0;
-        if (rc == SHK_EAGAIN) {      /* table replaced: walk the new one */
+        if (rc == SHK_EAGAIN) { /* table replaced: walk the new one */
             pos = tw = 0;
             continue;
         }
@@ -1102,16 +1095,17 @@ static int check_encodings(ShkPyDict *self)
         }
         PyObject *raw = NULL, *val = NULL;
         PyObject *key = shk_py_key_decode(r.ktype, r.key, r.klen);
-        if (key)   /* arrays are decoded too (a copy): their header is checked */
-            val = r.vtype == 'p' ? Py_NewRef(Py_None) : shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
-        if (!shk_dict_ref_valid(self->h, &r)) {   /* changed meanwhile */
+        if (key) /* arrays are decoded too (a copy): their header is checked */
+            val = r.vtype == 'p' ? Py_NewRef(Py_None)
+                                 : shk_py_value_decode(r.vtype, r.val, r.vlen, &raw);
+        if (!shk_dict_ref_valid(self->h, &r)) { /* changed meanwhile */
             Py_XDECREF(key);
             Py_XDECREF(val);
             Py_XDECREF(raw);
             PyErr_Clear();
             continue;
         }
-        if (val && raw) {            /* 'I': a big int's digits; 'a': an array */
+        if (val && raw) { /* 'I': a big int's digits; 'a': an array */
             Py_DECREF(val);
             val = finish_value(self, r.vtype, raw);
         }
@@ -1213,8 +1207,7 @@ static PySequenceMethods dict_as_sequence = {.sq_contains = dict_sq_contains};
  * references), and a second .tp_dealloc initialiser would trip
  * -Woverride-init. */
 static PyTypeObject ShkPyDict_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Dict",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmkit._shmkit.Dict",
     .tp_basicsize = sizeof(ShkPyDict),
     .tp_dealloc = dict_dealloc,
     .tp_as_mapping = &dict_as_mapping,

@@ -40,8 +40,7 @@
 
 /* ------------------------------------------------------------ handles */
 
-shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
-                                 PyObject *segobj)
+shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops, PyObject *segobj)
 {
     ShkPyHandle *hd = (ShkPyHandle *)self;
     if (hd->h || hd->closed) {
@@ -51,14 +50,14 @@ shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
     return shk_py_segment_arg(segobj);
 }
 
-int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h,
-                         int created, PyObject *segobj, PyObject *name)
+int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h, int created,
+                         PyObject *segobj, PyObject *name)
 {
     ShkPyHandle *hd = (ShkPyHandle *)self;
     hd->ops = ops;
     hd->h = h;
     hd->created = created;
-    hd->trust = ((ShkPySegment *)segobj)->trust;   /* a Segment: handle_begin checked */
+    hd->trust = ((ShkPySegment *)segobj)->trust; /* a Segment: handle_begin checked */
     return shk_py_set_names(segobj, name, &hd->object_name, &hd->segment_name);
 }
 
@@ -169,13 +168,13 @@ PyObject *shk_py_seq_subscript(PyObject *self, PyObject *key, uint64_t len,
 
 /* ------------------------------------------------------- buffer export */
 
-int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *seg,
-                     void *buf, Py_ssize_t itemsize, const char *format,
-                     Py_ssize_t *shape, Py_ssize_t *strides)
+int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *seg, void *buf,
+                     Py_ssize_t itemsize, const char *format, Py_ssize_t *shape,
+                     Py_ssize_t *strides)
 {
     /* The export pins the mapping, not the handle: close() of the handle
      * leaves numpy arrays over it valid. */
-    shk_segment_retain(seg);      /* dropped by shk_py_release_export */
+    shk_segment_retain(seg); /* dropped by shk_py_release_export */
     view->internal = seg;
     view->buf = buf;
     view->len = shape[0] * itemsize;

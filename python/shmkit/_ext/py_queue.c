@@ -28,11 +28,11 @@
 #include <time.h>
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD      /* h: the shk_queue; waiting: threads in a wait */
-    int allow_pickle;
+    SHK_PY_HANDLE_HEAD /* h: the shk_queue; waiting: threads in a wait */
+        int allow_pickle;
 } ShkPyQueue;
 
-static PyObject *QueueFull, *QueueEmpty;      /* queue.Full, queue.Empty */
+static PyObject *QueueFull, *QueueEmpty; /* queue.Full, queue.Empty */
 
 SHK_PY_HANDLE_OPS(queue, "Queue", shk_queue_close);
 
@@ -56,13 +56,12 @@ static int64_t mono_ns(void)
 static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
 {
     ShkPyQueue *self = (ShkPyQueue *)op;
-    static char *kwlist[] = {"segment", "name", "maxsize", "ring_bytes",
-                             "allow_pickle", NULL};
+    static char *kwlist[] = {"segment", "name", "maxsize", "ring_bytes", "allow_pickle", NULL};
     PyObject *segobj, *name;
     long long maxsize = 0, ring = 0;
     int allow_pickle = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|LLp", kwlist, &segobj, &name,
-                                     &maxsize, &ring, &allow_pickle))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|LLp", kwlist, &segobj, &name, &maxsize,
+                                     &ring, &allow_pickle))
         return -1;
     shk_segment *seg = shk_py_handle_begin(op, &queue_ops, segobj);
     if (!seg)
@@ -92,16 +91,16 @@ static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
  * get holds the queue lock (bytes are not GC-tracked: no collection, no
  * Python code runs here). */
 typedef struct {
-    PyObject *one;          /* get: the item */
+    PyObject *one; /* get: the item */
     uint32_t tag;
-    PyObject *list;         /* get_many: the items (raw) */
-    unsigned char *tags;    /* get_many: their tags */
+    PyObject *list;      /* get_many: the items (raw) */
+    unsigned char *tags; /* get_many: their tags */
     Py_ssize_t ntags, captags;
     int allow_pickle;
 } get_ctx;
 
-#define QUEUE_REFUSE                                                          \
-    "the next queue item is a pickle and this handle has allow_pickle=False "  \
+#define QUEUE_REFUSE                                                                           \
+    "the next queue item is a pickle and this handle has allow_pickle=False "                  \
     "(the item was left in the queue)"
 
 static void *get_alloc(void *vctx, uint64_t len, uint32_t tag)
@@ -126,7 +125,7 @@ static void *get_alloc(void *vctx, uint64_t len, uint32_t tag)
             Py_DECREF(b);
             return NULL;
         }
-        Py_DECREF(b);   /* the list holds it */
+        Py_DECREF(b); /* the list holds it */
         c->tags[c->ntags++] = (unsigned char)tag;
     } else {
         c->one = b;
@@ -160,7 +159,7 @@ static int parse_block(PyObject *block, PyObject *timeout, int64_t *deadline)
         return -1;
     }
     if (t > 1e9)
-        t = 1e9;   /* ~31 years: forever for any purpose */
+        t = 1e9; /* ~31 years: forever for any purpose */
     *deadline = mono_ns() + (int64_t)(t * 1e9);
     if (*deadline <= 0)
         *deadline = 1;
@@ -178,12 +177,10 @@ static int wait_raw(ShkPyQueue *self, int kind, uint64_t len, int64_t left)
     shk_queue *q = self->h;
     int rc;
     self->waiting++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = kind == W_PUT ? shk_queue_wait_put(q, len, left)
-       : kind == W_GET ? shk_queue_wait_get(q, left)
-                       : shk_queue_wait_join(q, left);
-    Py_END_ALLOW_THREADS
-    self->waiting--;
+    Py_BEGIN_ALLOW_THREADS rc = kind == W_PUT   ? shk_queue_wait_put(q, len, left)
+                                : kind == W_GET ? shk_queue_wait_get(q, left)
+                                                : shk_queue_wait_join(q, left);
+    Py_END_ALLOW_THREADS self->waiting--;
     if (self->closed) {
         shk_py_handle_release((ShkPyHandle *)self);
         PyErr_SetString(PyExc_ValueError, "Queue closed while waiting");
@@ -220,8 +217,7 @@ static int wait_once(ShkPyQueue *self, int for_put, uint64_t len, int64_t deadli
 static PyObject *raise_status(int rc, const char *what)
 {
     if (rc == SHK_ENOMEM && !PyErr_Occurred())
-        PyErr_Format(ShkPy_OutOfMemoryError,
-                     "%s: the segment has no room for this item", what);
+        PyErr_Format(ShkPy_OutOfMemoryError, "%s: the segment has no room for this item", what);
     else if (!PyErr_Occurred())
         shk_py_raise(rc, what);
     return NULL;
@@ -342,7 +338,8 @@ static int parse_get_args(const char *fn, PyObject *const *args, Py_ssize_t narg
         while (j < 3 && PyUnicode_CompareWithASCIIString(k, names[j]) != 0)
             j++;
         if (j == 3 || v[j]) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword %R", fn, k);
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword %R", fn,
+                         k);
             return -1;
         }
         v[j] = args[nargs + i];
@@ -467,8 +464,7 @@ static PyObject *queue_put_many(PyObject *op, PyObject *const *args, Py_ssize_t 
             raise_status(rc, "Queue.put_many");
             break;
         }
-        if (deadline == 0 ||
-            wait_once(self, 1, items[total].len, deadline, QueueFull) < 0) {
+        if (deadline == 0 || wait_once(self, 1, items[total].len, deadline, QueueFull) < 0) {
             if (deadline == 0)
                 PyErr_SetNone(QueueFull);
             break;
@@ -607,18 +603,16 @@ static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
     int rc = shk_queue_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Queue.check");
-    return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:I}",
-        "items", (unsigned long long)st.items,
-        "used_bytes", (unsigned long long)st.used_bytes,
-        "ring_bytes", (unsigned long long)st.ring_bytes,
-        "maxsize", (unsigned long long)st.maxsize,
-        "out_of_line", (unsigned long long)st.out_of_line,
-        "total_put", (unsigned long long)st.total_put,
-        "total_got", (unsigned long long)st.total_got,
-        "recoveries", (unsigned long long)st.recoveries,
-        "get_waiters", (unsigned)st.get_waiters,
-        "put_waiters", (unsigned)st.put_waiters);
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:I}", "items",
+                         (unsigned long long)st.items, "used_bytes",
+                         (unsigned long long)st.used_bytes, "ring_bytes",
+                         (unsigned long long)st.ring_bytes, "maxsize",
+                         (unsigned long long)st.maxsize, "out_of_line",
+                         (unsigned long long)st.out_of_line, "total_put",
+                         (unsigned long long)st.total_put, "total_got",
+                         (unsigned long long)st.total_got, "recoveries",
+                         (unsigned long long)st.recoveries, "get_waiters",
+                         (unsigned)st.get_waiters, "put_waiters", (unsigned)st.put_waiters);
 }
 
 /* ------------------------------------------------------ JoinableQueue */
@@ -715,8 +709,7 @@ static PyObject *queue_wait(PyObject *op, PyObject *args)
     int for_put;
     unsigned long long nbytes;
     double timeout;
-    if (!PyArg_ParseTuple(args, "pKd:_wait", &for_put, &nbytes, &timeout) ||
-        !q_alive(self))
+    if (!PyArg_ParseTuple(args, "pKd:_wait", &for_put, &nbytes, &timeout) || !q_alive(self))
         return NULL;
     if (!(timeout >= 0) || timeout > 1e9) {
         PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
@@ -730,7 +723,7 @@ static PyObject *queue_wait(PyObject *op, PyObject *args)
     if (rc == SHK_ETIMEDOUT)
         Py_RETURN_FALSE;
     if (rc == SHK_EINTR)
-        Py_RETURN_TRUE;   /* signals are the main thread's to handle */
+        Py_RETURN_TRUE; /* signals are the main thread's to handle */
     return raise_status(rc, "Queue wait");
 }
 
@@ -810,8 +803,7 @@ static PyGetSetDef queue_getset[] = {
 static PyMemberDef queue_members[] = SHK_PY_HANDLE_MEMBERS("queue");
 
 static PyTypeObject Queue_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    SHK_PY_HANDLE_TYPE("Queue", ShkPyQueue),
+    PyVarObject_HEAD_INIT(NULL, 0) SHK_PY_HANDLE_TYPE("Queue", ShkPyQueue),
     .tp_doc = "Queue(segment, name, maxsize=0, ring_bytes=0, allow_pickle=True): "
               "MPMC queue in shared memory.",
     .tp_methods = queue_methods,

@@ -78,7 +78,8 @@ static void raise_foreign(PyObject *name, const shk_segment_owner *o, int trust)
     snprintf(mode, sizeof mode, "0o%03o", (unsigned)(o->mode & 07777));
     unsigned euid = (unsigned)geteuid();
     const char *why = o->mode & 0002 ? "anyone may write it"
-                      : trust == SHK_TRUST_GROUP ? "its group is not one of this process's groups"
+                      : trust == SHK_TRUST_GROUP
+                          ? "its group is not one of this process's groups"
                       : o->uid != euid ? "it belongs to another user"
                                        : "its group may write it";
     PyErr_Format(ShkPy_ForeignSegmentError,
@@ -93,10 +94,8 @@ static void raise_foreign(PyObject *name, const shk_segment_owner *o, int trust)
                  shk_py_trust_name(trust), name);
 }
 
-shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
-                                 unsigned long long size,
-                                 unsigned long long max_size, int mode, int trust,
-                                 int *created)
+shk_segment *shk_py_open_segment(PyObject *name, PyObject *create, unsigned long long size,
+                                 unsigned long long max_size, int mode, int trust, int *created)
 {
     const char *s;
     if (name_arg(name, &s) < 0)
@@ -110,8 +109,7 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
         return NULL;
     }
     if (max_size > SHK_MAX_MAX_SIZE || (max_size && size > max_size)) {
-        PyErr_Format(PyExc_ValueError,
-                     "size must be <= max_size <= %llu bytes (64 GiB)",
+        PyErr_Format(PyExc_ValueError, "size must be <= max_size <= %llu bytes (64 GiB)",
                      (unsigned long long)SHK_MAX_MAX_SIZE);
         return NULL;
     }
@@ -124,21 +122,21 @@ shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
     } else if (create == Py_False) {
         rc = shk_segment_attach_ex(s, trust, &owner, &seg);
     } else {
-        rc = shk_segment_open_ex(s, size, max_size, (mode_t)mode, trust, &owner, &seg,
-                                 &made);
+        rc = shk_segment_open_ex(s, size, max_size, (mode_t)mode, trust, &owner, &seg, &made);
     }
     if (rc != SHK_OK) {
         if (rc == SHK_EEXIST)
             PyErr_Format(PyExc_FileExistsError,
                          "shared memory segment %R already exists "
-                         "(attach with create=False, or unlink it first)", name);
+                         "(attach with create=False, or unlink it first)",
+                         name);
         else if (rc == SHK_ENOENT)
-            PyErr_Format(PyExc_FileNotFoundError,
-                         "no shared memory segment named %R", name);
+            PyErr_Format(PyExc_FileNotFoundError, "no shared memory segment named %R", name);
         else if (rc == SHK_ECORRUPT)
             PyErr_Format(ShkPy_CorruptSegmentError,
                          "%R is not a valid shmkit segment (foreign, corrupt, "
-                         "truncated or of another layout version)", name);
+                         "truncated or of another layout version)",
+                         name);
         else if (rc == SHK_EFOREIGN)
             raise_foreign(name, &owner, trust);
         else
@@ -172,14 +170,13 @@ shk_segment *shk_py_segment_arg(PyObject *o)
 static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
 {
     ShkPySegment *s = (ShkPySegment *)self;
-    static char *kwlist[] = {"name", "size", "create", "mode", "max_size",
-                             "unlink_on_exit", "trust", NULL};
+    static char *kwlist[] = {"name",     "size",           "create", "mode",
+                             "max_size", "unlink_on_exit", "trust",  NULL};
     PyObject *name, *create = Py_None, *size_arg = NULL, *max_arg = NULL, *trust_obj = NULL;
     uint64_t size = 0, max_size = 0;
     int mode = 0600, unlink_on_exit = 0, trust = SHK_TRUST_OWNER;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$OiOpO:Segment", kwlist, &name,
-                                     &size_arg, &create, &mode, &max_arg,
-                                     &unlink_on_exit, &trust_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$OiOpO:Segment", kwlist, &name, &size_arg,
+                                     &create, &mode, &max_arg, &unlink_on_exit, &trust_obj))
         return -1;
     if (trust_obj && trust_arg(trust_obj, &trust) < 0)
         return -1;
@@ -191,8 +188,7 @@ static int seg_init(PyObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     int created = 0;
-    shk_segment *seg = shk_py_open_segment(name, create, size, max_size, mode, trust,
-                                           &created);
+    shk_segment *seg = shk_py_open_segment(name, create, size, max_size, mode, trust, &created);
     if (!seg)
         return -1;
     s->seg = seg;
@@ -278,9 +274,8 @@ static PyObject *object_info_dict(const shk_object_info *oi)
         }
         return NULL;
     }
-    return Py_BuildValue("{s:N,s:s,s:K,s:K}", "name", name, "type",
-                         shk_type_name(oi->type), "offset",
-                         (unsigned long long)oi->offset, "size",
+    return Py_BuildValue("{s:N,s:s,s:K,s:K}", "name", name, "type", shk_type_name(oi->type),
+                         "offset", (unsigned long long)oi->offset, "size",
                          (unsigned long long)oi->size);
 }
 
@@ -347,17 +342,14 @@ static PyObject *seg_info(PyObject *self, PyObject *Py_UNUSED(a))
     if (!objs)
         return NULL;
     PyObject *d = Py_BuildValue(
-        "{s:O,s:K,s:K,s:K,s:K,s:L,s:K,s:K,s:I,s:I,s:I,s:I,s:N}", "name", s->name,
-        "file_size", (unsigned long long)si.file_size, "max_size",
-        (unsigned long long)si.max_size, "heap_used",
-        (unsigned long long)si.heap_used, "heap_free",
-        (unsigned long long)si.heap_free, "creator_pid",
-        (long long)si.creator_pid, "creator_start_ticks",
-        (unsigned long long)si.creator_start_ticks, "created_unix_ns",
-        (unsigned long long)si.created_unix_ns, "version",
-        (unsigned int)si.version, "owner_uid", (unsigned int)si.owner.uid,
-        "owner_gid", (unsigned int)si.owner.gid, "mode", (unsigned int)si.owner.mode,
-        "objects", objs);
+        "{s:O,s:K,s:K,s:K,s:K,s:L,s:K,s:K,s:I,s:I,s:I,s:I,s:N}", "name", s->name, "file_size",
+        (unsigned long long)si.file_size, "max_size", (unsigned long long)si.max_size,
+        "heap_used", (unsigned long long)si.heap_used, "heap_free",
+        (unsigned long long)si.heap_free, "creator_pid", (long long)si.creator_pid,
+        "creator_start_ticks", (unsigned long long)si.creator_start_ticks, "created_unix_ns",
+        (unsigned long long)si.created_unix_ns, "version", (unsigned int)si.version,
+        "owner_uid", (unsigned int)si.owner.uid, "owner_gid", (unsigned int)si.owner.gid,
+        "mode", (unsigned int)si.owner.mode, "objects", objs);
     return d;
 }
 
@@ -454,8 +446,7 @@ static PyMemberDef seg_members[] = {
 };
 
 PyTypeObject ShkPySegment_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shmkit._shmkit.Segment",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmkit._shmkit.Segment",
     .tp_basicsize = sizeof(ShkPySegment),
     .tp_dealloc = seg_dealloc,
     .tp_repr = seg_repr,
@@ -531,6 +522,5 @@ int shk_py_init_segment(PyObject *m)
     if (PyModule_AddObject(m, "DEFAULT_MAX_SIZE",
                            PyLong_FromUnsignedLongLong(SHK_DEFAULT_MAX_SIZE)) < 0)
         return -1;
-    return PyModule_AddObject(m, "MAX_MAX_SIZE",
-                              PyLong_FromUnsignedLongLong(SHK_MAX_MAX_SIZE));
+    return PyModule_AddObject(m, "MAX_MAX_SIZE", PyLong_FromUnsignedLongLong(SHK_MAX_MAX_SIZE));
 }

@@ -10,8 +10,8 @@
 #include "shmkit_py.h"
 
 typedef struct {
-    SHK_PY_HANDLE_HEAD      /* h: the shk_stack */
-    int allow_pickle;
+    SHK_PY_HANDLE_HEAD /* h: the shk_stack */
+        int allow_pickle;
 } ShkPyStack;
 
 SHK_PY_HANDLE_OPS(stack, "Stack", shk_stack_close);
@@ -28,8 +28,7 @@ static int stack_init(PyObject *op, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"segment", "name", "allow_pickle", NULL};
     PyObject *segobj, *name;
     int allow_pickle = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|p", kwlist, &segobj, &name,
-                                     &allow_pickle))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OU|p", kwlist, &segobj, &name, &allow_pickle))
         return -1;
     shk_segment *seg = shk_py_handle_begin(op, &stack_ops, segobj);
     if (!seg)
@@ -69,8 +68,8 @@ static PyObject *stack_push(PyObject *op, PyObject *item)
     Py_RETURN_NONE;
 }
 
-#define STACK_REFUSE                                                          \
-    "the top item is a pickle and this handle has allow_pickle=False "         \
+#define STACK_REFUSE                                                                           \
+    "the top item is a pickle and this handle has allow_pickle=False "                         \
     "(the item was left on the stack)"
 
 typedef struct {
@@ -163,13 +162,12 @@ static PyObject *stack_check(PyObject *op, PyObject *args, PyObject *kw)
     if ((st.tags[0] & ~known[0]) | (st.tags[1] & ~known[1]) | (st.tags[2] & ~known[2]) |
         (st.tags[3] & ~known[3]))
         return shk_py_raise(SHK_ECORRUPT, "Stack.check: an item with an unknown tag");
-    return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K,s:O}",
-                         "items", (unsigned long long)st.items,
-                         "counter", (long long)st.counter,
-                         "bytes", (unsigned long long)st.bytes,
-                         "total_push", (unsigned long long)st.total_push,
-                         "total_pop", (unsigned long long)st.total_pop,
-                         "unverified", st.unverified ? Py_True : Py_False);
+    return Py_BuildValue("{s:K,s:L,s:K,s:K,s:K,s:O}", "items", (unsigned long long)st.items,
+                         "counter", (long long)st.counter, "bytes",
+                         (unsigned long long)st.bytes, "total_push",
+                         (unsigned long long)st.total_push, "total_pop",
+                         (unsigned long long)st.total_pop, "unverified",
+                         st.unverified ? Py_True : Py_False);
 }
 
 static PyObject *stack_get_allow_pickle(PyObject *op, void *Py_UNUSED(c))
@@ -209,8 +207,7 @@ static PySequenceMethods stack_as_sequence = {
 };
 
 static PyTypeObject Stack_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    SHK_PY_HANDLE_TYPE("Stack", ShkPyStack),
+    PyVarObject_HEAD_INIT(NULL, 0) SHK_PY_HANDLE_TYPE("Stack", ShkPyStack),
     .tp_doc = "Stack(segment, name, allow_pickle=True): lock-free LIFO in shared memory.",
     .tp_methods = stack_methods,
     .tp_members = stack_members,

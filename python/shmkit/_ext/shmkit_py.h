@@ -48,12 +48,11 @@ int shk_py_add_type(PyObject *m, PyTypeObject *t, const char *name);
 
 /* ---- Segment (py_segment.c) ---- */
 typedef struct {
-    PyObject_HEAD
-    shk_segment *seg;        /* NULL once closed */
-    int created;             /* this handle created the segment */
-    int unlink_on_exit;      /* __exit__ also unlinks (creator only) */
-    int trust;               /* enum shk_trust it was opened with */
-    PyObject *name;          /* str, without leading '/' */
+    PyObject_HEAD shk_segment *seg; /* NULL once closed */
+    int created;                    /* this handle created the segment */
+    int unlink_on_exit;             /* __exit__ also unlinks (creator only) */
+    int trust;                      /* enum shk_trust it was opened with */
+    PyObject *name;                 /* str, without leading '/' */
     PyObject *weakrefs;
 } ShkPySegment;
 
@@ -69,8 +68,7 @@ shk_segment *shk_py_segment_arg(PyObject *seg_obj);
  * ForeignSegmentError naming the owner and mode.  Returns a new handle
  * (shk_segment_close it), or NULL with an exception set.  *created says
  * whether this call created it. */
-shk_segment *shk_py_open_segment(PyObject *name, PyObject *create,
-                                 unsigned long long size,
+shk_segment *shk_py_open_segment(PyObject *name, PyObject *create, unsigned long long size,
                                  unsigned long long max_size, int mode, int trust,
                                  int *created);
 
@@ -81,8 +79,7 @@ const char *shk_py_trust_name(int trust);
 
 /* A memoryview over [ptr, ptr+len) of `seg` that retains the segment until
  * the buffer is released, so unmapping can never leave it dangling. */
-PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len,
-                            int readonly);
+PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len, int readonly);
 
 /* Set the exception for a failed open of object `name`, a `what` (e.g.
  * "Queue"), in a segment, and return -1: missing -> FileNotFoundError (with
@@ -134,26 +131,22 @@ typedef struct {
 
 /* The ops `p##_ops` of a handle type whose libshmkit handle is closed by
  * close_fn (with a release function `p##_release` calling it). */
-#define SHK_PY_HANDLE_OPS(p, what, close_fn)                                   \
-    static void p##_release(ShkPyHandle *self)                                 \
-    {                                                                          \
-        close_fn(self->h);                                                     \
-    }                                                                          \
+#define SHK_PY_HANDLE_OPS(p, what, close_fn)                                                   \
+    static void p##_release(ShkPyHandle *self) { close_fn(self->h); }                          \
     static const ShkPyHandleOps p##_ops = {what, p##_release}
 
-#define SHK_PY_HANDLE_HEAD                                                     \
-    PyObject_HEAD                                                              \
-    void *h;                    /* libshmkit handle; NULL until opened and  */ \
-                                /* once released                            */ \
-    const ShkPyHandleOps *ops;  /* set with h, kept after its release       */ \
-    int closed;                 /* close() called (h lives on while waiting) */ \
-    int waiting;                /* threads of this handle inside a blocking */ \
-                                /* call that dropped the GIL: they still use */ \
-                                /* h, so close() defers the release to them  */ \
-    int created;                /* this handle created the object           */ \
-    int trust;                  /* of the Segment it was opened from, so    */ \
-                                /* that pickling re-attaches with it        */ \
-    PyObject *segment_name;                                                    \
+#define SHK_PY_HANDLE_HEAD                                                                     \
+    PyObject_HEAD void *h;     /* libshmkit handle; NULL until opened and  */                  \
+                               /* once released                            */                  \
+    const ShkPyHandleOps *ops; /* set with h, kept after its release       */                  \
+    int closed;                /* close() called (h lives on while waiting) */                 \
+    int waiting;               /* threads of this handle inside a blocking */                  \
+                               /* call that dropped the GIL: they still use */                 \
+                               /* h, so close() defers the release to them  */                 \
+    int created;               /* this handle created the object           */                  \
+    int trust;                 /* of the Segment it was opened from, so    */                  \
+                               /* that pickling re-attaches with it        */                  \
+    PyObject *segment_name;                                                                    \
     PyObject *object_name;
 
 struct ShkPyHandle {
@@ -164,14 +157,13 @@ struct ShkPyHandle {
  * was closed (RuntimeError "<what> already initialised": a closed handle
  * stays closed) and return the shk_segment of segobj, or NULL with an
  * exception set. */
-shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops,
-                                 PyObject *segobj);
+shk_segment *shk_py_handle_begin(PyObject *self, const ShkPyHandleOps *ops, PyObject *segobj);
 
 /* Record a successful open: ops, h, created, the names and the trust of
  * segobj.  0, or -1 with an exception (the handle stays open and is
  * released by dealloc). */
-int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h,
-                         int created, PyObject *segobj, PyObject *name);
+int shk_py_handle_opened(PyObject *self, const ShkPyHandleOps *ops, void *h, int created,
+                         PyObject *segobj, PyObject *name);
 
 /* 1 if the handle is open, else 0 with ValueError "operation on a closed
  * <ops->what>".  ops is passed, not read from self, because a handle that
@@ -195,37 +187,39 @@ PyObject *shk_py_handle_get_closed(PyObject *self, void *unused);
 PyObject *shk_py_handle_get_trust(PyObject *self, void *unused);
 
 /* Two entries of a getset table. */
-#define SHK_PY_HANDLE_GETSET                                                   \
-    {"closed", shk_py_handle_get_closed, NULL, "True once closed.", NULL},     \
-    {"trust", shk_py_handle_get_trust, NULL,                                   \
-     "Whose segment this handle accepted: \"owner\", \"group\" or \"any\" "    \
-     "(see Segment).", NULL}
+#define SHK_PY_HANDLE_GETSET                                                                   \
+    {"closed", shk_py_handle_get_closed, NULL, "True once closed.", NULL},                     \
+    {                                                                                          \
+        "trust", shk_py_handle_get_trust, NULL,                                                \
+            "Whose segment this handle accepted: \"owner\", \"group\" or \"any\" "             \
+            "(see Segment).",                                                                  \
+            NULL                                                                               \
+    }
 
 /* The member table of a handle type; `noun` names the object in the docs
  * ("array"). */
-#define SHK_PY_HANDLE_MEMBERS(noun)                                            \
-    {                                                                          \
-        {"segment_name", T_OBJECT, offsetof(ShkPyHandle, segment_name), READONLY, \
-         "Name of the segment holding the " noun "."},                        \
-        {"object_name", T_OBJECT, offsetof(ShkPyHandle, object_name), READONLY,   \
-         "Name of the " noun " inside its segment."},                         \
-        {"created", T_BOOL, offsetof(ShkPyHandle, created), READONLY,          \
-         "True if this handle created the " noun "."},                        \
-        {NULL, 0, 0, 0, NULL},                                                 \
+#define SHK_PY_HANDLE_MEMBERS(noun)                                                            \
+    {                                                                                          \
+        {"segment_name", T_OBJECT, offsetof(ShkPyHandle, segment_name), READONLY,              \
+         "Name of the segment holding the " noun "."},                                         \
+        {"object_name", T_OBJECT, offsetof(ShkPyHandle, object_name), READONLY,                \
+         "Name of the " noun " inside its segment."},                                          \
+        {"created", T_BOOL, offsetof(ShkPyHandle, created), READONLY,                          \
+         "True if this handle created the " noun "."},                                         \
+        {NULL, 0, 0, 0, NULL},                                                                 \
     }
 
 /* The PyTypeObject fields every handle type sets alike. */
-#define SHK_PY_HANDLE_TYPE(pyname, ctype)                                      \
-    .tp_name = "shmkit._shmkit." pyname, .tp_basicsize = sizeof(ctype),        \
-    .tp_dealloc = shk_py_handle_dealloc,                                       \
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                      \
+#define SHK_PY_HANDLE_TYPE(pyname, ctype)                                                      \
+    .tp_name = "shmkit._shmkit." pyname, .tp_basicsize = sizeof(ctype),                        \
+    .tp_dealloc = shk_py_handle_dealloc, .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, \
     .tp_new = PyType_GenericNew
 
 /* ---- Fixed-length sequence handles (Array, Bitset; py_handle.c) ---- */
 typedef struct {
-    const ShkPyHandleOps *handle;   /* what + closed check */
-    const char *index_msg;          /* TypeError text for a bad index */
-    PyObject *(*get)(PyObject *self, uint64_t i);   /* element i < len */
+    const ShkPyHandleOps *handle;                 /* what + closed check */
+    const char *index_msg;                        /* TypeError text for a bad index */
+    PyObject *(*get)(PyObject *self, uint64_t i); /* element i < len */
 } ShkPySeqOps;
 
 /* A Python index into a sequence of `len` items (negative counts from the
@@ -243,36 +237,35 @@ PyObject *shk_py_seq_subscript(PyObject *self, PyObject *key, uint64_t len,
  * the functions and tables of prefix `p`: p##_len, p##_item,
  * p##_subscript, p##_ass_subscript, p##_getbuffer, p##_methods,
  * p##_members, p##_getset and p##_init. */
-#define SHK_PY_SEQUENCE_TYPE(var, p, pyname, ctype, doc)                         \
-    static PySequenceMethods p##_as_sequence = {                               \
-        .sq_length = p##_len,                                                  \
-        .sq_item = p##_item,                                                   \
-    };                                                                         \
-    static PyMappingMethods p##_as_mapping = {                                 \
-        .mp_length = p##_len,                                                  \
-        .mp_subscript = p##_subscript,                                         \
-        .mp_ass_subscript = p##_ass_subscript,                                 \
-    };                                                                         \
-    static PyBufferProcs p##_as_buffer = {p##_getbuffer, shk_py_release_export}; \
-    static PyTypeObject var = {                                                \
-        PyVarObject_HEAD_INIT(NULL, 0)                                         \
-        SHK_PY_HANDLE_TYPE(pyname, ctype),                                     \
-        .tp_as_sequence = &p##_as_sequence,                                    \
-        .tp_as_mapping = &p##_as_mapping,                                      \
-        .tp_as_buffer = &p##_as_buffer,                                        \
-        .tp_doc = doc,                                                         \
-        .tp_methods = p##_methods,                                             \
-        .tp_members = p##_members,                                             \
-        .tp_getset = p##_getset,                                               \
-        .tp_init = p##_init,                                                   \
+#define SHK_PY_SEQUENCE_TYPE(var, p, pyname, ctype, doc)                                       \
+    static PySequenceMethods p##_as_sequence = {                                               \
+        .sq_length = p##_len,                                                                  \
+        .sq_item = p##_item,                                                                   \
+    };                                                                                         \
+    static PyMappingMethods p##_as_mapping = {                                                 \
+        .mp_length = p##_len,                                                                  \
+        .mp_subscript = p##_subscript,                                                         \
+        .mp_ass_subscript = p##_ass_subscript,                                                 \
+    };                                                                                         \
+    static PyBufferProcs p##_as_buffer = {p##_getbuffer, shk_py_release_export};               \
+    static PyTypeObject var = {                                                                \
+        PyVarObject_HEAD_INIT(NULL, 0) SHK_PY_HANDLE_TYPE(pyname, ctype),                      \
+        .tp_as_sequence = &p##_as_sequence,                                                    \
+        .tp_as_mapping = &p##_as_mapping,                                                      \
+        .tp_as_buffer = &p##_as_buffer,                                                        \
+        .tp_doc = doc,                                                                         \
+        .tp_methods = p##_methods,                                                             \
+        .tp_members = p##_members,                                                             \
+        .tp_getset = p##_getset,                                                               \
+        .tp_init = p##_init,                                                                   \
     }
 
 /* Export [buf, buf + shape[0] * itemsize) of `seg` as a writable 1-D buffer
  * of `self`, retaining the segment until shk_py_release_export (use both
  * as the PyBufferProcs of the type).  shape/strides must live in self. */
-int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *seg,
-                     void *buf, Py_ssize_t itemsize, const char *format,
-                     Py_ssize_t *shape, Py_ssize_t *strides);
+int shk_py_export_1d(PyObject *self, Py_buffer *view, int flags, shk_segment *seg, void *buf,
+                     Py_ssize_t itemsize, const char *format, Py_ssize_t *shape,
+                     Py_ssize_t *strides);
 void shk_py_release_export(PyObject *self, Py_buffer *view);
 
 /* ---- Python objects <-> tagged bytes (py_codec.c) ----
@@ -297,7 +290,7 @@ typedef struct {
     const char *p;
     Py_ssize_t n;
     char buf[8];
-    char *heap;          /* PyMem_Malloc'd (tuples, big ints) */
+    char *heap; /* PyMem_Malloc'd (tuples, big ints) */
 } ShkPyKey;
 
 /* Encode a key (str, bytes, int, tuples of those).  0, or -1 with
@@ -314,12 +307,12 @@ PyObject *shk_py_key_decode(uint8_t t, const char *p, uint64_t n);
  * data).  shk_py_value_free releases it. */
 typedef struct {
     uint8_t t;
-    const char *p;       /* first part */
+    const char *p; /* first part */
     Py_ssize_t n;
-    const char *p2;      /* second part (array data) */
+    const char *p2; /* second part (array data) */
     Py_ssize_t n2;
     char small[8];
-    PyObject *owner;     /* keeps p alive (utf-8 cache owner, pickle bytes) */
+    PyObject *owner; /* keeps p alive (utf-8 cache owner, pickle bytes) */
     Py_buffer view;
     int has_view;
     char hdr[16 + SHK_PY_ARR_DTYPE_LEN + 8 * SHK_PY_ARR_MAX_NDIM + 16];
@@ -347,9 +340,8 @@ PyObject *shk_py_array_decode(const char *p, uint64_t n, PyObject *view_owner);
 /* The bytes to store for queue or stack `item`: a borrowed bytes object,
  * or a new pickle in *holder (to DECREF).  -1 with TypeError "this <what>
  * takes bytes only ..." if it is not bytes and pickle is not allowed. */
-int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what,
-                       PyObject **holder, const char **data, Py_ssize_t *len,
-                       uint32_t *tag);
+int shk_py_item_encode(PyObject *item, int allow_pickle, const char *what, PyObject **holder,
+                       const char **data, Py_ssize_t *len, uint32_t *tag);
 
 /* A new, unfilled bytes object for a stored item of `len` bytes and `tag`
  * (the buffer provider of a get/pop).  NULL with CorruptSegmentError for an
