@@ -183,8 +183,8 @@ def draw_histogram(samples: Dict[str, List[int]], path: str) -> Optional[str]:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    lo = max(0.5, min(min(t) for t in samples.values()) / 1000.0)
-    hi = max(max(t) for t in samples.values()) / 1000.0
+    lo = max(0.01, 0.9 * min(min(t) for t in samples.values()) / 1000.0)
+    hi = 1.1 * max(max(t) for t in samples.values()) / 1000.0
     bins = np.logspace(np.log10(lo), np.log10(hi), 120)
     for label, t in samples.items():
         us = np.asarray(t, dtype=float) / 1000.0
