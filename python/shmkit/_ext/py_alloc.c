@@ -376,22 +376,24 @@ static PyObject *alloc_check(PyObject *self, PyObject *Py_UNUSED(x))
         int rc = shk_bump_check(a->h, &st);
         if (rc != SHK_OK)
             return shk_py_raise(rc, "BumpAllocator.check");
-        return Py_BuildValue("{s:K,s:K,s:K}", "capacity", (unsigned long long)st.capacity,
-                             "used_bytes", (unsigned long long)st.used_bytes, "available_bytes",
-                             (unsigned long long)st.available_bytes);
+        const shk_py_figure f[] = {
+            {"capacity", st.capacity},
+            {"used_bytes", st.used_bytes},
+            {"available_bytes", st.available_bytes},
+        };
+        return SHK_PY_FIGURES(f);
     }
     default: {
         shk_slab_stats st;
         int rc = shk_slab_check(a->h, &st);
         if (rc != SHK_OK)
             return shk_py_raise(rc, "SlabAllocator.check");
-        return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-                             (unsigned long long)st.capacity, "slab_size",
-                             (unsigned long long)st.slot_size, "slot_count",
-                             (unsigned long long)st.slot_count, "live_slots",
-                             (unsigned long long)st.live_slots, "free_slots",
-                             (unsigned long long)st.free_slots, "available_bytes",
-                             (unsigned long long)st.available_bytes);
+        const shk_py_figure f[] = {
+            {"capacity", st.capacity},     {"slab_size", st.slot_size},
+            {"slot_count", st.slot_count}, {"live_slots", st.live_slots},
+            {"free_slots", st.free_slots}, {"available_bytes", st.available_bytes},
+        };
+        return SHK_PY_FIGURES(f);
     }
     }
 }

@@ -237,9 +237,12 @@ static PyObject *bitset_check(PyObject *self, PyObject *Py_UNUSED(x))
     int rc = shk_bitset_check(s->h, &count);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Bitset.check");
-    return Py_BuildValue("{s:K,s:K,s:K}", "length", (unsigned long long)s->nbits, "words",
-                         (unsigned long long)shk_bitset_nwords(s->h), "count",
-                         (unsigned long long)count);
+    const shk_py_figure f[] = {
+        {"length", s->nbits},
+        {"words", shk_bitset_nwords(s->h)},
+        {"count", count},
+    };
+    return SHK_PY_FIGURES(f);
 }
 
 static PyObject *bitset_words(PyObject *self, PyObject *Py_UNUSED(x))

@@ -254,22 +254,36 @@ PyObject *shk_py_memoryview(shk_segment *seg, void *ptr, Py_ssize_t len, int rea
     return mv;
 }
 
+PyObject *shk_py_figures(const shk_py_figure *f, size_t n)
+{
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d && i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(f[i].value);
+        if (!v || PyDict_SetItemString(d, f[i].name, v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context)
 {
     shk_freelist_stats st;
     int rc = shk_freelist_check(fl, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, context);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "capacity",
-                         (unsigned long long)st.capacity, "used_bytes",
-                         (unsigned long long)st.used_bytes, "free_list_bytes",
-                         (unsigned long long)st.free_list_bytes, "untouched_bytes",
-                         (unsigned long long)st.untouched_bytes, "live_blocks",
-                         (unsigned long long)st.live_blocks, "free_blocks",
-                         (unsigned long long)st.free_blocks, "leaked_blocks",
-                         (unsigned long long)st.leaked_blocks, "abandoned_blocks",
-                         (unsigned long long)st.abandoned_blocks, "unverified_lists",
-                         (unsigned long long)st.unverified_lists, "cached_blocks",
-                         (unsigned long long)st.cached_blocks, "cached_bytes",
-                         (unsigned long long)st.cached_bytes);
+    const shk_py_figure f[] = {
+        {"capacity", st.capacity},
+        {"used_bytes", st.used_bytes},
+        {"free_list_bytes", st.free_list_bytes},
+        {"untouched_bytes", st.untouched_bytes},
+        {"live_blocks", st.live_blocks},
+        {"free_blocks", st.free_blocks},
+        {"leaked_blocks", st.leaked_blocks},
+        {"abandoned_blocks", st.abandoned_blocks},
+        {"unverified_lists", st.unverified_lists},
+        {"cached_blocks", st.cached_blocks},
+        {"cached_bytes", st.cached_bytes},
+    };
+    return SHK_PY_FIGURES(f);
 }

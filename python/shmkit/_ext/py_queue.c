@@ -603,16 +603,19 @@ static PyObject *queue_check(PyObject *op, PyObject *Py_UNUSED(x))
     int rc = shk_queue_check(self->h, &st);
     if (rc != SHK_OK)
         return shk_py_raise(rc, "Queue.check");
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:I}", "items",
-                         (unsigned long long)st.items, "used_bytes",
-                         (unsigned long long)st.used_bytes, "ring_bytes",
-                         (unsigned long long)st.ring_bytes, "maxsize",
-                         (unsigned long long)st.maxsize, "out_of_line",
-                         (unsigned long long)st.out_of_line, "total_put",
-                         (unsigned long long)st.total_put, "total_got",
-                         (unsigned long long)st.total_got, "recoveries",
-                         (unsigned long long)st.recoveries, "get_waiters",
-                         (unsigned)st.get_waiters, "put_waiters", (unsigned)st.put_waiters);
+    const shk_py_figure f[] = {
+        {"items", st.items},
+        {"used_bytes", st.used_bytes},
+        {"ring_bytes", st.ring_bytes},
+        {"maxsize", st.maxsize},
+        {"out_of_line", st.out_of_line},
+        {"total_put", st.total_put},
+        {"total_got", st.total_got},
+        {"recoveries", st.recoveries},
+        {"get_waiters", st.get_waiters},
+        {"put_waiters", st.put_waiters},
+    };
+    return SHK_PY_FIGURES(f);
 }
 
 /* ------------------------------------------------------ JoinableQueue */

@@ -105,6 +105,14 @@ const char *shk_py_object_name(PyObject *name);
 /* check() of a free list as a dict of its stats. */
 PyObject *shk_py_freelist_check(shk_freelist *fl, const char *context);
 
+/* The figures check() and stats() return: a dict of name -> int. */
+typedef struct {
+    const char *name;
+    unsigned long long value;
+} shk_py_figure;
+PyObject *shk_py_figures(const shk_py_figure *f, size_t n);
+#define SHK_PY_FIGURES(arr) shk_py_figures((arr), sizeof(arr) / sizeof((arr)[0]))
+
 /* ---- Structure handles (py_handle.c) ----
  * Every handle on a structure in a segment (Array, Bitset, Queue, Stack,
  * SharedDict, the allocators) starts with SHK_PY_HANDLE_HEAD, so one set of functions serves
