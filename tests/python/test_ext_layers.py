@@ -13,6 +13,8 @@ LAYERS = [
     ["py_segment.c"],
     ["py_codec.c"],
     ["py_handle.c"],
+    ["py_dict_core.c"],
+    ["py_dict_map.c", "py_dict_scan.c"],
     ["py_alloc.c", "py_array.c", "py_bitset.c", "py_counter.c", "py_dict.c",
      "py_queue.c", "py_stack.c"],
     ["module.c"],
@@ -49,3 +51,6 @@ def test_each_binding_file_calls_only_lower_layers():
     assert owner["shk_py_raise"] == "py_common.c"
     assert owner["shk_py_unpickle"] == "py_codec.c"
     assert owner["shk_py_init_dict"] == "py_dict.c"
+    assert owner["shk_py_dict_fetch"] == "py_dict_core.c"
+    assert owner["shk_py_dict_incr"] == "py_dict_map.c"
+    assert owner["shk_py_dict_get_view"] == "py_dict_scan.c"

@@ -9,6 +9,10 @@
  *                 `int shk_py_init_<thing>(PyObject *module)`
  *   py_dict.c, py_queue.c, py_stack.c, py_bitset.c, py_array.c,
  *   py_counter.c, py_alloc.c   one type (or family) each
+ *   py_dict_map.c, py_dict_scan.c   SharedDict methods on one key, and
+ *                 over every entry and pinned views (for py_dict.c)
+ *   py_dict_core.c  what those two share (py_dict.h, private to the
+ *                 py_dict*.c files, declares the dict's cross-file names)
  *   py_handle.c   what the structure handles share (the handle head,
  *                 close/dealloc, sequences, buffer exports)
  *   py_codec.c    Python objects <-> tagged bytes: dict keys and values,
