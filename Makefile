@@ -1,9 +1,9 @@
 # shmkit -- build, test and demo entry points.
 #
 #   make demo         virtualenv + shmkit with benchmark extras, then the demo
-#   make test         virtualenv + test deps, lint, C tests (plain, ASan+UBSan, chaos), pytest
+#   make test         virtualenv + test deps, lint, cycles, C tests (plain, ASan+UBSan, chaos), pytest
 #                     (python, compat, torture, lincheck; Redis/Valkey included)
-#   make lint         ruff check, mypy on the package, stubtest of python/shmkit/_shmkit.pyi
+#   make lint         format-check, ruff check, mypy on the package, stubtest of _shmkit.pyi
 #   make lib          build/libshmkit.a and build/libshmkit.so only
 #   make install      build the extension into .venv (-Werror, with the test hooks)
 #   make example      the plain-C example linked against libshmkit
@@ -20,7 +20,8 @@
 #   make wheel-smoke  the wheel installed into a fresh virtualenv, smoke-tested
 #                     from outside the source tree
 #   make cycles       files that depend on each other, C (nm) and Python (imports)
-#   make format-check the C sources against .clang-format (changes nothing)
+#   make format-check the C sources against .clang-format (changes nothing); make format
+#                     rewrites them
 #   make clean        remove build/
 #   make help         this list
 #
