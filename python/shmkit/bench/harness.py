@@ -940,3 +940,34 @@ def main(argv: Optional[Sequence[str]] = None, suites: Optional[Sequence[str]] =
     except OSError as e:
         print(f"cannot write results to {args.out!r}: {e.strerror or e}", file=sys.stderr)
     return 1
+
+
+# ------------------------------------------ standalone benchmark scripts
+
+def script_parser(prog: str, doc: str, what: str) -> argparse.ArgumentParser:
+    """The parser of a ``python -m shmkit.bench.<what>`` script: its
+    description from ``doc``, and ``--out``, ``--no-chart``, ``--table``."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("--out", default="bench-results",
+                   help=f"where to write {what}.json and {what}.png (default bench-results)")
+    p.add_argument("--no-chart", dest="no_charts", action="store_true",
+                   help=f"do not draw {what}.png")
+    p.add_argument("--table", metavar="JSON", help=f"print the markdown table of a {what}.json")
+    return p
+
+
+def script_main(p: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+                format_table: Callable[[Dict[str, Any]], str],
+                run_from_args: Callable[[argparse.Namespace], int]) -> int:
+    """Parse argv; print the table of ``--table FILE``, else run (a
+    ValueError is a usage error)."""
+    args = p.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(format_table(json.load(f)))
+        return 0
+    try:
+        return run_from_args(args)
+    except ValueError as e:
+        p.error(str(e))
+        return 2

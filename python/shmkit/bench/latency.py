@@ -232,22 +232,11 @@ def run_from_args(args: Any) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shmkit.bench.latency",
-                                description=__doc__.split("\n\n")[0])
+    p = harness.script_parser("python -m shmkit.bench.latency", __doc__, "latency")
     add_arguments(p)
     p.add_argument("--repeats", type=int, default=None,
                    help="runs per queue, each percentile their median (default 3)")
-    p.add_argument("--out", default="bench-results",
-                   help="where to write latency.json and latency.png (default bench-results)")
-    p.add_argument("--no-chart", dest="no_charts", action="store_true",
-                   help="do not draw latency.png")
-    p.add_argument("--table", metavar="JSON", help="print the markdown table of a latency.json")
-    args = p.parse_args(argv)
-    if args.table:
-        with open(args.table) as f:
-            print(format_table(json.load(f)))
-        return 0
-    return run_from_args(args)
+    return harness.script_main(p, argv, format_table, run_from_args)
 
 
 if __name__ == "__main__":

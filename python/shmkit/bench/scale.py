@@ -519,25 +519,10 @@ def run(procs: Sequence[int] = DEFAULT_PROCS, seconds: float = 1.0, repeats: int
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shmkit.bench.scale",
-                                description=__doc__.split("\n\n")[0])
+    p = harness.script_parser("python -m shmkit.bench.scale", __doc__, "scale")
     add_arguments(p)
-    p.add_argument("--out", default="bench-results",
-                   help="where to write scale.json and scale.png (default bench-results)")
-    p.add_argument("--no-chart", dest="no_charts", action="store_true",
-                   help="do not draw scale.png")
     p.add_argument("--no-python", action="store_true", help="only the C workloads")
-    p.add_argument("--table", metavar="JSON", help="print the markdown table of a scale.json")
-    args = p.parse_args(argv)
-    if args.table:
-        with open(args.table) as f:
-            print(format_table(json.load(f)))
-        return 0
-    try:
-        return run_from_args(args)
-    except ValueError as e:
-        p.error(str(e))
-        return 2
+    return harness.script_main(p, argv, format_table, run_from_args)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
