@@ -167,10 +167,7 @@ static int owner_alive(uint64_t id)
         return 1;
     if (!shk_pid_exists(pid))
         return 0;
-    uint64_t st = shk_proc_start(pid);
-    if (st == SHK_START_UNKNOWN)
-        return 1;
-    return st != 0 && (st & ID_START_MASK) == (id & ID_START_MASK);
+    return shk_proc_alive(pid, id & ID_START_MASK, ID_START_MASK);
 }
 
 static uint64_t self_id(void)

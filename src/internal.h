@@ -135,6 +135,11 @@ int shk_pid_exists(pid_t pid);
  * SHK_START_UNKNOWN if /proc cannot tell. */
 #define SHK_START_UNKNOWN UINT64_MAX
 uint64_t shk_proc_start(pid_t pid);
+/* 0 if the process (pid, start) is known to be gone: pid is no live
+ * process, or one of another start time (compared under mask, for owners
+ * that store the start time truncated); else 1 (alive, /proc cannot tell,
+ * or start is SHK_START_UNKNOWN). */
+int shk_proc_alive(pid_t pid, uint64_t start, uint64_t mask);
 /* 1 if the words of m can be those of a robust process-shared mutex that
  * shk_pmutex_init made (glibc layout; see sync.c), else 0.  For check(). */
 int shk_pmutex_valid(const pthread_mutex_t *m);

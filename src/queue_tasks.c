@@ -69,8 +69,7 @@ static t_cell *find_cell(shk_queue *q, q_tasks *t)
 /* Lock held: is the process of cell c gone? */
 static int cell_dead(const t_cell *c)
 {
-    uint64_t s = shk_proc_start((pid_t)c->pid);
-    return s == 0 || (s != SHK_START_UNKNOWN && c->start != SHK_START_UNKNOWN && s != c->start);
+    return !shk_proc_alive((pid_t)c->pid, c->start, UINT64_MAX);
 }
 
 /* Lock held: this process's cell, claimed if need be (a full table of live

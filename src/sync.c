@@ -211,6 +211,16 @@ uint64_t shk_proc_start(pid_t pid)
     return end == p ? SHK_START_UNKNOWN : (uint64_t)v;
 }
 
+int shk_proc_alive(pid_t pid, uint64_t start, uint64_t mask)
+{
+    uint64_t now = shk_proc_start(pid);
+    if (now == SHK_START_UNKNOWN)
+        return 1;
+    if (now == 0)
+        return 0;
+    return start == SHK_START_UNKNOWN || (now & mask) == (start & mask);
+}
+
 /* Held by something that cannot be a live holder?  (Called after a slice
  * of waiting timed out, so the cost of reading /proc is no concern.) */
 static int owner_impossible(const pthread_mutex_t *m)
