@@ -254,9 +254,11 @@ static inline int shk_object_header(shk_segment *seg, uint64_t off, void *hdr, s
 }
 
 /* ---- shared layouts the tests need ----
- * Byte offset of the robust mutex (sizeof(shk_mutex) bytes) in the queue's
- * shared header, so a test that forges headers can keep it intact without
- * hard-coding the layout.  (The stack has no lock.) */
-size_t shk_queue_lock_offset(void);
+ * The byte span [*start, *end) of the queue header's i-th robust mutex
+ * (0: put_lock, 1: get_lock), so a test that damages or forges headers
+ * can reach or keep the locks without hard-coding the layout (as
+ * shk_dict_mutex_span); SHK_ENOTFOUND past the last.  (The stack has no
+ * lock.) */
+int shk_queue_mutex_span(unsigned i, uint64_t *start, uint64_t *end);
 
 #endif

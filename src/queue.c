@@ -37,7 +37,9 @@ int shk_queue_create_in(shk_segment *seg, const shk_queue_config *cfg, uint64_t 
     }
     q_shared *sh = (q_shared *)(shk_segment_base(seg) + hoff);
     memset(sh, 0, sizeof *sh);
-    rc = shk_mutex_init(&sh->lock);
+    rc = shk_mutex_init(&sh->put_lock);
+    if (rc == SHK_OK)
+        rc = shk_mutex_init(&sh->get_lock);
     if (rc != SHK_OK) {
         shk_freelist_free(heap, roff);
         shk_freelist_free(heap, hoff);
@@ -137,21 +139,40 @@ shk_segment *shk_queue_segment(const shk_queue *q) { return q->seg; }
 
 /* ------------------------------------------------------------------- put */
 
-/* Room for one more record of `payload` ring bytes?  Decides with the lock
- * held; a hint without it (SPINNING). */
+/* Room for one more record of `payload` ring bytes?  Decides with
+ * put_lock held; a hint without it (SPINNING). */
 static inline int has_room(const shk_queue *q, uint64_t payload)
 {
     q_shared *sh = q->sh;
-    uint64_t used = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed)) -
-                    SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
-    if (q->maxsize &&
-        SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) >= q->maxsize)
+    /* tail: ours under put_lock (relaxed).  head, acquire: the consumer that
+     * moved it had read the bytes before it (TWO LOCKS). */
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
+    uint64_t used = tail - SHK_A(atomic_load_explicit(&sh->head, memory_order_acquire));
+    if (q->maxsize && shk_q_count(q) >= q->maxsize)
         return 0;
     /* used > ring_size only in a torn read outside the lock (SPINNING) */
     return used <= q->ring_size && rec_size(payload) <= q->ring_size - used;
 }
 
-/* Append one record and commit it.  Lock held, room checked. */
+/* Is there an item to take?  A hint (SPINNING, BLOCKING): relaxed; the
+ * try under get_lock decides. */
+static int item_hint(const shk_queue *q, uint64_t unused)
+{
+    (void)unused;
+    return SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) !=
+           SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
+}
+
+/* Single writer under the side's lock: load and store, no RMW.  release:
+ * what the other side reads of it must come with what was written before
+ * (TWO LOCKS). */
+static inline void bump(_Atomic uint64_t *v, uint64_t by)
+{
+    SHK_A(atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + by,
+                                memory_order_release));
+}
+
+/* Append one record and commit it.  put_lock held, room checked. */
 static inline void append(shk_queue *q, const void *payload, uint32_t plen, uint32_t tag,
                           uint32_t flags)
 {
@@ -160,39 +181,41 @@ static inline void append(shk_queue *q, const void *payload, uint32_t plen, uint
     rec_hdr h = {plen, (uint8_t)tag, (uint8_t)flags, shk_q_digest(plen, tag, flags, payload)};
     memcpy(q->ring + (tail & q->mask), &h, REC_HDR);
     shk_q_ring_write(q, tail + REC_HDR, payload, plen);
-    SHK_CRASH_POINT("queue.put.commit");
-    /* The commit.  relaxed: the unlock (release) publishes it with the
-     * record; nobody reads records without taking the lock. */
-    SHK_A(atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_relaxed));
     SHK_CRASH_POINT("queue.put.count");
-    SHK_A(atomic_store_explicit(&sh->count,
-                                atomic_load_explicit(&sh->count, memory_order_relaxed) + 1,
-                                memory_order_relaxed));
+    /* Counted before committed, so total_got <= total_put (TWO LOCKS). */
     if (flags & REC_OOL)
-        SHK_A(atomic_store_explicit(
-            &sh->out_of_line, atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) + 1,
-            memory_order_relaxed));
+        bump(&sh->ool_put, 1);
+    bump(&sh->total_put, 1);
+    SHK_CRASH_POINT("queue.put.commit");
+    /* The commit.  release: a consumer that reads this tail (acquire) sees
+     * the record and the totals. */
+    SHK_A(atomic_store_explicit(&sh->tail, tail + rec_size(plen), memory_order_release));
 }
 
 /* ---- waiting (see BLOCKING) ----
- * A waiter registers under the lock (waiter_enter, which returns the
- * generation it registered in), sleeps on the sequence word after
- * unlocking, and takes its registration back with waiter_leave.  A
- * committer, under the lock, bumps the sequence word if anyone is
- * registered (signal_waiters) and wakes after unlocking (wake_waiters). */
+ * A waiter registers (waiter_enter, which returns the generation it
+ * registered in), reads the sequence word, re-checks its condition after a
+ * seq_cst fence and sleeps on the word; it takes its registration back
+ * with waiter_leave.  A committer, after its commit store, fences and
+ * bumps the sequence word if anyone is registered (signal_waiters), then
+ * wakes (wake_waiters). */
 static inline uint32_t waiter_enter(_Atomic uint32_t *waiters)
 {
-    /* relaxed: ordered by the lock against every committer's check. */
+    /* seq_cst: the registration must precede the waiter's re-check in the
+     * single order, against the committer's fence (BLOCKING). */
     uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
-    if ((w & WAITER_MASK) != WAITER_MASK)
-        SHK_A(atomic_store_explicit(waiters, w + 1, memory_order_relaxed));
+    while ((w & WAITER_MASK) != WAITER_MASK &&
+           !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w + 1,
+                                                        memory_order_seq_cst,
+                                                        memory_order_relaxed)))
+        ;
+    atomic_thread_fence(memory_order_seq_cst); /* before the re-check */
     return w >> WAITER_BITS;
 }
 
 static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
 {
-    /* relaxed: a counter; whoever reads it for a decision holds the lock,
-     * and a stale value costs at most one wake syscall. */
+    /* relaxed: a counter; a stale value costs at most one wake syscall. */
     uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
     while (
         (w >> WAITER_BITS) == gen && (w & WAITER_MASK) != 0 &&
@@ -201,46 +224,52 @@ static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
         ;
 }
 
-/* Lock held, after committing: must waiters be woken? */
+/* After a commit store: must waiters be woken?  Bumps the word if so. */
 static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *seq)
 {
-    /* relaxed: waiter counts rise under this lock and fall outside it; a
-     * stale non-zero only costs a syscall. */
+    /* seq_cst fence: our commit store before this load, against the
+     * waiter's registration before its re-check (BLOCKING). */
+    atomic_thread_fence(memory_order_seq_cst);
     if (SHK_LIKELY((SHK_A(atomic_load_explicit(waiters, memory_order_relaxed)) & WAITER_MASK) ==
                    0))
         return 0;
-    SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_relaxed));
+    /* release: a waiter that reads the new value sees our commit. */
+    SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_release));
     return 1;
 }
 
-/* Lock not held.  Wakes up to n sleepers; if none was asleep, the count
- * lied: start a new generation (BLOCKING). */
-static void wake_waiters(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *seq, int n)
+/* Wakes up to n sleepers; if none was asleep, the count lied: start a new
+ * generation (BLOCKING). */
+static void wake_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *seq, int n)
 {
     if (shk_futex_wake(seq, n) > 0)
         return;
-    if (shk_q_lock(q) != SHK_OK)
-        return;
     uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
-    int any = (w & WAITER_MASK) != 0;
-    if (any) {
-        uint32_t gen = ((w >> WAITER_BITS) + 1) & (0xffffffffu >> WAITER_BITS);
-        SHK_A(atomic_store_explicit(waiters, gen << WAITER_BITS, memory_order_relaxed));
-        SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_relaxed));
-    }
-    shk_q_unlock(q);
-    if (any)
-        shk_futex_wake(seq, INT_MAX);
+    if ((w & WAITER_MASK) == 0)
+        return;
+    uint32_t gen = ((w >> WAITER_BITS) + 1) & (0xffffffffu >> WAITER_BITS);
+    /* One try, relaxed: a count that changed meanwhile belongs to live
+     * waiters; the next committer's wake that finds nobody asleep resets
+     * it.  No wake-up depends on the reset: signal_waiters bumped the word
+     * already, so a live waiter about to sleep does not. */
+    if (!SHK_A(atomic_compare_exchange_strong_explicit(waiters, &w, gen << WAITER_BITS,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed)))
+        return;
+    SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_release));
+    shk_futex_wake(seq, INT_MAX);
 }
 
-static inline int signal_not_empty(shk_queue *q)
+static inline void wake_not_empty(shk_queue *q, int n)
 {
-    return signal_waiters(&q->sh->get_waiters, &q->sh->not_empty);
+    if (signal_waiters(&q->sh->get_waiters, &q->sh->not_empty))
+        wake_waiters(&q->sh->get_waiters, &q->sh->not_empty, n);
 }
 
-static inline int signal_not_full(shk_queue *q)
+static inline void wake_not_full(shk_queue *q)
 {
-    return signal_waiters(&q->sh->put_waiters, &q->sh->not_full);
+    if (signal_waiters(&q->sh->put_waiters, &q->sh->not_full))
+        wake_waiters(&q->sh->put_waiters, &q->sh->not_full, INT_MAX);
 }
 
 void shk_queue_wake_waiters(shk_queue *q)
@@ -276,34 +305,23 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag, u
             ref.off = *block;
             ref.len = len;
         }
-        int rc = shk_q_lock(q);
+        int rc = shk_q_lock_put(q);
         if (rc != SHK_OK)
             return rc;
         if (has_room(q, ool ? sizeof ref : len))
             break;
         int spill = !ool && len > sizeof ref && has_room(q, sizeof ref);
-        shk_q_unlock(q);
+        shk_q_unlock_put(q);
         if (!spill)
             return SHK_EFULL;
         ool = 1; /* no room inline, room for a reference: spill */
     }
     uint64_t plen = ool ? sizeof ref : len;
     append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag, ool ? REC_OOL : 0);
-    SHK_A(atomic_fetch_add_explicit(&q->sh->total_put, 1, memory_order_relaxed));
-    int wake = signal_not_empty(q);
-    shk_q_unlock(q);
+    shk_q_unlock_put(q);
     *block = 0; /* the record owns it now */
-    if (wake)
-        wake_waiters(q, &q->sh->get_waiters, &q->sh->not_empty, 1);
+    wake_not_empty(q, 1);
     return SHK_OK;
-}
-
-/* Is there an item to take?  A hint (SPINNING): relaxed, re-checked under
- * the lock. */
-static int item_hint(const shk_queue *q, uint64_t unused)
-{
-    (void)unused;
-    return SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0;
 }
 
 /* Poll ready(q, arg) for up to *budget ns (and at most timeout_ns when
@@ -338,6 +356,21 @@ static int spin_wait(shk_queue *q, _Atomic int64_t *budget, int64_t timeout_ns,
     return 0;
 }
 
+/* Sleep until ready(q, arg) may hold, the timeout, or a wake (BLOCKING).
+ * SHK_OK when it held at the re-check, else what the futex wait said. */
+static int wait_on(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *seq,
+                   int (*ready)(const shk_queue *, uint64_t), uint64_t arg, int64_t timeout_ns)
+{
+    uint32_t gen = waiter_enter(waiters);
+    /* acquire: a bump we read comes with the commit before it */
+    uint32_t s = SHK_A(atomic_load_explicit(seq, memory_order_acquire));
+    int rc = SHK_OK;
+    if (!ready(q, arg))
+        rc = shk_futex_wait(seq, s, timeout_ns);
+    waiter_leave(waiters, gen);
+    return rc;
+}
+
 int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
 {
     if (len > SHK_QUEUE_MAX_ITEM)
@@ -345,24 +378,11 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
     uint64_t plen = len > q->inline_max ? sizeof(ool_ref) : len;
     if (timeout_ns != 0 && spin_wait(q, &q->spin_put, timeout_ns, has_room, plen))
         return SHK_OK;
-    int rc = shk_q_lock(q);
-    if (rc != SHK_OK)
-        return rc;
-    if (has_room(q, plen)) {
-        shk_q_unlock(q);
+    if (has_room(q, plen))
         return SHK_OK;
-    }
-    if (timeout_ns == 0) {
-        shk_q_unlock(q);
+    if (timeout_ns == 0)
         return SHK_ETIMEDOUT;
-    }
-    uint32_t gen = waiter_enter(&q->sh->put_waiters);
-    /* relaxed: ordered by the lock against every committer's bump. */
-    uint32_t seq = SHK_A(atomic_load_explicit(&q->sh->not_full, memory_order_relaxed));
-    shk_q_unlock(q);
-    rc = shk_futex_wait(&q->sh->not_full, seq, timeout_ns);
-    waiter_leave(&q->sh->put_waiters, gen);
-    return rc;
+    return wait_on(q, &q->sh->put_waiters, &q->sh->not_full, has_room, plen, timeout_ns);
 }
 
 /* Run a blocking operation: try, then wait and retry until the deadline. */
@@ -411,7 +431,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
     *done = 0;
     while (k < n && rc == SHK_OK) {
         /* Inline items go in one lock hold; an OOL item takes its own
-         * try_put (its block is filled outside the lock). */
+         * try_put (its block is filled outside put_lock). */
         const shk_queue_item *it = &items[k];
         if (it->len > SHK_QUEUE_MAX_ITEM || it->tag > 255 || (it->len && !it->data))
             return SHK_EINVAL; /* *done items before it were put */
@@ -424,7 +444,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
                 *done = ++k;
             continue;
         }
-        rc = shk_q_lock(q);
+        rc = shk_q_lock_put(q);
         if (rc != SHK_OK)
             return rc;
         uint64_t start = k;
@@ -442,12 +462,9 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
             append(q, it->data, (uint32_t)it->len, it->tag, 0);
             k++;
         }
-        SHK_A(atomic_fetch_add_explicit(&q->sh->total_put, k - start, memory_order_relaxed));
-        int wake = k > start && signal_not_empty(q);
-        shk_q_unlock(q);
-        if (wake)
-            wake_waiters(q, &q->sh->get_waiters, &q->sh->not_empty,
-                         (int)((k - start) < INT_MAX ? k - start : INT_MAX));
+        shk_q_unlock_put(q);
+        if (k > start)
+            wake_not_empty(q, (int)((k - start) < INT_MAX ? k - start : INT_MAX));
         *done = k;
         if (spill) {
             uint64_t block = 0;
@@ -463,28 +480,33 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
 
 /* ------------------------------------------------------------------- get */
 
-/* Take up to max items under one lock hold.  SHK_EEMPTY if none. */
+/* Take up to max items under one get_lock hold.  SHK_EEMPTY if none. */
 static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *ctx,
                    uint64_t *done, int *more)
 {
-    int rc = shk_q_lock(q);
+    int rc = shk_q_lock_get(q);
     if (rc != SHK_OK)
         return rc;
     q_shared *sh = q->sh;
     q_tasks *t;
     rc = shk_q_tasks_of(q, &t);
     if (rc != SHK_OK) {
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
         return rc;
     }
     t_cell *cell = NULL; /* claimed when the first item is taken */
+    /* head: ours under get_lock.  tail, acquire: the records before it are
+     * written (TWO LOCKS). */
     uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
-    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
+    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_acquire));
+    if (tail - head > q->ring_size || (head | tail) % 8) {
+        shk_q_unlock_get(q);
+        return SHK_ECORRUPT;
+    }
     uint64_t k = 0;
     /* OOL blocks to free after the lock is dropped; a few at a time. */
     uint64_t to_free[16];
     unsigned nfree = 0;
-    rc = SHK_OK;
     while (k < max && head != tail && nfree < 16) {
         rec_hdr h;
         ool_ref ref;
@@ -504,38 +526,29 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *c
             shk_q_ring_read(q, head + REC_HDR, dst, len);
         head += rec_size(h.len);
         SHK_CRASH_POINT("queue.get.commit");
-        /* The commit of this item.  relaxed: published by the unlock. */
-        SHK_A(atomic_store_explicit(&sh->head, head, memory_order_relaxed));
+        /* The commit of this item.  release: a producer that reads this
+         * head (acquire) may overwrite the bytes we read. */
+        SHK_A(atomic_store_explicit(&sh->head, head, memory_order_release));
         SHK_CRASH_POINT("queue.get.count");
-        SHK_A(atomic_store_explicit(&sh->count,
-                                    atomic_load_explicit(&sh->count, memory_order_relaxed) - 1,
-                                    memory_order_relaxed));
+        if (ool)
+            bump(&sh->ool_got, 1);
+        bump(&sh->total_got, 1);
         if (t) {
             if (!cell)
                 cell = shk_q_claim_cell(q, t);
             cell->taken++; /* still unfinished, now in our hands */
         }
-        if (ool) {
-            SHK_A(atomic_store_explicit(
-                &sh->out_of_line,
-                atomic_load_explicit(&sh->out_of_line, memory_order_relaxed) - 1,
-                memory_order_relaxed));
+        if (ool)
             to_free[nfree++] = ref.off;
-        }
         k++;
     }
-    int wake = 0;
-    if (k) {
-        SHK_A(atomic_fetch_add_explicit(&sh->total_got, k, memory_order_relaxed));
-        wake = signal_not_full(q);
-    }
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (nfree)
         SHK_CRASH_POINT("queue.get.free");
     for (unsigned i = 0; i < nfree; i++)
         shk_freelist_free(q->heap, to_free[i]);
-    if (wake)
-        wake_waiters(q, &q->sh->put_waiters, &sh->not_full, INT_MAX);
+    if (k)
+        wake_not_full(q);
     *done = k;
     *more = nfree == 16;
     if (k)
@@ -547,24 +560,11 @@ int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
 {
     if (timeout_ns != 0 && spin_wait(q, &q->spin_get, timeout_ns, item_hint, 0))
         return SHK_OK;
-    int rc = shk_q_lock(q);
-    if (rc != SHK_OK)
-        return rc;
-    if (SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed)) > 0) {
-        shk_q_unlock(q);
+    if (item_hint(q, 0))
         return SHK_OK;
-    }
-    if (timeout_ns == 0) {
-        shk_q_unlock(q);
+    if (timeout_ns == 0)
         return SHK_ETIMEDOUT;
-    }
-    uint32_t gen = waiter_enter(&q->sh->get_waiters);
-    /* relaxed: ordered by the lock against every committer's bump. */
-    uint32_t seq = SHK_A(atomic_load_explicit(&q->sh->not_empty, memory_order_relaxed));
-    shk_q_unlock(q);
-    rc = shk_futex_wait(&q->sh->not_empty, seq, timeout_ns);
-    waiter_leave(&q->sh->get_waiters, gen);
-    return rc;
+    return wait_on(q, &q->sh->get_waiters, &q->sh->not_empty, item_hint, 0, timeout_ns);
 }
 
 int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx, int64_t timeout_ns)
@@ -636,23 +636,32 @@ int shk_queue_get_into(shk_queue *q, void *buf, uint64_t cap, uint64_t *len, uin
 
 uint64_t shk_queue_size(const shk_queue *q)
 {
-    /* relaxed: a snapshot; exact only when nobody is changing the queue. */
-    return SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
+    /* a snapshot; exact only when nobody is changing the queue */
+    return shk_q_count(q);
 }
 uint64_t shk_queue_maxsize(const shk_queue *q) { return q->maxsize; }
 uint64_t shk_queue_ring_bytes(const shk_queue *q) { return q->ring_size; }
 uint64_t shk_queue_inline_max(const shk_queue *q) { return q->inline_max; }
 uint64_t shk_queue_used_bytes(const shk_queue *q)
 {
-    return SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) -
-           SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
+    /* relaxed: a snapshot.  head first: tail - head then never "negative" */
+    uint64_t head = SHK_A(atomic_load_explicit(&q->sh->head, memory_order_relaxed));
+    uint64_t used = SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) - head;
+    return used > q->ring_size ? q->ring_size : used;
 }
 
-size_t shk_queue_lock_offset(void) { return offsetof(q_shared, lock); }
+int shk_queue_mutex_span(unsigned i, uint64_t *start, uint64_t *end)
+{
+    if (i > 1)
+        return SHK_ENOTFOUND;
+    *start = i == 0 ? offsetof(q_shared, put_lock) : offsetof(q_shared, get_lock);
+    *end = *start + sizeof(pthread_mutex_t);
+    return SHK_OK;
+}
 
 int shk_queue_check(shk_queue *q, shk_queue_stats *st)
 {
-    int rc = shk_q_lock(q);
+    int rc = shk_q_lock_both(q);
     if (rc != SHK_OK)
         return rc;
     q_shared *sh = q->sh;
@@ -661,27 +670,26 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
     rc = shk_q_tasks_of(q, &tasks); /* the task ledger too, if the queue has one */
     if (rc == SHK_OK)
         rc = shk_q_walk(q, &n, &o, &walk_end);
+    /* relaxed: both locks held, nobody writes these now */
+#define LOAD(f) SHK_A(atomic_load_explicit(&sh->f, memory_order_relaxed))
+    uint64_t put = LOAD(total_put), got = LOAD(total_got);
     if (rc == SHK_OK &&
-        (n != SHK_A(atomic_load_explicit(&sh->count, memory_order_relaxed)) ||
-         o != SHK_A(atomic_load_explicit(&sh->out_of_line, memory_order_relaxed)) ||
-         (q->maxsize && n > q->maxsize)))
+        (n != put - got || o != LOAD(ool_put) - LOAD(ool_got) || (q->maxsize && n > q->maxsize)))
         rc = SHK_ECORRUPT;
     if (st) {
         memset(st, 0, sizeof *st);
         st->items = n;
         st->out_of_line = o;
-        st->used_bytes = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed)) -
-                         SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
+        st->used_bytes = LOAD(tail) - LOAD(head);
         st->ring_bytes = q->ring_size;
         st->maxsize = q->maxsize;
-        st->total_put = SHK_A(atomic_load_explicit(&sh->total_put, memory_order_relaxed));
-        st->total_got = SHK_A(atomic_load_explicit(&sh->total_got, memory_order_relaxed));
-        st->recoveries = SHK_A(atomic_load_explicit(&sh->recoveries, memory_order_relaxed));
-        st->get_waiters = SHK_A(atomic_load_explicit(&sh->get_waiters, memory_order_relaxed)) &
-                          WAITER_MASK;
-        st->put_waiters = SHK_A(atomic_load_explicit(&sh->put_waiters, memory_order_relaxed)) &
-                          WAITER_MASK;
+        st->total_put = put;
+        st->total_got = got;
+        st->recoveries = LOAD(recoveries);
+        st->get_waiters = LOAD(get_waiters) & WAITER_MASK;
+        st->put_waiters = LOAD(put_waiters) & WAITER_MASK;
     }
-    shk_q_unlock(q);
+#undef LOAD
+    shk_q_unlock_both(q);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * queue_ring.c -- the queue's records: their check words, copying in and out
- * of the ring, validating a record, walking the ring, and the lock with its
- * recovery.  (design and layout: queue_internal.h)
+ * of the ring, validating a record, walking the ring, and the two locks with
+ * their recovery.  (design and layout: queue_internal.h)
  */
 #include "queue_internal.h"
 
@@ -143,8 +143,9 @@ int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end)
     return rc;
 }
 
-/* After EOWNERDEAD: the dead holder may have stopped between any two
- * stores; cut the ring at the first bad record and recount (RECOVERY). */
+/* Both locks held: the totals from the ring (RECOVERY).  The dead holder
+ * may have stopped between two stores; cut the ring at the first bad
+ * record and recount. */
 static void repair(shk_queue *q)
 {
     q_shared *sh = q->sh;
@@ -153,25 +154,88 @@ static void repair(shk_queue *q)
     if (tail - head > q->ring_size || (head | tail) % 8) {
         /* Positions are only ever stored whole; this is memory corruption.
          * Empty the queue rather than read garbage. */
-        SHK_A(atomic_store_explicit(&sh->tail, head & ~7ull, memory_order_relaxed));
-        SHK_A(atomic_store_explicit(&sh->head, head & ~7ull, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&sh->tail, head & ~7ull, memory_order_release));
+        SHK_A(atomic_store_explicit(&sh->head, head & ~7ull, memory_order_release));
     }
     uint64_t n, o, end;
     if (shk_q_walk(q, &n, &o, &end) != SHK_OK)
-        SHK_A(atomic_store_explicit(&sh->tail, end, memory_order_relaxed));
-    SHK_A(atomic_store_explicit(&sh->count, n, memory_order_relaxed));
-    SHK_A(atomic_store_explicit(&sh->out_of_line, o, memory_order_relaxed));
+        SHK_A(atomic_store_explicit(&sh->tail, end, memory_order_release));
+    /* release: as every write of the totals (TWO LOCKS); both locks are
+     * held, so nobody else writes them now. */
+    uint64_t got = SHK_A(atomic_load_explicit(&sh->total_got, memory_order_relaxed));
+    uint64_t ogot = SHK_A(atomic_load_explicit(&sh->ool_got, memory_order_relaxed));
+    SHK_A(atomic_store_explicit(&sh->total_put, got + n, memory_order_release));
+    SHK_A(atomic_store_explicit(&sh->ool_put, ogot + o, memory_order_release));
+    SHK_A(atomic_store_explicit(&sh->repair, 0, memory_order_relaxed));
     SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
 }
 
-int shk_q_lock(shk_queue *q)
+/* Both locks, put_lock first.  A dead holder of either, or a pending
+ * repair: repair. */
+int shk_q_lock_both(shk_queue *q)
 {
-    int rc = shk_mutex_lock(&q->sh->lock);
-    if (SHK_UNLIKELY(rc != SHK_OK)) {
-        if (rc != SHK_MUTEX_RECOVERED)
-            return rc;
-        repair(q);
-        shk_mutex_consistent(&q->sh->lock);
+    int rc = shk_mutex_lock(&q->sh->put_lock);
+    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED)
+        return rc;
+    int rc2 = shk_mutex_lock(&q->sh->get_lock);
+    if (rc2 != SHK_OK && rc2 != SHK_MUTEX_RECOVERED) {
+        if (rc == SHK_MUTEX_RECOVERED)
+            shk_mutex_consistent(&q->sh->put_lock);
+        shk_mutex_unlock(&q->sh->put_lock);
+        return rc2;
     }
+    /* relaxed: written under get_lock, which we hold */
+    if (rc == SHK_MUTEX_RECOVERED || rc2 == SHK_MUTEX_RECOVERED ||
+        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
+        repair(q);
+    if (rc2 == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+    if (rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->put_lock);
     return SHK_OK;
+}
+
+int shk_q_lock_put(shk_queue *q)
+{
+    int rc = shk_mutex_lock(&q->sh->put_lock);
+    if (SHK_LIKELY(rc == SHK_OK))
+        return SHK_OK;
+    if (rc != SHK_MUTEX_RECOVERED)
+        return rc;
+    /* We hold put_lock, the first in the order: take get_lock too, repair,
+     * and keep only put_lock. */
+    rc = shk_mutex_lock(&q->sh->get_lock);
+    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED) {
+        shk_mutex_consistent(&q->sh->put_lock);
+        shk_mutex_unlock(&q->sh->put_lock);
+        return rc;
+    }
+    repair(q);
+    if (rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+    shk_mutex_unlock(&q->sh->get_lock);
+    shk_mutex_consistent(&q->sh->put_lock);
+    return SHK_OK;
+}
+
+int shk_q_lock_get(shk_queue *q)
+{
+    int rc = shk_mutex_lock(&q->sh->get_lock);
+    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED)
+        return rc;
+    /* relaxed: written under get_lock, which we hold */
+    if (SHK_LIKELY(rc == SHK_OK &&
+                   !SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed))))
+        return SHK_OK;
+    /* A dead holder, or a repair left pending by one: the repair needs
+     * put_lock, which comes first in the order.  Leave a note that outlives
+     * us, then take both in order (RECOVERY) and keep get_lock. */
+    SHK_A(atomic_store_explicit(&q->sh->repair, 1, memory_order_relaxed));
+    if (rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+    shk_mutex_unlock(&q->sh->get_lock);
+    rc = shk_q_lock_both(q);
+    if (rc == SHK_OK)
+        shk_mutex_unlock(&q->sh->put_lock);
+    return rc;
 }

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Lock held: the validated ledger (NULL if the queue is not joinable). */
+/* get_lock held: the validated ledger (NULL if the queue is not joinable). */
 int shk_q_tasks_of(shk_queue *q, q_tasks **out)
 {
-    /* relaxed: set once under the lock we hold. */
+    /* relaxed: set once under get_lock, which we hold. */
     uint64_t off = SHK_A(atomic_load_explicit(&q->sh->tasks_off, memory_order_relaxed));
     if (off == q->tasks_off) {
         *out = q->tasks;
@@ -48,7 +48,7 @@ static void know_me(shk_queue *q)
     }
 }
 
-/* Lock held: this process's cell, or NULL if it has none. */
+/* get_lock held: this process's cell, or NULL if it has none. */
 static t_cell *find_cell(shk_queue *q, q_tasks *t)
 {
     know_me(q);
@@ -66,13 +66,13 @@ static t_cell *find_cell(shk_queue *q, q_tasks *t)
     return NULL;
 }
 
-/* Lock held: is the process of cell c gone? */
+/* get_lock held: is the process of cell c gone? */
 static int cell_dead(const t_cell *c)
 {
     return !shk_proc_alive((pid_t)c->pid, c->start, UINT64_MAX);
 }
 
-/* Lock held: this process's cell, claimed if need be (a full table of live
+/* get_lock held: this process's cell, claimed if need be (a full table of live
  * processes gives the shared last cell). */
 t_cell *shk_q_claim_cell(shk_queue *q, q_tasks *t)
 {
@@ -97,16 +97,16 @@ t_cell *shk_q_claim_cell(shk_queue *q, q_tasks *t)
     return &t->cells[T_SHARED];
 }
 
-/* Lock held: items put and not yet marked done. */
+/* get_lock held: items put and not yet marked done. */
 uint64_t shk_q_unfinished(const shk_queue *q, const q_tasks *t)
 {
-    uint64_t n = SHK_A(atomic_load_explicit(&q->sh->count, memory_order_relaxed));
+    uint64_t n = shk_q_count(q);
     for (unsigned i = 0; i < T_CELLS; i++)
         n += t->cells[i].taken;
     return n;
 }
 
-/* Lock held: after unfinished may have reached 0.  1 if joiners must be
+/* get_lock held: after unfinished may have reached 0.  1 if joiners must be
  * woken (after unlocking). */
 static int signal_joiners(const shk_queue *q, q_tasks *t)
 {
@@ -119,16 +119,16 @@ static int signal_joiners(const shk_queue *q, q_tasks *t)
     return 1;
 }
 
-/* Lock, and find the ledger: SHK_OK with the lock held and *t set (NULL:
+/* get_lock, and find the ledger: SHK_OK with it held and *t set (NULL:
  * not joinable), else unlocked. */
 static int lock_tasks(shk_queue *q, q_tasks **t)
 {
-    int rc = shk_q_lock(q);
+    int rc = shk_q_lock_get(q);
     if (rc != SHK_OK)
         return rc;
     rc = shk_q_tasks_of(q, t);
     if (rc != SHK_OK)
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
     return rc;
 }
 
@@ -138,7 +138,7 @@ int shk_queue_make_joinable(shk_queue *q)
     int rc = lock_tasks(q, &t);
     if (rc != SHK_OK)
         return rc;
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (t)
         return SHK_OK;
     uint64_t off;
@@ -149,7 +149,7 @@ int shk_queue_make_joinable(shk_queue *q)
     memset(t, 0, sizeof *t);
     t->magic = T_MAGIC;
     t->ncells = T_CELLS;
-    rc = shk_q_lock(q);
+    rc = shk_q_lock_get(q);
     if (rc != SHK_OK) {
         shk_freelist_free(q->heap, off);
         return rc;
@@ -159,7 +159,7 @@ int shk_queue_make_joinable(shk_queue *q)
         /* relaxed: published to every reader by the unlock (release). */
         SHK_A(atomic_store_explicit(&q->sh->tasks_off, off, memory_order_relaxed));
     rc = shk_q_tasks_of(q, &t);
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (!mine)
         shk_freelist_free(q->heap, off);
     return rc;
@@ -172,25 +172,25 @@ int shk_queue_task_done(shk_queue *q)
     if (rc != SHK_OK)
         return rc;
     if (!t) {
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
         return SHK_EINVAL;
     }
     t_cell *c = find_cell(q, t);
     for (unsigned i = 0; (!c || c->taken == 0) && i < T_CELLS; i++)
         c = &t->cells[i]; /* an item another process took */
     if (c->taken == 0) {
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
         return SHK_EEMPTY;
     }
     c->taken--;
     int wake = signal_joiners(q, t);
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (wake)
         shk_futex_wake(&t->join_seq, INT_MAX);
     return SHK_OK;
 }
 
-/* Count the items of dead consumers done (outside the lock but for two
+/* Count the items of dead consumers done (outside get_lock but for two
  * short holds: /proc is read between them). */
 static int reclaim_dead(shk_queue *q, q_tasks *t)
 {
@@ -198,14 +198,14 @@ static int reclaim_dead(shk_queue *q, q_tasks *t)
         uint32_t pid;
         uint64_t start;
     } snap[T_SHARED];
-    int rc = shk_q_lock(q);
+    int rc = shk_q_lock_get(q);
     if (rc != SHK_OK)
         return rc;
     for (unsigned i = 0; i < T_SHARED; i++) {
         snap[i].pid = t->cells[i].taken ? t->cells[i].pid : 0;
         snap[i].start = t->cells[i].start;
     }
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     know_me(q);
     int any = 0;
     for (unsigned i = 0; i < T_SHARED; i++) {
@@ -217,7 +217,7 @@ static int reclaim_dead(shk_queue *q, q_tasks *t)
     }
     if (!any)
         return SHK_OK;
-    rc = shk_q_lock(q);
+    rc = shk_q_lock_get(q);
     if (rc != SHK_OK)
         return rc;
     for (unsigned i = 0; i < T_SHARED; i++) {
@@ -229,7 +229,7 @@ static int reclaim_dead(shk_queue *q, q_tasks *t)
         }
     }
     int wake = signal_joiners(q, t);
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (wake)
         shk_futex_wake(&t->join_seq, INT_MAX);
     return SHK_OK;
@@ -241,24 +241,31 @@ int shk_queue_wait_join(shk_queue *q, int64_t timeout_ns)
     int rc = lock_tasks(q, &t);
     if (rc != SHK_OK)
         return rc;
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     if (!t)
         return SHK_EINVAL;
     rc = reclaim_dead(q, t);
-    if (rc != SHK_OK || (rc = shk_q_lock(q)) != SHK_OK)
+    if (rc != SHK_OK)
+        return rc;
+    /* put_lock once: a producer killed between counting an item and
+     * committing it is repaired now, even if no producer comes (JOINABLE) */
+    if ((rc = shk_q_lock_put(q)) != SHK_OK)
+        return rc;
+    shk_q_unlock_put(q);
+    if ((rc = shk_q_lock_get(q)) != SHK_OK)
         return rc;
     if (shk_q_unfinished(q, t) == 0) {
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
         return SHK_OK;
     }
     if (timeout_ns == 0) {
-        shk_q_unlock(q);
+        shk_q_unlock_get(q);
         return SHK_ETIMEDOUT;
     }
-    /* relaxed: ordered by the lock against signal_joiners. */
+    /* relaxed: ordered by get_lock against signal_joiners. */
     SHK_A(atomic_fetch_add_explicit(&t->join_waiters, 1, memory_order_relaxed));
     uint32_t seq = SHK_A(atomic_load_explicit(&t->join_seq, memory_order_relaxed));
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     int64_t nap = timeout_ns < 0 || timeout_ns > JOIN_POLL_NS ? JOIN_POLL_NS : timeout_ns;
     rc = shk_futex_wait(&t->join_seq, seq, nap);
     /* relaxed: a counter; a joiner killed asleep leaves it high, which
@@ -284,6 +291,6 @@ int shk_queue_tasks(shk_queue *q, uint64_t *unfinished_out, uint64_t *reclaimed)
         *unfinished_out = shk_q_unfinished(q, t);
         *reclaimed = t->reclaimed;
     }
-    shk_q_unlock(q);
+    shk_q_unlock_get(q);
     return t ? SHK_OK : SHK_EINVAL;
 }

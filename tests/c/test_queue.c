@@ -468,32 +468,37 @@ TEST(garbage_lock_words)
     CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
     shk_object_info info;
     CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
-    char *lock = shk_segment_base(s) + info.offset + shk_queue_lock_offset();
-    char saved[sizeof(shk_mutex)];
-    memcpy(saved, lock, sizeof saved);
-    const int fills[] = {0x01, 0xff, 0x5a, 0x80, 0};
-    for (int i = 0; i < 5; i++) {
-        memset(lock, fills[i], sizeof(pthread_mutex_t));
-        if (fills[i] == 0) {   /* the kind kept, FUTEX_WAITERS with no owner */
+    /* Each lock in turn: put_lock stops puts, get_lock gets; both, check. */
+    uint64_t a, b;
+    for (unsigned which = 0; shk_queue_mutex_span(which, &a, &b) == SHK_OK; which++) {
+        int (*op)(shk_queue *) = which == 0 ? put_one : get_one;
+        char *lock = shk_segment_base(s) + info.offset + a;
+        char saved[sizeof(shk_mutex)];
+        memcpy(saved, lock, sizeof saved);
+        const int fills[] = {0x01, 0xff, 0x5a, 0x80, 0};
+        for (int i = 0; i < 5; i++) {
+            memset(lock, fills[i], sizeof(pthread_mutex_t));
+            if (fills[i] == 0) {   /* the kind kept, FUTEX_WAITERS with no owner */
+                memcpy(lock, saved, sizeof saved);
+                uint32_t w = 0x80000000u;
+                memcpy(lock, &w, 4);
+            }
+            CHECK_EQ(in_child(q, op), SHK_ECORRUPT);
+            CHECK_EQ(in_child(q, check_q), SHK_ECORRUPT);
             memcpy(lock, saved, sizeof saved);
-            uint32_t w = 0x80000000u;
-            memcpy(lock, &w, 4);
         }
-        CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
-        CHECK_EQ(in_child(q, get_one), SHK_ECORRUPT);
-        CHECK_EQ(in_child(q, check_q), SHK_ECORRUPT);
+        /* A well-formed mutex held by a thread that no longer exists (and
+         * so was never on a robust list the kernel would clean up). */
+        pid_t dead = fork();
+        if (dead == 0)
+            _exit(0);
+        waitpid(dead, NULL, 0);
+        uint32_t word = (uint32_t)dead;
+        memcpy(lock, &word, 4);
+        CHECK_EQ(in_child(q, op), SHK_ECORRUPT);
         memcpy(lock, saved, sizeof saved);
     }
-    /* A well-formed mutex held by a thread that no longer exists (and so
-     * was never on a robust list the kernel would clean up). */
-    pid_t dead = fork();
-    if (dead == 0)
-        _exit(0);
-    waitpid(dead, NULL, 0);
-    uint32_t word = (uint32_t)dead;
-    memcpy(lock, &word, 4);
-    CHECK_EQ(in_child(q, put_one), SHK_ECORRUPT);
-    memcpy(lock, saved, sizeof saved);
+    CHECK_EQ(b - a, sizeof(pthread_mutex_t));
     /* Put back, it works again. */
     CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
     CHECK_EQ(v, 5);
@@ -521,7 +526,7 @@ TEST(ring_damage_detected)
         char buf[200];
         uint64_t len;
         uint64_t pos;
-        memcpy(&pos, base + info.offset + 128, 8);   /* q_shared.head */
+        memcpy(&pos, base + info.offset + 256, 8);   /* q_shared.head */
         char *p = base + ring_off + ((pos + (uint64_t)at) & 4095);
         *p ^= 0x20;
         CHECK_EQ(shk_queue_check(q, NULL), SHK_ECORRUPT);

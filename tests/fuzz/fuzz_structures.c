@@ -27,7 +27,8 @@
 enum { DICT, QUEUE, STACK, NKIND, LIVE = NKIND, LIVE_DICT };
 static const char *const names[NKIND] = {"d", "q", "s"};
 /* The mutexes come from the library (shk_dict_mutex_span: one per shard;
- * shk_queue_lock_offset), so a layout change cannot leave them stale. */
+ * shk_queue_mutex_span: put_lock and get_lock), so a layout change cannot
+ * leave them stale. */
 
 static shk_segment *seg;
 static uint64_t off[NKIND], len[NKIND];
@@ -101,7 +102,9 @@ static void live_queue(const uint8_t *data, size_t size)
     memcpy(base + ring_off, ring_orig, LIVE_RING);
     size_t i = 1;
     if ((data[0] & 0x80) && size >= 1 + sizeof(pthread_mutex_t)) {
-        char *lock = base + off[QUEUE] + shk_queue_lock_offset();
+        uint64_t a, b;
+        shk_queue_mutex_span((data[0] >> 6) & 1, &a, &b);   /* put_lock or get_lock */
+        char *lock = base + off[QUEUE] + a;
         memcpy(lock, data + 1, sizeof(pthread_mutex_t));
         uint32_t w;
         memcpy(&w, lock, 4);
@@ -201,8 +204,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (b <= len[k])
                 memcpy(base + off[k] + a, orig[k] + a, b - a);
     } else if (k == QUEUE) {
-        uint64_t a = shk_queue_lock_offset();
-        memcpy(base + off[k] + a, orig[k] + a, sizeof(shk_mutex));
+        uint64_t a, b;
+        for (unsigned i = 0; shk_queue_mutex_span(i, &a, &b) == SHK_OK; i++)
+            if (b <= len[k])
+                memcpy(base + off[k] + a, orig[k] + a, b - a);
     }
 
     int rc;
