@@ -204,10 +204,10 @@ static inline uint32_t waiter_enter(_Atomic uint32_t *waiters)
     /* seq_cst: the registration must precede the waiter's re-check in the
      * single order, against the committer's fence (BLOCKING). */
     uint32_t w = SHK_A(atomic_load_explicit(waiters, memory_order_relaxed));
-    while ((w & WAITER_MASK) != WAITER_MASK &&
-           !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w + 1,
-                                                        memory_order_seq_cst,
-                                                        memory_order_relaxed)))
+    while (
+        (w & WAITER_MASK) != WAITER_MASK &&
+        !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w + 1, memory_order_seq_cst,
+                                                     memory_order_relaxed)))
         ;
     atomic_thread_fence(memory_order_seq_cst); /* before the re-check */
     return w >> WAITER_BITS;
@@ -673,8 +673,8 @@ int shk_queue_check(shk_queue *q, shk_queue_stats *st)
     /* relaxed: both locks held, nobody writes these now */
 #define LOAD(f) SHK_A(atomic_load_explicit(&sh->f, memory_order_relaxed))
     uint64_t put = LOAD(total_put), got = LOAD(total_got);
-    if (rc == SHK_OK &&
-        (n != put - got || o != LOAD(ool_put) - LOAD(ool_got) || (q->maxsize && n > q->maxsize)))
+    if (rc == SHK_OK && (n != put - got || o != LOAD(ool_put) - LOAD(ool_got) ||
+                         (q->maxsize && n > q->maxsize)))
         rc = SHK_ECORRUPT;
     if (st) {
         memset(st, 0, sizeof *st);

@@ -2,8 +2,9 @@
  * shmkit/queue.h -- multi-producer multi-consumer queue of variable-size
  * items in shared memory.
  *
- * A queue is a byte ring of records guarded by a robust process-shared
- * mutex (see src/queue.c for why, and docs/queue.md for the guarantees).
+ * A queue is a byte ring of records: producers take one robust
+ * process-shared mutex, consumers another (see src/queue_internal.h for
+ * why, and docs/queue.md for the guarantees).
  * Items are byte strings of any length up to the heap's room; each carries
  * an 8-bit user tag (the Python layer uses it to tell raw bytes from pickles).
  * Small items are copied into the ring; large ones (> the ring's inline
@@ -63,7 +64,7 @@ typedef struct shk_queue_item {
     uint32_t tag;
 } shk_queue_item;
 
-/* Called by get/get_many, with the queue locked, once per item taken:
+/* Called by get/get_many, with the consumers' lock held, once per item taken:
  * return a buffer of at least `len` bytes to copy the item into, or NULL to
  * stop (the item stays at the head; get returns SHK_ENOMEM).  It must not
  * call into this queue. */
@@ -71,16 +72,16 @@ typedef void *(*shk_queue_alloc_fn)(void *ctx, uint64_t len, uint32_t tag);
 
 int shk_queue_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag,
                   int64_t timeout_ns);
-/* Put up to n items without blocking, in order, inline ones under one lock
- * hold; *done = how many were put.  SHK_OK if all were; SHK_EFULL if it
- * stopped at an item that does not fit; SHK_EINVAL if it stopped at an
- * invalid item (the *done items before it were put). */
+/* Put up to n items without blocking, in order, inline ones under one hold
+ * of the producers' lock; *done = how many were put.  SHK_OK if all were;
+ * SHK_EFULL if it stopped at an item that does not fit; SHK_EINVAL if it
+ * stopped at an invalid item (the *done items before it were put). */
 int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, uint64_t *done);
 
 /* Take the head item: alloc(ctx, len, tag) gives the buffer. */
 int shk_queue_get(shk_queue *q, shk_queue_alloc_fn alloc, void *ctx, int64_t timeout_ns);
-/* Take up to max_items without blocking, under one lock hold; *done =
- * how many.  SHK_EEMPTY if none. */
+/* Take up to max_items without blocking, under one hold of the consumers'
+ * lock; *done = how many.  SHK_EEMPTY if none. */
 int shk_queue_get_many(shk_queue *q, uint64_t max_items, shk_queue_alloc_fn alloc, void *ctx,
                        uint64_t *done);
 /* Convenience: copy the head item into buf (cap bytes).  SHK_EINVAL (item

@@ -7,7 +7,7 @@
  * encoding is shared with the Stack: shk_py_item_*, py_handle.c).  get()
  * rebuilds the object: a bytes item is copied straight from the ring into a
  * new bytes object (the allocation happens inside the C get, under the
- * queue's lock, so there is exactly one copy); a pickle is loaded after the
+ * consumers' lock, so there is exactly one copy); a pickle is loaded after the
  * lock is dropped.
  *
  * The GIL is released only around the futex waits (shk_queue_wait_*): a
@@ -88,7 +88,7 @@ static int queue_init(PyObject *op, PyObject *args, PyObject *kw)
 }
 
 /* get's buffer provider: a new bytes object per item, created while the C
- * get holds the queue lock (bytes are not GC-tracked: no collection, no
+ * get holds the consumers' lock (bytes are not GC-tracked: no collection, no
  * Python code runs here). */
 typedef struct {
     PyObject *one; /* get: the item */
