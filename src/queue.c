@@ -154,6 +154,18 @@ static inline int has_room(const shk_queue *q, uint64_t payload)
     return used <= q->ring_size && rec_size(payload) <= q->ring_size - used;
 }
 
+/* has_room with put_lock held: a queue full by its count may only look
+ * full (a dead consumer's count, RECOVERY); then repair and look again. */
+static int room_locked(shk_queue *q, uint64_t payload)
+{
+    if (has_room(q, payload))
+        return 1;
+    if (!q->maxsize || shk_q_count(q) < q->maxsize)
+        return 0;
+    shk_q_repair_from_put(q);
+    return has_room(q, payload);
+}
+
 /* Is there an item to take?  A hint (SPINNING, BLOCKING): relaxed; the
  * try under get_lock decides. */
 static int item_hint(const shk_queue *q, uint64_t unused)
@@ -308,7 +320,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag, u
         int rc = shk_q_lock_put(q);
         if (rc != SHK_OK)
             return rc;
-        if (has_room(q, ool ? sizeof ref : len))
+        if (room_locked(q, ool ? sizeof ref : len))
             break;
         int spill = !ool && len > sizeof ref && has_room(q, sizeof ref);
         shk_q_unlock_put(q);
@@ -453,7 +465,7 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
             it = &items[k];
             if (it->len > q->inline_max || it->tag > 255 || (it->len && !it->data))
                 break;
-            if (!has_room(q, it->len)) {
+            if (!room_locked(q, it->len)) {
                 /* try_put below spills it out of line, or says EFULL */
                 spill = it->len > sizeof(ool_ref) && has_room(q, sizeof(ool_ref));
                 rc = spill ? SHK_OK : SHK_EFULL;

@@ -113,6 +113,9 @@
  *   next finds `repair` set under get_lock does the same, so the repair
  *   survives the recoverer's own death.  Until it is done only the count
  *   can be one off; head and tail, and so every item, are always right.
+ *   A producer that finds the queue full also tries get_lock (without
+ *   waiting) and repairs if it was a dead holder's or a repair is pending,
+ *   so a stale count never keeps producers out while no consumer comes.
  *   The repair re-walks [head, tail), stops at the first invalid record
  *   (then tail = that position, impossible unless memory was corrupted)
  *   and sets total_put = total_got + records, ool_put likewise.
@@ -312,6 +315,10 @@ int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end);
 int shk_q_lock_put(shk_queue *q);
 int shk_q_lock_get(shk_queue *q);
 int shk_q_lock_both(shk_queue *q);
+/* put_lock held, the queue found full: if get_lock is free and its last
+ * holder died (or left a repair pending), repair now, so that a count one
+ * too high never keeps producers out while no consumer comes (RECOVERY). */
+void shk_q_repair_from_put(shk_queue *q);
 static inline void shk_q_unlock_put(shk_queue *q) { shk_mutex_unlock(&q->sh->put_lock); }
 static inline void shk_q_unlock_get(shk_queue *q) { shk_mutex_unlock(&q->sh->get_lock); }
 static inline void shk_q_unlock_both(shk_queue *q)

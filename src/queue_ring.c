@@ -239,3 +239,17 @@ int shk_q_lock_get(shk_queue *q)
         shk_mutex_unlock(&q->sh->put_lock);
     return rc;
 }
+
+void shk_q_repair_from_put(shk_queue *q)
+{
+    int rc = shk_pmutex_trylock(&q->sh->get_lock.m);
+    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED)
+        return; /* held by a live consumer, who repairs if need be */
+    /* relaxed: written under get_lock, which we hold */
+    if (rc == SHK_MUTEX_RECOVERED ||
+        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
+        repair(q);
+    if (rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+    shk_mutex_unlock(&q->sh->get_lock);
+}

@@ -1,7 +1,7 @@
 /* Unit tests of the MPMC queue: FIFO, wrap-around, out-of-line items,
  * limits, batches, blocking, processes, SIGKILL recovery, corruption. */
 #include "fixture.h"
-#include "internal.h"
+#include "queue_internal.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -526,7 +526,7 @@ TEST(ring_damage_detected)
         char buf[200];
         uint64_t len;
         uint64_t pos;
-        memcpy(&pos, base + info.offset + 256, 8);   /* q_shared.head */
+        memcpy(&pos, base + info.offset + offsetof(q_shared, head), 8);
         char *p = base + ring_off + ((pos + (uint64_t)at) & 4095);
         *p ^= 0x20;
         CHECK_EQ(shk_queue_check(q, NULL), SHK_ECORRUPT);
@@ -682,6 +682,47 @@ TEST(joinable)
     fixture_drop(s, "qjoin2");
 }
 
+/* A consumer killed between its head store and its total bump leaves the
+ * count one too high, and a get_lock recoverer killed before its repair
+ * leaves the repair note set: the next get repairs (taking both locks in
+ * order), and so does a producer that finds the queue full by the stale
+ * count with no consumer around. */
+TEST(repair_note)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qnote", 4096, 3, &q);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    uint64_t v;
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t i = 1; shk_queue_size(q) < 3; i++)
+            CHECK_EQ(shk_queue_put(q, &i, 8, 7, 0), SHK_OK);
+        CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+        uint64_t before = atomic_load(&sh->recoveries);
+        /* the dead consumer's state: head moved, total_got not */
+        atomic_store(&sh->total_got, atomic_load(&sh->total_got) - 1);
+        atomic_store(&sh->repair, 1);
+        CHECK_EQ(shk_queue_size(q), 3); /* stale until repaired */
+        if (round == 0) {
+            /* a producer: full by the count, repairs, and the put fits */
+            uint64_t x = 9;
+            CHECK_EQ(shk_queue_put(q, &x, 8, 7, 0), SHK_OK);
+            CHECK_EQ(shk_queue_size(q), 3);
+        } else {
+            /* a consumer */
+            CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+            CHECK_EQ(shk_queue_size(q), 1);
+        }
+        CHECK_EQ(atomic_load(&sh->repair), 0);
+        CHECK_EQ(atomic_load(&sh->recoveries), before + 1);
+        CHECK_EQ(shk_queue_check(q, NULL), SHK_OK);
+        while (get_u64(q, &v, 0) == SHK_OK)
+            ;
+    }
+    close_queue(s, q, "qnote");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -697,5 +738,6 @@ int main(void)
     RUN(dead_waiter_repaired);
     RUN(spill_out_of_line);
     RUN(joinable);
+    RUN(repair_note);
     return check_summary();
 }
