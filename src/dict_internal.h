@@ -550,19 +550,10 @@ void shk_dict_lanes_reap(shk_dict *d);
 void shk_dict_wake_watchers(shk_dict *d);
 static inline void shk_dict_note_change(shk_dict *d)
 {
-#if defined(__SANITIZE_THREAD__)
-    /* ThreadSanitizer does not model fences (gcc refuses them): a seq_cst
-     * read-modify-write of the word gives the same order, at the price of
-     * writing its line (sanitizer builds only). */
-    if (SHK_A(atomic_fetch_add_explicit(&d->sh->watchers, 0, memory_order_seq_cst)) != 0)
+    /* Orders the commit before the load of watchers, against the
+     * watcher's increment (seq_cst) before its load of changes. */
+    if (SHK_UNLIKELY(shk_fenced_load_u32(&d->sh->watchers) != 0))
         shk_dict_wake_watchers(d);
-#else
-    /* seq_cst fence: orders the commit before the load of watchers, against
-     * the watcher's increment (seq_cst) before its load of changes. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (SHK_UNLIKELY(SHK_A(atomic_load_explicit(&d->sh->watchers, memory_order_relaxed)) != 0))
-        shk_dict_wake_watchers(d);
-#endif
 }
 
 /* dict_shard.c */

@@ -57,6 +57,33 @@ void shk_chaos_point(void);
 
 #define SHK_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 
+/* The two halves of a store-buffering handshake (a committer that stores,
+ * then looks for waiters; a waiter that registers, then looks for the
+ * commit): at least one side sees the other's store.
+ *   shk_fence_sc()          after the waiter's seq_cst registration RMW,
+ *                           before its loads;
+ *   shk_fenced_load_u32(w)  the committer's look at the waiter word after
+ *                           its commit store: a seq_cst fence, then a
+ *                           relaxed load.
+ * ThreadSanitizer does not model fences (gcc refuses them): there the
+ * committer does a seq_cst RMW of the word instead (the same order, at
+ * the price of writing its line: sanitizer builds only), and the waiter's
+ * RMW is seq_cst already. */
+#if defined(__SANITIZE_THREAD__)
+static inline void shk_fence_sc(void) {}
+static inline uint32_t shk_fenced_load_u32(_Atomic uint32_t *w)
+{
+    return SHK_A(atomic_fetch_add_explicit(w, 0, memory_order_seq_cst));
+}
+#else
+static inline void shk_fence_sc(void) { atomic_thread_fence(memory_order_seq_cst); }
+static inline uint32_t shk_fenced_load_u32(_Atomic uint32_t *w)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    return SHK_A(atomic_load_explicit(w, memory_order_relaxed));
+}
+#endif
+
 /* SHK_PREFETCH_W: start moving a line we are about to write into this
  * core's cache (a hint only; no effect on correctness). */
 #if defined(__GNUC__) || defined(__clang__)

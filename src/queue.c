@@ -221,7 +221,7 @@ static inline uint32_t waiter_enter(_Atomic uint32_t *waiters)
         !SHK_A(atomic_compare_exchange_weak_explicit(waiters, &w, w + 1, memory_order_seq_cst,
                                                      memory_order_relaxed)))
         ;
-    atomic_thread_fence(memory_order_seq_cst); /* before the re-check */
+    shk_fence_sc(); /* before the re-check */
     return w >> WAITER_BITS;
 }
 
@@ -239,11 +239,9 @@ static void waiter_leave(_Atomic uint32_t *waiters, uint32_t gen)
 /* After a commit store: must waiters be woken?  Bumps the word if so. */
 static inline int signal_waiters(_Atomic uint32_t *waiters, _Atomic uint32_t *seq)
 {
-    /* seq_cst fence: our commit store before this load, against the
-     * waiter's registration before its re-check (BLOCKING). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (SHK_LIKELY((SHK_A(atomic_load_explicit(waiters, memory_order_relaxed)) & WAITER_MASK) ==
-                   0))
+    /* Our commit store before this load, against the waiter's
+     * registration before its re-check (BLOCKING). */
+    if (SHK_LIKELY((shk_fenced_load_u32(waiters) & WAITER_MASK) == 0))
         return 0;
     /* release: a waiter that reads the new value sees our commit. */
     SHK_A(atomic_fetch_add_explicit(seq, 1, memory_order_release));
