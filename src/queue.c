@@ -140,18 +140,36 @@ shk_segment *shk_queue_segment(const shk_queue *q) { return q->seg; }
 /* ------------------------------------------------------------------- put */
 
 /* Room for one more record of `payload` ring bytes?  Decides with
- * put_lock held; a hint without it (SPINNING). */
-static inline int has_room(const shk_queue *q, uint64_t payload)
+ * put_lock held; a hint without it (SPINNING).  Reads head and total_got
+ * only when the values this handle saw last fall short (SEEN). */
+static int has_room(shk_queue *q, uint64_t payload)
 {
     q_shared *sh = q->sh;
-    /* tail: ours under put_lock (relaxed).  head, acquire: the consumer that
-     * moved it had read the bytes before it (TWO LOCKS). */
+    /* tail, total_put: ours under put_lock (relaxed). */
     uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_relaxed));
-    uint64_t used = tail - SHK_A(atomic_load_explicit(&sh->head, memory_order_acquire));
-    if (q->maxsize && shk_q_count(q) >= q->maxsize)
-        return 0;
+    if (q->maxsize) {
+        uint64_t put = SHK_A(atomic_load_explicit(&sh->total_put, memory_order_relaxed));
+        /* acquire: as the total_got load it caches (TWO LOCKS) */
+        uint64_t got = atomic_load_explicit(&q->got_seen, memory_order_acquire);
+        if (put - got >= q->maxsize) {
+            got = SHK_A(atomic_load_explicit(&sh->total_got, memory_order_acquire));
+            atomic_store_explicit(&q->got_seen, got, memory_order_release);
+            /* > ring_size: a torn read outside the lock, or corruption */
+            if (put - got >= q->maxsize && put - got <= q->ring_size)
+                return 0;
+        }
+    }
+    uint64_t need = rec_size(payload);
+    /* acquire: the consumer that moved head past these bytes had read
+     * them (TWO LOCKS); the cached value carries the same guarantee. */
+    uint64_t used = tail - atomic_load_explicit(&q->head_seen, memory_order_acquire);
+    if (used <= q->ring_size && need <= q->ring_size - used)
+        return 1;
+    uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_acquire));
+    atomic_store_explicit(&q->head_seen, head, memory_order_release);
+    used = tail - head;
     /* used > ring_size only in a torn read outside the lock (SPINNING) */
-    return used <= q->ring_size && rec_size(payload) <= q->ring_size - used;
+    return used <= q->ring_size && need <= q->ring_size - used;
 }
 
 /* has_room with put_lock held: a queue full by its count may only look
@@ -168,7 +186,7 @@ static int room_locked(shk_queue *q, uint64_t payload)
 
 /* Is there an item to take?  A hint (SPINNING, BLOCKING): relaxed; the
  * try under get_lock decides. */
-static int item_hint(const shk_queue *q, uint64_t unused)
+static int item_hint(shk_queue *q, uint64_t unused)
 {
     (void)unused;
     return SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_relaxed)) !=
@@ -338,7 +356,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag, u
  * that is positive), adapting the budget (SPINNING).  1 if it said ready.
  * Bounded by the clock, read every SPIN_CLOCK_EVERY polls. */
 static int spin_wait(shk_queue *q, _Atomic int64_t *budget, int64_t timeout_ns,
-                     int (*ready)(const shk_queue *, uint64_t), uint64_t arg)
+                     int (*ready)(shk_queue *, uint64_t), uint64_t arg)
 {
     /* relaxed: a process-local tuning value; a lost update between two
      * threads of one process only makes the budget less adapted. */
@@ -369,7 +387,7 @@ static int spin_wait(shk_queue *q, _Atomic int64_t *budget, int64_t timeout_ns,
 /* Sleep until ready(q, arg) may hold, the timeout, or a wake (BLOCKING).
  * SHK_OK when it held at the re-check, else what the futex wait said. */
 static int wait_on(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *seq,
-                   int (*ready)(const shk_queue *, uint64_t), uint64_t arg, int64_t timeout_ns)
+                   int (*ready)(shk_queue *, uint64_t), uint64_t arg, int64_t timeout_ns)
 {
     uint32_t gen = waiter_enter(waiters);
     /* acquire: a bump we read comes with the commit before it */
@@ -490,6 +508,15 @@ int shk_queue_put_many(shk_queue *q, const shk_queue_item *items, uint64_t n, ui
 
 /* ------------------------------------------------------------------- get */
 
+/* get_lock held: the shared tail, read again (SEEN).  acquire: the
+ * records before it are written (TWO LOCKS). */
+static inline uint64_t fresh_tail(shk_queue *q)
+{
+    uint64_t tail = SHK_A(atomic_load_explicit(&q->sh->tail, memory_order_acquire));
+    atomic_store_explicit(&q->tail_seen, tail, memory_order_release);
+    return tail;
+}
+
 /* Take up to max items under one get_lock hold.  SHK_EEMPTY if none. */
 static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *ctx,
                    uint64_t *done, int *more)
@@ -505,10 +532,14 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *c
         return rc;
     }
     t_cell *cell = NULL; /* claimed when the first item is taken */
-    /* head: ours under get_lock.  tail, acquire: the records before it are
-     * written (TWO LOCKS). */
+    /* head: ours under get_lock. */
     uint64_t head = SHK_A(atomic_load_explicit(&sh->head, memory_order_relaxed));
-    uint64_t tail = SHK_A(atomic_load_explicit(&sh->tail, memory_order_acquire));
+    /* acquire: the records below a tail this handle read are written (TWO
+     * LOCKS); the shared tail is read again only once we reach that one
+     * (SEEN). */
+    uint64_t tail = atomic_load_explicit(&q->tail_seen, memory_order_acquire);
+    if (tail - head - 1 >= q->ring_size) /* reached, passed, or not ours */
+        tail = fresh_tail(q);
     if (tail - head > q->ring_size || (head | tail) % 8) {
         shk_q_unlock_get(q);
         return SHK_ECORRUPT;
@@ -517,7 +548,7 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *c
     /* OOL blocks to free after the lock is dropped; a few at a time. */
     uint64_t to_free[16];
     unsigned nfree = 0;
-    while (k < max && head != tail && nfree < 16) {
+    while (k < max && nfree < 16 && (head != tail || (tail = fresh_tail(q)) != head)) {
         rec_hdr h;
         ool_ref ref;
         rc = shk_q_read_record(q, head, tail - head, &h, &ref);

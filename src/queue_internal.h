@@ -144,6 +144,18 @@
  *   registers again.  A dead waiter's count is thus dropped at the next
  *   wake.
  *
+ * SEEN (positions cached per handle)
+ *   A consumer that reads `tail` on every get pulls the producers' line to
+ *   its core each time, and a producer that reads `head` pulls the
+ *   consumers'.  But positions only grow, so a value read once stays a
+ *   lower bound: records below a tail once read are committed, bytes below
+ *   a head once read are free, and a got total once read bounds the count
+ *   from above.  So each handle keeps the last values it read (tail_seen,
+ *   head_seen, got_seen) and reads the shared word again only when the
+ *   cached one does not settle the question (the consumer reached it, the
+ *   room or count it gives is short).  With a backlog a consumer then
+ *   reads tail once per ring's worth of records instead of once per item.
+ *
  * SPINNING
  *   A futex sleep and its wake-up cost several microseconds on each side,
  *   paid on every item when a consumer keeps up with its producer.  So a
@@ -296,6 +308,11 @@ struct shk_queue {
     unsigned me_gen; /* shk_fork_gen() when me_pid was read    */
     uint64_t me_start;
     int me_cell; /* our cell's index, -1 if not known */
+    /* The other side's positions as this process last read them (SEEN):
+     * lower bounds, since head, tail and total_got only grow.  Process-
+     * local; release/acquire because threads share a handle and a thread
+     * reads records (or overwrites ring bytes) on another's reading. */
+    _Atomic uint64_t tail_seen, head_seen, got_seen;
     /* Spin budgets (ns) of this handle's get and put waits (SPINNING).
      * Process-local; relaxed atomics because threads share a handle. */
     _Atomic int64_t spin_get, spin_put;
