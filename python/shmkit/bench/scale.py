@@ -451,9 +451,8 @@ SECTION = "## Scaling with processes"
 def format_section(report: Dict[str, Any], chart: Optional[str] = None, note: str = "") -> str:
     """The docs/BENCHMARKS.md section of a scale report (benchmarks/publish.py)."""
     m = report.get("machine", {})
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.get("created_unix", 0)))
     out = [SECTION, "",
-           f"`make scale` ({when}) on {m.get('cpu', '?')}, **{m.get('cpus_usable', '?')} usable "
+           f"`make scale` on {m.get('cpu', '?')}, **{m.get('cpus_usable', '?')} usable "
            f"cores**, Python {m.get('python', '?')}: aggregate ops/s of N processes doing the "
            "same operation at once (the sum of each process's rate), each pinned to a core of "
            "its own when N <= cores, median of the repeats, a fresh structure per run. "
