@@ -170,29 +170,35 @@ static void repair(shk_queue *q)
     SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
 }
 
-/* Both locks, put_lock first.  A dead holder of either, or a pending
- * repair: repair. */
+/* put_lock held (put_rc: how we took it, SHK_OK or SHK_MUTEX_RECOVERED):
+ * take get_lock too and repair if either lock's holder died or a repair
+ * is pending.  SHK_OK with both held, else neither. */
+static int then_get_lock(shk_queue *q, int put_rc)
+{
+    int rc = shk_mutex_lock(&q->sh->get_lock);
+    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED) {
+        if (put_rc == SHK_MUTEX_RECOVERED)
+            shk_mutex_consistent(&q->sh->put_lock);
+        shk_mutex_unlock(&q->sh->put_lock);
+        return rc;
+    }
+    /* relaxed: written under get_lock, which we hold */
+    if (put_rc == SHK_MUTEX_RECOVERED || rc == SHK_MUTEX_RECOVERED ||
+        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
+        repair(q);
+    if (rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+    if (put_rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->put_lock);
+    return SHK_OK;
+}
+
 int shk_q_lock_both(shk_queue *q)
 {
     int rc = shk_mutex_lock(&q->sh->put_lock);
     if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED)
         return rc;
-    int rc2 = shk_mutex_lock(&q->sh->get_lock);
-    if (rc2 != SHK_OK && rc2 != SHK_MUTEX_RECOVERED) {
-        if (rc == SHK_MUTEX_RECOVERED)
-            shk_mutex_consistent(&q->sh->put_lock);
-        shk_mutex_unlock(&q->sh->put_lock);
-        return rc2;
-    }
-    /* relaxed: written under get_lock, which we hold */
-    if (rc == SHK_MUTEX_RECOVERED || rc2 == SHK_MUTEX_RECOVERED ||
-        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
-        repair(q);
-    if (rc2 == SHK_MUTEX_RECOVERED)
-        shk_mutex_consistent(&q->sh->get_lock);
-    if (rc == SHK_MUTEX_RECOVERED)
-        shk_mutex_consistent(&q->sh->put_lock);
-    return SHK_OK;
+    return then_get_lock(q, rc);
 }
 
 int shk_q_lock_put(shk_queue *q)
@@ -202,20 +208,12 @@ int shk_q_lock_put(shk_queue *q)
         return SHK_OK;
     if (rc != SHK_MUTEX_RECOVERED)
         return rc;
-    /* We hold put_lock, the first in the order: take get_lock too, repair,
-     * and keep only put_lock. */
-    rc = shk_mutex_lock(&q->sh->get_lock);
-    if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED) {
-        shk_mutex_consistent(&q->sh->put_lock);
-        shk_mutex_unlock(&q->sh->put_lock);
-        return rc;
-    }
-    repair(q);
-    if (rc == SHK_MUTEX_RECOVERED)
-        shk_mutex_consistent(&q->sh->get_lock);
-    shk_mutex_unlock(&q->sh->get_lock);
-    shk_mutex_consistent(&q->sh->put_lock);
-    return SHK_OK;
+    /* A dead producer: repair with both locks (put_lock is the first in
+     * the order), then keep only put_lock. */
+    rc = then_get_lock(q, rc);
+    if (rc == SHK_OK)
+        shk_mutex_unlock(&q->sh->get_lock);
+    return rc;
 }
 
 int shk_q_lock_get(shk_queue *q)
