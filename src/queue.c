@@ -302,12 +302,7 @@ static inline void wake_not_full(shk_queue *q)
 
 void shk_queue_wake_waiters(shk_queue *q)
 {
-    /* relaxed: the bump only has to make a waiter that is about to sleep
-     * on the old value not sleep; FUTEX_WAIT compares atomically. */
-    SHK_A(atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed));
-    SHK_A(atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed));
-    shk_futex_wake(&q->sh->not_empty, INT_MAX);
-    shk_futex_wake(&q->sh->not_full, INT_MAX);
+    shk_q_wake_all(q);
     if (q->tasks) { /* a ledger this handle validated */
         SHK_A(atomic_fetch_add_explicit(&q->tasks->join_seq, 1, memory_order_relaxed));
         shk_futex_wake(&q->tasks->join_seq, INT_MAX);
@@ -348,6 +343,7 @@ static int try_put(shk_queue *q, const void *data, uint64_t len, uint32_t tag, u
     append(q, ool ? (const void *)&ref : data, (uint32_t)plen, tag, ool ? REC_OOL : 0);
     shk_q_unlock_put(q);
     *block = 0; /* the record owns it now */
+    SHK_CRASH_POINT("queue.put.wake");
     wake_not_empty(q, 1);
     return SHK_OK;
 }
@@ -393,8 +389,13 @@ static int wait_on(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *se
     /* acquire: a bump we read comes with the commit before it */
     uint32_t s = SHK_A(atomic_load_explicit(seq, memory_order_acquire));
     int rc = SHK_OK;
-    if (!ready(q, arg))
-        rc = shk_futex_wait(seq, s, timeout_ns);
+    if (!ready(q, arg)) {
+        /* in slices: a committer killed before its wake costs one */
+        int64_t nap = timeout_ns < 0 || timeout_ns > WAIT_SLICE_NS ? WAIT_SLICE_NS : timeout_ns;
+        rc = shk_futex_wait(seq, s, nap);
+        if (rc == SHK_ETIMEDOUT && nap != timeout_ns)
+            rc = SHK_OK; /* a slice, not the caller's timeout: look again */
+    }
     waiter_leave(waiters, gen);
     return rc;
 }
@@ -538,8 +539,13 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *c
      * LOCKS); the shared tail is read again only once we reach that one
      * (SEEN). */
     uint64_t tail = atomic_load_explicit(&q->tail_seen, memory_order_acquire);
-    if (tail - head - 1 >= q->ring_size) /* reached, passed, or not ours */
+    /* relaxed: written by a repair, under get_lock too */
+    uint64_t repairs = SHK_A(atomic_load_explicit(&sh->repairs, memory_order_relaxed));
+    if (tail - head - 1 >= q->ring_size || repairs != q->repairs_seen) {
+        /* reached, passed, not ours, or read before a repair cut the ring */
+        q->repairs_seen = repairs;
         tail = fresh_tail(q);
+    }
     if (tail - head > q->ring_size || (head | tail) % 8) {
         shk_q_unlock_get(q);
         return SHK_ECORRUPT;

@@ -50,7 +50,8 @@
  *     64   put_lock (robust mutex)
  *     128  tail | total_put | ool_put | recoveries    (under put_lock)
  *     192  get_lock (robust mutex)
- *     256  head | total_got | ool_got | repair        (under get_lock)
+ *     256  head | total_got | ool_got | repair | repairs
+ *                                                     (under get_lock)
  *     320  not_empty | not_full (futex sequence words) |
  *          get_waiters | put_waiters
  *   ring (a heap block of ring_size bytes, ring_size a power of two):
@@ -118,7 +119,9 @@
  *   so a stale count never keeps producers out while no consumer comes.
  *   The repair re-walks [head, tail), stops at the first invalid record
  *   (then tail = that position, impossible unless memory was corrupted)
- *   and sets total_put = total_got + records, ool_put likewise.
+ *   and sets total_put = total_got + records, ool_put likewise.  It may
+ *   have made room (a count that was one too high), so it wakes every
+ *   waiter, as a commit would.
  *
  * BLOCKING
  *   Two futex sequence words, not_empty and not_full, with waiter counts.
@@ -132,6 +135,11 @@
  *   re-check sees the commit, or the committer sees the registration and
  *   its bump makes the futex wait return at once: no wake-up is lost, and
  *   with nobody waiting a put or get makes no system call at all.
+ *
+ *   A committer killed between its commit and its wake leaves sleepers
+ *   that no later commit may come for.  So a waiter sleeps in slices of
+ *   at most WAIT_SLICE_NS and looks again after each: such a lost wake-up
+ *   costs at most one slice, never a hang.
  *
  *   A waiter killed while asleep cannot take its count back.  So a waiter
  *   word is { generation (high 12 bits), count (low 20) }: a waiter takes
@@ -155,6 +163,9 @@
  *   cached one does not settle the question (the consumer reached it, the
  *   room or count it gives is short).  With a backlog a consumer then
  *   reads tail once per ring's worth of records instead of once per item.
+ *   A repair is the one thing that may lower a position (it cuts the ring
+ *   at a damaged record), so it bumps `repairs`, and a consumer whose
+ *   tail_seen was read under another `repairs` value reads tail again.
  *
  * SPINNING
  *   A futex sleep and its wake-up cost several microseconds on each side,
@@ -216,6 +227,8 @@
 #define SPIN_START_NS 20000ll /* a new handle's budget              */
 #define SPIN_MAX_NS 100000ll  /* what a busy partner can earn it    */
 #define SPIN_CLOCK_EVERY 32u  /* polls between clock reads / yields */
+/* The longest one futex sleep of a waiter (BLOCKING). */
+#define WAIT_SLICE_NS 100000000ll
 
 typedef struct q_shared {
     uint64_t magic;
@@ -241,8 +254,9 @@ typedef struct q_shared {
     _Atomic uint64_t head; /* 256 */
     _Atomic uint64_t total_got;
     _Atomic uint64_t ool_got;
-    _Atomic uint64_t repair; /* 1: the totals await a RECOVERY repair */
-    uint64_t pad2[4];
+    _Atomic uint64_t repair;  /* 1: the totals await a RECOVERY repair */
+    _Atomic uint64_t repairs; /* bumped by every repair (SEEN) */
+    uint64_t pad2[3];
     _Atomic uint32_t not_empty; /* 320: futex words */
     _Atomic uint32_t not_full;
     _Atomic uint32_t get_waiters;
@@ -313,6 +327,8 @@ struct shk_queue {
      * local; release/acquire because threads share a handle and a thread
      * reads records (or overwrites ring bytes) on another's reading. */
     _Atomic uint64_t tail_seen, head_seen, got_seen;
+    uint64_t repairs_seen; /* sh->repairs when tail_seen was read (SEEN);
+                            * under get_lock, like tail_seen */
     /* Spin budgets (ns) of this handle's get and put waits (SPINNING).
      * Process-local; relaxed atomics because threads share a handle. */
     _Atomic int64_t spin_get, spin_put;
@@ -332,6 +348,8 @@ int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end);
 int shk_q_lock_put(shk_queue *q);
 int shk_q_lock_get(shk_queue *q);
 int shk_q_lock_both(shk_queue *q);
+/* Bump both futex words and wake every waiter (a repair; close). */
+void shk_q_wake_all(shk_queue *q);
 /* put_lock held, the queue found full: if get_lock is free and its last
  * holder died (or left a repair pending), repair now, so that a count one
  * too high never keeps producers out while no consumer comes (RECOVERY). */

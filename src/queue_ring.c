@@ -5,6 +5,7 @@
  */
 #include "queue_internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* ---------------------------------------------------------- record digest
@@ -143,6 +144,16 @@ int shk_q_walk(shk_queue *q, uint64_t *count, uint64_t *ool, uint64_t *end)
     return rc;
 }
 
+void shk_q_wake_all(shk_queue *q)
+{
+    /* relaxed: the bump only has to make a waiter that is about to sleep
+     * on the old value not sleep; FUTEX_WAIT compares atomically. */
+    SHK_A(atomic_fetch_add_explicit(&q->sh->not_empty, 1, memory_order_relaxed));
+    SHK_A(atomic_fetch_add_explicit(&q->sh->not_full, 1, memory_order_relaxed));
+    shk_futex_wake(&q->sh->not_empty, INT_MAX);
+    shk_futex_wake(&q->sh->not_full, INT_MAX);
+}
+
 /* Both locks held: the totals from the ring (RECOVERY).  The dead holder
  * may have stopped between two stores; cut the ring at the first bad
  * record and recount. */
@@ -167,7 +178,13 @@ static void repair(shk_queue *q)
     SHK_A(atomic_store_explicit(&sh->total_put, got + n, memory_order_release));
     SHK_A(atomic_store_explicit(&sh->ool_put, ogot + o, memory_order_release));
     SHK_A(atomic_store_explicit(&sh->repair, 0, memory_order_relaxed));
+    /* relaxed: read under get_lock, which we hold (SEEN) */
+    SHK_A(atomic_fetch_add_explicit(&sh->repairs, 1, memory_order_relaxed));
     SHK_A(atomic_fetch_add_explicit(&sh->recoveries, 1, memory_order_relaxed));
+    /* Room or items may have appeared (the count was one too high): wake
+     * every waiter, who looks again (BLOCKING).  Under the locks: this
+     * path is rare, and no waiter needs them to look. */
+    shk_q_wake_all(q);
 }
 
 /* put_lock held (put_rc: how we took it, SHK_OK or SHK_MUTEX_RECOVERED):

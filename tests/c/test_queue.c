@@ -3,6 +3,7 @@
 #include "fixture.h"
 #include "queue_internal.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -723,6 +724,123 @@ TEST(repair_note)
     close_queue(s, q, "qnote");
 }
 
+/* A repair may cut the ring (a damaged record) below a tail another
+ * handle has cached: that handle must read tail again, not read past it
+ * (SEEN). */
+TEST(repair_cut_drops_cached_tail)
+{
+    shk_queue *a, *b;
+    shk_segment *s = open_queue("qcut", 4096, 0, &a);
+    int created;
+    CHECK_EQ(shk_queue_open_named(s, "q", NULL, &b, &created), SHK_OK);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    char *ring = shk_segment_base(s) + sh->ring_off;
+    for (uint64_t i = 1; i <= 3; i++)
+        CHECK_EQ(shk_queue_put(b, &i, 8, 7, 0), SHK_OK); /* records at 0, 16, 32 */
+    uint64_t v;
+    CHECK_EQ(get_u64(a, &v, 0), SHK_OK); /* a has seen tail 48 */
+    CHECK_EQ(v, 1);
+    ring[16 + 8] ^= 0x55;               /* damage record 2 */
+    atomic_store(&sh->repair, 1);       /* and have the next get repair */
+    CHECK_EQ(get_u64(b, &v, 0), SHK_EEMPTY); /* the ring is cut at 16 */
+    CHECK_EQ(atomic_load(&sh->tail), 16);
+    CHECK_EQ(get_u64(a, &v, 0), SHK_EEMPTY);
+    uint64_t x = 42;
+    CHECK_EQ(shk_queue_put(b, &x, 8, 7, 0), SHK_OK);
+    CHECK_EQ(get_u64(a, &v, 0), SHK_OK);
+    CHECK_EQ(v, 42);
+    CHECK_EQ(get_u64(a, &v, 0), SHK_EEMPTY); /* not record 3, cut away */
+    CHECK_EQ(shk_queue_check(b, NULL), SHK_OK);
+    shk_queue_close(b);
+    close_queue(s, a, "qcut");
+}
+
+static _Atomic int put_rc = 1;
+static void *blocking_put(void *arg)
+{
+    uint64_t x = 77;
+    atomic_store(&put_rc, shk_queue_put((shk_queue *)arg, &x, 8, 7, -1));
+    return NULL;
+}
+
+/* A producer asleep on a queue full only by a dead consumer's count is
+ * woken by the repair (which bumps not_full), while the consumer that
+ * recovered get_lock still holds it, so the producer could not repair. */
+TEST(repair_wakes_producers)
+{
+    shk_queue *q;
+    shk_segment *s = open_queue("qrw", 4096, 1, &q);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    uint64_t v = 1;
+    CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
+    CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
+    /* a consumer killed between its head store and its total: count 1 */
+    atomic_store(&sh->total_got, atomic_load(&sh->total_got) - 1);
+    /* its recoverer, between leaving the note and dropping get_lock */
+    CHECK_EQ(shk_mutex_lock(&sh->get_lock), SHK_OK);
+    atomic_store(&sh->repair, 1);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, blocking_put, q), 0);
+    /* the producer found the queue full and registered as a waiter */
+    while ((atomic_load(&sh->put_waiters) & WAITER_MASK) == 0)
+        sched_yield();
+    uint32_t seq = atomic_load(&sh->not_full);
+    shk_mutex_unlock(&sh->get_lock);
+    CHECK_EQ(shk_queue_check(q, NULL), SHK_OK); /* takes both locks: repairs */
+    CHECK(atomic_load(&sh->not_full) != seq);    /* and wakes */
+    pthread_join(th, NULL);
+    CHECK_EQ(atomic_load(&put_rc), SHK_OK);
+    CHECK_EQ(shk_queue_size(q), 1);
+    close_queue(s, q, "qrw");
+}
+
+static shk_queue *slice_q;
+static _Atomic int slice_rc = 1;
+static void *blocking_wait(void *arg)
+{
+    (void)arg;
+    atomic_store(&slice_rc, shk_queue_wait_get(slice_q, 20 * 1000000000ll));
+    return NULL;
+}
+
+/* A producer killed after its commit but before its wake leaves a
+ * sleeping consumer no wake-up: its wait must still end (SHK_OK: look
+ * again) after one sleep slice (WAIT_SLICE_NS), not sleep out its 20 s
+ * timeout (SHK_ETIMEDOUT), and the item is there. */
+TEST(lost_wake_costs_a_slice)
+{
+    shk_segment *s = open_queue("qslice", 4096, 0, &slice_q);
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, blocking_wait, NULL), 0);
+    while ((atomic_load(&sh->get_waiters) & WAITER_MASK) == 0)
+        sched_yield();
+    struct timespec nap = {0, 20 * 1000 * 1000}; /* let it fall asleep */
+    nanosleep(&nap, NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        shk_crash_arm("queue.put.wake");
+        uint64_t x = 5;
+        shk_queue_put(slice_q, &x, 8, 7, 0);
+        _exit(3); /* not reached: killed at the point */
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    pthread_join(th, NULL);
+    CHECK_EQ(atomic_load(&slice_rc), SHK_OK);
+    uint64_t v;
+    CHECK_EQ(get_u64(slice_q, &v, 0), SHK_OK);
+    CHECK_EQ(v, 5);
+    close_queue(s, slice_q, "qslice");
+}
+
 int main(void)
 {
     RUN(fifo_basic);
@@ -739,5 +857,8 @@ int main(void)
     RUN(spill_out_of_line);
     RUN(joinable);
     RUN(repair_note);
+    RUN(repair_cut_drops_cached_tail);
+    RUN(repair_wakes_producers);
+    RUN(lost_wake_costs_a_slice);
     return check_summary();
 }

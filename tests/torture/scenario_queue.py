@@ -97,5 +97,5 @@ def verify(name: str, m: Transfers) -> dict:
 
 
 SCENARIO = Scenario("queue", setup, work, model, fold, verify,
-                    crash_points=("queue.put.commit", "queue.put.count", "queue.put.ool",
+                    crash_points=("queue.put.commit", "queue.put.count", "queue.put.ool", "queue.put.wake",
                                   "queue.get.commit", "queue.get.count", "queue.get.free"))
