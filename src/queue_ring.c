@@ -9,36 +9,66 @@
 #include <string.h>
 
 /* ---------------------------------------------------------- record digest
- * One multiply-and-fold step per 8-byte word (~8 GB/s), fed piece by
- * piece: a payload that wraps around the ring is split at the ring's end,
- * a multiple of 8 bytes from its 8-aligned start, so every piece but the
- * last is whole words and the digest is the same as for one piece. */
+ * A multiply-and-fold step per 8-byte word, in four independent lanes
+ * (word i goes to lane i % 4, so the four multiplies overlap: ~3x one
+ * chain's speed), folded together at the end.  Fed piece by piece: a
+ * payload that wraps around the ring is split at the ring's end, a
+ * multiple of 8 bytes from its 8-aligned start, so every piece but the
+ * last is whole words, the lane of a word is its index in the payload, and
+ * the digest is the same as for one piece. */
 #define DIGEST_K 0x9E3779B97F4A7C15ull
 
-static uint64_t digest_words(uint64_t h, const char *p, uint64_t n)
+typedef struct digest {
+    uint64_t h[4];
+    uint64_t words; /* words fed so far: the next one's lane is words % 4 */
+} digest;
+
+static inline uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * DIGEST_K;
+    return h ^ h >> 32;
+}
+
+static void digest_words(digest *d, const char *p, uint64_t n)
 {
     uint64_t w;
-    for (; n >= 8; p += 8, n -= 8) {
+    for (; n >= 8 && d->words % 4; p += 8, n -= 8, d->words++) {
         memcpy(&w, p, 8);
-        h = (h ^ w) * DIGEST_K;
-        h ^= h >> 32;
+        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
     }
-    if (n) {
+    uint64_t h0 = d->h[0], h1 = d->h[1], h2 = d->h[2], h3 = d->h[3];
+    for (; n >= 32; p += 32, n -= 32, d->words += 4) {
+        uint64_t w4[4];
+        memcpy(w4, p, 32);
+        h0 = mix(h0, w4[0]);
+        h1 = mix(h1, w4[1]);
+        h2 = mix(h2, w4[2]);
+        h3 = mix(h3, w4[3]);
+    }
+    d->h[0] = h0, d->h[1] = h1, d->h[2] = h2, d->h[3] = h3;
+    for (; n >= 8; p += 8, n -= 8, d->words++) {
+        memcpy(&w, p, 8);
+        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
+    }
+    if (n) { /* the last piece's last, partial word */
         w = 0;
         memcpy(&w, p, n);
-        h = (h ^ w) * DIGEST_K;
-        h ^= h >> 32;
+        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
+        d->words++;
     }
-    return h;
 }
 
-static inline uint64_t digest_start(uint32_t len, uint32_t tag, uint32_t flags)
+static inline digest digest_start(uint32_t len, uint32_t tag, uint32_t flags)
 {
-    return ((uint64_t)len | (uint64_t)tag << 32 | (uint64_t)flags << 40) * DIGEST_K + 0x5143;
+    uint64_t h = ((uint64_t)len | (uint64_t)tag << 32 | (uint64_t)flags << 40) * DIGEST_K +
+                 0x5143;
+    digest d = {{h, h ^ 0x1111, h ^ 0x2222, h ^ 0x3333}, 0};
+    return d;
 }
 
-static inline uint16_t digest_end(uint64_t h)
+static inline uint16_t digest_end(const digest *d)
 {
+    uint64_t h = mix(mix(mix(d->h[0], d->h[1]), d->h[2]), d->h[3]);
     h ^= h >> 29;
     return (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
 }
@@ -46,7 +76,9 @@ static inline uint16_t digest_end(uint64_t h)
 /* The check word of a record holding `payload` (contiguous). */
 uint16_t shk_q_digest(uint32_t len, uint32_t tag, uint32_t flags, const void *payload)
 {
-    return digest_end(digest_words(digest_start(len, tag, flags), payload, len));
+    digest d = digest_start(len, tag, flags);
+    digest_words(&d, payload, len);
+    return digest_end(&d);
 }
 
 /* ------------------------------------------------------------- ring copy */
@@ -77,11 +109,14 @@ void shk_q_ring_read(const shk_queue *q, uint64_t pos, void *dst, uint64_t n)
 static uint16_t ring_digest(const shk_queue *q, uint64_t pos, const rec_hdr *h)
 {
     uint64_t o = (pos + REC_HDR) & q->mask, first = q->ring_size - o;
-    uint64_t hs = digest_start(h->len, h->tag, h->flags);
-    if (first >= h->len)
-        return digest_end(digest_words(hs, q->ring + o, h->len));
-    hs = digest_words(hs, q->ring + o, first);
-    return digest_end(digest_words(hs, q->ring, h->len - first));
+    digest d = digest_start(h->len, h->tag, h->flags);
+    if (first >= h->len) {
+        digest_words(&d, q->ring + o, h->len);
+    } else {
+        digest_words(&d, q->ring + o, first);
+        digest_words(&d, q->ring, h->len - first);
+    }
+    return digest_end(&d);
 }
 
 /* Read and validate the record at `pos`, knowing `avail` bytes of records
