@@ -9,18 +9,23 @@
 #include <string.h>
 
 /* ---------------------------------------------------------- record digest
- * A multiply-and-fold step per 8-byte word, in four independent lanes
- * (word i goes to lane i % 4, so the four multiplies overlap: ~3x one
- * chain's speed), folded together at the end.  Fed piece by piece: a
- * payload that wraps around the ring is split at the ring's end, a
- * multiple of 8 bytes from its 8-aligned start, so every piece but the
- * last is whole words, the lane of a word is its index in the payload, and
- * the digest is the same as for one piece. */
+ * A multiply-and-fold step per 8-byte word.  A payload of DIGEST_LANES_MIN
+ * bytes or more runs four independent chains ("lanes": the four multiplies
+ * overlap, ~3x one chain's speed), word i going to lane i % 4, folded
+ * together at the end; a shorter one runs one chain, which costs less than
+ * setting up and folding four.  Fed piece by piece: a payload that wraps
+ * around the ring is split at the ring's end, a multiple of 8 bytes from
+ * its 8-aligned start, so every piece but the last is whole words and the
+ * digest is the same as for one piece.  The lanes are kept rotated so that
+ * h[0] is always the next word's: a piece of any length then needs no
+ * index arithmetic, and the fold turns the rotation back. */
 #define DIGEST_K 0x9E3779B97F4A7C15ull
+#define DIGEST_LANES_MIN 128u
 
 typedef struct digest {
-    uint64_t h[4];
-    uint64_t words; /* words fed so far: the next one's lane is words % 4 */
+    uint64_t h[4];  /* h[0]: the lane of the next word (one chain: h[0] only) */
+    uint64_t words; /* words fed so far */
+    int lanes;      /* four chains, or one */
 } digest;
 
 static inline uint64_t mix(uint64_t h, uint64_t w)
@@ -29,15 +34,27 @@ static inline uint64_t mix(uint64_t h, uint64_t w)
     return h ^ h >> 32;
 }
 
+static inline uint64_t rotl(uint64_t x, unsigned r) { return r ? x << r | x >> (64 - r) : x; }
+
 static void digest_words(digest *d, const char *p, uint64_t n)
 {
-    uint64_t w;
-    for (; n >= 8 && d->words % 4; p += 8, n -= 8, d->words++) {
-        memcpy(&w, p, 8);
-        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
+    uint64_t h0 = d->h[0], w;
+    d->words += (n + 7) / 8;
+    if (!d->lanes) {
+        for (; n >= 8; p += 8, n -= 8) {
+            memcpy(&w, p, 8);
+            h0 = mix(h0, w);
+        }
+        if (n) { /* the last piece's last, partial word */
+            w = 0;
+            memcpy(&w, p, n);
+            h0 = mix(h0, w);
+        }
+        d->h[0] = h0;
+        return;
     }
-    uint64_t h0 = d->h[0], h1 = d->h[1], h2 = d->h[2], h3 = d->h[3];
-    for (; n >= 32; p += 32, n -= 32, d->words += 4) {
+    uint64_t h1 = d->h[1], h2 = d->h[2], h3 = d->h[3], t;
+    for (; n >= 32; p += 32, n -= 32) {
         uint64_t w4[4];
         memcpy(w4, p, 32);
         h0 = mix(h0, w4[0]);
@@ -45,30 +62,33 @@ static void digest_words(digest *d, const char *p, uint64_t n)
         h2 = mix(h2, w4[2]);
         h3 = mix(h3, w4[3]);
     }
-    d->h[0] = h0, d->h[1] = h1, d->h[2] = h2, d->h[3] = h3;
-    for (; n >= 8; p += 8, n -= 8, d->words++) {
-        memcpy(&w, p, 8);
-        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
-    }
-    if (n) { /* the last piece's last, partial word */
+    for (; n; p += 8, n -= n < 8 ? n : 8) { /* single words: rotate */
         w = 0;
-        memcpy(&w, p, n);
-        d->h[d->words % 4] = mix(d->h[d->words % 4], w);
-        d->words++;
+        memcpy(&w, p, n < 8 ? n : 8);
+        t = mix(h0, w);
+        h0 = h1, h1 = h2, h2 = h3, h3 = t;
     }
+    d->h[0] = h0, d->h[1] = h1, d->h[2] = h2, d->h[3] = h3;
 }
 
 static inline digest digest_start(uint32_t len, uint32_t tag, uint32_t flags)
 {
     uint64_t h = ((uint64_t)len | (uint64_t)tag << 32 | (uint64_t)flags << 40) * DIGEST_K +
                  0x5143;
-    digest d = {{h, h ^ 0x1111, h ^ 0x2222, h ^ 0x3333}, 0};
+    digest d = {{h, h ^ 0x1111, h ^ 0x2222, h ^ 0x3333}, 0, len >= DIGEST_LANES_MIN};
     return d;
 }
 
 static inline uint16_t digest_end(const digest *d)
 {
-    uint64_t h = mix(mix(mix(d->h[0], d->h[1]), d->h[2]), d->h[3]);
+    uint64_t h = d->h[0];
+    if (d->lanes) {
+        /* lane j rotated by 16 j (equal lanes must not cancel); the lanes
+         * sit rotated by words % 4 positions, which rotates the sum by 16
+         * bits per position (4 * 16 = 64) */
+        h = d->h[0] ^ rotl(d->h[1], 16) ^ rotl(d->h[2], 32) ^ rotl(d->h[3], 48);
+        h = mix(rotl(h, (unsigned)(16 * (d->words % 4))), 0);
+    }
     h ^= h >> 29;
     return (uint16_t)(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
 }
