@@ -683,6 +683,14 @@ TEST(joinable)
     fixture_drop(s, "qjoin2");
 }
 
+/* The shared header of the queue "q" of segment s. */
+static q_shared *header_of(shk_segment *s)
+{
+    shk_object_info info;
+    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
+    return (q_shared *)(shk_segment_base(s) + info.offset);
+}
+
 /* A consumer killed between its head store and its total bump leaves the
  * count one too high, and a get_lock recoverer killed before its repair
  * leaves the repair note set: the next get repairs (taking both locks in
@@ -692,9 +700,7 @@ TEST(repair_note)
 {
     shk_queue *q;
     shk_segment *s = open_queue("qnote", 4096, 3, &q);
-    shk_object_info info;
-    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
-    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    q_shared *sh = header_of(s);
     uint64_t v;
     for (int round = 0; round < 2; round++) {
         for (uint64_t i = 1; shk_queue_size(q) < 3; i++)
@@ -733,9 +739,7 @@ TEST(repair_cut_drops_cached_tail)
     shk_segment *s = open_queue("qcut", 4096, 0, &a);
     int created;
     CHECK_EQ(shk_queue_open_named(s, "q", NULL, &b, &created), SHK_OK);
-    shk_object_info info;
-    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
-    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    q_shared *sh = header_of(s);
     char *ring = shk_segment_base(s) + sh->ring_off;
     for (uint64_t i = 1; i <= 3; i++)
         CHECK_EQ(shk_queue_put(b, &i, 8, 7, 0), SHK_OK); /* records at 0, 16, 32 */
@@ -772,9 +776,7 @@ TEST(repair_wakes_producers)
 {
     shk_queue *q;
     shk_segment *s = open_queue("qrw", 4096, 1, &q);
-    shk_object_info info;
-    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
-    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    q_shared *sh = header_of(s);
     uint64_t v = 1;
     CHECK_EQ(shk_queue_put(q, &v, 8, 7, 0), SHK_OK);
     CHECK_EQ(get_u64(q, &v, 0), SHK_OK);
@@ -814,9 +816,7 @@ static void *blocking_wait(void *arg)
 TEST(lost_wake_costs_a_slice)
 {
     shk_segment *s = open_queue("qslice", 4096, 0, &slice_q);
-    shk_object_info info;
-    CHECK_EQ(shk_segment_lookup(s, "q", &info), SHK_OK);
-    q_shared *sh = (q_shared *)(shk_segment_base(s) + info.offset);
+    q_shared *sh = header_of(s);
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, blocking_wait, NULL), 0);
     while ((atomic_load(&sh->get_waiters) & WAITER_MASK) == 0)
