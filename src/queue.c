@@ -380,8 +380,9 @@ static int spin_wait(shk_queue *q, _Atomic int64_t *budget, int64_t timeout_ns,
     return 0;
 }
 
-/* Sleep until ready(q, arg) may hold, the timeout, or a wake (BLOCKING).
- * SHK_OK when it held at the re-check, else what the futex wait said. */
+/* Sleep until ready(q, arg) may hold, the timeout, or a wake (BLOCKING);
+ * the check after registering is the one that decides.  SHK_OK when it
+ * held there, else what the futex wait said. */
 static int wait_on(shk_queue *q, _Atomic uint32_t *waiters, _Atomic uint32_t *seq,
                    int (*ready)(shk_queue *, uint64_t), uint64_t arg, int64_t timeout_ns)
 {
@@ -405,12 +406,10 @@ int shk_queue_wait_put(shk_queue *q, uint64_t len, int64_t timeout_ns)
     if (len > SHK_QUEUE_MAX_ITEM)
         return SHK_EINVAL;
     uint64_t plen = len > q->inline_max ? sizeof(ool_ref) : len;
-    if (timeout_ns != 0 && spin_wait(q, &q->spin_put, timeout_ns, has_room, plen))
-        return SHK_OK;
-    if (has_room(q, plen))
-        return SHK_OK;
     if (timeout_ns == 0)
-        return SHK_ETIMEDOUT;
+        return has_room(q, plen) ? SHK_OK : SHK_ETIMEDOUT;
+    if (spin_wait(q, &q->spin_put, timeout_ns, has_room, plen))
+        return SHK_OK;
     return wait_on(q, &q->sh->put_waiters, &q->sh->not_full, has_room, plen, timeout_ns);
 }
 
@@ -605,12 +604,10 @@ static int try_get(shk_queue *q, uint64_t max, shk_queue_alloc_fn alloc, void *c
 
 int shk_queue_wait_get(shk_queue *q, int64_t timeout_ns)
 {
-    if (timeout_ns != 0 && spin_wait(q, &q->spin_get, timeout_ns, item_hint, 0))
-        return SHK_OK;
-    if (item_hint(q, 0))
-        return SHK_OK;
     if (timeout_ns == 0)
-        return SHK_ETIMEDOUT;
+        return item_hint(q, 0) ? SHK_OK : SHK_ETIMEDOUT;
+    if (spin_wait(q, &q->spin_get, timeout_ns, item_hint, 0))
+        return SHK_OK;
     return wait_on(q, &q->sh->get_waiters, &q->sh->not_empty, item_hint, 0, timeout_ns);
 }
 

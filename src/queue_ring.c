@@ -242,9 +242,21 @@ static void repair(shk_queue *q)
     shk_q_wake_all(q);
 }
 
+/* Both locks held, get_lock just taken (get_rc: SHK_OK or
+ * SHK_MUTEX_RECOVERED): repair if put_lock's holder died (put_dead),
+ * get_lock's did, or a repair is pending; get_lock is consistent after. */
+static void settle(shk_queue *q, int put_dead, int get_rc)
+{
+    /* relaxed: written under get_lock, which we hold */
+    if (put_dead || get_rc == SHK_MUTEX_RECOVERED ||
+        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
+        repair(q);
+    if (get_rc == SHK_MUTEX_RECOVERED)
+        shk_mutex_consistent(&q->sh->get_lock);
+}
+
 /* put_lock held (put_rc: how we took it, SHK_OK or SHK_MUTEX_RECOVERED):
- * take get_lock too and repair if either lock's holder died or a repair
- * is pending.  SHK_OK with both held, else neither. */
+ * take get_lock too and settle.  SHK_OK with both held, else neither. */
 static int then_get_lock(shk_queue *q, int put_rc)
 {
     int rc = shk_mutex_lock(&q->sh->get_lock);
@@ -254,12 +266,7 @@ static int then_get_lock(shk_queue *q, int put_rc)
         shk_mutex_unlock(&q->sh->put_lock);
         return rc;
     }
-    /* relaxed: written under get_lock, which we hold */
-    if (put_rc == SHK_MUTEX_RECOVERED || rc == SHK_MUTEX_RECOVERED ||
-        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
-        repair(q);
-    if (rc == SHK_MUTEX_RECOVERED)
-        shk_mutex_consistent(&q->sh->get_lock);
+    settle(q, put_rc == SHK_MUTEX_RECOVERED, rc);
     if (put_rc == SHK_MUTEX_RECOVERED)
         shk_mutex_consistent(&q->sh->put_lock);
     return SHK_OK;
@@ -315,11 +322,6 @@ void shk_q_repair_from_put(shk_queue *q)
     int rc = shk_pmutex_trylock(&q->sh->get_lock.m);
     if (rc != SHK_OK && rc != SHK_MUTEX_RECOVERED)
         return; /* held by a live consumer, who repairs if need be */
-    /* relaxed: written under get_lock, which we hold */
-    if (rc == SHK_MUTEX_RECOVERED ||
-        SHK_A(atomic_load_explicit(&q->sh->repair, memory_order_relaxed)))
-        repair(q);
-    if (rc == SHK_MUTEX_RECOVERED)
-        shk_mutex_consistent(&q->sh->get_lock);
+    settle(q, 0, rc);
     shk_mutex_unlock(&q->sh->get_lock);
 }
